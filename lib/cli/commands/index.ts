@@ -1,0 +1,6 @@
+// Every command module, in the order `w4a8 --help` lists them.
+import type { CommandModule } from 'yargs';
+import { infoCommand } from './info';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = [infoCommand];

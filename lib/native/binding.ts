@@ -1,0 +1,48 @@
+// Loads the N-API addon and types it. Every kernel module adds its functions to
+// NativeBinding; callers go through the validating wrappers beside this file, never raw.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface BuildInfo {
+  cudaCompiled: boolean;
+  cudaDevices: number;
+  cudaDevice?: string;
+  cudaComputeCapability?: string;
+  napiVersion: number;
+}
+
+export interface NativeBinding {
+  buildInfo: BuildInfo;
+  float16ToFloat32(src: Uint16Array, dst: Float32Array): void;
+  bfloat16ToFloat32(src: Uint16Array, dst: Float32Array): void;
+  float32ToFloat16(src: Float32Array, dst: Uint16Array): void;
+  float32ToBfloat16(src: Float32Array, dst: Uint16Array): void;
+  countNonFinite(src: Float32Array): number;
+  // Modules add their members here as they land (kernels, quantizers, statistics, eval).
+  [name: string]: unknown;
+}
+
+let cached: NativeBinding | undefined;
+
+/** Candidate locations of w4a8.node: the cmake-js build of this checkout, then an override. */
+function candidates(): string[] {
+  const root = path.resolve(__dirname, '..', '..');
+  const list = [
+    path.join(root, 'build', 'addon', 'Release', 'w4a8.node'),
+    path.join(root, 'build', 'addon', 'Debug', 'w4a8.node'),
+  ];
+  if (process.env.W4A8_ADDON) list.unshift(path.resolve(process.env.W4A8_ADDON));
+  return list;
+}
+
+export function native(): NativeBinding {
+  if (cached) return cached;
+  const tried = candidates();
+  const found = tried.find((p) => fs.existsSync(p));
+  if (!found) {
+    throw new Error(`the w4a8 native addon is not built (looked for ${tried.join(', ')}); run \`npm ci\` or \`npm run build\``);
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  cached = require(found) as NativeBinding;
+  return cached;
+}

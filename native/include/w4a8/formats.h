@@ -1,0 +1,115 @@
+// Every packed weight format of w4a8, in one place, for C++ and CUDA.
+//
+// The canonical quantized weight ("QuantizedWeight") is what the quantizer produces and what
+// ONNX Runtime's com.microsoft.MatMulNBits stores, so it round-trips with no repacking:
+//
+//   logical weight W[n][k], n < N output channels, k < K input channels; y[m][n] = sum_k x[m][k] W[n][k]
+//   groups ("blocks") of `group_size` consecutive k within one output channel n;
+//   blocks_per_row = ceil(K / group_size); the tail of the last block is padded with code 0 (int4 sym:
+//   code 8 would also be 0 after dequantization; the kernels never read padded k anyway).
+//
+//   codes       uint8 [N][blocks_per_row][group_size / 2]  two 4-bit codes per byte, LOW NIBBLE FIRST
+//                                                         (k even -> bits 0..3, k odd -> bits 4..7)
+//   scales      float [N][blocks_per_row]
+//   zero_points uint8 [N][ceil(blocks_per_row / 2)]       packed like codes (low nibble = even block);
+//                                                         absent -> every zero point is 8 (int4 symmetric)
+//
+// Dequantization of one code q in block b of row n:
+//   kInt4 (asymmetric or symmetric): w = (q - zp) * scale, q and zp in 0..15
+//   kFp4E2M1:                        w = Fp4E2M1Value(q) * scale   (no zero point)
+//
+// FP4 E2M1 codes: bit 3 sign, bits 2..1 exponent (bias 1), bit 0 mantissa:
+//   magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6. Twice those are the integers 0, 1, 2, 3, 4, 6, 8, 12,
+//   so FP4 weights run on the int8 kernels through a 16-entry lookup and a halved scale.
+//
+// Kernel-specific prepacked layouts (CPU tiles, CUDA register layouts) are declared further down,
+// each next to the function that produces it from the canonical layout.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define W4A8_HD __host__ __device__ inline
+#else
+#define W4A8_HD inline
+#endif
+
+namespace w4a8 {
+
+enum class WeightFormat : int32_t {
+  kInt4 = 0,      // 4-bit integer codes, zero points (asymmetric) or implicit 8 (symmetric)
+  kFp4E2M1 = 1,   // 4-bit float codes, symmetric, per-group scale
+};
+
+constexpr int kInt4DefaultZeroPoint = 8;
+constexpr int kMinGroupSize = 16;
+constexpr int kMaxGroupSize = 256;
+
+// One quantized weight matrix in the canonical layout (pointers are not owned).
+struct QuantizedWeight {
+  WeightFormat format;
+  int32_t n;            // output channels
+  int32_t k;            // input channels
+  int32_t group_size;   // 16..256, power of two; per-channel quantization uses group_size = K rounded up
+  const uint8_t* codes;
+  const float* scales;
+  const uint8_t* zero_points;  // may be null (symmetric int4, fp4)
+};
+
+W4A8_HD int32_t BlocksPerRow(int32_t k, int32_t group_size) { return (k + group_size - 1) / group_size; }
+W4A8_HD size_t CodeBytes(int32_t n, int32_t k, int32_t group_size) {
+  return (size_t)n * BlocksPerRow(k, group_size) * (group_size / 2);
+}
+W4A8_HD size_t ScaleCount(int32_t n, int32_t k, int32_t group_size) {
+  return (size_t)n * BlocksPerRow(k, group_size);
+}
+W4A8_HD size_t ZeroPointBytes(int32_t n, int32_t k, int32_t group_size) {
+  return (size_t)n * ((BlocksPerRow(k, group_size) + 1) / 2);
+}
+
+// The 4-bit code at (row n, input k).
+W4A8_HD int CodeAt(const uint8_t* codes, int32_t k_dim, int32_t group_size, int32_t n, int32_t k) {
+  const int32_t blocks = BlocksPerRow(k_dim, group_size);
+  const size_t byte = (size_t)n * blocks * (group_size / 2) + (size_t)(k / group_size) * (group_size / 2) +
+                      (size_t)(k % group_size) / 2;
+  return (k & 1) ? (codes[byte] >> 4) : (codes[byte] & 0x0f);
+}
+
+// The zero point of block b in row n (8 when zero_points is null).
+W4A8_HD int ZeroPointAt(const uint8_t* zero_points, int32_t blocks_per_row, int32_t n, int32_t b) {
+  if (!zero_points) return kInt4DefaultZeroPoint;
+  const uint8_t byte = zero_points[(size_t)n * ((blocks_per_row + 1) / 2) + b / 2];
+  return (b & 1) ? (byte >> 4) : (byte & 0x0f);
+}
+
+// FP4 E2M1 code -> value; and -> twice the value as an exact small integer (-12..12).
+W4A8_HD int Fp4E2M1TimesTwo(int code) {
+  // magnitude*2 for codes 0..7: 0, 1, 2, 3, 4, 6, 8, 12
+  const int mag2 = (code & 7) < 4 ? (code & 7) : ((code & 7) == 4 ? 4 : (code & 7) == 5 ? 6 : (code & 7) == 6 ? 8 : 12);
+  return (code & 8) ? -mag2 : mag2;
+}
+W4A8_HD float Fp4E2M1Value(int code) { return 0.5f * (float)Fp4E2M1TimesTwo(code); }
+
+// Dequantized weight W[n][k] (the definition every kernel is tested against).
+W4A8_HD float DequantizeAt(const QuantizedWeight& w, int32_t n, int32_t k) {
+  const int32_t blocks = BlocksPerRow(w.k, w.group_size);
+  const int32_t b = k / w.group_size;
+  const float scale = w.scales[(size_t)n * blocks + b];
+  const int q = CodeAt(w.codes, w.k, w.group_size, n, k);
+  if (w.format == WeightFormat::kFp4E2M1) return Fp4E2M1Value(q) * scale;
+  return (float)(q - ZeroPointAt(w.zero_points, blocks, n, b)) * scale;
+}
+
+static_assert(sizeof(WeightFormat) == 4, "WeightFormat is a 32-bit enum shared with TypeScript");
+static_assert(kMaxGroupSize / 2 <= 255, "a group's bytes are addressed with 8-bit offsets in packers");
+static_assert((kMinGroupSize & (kMinGroupSize - 1)) == 0, "group sizes are powers of two");
+
+// ---------------------------------------------------------------------------------------------
+// CPU prepacked layouts (native/src/cpu): declared below by the CPU kernels.
+// ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
+// CUDA prepacked layouts (native/src/cuda): declared below by the CUDA kernels.
+// ---------------------------------------------------------------------------------------------
+
+}  // namespace w4a8
