@@ -18,6 +18,10 @@ export interface NativeBinding {
   float32ToFloat16(src: Float32Array, dst: Uint16Array): void;
   float32ToBfloat16(src: Float32Array, dst: Uint16Array): void;
   countNonFinite(src: Float32Array): number;
+  // eval_ops (type code 0 = Float32Array logits, 1 = Uint16Array fp16 bits); see lib/native/eval_ops.ts.
+  tokenNll(logits: Float32Array | Uint16Array, type: 0 | 1, rows: number, vocab: number, targets: Int32Array, out: Float64Array): number;
+  tokenNllAsync(logits: Float32Array | Uint16Array, type: 0 | 1, rows: number, vocab: number, targets: Int32Array, out: Float64Array): Promise<number>;
+  rowArgmax(logits: Float32Array | Uint16Array, type: 0 | 1, row: number, vocab: number): number;
   // Modules add their members here as they land (kernels, quantizers, statistics, eval).
   [name: string]: unknown;
 }
