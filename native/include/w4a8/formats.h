@@ -108,6 +108,53 @@ static_assert((kMinGroupSize & (kMinGroupSize - 1)) == 0, "group sizes are power
 // CPU prepacked layouts (native/src/cpu): declared below by the CPU kernels.
 // ---------------------------------------------------------------------------------------------
 
+// "Panel16x8" layout, produced from the canonical layout by cpu::Prepack (native/src/cpu/prepack.cpp);
+// one layout for every CPU ISA. Output channels are cut into panels of 16; K is padded to
+// k_padded = blocks_per_row * group_size and cut into chunks of 8. One chunk is 64 bytes:
+//   byte j = 4 * nl + kk  (nl = channel within the panel 0..15, kk = 0..3):
+//     low nibble  = code(n = 16 * panel + nl, k = 8 * chunk + kk)
+//     high nibble = code(n = 16 * panel + nl, k = 8 * chunk + 4 + kk)
+// so masking the low nibbles of a 64-byte load gives exactly the u8 operand of one vpdpbusd
+// (16 channels x 4 consecutive k) and the high nibbles the next one; AVX2 reads the two 32-byte halves;
+// AMX unpacks chunks into VNNI-ordered int8 B tiles. Codes are mapped to the unsigned byte u =
+// CpuWeightU8(format, code) (int4: code; fp4: 2*value + 12 in 0..24) and the integer weight is
+// u - zero, zero = the int4 zero point or 12 for fp4; the scale is halved for fp4. Hence for all formats:
+//   W[n][k] = (CpuWeightU8(format, code) - zero[n][g]) * scale[n][g]
+// Padding: channels n >= N have code 0, zero 0 and scale 0; k >= K inside a real channel holds the
+// neutral code (int4: the zero point; fp4: 0) so the padded weight is exactly 0.
+constexpr int kCpuPanelN = 16;      // output channels per panel
+constexpr int kCpuChunkK = 8;       // k per chunk
+constexpr int kCpuChunkBytes = 64;  // bytes per chunk (one zmm)
+constexpr int kCpuFp4Zero = 12;     // u8 bias of fp4 weights (2*value in -12..12 -> 0..24)
+static_assert(kCpuPanelN * kCpuChunkK / 2 == kCpuChunkBytes, "one chunk is 16 channels x 8 k nibbles");
+static_assert(kMinGroupSize % kCpuChunkK == 0, "a chunk never straddles two K-groups");
+
+struct CpuPackedView {
+  WeightFormat format;
+  int32_t n, k, group_size;
+  int32_t blocks_per_row;   // ceil(k / group_size)
+  int32_t k_padded;         // blocks_per_row * group_size
+  int32_t n_panels;         // ceil(n / 16)
+  const uint8_t* codes;     // [n_panels][k_padded / 8][64]
+  const float* scales;      // [n_panels][blocks_per_row][16] effective scale (fp4: half the canonical one)
+  const uint8_t* zeros;     // [n_panels][blocks_per_row][16] zero of the u8 weight (int4 zp; fp4 12)
+};
+
+W4A8_HD int CpuWeightU8(WeightFormat format, int code) {
+  return format == WeightFormat::kFp4E2M1 ? Fp4E2M1TimesTwo(code) + kCpuFp4Zero : code;
+}
+// The code at (n, k) in the packed layout (the definition the packer and kernels follow).
+W4A8_HD int CpuPackedCodeAt(const CpuPackedView& v, int32_t n, int32_t k) {
+  const size_t chunk = (size_t)(n / kCpuPanelN) * (v.k_padded / kCpuChunkK) + (size_t)(k / kCpuChunkK);
+  const uint8_t byte = v.codes[chunk * kCpuChunkBytes + 4 * (n % kCpuPanelN) + (k % 4)];
+  return (k % kCpuChunkK) < 4 ? (byte & 0x0f) : (byte >> 4);
+}
+W4A8_HD float CpuPackedDequantizeAt(const CpuPackedView& v, int32_t n, int32_t k) {
+  const size_t idx = ((size_t)(n / kCpuPanelN) * v.blocks_per_row + (size_t)(k / v.group_size)) * kCpuPanelN +
+                     (size_t)(n % kCpuPanelN);
+  return (float)(CpuWeightU8(v.format, CpuPackedCodeAt(v, n, k)) - (int)v.zeros[idx]) * v.scales[idx];
+}
+
 // ---------------------------------------------------------------------------------------------
 // CUDA prepacked layouts (native/src/cuda): declared below by the CUDA kernels.
 // ---------------------------------------------------------------------------------------------
