@@ -1,0 +1,166 @@
+// External data: tensors whose bytes live in a side file named by (location, offset, length)
+// relative to the model's folder. Locations come from untrusted files, so every one is checked
+// right after parsing, before any file is opened: no absolute paths, nothing outside the folder.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { TensorProto_DataLocation, type TensorProto } from 'onnx-buf';
+import type { ModelProto } from 'onnx-buf';
+import { W4A8Error } from '../errors';
+import { forEachTensor } from './walk';
+
+export interface ExternalRef {
+  location: string;
+  offset: number;
+  /** Absent when the file omits it: the tensor then runs to its computed size. */
+  length?: number;
+}
+
+/** Side-file alignment: lets a reader mmap each tensor page-aligned (ORT does for large ones). */
+export const EXTERNAL_ALIGNMENT = 4096;
+
+export function isExternal(t: TensorProto): boolean {
+  return t.dataLocation === TensorProto_DataLocation.EXTERNAL;
+}
+
+function parseCount(value: string, what: string, tensor: string, label: string): number {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new W4A8Error(`${label}: tensor "${tensor}" has external data ${what} "${value}", which is not a non-negative integer`);
+  }
+  return Number(value);
+}
+
+/** Reads the (location, offset, length) entries of an external tensor and checks them. */
+export function externalRef(t: TensorProto, label = 'model'): ExternalRef {
+  let location: string | undefined;
+  let offset = 0;
+  let length: number | undefined;
+  for (const e of t.externalData) {
+    if (e.key === 'location') location = e.value;
+    else if (e.key === 'offset') offset = parseCount(e.value, 'offset', t.name, label);
+    else if (e.key === 'length') length = parseCount(e.value, 'length', t.name, label);
+  }
+  if (location === undefined || location === '') {
+    throw new W4A8Error(`${label}: tensor "${t.name}" is marked as external data but names no location`);
+  }
+  checkLocation(location, t.name, label);
+  return { location, offset, length };
+}
+
+function checkLocation(location: string, tensor: string, label: string): void {
+  const refuse = (why: string): never => {
+    throw new W4A8Error(
+      `${label}: tensor "${tensor}" has external data location "${location}", ${why}; ` +
+        `external data must be a relative path inside the model's folder`,
+    );
+  };
+  if (location.includes('\0')) refuse('which contains a NUL byte');
+  if (path.posix.isAbsolute(location) || path.win32.isAbsolute(location)) refuse('which is an absolute path');
+  const normalized = path.posix.normalize(location.replace(/\\/g, '/'));
+  if (normalized === '..' || normalized.startsWith('../')) refuse("which escapes the model's folder");
+  if (normalized === '.' || normalized.endsWith('/')) refuse('which is a folder, not a file');
+}
+
+/** Validates every external reference in the model; throws on the first bad one. */
+export function validateExternalRefs(proto: ModelProto, label: string): void {
+  forEachTensor(proto, (t) => {
+    if (isExternal(t)) externalRef(t, label);
+  });
+}
+
+/** The absolute path of the file a location names. */
+export function externalPath(dir: string, location: string): string {
+  return path.resolve(dir, location.replace(/\\/g, '/'));
+}
+
+function openForRead(file: string, tensor: string): number {
+  try {
+    return fs.openSync(file, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new W4A8Error(
+      code === 'ENOENT'
+        ? `external data file ${file} (for tensor "${tensor}") does not exist`
+        : `cannot open external data file ${file} (for tensor "${tensor}"): ${(err as Error).message}`,
+    );
+  }
+}
+
+/**
+ * Resolves the byte range of an external tensor and checks it lies inside the file.
+ * `expected` is the size its dims and type give; a length that disagrees is refused.
+ */
+export function externalRange(dir: string, t: TensorProto, expected: number | undefined): { file: string; offset: number; length: number } {
+  const ref = externalRef(t);
+  const file = externalPath(dir, ref.location);
+  const fd = openForRead(file, t.name);
+  try {
+    const size = fs.fstatSync(fd).size;
+    const length = ref.length ?? expected ?? size - ref.offset;
+    if (expected !== undefined && length !== expected) {
+      throw new W4A8Error(`tensor "${t.name}" has external data length ${length}, but its dims and type need ${expected} bytes`);
+    }
+    if (ref.offset + length > size) {
+      throw new W4A8Error(
+        `tensor "${t.name}" needs bytes ${ref.offset}..${ref.offset + length} of ${file}, which has only ${size} bytes (truncated file?)`,
+      );
+    }
+    return { file, offset: ref.offset, length };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Reads one external tensor's bytes (a single pread of its range). */
+export function readExternalBytes(dir: string, t: TensorProto, expected: number | undefined): Uint8Array {
+  const { file, offset, length } = externalRange(dir, t, expected);
+  const out = Buffer.allocUnsafe(length);
+  const fd = openForRead(file, t.name);
+  try {
+    let done = 0;
+    while (done < length) {
+      const n = fs.readSync(fd, out, done, length - done, offset + done);
+      if (n === 0) throw new W4A8Error(`${file} ended while reading tensor "${t.name}" (file changed while reading?)`);
+      done += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
+}
+
+const COPY_CHUNK = 16 * 1024 * 1024;
+
+/** Copies an external tensor's bytes into `outFd` at `outPos` in bounded chunks (never the whole tensor in memory). */
+export function copyExternalBytes(dir: string, t: TensorProto, expected: number | undefined, outFd: number, outPos: number): number {
+  const { file, offset, length } = externalRange(dir, t, expected);
+  const fd = openForRead(file, t.name);
+  const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(length, 1)));
+  try {
+    let done = 0;
+    while (done < length) {
+      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, length - done), offset + done);
+      if (n === 0) throw new W4A8Error(`${file} ended while copying tensor "${t.name}" (file changed while reading?)`);
+      writeAll(outFd, buf.subarray(0, n), outPos + done);
+      done += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return length;
+}
+
+export function writeAll(fd: number, data: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < data.length) {
+    done += fs.writeSync(fd, data, done, data.length - done, position + done);
+  }
+}
+
+/** The distinct side files (absolute paths) the model's external tensors read from. */
+export function externalFiles(proto: ModelProto, dir: string): string[] {
+  const files = new Set<string>();
+  forEachTensor(proto, (t) => {
+    if (isExternal(t)) files.add(externalPath(dir, externalRef(t).location));
+  });
+  return [...files];
+}

@@ -1,0 +1,244 @@
+// Read and write ONNX models. The whole ModelProto is kept (unknown fields included), so a
+// read -> write round trip loses nothing. External tensors stay on disk until asked for, and
+// saving streams tensor bytes into one side file so weights never pass through one protobuf buffer.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fromBinary, toBinary } from '@bufbuild/protobuf';
+import { ModelProtoSchema, TensorProto_DataLocation, type ModelProto, type TensorProto } from 'onnx-buf';
+import { W4A8Error } from '../errors';
+import { AtomicFileSet } from '../util/atomic_write';
+import {
+  EXTERNAL_ALIGNMENT,
+  copyExternalBytes,
+  externalFiles,
+  externalRef,
+  isExternal,
+  readExternalBytes,
+  validateExternalRefs,
+  writeAll,
+} from './external_data';
+import { tensorByteSize, tensorRawBytes } from './tensor';
+import { forEachTensor } from './walk';
+
+export interface OnnxModel {
+  proto: ModelProto;
+  /** The file it was read from (absolute), if any. */
+  path?: string;
+  /** The folder external-data locations are relative to. */
+  dir: string;
+}
+
+export type ExternalDataMode = 'auto' | 'always' | 'never';
+
+export interface SaveOptions {
+  /** 'auto' (default) goes external when the inline total would pass AUTO_EXTERNAL_BYTES. */
+  externalData?: ExternalDataMode;
+  /** The side file's name, beside the model (default `<name>.onnx_data`). */
+  externalDataName?: string;
+  /** Tensors smaller than this stay inline when writing external data (default 1 KiB). */
+  inlineThresholdBytes?: number;
+}
+
+/** Protobuf messages cannot exceed 2 GiB; switch to external data well before that. */
+export const AUTO_EXTERNAL_BYTES = 1.8e9;
+export const DEFAULT_INLINE_THRESHOLD = 1024;
+
+function parseModel(bytes: Uint8Array, label: string): ModelProto {
+  if (bytes.length === 0) throw new W4A8Error(`${label} is not an ONNX model (the file is empty)`);
+  let proto: ModelProto;
+  try {
+    proto = fromBinary(ModelProtoSchema, bytes);
+  } catch (err) {
+    throw new W4A8Error(`${label} is not an ONNX model (protobuf parse failed: ${(err as Error).message})`);
+  }
+  // Arbitrary bytes sometimes parse as a protobuf; a model always has a graph and an IR version.
+  if (!proto.graph || proto.irVersion <= 0n) {
+    throw new W4A8Error(`${label} is not an ONNX model (no ${proto.graph ? 'ir_version' : 'graph'} found)`);
+  }
+  validateExternalRefs(proto, label);
+  return proto;
+}
+
+/** Parses model bytes; external-data locations are taken relative to `dir`. */
+export function modelFromBytes(bytes: Uint8Array, dir: string): OnnxModel {
+  return { proto: parseModel(bytes, 'the model bytes'), dir: path.resolve(dir) };
+}
+
+/** Reads a model file. External tensors are not read here (see tensorRawBytes). */
+export function loadModel(file: string): OnnxModel {
+  const abs = path.resolve(file);
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(abs);
+  } catch {
+    throw new W4A8Error(`${file} does not exist`);
+  }
+  if (stat.isDirectory()) throw new W4A8Error(`${file} is a folder, not an ONNX model file`);
+  if (stat.size > 2 ** 31) {
+    throw new W4A8Error(`${file} is ${stat.size} bytes, more than protobuf's 2 GiB limit; it is not a valid ONNX model (large weights belong in external data)`);
+  }
+  const bytes = fs.readFileSync(abs);
+  return { proto: parseModel(bytes, file), path: abs, dir: path.dirname(abs) };
+}
+
+/** True when any tensor of the model is stored as external data. */
+export function hasExternalData(model: OnnxModel): boolean {
+  let found = false;
+  forEachTensor(model.proto, (t) => {
+    if (isExternal(t)) found = true;
+  });
+  return found;
+}
+
+/** The default side-file name for `file`: model.onnx -> model.onnx_data. */
+export function defaultExternalDataName(file: string): string {
+  const base = path.basename(file);
+  return base.endsWith('.onnx') ? `${base}_data` : `${base}.onnx_data`;
+}
+
+function sameFile(a: string, b: string): boolean {
+  if (path.resolve(a) === path.resolve(b)) return true;
+  try {
+    const sa = fs.statSync(a);
+    const sb = fs.statSync(b);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false;
+  }
+}
+
+interface SavedFields {
+  t: TensorProto;
+  rawData: TensorProto['rawData'];
+  dataLocation: TensorProto_DataLocation;
+  externalData: TensorProto['externalData'];
+}
+
+/**
+ * Writes the model to `file` (and its side file), atomically: both are staged under temp names
+ * and renamed only when complete. The in-memory model is left unchanged and keeps reading its
+ * external data from where it was.
+ */
+export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}): void {
+  const mode = opts.externalData ?? 'auto';
+  if (mode !== 'auto' && mode !== 'always' && mode !== 'never') {
+    throw new RangeError(`saveModel: externalData must be 'auto', 'always' or 'never', got ${JSON.stringify(mode)}`);
+  }
+  const threshold = opts.inlineThresholdBytes ?? DEFAULT_INLINE_THRESHOLD;
+  if (!Number.isSafeInteger(threshold) || threshold < 0) {
+    throw new RangeError(`saveModel: inlineThresholdBytes must be a non-negative integer, got ${threshold}`);
+  }
+  const sideName = opts.externalDataName ?? defaultExternalDataName(file);
+  if (sideName === '' || sideName !== path.basename(sideName) || sideName === '.' || sideName === '..') {
+    throw new RangeError(`saveModel: externalDataName must be a plain file name (no folders), got ${JSON.stringify(sideName)}`);
+  }
+  const target = path.resolve(file);
+  const sidePath = path.join(path.dirname(target), sideName);
+  if (sideName === path.basename(target)) throw new RangeError(`saveModel: externalDataName ${sideName} is the model file itself`);
+
+  // Tensors that may move to the side file: large main-graph initializers with raw data, and
+  // anything already external (its old side file is not ours to reference).
+  let total = 0;
+  const candidates: { t: TensorProto; size: number }[] = [];
+  forEachTensor(model.proto, (t, where) => {
+    const size = isExternal(t) ? (tensorByteSize(t) ?? externalRef(t).length ?? 0) : t.rawData.length;
+    total += size;
+    if (isExternal(t) || (where.isGraphInitializer && t.rawData.length > 0)) candidates.push({ t, size });
+  });
+  const external = mode === 'always' || (mode === 'auto' && total > AUTO_EXTERNAL_BYTES);
+  const toSide = external ? candidates.filter((c) => c.size >= threshold) : [];
+  const toInline = candidates.filter((c) => isExternal(c.t) && !toSide.includes(c));
+
+  // Never write over a file this model still reads lazily: the rename would pull it away.
+  const sources = externalFiles(model.proto, model.dir);
+  for (const src of sources) {
+    if (sameFile(src, target) || (toSide.length > 0 && sameFile(src, sidePath))) {
+      throw new W4A8Error(
+        `cannot write ${toSide.length > 0 && sameFile(src, sidePath) ? sidePath : target}: the model being saved reads its weights from that file; ` +
+          `write to another path`,
+      );
+    }
+  }
+  if (!external && total > 2 ** 31 - 2 ** 20) {
+    throw new W4A8Error(`the model holds ${total} bytes of tensors, too many for one protobuf file; save with externalData 'auto' or 'always'`);
+  }
+
+  const files = new AtomicFileSet();
+  const saved: SavedFields[] = [];
+  const swap = (t: TensorProto, next: Omit<SavedFields, 't'>): void => {
+    saved.push({ t, rawData: t.rawData, dataLocation: t.dataLocation, externalData: t.externalData });
+    t.rawData = next.rawData;
+    t.dataLocation = next.dataLocation;
+    t.externalData = next.externalData;
+  };
+  let sideFd: number | undefined;
+  try {
+    if (toSide.length > 0) {
+      sideFd = fs.openSync(files.stage(sidePath), 'w');
+      let pos = 0;
+      for (const { t, size } of toSide) {
+        pos = Math.ceil(pos / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
+        const written = isExternal(t) ? copyExternalBytes(model.dir, t, tensorByteSize(t), sideFd, pos) : (writeAll(sideFd, t.rawData, pos), size);
+        swap(t, {
+          rawData: new Uint8Array(0),
+          dataLocation: TensorProto_DataLocation.EXTERNAL,
+          externalData: [
+            { $typeName: 'onnx.StringStringEntryProto', key: 'location', value: sideName },
+            { $typeName: 'onnx.StringStringEntryProto', key: 'offset', value: String(pos) },
+            { $typeName: 'onnx.StringStringEntryProto', key: 'length', value: String(written) },
+          ],
+        });
+        pos += written;
+      }
+      fs.fsyncSync(sideFd);
+      fs.closeSync(sideFd);
+      sideFd = undefined;
+    }
+    for (const { t } of toInline) {
+      swap(t, { rawData: readExternalBytes(model.dir, t, tensorByteSize(t)) as TensorProto['rawData'], dataLocation: TensorProto_DataLocation.DEFAULT, externalData: [] });
+    }
+    const bytes = toBinary(ModelProtoSchema, model.proto);
+    fs.writeFileSync(files.stage(target), bytes);
+    files.commit();
+  } catch (err) {
+    if (sideFd !== undefined) fs.closeSync(sideFd);
+    files.abort();
+    throw err;
+  } finally {
+    for (const s of saved.reverse()) {
+      s.t.rawData = s.rawData;
+      s.t.dataLocation = s.dataLocation;
+      s.t.externalData = s.externalData;
+    }
+  }
+}
+
+/** The model's bytes as they are now; throws if it is too large for one protobuf. */
+export function modelBytes(model: OnnxModel): Uint8Array {
+  return toBinary(ModelProtoSchema, model.proto);
+}
+
+/**
+ * Bytes for `InferenceSession.create(bytes, { externalData })`: the proto as is, plus the whole
+ * content of each side file it references (keyed by the location string ORT looks up).
+ * Meant for small models; large ones should be saved and opened by path.
+ */
+export function serializeForOrt(model: OnnxModel): { bytes: Uint8Array; externalData?: { path: string; data: Uint8Array }[] } {
+  const locations = new Set<string>();
+  forEachTensor(model.proto, (t) => {
+    if (isExternal(t)) locations.add(externalRef(t).location);
+  });
+  const bytes = modelBytes(model);
+  if (locations.size === 0) return { bytes };
+  const externalData = [...locations].map((location) => {
+    const file = path.resolve(model.dir, location.replace(/\\/g, '/'));
+    try {
+      return { path: location, data: fs.readFileSync(file) };
+    } catch (err) {
+      throw new W4A8Error(`cannot read external data file ${file}: ${(err as Error).message}`);
+    }
+  });
+  return { bytes, externalData };
+}
+
+export { tensorRawBytes };
