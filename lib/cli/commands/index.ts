@@ -1,6 +1,9 @@
 // Every command module, in the order `w4a8 --help` lists them.
 import type { CommandModule } from 'yargs';
 import { infoCommand } from './info';
+import { evalCommand } from './eval';
+import { generateCommand } from './generate';
+import { inspectCommand } from './inspect';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, evalCommand, generateCommand];

@@ -1,0 +1,53 @@
+// `w4a8 eval <model.onnx> --text <file>`: perplexity under the fixed protocol of lib/eval/documents.ts.
+import type { Argv, CommandModule } from 'yargs';
+import { UsageError } from '../../errors';
+import { evaluatePerplexity } from '../../eval/perplexity';
+import { runCommand, CommonArgs } from '../run_command';
+
+interface EvalArgs extends CommonArgs {
+  model: string;
+  text: string;
+  tokenizer?: string;
+  ctx: number;
+  'max-tokens': number;
+}
+
+export function integerOption(name: string, value: unknown, min: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new UsageError(`--${name} must be an integer >= ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+export const evalCommand: CommandModule<CommonArgs, EvalArgs> = {
+  command: 'eval <model>',
+  describe: 'Perplexity of an ONNX decoder on a text (documents split on blank lines, BOS per document, windows of --ctx)',
+  builder: (y: Argv<CommonArgs>) =>
+    y
+      .positional('model', { type: 'string', demandOption: true, describe: 'The ONNX model (external data beside it)' })
+      .option('text', { type: 'string', demandOption: true, describe: 'UTF-8 text to evaluate on' })
+      .option('tokenizer', { type: 'string', describe: 'tokenizer.json or llama2.c tok*.bin (default: the one beside the model)' })
+      .option('ctx', { type: 'number', default: 512, describe: 'Window length in tokens' })
+      .option('max-tokens', { type: 'number', default: 20000, describe: 'Predictions scored at most' }) as unknown as Argv<EvalArgs>,
+  handler: (args) =>
+    runCommand(args, async (ctx) => {
+      const window = integerOption('ctx', args.ctx, 2);
+      const maxTokens = integerOption('max-tokens', args['max-tokens'], 1);
+      if (!args.text) throw new UsageError('--text needs a file');
+      if (args.tokenizer === '') throw new UsageError('--tokenizer needs a file');
+      const result = await evaluatePerplexity({
+        modelPath: args.model,
+        textPath: args.text,
+        tokenizer: args.tokenizer,
+        ctx: window,
+        maxTokens,
+        progress: ctx.progress,
+        cancel: ctx.cancel,
+      });
+      if (ctx.json) {
+        ctx.out(JSON.stringify({ ppl: result.ppl, nll: result.nll, tokens: result.tokens, windows: result.windows, ctx: result.ctx }));
+        return;
+      }
+      ctx.out(`ppl ${result.ppl.toFixed(4)} (nll ${result.nll.toFixed(4)}/token over ${result.tokens} tokens, ${result.windows} windows of ctx ${result.ctx})`);
+    }),
+};

@@ -1,0 +1,61 @@
+// `w4a8 generate <model.onnx>`: greedy decoding, streamed to stdout as llama2.c's `run` prints it.
+import type { Argv, CommandModule } from 'yargs';
+import { UsageError } from '../../errors';
+import { generateGreedy } from '../../eval/generate';
+import { runCommand, CommonArgs } from '../run_command';
+import { integerOption } from './eval';
+
+interface GenerateArgs extends CommonArgs {
+  model: string;
+  prompt: string;
+  'max-new-tokens': number;
+  tokenizer?: string;
+}
+
+export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
+  command: 'generate <model>',
+  describe: 'Greedy text generation from an ONNX decoder (full recompute per token)',
+  builder: (y: Argv<CommonArgs>) =>
+    y
+      .positional('model', { type: 'string', demandOption: true, describe: 'The ONNX model (external data beside it)' })
+      .option('prompt', { type: 'string', default: '', describe: 'Text to continue (default: start from BOS)' })
+      .option('max-new-tokens', { type: 'number', default: 256, describe: 'New tokens at most' })
+      .option('tokenizer', { type: 'string', describe: 'tokenizer.json or llama2.c tok*.bin (default: the one beside the model)' }) as unknown as Argv<GenerateArgs>,
+  handler: (args) =>
+    runCommand(args, async (ctx) => {
+      const maxNewTokens = integerOption('max-new-tokens', args['max-new-tokens'], 0);
+      if (typeof args.prompt !== 'string') throw new UsageError('--prompt needs text');
+      if (args.tokenizer === '') throw new UsageError('--tokenizer needs a file');
+      let streamed = false;
+      const result = await generateGreedy({
+        modelPath: args.model,
+        prompt: args.prompt,
+        maxNewTokens,
+        tokenizer: args.tokenizer,
+        cancel: ctx.cancel,
+        // Text goes to stdout as it is decided; a progress bar would garble it, so none here.
+        onText: ctx.json
+          ? undefined
+          : (piece) => {
+              streamed = true;
+              process.stdout.write(piece);
+            },
+      });
+      if (ctx.json) {
+        ctx.out(
+          JSON.stringify({
+            text: result.text,
+            completion: result.completion,
+            ids: result.ids,
+            promptTokens: result.promptTokens,
+            newTokens: result.newTokens,
+            stop: result.stop,
+          }),
+        );
+        return;
+      }
+      // llama2.c ends its output with a newline.
+      process.stdout.write('\n');
+      if (!streamed && !args.quiet) ctx.progress.log('(no text generated)');
+    }),
+};

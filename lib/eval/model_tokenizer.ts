@@ -1,0 +1,26 @@
+// The tokenizer that goes with a model: the one given (object or file), else the one stored
+// beside the model file.
+import { W4A8Error } from '../errors';
+import { findTokenizerBeside, loadTokenizer } from '../tokenize/load';
+import type { Tokenizer } from '../tokenize/tokenizer';
+
+export function resolveTokenizer(tokenizer: Tokenizer | string | undefined, modelPath: string | undefined): Tokenizer {
+  if (tokenizer !== undefined && typeof tokenizer !== 'string') return tokenizer;
+  if (typeof tokenizer === 'string') return loadTokenizer(tokenizer);
+  const beside = modelPath ? findTokenizerBeside(modelPath) : undefined;
+  if (!beside) {
+    throw new W4A8Error(`no tokenizer found beside ${modelPath ?? 'the model'} (tokenizer.json, tokenizer.bin or tok*.bin); pass --tokenizer <file>`);
+  }
+  return loadTokenizer(beside);
+}
+
+/** A tokenizer fits a model when every id it produced is a row of the model's logits. */
+export function checkIdsFit(ids: ArrayLike<number>, vocab: number, what: string): void {
+  let max = -1;
+  for (let i = 0; i < ids.length; i++) if (ids[i] > max) max = ids[i];
+  if (max >= vocab) {
+    throw new W4A8Error(
+      `${what} contains token id ${max} but the model's logits have ${vocab} entries; the tokenizer does not fit this model (pass the model's own --tokenizer)`,
+    );
+  }
+}

@@ -1,0 +1,245 @@
+// A decoder-only LLM behind ONNX Runtime (CPU EP), fed the way Optimum and ONNX Runtime GenAI
+// exports expect: input_ids, attention_mask of ones, position_ids 0..seq-1, and every past
+// key/value input EMPTY (past length 0), so one run scores a whole window from scratch.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { W4A8Error } from '../errors';
+import type { Logits } from '../native/eval_ops';
+
+export interface OpenDecoderOptions {
+  /** Threads ORT uses inside an operator (default: ORT's choice). */
+  intraOpNumThreads?: number;
+  /** External data for a model given as bytes: [{path: location in the model, data}]. */
+  externalData?: { path: string; data: Uint8Array }[];
+  /** A name for error messages when the model is given as bytes. */
+  label?: string;
+}
+
+export interface DecoderSession {
+  /** Width of the logits (the model's vocabulary as far as scoring is concerned). */
+  readonly vocab: number;
+  /** Element type of the logits output. */
+  readonly logitsDtype: 'float32' | 'float16';
+  /** Logits for every position of one sequence (batch 1), row-major [seq, vocab]. */
+  logits(ids: number[]): Promise<Logits>;
+  release(): Promise<void>;
+}
+
+type Meta = ort.InferenceSession.ValueMetadata;
+type TensorMeta = ort.InferenceSession.TensorValueMetadata;
+
+type InputRole = 'input_ids' | 'attention_mask' | 'position_ids' | 'past' | 'use_cache_branch';
+
+interface InputPlan {
+  name: string;
+  role: InputRole;
+  type: ort.Tensor.Type;
+  /** For past inputs: the declared shape with batch -> 1 and the past length -> 0. */
+  emptyDims?: number[];
+}
+
+const PAST_NAME = /past/i;
+const BATCH_NAME = /batch/i;
+
+function roleOf(name: string): InputRole | undefined {
+  if (name === 'input_ids') return 'input_ids';
+  if (name === 'attention_mask') return 'attention_mask';
+  if (name === 'position_ids') return 'position_ids';
+  if (name === 'use_cache_branch') return 'use_cache_branch';
+  if (PAST_NAME.test(name)) return 'past';
+  return undefined;
+}
+
+// Past key/values are [batch, heads, past, head_dim] (Optimum) or [2, batch, heads, past,
+// head_dim] (GenAI past_N). Symbolic dims: a batch-named one is 1, the one left is the past
+// length (0); heads and head_dim have to be numbers to build an empty tensor.
+function emptyPastDims(label: string, meta: TensorMeta): number[] {
+  const dims = meta.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : String(d)));
+  if (dims.length === 0) throw new W4A8Error(`${label}: past input "${meta.name}" has no declared shape; cannot feed it empty`);
+  const symbolic = dims.map((d, i) => (typeof d === 'string' ? i : -1)).filter((i) => i >= 0);
+  let batch = symbolic.filter((i) => BATCH_NAME.test(String(dims[i])));
+  let rest = symbolic.filter((i) => !batch.includes(i));
+  if (batch.length === 0 && rest.length === 2) {
+    batch = [rest[0]];
+    rest = [rest[1]];
+  }
+  if (rest.length !== 1) {
+    throw new W4A8Error(
+      `${label}: past input "${meta.name}" has shape [${dims.join(', ')}]; expected exactly one symbolic past-length dimension ` +
+        '(heads and head_dim must be numbers in the model)',
+    );
+  }
+  return dims.map((d, i) => (batch.includes(i) ? 1 : i === rest[0] ? 0 : (d as number)));
+}
+
+function planInputs(label: string, inputs: readonly Meta[]): InputPlan[] {
+  const plans: InputPlan[] = [];
+  for (const meta of inputs) {
+    if (!meta.isTensor) throw new W4A8Error(`${label}: input "${meta.name}" is not a tensor; not a decoder this tool can run`);
+    const role = roleOf(meta.name);
+    if (!role) {
+      throw new W4A8Error(
+        `${label}: input "${meta.name}" is not one a decoder session can feed (input_ids, attention_mask, position_ids, past key/values)`,
+      );
+    }
+    const plan: InputPlan = { name: meta.name, role, type: meta.type };
+    if (role === 'input_ids' || role === 'attention_mask' || role === 'position_ids') {
+      if (meta.type !== 'int64' && meta.type !== 'int32') {
+        throw new W4A8Error(`${label}: input "${meta.name}" is ${meta.type}; expected int64 or int32`);
+      }
+    } else if (role === 'past') {
+      if (meta.type !== 'float32' && meta.type !== 'float16') {
+        throw new W4A8Error(`${label}: past input "${meta.name}" is ${meta.type}; expected float32 or float16`);
+      }
+      plan.emptyDims = emptyPastDims(label, meta);
+    } else if (meta.type !== 'bool') {
+      throw new W4A8Error(`${label}: input "${meta.name}" is ${meta.type}; expected bool`);
+    }
+    plans.push(plan);
+  }
+  if (!plans.some((p) => p.role === 'input_ids')) {
+    throw new W4A8Error(`${label} has no "input_ids" input (inputs: ${inputs.map((m) => m.name).join(', ') || 'none'}); not a decoder LLM`);
+  }
+  return plans;
+}
+
+function findLogits(label: string, outputs: readonly Meta[]): TensorMeta {
+  const candidates = outputs.filter((m): m is TensorMeta => m.isTensor && /logits/i.test(m.name));
+  const found = candidates.find((m) => m.name === 'logits') ?? candidates[0];
+  if (!found) {
+    throw new W4A8Error(`${label} has no "logits" output (outputs: ${outputs.map((m) => m.name).join(', ') || 'none'}); not a decoder LLM`);
+  }
+  if (found.type !== 'float32' && found.type !== 'float16') {
+    throw new W4A8Error(`${label}: output "${found.name}" is ${found.type}; expected float32 or float16 logits`);
+  }
+  return found;
+}
+
+function intTensor(type: ort.Tensor.Type, values: number[], dims: number[]): ort.Tensor {
+  // Token ids and positions: at most one context window of small integers.
+  if (type === 'int64') return new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
+  return new ort.Tensor('int32', Int32Array.from(values), dims);
+}
+
+function emptyTensor(type: ort.Tensor.Type, dims: number[]): ort.Tensor {
+  return type === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims);
+}
+
+function firstLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split('\n')[0].trim();
+}
+
+class OrtDecoder implements DecoderSession {
+  vocab = 0;
+  readonly logitsDtype: 'float32' | 'float16';
+  private readonly pastFeeds: Record<string, ort.Tensor> = {};
+
+  constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly label: string,
+    private readonly inputs: InputPlan[],
+    private readonly logitsName: string,
+    logitsMeta: TensorMeta,
+  ) {
+    this.logitsDtype = logitsMeta.type as 'float32' | 'float16';
+    const last = logitsMeta.shape[logitsMeta.shape.length - 1];
+    if (typeof last === 'number' && last > 0) this.vocab = last;
+    // Empty past tensors never change: build them once.
+    for (const p of inputs) {
+      if (p.role === 'past') this.pastFeeds[p.name] = emptyTensor(p.type, p.emptyDims!);
+      if (p.role === 'use_cache_branch') this.pastFeeds[p.name] = new ort.Tensor('bool', Uint8Array.from([0]), [1]);
+    }
+  }
+
+  async logits(ids: number[]): Promise<Logits> {
+    if (!Array.isArray(ids) || ids.length === 0) throw new RangeError('Expected a non-empty array of token ids');
+    const seq = ids.length;
+    if (this.vocab > 0) {
+      const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= this.vocab);
+      if (bad !== undefined) {
+        throw new W4A8Error(`token id ${bad} is outside the model's vocabulary [0, ${this.vocab}); the tokenizer does not fit ${this.label}`);
+      }
+    }
+    const feeds: Record<string, ort.Tensor> = { ...this.pastFeeds };
+    for (const p of this.inputs) {
+      if (p.role === 'input_ids') feeds[p.name] = intTensor(p.type, ids, [1, seq]);
+      else if (p.role === 'attention_mask') feeds[p.name] = intTensor(p.type, new Array<number>(seq).fill(1), [1, seq]);
+      else if (p.role === 'position_ids') feeds[p.name] = intTensor(p.type, Array.from({ length: seq }, (_, i) => i), [1, seq]);
+    }
+    let out: ort.InferenceSession.ReturnType;
+    try {
+      out = await this.session.run(feeds, [this.logitsName]);
+    } catch (err) {
+      throw new W4A8Error(`ONNX Runtime failed running ${this.label} on ${seq} tokens: ${firstLine(err)}`);
+    }
+    const t = out[this.logitsName];
+    const dims = t.dims;
+    const vocab = dims[dims.length - 1];
+    const rows = t.size / vocab;
+    if (dims.length < 2 || rows !== seq) {
+      throw new W4A8Error(`${this.label}: logits have shape [${dims.join(', ')}] for ${seq} tokens; expected [1, ${seq}, vocab]`);
+    }
+    if (this.vocab === 0) this.vocab = vocab;
+    if (t.type === 'float16') {
+      const raw = t.data as unknown as ArrayBufferView;
+      const bits = raw instanceof Uint16Array ? raw : new Uint16Array(raw.buffer, raw.byteOffset, t.size);
+      return { data: bits, dtype: 'float16', seq, vocab };
+    }
+    return { data: t.data as Float32Array, dtype: 'float32', seq, vocab };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** Open a decoder ONNX model (a path, external data found beside it; or serialized bytes). */
+export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderOptions = {}): Promise<DecoderSession> {
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: ['cpu'],
+    logSeverityLevel: 3,
+  };
+  if (opts.intraOpNumThreads !== undefined) options.intraOpNumThreads = opts.intraOpNumThreads;
+  let session: ort.InferenceSession;
+  let label: string;
+  if (typeof model === 'string') {
+    label = model;
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(model);
+    } catch {
+      throw new W4A8Error(`model file not found: ${model}`);
+    }
+    if (stat.isDirectory()) {
+      throw new W4A8Error(`${model} is a directory; give the .onnx file (for example ${path.join(model, 'model.onnx')})`);
+    }
+    try {
+      session = await ort.InferenceSession.create(model, options);
+    } catch (err) {
+      throw new W4A8Error(`cannot load ${model} as an ONNX model: ${firstLine(err)}`);
+    }
+  } else if (model instanceof Uint8Array) {
+    label = opts.label ?? 'the in-memory model';
+    if (opts.externalData) options.externalData = opts.externalData.map((e) => ({ path: e.path, data: e.data }));
+    try {
+      session = await ort.InferenceSession.create(model, options);
+    } catch (err) {
+      throw new W4A8Error(`cannot load ${label} as an ONNX model: ${firstLine(err)}`);
+    }
+  } else {
+    throw new TypeError('Expected a model path (string) or serialized model bytes (Uint8Array)');
+  }
+  try {
+    const plans = planInputs(label, session.inputMetadata);
+    const logitsMeta = findLogits(label, session.outputMetadata);
+    const decoder = new OrtDecoder(session, label, plans, logitsMeta.name, logitsMeta);
+    // A symbolic logits width is learnt from one tiny run, before any id is checked against it.
+    if (decoder.vocab === 0) await decoder.logits([0]);
+    return decoder;
+  } catch (err) {
+    await session.release();
+    throw err;
+  }
+}
