@@ -1,0 +1,87 @@
+// One quantization configuration: how weights and activations are quantized. Shared by
+// `quantize`, `sweep` and the reports; validated here once, with messages that name the fix.
+import { UsageError } from '../errors';
+
+export const METHODS = ['rtn', 'awq', 'gptq'] as const;
+export const WEIGHT_FORMATS = ['int4', 'fp4'] as const;
+export const GROUPINGS = ['oc', 'ic', 'auto'] as const;
+export const ACT_FORMATS = ['int8', 'fp8', 'none'] as const;
+export const EXPORT_FORMATS = ['matmulnbits', 'qdq', 'sim'] as const;
+export const GROUP_SIZES = [32, 64, 128, 256, 0] as const;
+
+export type QuantMethod = (typeof METHODS)[number];
+export type WeightFormatName = (typeof WEIGHT_FORMATS)[number];
+/** oc: groups of consecutive input channels within one output channel (blocks along K, as MatMulNBits);
+ *  ic: groups of consecutive output channels within one input channel; auto: per layer, the lower error. */
+export type Grouping = (typeof GROUPINGS)[number];
+export type ActFormat = (typeof ACT_FORMATS)[number];
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+export interface QuantConfig {
+  method: QuantMethod;
+  wformat: WeightFormatName;
+  /** Group size; 0 = one group per output channel (per channel). */
+  groupSize: number;
+  grouping: Grouping;
+  symmetric: boolean;
+  pow2Scales: boolean;
+  aformat: ActFormat;
+  /** GPTQ: quantize columns in order of decreasing Hessian diagonal. */
+  actOrder: boolean;
+}
+
+export const DEFAULT_CONFIG: QuantConfig = {
+  method: 'rtn',
+  wformat: 'int4',
+  groupSize: 32,
+  grouping: 'oc',
+  symmetric: false,
+  pow2Scales: false,
+  aformat: 'int8',
+  actOrder: false,
+};
+
+function oneOf<T extends string>(list: readonly T[], value: unknown, what: string): T {
+  if (typeof value !== 'string' || !(list as readonly string[]).includes(value)) {
+    throw new UsageError(`${what} must be one of ${list.join(', ')}; got ${JSON.stringify(value)}`);
+  }
+  return value as T;
+}
+
+/** Completes and checks a partial configuration. fp4 is symmetric by construction; int4 defaults to asymmetric. */
+export function resolveConfig(partial: Partial<QuantConfig> & { symmetric?: boolean }): QuantConfig {
+  const method = oneOf(METHODS, partial.method ?? DEFAULT_CONFIG.method, 'method');
+  const wformat = oneOf(WEIGHT_FORMATS, partial.wformat ?? DEFAULT_CONFIG.wformat, 'weight format (--wformat)');
+  const grouping = oneOf(GROUPINGS, partial.grouping ?? DEFAULT_CONFIG.grouping, 'grouping (--grouping)');
+  const aformat = oneOf(ACT_FORMATS, partial.aformat ?? DEFAULT_CONFIG.aformat, 'activation format (--aformat)');
+  const groupSize = partial.groupSize ?? DEFAULT_CONFIG.groupSize;
+  if (!Number.isInteger(groupSize) || !(GROUP_SIZES as readonly number[]).includes(groupSize)) {
+    throw new UsageError(`group size (--group) must be one of ${GROUP_SIZES.join(', ')} (0 = per channel); got ${groupSize}`);
+  }
+  if (wformat === 'fp4' && partial.symmetric === false) {
+    throw new UsageError('fp4 weights are symmetric (a sign bit, no zero point); drop --asym or use --wformat int4');
+  }
+  const symmetric = wformat === 'fp4' ? true : (partial.symmetric ?? DEFAULT_CONFIG.symmetric);
+  if (partial.actOrder && method !== 'gptq') {
+    throw new UsageError(`--act-order applies to --method gptq only; got --method ${method}`);
+  }
+  return {
+    method,
+    wformat,
+    groupSize,
+    grouping,
+    symmetric,
+    pow2Scales: partial.pow2Scales ?? false,
+    aformat,
+    actOrder: partial.actOrder ?? false,
+  };
+}
+
+/** A short stable label: "awq int4-asym g32 oc a8" (used as a table row and a JSON key). */
+export function configLabel(c: QuantConfig): string {
+  const w = c.wformat === 'fp4' ? 'fp4' : `int4-${c.symmetric ? 'sym' : 'asym'}`;
+  const g = c.groupSize === 0 ? 'per-channel' : `g${c.groupSize}`;
+  const a = c.aformat === 'none' ? 'A16' : c.aformat === 'int8' ? 'A8 int8' : 'A8 fp8';
+  const extras = [c.grouping !== 'oc' ? c.grouping : '', c.pow2Scales ? 'pow2' : '', c.actOrder ? 'act-order' : ''].filter(Boolean);
+  return [c.method, w, g, a, ...extras].join(' ');
+}
