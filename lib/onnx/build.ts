@@ -82,14 +82,16 @@ export function makeNode(
   attrs: Record<string, AttrValue> = {},
   opts: { name?: string; domain?: string } = {},
 ): NodeProto {
-  return create(NodeProtoSchema, {
+  // Only set what is given: onnx.proto is proto2, so an empty name would still be written.
+  const node = create(NodeProtoSchema, {
     opType,
     input: [...inputs],
     output: [...outputs],
-    name: opts.name ?? '',
-    domain: opts.domain ?? '',
     attribute: Object.entries(attrs).map(([k, v]) => makeAttribute(k, v)),
   });
+  if (opts.name) node.name = opts.name;
+  if (opts.domain) node.domain = opts.domain;
+  return node;
 }
 
 /** A tensor value info; a number is a fixed dim, a string a symbolic one ("batch"). */
@@ -134,9 +136,9 @@ export function makeModel(
   const proto = create(ModelProtoSchema, {
     irVersion: BigInt(opts.irVersion ?? DEFAULT_IR_VERSION),
     producerName: opts.producerName ?? 'w4a8',
-    producerVersion: opts.producerVersion ?? '',
     opsetImport: opsets.map((o) => create(OperatorSetIdProtoSchema, { domain: o.domain, version: BigInt(o.version) })),
     graph: makeGraph(graph),
   });
+  if (opts.producerVersion) proto.producerVersion = opts.producerVersion;
   return { proto, dir: path.resolve(opts.dir ?? '.') };
 }

@@ -107,11 +107,21 @@ function sameFile(a: string, b: string): boolean {
   }
 }
 
+// onnx.proto is proto2: a field is present when it is an own property (defaults live on the
+// prototype). Swapping fields for serialization must restore presence too, or a re-save of the
+// same model would gain explicit default fields.
+type SwappedField = 'rawData' | 'dataLocation' | 'externalData';
+const SWAPPED: SwappedField[] = ['rawData', 'dataLocation', 'externalData'];
+
 interface SavedFields {
   t: TensorProto;
-  rawData: TensorProto['rawData'];
-  dataLocation: TensorProto_DataLocation;
-  externalData: TensorProto['externalData'];
+  own: Record<SwappedField, boolean>;
+  values: Pick<TensorProto, SwappedField>;
+}
+
+function setOrUnset<K extends SwappedField>(t: TensorProto, key: K, value: TensorProto[K] | undefined): void {
+  if (value === undefined) delete (t as Partial<TensorProto>)[key];
+  else t[key] = value;
 }
 
 /**
@@ -165,11 +175,10 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
 
   const files = new AtomicFileSet();
   const saved: SavedFields[] = [];
-  const swap = (t: TensorProto, next: Omit<SavedFields, 't'>): void => {
-    saved.push({ t, rawData: t.rawData, dataLocation: t.dataLocation, externalData: t.externalData });
-    t.rawData = next.rawData;
-    t.dataLocation = next.dataLocation;
-    t.externalData = next.externalData;
+  const swap = (t: TensorProto, next: Partial<Pick<TensorProto, SwappedField>>): void => {
+    const own = Object.fromEntries(SWAPPED.map((k) => [k, Object.prototype.hasOwnProperty.call(t, k)])) as Record<SwappedField, boolean>;
+    saved.push({ t, own, values: { rawData: t.rawData, dataLocation: t.dataLocation, externalData: t.externalData } });
+    for (const k of SWAPPED) setOrUnset(t, k, next[k]);
   };
   let sideFd: number | undefined;
   try {
@@ -180,7 +189,6 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
         pos = Math.ceil(pos / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
         const written = isExternal(t) ? copyExternalBytes(model.dir, t, tensorByteSize(t), sideFd, pos) : (writeAll(sideFd, t.rawData, pos), size);
         swap(t, {
-          rawData: new Uint8Array(0),
           dataLocation: TensorProto_DataLocation.EXTERNAL,
           externalData: [
             { $typeName: 'onnx.StringStringEntryProto', key: 'location', value: sideName },
@@ -195,7 +203,7 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
       sideFd = undefined;
     }
     for (const { t } of toInline) {
-      swap(t, { rawData: readExternalBytes(model.dir, t, tensorByteSize(t)) as TensorProto['rawData'], dataLocation: TensorProto_DataLocation.DEFAULT, externalData: [] });
+      swap(t, { rawData: readExternalBytes(model.dir, t, tensorByteSize(t)) as TensorProto['rawData'], externalData: [] });
     }
     const bytes = toBinary(ModelProtoSchema, model.proto);
     fs.writeFileSync(files.stage(target), bytes);
@@ -206,9 +214,7 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
     throw err;
   } finally {
     for (const s of saved.reverse()) {
-      s.t.rawData = s.rawData;
-      s.t.dataLocation = s.dataLocation;
-      s.t.externalData = s.externalData;
+      for (const k of SWAPPED) setOrUnset(s.t, k, s.own[k] ? s.values[k] : undefined);
     }
   }
 }
