@@ -1,0 +1,96 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { W4A8Error } from '../../lib/errors';
+import { openDecoder } from '../../lib/eval/session';
+import { native } from '../../lib/native/binding';
+import { toyDecoder, ToyDecoderSpec } from '../helpers/eval_fixtures';
+
+const PAST_ONNX = path.resolve(__dirname, '..', '..', '..', 'shared', 'models', 'tiny-random-gpt2-fp32', 'past.onnx');
+
+function logitsAsFloat32(l: { data: Float32Array | Uint16Array; dtype: string }): Float32Array {
+  if (l.dtype === 'float32') return l.data as Float32Array;
+  const out = new Float32Array(l.data.length);
+  native().float16ToFloat32(l.data as Uint16Array, out);
+  return out;
+}
+
+describe('openDecoder', () => {
+  const base: ToyDecoderSpec = { vocab: 11, maxPositions: 16, logits: 'float32', ids: 'int64', past: 'optimum', seed: 5 };
+  it.each([
+    ['fp32 logits, int64 ids, Optimum past', base],
+    ['fp16 logits, int32 ids, GenAI past', { ...base, logits: 'float16', ids: 'int32', past: 'genai', seed: 9 } as ToyDecoderSpec],
+    ['no past inputs', { ...base, past: 'none', seed: 13 } as ToyDecoderSpec],
+  ])('feeds ids, a mask of ones, positions 0..n-1 and empty past (%s)', async (_name, spec) => {
+    const toy = toyDecoder(spec);
+    const session = await openDecoder(toy.bytes, { label: 'toy' });
+    try {
+      expect(session.vocab).toBe(spec.vocab);
+      expect(session.logitsDtype).toBe(spec.logits);
+      const ids = [1, 4, 10, 0, 7, 7];
+      const logits = await session.logits(ids);
+      expect(logits.seq).toBe(ids.length);
+      expect(logits.vocab).toBe(spec.vocab);
+      expect(logits.dtype).toBe(spec.logits);
+      expect(Array.from(logitsAsFloat32(logits))).toEqual(Array.from(toy.expectedLogits(ids)));
+    } finally {
+      await session.release();
+    }
+  });
+
+  it('runs the GenAI tiny-random-gpt2 export (past_N [2, batch, heads, past, head_dim], int32 ids) causally', async () => {
+    if (!fs.existsSync(PAST_ONNX)) {
+      console.warn(`skipped: ${PAST_ONNX} is absent`);
+      return;
+    }
+    const session = await openDecoder(PAST_ONNX);
+    try {
+      expect(session.vocab).toBe(1000);
+      const ids = [5, 99, 400, 7, 321, 999, 0];
+      const full = await session.logits(ids);
+      const prefix = await session.logits(ids.slice(0, 3));
+      expect(full.seq).toBe(7);
+      expect(prefix.seq).toBe(3);
+      // A causal decoder: the logits of a prefix are the first rows of the longer run.
+      const a = full.data.subarray(0, 3 * 1000);
+      let maxDiff = 0;
+      for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - prefix.data[i]));
+      expect(maxDiff).toBeLessThan(1e-4);
+      // ... and a later token changes later rows.
+      const other = await session.logits([5, 99, 400, 8, 321, 999, 0]);
+      expect(other.data[4 * 1000]).not.toBe(full.data[4 * 1000]);
+      await expect(session.logits([1000])).rejects.toThrow(/outside the model's vocabulary/);
+    } finally {
+      await session.release();
+    }
+  });
+
+  it('fails with one-line W4A8Errors on missing, non-ONNX and non-decoder models', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-eval-session-'));
+    try {
+      await expect(openDecoder(path.join(dir, 'absent.onnx'))).rejects.toThrow(/model file not found/);
+      const junk = path.join(dir, 'junk.onnx');
+      fs.writeFileSync(junk, 'this is not a protobuf at all\n');
+      await expect(openDecoder(junk)).rejects.toThrow(W4A8Error);
+      await expect(openDecoder(junk)).rejects.toThrow(/cannot load .*junk\.onnx as an ONNX model/);
+      await expect(openDecoder(dir)).rejects.toThrow(/is a directory/);
+      const noIds = toyDecoder({ ...{ vocab: 5, maxPositions: 4, logits: 'float32', ids: 'int64', past: 'none', seed: 1 }, breakIt: 'no-input-ids' });
+      await expect(openDecoder(noIds.bytes, { label: 'no-ids' })).rejects.toThrow(/input "tokens" is not one a decoder session can feed/);
+      const noLogits = toyDecoder({ vocab: 5, maxPositions: 4, logits: 'float32', ids: 'int64', past: 'none', seed: 1, breakIt: 'no-logits' });
+      await expect(openDecoder(noLogits.bytes, { label: 'no-logits' })).rejects.toThrow(/no-logits has no "logits" output/);
+      await expect(openDecoder(42 as unknown as string)).rejects.toThrow(TypeError);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects an empty id list', async () => {
+    const toy = toyDecoder({ vocab: 5, maxPositions: 4, logits: 'float32', ids: 'int64', past: 'none', seed: 2 });
+    const session = await openDecoder(toy.bytes);
+    try {
+      await expect(session.logits([])).rejects.toThrow(RangeError);
+    } finally {
+      await session.release();
+    }
+  });
+});
