@@ -1,0 +1,68 @@
+// A small accumulator for hand-built ONNX graphs: each op gets a unique node name and output
+// name, constants become initializers. The ONNX protobuf work stays in lib/onnx.
+import type { NodeProto, TensorProto, ValueInfoProto } from 'onnx-buf';
+import { makeNode, type AttrValue } from '../onnx/build';
+import { makeTensor, DataType } from '../onnx/tensor';
+
+export class GraphBuilder {
+  readonly nodes: NodeProto[] = [];
+  readonly initializers: TensorProto[] = [];
+  readonly inputs: ValueInfoProto[] = [];
+  readonly outputs: ValueInfoProto[] = [];
+  private readonly used = new Set<string>();
+  /** Constant initializers by name -> their value, so asking twice reuses the first one. */
+  private readonly constants = new Map<string, string>();
+
+  /**
+   * Add `opType` with `inputs`; the node is named `${scope}/${opType}` (suffixed when repeated)
+   * and its outputs `${nodeName}_output_${i}` unless `outputs` names them.
+   */
+  op(scope: string, opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outputs?: string[] | number): string[] {
+    const name = this.unique(`${scope}/${opType}`);
+    const outs = Array.isArray(outputs) ? outputs : Array.from({ length: outputs ?? 1 }, (_, i) => `${name}_output_${i}`);
+    this.nodes.push(makeNode(opType, inputs, outs, attrs, { name }));
+    return outs;
+  }
+
+  /** `op` for the common one-output case. */
+  op1(scope: string, opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, output?: string): string {
+    return this.op(scope, opType, inputs, attrs, output ? [output] : 1)[0];
+  }
+
+  /** An fp32 initializer (data copied). */
+  addFloat(name: string, dims: number[], data: Float32Array): string {
+    this.initializers.push(makeTensor(name, DataType.FLOAT, dims, data));
+    return name;
+  }
+
+  /** An int64 constant initializer; `dims` [] makes a scalar. Repeated calls with one name share it. */
+  addInt64(name: string, values: number[], dims: number[] = [values.length]): string {
+    if (this.reuse(name, `int64 [${dims.join(',')}] ${values.join(',')}`)) return name;
+    this.initializers.push(makeTensor(name, DataType.INT64, dims, BigInt64Array.from(values.map(BigInt))));
+    return name;
+  }
+
+  /** An fp32 scalar constant. Repeated calls with one name share it. */
+  addScalar(name: string, value: number): string {
+    if (this.reuse(name, `float ${value}`)) return name;
+    this.initializers.push(makeTensor(name, DataType.FLOAT, [], Float32Array.of(value)));
+    return name;
+  }
+
+  private reuse(name: string, key: string): boolean {
+    const seen = this.constants.get(name);
+    if (seen === undefined) {
+      this.constants.set(name, key);
+      return false;
+    }
+    if (seen !== key) throw new Error(`GraphBuilder: constant ${name} redefined (${seen} vs ${key})`);
+    return true;
+  }
+
+  private unique(base: string): string {
+    let name = base;
+    for (let i = 1; this.used.has(name); i++) name = `${base}_${i}`;
+    this.used.add(name);
+    return name;
+  }
+}

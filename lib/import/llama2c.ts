@@ -1,0 +1,57 @@
+// `importLlama2c`: a llama2.c checkpoint + tokenizer -> <dir>/model.onnx + the tokenizer beside it.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { W4A8Error } from '../errors';
+import { saveModel } from '../onnx/model';
+import { Llama2cTokenizer } from '../tokenize/llama2c';
+import { writeFileAtomic } from '../util/atomic_write';
+import type { Progress } from '../util/progress';
+import { Llama2cCheckpoint, type Llama2cConfig } from './llama2c_checkpoint';
+import { buildLlama2cModel } from './llama2c_graph';
+
+export interface ImportResult {
+  modelPath: string;
+  tokenizerPath: string;
+  config: Llama2cConfig;
+}
+
+/** The name the tokenizer gets beside the model: its own if findTokenizerBeside would find it. */
+function tokenizerTargetName(tokenizer: string): string {
+  const base = path.basename(tokenizer);
+  return /^tok.*\.bin$/.test(base) ? base : 'tokenizer.bin';
+}
+
+export async function importLlama2c(checkpoint: string, tokenizer: string, outDir: string, progress?: Progress): Promise<ImportResult> {
+  for (const [name, value] of Object.entries({ checkpoint, tokenizer, outDir })) {
+    if (typeof value !== 'string' || value.length === 0) throw new TypeError(`Expected a non-empty path for ${name} but received ${String(value)}`);
+  }
+  let tokBytes: Buffer;
+  try {
+    tokBytes = fs.readFileSync(tokenizer);
+  } catch (err) {
+    throw new W4A8Error(`cannot read tokenizer ${tokenizer}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const tok = Llama2cTokenizer.fromBytes(tokBytes, tokenizer);
+
+  const ckpt = Llama2cCheckpoint.open(checkpoint);
+  try {
+    const config = ckpt.config;
+    if (tok.vocabSize !== config.vocabSize) {
+      throw new W4A8Error(
+        `tokenizer ${tokenizer} has ${tok.vocabSize} tokens but checkpoint ${checkpoint} has vocab_size ${config.vocabSize}; ` +
+          `pass the tok*.bin the model was trained with (e.g. tok${config.vocabSize}.bin)`,
+      );
+    }
+    if (fs.existsSync(outDir) && !fs.statSync(outDir).isDirectory()) throw new W4A8Error(`output ${outDir} exists and is not a folder`);
+    fs.mkdirSync(outDir, { recursive: true });
+
+    const model = await buildLlama2cModel(ckpt, progress);
+    const modelPath = path.join(outDir, 'model.onnx');
+    const tokenizerPath = path.join(outDir, tokenizerTargetName(tokenizer));
+    saveModel(model, modelPath);
+    if (path.resolve(tokenizerPath) !== path.resolve(tokenizer)) writeFileAtomic(tokenizerPath, tokBytes);
+    return { modelPath, tokenizerPath, config };
+  } finally {
+    ckpt.close();
+  }
+}

@@ -1,0 +1,152 @@
+// The llama2.c transformer as an ONNX graph of standard opset-17 ops, computing what run.c's
+// `forward` computes for every position at once (full-sequence, no KV cache). Linear layers
+// are MatMuls with [in, out] fp32 initializers, as Optimum / ONNX Runtime GenAI exports have
+// them, so the quantizer finds them the same way in every model.
+import { makeValueInfo, makeModel } from '../onnx/build';
+import type { OnnxModel } from '../onnx/model';
+import { DataType } from '../onnx/tensor';
+import type { Progress } from '../util/progress';
+import { GraphBuilder } from './graph_builder';
+import type { Llama2cCheckpoint } from './llama2c_checkpoint';
+import { ropeTables, transposeMatrix } from './weight_layout';
+
+/** run.c adds 1e-5 inside the RMSNorm square root. */
+export const RMS_NORM_EPS = 1e-5;
+export const ROPE_THETA = 10000;
+export const OPSET = 17;
+
+/** Initializer names of the linear layers, by llama2.c tensor name. */
+export const LINEAR_NAMES: Record<string, (layer: number) => string> = {
+  wq: (l) => `layers.${l}.attn.q_proj.weight`,
+  wk: (l) => `layers.${l}.attn.k_proj.weight`,
+  wv: (l) => `layers.${l}.attn.v_proj.weight`,
+  wo: (l) => `layers.${l}.attn.o_proj.weight`,
+  w1: (l) => `layers.${l}.mlp.gate_proj.weight`,
+  w3: (l) => `layers.${l}.mlp.up_proj.weight`,
+  w2: (l) => `layers.${l}.mlp.down_proj.weight`,
+};
+export const LM_HEAD_NAME = 'lm_head.weight';
+
+/** Build the decoder from an open checkpoint; weights are read and transposed one at a time. */
+export async function buildLlama2cModel(ckpt: Llama2cCheckpoint, progress?: Progress): Promise<OnnxModel> {
+  const c = ckpt.config;
+  const g = new GraphBuilder();
+  const steps = c.nLayers * 9 + 3;
+  let done = 0;
+  const step = (detail: string): void => progress?.update(++done, detail);
+  progress?.start('import llama2.c', steps);
+
+  // A linear layer: run.c computes W x with W [out, in]; the MatMul needs W^T [in, out].
+  const linear = async (scope: string, x: string, weightName: string, source: string, layer: number, output?: string): Promise<string> => {
+    const [rows, cols] = ckpt.shape(source);
+    const wT = await transposeMatrix(ckpt.read(source, layer), rows, cols);
+    g.addFloat(weightName, [cols, rows], wT);
+    step(weightName);
+    return g.op1(scope, 'MatMul', [x, weightName], {}, output);
+  };
+
+  g.inputs.push(makeValueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']));
+  g.outputs.push(makeValueInfo('logits', DataType.FLOAT, ['batch_size', 'sequence_length', c.vocabSize]));
+
+  g.addFloat('tok_embeddings.weight', [c.vocabSize, c.dim], ckpt.read('token_embedding_table'));
+  let x = g.op1('/tok_embeddings', 'Gather', ['tok_embeddings.weight', 'input_ids'], { axis: 0 });
+  step('tok_embeddings.weight');
+
+  // Positions 0..seq-1 of this call; they index the RoPE tables and build the causal mask.
+  const shape = g.op1('/positions', 'Shape', ['input_ids']);
+  const seqLen = g.op1('/positions', 'Gather', [shape, g.addInt64('const.one_scalar', [1], [])], { axis: 0 });
+  const positions = g.op1('/positions', 'Range', [g.addInt64('const.zero_scalar', [0], []), seqLen, 'const.one_scalar']);
+  const rows = g.op1('/causal_mask', 'Unsqueeze', [positions, g.addInt64('const.axes_1', [1])]);
+  const cols = g.op1('/causal_mask', 'Unsqueeze', [positions, g.addInt64('const.axes_0', [0])]);
+  const future = g.op1('/causal_mask', 'Greater', [cols, rows]);
+  const negInf = g.addScalar('const.neg_inf', -Infinity);
+
+  const tables = await ropeTables(c.seqLen, c.headSize, ROPE_THETA);
+  g.addFloat('rope.cos', [c.seqLen, c.headSize / 2], tables.cos);
+  g.addFloat('rope.sin', [c.seqLen, c.headSize / 2], tables.sin);
+  step('rope tables');
+  // [seq, hs/2] -> [seq, 1, hs/2, 1]: broadcasts over heads and against the (even, odd) split.
+  const ropeAxes = g.addInt64('const.axes_1_3', [1, 3]);
+  const cos = g.op1('/rope', 'Unsqueeze', [g.op1('/rope', 'Gather', ['rope.cos', positions], { axis: 0 }), ropeAxes]);
+  const sin = g.op1('/rope', 'Unsqueeze', [g.op1('/rope', 'Gather', ['rope.sin', positions], { axis: 0 }), ropeAxes]);
+
+  const eps = g.addScalar('const.rms_norm_eps', RMS_NORM_EPS);
+  const rmsNorm = (scope: string, input: string, weightName: string, data: Float32Array): string => {
+    g.addFloat(weightName, [c.dim], data);
+    const sq = g.op1(scope, 'Mul', [input, input]);
+    const mean = g.op1(scope, 'ReduceMean', [sq], { axes: [-1], keepdims: 1 });
+    const inv = g.op1(scope, 'Reciprocal', [g.op1(scope, 'Sqrt', [g.op1(scope, 'Add', [mean, eps])])]);
+    return g.op1(scope, 'Mul', [g.op1(scope, 'Mul', [input, inv]), weightName]);
+  };
+
+  // run.c rotates the pairs (2i, 2i+1) of every head by angle pos * freq_i.
+  const rotaryShape = (heads: number): string => g.addInt64(`const.rope_shape_${heads}`, [0, 0, heads, c.headSize / 2, 2]);
+  const headsShape = (heads: number): string => g.addInt64(`const.heads_shape_${heads}`, [0, 0, heads, c.headSize]);
+  const rope = (scope: string, t: string, heads: number): string => {
+    const pairs = g.op1(scope, 'Reshape', [t, rotaryShape(heads)]);
+    const [even, odd] = g.op(scope, 'Split', [pairs], { axis: -1 }, 2);
+    const rotEven = g.op1(scope, 'Sub', [g.op1(scope, 'Mul', [even, cos]), g.op1(scope, 'Mul', [odd, sin])]);
+    const rotOdd = g.op1(scope, 'Add', [g.op1(scope, 'Mul', [even, sin]), g.op1(scope, 'Mul', [odd, cos])]);
+    return g.op1(scope, 'Reshape', [g.op1(scope, 'Concat', [rotEven, rotOdd], { axis: -1 }), headsShape(heads)]);
+  };
+
+  // Grouped-query attention: query head h reads kv head floor(h / kvMul), as in run.c.
+  const kvMul = c.nHeads / c.nKvHeads;
+  const repeatKv = (scope: string, t: string): string => {
+    if (kvMul === 1) return t;
+    const grouped = g.op1(scope, 'Unsqueeze', [t, g.addInt64('const.axes_3', [3])]);
+    const expanded = g.op1(scope, 'Expand', [grouped, g.addInt64('const.kv_repeat', [1, 1, 1, kvMul, 1])]);
+    return g.op1(scope, 'Reshape', [expanded, headsShape(c.nHeads)]);
+  };
+  const scale = g.addScalar('const.attn_scale', Math.fround(Math.sqrt(c.headSize)));
+  const mergeShape = g.addInt64('const.merge_heads_shape', [0, 0, c.dim]);
+
+  for (let l = 0; l < c.nLayers; l++) {
+    const p = `/layers.${l}`;
+    const xa = rmsNorm(`${p}/attn_norm`, x, `layers.${l}.attn_norm.weight`, ckpt.read('rms_att_weight', l));
+    step(`layers.${l}.attn_norm.weight`);
+    const q = await linear(`${p}/attn/q_proj`, xa, LINEAR_NAMES.wq(l), 'wq', l);
+    const k = await linear(`${p}/attn/k_proj`, xa, LINEAR_NAMES.wk(l), 'wk', l);
+    const v = await linear(`${p}/attn/v_proj`, xa, LINEAR_NAMES.wv(l), 'wv', l);
+    const qh = rope(`${p}/attn/rope_q`, g.op1(`${p}/attn`, 'Reshape', [q, headsShape(c.nHeads)]), c.nHeads);
+    const kh = repeatKv(`${p}/attn/repeat_k`, rope(`${p}/attn/rope_k`, g.op1(`${p}/attn`, 'Reshape', [k, headsShape(c.nKvHeads)]), c.nKvHeads));
+    const vh = repeatKv(`${p}/attn/repeat_v`, g.op1(`${p}/attn`, 'Reshape', [v, headsShape(c.nKvHeads)]));
+    const qT = g.op1(`${p}/attn`, 'Transpose', [qh], { perm: [0, 2, 1, 3] });
+    const kT = g.op1(`${p}/attn`, 'Transpose', [kh], { perm: [0, 2, 3, 1] });
+    const vT = g.op1(`${p}/attn`, 'Transpose', [vh], { perm: [0, 2, 1, 3] });
+    const scores = g.op1(`${p}/attn`, 'Div', [g.op1(`${p}/attn/scores`, 'MatMul', [qT, kT]), scale]);
+    const probs = g.op1(`${p}/attn`, 'Softmax', [g.op1(`${p}/attn`, 'Where', [future, negInf, scores])], { axis: -1 });
+    const ctx = g.op1(`${p}/attn/context`, 'MatMul', [probs, vT]);
+    const merged = g.op1(`${p}/attn`, 'Reshape', [g.op1(`${p}/attn`, 'Transpose', [ctx], { perm: [0, 2, 1, 3] }), mergeShape]);
+    const attnOut = await linear(`${p}/attn/o_proj`, merged, LINEAR_NAMES.wo(l), 'wo', l);
+    x = g.op1(`${p}/attn`, 'Add', [x, attnOut]);
+
+    const xf = rmsNorm(`${p}/ffn_norm`, x, `layers.${l}.ffn_norm.weight`, ckpt.read('rms_ffn_weight', l));
+    step(`layers.${l}.ffn_norm.weight`);
+    const gate = await linear(`${p}/mlp/gate_proj`, xf, LINEAR_NAMES.w1(l), 'w1', l);
+    const up = await linear(`${p}/mlp/up_proj`, xf, LINEAR_NAMES.w3(l), 'w3', l);
+    const silu = g.op1(`${p}/mlp`, 'Mul', [gate, g.op1(`${p}/mlp`, 'Sigmoid', [gate])]);
+    const down = await linear(`${p}/mlp/down_proj`, g.op1(`${p}/mlp`, 'Mul', [silu, up]), LINEAR_NAMES.w2(l), 'w2', l);
+    x = g.op1(`${p}/mlp`, 'Add', [x, down]);
+  }
+
+  const xn = rmsNorm('/norm', x, 'norm.weight', ckpt.read('rms_final_weight'));
+  // The output head: its MatMul writes the graph output `logits` directly.
+  await linear('/lm_head', xn, LM_HEAD_NAME, c.sharedClassifier ? 'token_embedding_table' : 'wcls', 0, 'logits');
+  progress?.stop();
+
+  const model = makeModel(
+    { name: 'llama2c', nodes: g.nodes, inputs: g.inputs, outputs: g.outputs, initializers: g.initializers },
+    [{ domain: '', version: OPSET }],
+    { producerName: 'w4a8 import llama2c' },
+  );
+  const meta: Record<string, string> = {
+    source: 'llama2.c legacy v0 checkpoint',
+    max_sequence_length: String(c.seqLen),
+    vocab_size: String(c.vocabSize),
+    bos_token_id: '1',
+    eos_token_id: '2',
+  };
+  model.proto.metadataProps = Object.entries(meta).map(([key, value]) => ({ $typeName: 'onnx.StringStringEntryProto', key, value }));
+  return model;
+}
