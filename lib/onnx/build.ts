@@ -53,7 +53,7 @@ export function makeAttribute(name: string, v: AttrValue): AttributeProto {
     else if (Number.isInteger(v)) Object.assign(a, { type: AttrType.INT, i: BigInt(v) });
     else Object.assign(a, { type: AttrType.FLOAT, f: v });
   } else if (typeof v === 'string') Object.assign(a, { type: AttrType.STRING, s: utf8.encode(v) });
-  else if (v instanceof Uint8Array) Object.assign(a, { type: AttrType.STRING, s: v.slice() });
+  else if (v instanceof Uint8Array) Object.assign(a, { type: AttrType.STRING, s: new Uint8Array(v) });
   else if (isMessage(v, 'onnx.TensorProto')) Object.assign(a, { type: AttrType.TENSOR, t: v });
   else if (isMessage(v, 'onnx.GraphProto')) Object.assign(a, { type: AttrType.GRAPH, g: v });
   else if (typeof v === 'object' && v !== null && (v as FloatAttr).kind === 'float') {

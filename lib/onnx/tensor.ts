@@ -89,7 +89,8 @@ export function tensorRawBytes(model: OnnxModel, t: TensorProto): Uint8Array {
 
 /** A copy of `bytes` whose start is aligned for `align`-byte elements (raw_data views often are not). */
 function aligned(bytes: Uint8Array, align: number): Uint8Array {
-  return bytes.byteOffset % align === 0 ? bytes : bytes.slice();
+  // new Uint8Array(view) copies; Buffer#slice would return another unaligned view.
+  return bytes.byteOffset % align === 0 ? bytes : new Uint8Array(bytes);
 }
 
 /** The tensor's values as fp32 (copies; fp16/bf16 widen natively; double narrows). */
@@ -133,7 +134,7 @@ export function makeTensor(name: string, dataType: DataType, dims: number[], dat
       `makeTensor: "${name}" is ${dataTypeName(dataType)} [${dims.join(', ')}] and needs ${expected} bytes, but ${bytes.length} were given`,
     );
   }
-  return create(TensorProtoSchema, { name, dataType, dims: dims.map(BigInt), rawData: bytes.slice() });
+  return create(TensorProtoSchema, { name, dataType, dims: dims.map(BigInt), rawData: new Uint8Array(bytes) });
 }
 
 /** A FLOAT, FLOAT16 or BFLOAT16 tensor from fp32 values (narrowed natively, round to nearest even). */
