@@ -1,0 +1,160 @@
+// Blocked right-looking Cholesky (fp64), triangular inverse and solves. GPTQ runs these on K x K
+// Hessians up to 11008 x 11008, so the O(n^3) parts go through GemmF64.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "linalg/parallel.h"
+#include "w4a8/linalg.h"
+
+namespace w4a8 {
+namespace {
+
+constexpr int64_t kBlock = 128;
+
+int Threads(int threads) { return threads > 0 ? threads : LinalgThreads(); }
+
+// Unblocked Cholesky of the nb x nb diagonal block at a (leading dimension lda).
+bool CholeskyUnblocked(double* a, int64_t lda, int64_t nb) {
+  for (int64_t j = 0; j < nb; ++j) {
+    double d = a[j * lda + j];
+    for (int64_t p = 0; p < j; ++p) d -= a[j * lda + p] * a[j * lda + p];
+    if (!(d > 0) || !std::isfinite(d)) return false;
+    const double ljj = std::sqrt(d);
+    a[j * lda + j] = ljj;
+    for (int64_t i = j + 1; i < nb; ++i) {
+      double s = a[i * lda + j];
+      for (int64_t p = 0; p < j; ++p) s -= a[i * lda + p] * a[j * lda + p];
+      a[i * lda + j] = s / ljj;
+    }
+  }
+  return true;
+}
+
+// Rows of b (each of length nb, leading dimension ldb) become b L^-T for the nb x nb lower L.
+void SolveRowsLowerT(const double* l, int64_t ldl, int64_t nb, double* b, int64_t ldb, int64_t rows) {
+  for (int64_t r = 0; r < rows; ++r) {
+    double* x = b + r * ldb;
+    for (int64_t j = 0; j < nb; ++j) {
+      double s = x[j];
+      const double* lj = l + j * ldl;
+      for (int64_t p = 0; p < j; ++p) s -= x[p] * lj[p];
+      x[j] = s / lj[j];
+    }
+  }
+}
+
+// In-place inverse of a small lower-triangular block.
+void InvertLowerUnblocked(double* l, int64_t ldl, int64_t nb) {
+  for (int64_t j = 0; j < nb; ++j) l[j * ldl + j] = 1.0 / l[j * ldl + j];
+  // Column j of the inverse, top down: X[i][j] = -X[i][i] * sum_{p=j}^{i-1} L[i][p] X[p][j]. Columns
+  // right of j still hold L, rows above i in column j already hold X.
+  for (int64_t j = 0; j < nb; ++j) {
+    for (int64_t i = j + 1; i < nb; ++i) {
+      double s = l[i * ldl + j] * l[j * ldl + j];
+      for (int64_t p = j + 1; p < i; ++p) s += l[i * ldl + p] * l[p * ldl + j];
+      l[i * ldl + j] = -l[i * ldl + i] * s;
+    }
+  }
+}
+
+}  // namespace
+
+Status CholeskyLower(double* a, int64_t n, int threads) {
+  if (n < 0 || (n > 0 && !a)) return Status::kInvalidArgument;
+  const int t = Threads(threads);
+  for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
+    const int64_t nb = std::min(kBlock, n - j0);
+    const int64_t j1 = j0 + nb;
+    if (!CholeskyUnblocked(a + j0 * n + j0, n, nb)) return Status::kNumericalError;
+    const int64_t rest = n - j1;
+    if (rest == 0) break;
+    // Panel: A21 <- A21 L11^-T (rows are independent).
+    ParallelRanges(t, rest, 16, [&](int64_t r0, int64_t r1) {
+      SolveRowsLowerT(a + j0 * n + j0, n, nb, a + (j1 + r0) * n + j0, n, r1 - r0);
+    });
+    // Trailing update of the lower triangle only, one row block at a time: A22 -= A21 A21^T.
+    for (int64_t i0 = j1; i0 < n; i0 += 256) {
+      const int64_t mb = std::min<int64_t>(256, n - i0);
+      const int64_t cols = i0 + mb - j1;
+      GemmF64(false, true, mb, cols, nb, -1.0, a + i0 * n + j0, n, a + j1 * n + j0, n, 1.0, a + i0 * n + j1, n, t);
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) std::fill(a + i * n + i + 1, a + (i + 1) * n, 0.0);
+  return Status::kOk;
+}
+
+Status InvertLowerTriangular(double* l, int64_t n, int threads) {
+  if (n < 0 || (n > 0 && !l)) return Status::kInvalidArgument;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!(l[i * n + i] != 0) || !std::isfinite(l[i * n + i])) return Status::kNumericalError;
+    std::fill(l + i * n + i + 1, l + (i + 1) * n, 0.0);
+  }
+  const int t = Threads(threads);
+  // Backward over diagonal blocks: with X22 = inv(L22) already in place,
+  // X21 = -X22 L21 X11, then X11 = inv(L11).
+  std::vector<double> tmp;
+  const int64_t last = ((n - 1) / kBlock) * kBlock;
+  for (int64_t j0 = last; j0 >= 0; j0 -= kBlock) {
+    const int64_t nb = std::min(kBlock, n - j0);
+    const int64_t j1 = j0 + nb;
+    const int64_t rest = n - j1;
+    InvertLowerUnblocked(l + j0 * n + j0, n, nb);
+    if (rest > 0) {
+      tmp.assign((size_t)rest * nb, 0.0);
+      // tmp = X22 L21 (X22 is lower with a zero upper part, so a plain GEMM is exact).
+      GemmF64(false, false, rest, nb, rest, 1.0, l + j1 * n + j1, n, l + j1 * n + j0, n, 0.0, tmp.data(), nb, t);
+      // L21 <- -tmp X11
+      GemmF64(false, false, rest, nb, nb, -1.0, tmp.data(), nb, l + j0 * n + j0, n, 0.0, l + j1 * n + j0, n, t);
+    }
+  }
+  return Status::kOk;
+}
+
+void SolveLowerLeft(const double* l, int64_t n, double* b, int64_t nrhs) {
+  for (int64_t i = 0; i < n; ++i) {
+    double* xi = b + i * nrhs;
+    for (int64_t p = 0; p < i; ++p) {
+      const double lip = l[i * n + p];
+      if (lip == 0) continue;
+      const double* xp = b + p * nrhs;
+      for (int64_t c = 0; c < nrhs; ++c) xi[c] -= lip * xp[c];
+    }
+    const double inv = 1.0 / l[i * n + i];
+    for (int64_t c = 0; c < nrhs; ++c) xi[c] *= inv;
+  }
+}
+
+void SolveLowerTransposedRight(const double* l, int64_t n, double* b, int64_t nrhs) {
+  SolveRowsLowerT(l, n, n, b, n, nrhs);
+}
+
+Status CholeskyInverse(const double* a, int64_t n, double* out, int threads) {
+  std::vector<double> lmat(a, a + n * n);
+  Status s = CholeskyLower(lmat.data(), n, threads);
+  if (s != Status::kOk) return s;
+  s = InvertLowerTriangular(lmat.data(), n, threads);
+  if (s != Status::kOk) return s;
+  // A^-1 = L^-T L^-1
+  GemmF64(true, false, n, n, n, 1.0, lmat.data(), n, lmat.data(), n, 0.0, out, n, Threads(threads));
+  return Status::kOk;
+}
+
+Status UpperCholeskyOfInverse(const double* a, int64_t n, double* out, int threads) {
+  if (n < 0 || (n > 0 && (!a || !out))) return Status::kInvalidArgument;
+  // B = J A J (J reverses the order); B = L' L'^T gives A = R R^T with R = J L' J upper, and
+  // A^-1 = R^-T R^-1, so U = R^-1 = J L'^-1 J.
+  std::vector<double> b((size_t)n * n);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) b[(size_t)i * n + j] = a[(n - 1 - i) * n + (n - 1 - j)];
+  Status s = CholeskyLower(b.data(), n, threads);
+  if (s != Status::kOk) return s;
+  s = InvertLowerTriangular(b.data(), n, threads);
+  if (s != Status::kOk) return s;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) out[i * n + j] = b[(size_t)(n - 1 - i) * n + (n - 1 - j)];
+  return Status::kOk;
+}
+
+}  // namespace w4a8
