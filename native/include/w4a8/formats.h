@@ -159,4 +159,62 @@ W4A8_HD float CpuPackedDequantizeAt(const CpuPackedView& v, int32_t n, int32_t k
 // CUDA prepacked layouts (native/src/cuda): declared below by the CUDA kernels.
 // ---------------------------------------------------------------------------------------------
 
+// "Mma8x32" layout, produced from the canonical layout by PackWeightForCuda
+// (native/src/cuda/cuda_prepack.cpp, host code); read by the W4A8 GEMM (mma.sync m16n8k32 s8 B fragments,
+// 16-byte loads) and by the W4A16 GEMV. N is padded to n_padded (multiple of 128), K to k_padded
+// (multiple of 64); groups_padded = ceil(k_padded / group_size).
+//   codes uint32 [n_padded/128][k_padded/32][quad 4][lane 32][j 4]: the word (quad, lane, j) of k32 step kb
+//     holds channel n = 128*tile + 32*quad + 8*j + lane/4 and, with t = lane % 4,
+//     nibble 2i   = code(n, 32*kb + 4t + i)        (byte i of fragment register b0)
+//     nibble 2i+1 = code(n, 32*kb + 16 + 4t + i)   (byte i of fragment register b1)
+//     so one uint4 per lane is the B operand of 4 adjacent n8 MMAs (cuda_bits.h unpacks it).
+//   scales      float [groups_padded][n_padded]  effective scale (fp4: half the canonical one)
+//   zero_points uint8 [groups_padded][n_padded]  int4: the zero point (8 when absent); fp4: 0
+// W[n][k] = (CudaWeightInt(format, code) - zero) * scale. Padding is exactly zero: k >= K holds the
+// neutral code (int4: the zero point, fp4: 0), channels n >= N and groups past the last have scale 0.
+constexpr int kCudaTileN = 128;  // channels per tile (4 quads of 32)
+constexpr int kCudaTileK = 64;   // k per pipeline stage of the GEMM
+constexpr int kCudaMmaK = 32;    // k per packed word set (one mma.sync m16n8k32)
+
+struct CudaPackedView {
+  WeightFormat format;
+  int32_t n, k, group_size;
+  int32_t n_padded, k_padded, groups_padded;
+  const uint32_t* codes;
+  const float* scales;
+  const uint8_t* zero_points;
+};
+
+W4A8_HD CudaPackedView CudaPackedShape(WeightFormat format, int32_t n, int32_t k, int32_t group_size) {
+  CudaPackedView v{format, n, k, group_size, 0, 0, 0, nullptr, nullptr, nullptr};
+  v.n_padded = (n + kCudaTileN - 1) / kCudaTileN * kCudaTileN;
+  v.k_padded = (k + kCudaTileK - 1) / kCudaTileK * kCudaTileK;
+  v.groups_padded = (v.k_padded + group_size - 1) / group_size;
+  return v;
+}
+W4A8_HD size_t CudaPackedCodeWords(const CudaPackedView& v) { return (size_t)v.n_padded * v.k_padded / 8; }
+W4A8_HD size_t CudaPackedScaleCount(const CudaPackedView& v) { return (size_t)v.groups_padded * v.n_padded; }
+
+// Word index and nibble of (n, k) in the codes array (the definition the packer and kernels follow).
+W4A8_HD size_t CudaPackedWordIndex(const CudaPackedView& v, int32_t n, int32_t k, int* nibble) {
+  const int nl = n % kCudaTileN, kk = k % kCudaMmaK, t = (kk % 16) / 4;
+  *nibble = 2 * (kk % 4) + kk / 16;
+  const size_t step = (size_t)(n / kCudaTileN) * (v.k_padded / kCudaMmaK) + (size_t)(k / kCudaMmaK);
+  return ((step * 4 + nl / 32) * 32 + (size_t)((nl % 8) * 4 + t)) * 4 + (size_t)((nl % 32) / 8);
+}
+W4A8_HD int CudaWeightInt(WeightFormat format, int code) {
+  return format == WeightFormat::kFp4E2M1 ? Fp4E2M1TimesTwo(code) : code;
+}
+W4A8_HD float CudaPackedDequantizeAt(const CudaPackedView& v, int32_t n, int32_t k) {
+  int nibble = 0;
+  const uint32_t word = v.codes[CudaPackedWordIndex(v, n, k, &nibble)];
+  const int code = (int)((word >> (4 * nibble)) & 0xf);
+  const size_t s = (size_t)(k / v.group_size) * v.n_padded + (size_t)n;
+  return (float)(CudaWeightInt(v.format, code) - (int)v.zero_points[s]) * v.scales[s];
+}
+
+// Fills codes [CudaPackedCodeWords], scales and zero_points [CudaPackedScaleCount] of the shape
+// CudaPackedShape(w.format, w.n, w.k, w.group_size). w must be valid (cpu::ValidateQuantizedWeight).
+void PackWeightForCuda(const QuantizedWeight& w, uint32_t* codes, float* scales, uint8_t* zero_points);
+
 }  // namespace w4a8

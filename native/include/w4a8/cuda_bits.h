@@ -1,0 +1,180 @@
+// Bit-level helpers of the CUDA kernels, usable on the host too, so that every conversion the
+// kernels do in registers is unit-tested on the CPU (native/tests/test_cuda_bits.cpp) and compared
+// with the device's own intrinsics on the GPU (native/tests/cuda_test_bits.cu).
+//
+// The packed weight word ("CUDA prepacked layouts" in formats.h) holds the 8 codes one lane needs
+// for one m16n8k32 B fragment: nibble 2*i is byte i of fragment register b0 (k = 4*t + i) and nibble
+// 2*i+1 is byte i of b1 (k = 16 + 4*t + i), t = lane % 4. So a mask gives b0 and a shift plus mask b1.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "w4a8/formats.h"
+
+namespace w4a8 {
+
+// PTX prmt.b32 in its default mode (__byte_perm): byte i of the result is byte (s & 7) of the 8-byte
+// value {hi:lo}, s = selector nibble i; when s & 8, the sign bit of that byte is replicated instead.
+W4A8_HD uint32_t BytePerm(uint32_t lo, uint32_t hi, uint32_t selector) {
+#if defined(__CUDA_ARCH__)
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(lo), "r"(hi), "r"(selector));
+  return r;
+#else
+  const uint64_t both = (uint64_t)hi << 32 | lo;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t s = (selector >> (4 * i)) & 0xf;
+    uint32_t byte = (uint32_t)(both >> (8 * (s & 7))) & 0xff;
+    if (s & 8) byte = (byte & 0x80) ? 0xff : 0x00;
+    r |= byte << (8 * i);
+  }
+  return r;
+#endif
+}
+
+// ---- packed int4 word -> two int8x4 fragment registers -------------------------------------
+
+// k offset (0..31 inside the k32 MMA step) of nibble `nibble` (0..7) of the word held by a lane
+// whose index within its quad is t (0..3).
+W4A8_HD int CudaWordNibbleK(int nibble, int t) { return (nibble & 1) * 16 + 4 * t + (nibble >> 1); }
+
+struct Int8x4Pair {
+  uint32_t lo;  // fragment register b0: 4 int8, k = 4t + 0..3
+  uint32_t hi;  // fragment register b1: 4 int8, k = 16 + 4t + 0..3
+};
+
+// Subtracts a zero point from four unsigned nibble values held one per byte (0..15), giving the
+// int8 values q - zp (-15..15) with no carry between bytes: 0x80 + q - zp stays in 113..143, and
+// flipping bit 7 turns that excess-128 byte into two's complement.
+W4A8_HD uint32_t SubZeroPointBytes(uint32_t nibble_bytes, uint32_t zero_point) {
+  return ((nibble_bytes | 0x80808080u) - zero_point * 0x01010101u) ^ 0x80808080u;
+}
+
+// int4 word -> (b0, b1) with the zero point applied: exactly the integer weights q - zp.
+W4A8_HD Int8x4Pair UnpackInt4Word(uint32_t word, uint32_t zero_point) {
+  return {SubZeroPointBytes(word & 0x0f0f0f0fu, zero_point), SubZeroPointBytes((word >> 4) & 0x0f0f0f0fu, zero_point)};
+}
+
+// Four FP4 E2M1 codes, one per byte (0..15), -> four int8 2*value (-12..12) by two 8-entry
+// byte lookups (prmt takes 3-bit indices; positive and negative halves apart) and a sign select.
+W4A8_HD uint32_t Fp4BytesToInt8x4Times2(uint32_t code_bytes) {
+  // Nibbles of the selector in the order bytes 0, 2, 1, 3 (what one shift-or gives); undone below.
+  const uint32_t sel = (code_bytes | (code_bytes >> 12)) & 0x7777u;
+  const uint32_t pos = BytePerm(0x03020100u, 0x0c080604u, sel);  // 0 1 2 3 | 4 6 8 12
+  const uint32_t neg = BytePerm(0xfdfeff00u, 0xf4f8fafcu, sel);  // 0 -1 -2 -3 | -4 -6 -8 -12
+  const uint32_t sign = ((code_bytes >> 3) & 0x01010101u) * 0xffu;
+  const uint32_t sign_perm = BytePerm(sign, 0, 0x3120u);
+  return BytePerm((pos & ~sign_perm) | (neg & sign_perm), 0, 0x3120u);
+}
+
+// fp4 word -> (b0, b1) as int8 2*value; the kernels halve the scale (done in the prepack).
+W4A8_HD Int8x4Pair UnpackFp4Word(uint32_t word) {
+  return {Fp4BytesToInt8x4Times2(word & 0x0f0f0f0fu), Fp4BytesToInt8x4Times2((word >> 4) & 0x0f0f0f0fu)};
+}
+
+// Byte i of an int8x4 register as an exact float: the excess-128 byte is placed under the exponent of
+// 2^23 (one prmt) and the bias removed by one subtraction.
+W4A8_HD float Int8x4ByteToFloat(uint32_t int8x4, int i) {
+  const uint32_t biased = int8x4 ^ 0x80808080u;
+  const uint32_t bits = BytePerm(biased, 0x4b000000u, 0x7540u | (uint32_t)i);
+  float f;
+  memcpy(&f, &bits, 4);
+  return f - 8388736.0f;  // 2^23 + 128
+}
+
+// ---- FP8 E4M3 (the "FN" variant: no infinities, 0x7f/0xff NaN, max 448) ---------------------
+
+constexpr float kE4M3Max = 448.0f;
+constexpr float kInt8Max = 127.0f;
+
+W4A8_HD float E4M3ToFloat(uint8_t v) {
+  const uint32_t sign = (uint32_t)(v & 0x80) << 24;
+  const uint32_t exp = (v >> 3) & 0xf;
+  const uint32_t mant = v & 7;
+  uint32_t bits;
+  if (exp == 15 && mant == 7) {
+    bits = sign | 0x7fc00000u;
+  } else if (exp == 0) {
+    // Subnormal: mant * 2^-9, exact in fp32.
+    float f = (float)mant * (1.0f / 512.0f);
+    memcpy(&bits, &f, 4);
+    bits |= sign;
+  } else {
+    bits = sign | (exp + 120) << 23 | mant << 20;
+  }
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+// fp32 -> E4M3 with round to nearest even, saturating to +-448 (also for +-inf); NaN -> 0x7f.
+W4A8_HD uint8_t FloatToE4M3(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  const uint8_t sign = (uint8_t)((x >> 24) & 0x80);
+  x &= 0x7fffffffu;
+  if (x > 0x7f800000u) return sign | 0x7f;
+  if (x >= 0x43e00000u) return sign | 0x7e;  // >= 448
+  if (x < 0x3c800000u) {                     // below 2^-6: subnormal E4M3, a multiple of 2^-9
+    // |f| * 2^9 is exact; adding 1.5 * 2^23 rounds it to an integer, ties to even, in fp32.
+    float a;
+    memcpy(&a, &x, 4);
+    const float r = a * 512.0f + 12582912.0f;
+    uint32_t rb;
+    memcpy(&rb, &r, 4);
+    return sign | (uint8_t)(rb - 0x4b400000u);  // 0..8; 8 is the smallest normal 0x08, as wanted
+  }
+  const uint32_t mant = x & 0x7fffffu;
+  uint32_t r = (((x >> 23) - 120) << 3) | (mant >> 20);
+  const uint32_t rest = mant & 0xfffffu;
+  if (rest > 0x80000u || (rest == 0x80000u && (r & 1))) ++r;  // a carry into the exponent is right
+  return sign | (uint8_t)(r > 0x7e ? 0x7e : r);
+}
+
+// FP4 E2M1 code -> the E4M3 byte of the same value (exact: every E2M1 value is an E4M3 value).
+W4A8_HD uint8_t Fp4E2M1ToE4M3(int code) {
+  const uint8_t sign = (uint8_t)((code & 8) << 4);
+  const int e = (code >> 1) & 3, m = code & 1;
+  if (e == 0) return sign | (m ? 0x30 : 0x00);  // 0 or 0.5 = 2^-1
+  return sign | (uint8_t)((e + 6) << 3 | m << 2);
+}
+
+// Four FP4 codes, one per byte, -> four E4M3 bytes (the register path: one lookup per half, sign by OR).
+W4A8_HD uint32_t Fp4BytesToE4M3x4(uint32_t code_bytes) {
+  const uint32_t sel = (code_bytes | (code_bytes >> 12)) & 0x7777u;
+  // E4M3 bytes of 0, 0.5, 1, 1.5 | 2, 3, 4, 6
+  const uint32_t mag = BytePerm(BytePerm(0x3c383000u, 0x4c484440u, sel), 0, 0x3120u);
+  return mag | ((code_bytes & 0x08080808u) << 4);
+}
+
+// ---- per-token scales (same definitions as the CPU kernels, cpu_kernels.h) -------------------
+
+W4A8_HD float RoundHalfEven(float v) {
+#if defined(__CUDA_ARCH__)
+  return rintf(v);
+#else
+  return std::nearbyint(v);
+#endif
+}
+
+// Scale = amax / qmax and its reciprocal qmax / amax, both one fp32 division; amax == 0 gives 0, 0.
+struct TokenScale {
+  float scale;
+  float inverse;
+};
+W4A8_HD TokenScale MakeTokenScale(float amax, float qmax) {
+  if (!(amax > 0.0f)) return {0.0f, 0.0f};
+  return {amax / qmax, qmax / amax};
+}
+
+W4A8_HD int8_t QuantizeInt8(float x, float inverse) {
+  float v = x * inverse;
+  v = v < -kInt8Max ? -kInt8Max : (v > kInt8Max ? kInt8Max : v);
+  return (int8_t)RoundHalfEven(v);
+}
+
+W4A8_HD uint8_t QuantizeE4M3(float x, float inverse) { return FloatToE4M3(x * inverse); }
+
+}  // namespace w4a8
