@@ -4,6 +4,7 @@ import { infoCommand } from './info';
 import { evalCommand } from './eval';
 import { generateCommand } from './generate';
 import { inspectCommand } from './inspect';
+import { importCommand } from './import';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, evalCommand, generateCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, importCommand, inspectCommand, evalCommand, generateCommand];
