@@ -60,7 +60,10 @@ class PackedWeight {
   Isa isa_ = Isa::kScalar;
 };
 
-// Validates w (dims, group size 16..256 power of two, non-null arrays) and packs it for `isa`
+// kOk when w is usable by the CPU kernels: format known, n, k >= 1, group size 16..256 power of two,
+// codes and scales non-null (zero_points may be null; it is ignored for fp4).
+Status ValidateQuantizedWeight(const QuantizedWeight& w);
+// Validates w and packs it for `isa`
 // (kInvalidArgument on bad input, kUnsupported if the CPU lacks `isa`).
 Status Prepack(const QuantizedWeight& w, Isa isa, std::unique_ptr<PackedWeight>* out);
 

@@ -1,0 +1,92 @@
+// Canonical QuantizedWeight -> Panel16x8 CPU layout (formats.h, "CPU prepacked layouts").
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "w4a8/cpu_kernels.h"
+
+namespace w4a8::cpu {
+namespace {
+
+class OwnedPackedWeight final : public PackedWeight {
+ public:
+  OwnedPackedWeight(const QuantizedWeight& w, Isa isa) {
+    const int32_t blocks = BlocksPerRow(w.k, w.group_size);
+    const int32_t k_padded = blocks * w.group_size;
+    const int32_t n_panels = (w.n + kCpuPanelN - 1) / kCpuPanelN;
+    const size_t chunks_per_panel = (size_t)k_padded / kCpuChunkK;
+    // 64-byte aligned so each chunk is one cache line (the kernels stream whole lines).
+    codes_.reset(new (std::align_val_t(64)) uint8_t[(size_t)n_panels * chunks_per_panel * kCpuChunkBytes]());
+    scales_.assign((size_t)n_panels * blocks * kCpuPanelN, 0.0f);
+    zeros_.assign((size_t)n_panels * blocks * kCpuPanelN, 0);
+
+    const bool fp4 = w.format == WeightFormat::kFp4E2M1;
+    for (int32_t n = 0; n < w.n; ++n) {
+      const int32_t panel = n / kCpuPanelN, lane = n % kCpuPanelN;
+      for (int32_t b = 0; b < blocks; ++b) {
+        const size_t meta = ((size_t)panel * blocks + b) * kCpuPanelN + lane;
+        const float scale = w.scales[(size_t)n * blocks + b];
+        scales_[meta] = fp4 ? 0.5f * scale : scale;
+        zeros_[meta] = (uint8_t)(fp4 ? kCpuFp4Zero : ZeroPointAt(w.zero_points, blocks, n, b));
+      }
+      uint8_t* panel_codes = codes_.get() + (size_t)panel * chunks_per_panel * kCpuChunkBytes;
+      for (int32_t k = 0; k < k_padded; ++k) {
+        // Padded k gets the neutral code so that the padded weight dequantizes to exactly 0.
+        const int code = k < w.k ? CodeAt(w.codes, w.k, w.group_size, n, k)
+                                 : (fp4 ? 0 : ZeroPointAt(w.zero_points, blocks, n, k / w.group_size));
+        uint8_t& byte = panel_codes[(size_t)(k / kCpuChunkK) * kCpuChunkBytes + 4 * lane + (k % 4)];
+        byte |= (uint8_t)((k % kCpuChunkK) < 4 ? code : code << 4);
+      }
+    }
+    view_.format = w.format;
+    view_.n = w.n;
+    view_.k = w.k;
+    view_.group_size = w.group_size;
+    view_.blocks_per_row = blocks;
+    view_.k_padded = k_padded;
+    view_.n_panels = n_panels;
+    view_.codes = codes_.get();
+    view_.scales = scales_.data();
+    view_.zeros = zeros_.data();
+    isa_ = isa;
+  }
+
+ private:
+  struct AlignedDelete {
+    void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t(64)); }
+  };
+  std::unique_ptr<uint8_t[], AlignedDelete> codes_;
+  std::vector<float> scales_;
+  std::vector<uint8_t> zeros_;
+};
+
+}  // namespace
+
+Status ValidateQuantizedWeight(const QuantizedWeight& w) {
+  if (w.format != WeightFormat::kInt4 && w.format != WeightFormat::kFp4E2M1) return Status::kInvalidArgument;
+  if (w.n <= 0 || w.k <= 0) return Status::kInvalidArgument;
+  if (w.group_size < kMinGroupSize || w.group_size > kMaxGroupSize || (w.group_size & (w.group_size - 1)) != 0) {
+    return Status::kInvalidArgument;
+  }
+  if (!w.codes || !w.scales) return Status::kInvalidArgument;
+  // Keep every packed array addressable with int32 panel/chunk arithmetic in the kernels.
+  if ((int64_t)BlocksPerRow(w.k, w.group_size) * w.group_size > (int64_t)1 << 30) return Status::kInvalidArgument;
+  return Status::kOk;
+}
+
+Status Prepack(const QuantizedWeight& w, Isa isa, std::unique_ptr<PackedWeight>* out) {
+  if (!out) return Status::kInvalidArgument;
+  out->reset();
+  if ((int)isa < 0 || (int)isa > 3) return Status::kInvalidArgument;
+  const Status s = ValidateQuantizedWeight(w);
+  if (s != Status::kOk) return s;
+  if (!IsaAvailable(isa)) return Status::kUnsupported;
+  try {
+    *out = std::make_unique<OwnedPackedWeight>(w, isa);
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  }
+  return Status::kOk;
+}
+
+}  // namespace w4a8::cpu

@@ -1,0 +1,93 @@
+// GemmW4A8: argument checks, activation quantization, and the split of the output into tiles that the
+// thread pool hands to one ISA's kernel. Every output element is produced by exactly one tile, in one
+// fixed order, so results do not depend on the thread count or on scheduling.
+#include <algorithm>
+#include <new>
+#include <vector>
+
+#include "cpu/thread_pool.h"
+#include "cpu/w4a8_internal.h"
+#include "w4a8/cpu_kernels.h"
+
+namespace w4a8::cpu {
+namespace {
+
+using w4a8k::QuantizedActs;
+using w4a8k::Tile;
+
+bool Overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
+  const auto pa = (uintptr_t)a, pb = (uintptr_t)b;
+  return pa < pb + b_bytes && pb < pa + a_bytes;
+}
+
+using TileFn = void (*)(const CpuPackedView&, const QuantizedActs&, const float*, float*, const Tile&);
+
+TileFn KernelFor(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return w4a8k::TileScalar;
+    case Isa::kAvx2: return w4a8k::TileAvx2;
+    case Isa::kAvx512Vnni: return w4a8k::TileAvx512Vnni;
+    case Isa::kAmx: return w4a8k::TileAmx;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Status GemmW4A8WithIsa(const PackedWeight& w, Isa isa, const GemmArgs& a) {
+  if ((int)isa < 0 || (int)isa > 3) return Status::kInvalidArgument;
+  if (a.m <= 0 || !a.x || !a.y) return Status::kInvalidArgument;
+  if (a.act != ActQuant::kPerTokenPerGroup && a.act != ActQuant::kPerToken) return Status::kInvalidArgument;
+  const CpuPackedView& v = w.view();
+  if (v.n <= 0 || v.k <= 0 || !v.codes) return Status::kInvalidArgument;
+  if (Overlaps(a.y, sizeof(float) * a.m * (size_t)v.n, a.x, sizeof(float) * a.m * (size_t)v.k) ||
+      (a.bias && Overlaps(a.y, sizeof(float) * a.m * (size_t)v.n, a.bias, sizeof(float) * v.n))) {
+    return Status::kInvalidArgument;
+  }
+  if (!IsaAvailable(isa)) return Status::kUnsupported;
+
+  const bool amx = isa == Isa::kAmx && a.m >= 16;
+  const int32_t m_rows = amx ? (a.m + w4a8k::kAmxRows - 1) / w4a8k::kAmxRows * w4a8k::kAmxRows : a.m;
+  std::vector<int8_t> q;
+  std::vector<float> x_scale;
+  std::vector<int32_t> x_sum;
+  try {
+    q.resize((size_t)m_rows * v.k_padded);  // zero-filled: the AMX padding rows stay 0
+    x_scale.resize((size_t)m_rows * v.blocks_per_row);
+    x_sum.resize((size_t)m_rows * v.blocks_per_row);
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  }
+  const QuantizedActs acts{a.m, m_rows, v.k_padded, v.blocks_per_row, q.data(), x_scale.data(), x_sum.data()};
+
+  const bool simd_quant = isa == Isa::kAvx512Vnni || isa == Isa::kAmx;
+  constexpr int32_t kQuantRows = 8;
+  ParallelFor((a.m + kQuantRows - 1) / kQuantRows, [&](int64_t i) {
+    const int32_t m0 = (int32_t)i * kQuantRows, m1 = std::min(a.m, m0 + kQuantRows);
+    if (simd_quant) {
+      w4a8k::QuantizeRowsAvx512(a.x, v.k, v.group_size, a.act, m0, m1, acts);
+    } else {
+      w4a8k::QuantizeRowsScalar(a.x, v.k, v.group_size, a.act, m0, m1, acts);
+    }
+  });
+
+  // Tiles: panel blocks small enough to spread N over the threads at M = 1 (bandwidth-bound), row
+  // blocks that keep a panel block's weights in L2 while the rows stream past. AMX takes all rows of
+  // two panels per tile so that each panel is unpacked to int8 once.
+  const int32_t panels_per_tile = amx ? 2 : 4;
+  const int32_t rows_per_tile = amx ? a.m : 64;
+  const int32_t panel_tiles = (v.n_panels + panels_per_tile - 1) / panels_per_tile;
+  const int32_t row_tiles = (a.m + rows_per_tile - 1) / rows_per_tile;
+  const TileFn kernel = (isa == Isa::kAmx && !amx) ? w4a8k::TileAvx512Vnni : KernelFor(isa);
+  ParallelFor((int64_t)panel_tiles * row_tiles, [&](int64_t i) {
+    const int32_t pt = (int32_t)(i / row_tiles), rt = (int32_t)(i % row_tiles);
+    const Tile t{rt * rows_per_tile, std::min(a.m, (rt + 1) * rows_per_tile), pt * panels_per_tile,
+                 std::min(v.n_panels, (pt + 1) * panels_per_tile)};
+    kernel(v, acts, a.bias, a.y, t);
+  });
+  return Status::kOk;
+}
+
+Status GemmW4A8(const PackedWeight& w, const GemmArgs& a) { return GemmW4A8WithIsa(w, w.isa(), a); }
+
+}  // namespace w4a8::cpu

@@ -1,0 +1,43 @@
+// Internals shared by the W4A8 CPU paths: the quantized-activation buffers and the per-ISA kernels
+// behind the dispatch in w4a8_gemm.cpp.
+#pragma once
+#include <cstdint>
+
+#include "w4a8/cpu_kernels.h"
+#include "w4a8/formats.h"
+
+namespace w4a8::cpu::w4a8k {
+
+// Activations after int8 quantization (see cpu_kernels.h for the numerics).
+struct QuantizedActs {
+  int32_t m;          // rows holding real tokens; rows up to m_rows are zero padding (AMX tiles)
+  int32_t m_rows;     // allocated rows
+  int32_t k_padded;   // = the weight's k_padded; q is zero for k >= K
+  int32_t blocks;     // weight K-groups per row
+  int8_t* q;          // [m_rows][k_padded]
+  float* scale;       // [m_rows][blocks] x_scale per (token, group) (kPerToken: the row scale repeated)
+  int32_t* sum;       // [m_rows][blocks] sum of q over the group (for the zero-point correction)
+};
+
+// Quantizes rows [m0, m1) of x ([m][k] fp32) into `a`. Identical results from every variant.
+void QuantizeRowsScalar(const float* x, int32_t k, int32_t group_size, ActQuant mode, int32_t m0, int32_t m1,
+                        const QuantizedActs& a);
+void QuantizeRowsAvx512(const float* x, int32_t k, int32_t group_size, ActQuant mode, int32_t m0, int32_t m1,
+                        const QuantizedActs& a);
+
+// One unit of work: output rows [m0, m1) x panels [p0, p1) (16 output channels per panel).
+struct Tile {
+  int32_t m0, m1, p0, p1;
+};
+
+// Each writes y[m][n] (row stride v.n) for the tile's rows and the real channels of its panels.
+void TileScalar(const CpuPackedView& v, const QuantizedActs& a, const float* bias, float* y, const Tile& t);
+void TileAvx2(const CpuPackedView& v, const QuantizedActs& a, const float* bias, float* y, const Tile& t);
+void TileAvx512Vnni(const CpuPackedView& v, const QuantizedActs& a, const float* bias, float* y, const Tile& t);
+// AMX: rows are processed in blocks of 32 (a.m_rows must cover them); falls back to AVX512 below 16 rows.
+void TileAmx(const CpuPackedView& v, const QuantizedActs& a, const float* bias, float* y, const Tile& t);
+
+// Rows per AMX block (two 16-row A tiles); the activation buffer is padded to a multiple of it.
+constexpr int32_t kAmxRows = 32;
+
+}  // namespace w4a8::cpu::w4a8k
