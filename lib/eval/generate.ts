@@ -7,7 +7,7 @@ import type { Tokenizer } from '../tokenize/tokenizer';
 import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
 import { checkIdsFit, resolveTokenizer } from './model_tokenizer';
-import { DecoderSession, openDecoder } from './session';
+import { checkModelFile, DecoderSession, openDecoder } from './session';
 
 export interface GenerateOptions {
   modelPath?: string;
@@ -47,6 +47,7 @@ export async function generateGreedy(opts: GenerateOptions): Promise<GenerateRes
   if (typeof prompt !== 'string') throw new TypeError('Expected prompt to be a string');
   const progress = opts.progress ?? silentProgress;
   const cancel = opts.cancel ?? neverCancelled;
+  if (!opts.session) checkModelFile(opts.modelPath!);
   const tokenizer = resolveTokenizer(opts.tokenizer, opts.modelPath);
 
   const ids = tokenizer.encode(prompt, { bos: true });

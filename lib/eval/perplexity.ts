@@ -7,7 +7,7 @@ import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
 import { planWindows, readText, splitDocuments, tokenStream } from './documents';
 import { checkIdsFit, resolveTokenizer } from './model_tokenizer';
-import { DecoderSession, openDecoder } from './session';
+import { checkModelFile, DecoderSession, openDecoder } from './session';
 
 export interface PerplexityOptions {
   /** The ONNX model (ignored for loading when `session` is given, still used to find its tokenizer). */
@@ -47,6 +47,7 @@ export async function evaluatePerplexity(opts: PerplexityOptions): Promise<Perpl
   const progress = opts.progress ?? silentProgress;
   const cancel = opts.cancel ?? neverCancelled;
 
+  if (!opts.session) checkModelFile(opts.modelPath!);
   const label = opts.textPath ?? 'the text';
   const text = opts.textPath !== undefined ? readText(opts.textPath) : opts.text!;
   const tokenizer = resolveTokenizer(opts.tokenizer, opts.modelPath);

@@ -195,8 +195,24 @@ class OrtDecoder implements DecoderSession {
   }
 }
 
+/** Fail early, before any slow work, when a model path names nothing or a folder. */
+export function checkModelFile(modelPath: string): void {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(modelPath);
+  } catch {
+    throw new W4A8Error(`model file not found: ${modelPath}`);
+  }
+  if (stat.isDirectory()) {
+    throw new W4A8Error(`${modelPath} is a directory; give the .onnx file (for example ${path.join(modelPath, 'model.onnx')})`);
+  }
+}
+
 /** Open a decoder ONNX model (a path, external data found beside it; or serialized bytes). */
 export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderOptions = {}): Promise<DecoderSession> {
+  // ORT's default logger prints graph warnings (per node, per load) on stderr, which would bury
+  // our one-line errors and progress; keep them for W4A8_DEBUG=1.
+  if (process.env.W4A8_DEBUG !== '1') ort.env.logLevel = 'error';
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: ['cpu'],
     logSeverityLevel: 3,
@@ -206,15 +222,7 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
   let label: string;
   if (typeof model === 'string') {
     label = model;
-    let stat: fs.Stats;
-    try {
-      stat = fs.statSync(model);
-    } catch {
-      throw new W4A8Error(`model file not found: ${model}`);
-    }
-    if (stat.isDirectory()) {
-      throw new W4A8Error(`${model} is a directory; give the .onnx file (for example ${path.join(model, 'model.onnx')})`);
-    }
+    checkModelFile(model);
     try {
       session = await ort.InferenceSession.create(model, options);
     } catch (err) {
