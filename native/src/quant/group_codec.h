@@ -1,0 +1,86 @@
+// One group's parameters and the per-element code mapping: the single definition of the weight
+// numerics (see quant.h) that the reference, the fast RTN, AWQ and GPTQ all call.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "w4a8/formats.h"
+#include "w4a8/quant.h"
+
+namespace w4a8::quant {
+
+struct GroupParams {
+  float scale = 0;
+  int32_t zero_point = 0;  // int4: asym 0..15, sym 8; fp4: 0 (unused)
+};
+
+// Smallest power of two >= s (s > 0, finite).
+inline float RoundUpPow2(float s) {
+  int e = 0;
+  const float m = std::frexp(s, &e);  // s = m * 2^e, m in [0.5, 1)
+  return m == 0.5f ? s : std::ldexp(1.0f, e);
+}
+
+// Parameters from a group's min and max (over its valid elements) and the clip ratio r.
+inline GroupParams ParamsFromRange(float lo_in, float hi_in, const WeightQuantConfig& cfg, float r) {
+  GroupParams p;
+  if (cfg.format == WeightFormat::kInt4 && !cfg.symmetric) {
+    const float lo = std::min(lo_in, 0.0f) * r, hi = std::max(hi_in, 0.0f) * r;
+    float scale = (hi - lo) / 15.0f;
+    if (!(scale > 0)) return p;  // all-zero group: scale 0, zero point 0, codes 0
+    if (cfg.pow2_scales) scale = RoundUpPow2(scale);
+    p.scale = scale;
+    p.zero_point = (int32_t)std::min(15.0f, std::max(0.0f, std::nearbyint(-lo / scale)));
+    return p;
+  }
+  const float absmax = std::max(std::fabs(lo_in), std::fabs(hi_in)) * r;
+  const float qmax = cfg.format == WeightFormat::kFp4E2M1 ? 6.0f : 7.0f;
+  p.zero_point = cfg.format == WeightFormat::kInt4 ? kInt4DefaultZeroPoint : 0;
+  float scale = absmax / qmax;
+  if (!(scale > 0)) return p;
+  if (cfg.pow2_scales) scale = RoundUpPow2(scale);
+  p.scale = scale;
+  return p;
+}
+
+// Nearest E2M1 magnitude index (0..7 -> 0, .5, 1, 1.5, 2, 3, 4, 6) of v >= 0; ties go to the even
+// mantissa (the even index), values past 6 saturate.
+inline int Fp4MagnitudeCode(float v) {
+  if (v <= 0.25f) return 0;
+  if (v < 0.75f) return 1;
+  if (v <= 1.25f) return 2;
+  if (v < 1.75f) return 3;
+  if (v <= 2.5f) return 4;
+  if (v < 3.5f) return 5;
+  if (v <= 5.0f) return 6;
+  return 7;
+}
+
+inline int QuantizeCode(float w, const GroupParams& p, WeightFormat format) {
+  if (format == WeightFormat::kFp4E2M1) {
+    if (p.scale == 0) return 0;
+    const float x = w / p.scale;
+    const int mag = Fp4MagnitudeCode(std::fabs(x));
+    return (x < 0 && mag != 0) ? (mag | 8) : mag;
+  }
+  if (p.scale == 0) return p.zero_point;
+  const float q = std::nearbyint(w / p.scale) + (float)p.zero_point;
+  return (int)std::min(15.0f, std::max(0.0f, q));
+}
+
+inline float DequantizeCode(int code, const GroupParams& p, WeightFormat format) {
+  if (format == WeightFormat::kFp4E2M1) return Fp4E2M1Value(code) * p.scale;
+  return (float)(code - p.zero_point) * p.scale;
+}
+
+inline float QuantDequant(float w, const GroupParams& p, WeightFormat format) {
+  return DequantizeCode(QuantizeCode(w, p, format), p, format);
+}
+
+inline void SetNibble(uint8_t* bytes, size_t index, int value) {
+  uint8_t& b = bytes[index / 2];
+  b = (index & 1) ? (uint8_t)((b & 0x0f) | (value << 4)) : (uint8_t)((b & 0xf0) | (value & 0x0f));
+}
+
+}  // namespace w4a8::quant

@@ -1,0 +1,97 @@
+// Round-to-nearest weight quantization, fast path. W arrives as [K][N] (MatMul B), while groups run
+// along K within one output column: so we sweep a block of rows at a time, keeping per-column
+// min/max in contiguous arrays (vectorisable), then emit each column's code bytes. Threads split N.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "linalg/parallel.h"
+#include "quant/group_codec.h"
+#include "w4a8/linalg.h"
+#include "w4a8/quant.h"
+
+namespace w4a8 {
+namespace {
+
+bool AllFinite(const float* w, size_t count) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < count; ++i) {
+    uint32_t bits;
+    memcpy(&bits, &w[i], 4);
+    bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
+}
+
+void QuantizeColumnsAlongK(const float* w, int32_t k, int32_t n, const WeightQuantConfig& cfg, const float* group_clip,
+                           const QuantizedOutputs& out, int32_t n0, int32_t n1) {
+  const int32_t g = cfg.group_size > 0 ? cfg.group_size : k;
+  const int32_t blocks = (k + g - 1) / g;
+  const int32_t layout_g = LayoutGroupSize(cfg, k);
+  const size_t row_code_bytes = (size_t)blocks * (layout_g / 2);
+  const size_t zp_row_bytes = (size_t)(blocks + 1) / 2;
+  const int32_t width = n1 - n0;
+  std::vector<float> lo(width), hi(width);
+  std::vector<quant::GroupParams> params(width);
+  for (int32_t b = 0; b < blocks; ++b) {
+    const int32_t k0 = b * g, k1 = std::min(k, k0 + g);
+    const float* first = w + (size_t)k0 * n + n0;
+    std::copy(first, first + width, lo.begin());
+    std::copy(first, first + width, hi.begin());
+    for (int32_t kk = k0 + 1; kk < k1; ++kk) {
+      const float* row = w + (size_t)kk * n + n0;
+      for (int32_t j = 0; j < width; ++j) {
+        lo[j] = std::min(lo[j], row[j]);
+        hi[j] = std::max(hi[j], row[j]);
+      }
+    }
+    for (int32_t j = 0; j < width; ++j) {
+      const int32_t col = n0 + j;
+      const float r = group_clip ? group_clip[(size_t)col * blocks + b] : cfg.clip_ratio;
+      params[j] = quant::ParamsFromRange(lo[j], hi[j], cfg, r);
+      out.scales[(size_t)col * blocks + b] = params[j].scale;
+      if (out.zero_points) quant::SetNibble(out.zero_points + (size_t)col * zp_row_bytes, b, params[j].zero_point);
+    }
+    // Two rows at a time make one code byte per column.
+    for (int32_t kk = k0; kk < k1; kk += 2) {
+      const bool pair = kk + 1 < k1;
+      const float* r0 = w + (size_t)kk * n + n0;
+      const float* r1 = pair ? r0 + n : nullptr;
+      float* d0 = out.dequantized ? out.dequantized + (size_t)kk * n + n0 : nullptr;
+      float* d1 = (d0 && pair) ? d0 + n : nullptr;
+      const size_t byte_in_row = (size_t)b * (layout_g / 2) + (kk - k0) / 2;
+      for (int32_t j = 0; j < width; ++j) {
+        const quant::GroupParams& p = params[j];
+        const int c0 = quant::QuantizeCode(r0[j], p, cfg.format);
+        const int c1 = pair ? quant::QuantizeCode(r1[j], p, cfg.format) : 0;
+        out.codes[(size_t)(n0 + j) * row_code_bytes + byte_in_row] = (uint8_t)(c0 | (c1 << 4));
+        if (d0) d0[j] = quant::DequantizeCode(c0, p, cfg.format);
+        if (d1) d1[j] = quant::DequantizeCode(c1, p, cfg.format);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Status QuantizeWeight(const float* w, int32_t k, int32_t n, const WeightQuantConfig& cfg, const float* group_clip,
+                      const QuantizedOutputs& out, int threads) {
+  if (CheckWeightQuantConfig(cfg) != Status::kOk || k <= 0 || n <= 0 || !w || !out.codes || !out.scales)
+    return Status::kInvalidArgument;
+  if (HasZeroPoints(cfg) && !out.zero_points) return Status::kInvalidArgument;
+  if (cfg.grouping == Grouping::kAlongN) {
+    // Groups along N are already contiguous in W[K][N]; the reference loop is the fast loop.
+    return QuantizeWeightRef(w, k, n, cfg, nullptr, out);
+  }
+  if (!AllFinite(w, (size_t)k * n)) return Status::kNumericalError;
+  memset(out.codes, 0, QuantCodeBytes(cfg, k, n));
+  if (out.zero_points) memset(out.zero_points, 0, QuantZeroPointBytes(cfg, k, n));
+  const int t = threads > 0 ? threads : LinalgThreads();
+  ParallelRanges((double)k * n < 1e5 ? 1 : t, n, 64, [&](int64_t n0, int64_t n1) {
+    QuantizeColumnsAlongK(w, k, n, cfg, group_clip, out, (int32_t)n0, (int32_t)n1);
+  });
+  return Status::kOk;
+}
+
+}  // namespace w4a8
