@@ -17,6 +17,7 @@ import {
   validateExternalRefs,
   writeAll,
 } from './external_data';
+import { DataType } from './dtype';
 import { tensorByteSize, tensorRawBytes } from './tensor';
 import { forEachTensor } from './walk';
 
@@ -110,8 +111,9 @@ function sameFile(a: string, b: string): boolean {
 // onnx.proto is proto2: a field is present when it is an own property (defaults live on the
 // prototype). Swapping fields for serialization must restore presence too, or a re-save of the
 // same model would gain explicit default fields.
-type SwappedField = 'rawData' | 'dataLocation' | 'externalData';
-const SWAPPED: SwappedField[] = ['rawData', 'dataLocation', 'externalData'];
+type SwappedField = 'rawData' | 'dataLocation' | 'externalData' | 'floatData' | 'int32Data' | 'int64Data' | 'doubleData' | 'uint64Data';
+const SWAPPED: SwappedField[] = ['rawData', 'dataLocation', 'externalData', 'floatData', 'int32Data', 'int64Data', 'doubleData', 'uint64Data'];
+const NO_TYPED_DATA = { floatData: [], int32Data: [], int64Data: [], doubleData: [], uint64Data: [] };
 
 interface SavedFields {
   t: TensorProto;
@@ -146,14 +148,14 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
   const sidePath = path.join(path.dirname(target), sideName);
   if (sideName === path.basename(target)) throw new RangeError(`saveModel: externalDataName ${sideName} is the model file itself`);
 
-  // Tensors that may move to the side file: large main-graph initializers with raw data, and
-  // anything already external (its old side file is not ours to reference).
+  // Tensors that may move to the side file: the main graph's initializers (raw or typed data),
+  // and anything already external (its old side file is not ours to reference).
   let total = 0;
   const candidates: { t: TensorProto; size: number }[] = [];
   forEachTensor(model.proto, (t, where) => {
-    const size = isExternal(t) ? (tensorByteSize(t) ?? externalRef(t).length ?? 0) : t.rawData.length;
+    const size = isExternal(t) ? (tensorByteSize(t) ?? externalRef(t).length ?? 0) : t.rawData.length || (tensorByteSize(t) ?? 0);
     total += size;
-    if (isExternal(t) || (where.isGraphInitializer && t.rawData.length > 0)) candidates.push({ t, size });
+    if (isExternal(t) || (where.isGraphInitializer && t.dataType !== DataType.STRING && size > 0)) candidates.push({ t, size });
   });
   const external = mode === 'always' || (mode === 'auto' && total > AUTO_EXTERNAL_BYTES);
   const toSide = external ? candidates.filter((c) => c.size >= threshold) : [];
@@ -175,20 +177,29 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
 
   const files = new AtomicFileSet();
   const saved: SavedFields[] = [];
-  const swap = (t: TensorProto, next: Partial<Pick<TensorProto, SwappedField>>): void => {
+  const swap = (t: TensorProto, next: { [K in SwappedField]?: TensorProto[K] | undefined }): void => {
     const own = Object.fromEntries(SWAPPED.map((k) => [k, Object.prototype.hasOwnProperty.call(t, k)])) as Record<SwappedField, boolean>;
-    saved.push({ t, own, values: { rawData: t.rawData, dataLocation: t.dataLocation, externalData: t.externalData } });
-    for (const k of SWAPPED) setOrUnset(t, k, next[k]);
+    const values = Object.fromEntries(SWAPPED.map((k) => [k, t[k]])) as Pick<TensorProto, SwappedField>;
+    saved.push({ t, own, values });
+    for (const k of SWAPPED) if (k in next) setOrUnset(t, k, next[k]);
   };
   let sideFd: number | undefined;
   try {
     if (toSide.length > 0) {
       sideFd = fs.openSync(files.stage(sidePath), 'w');
       let pos = 0;
-      for (const { t, size } of toSide) {
+      for (const { t } of toSide) {
         pos = Math.ceil(pos / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
-        const written = isExternal(t) ? copyExternalBytes(model.dir, t, tensorByteSize(t), sideFd, pos) : (writeAll(sideFd, t.rawData, pos), size);
+        let written: number;
+        if (isExternal(t)) written = copyExternalBytes(model.dir, t, tensorByteSize(t), sideFd, pos);
+        else {
+          const bytes = tensorRawBytes(model, t); // raw_data as is, or typed fields packed
+          writeAll(sideFd, bytes, pos);
+          written = bytes.length;
+        }
         swap(t, {
+          ...NO_TYPED_DATA,
+          rawData: undefined,
           dataLocation: TensorProto_DataLocation.EXTERNAL,
           externalData: [
             { $typeName: 'onnx.StringStringEntryProto', key: 'location', value: sideName },
@@ -203,7 +214,7 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
       sideFd = undefined;
     }
     for (const { t } of toInline) {
-      swap(t, { rawData: readExternalBytes(model.dir, t, tensorByteSize(t)) as TensorProto['rawData'], externalData: [] });
+      swap(t, { rawData: readExternalBytes(model.dir, t, tensorByteSize(t)) as TensorProto['rawData'], dataLocation: undefined, externalData: [] });
     }
     const bytes = toBinary(ModelProtoSchema, model.proto);
     fs.writeFileSync(files.stage(target), bytes);
@@ -247,4 +258,3 @@ export function serializeForOrt(model: OnnxModel): { bytes: Uint8Array; external
   return { bytes, externalData };
 }
 
-export { tensorRawBytes };

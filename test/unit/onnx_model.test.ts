@@ -2,11 +2,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { create, toBinary } from '@bufbuild/protobuf';
-import { GraphProtoSchema, ModelProtoSchema, TensorProto_DataLocation } from 'onnx-buf';
+import { GraphProtoSchema, ModelProtoSchema, TensorProto_DataLocation, TensorProtoSchema } from 'onnx-buf';
 import { W4A8Error } from '../../lib/errors';
 import { DataType } from '../../lib/onnx/dtype';
 import { loadModel, modelBytes, modelFromBytes, saveModel } from '../../lib/onnx/model';
-import { makeTensor, replaceInitializer } from '../../lib/onnx/tensor';
+import { makeTensor, replaceInitializer, tensorToFloat32 } from '../../lib/onnx/tensor';
 import { PAST_ONNX, randomFloats, sharedOnnxModels, tempDir, tinyMlp } from '../helpers/onnx_fixtures';
 
 const models = sharedOnnxModels();
@@ -174,6 +174,23 @@ describe('saving', () => {
     replaceInitializer(loaded, makeTensor('b', DataType.FLOAT, [8], randomFloats(8, 99)));
     saveModel(loaded, f);
     expect(loadModel(f).proto).toEqual(loaded.proto);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('moves typed-field (float_data) initializers to external data and back', () => {
+    const { model } = tinyMlp(DataType.FLOAT, 64, 32, 8, 23);
+    const w1 = model.proto.graph!.initializer[0];
+    const values = tensorToFloat32(model, w1);
+    const typed = create(TensorProtoSchema, { name: 'w1', dataType: DataType.FLOAT, dims: w1.dims, floatData: Array.from(values) });
+    replaceInitializer(model, typed);
+    const before = modelBytes(model);
+    const dir = tempDir('typed');
+    saveModel(model, path.join(dir, 'm.onnx'), { externalData: 'always' });
+    expect(Buffer.from(modelBytes(model)).equals(Buffer.from(before))).toBe(true);
+    const back = loadModel(path.join(dir, 'm.onnx'));
+    const t = back.proto.graph!.initializer[0];
+    expect(t.floatData).toEqual([]);
+    expect(tensorToFloat32(back, t)).toEqual(values);
     fs.rmSync(dir, { recursive: true });
   });
 
