@@ -28,11 +28,19 @@ export interface CheckpointTensor {
 }
 
 export const HEADER_BYTES = 7 * 4;
+/** "ak42" as a little-endian uint32: the first word of llama2.c's version 1 and 2 exports. */
+const LLAMA2C_MAGIC = 0x616b3432;
 
 /** The header fields in file order, with the checks run.c leaves to luck. */
 export function parseLlama2cHeader(header: Uint8Array, source: string): Llama2cConfig {
   if (header.length < HEADER_BYTES) throw new W4A8Error(`${source} is too short for a llama2.c checkpoint header (${header.length} bytes, need ${HEADER_BYTES})`);
   const view = new DataView(header.buffer, header.byteOffset, HEADER_BYTES);
+  if (view.getUint32(0, true) === LLAMA2C_MAGIC) {
+    throw new W4A8Error(
+      `${source} is a llama2.c version ${view.getInt32(4, true)} export (magic "ak42"); only legacy version 0 checkpoints are supported: ` +
+        `re-export with llama2.c's export.py --version 0`,
+    );
+  }
   const [dim, hiddenDim, nLayers, nHeads, nKvHeads, rawVocab, seqLen] = Array.from({ length: 7 }, (_, i) => view.getInt32(i * 4, true));
   const fields = { dim, hidden_dim: hiddenDim, n_layers: nLayers, n_heads: nHeads, n_kv_heads: nKvHeads, seq_len: seqLen };
   for (const [name, value] of Object.entries(fields)) {

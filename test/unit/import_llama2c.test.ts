@@ -272,6 +272,11 @@ describe('importLlama2c', () => {
     const junk = path.join(dir, 'junk.bin');
     fs.writeFileSync(junk, Buffer.alloc(64, 0xff));
     await expect(importLlama2c(junk, path.join(dir, 'tok32.bin'), out)).rejects.toThrow(/not a llama2.c legacy checkpoint/);
+    const v1 = Buffer.alloc(256);
+    v1.writeUInt32LE(0x616b3432, 0);
+    v1.writeInt32LE(1, 4);
+    fs.writeFileSync(junk, v1);
+    await expect(importLlama2c(junk, path.join(dir, 'tok32.bin'), out)).rejects.toThrow(/version 1 export .* --version 0/);
     await expect(importLlama2c(path.join(dir, 'absent.bin'), path.join(dir, 'tok32.bin'), out)).rejects.toThrow(/cannot open checkpoint/);
     await expect(importLlama2c(ckpt, path.join(dir, 'absent_tok.bin'), out)).rejects.toThrow(/cannot read tokenizer/);
   });
