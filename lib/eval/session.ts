@@ -29,7 +29,7 @@ export interface DecoderSession {
 type Meta = ort.InferenceSession.ValueMetadata;
 type TensorMeta = ort.InferenceSession.TensorValueMetadata;
 
-type InputRole = 'input_ids' | 'attention_mask' | 'position_ids' | 'past' | 'use_cache_branch';
+type InputRole = 'input_ids' | 'attention_mask' | 'position_ids' | 'cache_position' | 'past' | 'use_cache_branch';
 
 interface InputPlan {
   name: string;
@@ -46,6 +46,7 @@ function roleOf(name: string): InputRole | undefined {
   if (name === 'input_ids') return 'input_ids';
   if (name === 'attention_mask') return 'attention_mask';
   if (name === 'position_ids') return 'position_ids';
+  if (name === 'cache_position') return 'cache_position';
   if (name === 'use_cache_branch') return 'use_cache_branch';
   if (PAST_NAME.test(name)) return 'past';
   return undefined;
@@ -80,11 +81,11 @@ function planInputs(label: string, inputs: readonly Meta[]): InputPlan[] {
     const role = roleOf(meta.name);
     if (!role) {
       throw new W4A8Error(
-        `${label}: input "${meta.name}" is not one a decoder session can feed (input_ids, attention_mask, position_ids, past key/values)`,
+        `${label}: input "${meta.name}" is not one a decoder session can feed (input_ids, attention_mask, position_ids, cache_position, past key/values)`,
       );
     }
     const plan: InputPlan = { name: meta.name, role, type: meta.type };
-    if (role === 'input_ids' || role === 'attention_mask' || role === 'position_ids') {
+    if (role === 'input_ids' || role === 'attention_mask' || role === 'position_ids' || role === 'cache_position') {
       if (meta.type !== 'int64' && meta.type !== 'int32') {
         throw new W4A8Error(`${label}: input "${meta.name}" is ${meta.type}; expected int64 or int32`);
       }
@@ -167,6 +168,8 @@ class OrtDecoder implements DecoderSession {
       if (p.role === 'input_ids') feeds[p.name] = intTensor(p.type, ids, [1, seq]);
       else if (p.role === 'attention_mask') feeds[p.name] = intTensor(p.type, new Array<number>(seq).fill(1), [1, seq]);
       else if (p.role === 'position_ids') feeds[p.name] = intTensor(p.type, Array.from({ length: seq }, (_, i) => i), [1, seq]);
+      // Newer Optimum exports: the same positions without a batch dimension.
+      else if (p.role === 'cache_position') feeds[p.name] = intTensor(p.type, Array.from({ length: seq }, (_, i) => i), [seq]);
     }
     let out: ort.InferenceSession.ReturnType;
     try {

@@ -25,8 +25,10 @@ export interface ToyDecoderSpec {
   logits: 'float32' | 'float16';
   ids: 'int64' | 'int32';
   /** Past inputs to declare (unused by the graph, as the session must still feed them). */
-  past: 'optimum' | 'genai' | 'none';
+  past: 'optimum' | 'genai' | 'none' | 'symbolic-heads';
   seed: number;
+  /** Declare an (unused) cache_position input, as newer Optimum exports have. */
+  cachePosition?: boolean;
   /** Drop input_ids or rename the logits output, for error tests. */
   breakIt?: 'no-input-ids' | 'no-logits';
 }
@@ -49,9 +51,12 @@ export function toyDecoder(spec: ToyDecoderSpec): ToyDecoder {
     makeValueInfo('attention_mask', idType, ['batch_size', 'total_sequence_length']),
     makeValueInfo('position_ids', idType, ['batch_size', 'sequence_length']),
   ];
+  if (spec.cachePosition) inputs.push(makeValueInfo('cache_position', DataType.INT64, ['sequence_length']));
   const pastType = spec.logits === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
   if (spec.past === 'optimum') {
     for (const kv of ['key', 'value']) inputs.push(makeValueInfo(`past_key_values.0.${kv}`, pastType, ['batch_size', 2, 'past_sequence_length', 4]));
+  } else if (spec.past === 'symbolic-heads') {
+    inputs.push(makeValueInfo('past_key_values.0.key', pastType, ['batch_size', 'num_heads', 'past_sequence_length', 4]));
   } else if (spec.past === 'genai') {
     inputs.push(makeValueInfo('past_0', pastType, [2, 'batch_size', 2, 'past_seq_len', 4]));
   }

@@ -21,6 +21,7 @@ describe('openDecoder', () => {
     ['fp32 logits, int64 ids, Optimum past', base],
     ['fp16 logits, int32 ids, GenAI past', { ...base, logits: 'float16', ids: 'int32', past: 'genai', seed: 9 } as ToyDecoderSpec],
     ['no past inputs', { ...base, past: 'none', seed: 13 } as ToyDecoderSpec],
+    ['cache_position input', { ...base, cachePosition: true, seed: 17 } as ToyDecoderSpec],
   ])('feeds ids, a mask of ones, positions 0..n-1 and empty past (%s)', async (_name, spec) => {
     const toy = toyDecoder(spec);
     const session = await openDecoder(toy.bytes, { label: 'toy' });
@@ -78,6 +79,10 @@ describe('openDecoder', () => {
       await expect(openDecoder(noIds.bytes, { label: 'no-ids' })).rejects.toThrow(/input "tokens" is not one a decoder session can feed/);
       const noLogits = toyDecoder({ vocab: 5, maxPositions: 4, logits: 'float32', ids: 'int64', past: 'none', seed: 1, breakIt: 'no-logits' });
       await expect(openDecoder(noLogits.bytes, { label: 'no-logits' })).rejects.toThrow(/no-logits has no "logits" output/);
+      const symbolicHeads = toyDecoder({ vocab: 5, maxPositions: 4, logits: 'float32', ids: 'int64', past: 'symbolic-heads', seed: 1 });
+      await expect(openDecoder(symbolicHeads.bytes, { label: 'heads' })).rejects.toThrow(
+        /past input "past_key_values.0.key" has shape \[batch_size, num_heads, past_sequence_length, 4\]; expected exactly one symbolic past-length/,
+      );
       await expect(openDecoder(42 as unknown as string)).rejects.toThrow(TypeError);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
