@@ -1,0 +1,166 @@
+// GPTQ on W[K][N]: the reference algorithm works on W^T (rows = outputs), quantizing one input
+// column at a time; in our [K][N] layout an input "column" is a contiguous row of W, so the
+// per-column error propagation is a row axpy, and everything inside a block is independent per
+// output channel (threads split N). The lazy block update is one GEMM with U's off-diagonal panel.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <numeric>
+#include <vector>
+
+#include "linalg/parallel.h"
+#include "quant/group_codec.h"
+#include "w4a8/linalg.h"
+#include "w4a8/quant.h"
+
+namespace w4a8 {
+namespace {
+
+// Group parameters per output channel from rows [r0, r1) of w (leading dimension n), columns [j0, j1).
+void RangeParams(const float* w, int32_t n, int32_t r0, int32_t r1, int32_t j0, int32_t j1,
+                 const WeightQuantConfig& cfg, quant::GroupParams* out /* indexed by j */) {
+  for (int32_t j = j0; j < j1; ++j) {
+    float lo = w[(size_t)r0 * n + j], hi = lo;
+    for (int32_t r = r0 + 1; r < r1; ++r) {
+      lo = std::min(lo, w[(size_t)r * n + j]);
+      hi = std::max(hi, w[(size_t)r * n + j]);
+    }
+    out[j] = quant::ParamsFromRange(lo, hi, cfg, cfg.clip_ratio);
+  }
+}
+
+}  // namespace
+
+Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian, const WeightQuantConfig& cfg,
+                    const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads) {
+  if (CheckWeightQuantConfig(cfg) != Status::kOk || cfg.grouping != Grouping::kAlongK) return Status::kInvalidArgument;
+  if (k <= 0 || n <= 0 || !w || !hessian || !out.codes || !out.scales || gptq.block_size < 1 || !(gptq.damp >= 0))
+    return Status::kInvalidArgument;
+  if (HasZeroPoints(cfg) && !out.zero_points) return Status::kInvalidArgument;
+  const int t = threads > 0 ? threads : LinalgThreads();
+  const size_t kn = (size_t)k * n, kk = (size_t)k * k;
+  for (size_t i = 0; i < kn; ++i)
+    if (!std::isfinite(w[i])) return Status::kNumericalError;
+  for (size_t i = 0; i < kk; ++i)
+    if (!std::isfinite(hessian[i])) return Status::kNumericalError;
+
+  // Permutation (act order: descending H_kk, stable) and the permuted working copies.
+  std::vector<int32_t> perm(k);
+  std::iota(perm.begin(), perm.end(), 0);
+  if (gptq.act_order)
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](int32_t a, int32_t b) { return hessian[(size_t)a * k + a] > hessian[(size_t)b * k + b]; });
+  std::vector<double> h(kk);
+  for (int32_t r = 0; r < k; ++r)
+    for (int32_t c = 0; c < k; ++c) h[(size_t)r * k + c] = hessian[(size_t)perm[r] * k + perm[c]];
+  std::vector<float> wp(kn);
+  int32_t dead = 0;
+  for (int32_t r = 0; r < k; ++r) {
+    const bool is_dead = h[(size_t)r * k + r] == 0;
+    if (is_dead) {
+      h[(size_t)r * k + r] = 1;
+      ++dead;
+    }
+    const float* src = w + (size_t)perm[r] * n;
+    float* dst = wp.data() + (size_t)r * n;
+    if (is_dead) std::fill(dst, dst + n, 0.0f);
+    else std::copy(src, src + n, dst);
+  }
+
+  // Static group parameters (act order, or one group per channel): from the original weights.
+  const int32_t g = cfg.group_size > 0 ? cfg.group_size : k;
+  const int32_t blocks = (k + g - 1) / g;
+  const bool static_groups = gptq.act_order || cfg.group_size == 0;
+  std::vector<quant::GroupParams> params((size_t)blocks * n);  // [block][n]
+  if (static_groups) {
+    std::vector<float> orig(kn);  // original order, dead rows zeroed
+    for (int32_t r = 0; r < k; ++r) std::copy(wp.data() + (size_t)r * n, wp.data() + (size_t)(r + 1) * n, orig.data() + (size_t)perm[r] * n);
+    for (int32_t b = 0; b < blocks; ++b)
+      RangeParams(orig.data(), n, b * g, std::min(k, (b + 1) * g), 0, n, cfg, params.data() + (size_t)b * n);
+  }
+
+  // U: upper Cholesky factor of (H + damp * mean(diag) I)^-1, retried with more dampening.
+  double mean_diag = 0;
+  for (int32_t r = 0; r < k; ++r) mean_diag += h[(size_t)r * k + r];
+  mean_diag /= k;
+  double damp = gptq.damp;
+  std::vector<double> u(kk);
+  Status st = Status::kNumericalError;
+  for (int attempt = 0; attempt < 4; ++attempt, damp = damp > 0 ? damp * 10 : 1e-6) {
+    std::copy(h.begin(), h.end(), u.begin());
+    for (int32_t r = 0; r < k; ++r) u[(size_t)r * k + r] += damp * mean_diag;
+    st = UpperCholeskyOfInverse(u.data(), k, u.data(), t);
+    if (st == Status::kOk) break;
+  }
+  if (st != Status::kOk) return st;
+  std::vector<double>().swap(h);
+  std::vector<float> uf(u.begin(), u.end());
+  std::vector<double>().swap(u);
+
+  std::vector<uint8_t> codes(kn);  // one code per byte, original row order
+  std::vector<float> deq(out.dequantized ? 0 : kn);
+  float* deq_out = out.dequantized ? out.dequantized : deq.data();
+  const int32_t bs = gptq.block_size;
+  std::vector<float> err((size_t)bs * n);
+  double loss = 0;
+  std::mutex loss_mutex;
+  for (int32_t i1 = 0; i1 < k; i1 += bs) {
+    const int32_t i2 = std::min(k, i1 + bs), count = i2 - i1;
+    // Inside the block every output channel is independent: split N.
+    ParallelRanges(t, n, 16, [&](int64_t j0l, int64_t j1l) {
+      const int32_t j0 = (int32_t)j0l, j1 = (int32_t)j1l;
+      double local = 0;
+      for (int32_t i = 0; i < count; ++i) {
+        const int32_t r = i1 + i, orig = perm[r];
+        if (!static_groups && r % g == 0)
+          RangeParams(wp.data(), n, r, std::min(k, r + g), j0, j1, cfg, params.data() + (size_t)(r / g) * n);
+        const quant::GroupParams* p = params.data() + (size_t)(orig / g) * n;
+        float* row = wp.data() + (size_t)r * n;
+        float* e = err.data() + (size_t)i * n;
+        const float d = uf[(size_t)r * k + r];
+        for (int32_t j = j0; j < j1; ++j) {
+          const int c = quant::QuantizeCode(row[j], p[j], cfg.format);
+          const float q = quant::DequantizeCode(c, p[j], cfg.format);
+          codes[(size_t)orig * n + j] = (uint8_t)c;
+          deq_out[(size_t)orig * n + j] = q;
+          e[j] = (row[j] - q) / d;
+          local += (double)e[j] * e[j];
+        }
+        for (int32_t ii = i + 1; ii < count; ++ii) {
+          const float coef = uf[(size_t)r * k + i1 + ii];
+          float* target = wp.data() + (size_t)(i1 + ii) * n;
+          for (int32_t j = j0; j < j1; ++j) target[j] -= coef * e[j];
+        }
+      }
+      std::lock_guard<std::mutex> lock(loss_mutex);
+      loss += local;
+    });
+    if (i2 < k)  // W[i2:] -= U[i1:i2, i2:]^T E
+      GemmF32(true, false, k - i2, n, count, -1.0f, uf.data() + (size_t)i1 * k + i2, k, err.data(), n, 1.0f,
+              wp.data() + (size_t)i2 * n, n, t);
+  }
+
+  // Canonical outputs.
+  const int32_t layout_g = LayoutGroupSize(cfg, k);
+  memset(out.codes, 0, QuantCodeBytes(cfg, k, n));
+  if (out.zero_points) memset(out.zero_points, 0, QuantZeroPointBytes(cfg, k, n));
+  const size_t zp_row_bytes = (size_t)(blocks + 1) / 2;
+  for (int32_t j = 0; j < n; ++j) {
+    for (int32_t b = 0; b < blocks; ++b) {
+      const quant::GroupParams& p = params[(size_t)b * n + j];
+      out.scales[(size_t)j * blocks + b] = p.scale;
+      if (out.zero_points) quant::SetNibble(out.zero_points + (size_t)j * zp_row_bytes, b, p.zero_point);
+    }
+    for (int32_t r = 0; r < k; ++r)
+      quant::SetNibble(out.codes, ((size_t)j * blocks + r / g) * layout_g + r % g, codes[(size_t)r * n + j]);
+  }
+  if (result) {
+    result->proxy_loss = loss / 2;
+    result->damp_used = damp;
+    result->dead_inputs = dead;
+  }
+  return Status::kOk;
+}
+
+}  // namespace w4a8
