@@ -38,6 +38,8 @@ export interface SaveOptions {
   externalDataName?: string;
   /** Tensors smaller than this stay inline when writing external data (default 1 KiB). */
   inlineThresholdBytes?: number;
+  /** The inline total above which 'auto' goes external (default AUTO_EXTERNAL_BYTES; lowered in tests). */
+  autoExternalBytes?: number;
 }
 
 /** Protobuf messages cannot exceed 2 GiB; switch to external data well before that. */
@@ -140,6 +142,8 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
   if (!Number.isSafeInteger(threshold) || threshold < 0) {
     throw new RangeError(`saveModel: inlineThresholdBytes must be a non-negative integer, got ${threshold}`);
   }
+  const autoLimit = opts.autoExternalBytes ?? AUTO_EXTERNAL_BYTES;
+  if (!(autoLimit >= 0)) throw new RangeError(`saveModel: autoExternalBytes must be a non-negative number, got ${autoLimit}`);
   const sideName = opts.externalDataName ?? defaultExternalDataName(file);
   if (sideName === '' || sideName !== path.basename(sideName) || sideName === '.' || sideName === '..') {
     throw new RangeError(`saveModel: externalDataName must be a plain file name (no folders), got ${JSON.stringify(sideName)}`);
@@ -157,7 +161,7 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
     total += size;
     if (isExternal(t) || (where.isGraphInitializer && t.dataType !== DataType.STRING && size > 0)) candidates.push({ t, size });
   });
-  const external = mode === 'always' || (mode === 'auto' && total > AUTO_EXTERNAL_BYTES);
+  const external = mode === 'always' || (mode === 'auto' && total > autoLimit);
   const toSide = external ? candidates.filter((c) => c.size >= threshold) : [];
   const toInline = candidates.filter((c) => isExternal(c.t) && !toSide.includes(c));
 

@@ -185,11 +185,32 @@ describe('external data', () => {
     expect(fs.readFileSync(path.join(sub, 'flat.onnx')).equals(fs.readFileSync(inlineFile))).toBe(true);
   });
 
-  it("'auto' stays inline for a small model", () => {
+  it("'auto' stays inline below the limit and goes external above it", () => {
     const f = path.join(dir, 'auto.onnx');
     saveModel(model, f);
     expect(fs.existsSync(path.join(dir, 'auto.onnx_data'))).toBe(false);
     expect(loadModel(f).proto.graph!.initializer.some(isExternal)).toBe(false);
+    const total = (k * h + h + h * n) * 4;
+    saveModel(model, f, { autoExternalBytes: total });
+    expect(fs.existsSync(path.join(dir, 'auto.onnx_data'))).toBe(false);
+    saveModel(model, f, { autoExternalBytes: total - 1 });
+    expect(fs.existsSync(path.join(dir, 'auto.onnx_data'))).toBe(true);
+    expect(loadModel(f).proto.graph!.initializer.filter(isExternal).map((t) => t.name)).toEqual(['w1', 'w2']);
+  });
+
+  it('copies a tensor larger than the 16 MiB copy chunk across intact', () => {
+    const big = tinyMlp(DataType.FLOAT, 4096, 1100, 4, 51).model; // w1 is 17.2 MiB
+    const bdir = tempDir('big');
+    saveModel(big, path.join(bdir, 'a.onnx'), { externalData: 'always' });
+    const a = loadModel(path.join(bdir, 'a.onnx'));
+    saveModel(a, path.join(bdir, 'b.onnx'), { externalData: 'always' });
+    const b = loadModel(path.join(bdir, 'b.onnx'));
+    const original = big.proto.graph!.initializer[0];
+    const copied = b.proto.graph!.initializer[0];
+    expect(isExternal(copied)).toBe(true);
+    expect(Buffer.from(tensorRawBytes(b, copied)).equals(Buffer.from(original.rawData))).toBe(true);
+    expect(fs.statSync(path.join(bdir, 'b.onnx')).size).toBeLessThan(2048);
+    fs.rmSync(bdir, { recursive: true });
   });
 
   it('refuses to write over the side file it reads from, and leaves both files intact', async () => {

@@ -25,8 +25,10 @@ describe('round trip of the shared models', () => {
     const second = loadModel(out);
     expect(Buffer.from(modelBytes(second)).equals(Buffer.from(modelBytes(first)))).toBe(true);
     expect(second.proto).toEqual(first.proto);
-    // Our serializer happens to match the writer of these files byte for byte.
-    expect(Buffer.from(fs.readFileSync(out)).equals(original)).toBe(true);
+    // For the GPT-2 export our serializer even matches the original writer byte for byte (other
+    // writers may encode repeated fields differently without any loss, so only checked here).
+    if (file === PAST_ONNX) expect(Buffer.from(fs.readFileSync(out)).equals(original)).toBe(true);
+    else expect(loadModel(out).proto).toEqual(loadModel(file).proto);
     fs.rmSync(dir, { recursive: true });
   });
 });
