@@ -70,18 +70,13 @@ export class Llama2cTokenizer implements Tokenizer {
       scores.push(score);
       off += len;
     }
-    if (pieces.length < 3 + 256) {
-      // Not fatal for run.c, but every real llama2.c vocabulary has <unk>, <s>, </s> and 256 byte tokens.
-      if (pieces.length < 3) throw new W4A8Error(`${source} has only ${pieces.length} tokens; a llama2.c tokenizer has at least <unk>, <s>, </s>`);
-    }
+    if (pieces.length < 3) throw new W4A8Error(`${source} has only ${pieces.length} tokens; a llama2.c tokenizer has at least <unk>, <s>, </s>`);
     return new Llama2cTokenizer(pieces, Float32Array.from(scores), maxTokenLength);
   }
 
   encode(text: string, opts: { bos?: boolean } = {}): number[] {
-    const bytes = Buffer.from(text, 'utf8');
-    // run.c reads a C string: the text ends at its first NUL.
-    const nul = bytes.indexOf(0);
-    const input = nul < 0 ? bytes : bytes.subarray(0, nul);
+    // run.c takes a C string and never sees a NUL; here a NUL simply falls back to byte token <0x00>.
+    const input = Buffer.from(text, 'utf8');
     const tokens: number[] = [];
     if (opts.bos) tokens.push(LLAMA2C_BOS);
     if (input.length > 0) {
@@ -103,7 +98,11 @@ export class Llama2cTokenizer implements Tokenizer {
       if (id !== undefined) {
         out.push(id);
       } else {
-        for (let b = i; b < end; b++) out.push(input[b] + BYTE_FALLBACK_OFFSET);
+        for (let b = i; b < end; b++) {
+          const id = input[b] + BYTE_FALLBACK_OFFSET;
+          if (id >= this.vocabSize) throw new W4A8Error(`byte 0x${input[b].toString(16)} needs byte token ${id}, but this tokenizer has only ${this.vocabSize} tokens`);
+          out.push(id);
+        }
       }
       i = end;
     }

@@ -118,6 +118,8 @@ withData('tok512.bin (stories260K)', () => {
     // "é" is a piece (485); "ß" (C3 9F) is not: byte fallback gives its two bytes + 3.
     expect(tok.encode('é')).toEqual([410, 485]);
     expect(tok.encode('ß')).toEqual([410, 0xc3 + 3, 0x9f + 3]);
+    // NUL (which run.c cannot receive) falls back to its byte token like any other byte.
+    expect(tok.encode('\0')).toEqual([410, 3]);
     // 4-byte codepoint, not in the vocabulary: four byte tokens.
     expect(tok.encode('🙂')).toEqual([410, ...[...Buffer.from('🙂')].map((b) => b + 3)]);
   });
@@ -209,5 +211,7 @@ describe('synthetic vocabularies', () => {
     expect(() => Llama2cTokenizer.fromBytes(new Uint8Array(Buffer.from('{"model": 1}')), 'j')).toThrow(/max_token_length/);
     const noSpace = tokBin(['<unk>', '\n<s>\n', '\n</s>\n', 'a'], [0, 0, 0, -1]);
     expect(() => Llama2cTokenizer.fromBytes(noSpace).encode('a')).toThrow(/dummy prefix/);
+    const smallVocab = tokBin(['<unk>', '\n<s>\n', '\n</s>\n', ' '], [0, 0, 0, -1]);
+    expect(() => Llama2cTokenizer.fromBytes(smallVocab).encode('q')).toThrow(/needs byte token 116/);
   });
 });
