@@ -85,11 +85,19 @@ function openForRead(file: string, tensor: string): number {
   }
 }
 
+interface OpenRange {
+  file: string;
+  fd: number;
+  offset: number;
+  length: number;
+}
+
 /**
- * Resolves the byte range of an external tensor and checks it lies inside the file.
+ * Opens the side file of an external tensor and checks its byte range lies inside the file.
  * `expected` is the size its dims and type give; a length that disagrees is refused.
+ * The caller closes `fd`.
  */
-export function externalRange(dir: string, t: TensorProto, expected: number | undefined): { file: string; offset: number; length: number } {
+function openRange(dir: string, t: TensorProto, expected: number | undefined): OpenRange {
   const ref = externalRef(t);
   const file = externalPath(dir, ref.location);
   const fd = openForRead(file, t.name);
@@ -99,54 +107,56 @@ export function externalRange(dir: string, t: TensorProto, expected: number | un
     if (expected !== undefined && length !== expected) {
       throw new W4A8Error(`tensor "${t.name}" has external data length ${length}, but its dims and type need ${expected} bytes`);
     }
-    if (ref.offset + length > size) {
+    if (length < 0 || ref.offset + length > size) {
       throw new W4A8Error(
         `tensor "${t.name}" needs bytes ${ref.offset}..${ref.offset + length} of ${file}, which has only ${size} bytes (truncated file?)`,
       );
     }
-    return { file, offset: ref.offset, length };
-  } finally {
+    return { file, fd, offset: ref.offset, length };
+  } catch (err) {
     fs.closeSync(fd);
+    throw err;
   }
 }
 
-/** Reads one external tensor's bytes (a single pread of its range). */
-export function readExternalBytes(dir: string, t: TensorProto, expected: number | undefined): Uint8Array {
-  const { file, offset, length } = externalRange(dir, t, expected);
-  const out = Buffer.allocUnsafe(length);
-  const fd = openForRead(file, t.name);
-  try {
-    let done = 0;
-    while (done < length) {
-      const n = fs.readSync(fd, out, done, length - done, offset + done);
-      if (n === 0) throw new W4A8Error(`${file} ended while reading tensor "${t.name}" (file changed while reading?)`);
-      done += n;
-    }
-  } finally {
-    fs.closeSync(fd);
+function readFully(r: OpenRange, t: TensorProto, into: Buffer, at: number, count: number, from: number): void {
+  let done = 0;
+  while (done < count) {
+    const n = fs.readSync(r.fd, into, at + done, count - done, from + done);
+    if (n === 0) throw new W4A8Error(`${r.file} ended while reading tensor "${t.name}" (file changed while reading?)`);
+    done += n;
   }
-  return out;
+}
+
+/** Reads one external tensor's bytes (a single positioned read of its range). */
+export function readExternalBytes(dir: string, t: TensorProto, expected: number | undefined): Uint8Array {
+  const r = openRange(dir, t, expected);
+  try {
+    const out = Buffer.allocUnsafe(r.length);
+    readFully(r, t, out, 0, r.length, r.offset);
+    return out;
+  } finally {
+    fs.closeSync(r.fd);
+  }
 }
 
 const COPY_CHUNK = 16 * 1024 * 1024;
 
 /** Copies an external tensor's bytes into `outFd` at `outPos` in bounded chunks (never the whole tensor in memory). */
 export function copyExternalBytes(dir: string, t: TensorProto, expected: number | undefined, outFd: number, outPos: number): number {
-  const { file, offset, length } = externalRange(dir, t, expected);
-  const fd = openForRead(file, t.name);
-  const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(length, 1)));
+  const r = openRange(dir, t, expected);
   try {
-    let done = 0;
-    while (done < length) {
-      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, length - done), offset + done);
-      if (n === 0) throw new W4A8Error(`${file} ended while copying tensor "${t.name}" (file changed while reading?)`);
+    const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(r.length, 1)));
+    for (let done = 0; done < r.length; ) {
+      const n = Math.min(buf.length, r.length - done);
+      readFully(r, t, buf, 0, n, r.offset + done);
       writeAll(outFd, buf.subarray(0, n), outPos + done);
       done += n;
     }
+    return r.length;
   } finally {
-    fs.closeSync(fd);
+    fs.closeSync(r.fd);
   }
-  return length;
 }
 
 export function writeAll(fd: number, data: Uint8Array, position: number): void {
