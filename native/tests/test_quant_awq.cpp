@@ -1,0 +1,123 @@
+// AWQ: on inputs with outlier channels the search picks alpha > 0 and lowers the layer output error
+// below RTN; its reported errors agree with LayerOutputError on (X / s, diag(s) W); alpha 0 is RTN;
+// the clip ratios come from the grid; several layers sharing an input get one set of scales.
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "test_quant_check.h"
+#include "w4a8/quant.h"
+
+using namespace w4a8;
+
+struct Out {
+  std::vector<uint8_t> codes, zp;
+  std::vector<float> scales, deq, clip;
+};
+
+int main() {
+  const int64_t s = 384;
+  const int32_t k = 256;
+  const int32_t ns[2] = {64, 96};
+  std::mt19937 rng(99);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x(s * k);
+  for (int64_t r = 0; r < s; ++r)
+    for (int32_t i = 0; i < k; ++i) x[r * k + i] = d(rng) * (i % 37 == 0 ? 30.0f : 1.0f);  // salient channels
+  std::vector<std::vector<float>> w(2);
+  for (int l = 0; l < 2; ++l) {
+    w[l].resize((size_t)k * ns[l]);
+    for (auto& v : w[l]) v = 0.02f * d(rng);
+  }
+  for (ActFormat act : {ActFormat::kNone, ActFormat::kInt8}) {
+    WeightQuantConfig cfg;
+    cfg.group_size = 64;
+    AwqConfig ac;
+    ac.act = act;
+    std::vector<Out> outs(2);
+    std::vector<AwqLayer> layers(2);
+    for (int l = 0; l < 2; ++l) {
+      Out& o = outs[l];
+      o.codes.assign(QuantCodeBytes(cfg, k, ns[l]), 0);
+      o.scales.assign(QuantScaleCount(cfg, k, ns[l]), 0);
+      o.zp.assign(QuantZeroPointBytes(cfg, k, ns[l]), 0);
+      o.deq.assign((size_t)k * ns[l], 0);
+      o.clip.assign(QuantScaleCount(cfg, k, ns[l]), 0);
+      layers[l].w = w[l].data();
+      layers[l].n = ns[l];
+      layers[l].out.codes = o.codes.data();
+      layers[l].out.scales = o.scales.data();
+      layers[l].out.zero_points = o.zp.data();
+      layers[l].out.dequantized = o.deq.data();
+      layers[l].group_clip = o.clip.data();
+    }
+    std::vector<float> scales(k);
+    AwqResult res;
+    CHECK(AwqSearch(x.data(), s, k, nullptr, layers.data(), 2, cfg, ac, scales.data(), &res, 2) == Status::kOk, "awq");
+    std::printf("act=%d alpha %.2f error before %.5g after scale %.5g after clip %.5g (clipped %d)\n", (int)act, res.alpha,
+                res.error_before, res.error_after_scale, res.error_after, res.clipped);
+    CHECK(res.alpha > 0, "alpha > 0 with salient channels");
+    CHECK(res.error_after_scale < 0.9 * res.error_before, "scaling lowers the error");
+    CHECK(res.error_after <= res.error_after_scale, "clip never raises the final error");
+    float smax = 0, smin = INFINITY;
+    for (float v : scales) {
+      smax = std::max(smax, v);
+      smin = std::min(smin, v);
+    }
+    CHECK(std::fabs(std::sqrt((double)smax * smin) - 1.0) < 1e-5, "scales normalised by sqrt(max min)");
+    CHECK(scales[0] > scales[1], "salient channel 0 gets a larger scale");
+    // error_before is plain RTN of W.
+    for (int l = 0; l < 2; ++l) {
+      Out rtn;
+      rtn.codes.assign(QuantCodeBytes(cfg, k, ns[l]), 0);
+      rtn.scales.assign(QuantScaleCount(cfg, k, ns[l]), 0);
+      rtn.zp.assign(QuantZeroPointBytes(cfg, k, ns[l]), 0);
+      rtn.deq.assign((size_t)k * ns[l], 0);
+      QuantizedOutputs qo{rtn.codes.data(), rtn.scales.data(), rtn.zp.data(), rtn.deq.data()};
+      QuantizeWeight(w[l].data(), k, ns[l], cfg, nullptr, qo);
+      double e = 0;
+      LayerOutputError(x.data(), s, k, w[l].data(), rtn.deq.data(), ns[l], act, &e);
+      CHECK(std::fabs(e - layers[l].error_before) < 1e-3 * e, "layer %d before %g vs RTN %g", l, layers[l].error_before, e);
+      // error_after is the output error of Qa(X/s) @ deq against (X/s)(sW) = X W.
+      std::vector<float> xs(s * k), ws((size_t)k * ns[l]);
+      for (int64_t r = 0; r < s; ++r)
+        for (int32_t i = 0; i < k; ++i) xs[r * k + i] = x[r * k + i] / scales[i];
+      for (int32_t i = 0; i < k; ++i)
+        for (int32_t j = 0; j < ns[l]; ++j) ws[(size_t)i * ns[l] + j] = w[l][(size_t)i * ns[l] + j] * scales[i];
+      double e2 = 0;
+      LayerOutputError(xs.data(), s, k, ws.data(), outs[l].deq.data(), ns[l], act, &e2);
+      CHECK(std::fabs(e2 - layers[l].error_after) < 1e-3 * e2, "layer %d after %g vs recomputed %g", l,
+            layers[l].error_after, e2);
+      for (float c : outs[l].clip) {
+        const float step = (1.0f - 0.5f) / 10.0f;
+        const float idx = (1.0f - c) / step;
+        CHECK(c >= 0.5f - 1e-6f && c <= 1.0f && std::fabs(idx - std::nearbyint(idx)) < 1e-3f, "clip %g off the grid", c);
+      }
+    }
+  }
+  // Per-channel quantization and fp4 run too; bad arguments fail with a status.
+  {
+    WeightQuantConfig cfg;
+    cfg.format = WeightFormat::kFp4E2M1;
+    cfg.symmetric = true;
+    cfg.group_size = 0;
+    std::vector<uint8_t> codes(QuantCodeBytes(cfg, k, 64));
+    std::vector<float> sc(QuantScaleCount(cfg, k, 64)), deq((size_t)k * 64), scales(k);
+    AwqLayer L;
+    L.w = w[0].data();
+    L.n = 64;
+    L.out.codes = codes.data();
+    L.out.scales = sc.data();
+    L.out.dequantized = deq.data();
+    AwqResult res;
+    AwqConfig ac;
+    ac.grid_size = 5;
+    ac.clip_grid = 3;
+    CHECK(AwqSearch(x.data(), s, k, nullptr, &L, 1, cfg, ac, scales.data(), &res) == Status::kOk, "per-channel fp4");
+    CHECK(res.error_after <= res.error_before, "per-channel fp4 not worse");
+    ac.grid_size = 0;
+    CHECK(AwqSearch(x.data(), s, k, nullptr, &L, 1, cfg, ac, scales.data(), &res) == Status::kInvalidArgument, "grid 0");
+  }
+  return Finish();
+}
