@@ -163,7 +163,8 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
   });
   const external = mode === 'always' || (mode === 'auto' && total > autoLimit);
   const toSide = external ? candidates.filter((c) => c.size >= threshold) : [];
-  const toInline = candidates.filter((c) => isExternal(c.t) && !toSide.includes(c));
+  const sideSet = new Set(toSide);
+  const toInline = candidates.filter((c) => isExternal(c.t) && !sideSet.has(c));
 
   // Never write over a file this model still reads lazily: the rename would pull it away.
   const sources = externalFiles(model.proto, model.dir);
