@@ -3,7 +3,7 @@
 // character-level tokenizer with llama2.c-style ids (<unk>=0, BOS=1, EOS=2).
 import { makeModel, makeNode, makeValueInfo } from '../../lib/onnx/build';
 import { DataType } from '../../lib/onnx/dtype';
-import { modelBytes } from '../../lib/onnx/model';
+import { modelBytes, type OnnxModel } from '../../lib/onnx/model';
 import { makeFloatTensorLike, makeTensor } from '../../lib/onnx/tensor';
 import { native } from '../../lib/native/binding';
 import type { Tokenizer } from '../../lib/tokenize/tokenizer';
@@ -34,6 +34,7 @@ export interface ToyDecoderSpec {
 }
 
 export interface ToyDecoder {
+  model: OnnxModel;
   bytes: Uint8Array;
   vocab: number;
   /** The logits the model computes for `ids` (fp16-rounded when the model outputs fp16). */
@@ -86,6 +87,7 @@ export function toyDecoder(spec: ToyDecoderSpec): ToyDecoder {
     [{ domain: '', version: 21 }],
   );
   return {
+    model,
     bytes: modelBytes(model),
     vocab: V,
     expectedLogits(ids: number[]): Float32Array {

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { W4A8Error } from '../../lib/errors';
 import { openDecoder } from '../../lib/eval/session';
 import { native } from '../../lib/native/binding';
+import { loadModel, saveModel, serializeForOrt } from '../../lib/onnx/model';
 import { toyDecoder, ToyDecoderSpec } from '../helpers/eval_fixtures';
 
 const PAST_ONNX = path.resolve(__dirname, '..', '..', '..', 'shared', 'models', 'tiny-random-gpt2-fp32', 'past.onnx');
@@ -84,6 +85,34 @@ describe('openDecoder', () => {
         /past input "past_key_values.0.key" has shape \[batch_size, num_heads, past_sequence_length, 4\]; expected exactly one symbolic past-length/,
       );
       await expect(openDecoder(42 as unknown as string)).rejects.toThrow(TypeError);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('loads a model with external data by path, and as bytes with its external data', async () => {
+    const toy = toyDecoder({ vocab: 40, maxPositions: 16, logits: 'float32', ids: 'int64', past: 'optimum', seed: 31 });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-eval-external-'));
+    try {
+      const file = path.join(dir, 'model.onnx');
+      // Shape constants must stay inline (ORT shape inference cannot read external data); weights go out.
+      saveModel(toy.model, file, { externalData: 'always', inlineThresholdBytes: 64 });
+      expect(fs.readdirSync(dir).length).toBeGreaterThan(1);
+      const ids = [3, 1, 4, 1, 5, 9, 2, 6];
+      const byPath = await openDecoder(file);
+      try {
+        expect(Array.from((await byPath.logits(ids)).data)).toEqual(Array.from(toy.expectedLogits(ids)));
+      } finally {
+        await byPath.release();
+      }
+      const { bytes, externalData } = serializeForOrt(loadModel(file));
+      expect(externalData).toBeDefined();
+      const byBytes = await openDecoder(bytes, { externalData, label: 'external toy' });
+      try {
+        expect(Array.from((await byBytes.logits(ids)).data)).toEqual(Array.from(toy.expectedLogits(ids)));
+      } finally {
+        await byBytes.release();
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
