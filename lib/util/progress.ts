@@ -107,7 +107,10 @@ class JsonProgress implements Progress {
     this.stream.write(JSON.stringify({ event: 'progress', phase: this.phase, done, total: this.total, detail }) + '\n');
   }
   stop(): void {
+    // Only a started phase ends: a failure before any work prints just its error line.
+    if (!this.phase) return;
     this.stream.write(JSON.stringify({ event: 'end', phase: this.phase }) + '\n');
+    this.phase = '';
   }
   log(message: string, level: 'info' | 'warn' = 'info'): void {
     this.stream.write(JSON.stringify({ event: 'log', level, message }) + '\n');
