@@ -215,6 +215,32 @@ W4A8_HD float CudaPackedDequantizeAt(const CudaPackedView& v, int32_t n, int32_t
 
 // Fills codes [CudaPackedCodeWords], scales and zero_points [CudaPackedScaleCount] of the shape
 // CudaPackedShape(w.format, w.n, w.k, w.group_size). w must be valid (cpu::ValidateQuantizedWeight).
-void PackWeightForCuda(const QuantizedWeight& w, uint32_t* codes, float* scales, uint8_t* zero_points);
+// Host code, inline so that both the CPU tests and the CUDA library use it with no link-order cycle.
+inline void PackWeightForCuda(const QuantizedWeight& w, uint32_t* codes, float* scales, uint8_t* zero_points) {
+  const CudaPackedView v = CudaPackedShape(w.format, w.n, w.k, w.group_size);
+  const bool fp4 = w.format == WeightFormat::kFp4E2M1;
+  const int32_t blocks = BlocksPerRow(w.k, w.group_size);
+  for (size_t i = 0; i < CudaPackedCodeWords(v); ++i) codes[i] = 0;
+  for (size_t i = 0; i < CudaPackedScaleCount(v); ++i) {
+    scales[i] = 0.0f;  // channels past n and groups past the last stay 0 (so padding is exactly 0)
+    zero_points[i] = 0;
+  }
+  for (int32_t n = 0; n < w.n; ++n) {
+    for (int32_t g = 0; g < blocks; ++g) {
+      const size_t s = (size_t)g * v.n_padded + n;
+      // fp4 runs as the integer 2*value, so its scale is halved (exact in fp32).
+      scales[s] = fp4 ? 0.5f * w.scales[(size_t)n * blocks + g] : w.scales[(size_t)n * blocks + g];
+      zero_points[s] = fp4 ? 0 : (uint8_t)ZeroPointAt(w.zero_points, blocks, n, g);
+    }
+    for (int32_t k = 0; k < v.k_padded; ++k) {
+      const int32_t g = k / w.group_size;
+      // k >= K gets the neutral code: the zero point inside a real group, else 0 (scale 0 there).
+      const int code = k < w.k ? CodeAt(w.codes, w.k, w.group_size, n, k)
+                               : ((fp4 || g >= blocks) ? 0 : ZeroPointAt(w.zero_points, blocks, n, g));
+      int nibble = 0;
+      codes[CudaPackedWordIndex(v, n, k, &nibble)] |= (uint32_t)code << (4 * nibble);
+    }
+  }
+}
 
 }  // namespace w4a8

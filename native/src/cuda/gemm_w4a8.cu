@@ -1,0 +1,225 @@
+// W4A8 GEMM on tensor cores: int8 per-token activations x 4-bit weights (Mma8x32 layout, formats.h).
+//
+// Design (version 1, mma.sync; a wgmma + TMA version is future work):
+// - Block tile BM x 128 (n) x 64 (k), 4 warps along n (32 channels each) and 1-2 along m; a 4-stage
+//   cp.async pipeline brings the int8 A tile (rows past m zero-filled) and the packed B tile (4 KB,
+//   contiguous in the layout) into shared memory.
+// - A fragments come from ldmatrix.x4 over a 64-byte-row tile whose 16-byte chunks are XOR-swizzled by
+//   (row / 2) % 4, which makes the 8 row addresses of each ldmatrix phase hit distinct banks.
+// - B: one 16-byte shared load per lane per k32 step gives 4 packed words = the B fragments of 4 n8
+//   MMAs; cuda_bits.h turns each word into two int8x4 registers with the zero point already
+//   subtracted (q - zp in -15..15, exact), or 2*value for fp4. No activation row sums are needed.
+// - Per K-group the int32 accumulators are flushed into fp32: acc += w_scale[n][g] * isum (exact
+//   int32 -> fp32 since |isum| < 2^23); the per-token scale multiplies once in the epilogue.
+//   Group size 16 is half an MMA: its k32 step runs as two MMAs with the other half of B zeroed.
+#include "cuda_common.cuh"
+#include "w4a8/cuda_bits.h"
+
+namespace w4a8::cuda {
+namespace {
+
+constexpr int kStages = 4;
+constexpr int kBK = kCudaTileK;   // 64
+constexpr int kBN = kCudaTileN;   // 128
+constexpr int kWarpsN = 4;        // each warp: 32 channels = 4 n8 MMAs
+constexpr int kBStageBytes = kBN * kBK / 2;
+constexpr int kStepBytes = kBStageBytes / (kBK / kCudaMmaK);  // packed bytes of one k32 step of a tile
+
+struct GemmParams {
+  const int8_t* xq;
+  const float* x_scales;
+  const uint32_t* codes;
+  const float* scales;
+  const uint8_t* zero_points;
+  void* y;
+  int32_t ldq, m, n, n_padded, k_padded, group_size;
+  DType y_type;
+  bool fp4;
+};
+
+template <int kWarpsM, int kMI>
+struct TileConfig {
+  static constexpr int kBM = kWarpsM * kMI * 16;
+  static constexpr int kThreads = kWarpsM * kWarpsN * 32;
+  static constexpr int kAStageBytes = kBM * kBK;
+  static constexpr int kStageBytes = kAStageBytes + kBStageBytes;
+  static constexpr int kSmemBytes = kStages * kStageBytes;
+};
+
+// Byte offset of 16-byte chunk c (0..3) of row r in a swizzled 64-byte-row A tile.
+__device__ __forceinline__ int ASwizzle(int r, int c) { return r * kBK + ((c ^ ((r >> 1) & 3)) << 4); }
+
+template <int kWarpsM, int kMI>
+__global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
+    GemmW4A8Kernel(const GemmParams p) {
+  using Cfg = TileConfig<kWarpsM, kMI>;
+  extern __shared__ __align__(128) uint8_t smem[];
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int wn = warp % kWarpsN, wm = warp / kWarpsN;
+  const int g = lane >> 2, t = lane & 3;
+  const int n0 = blockIdx.x * kBN;
+  const int m0 = blockIdx.y * Cfg::kBM;
+  const int k_tiles = p.k_padded / kBK;
+  const uint8_t* b_tile0 = reinterpret_cast<const uint8_t*>(p.codes) + (size_t)blockIdx.x * (p.k_padded / kCudaMmaK) * kStepBytes;
+
+  auto load_tile = [&](int stage, int kt) {
+    uint8_t* sa = smem + stage * Cfg::kStageBytes;
+    uint8_t* sb = sa + Cfg::kAStageBytes;
+    for (int i = threadIdx.x; i < Cfg::kBM * 4; i += Cfg::kThreads) {
+      const int r = i >> 2, c = i & 3, gm = m0 + r;
+      const bool in = gm < p.m;
+      const int8_t* src = p.xq + (size_t)(in ? gm : 0) * p.ldq + kt * kBK + c * 16;
+      CpAsync16(sa + ASwizzle(r, c), src, in ? 16 : 0);
+    }
+    const uint8_t* bsrc = b_tile0 + (size_t)kt * kBStageBytes;
+    for (int i = threadIdx.x; i < kBStageBytes / 16; i += Cfg::kThreads) CpAsync16(sb + i * 16, bsrc + i * 16, 16);
+  };
+
+  int32_t acc[kMI][4][4];
+  float out[kMI][4][4];
+#pragma unroll
+  for (int mi = 0; mi < kMI; ++mi)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        acc[mi][j][r] = 0;
+        out[mi][j][r] = 0.0f;
+      }
+
+  uint32_t zp[4];
+  float2 wscale[4];
+  auto load_group = [&](int group) {
+    const size_t base = (size_t)group * p.n_padded + n0 + wn * 32;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      zp[j] = (uint32_t)__ldg(p.zero_points + base + j * 8 + g);
+      wscale[j] = __ldg(reinterpret_cast<const float2*>(p.scales + base + j * 8 + 2 * t));
+    }
+  };
+  auto flush = [&]() {
+#pragma unroll
+    for (int mi = 0; mi < kMI; ++mi)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          out[mi][j][r] = fmaf((r & 1) ? wscale[j].y : wscale[j].x, (float)acc[mi][j][r], out[mi][j][r]);
+          acc[mi][j][r] = 0;
+        }
+  };
+  auto mma_all = [&](const uint32_t (&a)[kMI][4], const uint32_t (&b)[4][2]) {
+#pragma unroll
+    for (int mi = 0; mi < kMI; ++mi)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) MmaS8(acc[mi][j], a[mi], b[j][0], b[j][1]);
+  };
+  auto unpack = [&](const uint32_t (&words)[4], uint32_t (&b)[4][2]) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const Int8x4Pair pr = p.fp4 ? UnpackFp4Word(words[j]) : UnpackInt4Word(words[j], zp[j]);
+      b[j][0] = pr.lo;
+      b[j][1] = pr.hi;
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < k_tiles) load_tile(s, s);
+    CpAsyncCommit();
+  }
+
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    CpAsyncWait<kStages - 2>();
+    __syncthreads();  // tile kt visible to all; everyone is done with the stage refilled below
+    if (kt + kStages - 1 < k_tiles) load_tile((kt + kStages - 1) % kStages, kt + kStages - 1);
+    CpAsyncCommit();
+
+    const uint8_t* sa = smem + (kt % kStages) * Cfg::kStageBytes;
+    const uint8_t* sb = sa + Cfg::kAStageBytes;
+#pragma unroll
+    for (int s = 0; s < kBK / kCudaMmaK; ++s) {
+      const int kglob = kt * kBK + s * kCudaMmaK;
+      uint32_t a[kMI][4];
+#pragma unroll
+      for (int mi = 0; mi < kMI; ++mi) {
+        const int r = wm * kMI * 16 + mi * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+        LdMatrixX4(a[mi], sa + ASwizzle(r, s * 2 + (lane >> 4)));
+      }
+      const uint4 bw = *reinterpret_cast<const uint4*>(sb + s * kStepBytes + (wn * 32 + lane) * 16);
+      const uint32_t words[4] = {bw.x, bw.y, bw.z, bw.w};
+      uint32_t b[4][2];
+      if (p.group_size >= kCudaMmaK) {
+        if (kglob % p.group_size == 0) load_group(kglob / p.group_size);
+        unpack(words, b);
+        mma_all(a, b);
+        if ((kglob + kCudaMmaK) % p.group_size == 0 || kglob + kCudaMmaK == p.k_padded) flush();
+      } else {
+        // Group size 16: k 0-15 of the step (register b0) and k 16-31 (b1) belong to two groups.
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          load_group(kglob / 16 + h);
+          unpack(words, b);
+#pragma unroll
+          for (int j = 0; j < 4; ++j) b[j][1 - h] = 0u;
+          mma_all(a, b);
+          flush();
+        }
+      }
+    }
+  }
+  CpAsyncWait<0>();
+
+  // Epilogue: one per-token scale, guarded stores (m and n need not be tile multiples).
+#pragma unroll
+  for (int mi = 0; mi < kMI; ++mi) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int m = m0 + wm * kMI * 16 + mi * 16 + g + half * 8;
+      if (m >= p.m) continue;
+      const float xs = __ldg(p.x_scales + m);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int n = n0 + wn * 32 + j * 8 + 2 * t + e;
+          if (n < p.n) StoreFromFloat(p.y, p.y_type, (size_t)m * p.n + n, out[mi][j][half * 2 + e] * xs);
+        }
+      }
+    }
+  }
+}
+
+template <int kWarpsM, int kMI>
+Status Launch(const GemmParams& p, cudaStream_t stream) {
+  using Cfg = TileConfig<kWarpsM, kMI>;
+  auto kernel = GemmW4A8Kernel<kWarpsM, kMI>;
+  W4A8_CUDA_TRY(CheckCall(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes)));
+  const dim3 grid(p.n_padded / kBN, (p.m + Cfg::kBM - 1) / Cfg::kBM);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
+  return CheckLaunch();
+}
+
+}  // namespace
+
+Status GemmW4A8(const int8_t* d_xq, int32_t ldq, const float* d_x_scales, int32_t m, const DeviceWeight& w,
+                void* d_y, DType y_type, void* stream) {
+  const CudaPackedView& v = w.view;
+  if (!d_xq || !d_x_scales || !d_y || !v.codes || !v.scales || !v.zero_points || m < 1 || m > 65535 * 16 ||
+      ldq < v.k_padded || ldq % 16 != 0 || (reinterpret_cast<uintptr_t>(d_xq) & 15) != 0 ||
+      v.group_size < kMinGroupSize || (v.group_size & (v.group_size - 1)) != 0)
+    return Status::kInvalidArgument;
+  if (y_type != DType::kFloat32 && y_type != DType::kBfloat16 && y_type != DType::kFloat16)
+    return Status::kInvalidArgument;
+  GemmParams p{d_xq, d_x_scales, v.codes, v.scales, v.zero_points, d_y, ldq, m, v.n, v.n_padded, v.k_padded,
+               v.group_size, y_type, v.format == WeightFormat::kFp4E2M1};
+  cudaStream_t s = AsStream(stream);
+  if (m <= 16) return Launch<1, 1>(p, s);
+  // The largest tile that still gives every multiprocessor a block; 64 rows otherwise.
+  const int64_t big_blocks = (int64_t)(v.n_padded / kBN) * ((m + 127) / 128);
+  if (big_blocks >= MultiprocessorCount()) return Launch<2, 4>(p, s);
+  return Launch<2, 2>(p, s);
+}
+
+}  // namespace w4a8::cuda
