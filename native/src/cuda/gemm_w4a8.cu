@@ -32,7 +32,7 @@ struct GemmParams {
   const float* scales;
   const uint8_t* zero_points;
   void* y;
-  int32_t ldq, m, n, n_padded, k_padded, group_size;
+  int32_t ldq, m, n, n_padded, k_padded, group_size, group_shift;  // group_size = 1 << group_shift
   DType y_type;
   bool fp4;
 };
@@ -151,10 +151,10 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
       const uint32_t words[4] = {bw.x, bw.y, bw.z, bw.w};
       uint32_t b[4][2];
       if (p.group_size >= kCudaMmaK) {
-        if (kglob % p.group_size == 0) load_group(kglob / p.group_size);
+        if ((kglob & (p.group_size - 1)) == 0) load_group(kglob >> p.group_shift);
         unpack(words, b);
         mma_all(a, b);
-        if ((kglob + kCudaMmaK) % p.group_size == 0 || kglob + kCudaMmaK == p.k_padded) flush();
+        if (((kglob + kCudaMmaK) & (p.group_size - 1)) == 0 || kglob + kCudaMmaK == p.k_padded) flush();
       } else {
         // Group size 16: k 0-15 of the step (register b0) and k 16-31 (b1) belong to two groups.
 #pragma unroll
@@ -213,7 +213,7 @@ Status GemmW4A8(const int8_t* d_xq, int32_t ldq, const float* d_x_scales, int32_
   if (y_type != DType::kFloat32 && y_type != DType::kBfloat16 && y_type != DType::kFloat16)
     return Status::kInvalidArgument;
   GemmParams p{d_xq, d_x_scales, v.codes, v.scales, v.zero_points, d_y, ldq, m, v.n, v.n_padded, v.k_padded,
-               v.group_size, y_type, v.format == WeightFormat::kFp4E2M1};
+               v.group_size, __builtin_ctz((unsigned)v.group_size), y_type, v.format == WeightFormat::kFp4E2M1};
   cudaStream_t s = AsStream(stream);
   if (m <= 16) return Launch<1, 1>(p, s);
   // The largest tile that still gives every multiprocessor a block; 64 rows otherwise.
