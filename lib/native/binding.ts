@@ -25,6 +25,13 @@ export interface NativeBinding {
   // tensor_layout: [rows, cols] -> [cols, rows] fp32 on the libuv pool; rope tables as llama2.c computes them; see lib/import/weight_layout.ts.
   transposeF32(src: Float32Array, rows: number, cols: number, dst: Float32Array): Promise<void>;
   ropeTablesF32(seqLen: number, headSize: number, theta: number, cos: Float32Array, sin: Float32Array): Promise<void>;
+  // cuda_kernels (builds with CUDA only, hence optional; Promises reject without a device); see lib/native/cuda.ts.
+  cudaLinear?(kind: 0 | 1, format: 0 | 1, n: number, k: number, groupSize: number, codes: Uint8Array, scales: Float32Array,
+    zeroPoints: Uint8Array | null, m: number, x: Float32Array, y: Float32Array): Promise<void>;
+  cudaQuantizeActivations?(m: number, k: number, x: Float32Array, qInt8: Int8Array | null, scalesInt8: Float32Array | null,
+    qFp8: Uint8Array | null, scalesFp8: Float32Array | null): Promise<void>;
+  cudaKroneckerAdd?(terms: number, aRows: number, aCols: number, bRows: number, bCols: number, a: Float32Array,
+    b: Float32Array, m: number, x: Float32Array, y: Float32Array): Promise<void>;
   // Modules add their members here as they land (kernels, quantizers, statistics, eval).
   [name: string]: unknown;
 }

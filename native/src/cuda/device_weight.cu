@@ -33,7 +33,7 @@ int MultiprocessorCount() {
 
 Status UploadWeight(const QuantizedWeight& w, DeviceWeight* out) {
   if (!out || !w.codes || !w.scales || (w.format != WeightFormat::kInt4 && w.format != WeightFormat::kFp4E2M1) || w.n < 1 || w.k < 1 || w.group_size < kMinGroupSize ||
-      w.group_size > kMaxGroupSize || (w.group_size & (w.group_size - 1)) != 0)
+      w.group_size > (1 << 20) || (w.group_size & (w.group_size - 1)) != 0)
     return Status::kInvalidArgument;
   if (DeviceCount() == 0) return Status::kUnsupported;
   CudaPackedView v = CudaPackedShape(w.format, w.n, w.k, w.group_size);

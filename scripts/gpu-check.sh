@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# One command for a bare GPU machine (nvcc, CMake, python3 + torch; no Node, no network):
+#   configure + build the native core with CUDA, run ctest (all tests; every CUDA test must PASS, not
+#   skip), run bench_cuda and the cuBLAS/FP8 baselines, and merge them into results.json + results.md
+#   under $OUT (or ./gpu-results). Prints the table last. Exit status: 0 all CUDA tests passed,
+#   1 a CUDA test failed or skipped (or the build failed), 2 the machine lacks a tool.
+# Budget: under 6 minutes (bench capped at 120 s, baselines at 90 s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT_DIR=${OUT:-$ROOT/gpu-results}
+mkdir -p "$OUT_DIR"
+BUILD=${W4A8_GPU_BUILD:-$ROOT/build/gpu-check}  # overridable for a dry run elsewhere
+JOBS=${JOBS:-16}
+START=$(date +%s)
+step() { echo "== [$(($(date +%s) - START)) s] $*"; }
+die() { echo "gpu-check: $*" >&2; exit "${2:-1}"; }
+
+# --- header --------------------------------------------------------------------------------
+GPU_NAME=unknown
+DRIVER=unknown
+if command -v nvidia-smi >/dev/null 2>&1; then
+  GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
+  DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
+fi
+NVCC=$(command -v nvcc || true)
+[ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
+[ -n "$NVCC" ] || die "nvcc not found (install the CUDA toolkit or put nvcc on PATH)" 2
+command -v cmake >/dev/null 2>&1 || die "cmake not found" 2
+echo "gpu-check: GPU '$GPU_NAME', driver $DRIVER, $("$NVCC" --version | tail -1), $(cmake --version | head -1)"
+echo "gpu-check: results in $OUT_DIR"
+
+# --- build -----------------------------------------------------------------------------------
+GENERATOR=()
+command -v ninja >/dev/null 2>&1 && GENERATOR=(-G Ninja)
+if [ -f "$BUILD/CMakeCache.txt" ] && ! grep -q "CMAKE_GENERATOR:INTERNAL=${GENERATOR[1]:-Unix Makefiles}" "$BUILD/CMakeCache.txt"; then
+  rm -rf "$BUILD"  # a cache from another generator cannot be reused
+fi
+step "configure ($BUILD)"
+if ! cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$NVCC" "${GENERATOR[@]}" \
+    >"$OUT_DIR/configure.log" 2>&1; then
+  tail -30 "$OUT_DIR/configure.log"
+  die "cmake configure failed (log: $OUT_DIR/configure.log)"
+fi
+grep -q "w4a8: CUDA kernels ON" "$OUT_DIR/configure.log" || die "CMake did not enable CUDA (see $OUT_DIR/configure.log)"
+step "build (-j$JOBS)"
+if ! cmake --build "$BUILD" -j"$JOBS" >"$OUT_DIR/build.log" 2>&1; then
+  grep -E "error|Error" "$OUT_DIR/build.log" | head -40
+  die "build failed (log: $OUT_DIR/build.log)"
+fi
+
+# --- tests -----------------------------------------------------------------------------------
+step "ctest (all tests)"
+set +e
+(cd "$BUILD" && ctest -V --timeout 240 -j 4) >"$OUT_DIR/ctest.log" 2>&1
+CTEST_RC=$?
+set -e
+grep -E "Test +#|tests passed|tests failed" "$OUT_DIR/ctest.log" || true
+CUDA_BAD=$(grep -E "cuda_test_[a-z0-9_]+ .*(Failed|Skipped|Not Run|Timeout|Exception)" "$OUT_DIR/ctest.log" || true)
+CUDA_RAN=$(grep -cE "cuda_test_[a-z0-9_]+ .*Passed" "$OUT_DIR/ctest.log" || true)
+OTHER_BAD=$(grep -E "Test +#.*(Failed|Timeout|Exception)" "$OUT_DIR/ctest.log" | grep -v cuda_test_ || true)
+
+# --- benchmarks ------------------------------------------------------------------------------
+step "bench_cuda (budget 120 s)"
+BENCH_RC=0
+timeout 200 "$BUILD/native/bench_cuda" --max-seconds 120 >"$OUT_DIR/bench_cuda.jsonl" 2>"$OUT_DIR/bench_cuda.log" || BENCH_RC=$?
+[ "$BENCH_RC" -eq 0 ] || echo "gpu-check: bench_cuda exited $BENCH_RC (log: $OUT_DIR/bench_cuda.log)"
+step "torch baselines (budget 90 s)"
+BASE_RC=0
+timeout 160 python3 scripts/gpu_baselines.py bench --max-seconds 90 >"$OUT_DIR/baselines.jsonl" 2>"$OUT_DIR/baselines.log" || BASE_RC=$?
+[ "$BASE_RC" -eq 0 ] || { echo "gpu-check: gpu_baselines.py exited $BASE_RC:"; tail -5 "$OUT_DIR/baselines.log"; }
+
+# --- report ----------------------------------------------------------------------------------
+step "merge"
+echo
+echo "ctest exit $CTEST_RC; CUDA tests passed: $CUDA_RAN"
+[ -n "$OTHER_BAD" ] && { echo "non-CUDA tests that failed:"; echo "$OTHER_BAD"; }
+[ -n "$CUDA_BAD" ] && { echo "CUDA tests that did not pass:"; echo "$CUDA_BAD"; }
+echo "test summaries (ctest -V; full log: $OUT_DIR/ctest.log):"
+grep -E "^[0-9]+: (PASS|FAIL|SKIP|ok  )" "$OUT_DIR/ctest.log" | head -60 || true
+python3 scripts/gpu_baselines.py merge --ours "$OUT_DIR/bench_cuda.jsonl" --baselines "$OUT_DIR/baselines.jsonl" \
+  --out "$OUT_DIR" --device "$GPU_NAME" --driver "$DRIVER" || echo "gpu-check: no timings to report"
+step "done"
+if [ -n "$CUDA_BAD" ] || [ "${CUDA_RAN:-0}" -eq 0 ]; then
+  echo "gpu-check: FAIL (a CUDA test failed, was skipped or did not run)"
+  exit 1
+fi
+echo "gpu-check: all CUDA tests passed"
