@@ -1,7 +1,7 @@
 // Per-token dynamic activation quantization written with standard ONNX ops, for the `sim`
-// export. The numerics follow the native scalar definition (native/src/cpu/act_quant.cpp):
-//   amax = max|x| over the row;  inv = amax > 0 ? 127 / amax : 0;
-//   q = round_half_even(clamp(x * inv, -127, 127));  y = q * (amax / 127)
+// export. The numerics follow the native definition (FakeQuantActivations in w4a8/quant.h):
+//   amax = max|x| over the row;  scale = amax / 127;
+//   q = clamp(round_half_even(x / scale), -128, 127);  y = q * scale  (a zero row stays zero)
 // FP8 E4M3 uses 448 in place of 127 and a saturating Cast to FLOAT8E4M3FN (round to nearest
 // even) in place of clamp + round. The math runs in fp32; an fp16 model casts in and out.
 import type { NodeProto, TensorProto } from 'onnx-buf';
@@ -47,16 +47,16 @@ export function actQuantGraph(input: string, elemType: DataType, aformat: Exclud
   } else {
     nodes.push(makeNode('ReduceMax', [n('abs')], [n('amax')], { axes: [-1], keepdims: 1 }, { name: n('ReduceMax') }));
   }
-  // inv = amax > 0 ? qmax / amax : 0 (an all-zero row stays zero instead of 0 * inf = NaN).
-  nodes.push(makeNode('Div', [n('qmax'), n('amax')], [n('inv_raw')], {}, { name: n('DivInv') }));
-  nodes.push(makeNode('Greater', [n('amax'), n('zero')], [n('nonzero')], {}, { name: n('Greater') }));
-  nodes.push(makeNode('Where', [n('nonzero'), n('inv_raw'), n('zero')], [n('inv')], {}, { name: n('Where') }));
+  // scale = amax / qmax; a zero row divides by 1 instead of 0 (0 / 0 = NaN) and stays zero.
+  initializers.push(scalar(n('one'), 1));
   nodes.push(makeNode('Div', [n('amax'), n('qmax')], [n('scale')], {}, { name: n('DivScale') }));
-  nodes.push(makeNode('Mul', [x, n('inv')], [n('scaled')], {}, { name: n('MulInv') }));
+  nodes.push(makeNode('Greater', [n('amax'), n('zero')], [n('nonzero')], {}, { name: n('Greater') }));
+  nodes.push(makeNode('Where', [n('nonzero'), n('scale'), n('one')], [n('divisor')], {}, { name: n('Where') }));
+  nodes.push(makeNode('Div', [x, n('divisor')], [n('scaled')], {}, { name: n('DivX') }));
   if (aformat === 'int8') {
-    initializers.push(scalar(n('lo'), -127), scalar(n('hi'), 127));
-    nodes.push(makeNode('Clip', [n('scaled'), n('lo'), n('hi')], [n('clipped')], {}, { name: n('Clip') }));
-    nodes.push(makeNode('Round', [n('clipped')], [n('q')], {}, { name: n('Round') }));
+    initializers.push(scalar(n('lo'), -128), scalar(n('hi'), 127));
+    nodes.push(makeNode('Round', [n('scaled')], [n('rounded')], {}, { name: n('Round') }));
+    nodes.push(makeNode('Clip', [n('rounded'), n('lo'), n('hi')], [n('q')], {}, { name: n('Clip') }));
   } else {
     nodes.push(makeNode('Cast', [n('scaled')], [n('q8')], { to: DataType.FLOAT8E4M3FN, saturate: 1 }, { name: n('CastFp8') }));
     nodes.push(makeNode('Cast', [n('q8')], [n('q')], { to: DataType.FLOAT }, { name: n('CastBack') }));

@@ -21,6 +21,8 @@ export interface ToyLmSpec {
   seed?: number;
   /** Make one 32-wide group of q_proj's first output channel all zeros. */
   zeroGroup?: boolean;
+  /** Put a NaN into down_proj's weight. */
+  nanWeight?: boolean;
 }
 
 function randn(count: number, scale: number, r: () => number): Float32Array {
@@ -38,13 +40,15 @@ export function writeToyLm(dir: string, spec: ToyLmSpec): string {
   const type = spec.dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
   const wq = randn(dim * dim, 0.3, r);
   if (spec.zeroGroup) for (let k = 0; k < 32; k++) wq[k * dim] = 0; // column 0 (output channel 0), k in 0..31
+  const down = randn(dim * hidden, 0.3, r);
+  if (spec.nanWeight) down[5] = NaN;
   const norm = randn(dim, 0.5, r).map((v) => 1 + v);
   const inits = [
     makeFloatTensorLike('embed.weight', type, [vocab, dim], randn(vocab * dim, 1, r)),
     makeFloatTensorLike('norm.weight', type, [dim], norm),
     makeFloatTensorLike('q_proj.weight', type, [dim, dim], wq),
     makeFloatTensorLike('k_proj.weight', type, [dim, dim], randn(dim * dim, 0.3, r)),
-    makeFloatTensorLike('down_proj.weight', type, [dim, hidden], randn(dim * hidden, 0.3, r)),
+    makeFloatTensorLike('down_proj.weight', type, [dim, hidden], down),
     makeFloatTensorLike('lm_head.weight', type, [hidden, vocab], randn(hidden * vocab, 0.3, r)),
   ];
   const nodes = [

@@ -5,6 +5,8 @@ import { evalCommand } from './eval';
 import { generateCommand } from './generate';
 import { inspectCommand } from './inspect';
 import { importCommand } from './import';
+import { quantizeCommand } from './quantize';
+import { sweepCommand } from './sweep';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, importCommand, inspectCommand, evalCommand, generateCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, importCommand, inspectCommand, evalCommand, generateCommand, quantizeCommand, sweepCommand];

@@ -1,0 +1,113 @@
+// Calibration capture: run the calibration windows through ONNX Runtime on a copy of the model
+// whose graph also outputs the input of each target MatMul, and fold every fetched activation
+// into native statistics (mean|x|, max|x|, Hessian X^T X, a bounded row sample). Memory stays
+// bounded: targets are split into passes whose statistics fit `budgetBytes`; each pass runs the
+// whole calibration text again.
+import { DataType } from '../onnx/dtype';
+import { serializeForOrt, type OnnxModel } from '../onnx/model';
+import { createCalibStats, type CalibStats } from '../native/calib_stats';
+import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
+import { Progress, silentProgress } from '../util/progress';
+import { W4A8Error } from '../errors';
+import { withCaptureOutputs } from './capture_graph';
+import { DecoderRunner } from './ort_runner';
+
+export interface CaptureTarget {
+  /** Name of the activation tensor (a MatMul input). */
+  input: string;
+  k: number;
+  dataType: DataType;
+}
+
+export interface CaptureOptions {
+  /** Accumulate X^T X (GPTQ needs it; costs K*K*8 bytes per target). */
+  hessian: boolean;
+  /** Rows kept per target for layer-error searches (AWQ, auto grouping); default 4096. */
+  sampleRows?: number;
+  /** Bytes of statistics held at once (default 1 GiB); more targets -> more passes. */
+  budgetBytes?: number;
+  seed?: number;
+  progress?: Progress;
+  cancel?: CancelToken;
+}
+
+export const DEFAULT_SAMPLE_ROWS = 4096;
+export const DEFAULT_CAPTURE_BUDGET = 1 << 30;
+
+function statsBytes(t: CaptureTarget, hessian: boolean, sampleRows: number, maxWindow: number): number {
+  // Hessian in float64, sample rows and one fetched window in float32.
+  return (hessian ? t.k * t.k * 8 : 0) + sampleRows * t.k * 4 + maxWindow * t.k * 4;
+}
+
+/** Splits targets into passes whose statistics fit the budget (a single target over budget gets a pass of its own). */
+export function planPasses(targets: CaptureTarget[], hessian: boolean, sampleRows: number, maxWindow: number, budgetBytes: number): CaptureTarget[][] {
+  const passes: CaptureTarget[][] = [];
+  let current: CaptureTarget[] = [];
+  let used = 0;
+  for (const t of targets) {
+    const bytes = statsBytes(t, hessian, sampleRows, maxWindow);
+    if (current.length > 0 && used + bytes > budgetBytes) {
+      passes.push(current);
+      current = [];
+      used = 0;
+    }
+    current.push(t);
+    used += bytes;
+  }
+  if (current.length > 0) passes.push(current);
+  return passes;
+}
+
+/** Fetched activations: fp32, or fp16 bits (the accumulator widens them natively). */
+function asRows(data: unknown): Float32Array | Uint16Array {
+  if (data instanceof Float32Array || data instanceof Uint16Array) return data;
+  throw new W4A8Error('a captured activation is neither float32 nor float16; cannot calibrate this model');
+}
+
+export async function captureStatistics(
+  model: OnnxModel,
+  targets: CaptureTarget[],
+  windows: number[][],
+  opts: CaptureOptions,
+): Promise<Map<string, CalibStats>> {
+  const sampleRows = opts.sampleRows ?? DEFAULT_SAMPLE_ROWS;
+  const budget = opts.budgetBytes ?? DEFAULT_CAPTURE_BUDGET;
+  const progress = opts.progress ?? silentProgress;
+  const cancel = opts.cancel ?? neverCancelled;
+  if (windows.length === 0) throw new W4A8Error('calibration has no windows');
+  const maxWindow = Math.max(...windows.map((w) => w.length));
+  const passes = planPasses(targets, opts.hessian, sampleRows, maxWindow, budget);
+  const typeOf = new Map(targets.map((t) => [t.input, t.dataType]));
+  const result = new Map<string, CalibStats>();
+  for (let p = 0; p < passes.length; p++) {
+    const pass = passes[p];
+    const names = pass.map((t) => t.input);
+    const captureModel = withCaptureOutputs(model, names, (n) => typeOf.get(n) ?? DataType.FLOAT);
+    const { bytes, externalData } = serializeForOrt(captureModel);
+    const runner = await DecoderRunner.open(bytes, { externalData, label: 'the calibration copy of the model' });
+    const handles = pass.map((t) => createCalibStats({ k: t.k, sampleRows, hessian: opts.hessian, seed: opts.seed ?? 0 }));
+    try {
+      progress.start(passes.length > 1 ? `calibration pass ${p + 1}/${passes.length}` : 'calibration', windows.length);
+      for (let w = 0; w < windows.length; w++) {
+        cancel.throwIfCancelled();
+        const out = await runner.run(windows[w], names);
+        for (let i = 0; i < pass.length; i++) {
+          const t = out[pass[i].input];
+          const rows = t.size / pass[i].k;
+          if (!Number.isInteger(rows)) {
+            throw new W4A8Error(`captured activation "${pass[i].input}" has shape [${t.dims.join(', ')}], not a multiple of K=${pass[i].k}`);
+          }
+          await handles[i].add(asRows(t.data), rows);
+        }
+        progress.update(w + 1, `${windows[w].length} tokens`);
+        await yieldToEventLoop();
+      }
+      progress.stop();
+      for (let i = 0; i < pass.length; i++) result.set(pass[i].input, await handles[i].finalize());
+    } finally {
+      for (const h of handles) h.dispose();
+      await runner.release();
+    }
+  }
+  return result;
+}

@@ -1,0 +1,82 @@
+// `w4a8 quantize <in.onnx> -o <out.onnx>`: calibrate, quantize every MatMul (but the logits),
+// export as MatMulNBits, QDQ or standard-op simulation; progress per layer on stderr.
+import type { CommandModule } from 'yargs';
+import { runCommand, CommonArgs } from '../run_command';
+import { quantizeModel } from '../../quant/quantize_model';
+import { ACT_FORMATS, EXPORT_FORMATS, GROUPINGS, METHODS, WEIGHT_FORMATS, configLabel } from '../../quant/config';
+
+interface QuantizeArgs extends CommonArgs {
+  input: string;
+  output: string;
+  method: (typeof METHODS)[number];
+  wformat: (typeof WEIGHT_FORMATS)[number];
+  group: number;
+  grouping: (typeof GROUPINGS)[number];
+  sym?: boolean;
+  asym?: boolean;
+  aformat: (typeof ACT_FORMATS)[number];
+  format: (typeof EXPORT_FORMATS)[number];
+  calib?: string;
+  tokenizer?: string;
+  'calib-tokens': number;
+  'calib-seqlen': number;
+  exclude?: string[];
+  'act-order': boolean;
+  'pow2-scales': boolean;
+}
+
+export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
+  command: 'quantize <input>',
+  describe: 'Quantize an ONNX LLM to 4-bit weights (RTN, AWQ or GPTQ) with 8-bit or float activations',
+  builder: (y) =>
+    y
+      .positional('input', { type: 'string', demandOption: true, describe: 'The float ONNX model' })
+      .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'Where to write the quantized model (+ <out>.report.json)' })
+      .option('method', { type: 'string', choices: METHODS, default: 'rtn' as const, describe: 'Weight quantization method' })
+      .option('wformat', { type: 'string', choices: WEIGHT_FORMATS, default: 'int4' as const, describe: 'Weight element format' })
+      .option('group', { type: 'number', choices: [32, 64, 128, 256, 0], default: 32, describe: 'Group size (0 = per output channel)' })
+      .option('grouping', { type: 'string', choices: GROUPINGS, default: 'oc' as const, describe: 'Groups along K (oc), along N (ic), or per layer the lower error (auto)' })
+      .option('sym', { type: 'boolean', describe: 'Symmetric int4 (zero point 8)' })
+      .option('asym', { type: 'boolean', describe: 'Asymmetric int4 (default for int4)' })
+      .conflicts('sym', 'asym')
+      .option('aformat', { type: 'string', choices: ACT_FORMATS, default: 'int8' as const, describe: 'Activations: per-token dynamic int8, fp8 E4M3, or none' })
+      .option('format', { type: 'string', choices: EXPORT_FORMATS, default: 'matmulnbits' as const, describe: 'Export: com.microsoft MatMulNBits, opset-21 QDQ, or standard-op simulation' })
+      .option('calib', { type: 'string', describe: 'Calibration text (UTF-8; documents split on blank lines)' })
+      .option('tokenizer', { type: 'string', describe: 'Tokenizer file (default: the one beside the model)' })
+      .option('calib-tokens', { type: 'number', default: 8192, describe: 'Calibration tokens at most' })
+      .option('calib-seqlen', { type: 'number', default: 512, describe: 'Calibration window length in tokens' })
+      .option('exclude', { type: 'string', array: true, describe: 'Glob(s) of layer or weight names to keep in float (the logits layer always is)' })
+      .option('act-order', { type: 'boolean', default: false, describe: 'GPTQ: visit inputs by decreasing Hessian diagonal' })
+      .option('pow2-scales', { type: 'boolean', default: false, describe: 'Round scales up to powers of two' }) as never,
+  handler: (args) =>
+    runCommand(args, async (ctx) => {
+      const summary = await quantizeModel({
+        input: args.input,
+        output: args.output,
+        method: args.method,
+        wformat: args.wformat,
+        groupSize: args.group,
+        grouping: args.grouping,
+        symmetric: args.sym === true ? true : args.asym === true ? false : undefined,
+        aformat: args.aformat,
+        format: args.format,
+        calib: args.calib,
+        tokenizer: args.tokenizer,
+        calibTokens: args['calib-tokens'],
+        calibSeqlen: args['calib-seqlen'],
+        exclude: args.exclude ?? [],
+        actOrder: args['act-order'],
+        pow2Scales: args['pow2-scales'],
+        progress: ctx.progress,
+        cancel: ctx.cancel,
+      });
+      if (ctx.json) {
+        ctx.out(JSON.stringify(summary));
+        return;
+      }
+      for (const w of summary.warnings) ctx.progress.log(w, 'warn');
+      ctx.out(`${summary.output}: ${configLabel(summary.config)}, --format ${summary.format}, ${summary.layers.length} layers quantized, ${summary.excluded.length} kept in float`);
+      for (const note of summary.export.notes) ctx.out(`note: ${note}`);
+      ctx.out(`per-layer report: ${summary.report}`);
+    }),
+};

@@ -1,0 +1,76 @@
+// Writes a quantization into a model (in place; the caller loaded a fresh copy): AWQ input
+// scalings first, then the per-token activation fake-quant (sim only), then each layer's weight
+// in the chosen format, then the opset imports those ops need.
+import { DataType } from '../onnx/dtype';
+import type { OnnxModel } from '../onnx/model';
+import type { ExportFormat } from '../quant/config';
+import type { QuantizedModelParts } from '../quant/types';
+import { actQuantGraph, actQuantMinOpset } from './act_quant_graph';
+import { defaultOpset, ensureOpset, firstInGraph, insertBefore, rewireInputs, uniqueName } from './graph_edit';
+import { applyInputScalings } from './input_scaling';
+import { replaceWithDequantizeLinear, replaceWithDequantized, replaceWithMatMulNBits } from './weights';
+
+export interface ExportInfo {
+  format: ExportFormat;
+  /** Set when the default opset had to be raised (the model was re-checked in ORT). */
+  opsetRaisedFrom?: number;
+  opset: number;
+  /** ORT session config entries needed to run the model as intended. */
+  sessionConfig?: Record<string, string>;
+  notes: string[];
+}
+
+/** ORT rewrites QDQ int4 DequantizeLinear -> MatMul into MatMulNBits with accuracy_level 4 (int8 activations) at load; this entry keeps it exact. */
+export const QDQ_EXACT_SESSION_CONFIG = { qdq_matmulnbits_accuracy_level: '0' };
+
+export async function exportQuantized(model: OnnxModel, parts: QuantizedModelParts, format: ExportFormat): Promise<ExportInfo> {
+  const notes: string[] = [];
+  const typeOf = new Map(parts.layers.map((q) => [q.layer.input, q.layer.dataType]));
+  const elemTypeOf = (input: string) => typeOf.get(input) ?? DataType.FLOAT;
+  const readsNow = await applyInputScalings(model, parts.scalings, parts.layers, elemTypeOf);
+
+  const aformat = parts.config.aformat;
+  let opsetRaisedFrom: number | undefined;
+  const raise = (v: number) => {
+    const r = ensureOpset(model, '', v);
+    if (r.raisedFrom !== undefined && opsetRaisedFrom === undefined) opsetRaisedFrom = r.raisedFrom;
+  };
+
+  if (format === 'sim' && aformat !== 'none') {
+    raise(actQuantMinOpset(aformat));
+    const opset = defaultOpset(model);
+    for (const [original, current] of readsNow) {
+      const nodes = parts.layers.filter((q) => q.layer.input === original).map((q) => q.layer.node);
+      if (nodes.length === 0) continue;
+      const g = actQuantGraph(current, elemTypeOf(original), aformat, uniqueName(model, `${current}/act_${aformat}`), opset);
+      insertBefore(model, firstInGraph(model, nodes), g.nodes);
+      for (const t of g.initializers) model.proto.graph!.initializer.push(t);
+      rewireInputs(nodes, current, g.output);
+    }
+  }
+
+  for (const q of parts.layers) {
+    if (format === 'sim') await replaceWithDequantized(model, q);
+    else if (format === 'matmulnbits') replaceWithMatMulNBits(model, q, aformat);
+    else await replaceWithDequantizeLinear(model, q);
+  }
+
+  let sessionConfig: Record<string, string> | undefined;
+  if (format === 'matmulnbits') {
+    ensureOpset(model, 'com.microsoft', 1);
+    if (aformat === 'int8') notes.push('MatMulNBits accuracy_level 4: ORT quantizes activations to int8 per (token, block of K), not per token');
+  }
+  if (format === 'qdq') {
+    raise(21);
+    if (aformat === 'none') {
+      sessionConfig = { ...QDQ_EXACT_SESSION_CONFIG };
+      notes.push(
+        "ONNX Runtime turns DequantizeLinear(int4) -> MatMul into MatMulNBits with accuracy_level 4 at load, i.e. int8 activations; run with session option extra.session.qdq_matmulnbits_accuracy_level='0' to keep activations in float",
+      );
+    } else {
+      notes.push('int8 activations come from ONNX Runtime itself: at load it rewrites DequantizeLinear(int4) -> MatMul into MatMulNBits with accuracy_level 4');
+    }
+  }
+  if (opsetRaisedFrom !== undefined) notes.push(`default opset raised from ${opsetRaisedFrom} to ${defaultOpset(model)}`);
+  return { format, opsetRaisedFrom, opset: defaultOpset(model), sessionConfig, notes };
+}

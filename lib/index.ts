@@ -1,0 +1,40 @@
+// The public library API of w4a8: re-exports only. Each stage's main functions, in the order
+// data flows: onnx -> import -> tokenize -> calib -> quant -> export -> eval.
+export { W4A8Error, UsageError, CancelledError } from './errors';
+
+// ONNX model I/O
+export { loadModel, saveModel, modelFromBytes, serializeForOrt, hasExternalData, type OnnxModel, type SaveOptions } from './onnx/model';
+export { findQuantizableLayers, type QuantizableLayer } from './onnx/graph';
+export { summarizeModel } from './onnx/inspect';
+
+// Importers and tokenizers
+export { importLlama2c, type ImportResult } from './import/llama2c';
+export { loadTokenizer, findTokenizerBeside } from './tokenize/load';
+export type { Tokenizer } from './tokenize/tokenizer';
+
+// Calibration and quantization
+export { calibrationWindows } from './calib/calib_text';
+export { captureStatistics } from './calib/capture';
+export { resolveConfig, configLabel, type QuantConfig, type ExportFormat } from './quant/config';
+export { planLayers } from './quant/plan';
+export { quantizeLayers } from './quant/quantize_layers';
+export { quantizeModel, type QuantizeModelOptions, type QuantizeSummary } from './quant/quantize_model';
+
+// Export formats
+export { exportQuantized, QDQ_EXACT_SESSION_CONFIG, type ExportInfo } from './export/export_model';
+export { checkExportSupports } from './export/compat';
+
+// Evaluation
+export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity';
+export { generateGreedy } from './eval/generate';
+export { openDecoder, type DecoderSession } from './eval/session';
+export { sweep, type SweepOptions } from './eval/sweep';
+export { issue3Grid, loadSweepConfigs } from './eval/sweep_configs';
+export { sweepToMarkdown } from './eval/report_markdown';
+export { sweepToSvg } from './eval/report_svg';
+export { qualityDoc } from './eval/report_quality';
+
+// Native build and kernels
+export { native } from './native/binding';
+export { capabilities } from './native/capabilities';
+export { tokenNll, argmaxRow } from './native/eval_ops';

@@ -1,0 +1,147 @@
+// Per-layer orchestration: for each group of layers sharing an input, read the weights, run the
+// chosen method natively, resolve auto grouping by calibration output error, and collect what
+// the exporters need plus one report line per layer.
+import { W4A8Error } from '../errors';
+import { native } from '../native/binding';
+import type { CalibStats } from '../native/calib_stats';
+import type { OnnxModel } from '../onnx/model';
+import { initializerMap } from '../onnx/graph';
+import { tensorToFloat32 } from '../onnx/tensor';
+import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
+import { Progress, silentProgress } from '../util/progress';
+import type { QuantConfig } from './config';
+import { nq, outputError, rtn, weightOptions, type WeightQuant } from './native_quant';
+import { foldTarget, type InputGroup, type LayerPlan, type PlannedLayer } from './plan';
+import type { InputScaling, LayerReport, QuantizedLayer, QuantizedModelParts } from './types';
+import { reciprocal } from './vector_ops';
+
+export interface LayerWeights {
+  layer: PlannedLayer;
+  /** fp32 [K, N] (Gemm transB weights are transposed natively on read). */
+  w: Float32Array;
+}
+
+/** Reads a layer's weight as fp32 [K, N] and refuses NaN/Inf. */
+export async function readLayerWeight(model: OnnxModel, layer: PlannedLayer): Promise<Float32Array> {
+  const t = initializerMap(model).get(layer.weightName);
+  if (!t) throw new W4A8Error(`weight "${layer.weightName}" of layer "${layer.name}" is not an initializer`);
+  let w = tensorToFloat32(model, t);
+  const bad = native().countNonFinite(w);
+  if (bad > 0) throw new W4A8Error(`weight "${layer.weightName}" of layer "${layer.name}" holds ${bad} NaN/Inf values; fix the model before quantizing`);
+  if (layer.transB) {
+    const dst = new Float32Array(w.length);
+    await native().transposeF32(w, layer.n, layer.k, dst);
+    w = dst;
+  }
+  return w;
+}
+
+function toLayer(lw: LayerWeights, q: WeightQuant, grouping: 'oc' | 'ic'): QuantizedLayer {
+  return { layer: lw.layer, grouping, groupSize: q.groupSize, codes: q.codes, scales: q.scales, zeroPoints: q.zeroPoints, dequantized: q.dequantized };
+}
+
+interface GroupOutcome {
+  layers: QuantizedLayer[];
+  reports: LayerReport[];
+  scaling?: InputScaling;
+  /** Summed error after quantization (for auto grouping), NaN when not measured. */
+  error: number;
+}
+
+async function errorOf(stats: CalibStats | undefined, lw: LayerWeights, deq: Float32Array, c: QuantConfig): Promise<number | undefined> {
+  if (!stats || stats.sampleRows === 0) return undefined;
+  return outputError(stats.sample, stats.sampleRows, lw.layer.k, lw.w, deq, lw.layer.n, c.aformat);
+}
+
+function baseReport(lw: LayerWeights, c: QuantConfig, grouping: 'oc' | 'ic', groupSize: number): LayerReport {
+  return { name: lw.layer.name, weight: lw.layer.weightName, k: lw.layer.k, n: lw.layer.n, method: c.method, format: c.wformat, grouping, groupSize };
+}
+
+async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: LayerWeights[], c: QuantConfig, grouping: 'oc' | 'ic', stats: CalibStats | undefined): Promise<GroupOutcome> {
+  const layers: QuantizedLayer[] = [];
+  const reports: LayerReport[] = [];
+  let total = 0;
+  // The native AWQ and GPTQ search groups along K only; along N ('ic') the weights are RTN.
+  const method = grouping === 'ic' ? 'rtn' : c.method;
+  if (method === 'awq') {
+    if (!stats || stats.sampleRows === 0) throw new W4A8Error('AWQ needs calibration activations; give --calib <text>');
+    const res = await nq.awqSearch({
+      x: stats.sample,
+      rows: stats.sampleRows,
+      k: group.k,
+      meanAbs: stats.meanAbs,
+      layers: weights.map((lw) => ({ w: lw.w, n: lw.layer.n })),
+      config: weightOptions(c, grouping),
+      act: c.aformat,
+    });
+    weights.forEach((lw, i) => {
+      const r = res.layers[i];
+      layers.push(toLayer(lw, r, grouping));
+      reports.push({ ...baseReport(lw, c, grouping, r.groupSize), alpha: res.alpha, clipRatio: r.meanClip, errorBefore: r.errorBefore, errorAfter: r.errorAfter });
+      total += r.errorAfter;
+    });
+    const scaling: InputScaling = { input: group.input, k: group.k, scale: res.scales, inverseScale: await reciprocal(res.scales) };
+    const fold = foldTarget(model, group);
+    if (fold) scaling.fold = fold;
+    reports.forEach((r) => (r.awqFolded = fold !== undefined));
+    return { layers, reports, scaling, error: total };
+  }
+  for (const lw of weights) {
+    const plain = await rtn(lw.w, lw.layer.k, lw.layer.n, c, grouping);
+    const before = await errorOf(stats, lw, plain.dequantized, c);
+    let chosen = plain;
+    if (method === 'gptq') {
+      if (!stats?.hessian) throw new W4A8Error('GPTQ needs the calibration Hessian; give --calib <text>');
+      chosen = await nq.gptqQuantize(lw.w, lw.layer.k, lw.layer.n, stats.hessian, { ...weightOptions(c, grouping), damp: 0.01, actOrder: c.actOrder, blockSize: 128, name: lw.layer.weightName });
+    }
+    const after = method === 'rtn' ? before : await errorOf(stats, lw, chosen.dequantized, c);
+    layers.push(toLayer(lw, chosen, grouping));
+    reports.push({ ...baseReport(lw, c, grouping, chosen.groupSize), method, errorBefore: before, errorAfter: after });
+    total += after ?? NaN;
+  }
+  return { layers, reports, error: total };
+}
+
+export interface QuantizeLayersOptions {
+  progress?: Progress;
+  cancel?: CancelToken;
+  /** Weights already read (the sweep reuses them across configurations). */
+  weights?: Map<string, Float32Array>;
+}
+
+export async function quantizeLayers(model: OnnxModel, plan: LayerPlan, c: QuantConfig, stats: Map<string, CalibStats>, opts: QuantizeLayersOptions = {}): Promise<QuantizedModelParts> {
+  const progress = opts.progress ?? silentProgress;
+  const cancel = opts.cancel ?? neverCancelled;
+  const parts: QuantizedModelParts = { config: c, layers: [], scalings: [], reports: [] };
+  progress.start(`quantize ${c.method}`, plan.layers.length);
+  let done = 0;
+  for (const group of plan.groups) {
+    cancel.throwIfCancelled();
+    const weights: LayerWeights[] = [];
+    for (const layer of group.layers) {
+      const cached = opts.weights?.get(layer.weightName);
+      const w = cached ?? (await readLayerWeight(model, layer));
+      if (!cached) opts.weights?.set(layer.weightName, w);
+      weights.push({ layer, w });
+    }
+    const st = stats.get(group.input);
+    let outcome: GroupOutcome;
+    if (c.grouping === 'auto') {
+      if (!st || st.sampleRows === 0) throw new W4A8Error('--grouping auto compares calibration output errors; give --calib <text>');
+      const oc = await quantizeGroupWith(model, group, weights, c, 'oc', st);
+      const ic = await quantizeGroupWith(model, group, weights, c, 'ic', st);
+      outcome = ic.error < oc.error ? ic : oc;
+    } else {
+      outcome = await quantizeGroupWith(model, group, weights, c, c.grouping, st);
+    }
+    parts.layers.push(...outcome.layers);
+    parts.reports.push(...outcome.reports);
+    if (outcome.scaling) parts.scalings.push(outcome.scaling);
+    done += group.layers.length;
+    const last = outcome.reports[outcome.reports.length - 1];
+    progress.update(done, `${last.name}${last.errorAfter !== undefined ? ` err ${last.errorAfter.toExponential(3)}` : ''}`);
+    await yieldToEventLoop();
+  }
+  progress.stop();
+  return parts;
+}

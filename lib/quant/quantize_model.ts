@@ -1,0 +1,188 @@
+// quantizeModel: the whole `w4a8 quantize` pipeline as a library call. Every check that can
+// fail runs before anything is written: output path, configuration vs export format, the
+// calibration text, quantizable layers, non-finite weights; then the model, its tokenizer and
+// <out>.report.json are written atomically.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { W4A8Error, UsageError } from '../errors';
+import { readText } from '../eval/documents';
+import { resolveTokenizer } from '../eval/model_tokenizer';
+import { checkExportSupports, checkPerChannelBlock } from '../export/compat';
+import { exportQuantized, type ExportInfo } from '../export/export_model';
+import { releaseNibbleSessions } from '../export/nibble_layout';
+import { hasExternalData, loadModel, saveModel, serializeForOrt, type OnnxModel } from '../onnx/model';
+import { findTokenizerBeside } from '../tokenize/load';
+import type { Tokenizer } from '../tokenize/tokenizer';
+import { writeFileAtomic } from '../util/atomic_write';
+import { CancelToken, neverCancelled } from '../util/cancel';
+import { Progress, silentProgress } from '../util/progress';
+import { DecoderRunner } from '../calib/ort_runner';
+import { calibrate, type Calibration } from './calibration';
+import { EXPORT_FORMATS, resolveConfig, type ExportFormat, type QuantConfig } from './config';
+import { planLayers, type LayerPlan } from './plan';
+import { quantizeLayers, readLayerWeight } from './quantize_layers';
+import type { LayerReport } from './types';
+
+export interface QuantizeModelOptions extends Partial<QuantConfig> {
+  input: string;
+  output: string;
+  format?: ExportFormat;
+  /** Calibration text: a file, or the text itself. */
+  calib?: string;
+  calibText?: string;
+  /** Tokenizer file or object; default: the one beside the input model. */
+  tokenizer?: string | Tokenizer;
+  calibTokens?: number;
+  calibSeqlen?: number;
+  exclude?: string[];
+  /** Keep the layer producing a graph output (logits) in full precision (default true). */
+  keepLogits?: boolean;
+  captureBudgetBytes?: number;
+  progress?: Progress;
+  cancel?: CancelToken;
+}
+
+export interface QuantizeSummary {
+  input: string;
+  output: string;
+  report: string;
+  config: QuantConfig;
+  format: ExportFormat;
+  calibTokens: number;
+  layers: LayerReport[];
+  excluded: { name: string; reason: string }[];
+  export: ExportInfo;
+  warnings: string[];
+  seconds: number;
+}
+
+export const DEFAULT_CALIB_TOKENS = 8192;
+export const DEFAULT_CALIB_SEQLEN = 512;
+
+function sameFile(a: string, b: string): boolean {
+  if (path.resolve(a) === path.resolve(b)) return true;
+  try {
+    const sa = fs.statSync(a);
+    const sb = fs.statSync(b);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** Checks of the command line itself: nothing is read yet. */
+export function checkQuantizeArgs(opts: QuantizeModelOptions): { config: QuantConfig; format: ExportFormat } {
+  if (typeof opts.input !== 'string' || opts.input === '') throw new UsageError('give the input model (<in.onnx>)');
+  if (typeof opts.output !== 'string' || opts.output === '') throw new UsageError('give the output model with -o <out.onnx>');
+  if (sameFile(opts.input, opts.output)) throw new UsageError(`the output ${opts.output} is the input model; inputs are never overwritten: choose another -o`);
+  const format = opts.format ?? 'matmulnbits';
+  if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${EXPORT_FORMATS.join(', ')}; got ${JSON.stringify(format)}`);
+  const config = resolveConfig(opts);
+  checkExportSupports(format, config);
+  const outDir = path.dirname(path.resolve(opts.output));
+  if (!fs.existsSync(outDir) || !fs.statSync(outDir).isDirectory()) throw new W4A8Error(`the output folder ${outDir} does not exist; create it first`);
+  return { config, format };
+}
+
+export function needsCalibration(c: QuantConfig): boolean {
+  return c.method !== 'rtn' || c.grouping === 'auto';
+}
+
+export function checkPlan(plan: LayerPlan, format: ExportFormat, config: QuantConfig, label: string): void {
+  if (plan.all.length === 0) throw new W4A8Error(`${label} has no quantizable MatMul/Gemm (a constant 2-D float weight with K >= 16); nothing to quantize`);
+  if (plan.layers.length === 0) {
+    throw new W4A8Error(`every quantizable layer of ${label} is excluded (${plan.excluded.map((e) => `${e.name}: ${e.reason}`).join('; ')}); nothing to quantize`);
+  }
+  if (config.groupSize === 0) for (const l of plan.layers) checkPerChannelBlock(format, l.name, l.k);
+}
+
+/** Loads the model with the format's checks done; the sweep calls the steps below itself. */
+export async function quantizeModel(opts: QuantizeModelOptions): Promise<QuantizeSummary> {
+  const started = Date.now();
+  const progress = opts.progress ?? silentProgress;
+  const cancel = opts.cancel ?? neverCancelled;
+  const { config, format } = checkQuantizeArgs(opts);
+  const warnings: string[] = [];
+
+  let calibText: string | undefined;
+  let calibLabel = 'the calibration text';
+  if (opts.calibText !== undefined) calibText = opts.calibText;
+  else if (opts.calib !== undefined) {
+    calibText = readText(opts.calib);
+    calibLabel = opts.calib;
+  }
+  if (calibText !== undefined && calibText.trim() === '') throw new W4A8Error(`calibration text ${calibLabel} is empty; give a text to calibrate on`);
+  if (calibText === undefined && needsCalibration(config)) {
+    throw new UsageError(`--method ${config.method}${config.grouping === 'auto' ? ' with --grouping auto' : ''} needs calibration text: give --calib <text>`);
+  }
+
+  const model = loadModel(opts.input);
+  const externalInput = hasExternalData(model);
+  const plan = planLayers(model, opts.exclude ?? [], opts.keepLogits ?? true);
+  checkPlan(plan, format, config, opts.input);
+  // Refuse NaN/Inf weights before the (slow) calibration; one weight in memory at a time.
+  for (const l of plan.layers) await readLayerWeight(model, l);
+  const tokenizerFile = typeof opts.tokenizer === 'string' ? opts.tokenizer : findTokenizerBeside(opts.input);
+
+  let calibration: Calibration | undefined;
+  if (calibText !== undefined) {
+    const tokenizer = resolveTokenizer(opts.tokenizer, opts.input);
+    calibration = await calibrate(model, plan, {
+      text: calibText,
+      label: calibLabel,
+      tokenizer,
+      seqlen: opts.calibSeqlen ?? DEFAULT_CALIB_SEQLEN,
+      tokens: opts.calibTokens ?? DEFAULT_CALIB_TOKENS,
+      hessian: config.method === 'gptq',
+      budgetBytes: opts.captureBudgetBytes,
+      progress,
+      cancel,
+    });
+    if (calibration.warning) warnings.push(calibration.warning);
+  }
+
+  const parts = await quantizeLayers(model, plan, config, calibration?.stats ?? new Map(), { progress, cancel });
+  cancel.throwIfCancelled();
+  const info = await exportQuantized(model, parts, format);
+  await releaseNibbleSessions();
+  if (info.opsetRaisedFrom !== undefined) await checkLoads(model, info);
+  cancel.throwIfCancelled();
+
+  const reportPath = `${opts.output}.report.json`;
+  const summary: QuantizeSummary = {
+    input: opts.input,
+    output: opts.output,
+    report: reportPath,
+    config,
+    format,
+    calibTokens: calibration?.tokens ?? 0,
+    layers: parts.reports,
+    excluded: plan.excluded,
+    export: info,
+    warnings,
+    seconds: (Date.now() - started) / 1000,
+  };
+  writeQuantized(model, opts.output, externalInput, tokenizerFile, summary);
+  return summary;
+}
+
+/** After raising the default opset, the model must still load in ONNX Runtime. */
+export async function checkLoads(model: OnnxModel, info: ExportInfo): Promise<void> {
+  const { bytes, externalData } = serializeForOrt(model);
+  try {
+    const runner = await DecoderRunner.open(bytes, { externalData, label: 'the quantized model', sessionConfig: info.sessionConfig });
+    await runner.release();
+  } catch (err) {
+    throw new W4A8Error(`after raising its opset from ${info.opsetRaisedFrom} to ${info.opset}, the model no longer loads: ${(err as Error).message}; use --format matmulnbits or sim`);
+  }
+}
+
+/** Model (atomic, external data kept as the input had it), tokenizer copy, and report. */
+export function writeQuantized(model: OnnxModel, output: string, externalInput: boolean, tokenizerFile: string | undefined, summary: QuantizeSummary): void {
+  saveModel(model, output, { externalData: externalInput ? 'always' : 'auto' });
+  if (tokenizerFile) {
+    const dest = path.join(path.dirname(path.resolve(output)), path.basename(tokenizerFile));
+    if (!sameFile(tokenizerFile, dest)) writeFileAtomic(dest, fs.readFileSync(tokenizerFile));
+  }
+  writeFileAtomic(summary.report, JSON.stringify(summary, null, 2) + '\n');
+}

@@ -1,0 +1,90 @@
+// `w4a8 quantize` bad inputs through bin/w4a8.js: one clear error line, the documented exit
+// code, and nothing written. Needs dist/ (`npx tsc -p tsconfig.build.json`).
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { makeModel, makeNode, makeValueInfo } from '../../lib/onnx/build';
+import { DataType } from '../../lib/onnx/dtype';
+import { saveModel } from '../../lib/onnx/model';
+import { makeFloatTensorLike } from '../../lib/onnx/tensor';
+import { CALIB_TEXT, STORIES_TOKENIZER, writeToyLm } from '../helpers/quant_fixtures';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BIN = path.join(ROOT, 'bin', 'w4a8.js');
+const haveDist = fs.existsSync(path.join(ROOT, 'dist', 'quant', 'quantize_model.js'));
+if (!haveDist) console.warn('quantize CLI tests skipped: dist/ lacks the quantize command (run `npx tsc -p tsconfig.build.json`)');
+const describeCli = haveDist ? describe : describe.skip;
+
+function w4a8(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', W4A8_DEBUG: '' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describeCli('w4a8 quantize (CLI)', () => {
+  let dir: string;
+  let toy: string;
+  let outDir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-quantize-cli-'));
+    toy = writeToyLm(path.join(dir, 'toy'), { dtype: 'float32', external: false });
+    writeToyLm(path.join(dir, 'nan'), { dtype: 'float32', external: false, nanWeight: true });
+    fs.writeFileSync(path.join(dir, 'empty.txt'), '\n\n  \n');
+    // A "decoder" without any MatMul: logits = embedding rows.
+    const noMatMul = makeModel(
+      {
+        name: 'no_matmul',
+        nodes: [makeNode('Gather', ['embed', 'input_ids'], ['logits'])],
+        inputs: [makeValueInfo('input_ids', DataType.INT64, ['batch', 'seq'])],
+        outputs: [makeValueInfo('logits', DataType.FLOAT, ['batch', 'seq', 512])],
+        initializers: [makeFloatTensorLike('embed', DataType.FLOAT, [512, 512], new Float32Array(512 * 512).fill(0.25))],
+      },
+      [{ domain: '', version: 17 }],
+    );
+    fs.mkdirSync(path.join(dir, 'plain'));
+    saveModel(noMatMul, path.join(dir, 'plain', 'model.onnx'));
+    fs.copyFileSync(STORIES_TOKENIZER, path.join(dir, 'plain', 'tok512.bin'));
+  });
+  beforeEach(() => {
+    outDir = fs.mkdtempSync(path.join(dir, 'out-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  function expectFailure(r: ReturnType<typeof w4a8>, code: number, pattern: RegExp): void {
+    expect(r.status).toBe(code);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(pattern);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(fs.readdirSync(outDir)).toEqual([]);
+  }
+
+  it('quantizes the toy model and prints a JSON summary with --json', () => {
+    const out = path.join(outDir, 'q.onnx');
+    const r = w4a8(['quantize', toy, '-o', out, '--method', 'awq', '--calib', CALIB_TEXT, '--calib-tokens', '1024', '--format', 'matmulnbits', '--json']);
+    expect(r.status).toBe(0);
+    const summary = JSON.parse(r.stdout);
+    expect(summary.layers).toHaveLength(3);
+    expect(summary.layers[0]).toMatchObject({ name: 'q_proj/MatMul', method: 'awq', grouping: 'oc', groupSize: 32 });
+    expect(typeof summary.layers[0].alpha).toBe('number');
+    expect(fs.readdirSync(outDir).sort()).toEqual(['q.onnx', 'q.onnx.report.json', 'tok512.bin']);
+  });
+  it('refuses to overwrite the input (exit 2)', () => {
+    expectFailure(w4a8(['quantize', toy, '-o', toy, '--calib', CALIB_TEXT]), 2, /is the input model/);
+  });
+  it('refuses an unknown method or format (exit 2)', () => {
+    expectFailure(w4a8(['quantize', toy, '-o', path.join(outDir, 'q.onnx'), '--method', 'magic']), 2, /Invalid values[\s\S]*method/);
+    expectFailure(w4a8(['quantize', toy, '-o', path.join(outDir, 'q.onnx'), '--format', 'gguf']), 2, /Invalid values[\s\S]*format/);
+  });
+  it('refuses a combination the export cannot carry, naming sim (exit 2)', () => {
+    expectFailure(w4a8(['quantize', toy, '-o', path.join(outDir, 'q.onnx'), '--wformat', 'fp4', '--format', 'matmulnbits', '--calib', CALIB_TEXT]), 2, /--format sim/);
+  });
+  it('refuses an empty calibration text (exit 1)', () => {
+    expectFailure(w4a8(['quantize', toy, '-o', path.join(outDir, 'q.onnx'), '--calib', path.join(dir, 'empty.txt')]), 1, /calibration text .*empty/);
+  });
+  it('refuses a model without a quantizable MatMul (exit 1)', () => {
+    expectFailure(w4a8(['quantize', path.join(dir, 'plain', 'model.onnx'), '-o', path.join(outDir, 'q.onnx'), '--calib', CALIB_TEXT]), 1, /no quantizable MatMul/);
+  });
+  it('refuses NaN weights (exit 1)', () => {
+    expectFailure(w4a8(['quantize', path.join(dir, 'nan', 'model.onnx'), '-o', path.join(outDir, 'q.onnx'), '--calib', CALIB_TEXT, '--calib-tokens', '256']), 1, /NaN\/Inf/);
+  });
+});
