@@ -1,0 +1,501 @@
+// Validated, typed wrappers over the native quantizers (native/include/w4a8/quant.h):
+// RTN weight quantization, activation fake-quantization, the layer output error, the AWQ search,
+// GPTQ and the truncated SVD. Weights are ONNX MatMul B matrices W[K][N] (fp32, row-major).
+//
+// Numerics (identical in the simulated export): round = nearest, ties to even.
+//   int4 symmetric:  scale = absmax / 7, q = clamp(round(w / scale), -8, 7), code = q + 8
+//   int4 asymmetric: range [min(min, 0), max(max, 0)], scale = range / 15,
+//                    zeroPoint = clamp(round(-lo / scale), 0, 15), code = clamp(round(w / scale) + zp, 0, 15)
+//   fp4 (E2M1):      scale = absmax / 6, code = nearest E2M1 value (ties to even mantissa)
+//   clipRatio r shrinks the range before the scale is computed; pow2Scales rounds scales up to 2^e.
+//   All-zero groups get scale 0 and dequantize to exact zeros.
+//   Activations, per token (row): int8 scale = absmax / 127; fp8 scale = absmax / 448 and E4M3FN
+//   round-to-nearest-even with saturation (ONNX Cast to FLOAT8E4M3FN, saturate=1).
+import { W4A8Error } from '../errors';
+import { native, type NativeBinding } from './binding';
+
+export type WeightFormatName = 'int4' | 'fp4';
+/** 'oc': groups along K inside one output channel (MatMulNBits); 'ic': groups along N inside one input channel. */
+export type GroupingName = 'oc' | 'ic';
+export type ActFormatName = 'none' | 'int8' | 'fp8';
+
+export interface WeightQuantConfig {
+  format: WeightFormatName;
+  /** int4 only (fp4 is always symmetric). Default false (asymmetric, with zero points). */
+  symmetric?: boolean;
+  /** 16, 32, 64, 128 or 256; 0 = one group per channel. */
+  groupSize: number;
+  grouping?: GroupingName;
+  pow2Scales?: boolean;
+  /** In (0, 1]; default 1. */
+  clipRatio?: number;
+}
+
+export interface QuantizedWeight {
+  format: WeightFormatName;
+  symmetric: boolean;
+  grouping: GroupingName;
+  k: number;
+  n: number;
+  /**
+   * 'oc': the MatMulNBits block size of `codes` (the config's groupSize, or for per-channel
+   * quantization K rounded up to a power of two >= 16: one block per row, codes past K are padding).
+   * 'ic': the group length along N (N for per channel).
+   */
+  groupSize: number;
+  /** True when one scale covers a whole channel. */
+  perChannel: boolean;
+  /** 'oc': [N][blocks][groupSize/2] packed, low nibble first. 'ic': [K][N], one code per byte. */
+  codes: Uint8Array;
+  /** 'oc': [N][blocks]. 'ic': [K][ceil(N/groupSize)]. */
+  scales: Float32Array;
+  /** Asymmetric int4 only. 'oc': packed [N][ceil(blocks/2)] (low nibble = even block). 'ic': one per byte. */
+  zeroPoints?: Uint8Array;
+  /** The dequantized weight in the input layout [K][N]. */
+  dequantized: Float32Array;
+}
+
+/** The pipeline's name for the weight quantization config. */
+export type WeightQuantOptions = WeightQuantConfig;
+
+interface NativeWeightConfig {
+  format: number;
+  symmetric: boolean;
+  groupSize: number;
+  grouping: number;
+  pow2Scales: boolean;
+  clipRatio: number;
+}
+
+interface QuantNative {
+  quantSizes(k: number, n: number, cfg: NativeWeightConfig): { codeBytes: number; scaleCount: number; zeroPointBytes: number; layoutGroupSize: number };
+  quantizeWeight(w: Float32Array, k: number, n: number, cfg: NativeWeightConfig, groupClip: Float32Array | null, codes: Uint8Array,
+    scales: Float32Array, zeroPoints: Uint8Array | null, dequantized: Float32Array | null): Promise<void>;
+  fakeQuantActivations(x: Float32Array, m: number, k: number, format: number, out: Float32Array, rowScales: Float32Array | null): Promise<void>;
+  layerOutputError(x: Float32Array, rows: number, k: number, w: Float32Array, wq: Float32Array, n: number, act: number): Promise<number>;
+  awqSearch(x: Float32Array, rows: number, k: number, meanAbs: Float32Array | null, layers: NativeAwqLayer[], cfg: NativeWeightConfig,
+    awq: { gridSize: number; clipGrid: number; clipMin: number; act: number }, scalesOut: Float32Array): Promise<NativeAwqResult>;
+  gptqQuantize(w: Float32Array, k: number, n: number, hessian: Float64Array | Float32Array, cfg: NativeWeightConfig,
+    gptq: { damp: number; actOrder: boolean; blockSize: number }, codes: Uint8Array, scales: Float32Array,
+    zeroPoints: Uint8Array | null, dequantized: Float32Array | null): Promise<{ proxyLoss: number; dampUsed: number; deadInputs: number }>;
+  truncatedSvd(a: Float64Array, m: number, n: number, rank: number, u: Float64Array, s: Float64Array, vt: Float64Array,
+    powerIters: number, oversample: number, seed: number): Promise<void>;
+  setLinalgThreads(threads: number): void;
+  linalgThreads(): number;
+  gemmIsa(): string;
+}
+
+interface NativeAwqLayer {
+  w: Float32Array;
+  n: number;
+  codes: Uint8Array;
+  scales: Float32Array;
+  zeroPoints: Uint8Array | null;
+  dequantized: Float32Array | null;
+  groupClip: Float32Array;
+}
+
+interface NativeAwqResult {
+  alpha: number;
+  errorBefore: number;
+  errorAfterScale: number;
+  errorAfter: number;
+  clipped: boolean;
+  secondsScaleSearch: number;
+  secondsClipSearch: number;
+  layers: { errorBefore: number; errorAfter: number }[];
+}
+
+function binding(): QuantNative {
+  const b = native() as NativeBinding & Partial<QuantNative>;
+  if (typeof b.quantizeWeight !== 'function') {
+    throw new W4A8Error('the w4a8 native addon was built without the quantizers; rebuild it with `npm run build`');
+  }
+  return b as unknown as QuantNative;
+}
+
+// ---- validation -------------------------------------------------------------------------------
+
+function checkInt(name: string, value: unknown, min: number, max = 2 ** 30): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new TypeError(`Expected an integer for ${name} but received ${String(value)}`);
+  }
+  if (value < min || value > max) throw new RangeError(`Expected ${name} in [${min}, ${max}] but received ${value}`);
+  return value;
+}
+
+function checkFloat32(name: string, value: unknown, length: number, shape: string): Float32Array {
+  if (!(value instanceof Float32Array)) throw new TypeError(`Expected ${name} to be a Float32Array but received ${describe(value)}`);
+  if (value.length !== length) {
+    throw new RangeError(`${name} holds ${value.length} values, not ${shape} = ${length}; pass the matching shape`);
+  }
+  return value;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (ArrayBuffer.isView(value)) return value.constructor.name;
+  return typeof value;
+}
+
+const GROUP_SIZES = [0, 16, 32, 64, 128, 256];
+
+function nativeConfig(cfg: WeightQuantConfig, what = 'config'): NativeWeightConfig {
+  if (cfg === null || typeof cfg !== 'object') throw new TypeError(`Expected ${what} to be an object {format, groupSize, ...}`);
+  if (cfg.format !== 'int4' && cfg.format !== 'fp4') {
+    throw new TypeError(`Expected ${what}.format 'int4' or 'fp4' but received ${String(cfg.format)}`);
+  }
+  if (!GROUP_SIZES.includes(cfg.groupSize)) {
+    throw new RangeError(`Expected ${what}.groupSize one of ${GROUP_SIZES.join(', ')} (0 = per channel) but received ${String(cfg.groupSize)}`);
+  }
+  const grouping = cfg.grouping ?? 'oc';
+  if (grouping !== 'oc' && grouping !== 'ic') throw new TypeError(`Expected ${what}.grouping 'oc' or 'ic' but received ${String(grouping)}`);
+  const clipRatio = cfg.clipRatio ?? 1;
+  if (typeof clipRatio !== 'number' || !(clipRatio > 0 && clipRatio <= 1)) {
+    throw new RangeError(`Expected ${what}.clipRatio in (0, 1] but received ${String(cfg.clipRatio)}`);
+  }
+  for (const key of ['symmetric', 'pow2Scales'] as const) {
+    if (cfg[key] !== undefined && typeof cfg[key] !== 'boolean') {
+      throw new TypeError(`Expected ${what}.${key} to be a boolean but received ${String(cfg[key])}`);
+    }
+  }
+  if (cfg.format === 'fp4' && cfg.symmetric === false) {
+    throw new RangeError(`${what}: fp4 is always symmetric; drop symmetric: false or use format 'int4'`);
+  }
+  return {
+    format: cfg.format === 'int4' ? 0 : 1,
+    symmetric: cfg.format === 'fp4' ? true : cfg.symmetric === true,
+    groupSize: cfg.groupSize,
+    grouping: grouping === 'oc' ? 0 : 1,
+    pow2Scales: cfg.pow2Scales === true,
+    clipRatio,
+  };
+}
+
+function actCode(act: ActFormatName | undefined, what: string): number {
+  const a = act ?? 'none';
+  const code = ({ none: 0, int8: 1, fp8: 2 } as Record<string, number>)[a as string];
+  if (code === undefined) throw new TypeError(`Expected ${what} 'none', 'int8' or 'fp8' but received ${String(act)}`);
+  return code;
+}
+
+/** Runs a native Promise, keeping the caller's stack and turning the core's status into a clear error. */
+async function call<T>(what: string, run: () => Promise<T>): Promise<T> {
+  const site = new Error(what);
+  try {
+    return await run();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const e = /numerical error/.test(message)
+      ? new W4A8Error(`${what}: the input holds NaN or Inf values (or a Hessian that is not positive definite); the model cannot be quantized as is`)
+      : new W4A8Error(`${what}: ${message}`);
+    e.stack = `${e.name}: ${e.message}\n${(site.stack ?? '').split('\n').slice(1).join('\n')}`;
+    throw e;
+  }
+}
+
+interface Allocated {
+  codes: Uint8Array;
+  scales: Float32Array;
+  zeroPoints: Uint8Array | null;
+  dequantized: Float32Array;
+  layoutGroupSize: number;
+}
+
+function allocate(k: number, n: number, cfg: NativeWeightConfig): Allocated {
+  const s = binding().quantSizes(k, n, cfg);
+  return {
+    codes: new Uint8Array(s.codeBytes),
+    scales: new Float32Array(s.scaleCount),
+    zeroPoints: s.zeroPointBytes > 0 ? new Uint8Array(s.zeroPointBytes) : null,
+    dequantized: new Float32Array(k * n),
+    layoutGroupSize: s.layoutGroupSize,
+  };
+}
+
+function result(cfg: WeightQuantConfig, nc: NativeWeightConfig, k: number, n: number, a: Allocated): QuantizedWeight {
+  return {
+    format: cfg.format,
+    symmetric: nc.symmetric,
+    grouping: nc.grouping === 0 ? 'oc' : 'ic',
+    k,
+    n,
+    groupSize: a.layoutGroupSize,
+    perChannel: cfg.groupSize === 0,
+    codes: a.codes,
+    scales: a.scales,
+    ...(a.zeroPoints ? { zeroPoints: a.zeroPoints } : {}),
+    dequantized: a.dequantized,
+  };
+}
+
+// ---- API ---------------------------------------------------------------------------------------
+
+/** Output sizes of quantizeWeight for a [K][N] weight (to plan memory or preallocate). */
+export function quantizedSizes(k: number, n: number, cfg: WeightQuantConfig): { codeBytes: number; scaleCount: number; zeroPointBytes: number; groupSize: number } {
+  checkInt('k', k, 1);
+  checkInt('n', n, 1);
+  const s = binding().quantSizes(k, n, nativeConfig(cfg));
+  return { codeBytes: s.codeBytes, scaleCount: s.scaleCount, zeroPointBytes: s.zeroPointBytes, groupSize: s.layoutGroupSize };
+}
+
+export interface QuantizeOptions {
+  /** A clip ratio per group ([N][blocks], 'oc' only), replacing cfg.clipRatio (e.g. from awqSearch). */
+  groupClip?: Float32Array;
+  /** Name for error messages (e.g. the initializer). */
+  name?: string;
+}
+
+/** Round-to-nearest quantization of W[K][N] (ONNX MatMul B). Rejects NaN/Inf with a W4A8Error. */
+export async function quantizeWeight(w: Float32Array, k: number, n: number, cfg: WeightQuantConfig, options: QuantizeOptions = {}): Promise<QuantizedWeight> {
+  checkInt('k', k, 1);
+  checkInt('n', n, 1);
+  const nc = nativeConfig(cfg);
+  checkFloat32('w', w, k * n, 'k * n');
+  let clip: Float32Array | null = null;
+  if (options.groupClip !== undefined) {
+    if (nc.grouping !== 0) throw new RangeError("groupClip needs grouping 'oc'");
+    clip = checkFloat32('groupClip', options.groupClip, binding().quantSizes(k, n, nc).scaleCount, 'the number of groups');
+  }
+  const a = allocate(k, n, nc);
+  const b = binding();
+  await call(`quantizeWeight${options.name ? ` (${options.name})` : ''}`, () =>
+    b.quantizeWeight(w, k, n, nc, clip, a.codes, a.scales, a.zeroPoints, a.dequantized));
+  return result(cfg, nc, k, n, a);
+}
+
+export interface FakeQuantResult {
+  /** Fake-quantized X[M][K] (quantized and dequantized). */
+  values: Float32Array;
+  /** The per-row scales (absmax / 127 or absmax / 448; 0 for an all-zero row). */
+  rowScales: Float32Array;
+}
+
+/** Per-token dynamic symmetric fake quantization of X[M][K] to int8 or FP8 E4M3FN. */
+export async function fakeQuantActivations(x: Float32Array, m: number, k: number, format: ActFormatName): Promise<FakeQuantResult> {
+  checkInt('m', m, 0);
+  checkInt('k', k, 1);
+  const code = actCode(format, 'format');
+  checkFloat32('x', x, m * k, 'm * k');
+  const values = new Float32Array(m * k);
+  const rowScales = new Float32Array(m);
+  const b = binding();
+  await call('fakeQuantActivations', () => b.fakeQuantActivations(x, m, k, code, values, rowScales));
+  return { values, rowScales };
+}
+
+/**
+ * Relative layer output error ||X W - Qa(X) W'||^2 / ||X W||^2 for X[rows][K] and W, W'[K][N],
+ * with Qa the per-token activation fake quantization `act` (default 'none').
+ */
+export async function layerOutputError(x: Float32Array, rows: number, k: number, w: Float32Array, wq: Float32Array, n: number,
+  act: ActFormatName = 'none'): Promise<number> {
+  checkInt('rows', rows, 1);
+  checkInt('k', k, 1);
+  checkInt('n', n, 1);
+  const code = actCode(act, 'act');
+  checkFloat32('x', x, rows * k, 'rows * k');
+  checkFloat32('w', w, k * n, 'k * n');
+  checkFloat32('wq', wq, k * n, 'k * n');
+  const b = binding();
+  return call('layerOutputError', () => b.layerOutputError(x, rows, k, w, wq, n, code));
+}
+
+export interface AwqLayerInput {
+  /** W[K][N] of a layer that reads the shared input. */
+  w: Float32Array;
+  n: number;
+  name?: string;
+}
+
+export interface AwqSearchArgs {
+  /** Sampled input rows X[rows][K] (a few hundred to a few thousand; e.g. CalibStats.sample). */
+  x: Float32Array;
+  rows: number;
+  k: number;
+  /** The layers sharing X (q,k,v or gate,up, or one layer). */
+  layers: AwqLayerInput[];
+  /** Weight quantization ('oc' grouping). */
+  config: WeightQuantConfig;
+  /** Activation format of the deployed model (the search measures with it). Default 'none'. */
+  act?: ActFormatName;
+  /** Per-input-channel mean |x| over all calibration tokens (default: computed from x). */
+  meanAbs?: Float32Array;
+  /** Number of alphas i / gridSize, i = 0..gridSize-1 (default 20). */
+  gridSize?: number;
+  /** Number of clip ratios from 1 down to clipMin (default 11; 1 disables the clip search). */
+  clipGrid?: number;
+  /** Smallest clip ratio tried (default 0.5). */
+  clipMin?: number;
+}
+
+export interface AwqLayerResult extends QuantizedWeight {
+  name?: string;
+  /** The clip ratio chosen per group [N][blocks] (all 1 / config.clipRatio when the clip search was not kept). */
+  groupClip: Float32Array;
+  /** Mean of groupClip (for reports). */
+  meanClip: number;
+  /** Relative output error of plain RTN and of the final result, on the sample. */
+  errorBefore: number;
+  errorAfter: number;
+}
+
+export interface AwqSearchResult {
+  alpha: number;
+  /**
+   * s[K]. The returned layers quantize diag(s) W (codes and dequantized alike); the caller must
+   * divide the producer of X by s (the preceding RMSNorm/LayerNorm weight, or an explicit Mul by
+   * 1/s) so that X/s feeds them.
+   */
+  scales: Float32Array;
+  /** Summed relative output errors over the layers: plain RTN, after scaling, final. */
+  errorBefore: number;
+  errorAfterScale: number;
+  errorAfter: number;
+  /** Whether the per-group clip search was kept (it is only when it lowers the error). */
+  clipped: boolean;
+  secondsScaleSearch: number;
+  secondsClipSearch: number;
+  layers: AwqLayerResult[];
+}
+
+/**
+ * AWQ for layers sharing one input X: for alpha in {0, 1/20, ..., 19/20}, s = max(meanAbs^alpha, 1e-4)
+ * normalised by sqrt(max s * min s); each W becomes diag(s) W, is quantized, and the summed output
+ * error of Qa(X/s) Q(diag(s) W) against X W picks alpha. Then a clip ratio per group (per output
+ * channel for per-channel configs) is chosen by the group's own output error, kept only if the
+ * layer error drops. alpha 0 is plain RTN, so errorAfter <= errorBefore.
+ */
+export async function awqSearch(args: AwqSearchArgs): Promise<AwqSearchResult> {
+  if (args === null || typeof args !== 'object') throw new TypeError('Expected awqSearch({x, rows, k, layers, config, ...})');
+  const { x, rows, k, layers } = args;
+  checkInt('rows', rows, 1);
+  checkInt('k', k, 1);
+  checkFloat32('x', x, rows * k, 'rows * k');
+  const nc = nativeConfig(args.config, 'config');
+  if (nc.grouping !== 0) throw new RangeError("awqSearch supports grouping 'oc' only");
+  if (!Array.isArray(layers) || layers.length === 0 || layers.length > 64) {
+    throw new RangeError('Expected 1 to 64 layers sharing the input for awqSearch');
+  }
+  const gridSize = checkInt('gridSize', args.gridSize ?? 20, 1, 1000);
+  const clipGrid = checkInt('clipGrid', args.clipGrid ?? 11, 1, 1000);
+  const clipMin = args.clipMin ?? 0.5;
+  if (typeof clipMin !== 'number' || !(clipMin > 0 && clipMin <= 1)) throw new RangeError(`Expected clipMin in (0, 1] but received ${String(clipMin)}`);
+  const act = actCode(args.act, 'act');
+  const meanAbs = args.meanAbs === undefined ? null : checkFloat32('meanAbs', args.meanAbs, k, 'k');
+  const allocs: Allocated[] = [];
+  const nativeLayers: NativeAwqLayer[] = layers.map((layer, i) => {
+    const label = `layers[${i}]${layer?.name ? ` (${layer.name})` : ''}`;
+    if (layer === null || typeof layer !== 'object') throw new TypeError(`Expected ${label} to be {w, n}`);
+    checkInt(`${label}.n`, layer.n, 1);
+    checkFloat32(`${label}.w`, layer.w, k * layer.n, 'k * n');
+    const a = allocate(k, layer.n, nc);
+    allocs.push(a);
+    return { w: layer.w, n: layer.n, codes: a.codes, scales: a.scales, zeroPoints: a.zeroPoints, dequantized: a.dequantized,
+      groupClip: new Float32Array(a.scales.length) };
+  });
+  const scales = new Float32Array(k);
+  const b = binding();
+  const r = await call('awqSearch', () => b.awqSearch(x, rows, k, meanAbs, nativeLayers, nc, { gridSize, clipGrid, clipMin, act }, scales));
+  return {
+    alpha: r.alpha,
+    scales,
+    errorBefore: r.errorBefore,
+    errorAfterScale: r.errorAfterScale,
+    errorAfter: r.errorAfter,
+    clipped: r.clipped,
+    secondsScaleSearch: r.secondsScaleSearch,
+    secondsClipSearch: r.secondsClipSearch,
+    layers: layers.map((layer, i) => {
+      const clip = nativeLayers[i].groupClip;
+      let sum = 0;
+      for (let j = 0; j < clip.length; j++) sum += clip[j];
+      return {
+        ...result(args.config, nc, k, layer.n, allocs[i]),
+        ...(layer.name ? { name: layer.name } : {}),
+        groupClip: clip,
+        meanClip: clip.length > 0 ? sum / clip.length : 1,
+        errorBefore: r.layers[i].errorBefore,
+        errorAfter: r.layers[i].errorAfter,
+      };
+    }),
+  };
+}
+
+export interface GptqOptions {
+  /** Relative dampening of diag(H) (default 0.01). */
+  damp?: number;
+  /** Visit inputs by descending H_kk (groups become static; default false). */
+  actOrder?: boolean;
+  /** Columns per lazy batch (default 128). */
+  blockSize?: number;
+  name?: string;
+}
+
+export interface GptqResult extends QuantizedWeight {
+  /** GPTQ's own loss: sum ||(w - q) / U_kk||^2 / 2. */
+  proxyLoss: number;
+  /** The relative dampening that made H positive definite (damp, or 10x, 100x, 1000x it). */
+  dampUsed: number;
+  /** Inputs whose H_kk was 0 (their weights became 0). */
+  deadInputs: number;
+}
+
+/**
+ * GPTQ of W[K][N] with the Hessian H = X^T X [K][K] (any positive scaling; e.g. CalibStats.hessian).
+ * `cfg` is the weight config plus the GPTQ options. 'oc' grouping only.
+ */
+export async function gptqQuantize(w: Float32Array, k: number, n: number, hessian: Float64Array | Float32Array,
+  cfg: WeightQuantConfig & GptqOptions): Promise<GptqResult> {
+  const options: GptqOptions = cfg ?? {};
+  checkInt('k', k, 1, 65536);
+  checkInt('n', n, 1);
+  const nc = nativeConfig(cfg);
+  if (nc.grouping !== 0) throw new RangeError("gptqQuantize supports grouping 'oc' only");
+  checkFloat32('w', w, k * n, 'k * n');
+  if (!(hessian instanceof Float64Array) && !(hessian instanceof Float32Array)) {
+    throw new TypeError(`Expected hessian to be a Float64Array or Float32Array but received ${describe(hessian)}`);
+  }
+  if (hessian.length !== k * k) throw new RangeError(`hessian holds ${hessian.length} values, not k * k = ${k * k}`);
+  const damp = options.damp ?? 0.01;
+  if (typeof damp !== 'number' || !(damp >= 0 && damp < 10)) throw new RangeError(`Expected damp in [0, 10) but received ${String(options.damp)}`);
+  const blockSize = checkInt('blockSize', options.blockSize ?? 128, 1, 65536);
+  const actOrder = options.actOrder ?? false;
+  if (typeof actOrder !== 'boolean') throw new TypeError(`Expected actOrder to be a boolean but received ${String(actOrder)}`);
+  const a = allocate(k, n, nc);
+  const b = binding();
+  const r = await call(`gptqQuantize${options.name ? ` (${options.name})` : ''}`, () =>
+    b.gptqQuantize(w, k, n, hessian, nc, { damp, actOrder, blockSize }, a.codes, a.scales, a.zeroPoints, a.dequantized));
+  return { ...result(cfg, nc, k, n, a), proxyLoss: r.proxyLoss, dampUsed: r.dampUsed, deadInputs: r.deadInputs };
+}
+
+/** Truncated SVD A[m][n] ~ U[m][rank] diag(S) Vt[rank][n] (randomized, deterministic for a seed). */
+export async function truncatedSvd(a: Float64Array, m: number, n: number, rank: number,
+  options: { powerIters?: number; oversample?: number; seed?: number } = {}): Promise<{ u: Float64Array; s: Float64Array; vt: Float64Array }> {
+  checkInt('m', m, 1);
+  checkInt('n', n, 1);
+  checkInt('rank', rank, 1, Math.min(m, n));
+  if (!(a instanceof Float64Array)) throw new TypeError(`Expected a to be a Float64Array but received ${describe(a)}`);
+  if (a.length !== m * n) throw new RangeError(`a holds ${a.length} values, not m * n = ${m * n}`);
+  const powerIters = checkInt('powerIters', options.powerIters ?? 2, 0, 100);
+  const oversample = checkInt('oversample', options.oversample ?? 8, 0, 1 << 20);
+  const seed = checkInt('seed', options.seed ?? 1, 0, Number.MAX_SAFE_INTEGER);
+  const u = new Float64Array(m * rank);
+  const s = new Float64Array(rank);
+  const vt = new Float64Array(rank * n);
+  const b = binding();
+  await call('truncatedSvd', () => b.truncatedSvd(a, m, n, rank, u, s, vt, powerIters, oversample, seed));
+  return { u, s, vt };
+}
+
+/** Worker threads used by each native quantization call (default 2). */
+export function setQuantThreads(threads: number): void {
+  binding().setLinalgThreads(checkInt('threads', threads, 1, 256));
+}
+export function quantThreads(): number {
+  return binding().linalgThreads();
+}
+/** The SIMD path of the native GEMM on this CPU: 'avx512', 'avx2' or 'generic'. */
+export function gemmIsa(): string {
+  return binding().gemmIsa();
+}
