@@ -315,7 +315,7 @@ export interface AwqSearchArgs {
   k: number;
   /** The layers sharing X (q,k,v or gate,up, or one layer). */
   layers: AwqLayerInput[];
-  /** Weight quantization ('oc' grouping). */
+  /** Weight quantization ('oc' or 'ic'; the clip search runs for 'oc' only). */
   config: WeightQuantConfig;
   /** Activation format of the deployed model (the search measures with it). Default 'none'. */
   act?: ActFormatName;
@@ -373,7 +373,6 @@ export async function awqSearch(args: AwqSearchArgs): Promise<AwqSearchResult> {
   checkInt('k', k, 1);
   checkFloat32('x', x, rows * k, 'rows * k');
   const nc = nativeConfig(args.config, 'config');
-  if (nc.grouping !== 0) throw new RangeError("awqSearch supports grouping 'oc' only");
   if (!Array.isArray(layers) || layers.length === 0 || layers.length > 64) {
     throw new RangeError('Expected 1 to 64 layers sharing the input for awqSearch');
   }
@@ -443,7 +442,8 @@ export interface GptqResult extends QuantizedWeight {
 
 /**
  * GPTQ of W[K][N] with the Hessian H = X^T X [K][K] (any positive scaling; e.g. CalibStats.hessian).
- * `cfg` is the weight config plus the GPTQ options. 'oc' grouping only.
+ * `cfg` is the weight config plus the GPTQ options. With grouping 'ic' each input row's group
+ * parameters are computed when the row is reached (after earlier rows' errors were folded in).
  */
 export async function gptqQuantize(w: Float32Array, k: number, n: number, hessian: Float64Array | Float32Array,
   cfg: WeightQuantConfig & GptqOptions): Promise<GptqResult> {
@@ -451,7 +451,6 @@ export async function gptqQuantize(w: Float32Array, k: number, n: number, hessia
   checkInt('k', k, 1, 65536);
   checkInt('n', n, 1);
   const nc = nativeConfig(cfg);
-  if (nc.grouping !== 0) throw new RangeError("gptqQuantize supports grouping 'oc' only");
   checkFloat32('w', w, k * n, 'k * n');
   if (!(hessian instanceof Float64Array) && !(hessian instanceof Float32Array)) {
     throw new TypeError(`Expected hessian to be a Float64Array or Float32Array but received ${describe(hessian)}`);

@@ -168,7 +168,6 @@ Napi::Value AwqSearchFn(const Napi::CallbackInfo& info) {
   if (xl != (size_t)s * k) ThrowRange(env, "awqSearch: x must hold rows * k values");
   if (mean && ml != (size_t)k) ThrowRange(env, "awqSearch: meanAbs must hold k values");
   if (sl != (size_t)k) ThrowRange(env, "awqSearch: scalesOut must hold k values");
-  if (c.grouping != Grouping::kAlongK) ThrowRange(env, "awqSearch: only grouping along K");
   Napi::Array arr = info[4].As<Napi::Array>();
   const uint32_t count = arr.Length();
   if (count == 0 || count > 64) ThrowRange(env, "awqSearch: give 1 to 64 layers");
@@ -255,7 +254,6 @@ Napi::Value GptqFn(const Napi::CallbackInfo& info) {
   float* deq = OptionalTyped<float>(info, 9, napi_float32_array, "dequantized", &dl);
   if (wl != (size_t)k * n) ThrowRange(env, "gptqQuantize: w must hold k * n values");
   if (hl != (size_t)k * k) ThrowRange(env, "gptqQuantize: hessian must hold k * k values");
-  if (c.grouping != Grouping::kAlongK) ThrowRange(env, "gptqQuantize: only grouping along K");
   if (gc.block_size < 1 || !(gc.damp >= 0)) ThrowRange(env, "gptqQuantize: bad blockSize or damp");
   CheckOutputs(env, c, k, n, cl, sl, zp, zl, deq, dl, "gptqQuantize");
   QuantizedOutputs out{codes, scales, HasZeroPoints(c) ? zp : nullptr, deq};

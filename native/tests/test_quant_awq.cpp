@@ -116,6 +116,19 @@ int main() {
     ac.clip_grid = 3;
     CHECK(AwqSearch(x.data(), s, k, nullptr, &L, 1, cfg, ac, scales.data(), &res) == Status::kOk, "per-channel fp4");
     CHECK(res.error_after <= res.error_before, "per-channel fp4 not worse");
+    // Groups along N: scale search only.
+    WeightQuantConfig ic;
+    ic.grouping = Grouping::kAlongN;
+    ic.group_size = 32;
+    std::vector<uint8_t> icodes(QuantCodeBytes(ic, k, 64)), izp(QuantZeroPointBytes(ic, k, 64));
+    std::vector<float> isc(QuantScaleCount(ic, k, 64)), iclip(QuantScaleCount(ic, k, 64));
+    AwqLayer IL;
+    IL.w = w[0].data();
+    IL.n = 64;
+    IL.out = QuantizedOutputs{icodes.data(), isc.data(), izp.data(), deq.data()};
+    IL.group_clip = iclip.data();
+    CHECK(AwqSearch(x.data(), s, k, nullptr, &IL, 1, ic, ac, scales.data(), &res) == Status::kOk, "ic awq");
+    CHECK(res.error_after < res.error_before && !res.clipped, "ic awq lowers the error without clipping");
     ac.grid_size = 0;
     CHECK(AwqSearch(x.data(), s, k, nullptr, &L, 1, cfg, ac, scales.data(), &res) == Status::kInvalidArgument, "grid 0");
   }

@@ -94,6 +94,33 @@ int main() {
           if (configs == 0) std::printf("int4 asym per-channel: RTN %.4g, GPTQ %.4g\n", e_rtn, e_gptq);
           ++configs;
         }
+  // Groups along N (AdaDim): H = I equals RTN, correlated H beats it.
+  for (int32_t g : {0, 32}) {
+    WeightQuantConfig cfg;
+    cfg.grouping = Grouping::kAlongN;
+    cfg.group_size = g;
+    for (int act_order = 0; act_order < 2; ++act_order) {
+      GptqConfig gc;
+      gc.act_order = act_order;
+      Out rtn = Alloc(cfg, k, n), gq = Alloc(cfg, k, n), id = Alloc(cfg, k, n);
+      QuantizeWeight(w.data(), k, n, cfg, nullptr, rtn.View());
+      CHECK(GptqQuantize(w.data(), k, n, h.data(), cfg, gc, gq.View(), nullptr, 2) == Status::kOk, "gptq ic");
+      double e_rtn = 0, e_gptq = 0;
+      LayerOutputError(x.data(), s, k, w.data(), rtn.deq.data(), n, ActFormat::kNone, &e_rtn);
+      LayerOutputError(x.data(), s, k, w.data(), gq.deq.data(), n, ActFormat::kNone, &e_gptq);
+      CHECK(e_gptq < 0.9 * e_rtn, "ic GPTQ error %g not below RTN %g (g=%d)", e_gptq, e_rtn, g);
+      const int32_t gn = g ? g : n, nb = (n + gn - 1) / gn;
+      bool decodes = true;
+      for (int32_t kk = 0; kk < k; ++kk)
+        for (int32_t j = 0; j < n; ++j) {
+          const size_t b = (size_t)kk * nb + j / gn;
+          decodes &= (float)(gq.codes[(size_t)kk * n + j] - gq.zp[b]) * gq.scales[b] == gq.deq[(size_t)kk * n + j];
+        }
+      CHECK(decodes, "ic codes decode to the dequantized weights");
+      CHECK(GptqQuantize(w.data(), k, n, eye.data(), cfg, gc, id.View(), nullptr, 2) == Status::kOk, "gptq ic eye");
+      if (!act_order) CHECK(id.codes == rtn.codes && id.scales == rtn.scales, "ic: H = I differs from RTN");
+    }
+  }
   // Threads do not change the result.
   {
     WeightQuantConfig cfg;
@@ -110,9 +137,9 @@ int main() {
     auto bad = h;
     bad[5] = NAN;
     CHECK(GptqQuantize(w.data(), k, n, bad.data(), cfg, GptqConfig{}, o.View(), nullptr) == Status::kNumericalError, "NaN H");
-    WeightQuantConfig ic = cfg;
-    ic.grouping = Grouping::kAlongN;
-    CHECK(GptqQuantize(w.data(), k, n, h.data(), ic, GptqConfig{}, o.View(), nullptr) == Status::kInvalidArgument, "ic refused");
+    GptqConfig zero_block;
+    zero_block.block_size = 0;
+    CHECK(GptqQuantize(w.data(), k, n, h.data(), cfg, zero_block, o.View(), nullptr) == Status::kInvalidArgument, "block 0");
   }
   std::printf("%d GPTQ configurations\n", configs);
   return Finish();

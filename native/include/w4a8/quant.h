@@ -96,7 +96,8 @@ Status LayerOutputError(const float* x, int64_t s, int32_t k, const float* w, co
 // Then, when clip_grid > 1, a clip ratio per group (kAlongK groups; per output channel for per-channel
 // quantization) is chosen from 1, 1 - step, ..., clip_min by the group's own output error
 // d^T H_g d, d = W_s - Q_r(W_s), H_g the group's block of (X/s)^T (X/s) (activations not quantized
-// here, as in AutoAWQ); the clipped result is kept only if it lowers the full layer error.
+// here, as in AutoAWQ); the clipped result is kept only if it lowers the full layer error. With
+// grouping kAlongN only the scale search runs (group_clip is filled with cfg.clip_ratio).
 //
 // The caller folds 1/s into whatever produces X (divide the preceding norm's weight by s, or insert
 // a Mul by 1/s): the returned codes and dequantized weights are those of diag(s) W.
@@ -134,7 +135,8 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
 // processed in blocks of block_size with lazy batch updates. Group parameters are computed from the
 // current (already error-compensated) weights when a group is entered; with act_order the inputs
 // are visited by descending H_kk and the groups are static (computed from the original W up front)
-// so that the result stays in the canonical layout (no g_idx).
+// so that the result stays in the canonical layout (no g_idx). With grouping kAlongN, the groups of
+// input row k are computed from that row when it is reached (outputs as for QuantizeWeight).
 struct GptqConfig {
   double damp = 0.01;
   bool act_order = false;

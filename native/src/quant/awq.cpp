@@ -58,7 +58,7 @@ double SquaredDiff(const float* a, const float* b, size_t count) {
 Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, AwqLayer* layers, int32_t layer_count,
                  const WeightQuantConfig& cfg, const AwqConfig& awq, float* scales_out, AwqResult* result,
                  int threads) {
-  if (CheckWeightQuantConfig(cfg) != Status::kOk || cfg.grouping != Grouping::kAlongK) return Status::kInvalidArgument;
+  if (CheckWeightQuantConfig(cfg) != Status::kOk) return Status::kInvalidArgument;
   if (!x || s <= 0 || k <= 0 || !layers || layer_count <= 0 || !scales_out || awq.grid_size < 1 || awq.clip_grid < 1 ||
       !(awq.clip_min > 0 && awq.clip_min <= 1))
     return Status::kInvalidArgument;
@@ -169,7 +169,8 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
   std::vector<std::vector<float>> clips(layer_count);
   double final_err = best_err;
   bool clipped = false;
-  if (awq.clip_grid > 1) {
+  // Groups along N mix input channels of different H blocks: no per-group clip search there.
+  if (awq.clip_grid > 1 && cfg.grouping == Grouping::kAlongK) {
     DivideColumns(x, s, k, best_s.data(), sc.xs.data());
     // Diagonal blocks H_b = (X/s)[:, b]^T (X/s)[:, b].
     std::vector<float> hb((size_t)blocks * g * g, 0.0f);
@@ -223,7 +224,8 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
     const float* gc = clipped ? clips[l].data() : nullptr;
     if (Status st = QuantizeWeight(sc.ws.data(), k, L.n, cfg, gc, L.out, t); st != Status::kOk) return st;
     if (L.group_clip) {
-      for (size_t i = 0; i < (size_t)L.n * blocks; ++i) L.group_clip[i] = clipped ? clips[l][i] : cfg.clip_ratio;
+      const size_t groups = QuantScaleCount(cfg, k, L.n);
+      for (size_t i = 0; i < groups; ++i) L.group_clip[i] = clipped ? clips[l][i] : cfg.clip_ratio;
     }
     L.error_before = before[l];
     L.error_after = after[l];

@@ -34,7 +34,7 @@ void RangeParams(const float* w, int32_t n, int32_t r0, int32_t r1, int32_t j0, 
 
 Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian, const WeightQuantConfig& cfg,
                     const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads) {
-  if (CheckWeightQuantConfig(cfg) != Status::kOk || cfg.grouping != Grouping::kAlongK) return Status::kInvalidArgument;
+  if (CheckWeightQuantConfig(cfg) != Status::kOk) return Status::kInvalidArgument;
   if (k <= 0 || n <= 0 || !w || !hessian || !out.codes || !out.scales || gptq.block_size < 1 || !(gptq.damp >= 0))
     return Status::kInvalidArgument;
   if (HasZeroPoints(cfg) && !out.zero_points) return Status::kInvalidArgument;
@@ -71,7 +71,13 @@ Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian,
   // Static group parameters (act order, or one group per channel): from the original weights.
   const int32_t g = cfg.group_size > 0 ? cfg.group_size : k;
   const int32_t blocks = (k + g - 1) / g;
-  const bool static_groups = gptq.act_order || cfg.group_size == 0;
+  // Groups along N (AdaDim's layout): the parameters of input row r come from that row when it is
+  // reached, i.e. after the errors of every earlier row were compensated into it.
+  const bool along_n = cfg.grouping == Grouping::kAlongN;
+  const int32_t gn = cfg.group_size > 0 ? cfg.group_size : n;
+  const int32_t row_blocks = (n + gn - 1) / gn;
+  std::vector<quant::GroupParams> row_params(along_n ? (size_t)k * row_blocks : 0);  // [orig row][block]
+  const bool static_groups = !along_n && (gptq.act_order || cfg.group_size == 0);
   std::vector<quant::GroupParams> params((size_t)blocks * n);  // [block][n]
   if (static_groups) {
     std::vector<float> orig(kn);  // original order, dead rows zeroed
@@ -107,21 +113,34 @@ Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian,
   std::mutex loss_mutex;
   for (int32_t i1 = 0; i1 < k; i1 += bs) {
     const int32_t i2 = std::min(k, i1 + bs), count = i2 - i1;
-    // Inside the block every output channel is independent: split N.
-    ParallelRanges(t, n, 16, [&](int64_t j0l, int64_t j1l) {
+    // Inside the block every output channel is independent: split N (whole groups along N).
+    ParallelRanges(t, n, along_n ? gn : 16, [&](int64_t j0l, int64_t j1l) {
       const int32_t j0 = (int32_t)j0l, j1 = (int32_t)j1l;
       double local = 0;
       for (int32_t i = 0; i < count; ++i) {
         const int32_t r = i1 + i, orig = perm[r];
-        if (!static_groups && r % g == 0)
-          RangeParams(wp.data(), n, r, std::min(k, r + g), j0, j1, cfg, params.data() + (size_t)(r / g) * n);
-        const quant::GroupParams* p = params.data() + (size_t)(orig / g) * n;
         float* row = wp.data() + (size_t)r * n;
+        if (along_n) {
+          for (int32_t b = j0 / gn; b * gn < j1; ++b) {
+            const int32_t b0 = b * gn, b1 = std::min(n, b0 + gn);
+            float lo = row[b0], hi = row[b0];
+            for (int32_t j = b0; j < b1; ++j) {
+              lo = std::min(lo, row[j]);
+              hi = std::max(hi, row[j]);
+            }
+            row_params[(size_t)orig * row_blocks + b] = quant::ParamsFromRange(lo, hi, cfg, cfg.clip_ratio);
+          }
+        } else if (!static_groups && r % g == 0) {
+          RangeParams(wp.data(), n, r, std::min(k, r + g), j0, j1, cfg, params.data() + (size_t)(r / g) * n);
+        }
+        const quant::GroupParams* p = params.data() + (size_t)(orig / g) * n;
+        const quant::GroupParams* rp = along_n ? row_params.data() + (size_t)orig * row_blocks : nullptr;
         float* e = err.data() + (size_t)i * n;
         const float d = uf[(size_t)r * k + r];
         for (int32_t j = j0; j < j1; ++j) {
-          const int c = quant::QuantizeCode(row[j], p[j], cfg.format);
-          const float q = quant::DequantizeCode(c, p[j], cfg.format);
+          const quant::GroupParams& pj = along_n ? rp[j / gn] : p[j];
+          const int c = quant::QuantizeCode(row[j], pj, cfg.format);
+          const float q = quant::DequantizeCode(c, pj, cfg.format);
           codes[(size_t)orig * n + j] = (uint8_t)c;
           deq_out[(size_t)orig * n + j] = q;
           e[j] = (row[j] - q) / d;
@@ -141,6 +160,20 @@ Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian,
               wp.data() + (size_t)i2 * n, n, t);
   }
 
+  if (along_n) {
+    // One code per byte [K][N]; scales and zero points [K][blocks along N].
+    memcpy(out.codes, codes.data(), kn);
+    for (size_t i = 0; i < row_params.size(); ++i) {
+      out.scales[i] = row_params[i].scale;
+      if (out.zero_points) out.zero_points[i] = (uint8_t)row_params[i].zero_point;
+    }
+    if (result) {
+      result->proxy_loss = loss / 2;
+      result->damp_used = damp;
+      result->dead_inputs = dead;
+    }
+    return Status::kOk;
+  }
   // Canonical outputs.
   const int32_t layout_g = LayoutGroupSize(cfg, k);
   memset(out.codes, 0, QuantCodeBytes(cfg, k, n));
