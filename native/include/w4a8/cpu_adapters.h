@@ -1,0 +1,60 @@
+// CPU kernels that sit beside the W4A8 GEMM (cpu_kernels.h): W4A16 (fp32 activations, 4-bit
+// weights dequantized on the fly), the Kronecker adapter term, and the fused W4A8 + Kronecker call.
+//
+// W4A16 reads the canonical MatMulNBits layout (formats.h) directly: each output row's codes are
+// contiguous, which is what a dequantizing GEMV wants, so it needs no prepacked copy.
+//
+// Kronecker adapter (KronA-style): y[t] += sum_i (A_i kron B_i) x[t] for every token t, with
+//   A_i [a_rows][a_cols], B_i [b_rows][b_cols] row-major, n = a_rows * b_rows, k = a_cols * b_cols,
+//   (A kron B)[p * b_rows + q][r * b_cols + s] = A[p][r] * B[q][s].
+// Index convention: x[t] viewed row-major as X [a_cols][b_cols] (X[r][s] = x[t][r * b_cols + s]),
+// and y[t] as Y [a_rows][b_rows] (Y[p][q] = y[t][p * b_rows + q]); then
+//   Y += A X B^T          (row-major form of the textbook (A kron B) vec(X') = vec(B X' A^T), X' = X^T)
+// computed as T = X B^T ([a_cols][b_rows]) then Y += A T: a_cols*b_cols*b_rows + a_rows*a_cols*b_rows
+// multiply-adds per token instead of n*k, and the Kronecker product is never materialized.
+#pragma once
+#include <cstdint>
+
+#include "w4a8/cpu_kernels.h"
+#include "w4a8/formats.h"
+#include "w4a8/status.h"
+
+namespace w4a8::cpu {
+
+// ---- W4A16 -------------------------------------------------------------------------------
+// y = x * W^T (+bias), fp32 x, W dequantized per formats.h (DequantizeAt), fp32 accumulation.
+// `isa` picks the kernel (kAmx and kAvx512Vnni both run the AVX-512 path); results may differ from
+// the reference by fp32 summation order only.
+Status GemmW4A16(const QuantizedWeight& w, Isa isa, const GemmArgs& a);
+// The addon keeps the canonical arrays beside each packed W4A8 weight and passes them here.
+Status GemmW4A16Reference(const QuantizedWeight& w, const GemmArgs& a);
+
+// ---- Kronecker adapter -------------------------------------------------------------------
+struct KronTerms {
+  int32_t terms, a_rows, a_cols, b_rows, b_cols;
+  const float* a;  // [terms][a_rows][a_cols]
+  const float* b;  // [terms][b_rows][b_cols]
+};
+inline int64_t KronN(const KronTerms& kt) { return (int64_t)kt.a_rows * kt.b_rows; }
+inline int64_t KronK(const KronTerms& kt) { return (int64_t)kt.a_cols * kt.b_cols; }
+
+// y [m][n] += sum_i (A_i kron B_i) x [m][k]. Each y element's sum runs in a fixed order
+// (terms, then r), independent of the thread count.
+Status KroneckerAdapterAdd(const KronTerms& kt, int32_t m, const float* x, float* y, Isa isa);
+inline Status KroneckerAdapterAdd(const KronTerms& kt, int32_t m, const float* x, float* y) {
+  return KroneckerAdapterAdd(kt, m, x, y, DefaultIsa());
+}
+// Scalar twin, accumulating each (token, output) in double and adding it to y once.
+Status KroneckerAdapterAddReference(const KronTerms& kt, int32_t m, const float* x, float* y);
+
+// ---- Fused W4A8 + Kronecker ----------------------------------------------------------------
+// y = W4A8(x) (+bias) + sum_i (A_i kron B_i) x. The Kronecker shapes must match w (n, k).
+Status GemmW4A8Kron(const PackedWeight& w, const KronTerms& kt, const GemmArgs& a);
+Status GemmW4A8KronReference(const QuantizedWeight& w, const KronTerms& kt, const GemmArgs& a);
+
+// ---- Float64 ground truth (benchmarks, tests) ----------------------------------------------
+// y [m][n] = sum_k x[m][k] * DequantizeAt(w, n, k) in double: the answer a kernel would give with
+// no activation quantization and no rounding; used to report each kernel's relative error.
+Status GemmDequantizedF64(const QuantizedWeight& w, int32_t m, const float* x, double* y);
+
+}  // namespace w4a8::cpu

@@ -1,0 +1,77 @@
+// W4A16 dispatch, its scalar reference, and the float64 ground truth used by tests and benchmarks.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "thread_pool.h"
+#include "w4a16_internal.h"
+#include "w4a8/cpu_adapters.h"
+
+namespace w4a8::cpu {
+namespace {
+
+bool ValidWeight(const QuantizedWeight& w) {
+  const bool pow2 = w.group_size > 0 && (w.group_size & (w.group_size - 1)) == 0;
+  return (w.format == WeightFormat::kInt4 || w.format == WeightFormat::kFp4E2M1) && w.n >= 1 && w.k >= 1 &&
+         pow2 && w.group_size >= kMinGroupSize && w.group_size <= kMaxGroupSize && w.codes && w.scales;
+}
+
+bool ValidArgs(const GemmArgs& a) { return a.m >= 1 && a.x && a.y; }
+
+// Splits `units` into about 4 tasks per thread (fewer for small problems): dynamic claiming then
+// balances noisy cores while every output stays owned by exactly one task.
+int64_t TaskCount(int64_t units) { return std::max<int64_t>(1, std::min<int64_t>(units, 4LL * NumThreads())); }
+
+}  // namespace
+
+Status GemmW4A16Reference(const QuantizedWeight& w, const GemmArgs& a) {
+  if (!ValidWeight(w) || !ValidArgs(a)) return Status::kInvalidArgument;
+  std::vector<float> row(w.k);
+  for (int32_t n = 0; n < w.n; ++n) {
+    for (int32_t k = 0; k < w.k; ++k) row[k] = DequantizeAt(w, n, k);
+    for (int32_t t = 0; t < a.m; ++t) {
+      const float* x = a.x + (size_t)t * w.k;
+      double acc = 0;
+      for (int32_t k = 0; k < w.k; ++k) acc += (double)x[k] * row[k];
+      a.y[(size_t)t * w.n + n] = (float)acc + (a.bias ? a.bias[n] : 0.f);
+    }
+  }
+  return Status::kOk;
+}
+
+Status GemmW4A16(const QuantizedWeight& w, Isa isa, const GemmArgs& a) {
+  if (!ValidWeight(w) || !ValidArgs(a)) return Status::kInvalidArgument;
+  if (!IsaAvailable(isa)) return Status::kUnsupported;
+  if (isa == Isa::kScalar) return GemmW4A16Reference(w, a);
+  // AMX has no fp32 path of its own: AMX machines run the AVX-512 kernels.
+  auto rows = (isa == Isa::kAvx2) ? w4a16::RowsAvx2 : w4a16::RowsAvx512;
+  const int64_t blocks = (w.n + w4a16::kRows - 1) / w4a16::kRows;
+  const int64_t tasks = TaskCount(blocks);
+  std::vector<char> ok(tasks, 1);
+  ParallelFor(tasks, [&](int64_t i) {
+    const int32_t n0 = (int32_t)(blocks * i / tasks) * w4a16::kRows;
+    const int32_t n1 = std::min<int32_t>(w.n, (int32_t)(blocks * (i + 1) / tasks) * w4a16::kRows);
+    if (n0 < n1) ok[i] = rows(w, a, n0, n1) ? 1 : 0;
+  });
+  return std::all_of(ok.begin(), ok.end(), [](char c) { return c != 0; }) ? Status::kOk : Status::kOutOfMemory;
+}
+
+Status GemmDequantizedF64(const QuantizedWeight& w, int32_t m, const float* x, double* y) {
+  if (!ValidWeight(w) || m < 1 || !x || !y) return Status::kInvalidArgument;
+  const int64_t tasks = TaskCount(w.n);
+  ParallelFor(tasks, [&](int64_t i) {
+    std::vector<double> row(w.k);
+    for (int32_t n = (int32_t)(w.n * i / tasks); n < (int32_t)(w.n * (i + 1) / tasks); ++n) {
+      for (int32_t k = 0; k < w.k; ++k) row[k] = DequantizeAt(w, n, k);
+      for (int32_t t = 0; t < m; ++t) {
+        const float* xt = x + (size_t)t * w.k;
+        double acc = 0;
+        for (int32_t k = 0; k < w.k; ++k) acc += (double)xt[k] * row[k];
+        y[(size_t)t * w.n + n] = acc;
+      }
+    }
+  });
+  return Status::kOk;
+}
+
+}  // namespace w4a8::cpu

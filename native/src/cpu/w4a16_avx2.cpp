@@ -1,0 +1,110 @@
+// W4A16 with AVX2 + FMA: the AVX-512 design (w4a16_avx512.cpp) at 8 lanes, with a smaller
+// register tile (16 ymm registers). Compiled with AVX2 flags (file name).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "w4a16_internal.h"
+
+namespace w4a8::cpu::w4a16 {
+namespace {
+
+// FP4 E2M1 magnitudes of codes 0..7; bit 3 of the code is the sign (formats.h).
+alignas(32) const float kFp4Magnitude[8] = {0.f, .5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
+
+inline __m256 Dequantize8(__m256i q, const QuantizedWeight& w, __m256 vs, __m256i vzp, __m256 table) {
+  if (w.format == WeightFormat::kFp4E2M1) {
+    const __m256 mag = _mm256_permutevar8x32_ps(table, _mm256_and_si256(q, _mm256_set1_epi32(7)));
+    const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(q, _mm256_set1_epi32(8)), 28);
+    return _mm256_mul_ps(_mm256_xor_ps(mag, _mm256_castsi256_ps(sign)), vs);
+  }
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, vzp)), vs);
+}
+
+// One row dequantized exactly as DequantizeAt does; entries at k >= K are zeroed.
+void DequantizeRow(const QuantizedWeight& w, int32_t n, int32_t kpad, float* panel) {
+  const int32_t gs = w.group_size, blocks = BlocksPerRow(w.k, gs);
+  const uint8_t* codes = w.codes + (size_t)n * blocks * (gs / 2);
+  const __m128i low4 = _mm_set1_epi8(0x0f);
+  const __m256 table = _mm256_load_ps(kFp4Magnitude);
+  for (int32_t b = 0; b < blocks; ++b) {
+    const __m256 vs = _mm256_set1_ps(w.scales[(size_t)n * blocks + b]);
+    const __m256i vzp = _mm256_set1_epi32(ZeroPointAt(w.zero_points, blocks, n, b));
+    const uint8_t* g = codes + (size_t)b * (gs / 2);
+    float* out = panel + (size_t)b * gs;
+    for (int32_t j = 0; j < gs; j += 16) {
+      const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + j / 2));
+      const __m128i lo = _mm_and_si128(bytes, low4);
+      const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
+      const __m128i q16 = _mm_unpacklo_epi8(lo, hi);  // 16 codes in natural k order
+      _mm256_store_ps(out + j, Dequantize8(_mm256_cvtepu8_epi32(q16), w, vs, vzp, table));
+      _mm256_store_ps(out + j + 8, Dequantize8(_mm256_cvtepu8_epi32(_mm_srli_si128(q16, 8)), w, vs, vzp, table));
+    }
+  }
+  std::fill(panel + w.k, panel + kpad, 0.f);
+}
+
+inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <int MT>
+void Tile(const float* panel, int32_t kpad, int32_t K, const float* x, int32_t t0, float* y, int32_t n,
+          int32_t n0, int32_t rows, const float* bias) {
+  __m256 acc[MT][kRows];
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < kRows; ++r) acc[t][r] = _mm256_setzero_ps();
+  int32_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 wv[kRows];
+    for (int r = 0; r < kRows; ++r) wv[r] = _mm256_load_ps(panel + (size_t)r * kpad + k);
+    for (int t = 0; t < MT; ++t) {
+      const __m256 xv = _mm256_loadu_ps(x + (size_t)(t0 + t) * K + k);
+      for (int r = 0; r < kRows; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
+    }
+  }
+  if (k < K) {
+    alignas(32) int32_t lanes[8];
+    for (int i = 0; i < 8; ++i) lanes[i] = (k + i < K) ? -1 : 0;
+    const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+    __m256 wv[kRows];
+    for (int r = 0; r < kRows; ++r) wv[r] = _mm256_load_ps(panel + (size_t)r * kpad + k);
+    for (int t = 0; t < MT; ++t) {
+      const __m256 xv = _mm256_maskload_ps(x + (size_t)(t0 + t) * K + k, mask);
+      for (int r = 0; r < kRows; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
+    }
+  }
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < rows; ++r)
+      y[(size_t)(t0 + t) * n + n0 + r] = HorizontalSum(acc[t][r]) + (bias ? bias[n0 + r] : 0.f);
+}
+
+}  // namespace
+
+bool RowsAvx2(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
+  const int32_t K = w.k, kpad = BlocksPerRow(K, w.group_size) * w.group_size;
+  float* panel = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kRows * (size_t)kpad));
+  if (!panel) return false;
+  for (int32_t nb = n0; nb < n1; nb += kRows) {
+    const int32_t rows = std::min(kRows, n1 - nb);
+    for (int32_t r = 0; r < kRows; ++r) {
+      if (r < rows) {
+        DequantizeRow(w, nb + r, kpad, panel + (size_t)r * kpad);
+      } else {
+        std::memset(panel + (size_t)r * kpad, 0, sizeof(float) * kpad);
+      }
+    }
+    int32_t t = 0;
+    for (; t + 2 <= a.m; t += 2) Tile<2>(panel, kpad, K, a.x, t, a.y, w.n, nb, rows, a.bias);
+    if (t < a.m) Tile<1>(panel, kpad, K, a.x, t, a.y, w.n, nb, rows, a.bias);
+  }
+  std::free(panel);
+  return true;
+}
+
+}  // namespace w4a8::cpu::w4a16
