@@ -32,7 +32,10 @@ class Pool {
     std::lock_guard<std::mutex> lock(busy_);
     StopWorkers();
     stop_ = false;
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+    // A worker must start from the generation current NOW: a job published before the thread gets
+    // to run would otherwise be mistaken for an old one and never be joined.
+    const uint64_t current = generation_.load(std::memory_order_acquire);
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, current] { WorkerLoop(current); });
   }
 
   void Run(int64_t count, const std::function<void(int64_t)>& fn) {
@@ -66,8 +69,7 @@ class Pool {
     }
   }
 
-  void WorkerLoop() {
-    uint64_t seen = generation_.load(std::memory_order_acquire);
+  void WorkerLoop(uint64_t seen) {
     for (;;) {
       // Brief spin: the next GEMV call usually arrives within microseconds.
       const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);

@@ -6,6 +6,7 @@
 
 // GCC 12 reports false 'maybe uninitialized' warnings inside its own AVX512 intrinsic headers.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include "cpu/w4a8_internal.h"
 
