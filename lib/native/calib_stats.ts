@@ -97,6 +97,9 @@ export class CalibStatsAccumulator {
     if (!(rows instanceof Float32Array) && !(rows instanceof Uint16Array)) {
       throw new TypeError('Expected rows to be a Float32Array (fp32) or a Uint16Array (fp16 bits)');
     }
+    if (count === undefined && rows.length % this.k !== 0) {
+      throw new RangeError(`rows hold ${rows.length} values, not a multiple of k = ${this.k}; pass whole rows or give count`);
+    }
     const n = count ?? rows.length / this.k;
     checkInt('count', n, 0, Number.MAX_SAFE_INTEGER);
     if (n * this.k > rows.length) {

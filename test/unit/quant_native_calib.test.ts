@@ -70,7 +70,8 @@ describe('calibration statistics (native)', () => {
     bad[3] = NaN;
     await expect(stats.add(bad)).rejects.toThrow(/NaN or Inf/);
     expect(stats.rows).toBe(5);
-    expect(() => stats.add(new Float32Array(k + 1))).toThrow(TypeError);
+    expect(() => stats.add(new Float32Array(k + 1))).toThrow(/not a multiple of k/);
+    expect(() => stats.add(new Float32Array(k), 0.5)).toThrow(TypeError);
     expect(() => stats.add(new Float32Array(k), 2)).toThrow(RangeError);
     expect(() => stats.add(new Float64Array(k) as unknown as Float32Array)).toThrow(TypeError);
     expect(() => createCalibStats({ k: 0 })).toThrow(RangeError);
