@@ -188,7 +188,9 @@ int main(int argc, char** argv) {
     CUDA_OK(cudaMalloc(&xq, (size_t)max_m * ldq));
     CUDA_OK(cudaMalloc(&x_scales, (size_t)max_m * 4));
     CUDA_OK(cudaMalloc(&y, (size_t)max_m * n * 4));
-    const size_t ws_bytes = cuda::GemmW4A16WorkspaceBytes(cuda::kW4A16MaxTokens, weights[0]);
+    size_t ws_bytes = cuda::GemmW4A16WorkspaceBytes(cuda::kW4A16MaxTokens, weights[0]);
+    for (int m : ms)
+      if (m <= max_m) ws_bytes = std::max(ws_bytes, cuda::GemmW4A8WorkspaceBytes(m, weights[0]));
     CUDA_OK(cudaMalloc(&ws, std::max<size_t>(ws_bytes, 16)));
     Fill(x_bf16, (size_t)max_m * k, 2, -1.0f, 1.0f, 0, seed++);
     Fill(xq, (size_t)max_m * ldq, 4, 0, 0, 0, seed++);
@@ -205,7 +207,7 @@ int main(int argc, char** argv) {
       const double flops = 2.0 * m * n * k;
       Timing t = TimeIt([&](int i) {
         STATUS_OK(cuda::GemmW4A8(static_cast<int8_t*>(xq), ldq, static_cast<float*>(x_scales), m, weights[i % copies], y,
-                                 cuda::DType::kBfloat16, nullptr));
+                                 cuda::DType::kBfloat16, ws, ws_bytes, nullptr));
       });
       PrintLine("w4a8_gemm", n, k, m, group, t, wbytes + (double)m * k + (double)m * n * 2, flops, copies);
       if (m <= cuda::kW4A16MaxTokens) {

@@ -22,7 +22,7 @@ const char* FormatName(WeightFormat f, bool asym) {
 }
 
 void RunCase(std::mt19937& rng, WeightFormat fmt, bool asym, int32_t m, int32_t n, int32_t k, int32_t group,
-             cuda::DType x_type, cuda::DType y_type) {
+             cuda::DType x_type, cuda::DType y_type, bool split = true) {
   ++g_cases;
   RandomWeight rw(fmt, asym, n, k, group, rng);
   cuda::DeviceWeight dw;
@@ -72,7 +72,11 @@ void RunCase(std::mt19937& rng, WeightFormat fmt, bool asym, int32_t m, int32_t 
   const size_t out_bytes = (size_t)m * n * (y_type == cuda::DType::kFloat32 ? 4 : 2);
   DeviceArray<uint8_t> d_y(out_bytes);
   d_y.Poison();
-  STATUS_OK(cuda::GemmW4A8(d_q.ptr, ldq, d_s.ptr, m, dw, d_y.ptr, y_type, nullptr));
+  // Split-K partial sums: poisoned too, so a partial that is read but never written shows up as NaN.
+  const size_t ws_bytes = split ? cuda::GemmW4A8WorkspaceBytes(m, dw) : 0;
+  DeviceArray<uint8_t> d_ws(ws_bytes);
+  d_ws.Poison();
+  STATUS_OK(cuda::GemmW4A8(d_q.ptr, ldq, d_s.ptr, m, dw, d_y.ptr, y_type, split ? d_ws.ptr : nullptr, ws_bytes, nullptr));
   CUDA_OK(cudaDeviceSynchronize());
   std::vector<uint8_t> raw(out_bytes);
   d_y.Download(raw.data());
@@ -97,10 +101,10 @@ void RunCase(std::mt19937& rng, WeightFormat fmt, bool asym, int32_t m, int32_t 
   g_worst = std::max(g_worst, std::max(e.rel_l2, e.max_rel));
   const bool ok = e.Pass(kTolerance) && quant_bad == 0;
   if (!ok || n * (int64_t)k >= (1 << 24)) {
-    std::printf("%s %s m=%d n=%d k=%d g=%d x=%s y=%s: rel_l2 %.2e max_rel %.2e nonfinite %zu quant_mismatch %zu\n",
+    std::printf("%s %s m=%d n=%d k=%d g=%d x=%s y=%s split-K workspace %zu B: rel_l2 %.2e max_rel %.2e nonfinite %zu quant_mismatch %zu\n",
                 ok ? "ok  " : "FAIL", FormatName(fmt, asym), m, n, k, group,
                 x_type == cuda::DType::kBfloat16 ? "bf16" : "f32", y_type == cuda::DType::kBfloat16 ? "bf16" : "f32",
-                e.rel_l2, e.max_rel, e.nonfinite, quant_bad);
+                ws_bytes, e.rel_l2, e.max_rel, e.nonfinite, quant_bad);
   }
   if (!ok) ++g_failures;
   cuda::FreeWeight(&dw);
@@ -109,10 +113,10 @@ void RunCase(std::mt19937& rng, WeightFormat fmt, bool asym, int32_t m, int32_t 
 void TestInvalidArguments() {
   cuda::DeviceWeight empty;
   int8_t* bogus = reinterpret_cast<int8_t*>(16);
-  const bool ok = cuda::GemmW4A8(nullptr, 64, nullptr, 1, empty, nullptr, cuda::DType::kFloat32, nullptr) ==
+  const bool ok = cuda::GemmW4A8(nullptr, 64, nullptr, 1, empty, nullptr, cuda::DType::kFloat32, nullptr, 0, nullptr) ==
                       Status::kInvalidArgument &&
                   cuda::GemmW4A8(bogus, 64, reinterpret_cast<float*>(16), 0, empty, bogus, cuda::DType::kFloat32,
-                                 nullptr) == Status::kInvalidArgument;
+                                 nullptr, 0, nullptr) == Status::kInvalidArgument;
   if (!ok) {
     std::puts("FAIL invalid arguments were not refused");
     ++g_failures;
@@ -132,10 +136,16 @@ int main() {
   const struct { WeightFormat f; bool asym; } formats[] = {
       {WeightFormat::kInt4, true}, {WeightFormat::kInt4, false}, {WeightFormat::kFp4E2M1, false}};
   const int32_t groups[] = {16, 32, 64, 128, 256};
-  // Every m in 1..17 on an odd shape (n, k not tile multiples): the BM=16 and BM=64 tiles and their edges.
+  // Every m in 1..17 on odd shapes (n, k not tile multiples): the BM=16 and BM=64 tiles and their edges,
+  // unsplit (k = 160 is 3 tiles) and split-K (k = 1000: 16 tiles in splits of 2, some inside a group).
   for (const auto& f : formats)
     for (int32_t g : groups)
-      for (int32_t m = 1; m <= 17; ++m) RunCase(rng, f.f, f.asym, m, 72, 160, g, cuda::DType::kFloat32, cuda::DType::kFloat32);
+      for (int32_t m = 1; m <= 17; ++m) {
+        RunCase(rng, f.f, f.asym, m, 72, 160, g, cuda::DType::kFloat32, cuda::DType::kFloat32);
+        RunCase(rng, f.f, f.asym, m, 72, 1000, g, cuda::DType::kFloat32, cuda::DType::kFloat32);
+      }
+  // The same without a workspace (no split) must give the same quality.
+  for (int32_t m : {1, 9, 17}) RunCase(rng, WeightFormat::kInt4, true, m, 72, 1000, 128, cuda::DType::kFloat32, cuda::DType::kFloat32, false);
   const int32_t shapes[][2] = {{130, 300}, {256, 1000}, {520, 64}, {8, 40}};
   for (const auto& f : formats)
     for (int32_t g : groups)

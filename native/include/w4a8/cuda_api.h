@@ -46,9 +46,11 @@ Status QuantizeActivationsFp8(const void* d_x, DType x_type, int32_t m, int32_t 
 inline int32_t Int8ActivationStride(int32_t k) { return (k + kCudaTileK - 1) / kCudaTileK * kCudaTileK; }
 
 // ---- W4A8 GEMM: y[m][n] = x_scale[m] * sum_g w_scale[n][g] * sum_{k in g} x_q[m][k] * w_int[n][k] ---------
-// mma.sync m16n8k32 s8 tensor cores, int32 per K-group, fp32 across groups. y is [m][n] fp32 or bf16.
+// mma.sync m16n8k32 s8 tensor cores, int32 per K-group, fp32 across groups. y is [m][n] fp32, bf16 or fp16.
+// Split-K (decode-sized m) needs a workspace of GemmW4A8WorkspaceBytes; with less (or null) it runs unsplit.
+size_t GemmW4A8WorkspaceBytes(int32_t m, const DeviceWeight& w);
 Status GemmW4A8(const int8_t* d_xq, int32_t ldq, const float* d_x_scales, int32_t m, const DeviceWeight& w,
-                void* d_y, DType y_type, void* stream);
+                void* d_y, DType y_type, void* d_workspace, size_t workspace_bytes, void* stream);
 
 // ---- W4A16 GEMV/GEMM for decode (m <= 8): fp32 accumulation of bf16/fp16 x times dequantized w ----
 constexpr int32_t kW4A16MaxTokens = 8;

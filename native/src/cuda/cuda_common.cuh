@@ -33,6 +33,10 @@ inline cudaStream_t AsStream(void* stream) { return static_cast<cudaStream_t>(st
 // Multiprocessor count of the current device (cached per process; 132 on H100 SXM).
 int MultiprocessorCount();
 
+// y [m][n] (y_type) = sum over s < splits of partial [s][m][n_padded] fp32, in split order (split_k.cu).
+Status SumSplits(const float* partial, int32_t splits, int32_t m, int32_t n, int32_t n_padded, void* y, DType y_type,
+                 cudaStream_t stream);
+
 __device__ __forceinline__ float LoadAsFloat(const void* p, DType t, size_t i) {
   if (t == DType::kBfloat16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
   if (t == DType::kFloat16) return __half2float(static_cast<const __half*>(p)[i]);

@@ -12,6 +12,8 @@
 // - Per K-group the int32 accumulators are flushed into fp32: acc += w_scale[n][g] * isum (exact
 //   int32 -> fp32 since |isum| < 2^23); the per-token scale multiplies once in the epilogue.
 //   Group size 16 is half an MMA: its k32 step runs as two MMAs with the other half of B zeroed.
+#include <algorithm>
+
 #include "cuda_common.cuh"
 #include "w4a8/cuda_bits.h"
 
@@ -32,7 +34,9 @@ struct GemmParams {
   const float* scales;
   const uint8_t* zero_points;
   void* y;
+  float* partial;  // split-K: [splits][m][n_padded] fp32, or null (no split: write y)
   int32_t ldq, m, n, n_padded, k_padded, group_size, group_shift;  // group_size = 1 << group_shift
+  int32_t tiles_per_split;                                           // 64-k tiles per blockIdx.z
   DType y_type;
   bool fp4;
 };
@@ -60,7 +64,10 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
   const int g = lane >> 2, t = lane & 3;
   const int n0 = blockIdx.x * kBN;
   const int m0 = blockIdx.y * Cfg::kBM;
-  const int k_tiles = p.k_padded / kBK;
+  const int kt_begin = blockIdx.z * p.tiles_per_split;
+  const int kt_end = min(kt_begin + p.tiles_per_split, p.k_padded / kBK);
+  const int k_tiles = kt_end - kt_begin;
+  const int k_begin = kt_begin * kBK, k_end = kt_end * kBK;
   const uint8_t* b_tile0 = reinterpret_cast<const uint8_t*>(p.codes) + (size_t)blockIdx.x * (p.k_padded / kCudaMmaK) * kStepBytes;
 
   auto load_tile = [&](int stage, int kt) {
@@ -124,23 +131,24 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
     }
   };
 
+  // i counts this block's tiles (stage = i % kStages); tile kt_begin + i sits at k = 64 * (kt_begin + i).
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < k_tiles) load_tile(s, s);
+    if (s < k_tiles) load_tile(s, kt_begin + s);
     CpAsyncCommit();
   }
 
-  for (int kt = 0; kt < k_tiles; ++kt) {
+  for (int i = 0; i < k_tiles; ++i) {
     CpAsyncWait<kStages - 2>();
-    __syncthreads();  // tile kt visible to all; everyone is done with the stage refilled below
-    if (kt + kStages - 1 < k_tiles) load_tile((kt + kStages - 1) % kStages, kt + kStages - 1);
+    __syncthreads();  // tile i visible to all; everyone is done with the stage refilled below
+    if (i + kStages - 1 < k_tiles) load_tile((i + kStages - 1) % kStages, kt_begin + i + kStages - 1);
     CpAsyncCommit();
 
-    const uint8_t* sa = smem + (kt % kStages) * Cfg::kStageBytes;
+    const uint8_t* sa = smem + (i % kStages) * Cfg::kStageBytes;
     const uint8_t* sb = sa + Cfg::kAStageBytes;
 #pragma unroll
     for (int s = 0; s < kBK / kCudaMmaK; ++s) {
-      const int kglob = kt * kBK + s * kCudaMmaK;
+      const int kglob = (kt_begin + i) * kBK + s * kCudaMmaK;
       uint32_t a[kMI][4];
 #pragma unroll
       for (int mi = 0; mi < kMI; ++mi) {
@@ -151,10 +159,11 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
       const uint32_t words[4] = {bw.x, bw.y, bw.z, bw.w};
       uint32_t b[4][2];
       if (p.group_size >= kCudaMmaK) {
-        if ((kglob & (p.group_size - 1)) == 0) load_group(kglob >> p.group_shift);
+        // A split may start or end inside a group: its part of the group is flushed on its own.
+        if ((kglob & (p.group_size - 1)) == 0 || kglob == k_begin) load_group(kglob >> p.group_shift);
         unpack(words, b);
         mma_all(a, b);
-        if (((kglob + kCudaMmaK) & (p.group_size - 1)) == 0 || kglob + kCudaMmaK == p.k_padded) flush();
+        if (((kglob + kCudaMmaK) & (p.group_size - 1)) == 0 || kglob + kCudaMmaK == k_end) flush();
       } else {
         // Group size 16: k 0-15 of the step (register b0) and k 16-31 (b1) belong to two groups.
 #pragma unroll
@@ -184,7 +193,12 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int n = n0 + wn * 32 + j * 8 + 2 * t + e;
-          if (n < p.n) StoreFromFloat(p.y, p.y_type, (size_t)m * p.n + n, out[mi][j][half * 2 + e] * xs);
+          const float v = out[mi][j][half * 2 + e] * xs;
+          if (p.partial) {
+            p.partial[((size_t)blockIdx.z * p.m + m) * p.n_padded + n] = v;
+          } else if (n < p.n) {
+            StoreFromFloat(p.y, p.y_type, (size_t)m * p.n + n, v);
+          }
         }
       }
     }
@@ -195,16 +209,48 @@ template <int kWarpsM, int kMI>
 Status Launch(const GemmParams& p, cudaStream_t stream) {
   using Cfg = TileConfig<kWarpsM, kMI>;
   auto kernel = GemmW4A8Kernel<kWarpsM, kMI>;
-  W4A8_CUDA_TRY(CheckCall(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes)));
-  const dim3 grid(p.n_padded / kBN, (p.m + Cfg::kBM - 1) / Cfg::kBM);
+  // Once per process (a host call per launch would show in the timings of small launches).
+  static const cudaError_t attribute =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
+  W4A8_CUDA_TRY(CheckCall(attribute));
+  const dim3 grid(p.n_padded / kBN, (p.m + Cfg::kBM - 1) / Cfg::kBM,
+                  (p.k_padded / kBK + p.tiles_per_split - 1) / p.tiles_per_split);
   kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
   return CheckLaunch();
 }
 
+
+int32_t BlockRows(int32_t m, const CudaPackedView& v) {
+  if (m <= 16) return 16;
+  // The largest tile that still gives every multiprocessor a block; 64 rows otherwise.
+  const int64_t big_blocks = (int64_t)(v.n_padded / kBN) * ((m + 127) / 128);
+  return big_blocks >= MultiprocessorCount() ? 128 : 64;
+}
+
+// Split K when the output tiles alone would leave multiprocessors idle (decode-sized m): about 4
+// blocks per SM, at least 2 k-tiles (128 k) per split so that the pipeline has something to overlap,
+// and partial sums (splits * m * n * 4 bytes, written and read once) under a quarter of the weight
+// bytes (n * k / 2): splits <= k / (16 m).
+int32_t SplitCount(int32_t m, const CudaPackedView& v) {
+  const int64_t blocks = (int64_t)(v.n_padded / kBN) * ((m + BlockRows(m, v) - 1) / BlockRows(m, v));
+  const int32_t k_tiles = v.k_padded / kBK;
+  const int64_t want = (4 * (int64_t)MultiprocessorCount() + blocks - 1) / blocks;
+  const int32_t most = std::max(1, std::min(k_tiles / 2, v.k / (16 * m)));
+  const int32_t splits = (int32_t)std::max<int64_t>(1, std::min<int64_t>(want, most));
+  const int32_t per = (k_tiles + splits - 1) / splits;
+  return (k_tiles + per - 1) / per;
+}
+
 }  // namespace
 
+size_t GemmW4A8WorkspaceBytes(int32_t m, const DeviceWeight& w) {
+  if (m < 1 || !w.view.n_padded) return 0;
+  const int32_t splits = SplitCount(m, w.view);
+  return splits > 1 ? (size_t)splits * m * w.view.n_padded * sizeof(float) : 0;
+}
+
 Status GemmW4A8(const int8_t* d_xq, int32_t ldq, const float* d_x_scales, int32_t m, const DeviceWeight& w,
-                void* d_y, DType y_type, void* stream) {
+                void* d_y, DType y_type, void* d_workspace, size_t workspace_bytes, void* stream) {
   const CudaPackedView& v = w.view;
   if (!d_xq || !d_x_scales || !d_y || !v.codes || !v.scales || !v.zero_points || m < 1 || m > 65535 * 16 ||
       ldq < v.k_padded || ldq % 16 != 0 || (reinterpret_cast<uintptr_t>(d_xq) & 15) != 0 ||
@@ -212,14 +258,26 @@ Status GemmW4A8(const int8_t* d_xq, int32_t ldq, const float* d_x_scales, int32_
     return Status::kInvalidArgument;
   if (y_type != DType::kFloat32 && y_type != DType::kBfloat16 && y_type != DType::kFloat16)
     return Status::kInvalidArgument;
-  GemmParams p{d_xq, d_x_scales, v.codes, v.scales, v.zero_points, d_y, ldq, m, v.n, v.n_padded, v.k_padded,
-               v.group_size, __builtin_ctz((unsigned)v.group_size), y_type, v.format == WeightFormat::kFp4E2M1};
+  const int32_t k_tiles = v.k_padded / kBK;
+  int32_t splits = SplitCount(m, v);
+  if (splits > 1 && (!d_workspace || workspace_bytes < GemmW4A8WorkspaceBytes(m, w))) splits = 1;
+  const int32_t per_split = (k_tiles + splits - 1) / splits;
+  splits = (k_tiles + per_split - 1) / per_split;
+  GemmParams p{d_xq, d_x_scales, v.codes, v.scales, v.zero_points, d_y,
+               splits > 1 ? static_cast<float*>(d_workspace) : nullptr, ldq, m, v.n, v.n_padded, v.k_padded,
+               v.group_size, __builtin_ctz((unsigned)v.group_size), per_split, y_type,
+               v.format == WeightFormat::kFp4E2M1};
   cudaStream_t s = AsStream(stream);
-  if (m <= 16) return Launch<1, 1>(p, s);
-  // The largest tile that still gives every multiprocessor a block; 64 rows otherwise.
-  const int64_t big_blocks = (int64_t)(v.n_padded / kBN) * ((m + 127) / 128);
-  if (big_blocks >= MultiprocessorCount()) return Launch<2, 4>(p, s);
-  return Launch<2, 2>(p, s);
+  const int32_t rows = BlockRows(m, v);
+  if (rows == 16) {
+    W4A8_CUDA_TRY((Launch<1, 1>(p, s)));
+  } else if (rows == 128) {
+    W4A8_CUDA_TRY((Launch<2, 4>(p, s)));
+  } else {
+    W4A8_CUDA_TRY((Launch<2, 2>(p, s)));
+  }
+  if (splits > 1) W4A8_CUDA_TRY(SumSplits(p.partial, splits, m, v.n, v.n_padded, d_y, y_type, s));
+  return Status::kOk;
 }
 
 }  // namespace w4a8::cuda

@@ -142,17 +142,6 @@ __global__ void __launch_bounds__(kThreads) GemvW4A16Kernel(const GemvParams p) 
   }
 }
 
-__global__ void SumSplitsKernel(const float* partial, int32_t splits, int32_t m, int32_t n, int32_t n_padded,
-                                void* y, DType y_type) {
-  const size_t total = (size_t)m * n;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-    const size_t mm = i / n, nn = i % n;
-    float sum = 0.0f;
-    for (int s = 0; s < splits; ++s) sum += partial[((size_t)s * m + mm) * n_padded + nn];
-    StoreFromFloat(y, y_type, i, sum);
-  }
-}
-
 // Splits of the k32 steps so that the grid has about 4 blocks per multiprocessor.
 int SplitCount(const CudaPackedView& v) {
   const int tiles = v.n_padded / kCudaTileN, steps = v.k_padded / kCudaMmaK;
@@ -187,10 +176,7 @@ Status GemmW4A16(const void* d_x, DType x_type, int32_t m, const DeviceWeight& w
   GemvW4A16Kernel<<<dim3(v.n_padded / kCudaTileN, splits), kThreads, 0, s>>>(p);
   W4A8_CUDA_TRY(CheckLaunch());
   if (splits > 1) {
-    const size_t total = (size_t)m * v.n;
-    const int blocks = (int)std::min<size_t>((total + 255) / 256, 4096);
-    SumSplitsKernel<<<blocks, 256, 0, s>>>(p.partial, splits, m, v.n, v.n_padded, d_y, y_type);
-    W4A8_CUDA_TRY(CheckLaunch());
+    W4A8_CUDA_TRY(SumSplits(p.partial, splits, m, v.n, v.n_padded, d_y, y_type, s));
   }
   return Status::kOk;
 }

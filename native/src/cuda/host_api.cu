@@ -57,7 +57,10 @@ Status LinearHost(LinearKind kind, const QuantizedWeight& w, int32_t m, const fl
     W4A8_CUDA_TRY(arena.Alloc((size_t)m * ldq, &d_q));
     W4A8_CUDA_TRY(arena.Alloc((size_t)m, &d_scales));
     W4A8_CUDA_TRY(QuantizeActivationsInt8(d_x, DType::kFloat32, m, w.k, d_q, ldq, d_scales, nullptr));
-    W4A8_CUDA_TRY(GemmW4A8(d_q, ldq, d_scales, m, weight.w, d_y, DType::kFloat32, nullptr));
+    const size_t ws_bytes = GemmW4A8WorkspaceBytes(m, weight.w);
+    float* d_ws = nullptr;
+    if (ws_bytes) W4A8_CUDA_TRY(arena.Alloc(ws_bytes / sizeof(float), &d_ws));
+    W4A8_CUDA_TRY(GemmW4A8(d_q, ldq, d_scales, m, weight.w, d_y, DType::kFloat32, d_ws, ws_bytes, nullptr));
   } else {
     const size_t ws_bytes = GemmW4A16WorkspaceBytes(m, weight.w);
     float* d_ws = nullptr;
