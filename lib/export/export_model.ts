@@ -8,6 +8,7 @@ import type { QuantizedModelParts } from '../quant/types';
 import { actQuantGraph, actQuantMinOpset } from './act_quant_graph';
 import { defaultOpset, ensureOpset, firstInGraph, insertBefore, rewireInputs, uniqueName } from './graph_edit';
 import { applyInputScalings } from './input_scaling';
+import { upgradeDefaultOpset } from './opset_upgrade';
 import { replaceWithDequantizeLinear, replaceWithDequantized, replaceWithMatMulNBits } from './weights';
 
 export interface ExportInfo {
@@ -32,8 +33,8 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
   const aformat = parts.config.aformat;
   let opsetRaisedFrom: number | undefined;
   const raise = (v: number) => {
-    const r = ensureOpset(model, '', v);
-    if (r.raisedFrom !== undefined && opsetRaisedFrom === undefined) opsetRaisedFrom = r.raisedFrom;
+    const r = upgradeDefaultOpset(model, v);
+    if (r && opsetRaisedFrom === undefined) opsetRaisedFrom = r.from;
   };
 
   if (format === 'sim' && aformat !== 'none') {
