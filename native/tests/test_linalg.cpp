@@ -109,6 +109,9 @@ static void TestCholesky() {
     double ref_scale = 0;
     for (double x : ainv) ref_scale = std::max(ref_scale, std::fabs(x));
     CHECK(MaxAbsDiff(utu, ainv) < 1e-8 * ref_scale, "U^T U != A^-1");
+    auto in_place = a;
+    CHECK(UpperCholeskyOfInverse(in_place.data(), n, in_place.data()) == Status::kOk, "in place");
+    CHECK(in_place == uf, "in-place UpperCholeskyOfInverse differs");
     // Triangular solves.
     auto b = Random((size_t)n * 3), x = b;
     SolveLowerLeft(l.data(), n, x.data(), 3);

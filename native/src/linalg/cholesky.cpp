@@ -144,16 +144,21 @@ Status CholeskyInverse(const double* a, int64_t n, double* out, int threads) {
 Status UpperCholeskyOfInverse(const double* a, int64_t n, double* out, int threads) {
   if (n < 0 || (n > 0 && (!a || !out))) return Status::kInvalidArgument;
   // B = J A J (J reverses the order); B = L' L'^T gives A = R R^T with R = J L' J upper, and
-  // A^-1 = R^-T R^-1, so U = R^-1 = J L'^-1 J.
-  std::vector<double> b((size_t)n * n);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < n; ++j) b[(size_t)i * n + j] = a[(n - 1 - i) * n + (n - 1 - j)];
-  Status s = CholeskyLower(b.data(), n, threads);
-  if (s != Status::kOk) return s;
-  s = InvertLowerTriangular(b.data(), n, threads);
-  if (s != Status::kOk) return s;
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < n; ++j) out[i * n + j] = b[(size_t)(n - 1 - i) * n + (n - 1 - j)];
+  // A^-1 = R^-T R^-1, so U = R^-1 = J L'^-1 J. Reversal is an involution, so everything runs in
+  // place in `out` (K = 11008 Hessians are 1 GB each in fp64).
+  const size_t total = (size_t)n * n;
+  auto reverse_in_place = [&](double* m) {
+    for (size_t i = 0; i < total / 2; ++i) std::swap(m[i], m[total - 1 - i]);
+  };
+  if (out != a) std::copy(a, a + total, out);
+  reverse_in_place(out);  // element (i, j) -> (n-1-i, n-1-j) is index total-1-idx
+  Status s = CholeskyLower(out, n, threads);
+  if (s == Status::kOk) s = InvertLowerTriangular(out, n, threads);
+  if (s != Status::kOk) {
+    if (out == a) reverse_in_place(out);
+    return s;
+  }
+  reverse_in_place(out);
   return Status::kOk;
 }
 

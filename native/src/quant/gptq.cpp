@@ -51,17 +51,20 @@ Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian,
   if (gptq.act_order)
     std::stable_sort(perm.begin(), perm.end(),
                      [&](int32_t a, int32_t b) { return hessian[(size_t)a * k + a] > hessian[(size_t)b * k + b]; });
-  std::vector<double> h(kk);
-  for (int32_t r = 0; r < k; ++r)
-    for (int32_t c = 0; c < k; ++c) h[(size_t)r * k + c] = hessian[(size_t)perm[r] * k + perm[c]];
+  // Dead inputs (H_kk = 0) in permuted order; H itself is only read when U is built.
+  std::vector<char> dead_row(k, 0);
+  double mean_diag = 0;
+  for (int32_t r = 0; r < k; ++r) {
+    const double d = hessian[(size_t)perm[r] * k + perm[r]];
+    dead_row[r] = d == 0;
+    mean_diag += d == 0 ? 1.0 : d;
+  }
+  mean_diag /= k;
   std::vector<float> wp(kn);
   int32_t dead = 0;
   for (int32_t r = 0; r < k; ++r) {
-    const bool is_dead = h[(size_t)r * k + r] == 0;
-    if (is_dead) {
-      h[(size_t)r * k + r] = 1;
-      ++dead;
-    }
+    const bool is_dead = dead_row[r];
+    dead += is_dead;
     const float* src = w + (size_t)perm[r] * n;
     float* dst = wp.data() + (size_t)r * n;
     if (is_dead) std::fill(dst, dst + n, 0.0f);
@@ -86,21 +89,23 @@ Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian,
       RangeParams(orig.data(), n, b * g, std::min(k, (b + 1) * g), 0, n, cfg, params.data() + (size_t)b * n);
   }
 
-  // U: upper Cholesky factor of (H + damp * mean(diag) I)^-1, retried with more dampening.
-  double mean_diag = 0;
-  for (int32_t r = 0; r < k; ++r) mean_diag += h[(size_t)r * k + r];
-  mean_diag /= k;
+  // U: upper Cholesky factor of (H + damp * mean(diag) I)^-1 (dead diagonals set to 1), retried
+  // with more dampening.
   double damp = gptq.damp;
   std::vector<double> u(kk);
   Status st = Status::kNumericalError;
   for (int attempt = 0; attempt < 4; ++attempt, damp = damp > 0 ? damp * 10 : 1e-6) {
-    std::copy(h.begin(), h.end(), u.begin());
-    for (int32_t r = 0; r < k; ++r) u[(size_t)r * k + r] += damp * mean_diag;
+    for (int32_t r = 0; r < k; ++r) {
+      const double* src = hessian + (size_t)perm[r] * k;
+      double* dst = u.data() + (size_t)r * k;
+      for (int32_t c = 0; c < k; ++c) dst[c] = src[perm[c]];
+      if (dead_row[r]) dst[r] = 1;
+      dst[r] += damp * mean_diag;
+    }
     st = UpperCholeskyOfInverse(u.data(), k, u.data(), t);
     if (st == Status::kOk) break;
   }
   if (st != Status::kOk) return st;
-  std::vector<double>().swap(h);
   std::vector<float> uf(u.begin(), u.end());
   std::vector<double>().swap(u);
 
