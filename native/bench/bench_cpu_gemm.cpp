@@ -1,0 +1,144 @@
+// Times the W4A8 CPU paths: GemmW4A8 with each ISA's kernels for M in {1, 8, 32, 128, 512} on K x N
+// shapes (default 4096 x 4096), int4 asymmetric, group 128, per-(token, group) activation quantization.
+// M = 1 rotates through >= 1 GiB of distinct packed weights so that the weights stream from DRAM, as
+// they do in a real decode step; larger M reuse one weight (it is compute-bound there). Rounds interleave
+// the ISAs; the medians are printed with GB/s (packed weight bytes read per call) and TOPS (2*M*N*K).
+//
+// usage: bench_cpu_gemm [--rounds R] [--rotate-mib MiB] [--threads T] [--isa name] [--m 1,8,...] [--shape KxN]...
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "w4a8/cpu_kernels.h"
+
+using namespace w4a8;
+using namespace w4a8::cpu;
+
+namespace {
+
+double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+struct Shape {
+  int32_t k, n;
+};
+
+size_t PackedBytes(const CpuPackedView& v) {
+  const size_t meta = (size_t)v.n_panels * v.blocks_per_row * kCpuPanelN;
+  return (size_t)v.n_panels * (v.k_padded / kCpuChunkK) * kCpuChunkBytes + meta * (sizeof(float) + 1);
+}
+
+std::vector<int> ParseList(const char* s) {
+  std::vector<int> out;
+  for (const char* p = s; *p;) {
+    out.push_back(std::atoi(p));
+    const char* comma = std::strchr(p, ',');
+    if (!comma) break;
+    p = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int rounds = 7, threads = 0, group = 128;
+  double rotate_mib = 1100.0;
+  std::vector<int> ms = {1, 8, 32, 128, 512};
+  std::vector<Shape> shapes;
+  std::vector<Isa> isas;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const char* val = i + 1 < argc ? argv[i + 1] : "";
+    if (arg == "--rounds") rounds = std::max(1, std::atoi(val)), ++i;
+    else if (arg == "--rotate-mib") rotate_mib = std::atof(val), ++i;
+    else if (arg == "--threads") threads = std::atoi(val), ++i;
+    else if (arg == "--group") group = std::atoi(val), ++i;
+    else if (arg == "--m") ms = ParseList(val), ++i;
+    else if (arg == "--shape") {
+      Shape s{};
+      if (std::sscanf(val, "%dx%d", &s.k, &s.n) != 2) { std::fprintf(stderr, "--shape wants KxN, got %s\n", val); return 2; }
+      shapes.push_back(s), ++i;
+    } else if (arg == "--isa") {
+      Isa isa;
+      if (!ParseIsa(val, &isa)) { std::fprintf(stderr, "unknown ISA %s\n", val); return 2; }
+      isas.push_back(isa), ++i;
+    } else {
+      std::fprintf(stderr, "unknown argument %s (see the header of bench_cpu_gemm.cpp)\n", arg.c_str());
+      return 2;
+    }
+  }
+  if (shapes.empty()) shapes.push_back({4096, 4096});
+  if (isas.empty()) {
+    // the scalar path is a correctness twin; timing it at large M would take minutes
+    for (Isa isa : AvailableIsas()) if (isa != Isa::kScalar) isas.push_back(isa);
+  }
+  if (threads > 0) SetNumThreads(threads);
+  std::printf("threads %d, group %d, int4 asymmetric, per-(token, group) activation quantization, %d rounds\n",
+              NumThreads(), group, rounds);
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx}) {
+    if (!IsaAvailable(isa)) std::printf("(%s not available: %s)\n", IsaName(isa), IsaUnavailableReason(isa));
+  }
+
+  std::mt19937 rng(1);
+  for (const Shape& shape : shapes) {
+    // One random canonical weight, packed many times for the DRAM-streaming M = 1 case.
+    std::vector<uint8_t> codes(CodeBytes(shape.n, shape.k, group)), zps(ZeroPointBytes(shape.n, shape.k, group));
+    std::vector<float> scales(ScaleCount(shape.n, shape.k, group));
+    for (auto& c : codes) c = (uint8_t)rng();
+    for (auto& z : zps) z = (uint8_t)rng();
+    for (auto& s : scales) s = 0.01f + 0.001f * (float)(rng() % 64);
+    const QuantizedWeight w{WeightFormat::kInt4, shape.n, shape.k, group, codes.data(), scales.data(), zps.data()};
+    std::unique_ptr<PackedWeight> first;
+    if (Prepack(w, isas.front(), &first) != Status::kOk) { std::fprintf(stderr, "prepack failed\n"); return 1; }
+    const size_t bytes = PackedBytes(first->view());
+    const int copies = std::max(1, (int)(rotate_mib * 1048576.0 / (double)bytes + 0.999));
+    std::vector<std::unique_ptr<PackedWeight>> rotation;
+    rotation.push_back(std::move(first));
+    const bool want_m1 = std::find(ms.begin(), ms.end(), 1) != ms.end();
+    for (int c = 1; want_m1 && c < copies; ++c) {
+      std::unique_ptr<PackedWeight> p;
+      if (Prepack(w, isas.front(), &p) != Status::kOk) { std::fprintf(stderr, "prepack failed\n"); return 1; }
+      rotation.push_back(std::move(p));
+    }
+    std::printf("\nK=%d N=%d: packed weight %.2f MiB; M=1 rotates through %zu copies (%.0f MiB)\n", shape.k, shape.n,
+                bytes / 1048576.0, rotation.size(), rotation.size() * bytes / 1048576.0);
+    std::printf("%-11s %5s %11s %9s %8s\n", "isa", "M", "median ms", "GB/s", "TOPS");
+    for (int m : ms) {
+      std::vector<float> x((size_t)m * shape.k), y((size_t)m * shape.n);
+      for (auto& v : x) v = (float)((int)(rng() % 2001) - 1000) / 1000.0f;
+      const int calls = m == 1 ? (int)rotation.size() : std::max(1, (int)(2e9 / (2.0 * m * shape.n * shape.k)));
+      std::vector<std::vector<double>> per_call(isas.size());
+      for (int r = 0; r < rounds + 1; ++r) {  // round 0 warms up
+        for (size_t i = 0; i < isas.size(); ++i) {
+          GemmArgs a;
+          a.m = m;
+          a.x = x.data();
+          a.y = y.data();
+          const double t0 = Now();
+          for (int c = 0; c < calls; ++c) {
+            const PackedWeight& pw = *rotation[m == 1 ? c % rotation.size() : 0];
+            if (GemmW4A8WithIsa(pw, isas[i], a) != Status::kOk) { std::fprintf(stderr, "gemm failed\n"); return 1; }
+          }
+          if (r > 0) per_call[i].push_back((Now() - t0) / calls);
+        }
+      }
+      for (size_t i = 0; i < isas.size(); ++i) {
+        const double s = Median(per_call[i]);
+        std::printf("%-11s %5d %11.4f %9.2f %8.3f\n", IsaName(isas[i]), m, s * 1e3, bytes / s / 1e9,
+                    2.0 * m * shape.n * (double)shape.k / s / 1e12);
+      }
+    }
+  }
+  return 0;
+}
