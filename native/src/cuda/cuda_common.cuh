@@ -62,12 +62,13 @@ __device__ __forceinline__ uint32_t SharedAddress(const void* p) {
 // 16-byte global -> shared copy; src_bytes 0 fills the destination with zeros (rows past m).
 __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(smem)), "l"(gmem),
-               "r"(src_bytes));
+               "r"(src_bytes)
+               : "memory");
 }
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int kPending>
 __device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 // Four 8x8 b16 matrices: exactly the A fragment of mma m16n8k32 s8 when lanes 0-7, 8-15, 16-23, 24-31
