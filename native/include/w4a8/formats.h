@@ -232,11 +232,17 @@ inline void PackWeightForCuda(const QuantizedWeight& w, uint32_t* codes, float* 
       scales[s] = fp4 ? 0.5f * w.scales[(size_t)n * blocks + g] : w.scales[(size_t)n * blocks + g];
       zero_points[s] = fp4 ? 0 : (uint8_t)ZeroPointAt(w.zero_points, blocks, n, g);
     }
+    // A row's codes are contiguous, code k in byte k / 2 (blocks hold group_size / 2 bytes each).
+    const uint8_t* row = w.codes + (size_t)n * blocks * (w.group_size / 2);
     for (int32_t k = 0; k < v.k_padded; ++k) {
-      const int32_t g = k / w.group_size;
-      // k >= K gets the neutral code: the zero point inside a real group, else 0 (scale 0 there).
-      const int code = k < w.k ? CodeAt(w.codes, w.k, w.group_size, n, k)
-                               : ((fp4 || g >= blocks) ? 0 : ZeroPointAt(w.zero_points, blocks, n, g));
+      int code;
+      if (k < w.k) {
+        code = (k & 1) ? (row[k >> 1] >> 4) : (row[k >> 1] & 0x0f);
+      } else {
+        // k >= K gets the neutral code: the zero point inside a real group, else 0 (scale 0 there).
+        const int32_t g = k / w.group_size;
+        code = (fp4 || g >= blocks) ? 0 : ZeroPointAt(w.zero_points, blocks, n, g);
+      }
       int nibble = 0;
       codes[CudaPackedWordIndex(v, n, k, &nibble)] |= (uint32_t)code << (4 * nibble);
     }
