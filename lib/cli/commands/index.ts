@@ -7,6 +7,7 @@ import { inspectCommand } from './inspect';
 import { importCommand } from './import';
 import { quantizeCommand } from './quantize';
 import { sweepCommand } from './sweep';
+import { demoCommand } from './demo';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, importCommand, inspectCommand, evalCommand, generateCommand, quantizeCommand, sweepCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, importCommand, inspectCommand, evalCommand, generateCommand, quantizeCommand, sweepCommand, demoCommand];
