@@ -1,9 +1,10 @@
 // Raising a model's default opset (QDQ int4 needs 21, the FP8 Cast 19, the sim subgraph 13)
 // changes the meaning of a few existing nodes. Those whose attributes became inputs are
 // rewritten (the axes of Squeeze/Unsqueeze/ReduceSum at 13, of every other Reduce* at 18, Split's
-// split at 13); ops whose semantics changed without a mechanical rewrite are refused by name.
+// split at 13 and its num_outputs at 18); ops whose semantics changed without a mechanical rewrite are refused by name.
 import type { NodeProto } from 'onnx-buf';
 import { W4A8Error } from '../errors';
+import { makeAttribute } from '../onnx/build';
 import { DataType } from '../onnx/dtype';
 import type { OnnxModel } from '../onnx/model';
 import { makeTensor, replaceInitializer } from '../onnx/tensor';
@@ -45,6 +46,10 @@ export function upgradeDefaultOpset(model: OnnxModel, to: number): { from: numbe
     if (from < 13 && to >= 13 && AXES_TO_INPUT_AT_13.has(n.opType)) moveIntsToInput(model, n, 'axes', 1);
     if (from < 13 && to >= 13 && n.opType === 'Split') moveIntsToInput(model, n, 'split', 1);
     if (from < 18 && to >= 18 && AXES_TO_INPUT_AT_18.has(n.opType)) moveIntsToInput(model, n, 'axes', 1);
+    // From 18 an equal Split must say how many parts it makes.
+    if (from < 18 && to >= 18 && n.opType === 'Split' && (n.input[1] ?? '') === '' && !n.attribute.some((a) => a.name === 'num_outputs')) {
+      n.attribute.push(makeAttribute('num_outputs', n.output.length));
+    }
   }
   for (const o of model.proto.opsetImport) if (o.domain === '' || o.domain === 'ai.onnx') o.version = BigInt(to);
   return { from };

@@ -8,7 +8,7 @@ import { makeModel, makeNode, makeValueInfo } from '../../lib/onnx/build';
 import { DataType } from '../../lib/onnx/dtype';
 import { saveModel } from '../../lib/onnx/model';
 import { makeFloatTensorLike } from '../../lib/onnx/tensor';
-import { CALIB_TEXT, STORIES_TOKENIZER, writeToyLm } from '../helpers/quant_fixtures';
+import { CALIB_TEXT, EVAL_TEXT, STORIES_TOKENIZER, writeToyLm } from '../helpers/quant_fixtures';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'w4a8.js');
@@ -86,5 +86,41 @@ describeCli('w4a8 quantize (CLI)', () => {
   });
   it('refuses NaN weights (exit 1)', () => {
     expectFailure(w4a8(['quantize', path.join(dir, 'nan', 'model.onnx'), '-o', path.join(outDir, 'q.onnx'), '--calib', CALIB_TEXT, '--calib-tokens', '256']), 1, /NaN\/Inf/);
+  });
+});
+
+describeCli('w4a8 sweep (CLI)', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-sweep-cli-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('evaluates a JSON grid and writes the table, the JSON and the SVG chart', () => {
+    const toy = writeToyLm(path.join(dir, 'toy'), { dtype: 'float32', external: false });
+    const configs = path.join(dir, 'grid.json');
+    fs.writeFileSync(configs, JSON.stringify([{ method: 'rtn', aformat: 'none' }, { method: 'gptq', group: 0, sym: true, format: 'matmulnbits' }, { method: 'awq', wformat: 'fp4', aformat: 'fp8' }]));
+    const out = path.join(dir, 'sweep');
+    const r = w4a8(['sweep', toy, '--calib', CALIB_TEXT, '--eval', EVAL_TEXT, '--configs', configs, '--ctx', '64', '--max-tokens', '300', '--calib-tokens', '512', '--out', out, '--json']);
+    expect(r.status).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.baseline.tokens).toBe(300);
+    expect(report.rows.map((x: { label: string; exportFormat: string }) => `${x.label} [${x.exportFormat}]`)).toEqual([
+      'rtn int4-asym g32 A16 [sim]',
+      'gptq int4-sym per-channel A8 int8 [matmulnbits]',
+      'awq fp4 g32 A8 fp8 [sim]',
+    ]);
+    for (const row of report.rows) expect(Number.isFinite(row.ppl) && row.ppl > 1).toBe(true);
+    expect(fs.readdirSync(out).sort()).toEqual(['sweep.json', 'sweep.md', 'sweep.svg']);
+    expect(fs.readFileSync(path.join(out, 'sweep.md'), 'utf8')).toMatch(/\| gptq \| int4 sym \| per-channel \| oc \| int8 \| matmulnbits \|/);
+    expect(fs.readFileSync(path.join(out, 'sweep.svg'), 'utf8')).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  });
+  it('refuses a grid entry the export cannot carry (exit 2)', () => {
+    const configs = path.join(dir, 'bad.json');
+    fs.writeFileSync(configs, JSON.stringify([{ method: 'rtn', wformat: 'fp4', format: 'qdq' }]));
+    const r = w4a8(['sweep', path.join(dir, 'toy', 'model.onnx'), '--calib', CALIB_TEXT, '--eval', EVAL_TEXT, '--configs', configs, '--out', path.join(dir, 'bad')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--format sim/);
+    expect(fs.existsSync(path.join(dir, 'bad'))).toBe(false);
   });
 });

@@ -8,7 +8,7 @@ import { modelBytes, type OnnxModel } from '../../lib/onnx/model';
 
 function build(opset: number, nodes: ReturnType<typeof makeNode>[]): OnnxModel {
   return makeModel(
-    { name: 't', nodes, inputs: [makeValueInfo('x', DataType.FLOAT, [2, 3, 4])], outputs: [makeValueInfo('y', DataType.FLOAT, [1, 2, 1])], initializers: [] },
+    { name: 't', nodes, inputs: [makeValueInfo('x', DataType.FLOAT, [2, 3, 4])], outputs: [makeValueInfo('y', DataType.FLOAT, [1, 1, 1])], initializers: [] },
     [{ domain: '', version: opset }],
   );
 }
@@ -22,11 +22,13 @@ async function run(m: OnnxModel, x: Float32Array): Promise<Float32Array> {
 
 describe('upgradeDefaultOpset', () => {
   const x = Float32Array.from({ length: 24 }, (_, i) => Math.sin(i + 1) * 3);
-  it('moves Reduce* and Unsqueeze axes into inputs (11 -> 21) and keeps the result', async () => {
+  it('moves Reduce* and Unsqueeze axes into inputs and counts Split outputs (11 -> 21) and keeps the result', async () => {
     const nodes = () => [
       makeNode('ReduceMean', ['x'], ['m'], { axes: [-1], keepdims: 0 }, { name: 'mean' }),
       makeNode('ReduceMax', ['m'], ['mx'], { axes: [1], keepdims: 1 }, { name: 'max' }),
-      makeNode('Unsqueeze', ['mx'], ['y'], { axes: [0] }, { name: 'unsq' }),
+      makeNode('Unsqueeze', ['mx'], ['u'], { axes: [0] }, { name: 'unsq' }),
+      makeNode('Split', ['u'], ['s0', 's1'], { axis: 1 }, { name: 'split' }),
+      makeNode('Add', ['s0', 's1'], ['y'], {}, { name: 'add' }),
     ];
     const before = await run(build(11, nodes()), x);
     const m = build(11, nodes());
