@@ -5,7 +5,9 @@
 //
 // Kernel calls take a trailing `sync` flag: false (default) -> Promise on the libuv pool, the typed
 // arrays kept alive until it settles; true -> runs inline (tiny calls, benchmarks).
+#include <cmath>
 #include <cstring>
+#include <random>
 #include <memory>
 #include <string>
 #include <vector>
@@ -148,6 +150,13 @@ class PackedWeightWrap : public Napi::ObjectWrap<PackedWeightWrap> {
     if (!w || !w->handle_) throw Napi::Error::New(env, "CpuPackedWeight: used after dispose()");
     return w->handle_;
   }
+  // Same, for calls that read the canonical arrays.
+  static std::shared_ptr<WeightHandle> FromCanonical(const Napi::CallbackInfo& info, size_t i, const char* what) {
+    auto h = From(info, i);
+    if (!h->canonical.codes)
+      ThrowRange(info.Env(), std::string(what) + " needs the canonical weights: prepack with keepCanonical: true");
+    return h;
+  }
 
  private:
   Napi::Value N(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), Live(info)->canonical.n); }
@@ -190,8 +199,9 @@ Napi::Object WrapHandle(Napi::Env env, std::shared_ptr<WeightHandle> h) {
 }
 
 // cpuPrepackWeight(format 0 int4 | 1 fp4, n, k, groupSize, codes: Uint8Array, scales: Float32Array,
-//                  zeroPoints: Uint8Array | null, isa: string | null, sync?: boolean)
-//   -> Promise<CpuPackedWeight> (or the object when sync)
+//                  zeroPoints: Uint8Array | null, isa: string | null, sync?: boolean, keepCanonical?: boolean)
+//   -> Promise<CpuPackedWeight> (or the object when sync). keepCanonical (default true) keeps a copy of
+//   the canonical arrays for W4A16, the references and dequantization; false halves the memory.
 Napi::Value PrepackWeight(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto format = (WeightFormat)IntArg(info, 0, "format", 0, 1);
@@ -209,6 +219,11 @@ Napi::Value PrepackWeight(const Napi::CallbackInfo& info) {
   if (zps && zp_len != ZeroPointBytes(n, k, gs)) ThrowRange(env, "zeroPoints length does not match n, k and groupSize");
   const Isa isa = IsaArg(info, 7, cpu::DefaultIsa());
   const bool sync = SyncArg(info, 8);
+  bool keep_canonical = true;
+  if (info.Length() > 9 && !info[9].IsUndefined()) {
+    if (!info[9].IsBoolean()) ThrowType(env, "keepCanonical must be a boolean");
+    keep_canonical = info[9].As<Napi::Boolean>().Value();
+  }
 
   // Copies are made here, on the main thread, so the caller may reuse its arrays at once.
   auto h = std::make_shared<WeightHandle>();
@@ -216,8 +231,16 @@ Napi::Value PrepackWeight(const Napi::CallbackInfo& info) {
   h->scales.assign(scales, scales + scales_len);
   if (zps) h->zero_points.assign(zps, zps + zp_len);
   h->canonical = QuantizedWeight{format, n, k, gs, h->codes.data(), h->scales.data(), zps ? h->zero_points.data() : nullptr};
-  auto work = [h, isa]() {
+  auto work = [h, isa, keep_canonical]() {
     Status s = cpu::Prepack(h->canonical, isa, &h->packed);
+    if (s == Status::kOk && !keep_canonical) {
+      h->codes = {};
+      h->scales = {};
+      h->zero_points = {};
+      h->canonical.codes = nullptr;
+      h->canonical.scales = nullptr;
+      h->canonical.zero_points = nullptr;
+    }
     if (s == Status::kOk) {
       const CpuPackedView& v = h->packed->view();
       const size_t packed_bytes = (size_t)v.n_panels * (v.k_padded / kCpuChunkK) * kCpuChunkBytes +
@@ -276,7 +299,7 @@ Napi::Value GemmW4A8(const Napi::CallbackInfo& info) {
 
 // cpuGemmW4A8Reference(weight, x, m, y, bias|null, act 0|1, sync?)
 Napi::Value GemmW4A8Reference(const Napi::CallbackInfo& info) {
-  auto h = PackedWeightWrap::From(info, 0);
+  auto h = PackedWeightWrap::FromCanonical(info, 0, "cpuGemmW4A8Reference");
   GemmIo io = GemmIoArgs(info, *h, "cpuGemmW4A8Reference");
   io.args.act = ActArg(info, 5);
   const cpu::GemmArgs a = io.args;
@@ -286,7 +309,7 @@ Napi::Value GemmW4A8Reference(const Napi::CallbackInfo& info) {
 
 // cpuGemmW4A16(weight, x, m, y, bias|null, isa|null, sync?)
 Napi::Value GemmW4A16(const Napi::CallbackInfo& info) {
-  auto h = PackedWeightWrap::From(info, 0);
+  auto h = PackedWeightWrap::FromCanonical(info, 0, "cpuGemmW4A16");
   GemmIo io = GemmIoArgs(info, *h, "cpuGemmW4A16");
   const Isa isa = IsaArg(info, 5, h->packed->isa());
   const cpu::GemmArgs a = io.args;
@@ -296,7 +319,7 @@ Napi::Value GemmW4A16(const Napi::CallbackInfo& info) {
 
 // cpuGemmW4A16Reference(weight, x, m, y, bias|null, sync?)
 Napi::Value GemmW4A16Reference(const Napi::CallbackInfo& info) {
-  auto h = PackedWeightWrap::From(info, 0);
+  auto h = PackedWeightWrap::FromCanonical(info, 0, "cpuGemmW4A16Reference");
   GemmIo io = GemmIoArgs(info, *h, "cpuGemmW4A16Reference");
   const cpu::GemmArgs a = io.args;
   return Dispatch(info, SyncArg(info, 5), "cpuGemmW4A16Reference",
@@ -306,7 +329,7 @@ Napi::Value GemmW4A16Reference(const Napi::CallbackInfo& info) {
 // cpuGemmDequantizedF64(weight, x, m, y: Float64Array, sync?): float64 x * dequantized W^T, no bias.
 Napi::Value GemmDequantizedF64(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto h = PackedWeightWrap::From(info, 0);
+  auto h = PackedWeightWrap::FromCanonical(info, 0, "cpuGemmDequantizedF64");
   const int32_t m = (int32_t)IntArg(info, 2, "m", 1, kMaxTokens);
   size_t x_len = 0, y_len = 0;
   const float* x = TypedArg<float>(info, 1, napi_float32_array, "x", &x_len);
@@ -372,6 +395,8 @@ Napi::Value GemmW4A8Kron(const Napi::CallbackInfo& info) {
   RequireNoAlias(info, 3, {11, 12}, "cpuGemmW4A8Kron");
   if (info.Length() <= 13 || !info[13].IsBoolean()) ThrowType(env, "reference must be a boolean");
   const bool reference = info[13].As<Napi::Boolean>().Value();
+  if (reference && !h->canonical.codes)
+    ThrowRange(env, "cpuGemmW4A8Kron reference needs the canonical weights: prepack with keepCanonical: true");
   const cpu::GemmArgs a = io.args;
   return Dispatch(info, SyncArg(info, 14), "cpuGemmW4A8Kron",
                   [h, kt, a, reference]() {
@@ -379,6 +404,46 @@ Napi::Value GemmW4A8Kron(const Napi::CallbackInfo& info) {
                                      : cpu::GemmW4A8Kron(*h->packed, kt, a);
                   },
                   {1, 3, 4, 11, 12}, Napi::Value());
+}
+
+// cpuDequantizeKN(weight, out: Float32Array [k][n], sync?): the fp32 ONNX MatMul B of the weight.
+Napi::Value DequantizeKN(const Napi::CallbackInfo& info) {
+  auto h = PackedWeightWrap::FromCanonical(info, 0, "cpuDequantizeKN");
+  size_t len = 0;
+  float* out = TypedArg<float>(info, 1, napi_float32_array, "out", &len);
+  if (len != (size_t)h->canonical.n * h->canonical.k) ThrowRange(info.Env(), "cpuDequantizeKN: out must hold k * n values");
+  return Dispatch(info, SyncArg(info, 2), "cpuDequantizeKN", [h, out]() { return cpu::DequantizeToKN(h->canonical, out); },
+                  {1}, Napi::Value());
+}
+
+// cpuFillRandom(out: Float32Array | Uint8Array, seed, lo, hi, normal?: boolean): test and benchmark
+// data. Float32: uniform [lo, hi) or normal(mean lo, std hi); Uint8: uniform integers lo..hi.
+Napi::Value FillRandom(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const uint64_t seed = (uint64_t)IntArg(info, 1, "seed", 0, (int64_t)1 << 53);
+  if (info.Length() < 4 || !info[2].IsNumber() || !info[3].IsNumber()) ThrowType(env, "lo and hi must be numbers");
+  const double lo = info[2].As<Napi::Number>().DoubleValue(), hi = info[3].As<Napi::Number>().DoubleValue();
+  if (!(lo <= hi) || !std::isfinite(lo) || !std::isfinite(hi)) ThrowRange(env, "lo and hi must be finite with lo <= hi");
+  const bool normal = info.Length() > 4 && info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
+  std::mt19937_64 rng(seed);
+  if (info.Length() > 0 && info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    size_t len = 0;
+    uint8_t* out = TypedArg<uint8_t>(info, 0, napi_uint8_array, "out", &len);
+    if (lo < 0 || hi > 255) ThrowRange(env, "byte range must lie in 0..255");
+    std::uniform_int_distribution<int> d((int)lo, (int)hi);
+    for (size_t i = 0; i < len; ++i) out[i] = (uint8_t)d(rng);
+    return env.Undefined();
+  }
+  size_t len = 0;
+  float* out = TypedArg<float>(info, 0, napi_float32_array, "out", &len);
+  if (normal) {
+    std::normal_distribution<float> d((float)lo, (float)hi);
+    for (size_t i = 0; i < len; ++i) out[i] = d(rng);
+  } else {
+    std::uniform_real_distribution<float> d((float)lo, (float)hi);
+    for (size_t i = 0; i < len; ++i) out[i] = d(rng);
+  }
+  return env.Undefined();
 }
 
 Napi::Value CpuIsas(const Napi::CallbackInfo& info) {
@@ -424,6 +489,8 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuGemmDequantizedF64", Napi::Function::New(env, GemmDequantizedF64));
   exports.Set("cpuKroneckerAdd", Napi::Function::New(env, KroneckerAdd));
   exports.Set("cpuGemmW4A8Kron", Napi::Function::New(env, GemmW4A8Kron));
+  exports.Set("cpuDequantizeKN", Napi::Function::New(env, DequantizeKN));
+  exports.Set("cpuFillRandom", Napi::Function::New(env, FillRandom));
 }
 
 }  // namespace

@@ -56,5 +56,7 @@ Status GemmW4A8KronReference(const QuantizedWeight& w, const KronTerms& kt, cons
 // y [m][n] = sum_k x[m][k] * DequantizeAt(w, n, k) in double: the answer a kernel would give with
 // no activation quantization and no rounding; used to report each kernel's relative error.
 Status GemmDequantizedF64(const QuantizedWeight& w, int32_t m, const float* x, double* y);
+// out [k][n] = DequantizeAt(w, n, k): the ONNX MatMul B matrix of the same weights (fp32 baselines).
+Status DequantizeToKN(const QuantizedWeight& w, float* out);
 
 }  // namespace w4a8::cpu

@@ -74,4 +74,15 @@ Status GemmDequantizedF64(const QuantizedWeight& w, int32_t m, const float* x, d
   return Status::kOk;
 }
 
+Status DequantizeToKN(const QuantizedWeight& w, float* out) {
+  if (!ValidWeight(w) || !out) return Status::kInvalidArgument;
+  // Each task owns a band of k rows of `out`, written contiguously.
+  const int64_t tasks = TaskCount(w.k);
+  ParallelFor(tasks, [&](int64_t i) {
+    for (int32_t k = (int32_t)(w.k * i / tasks); k < (int32_t)(w.k * (i + 1) / tasks); ++k)
+      for (int32_t n = 0; n < w.n; ++n) out[(size_t)k * w.n + n] = DequantizeAt(w, n, k);
+  });
+  return Status::kOk;
+}
+
 }  // namespace w4a8::cpu
