@@ -51,7 +51,7 @@ export function qualityDoc(report: SweepReport): string {
   lines.push('Reproduce:', '', '```sh');
   lines.push('w4a8 import llama2c /work/shared/models/stories260K/stories260K.bin --tokenizer /work/shared/models/stories260K/tok512.bin -o /tmp/s260k');
   lines.push(
-    `w4a8 sweep /tmp/s260k/model.onnx --calib ${report.calibText} --eval ${report.evalText} --preset issue3 --ctx ${report.ctx} --max-tokens ${report.maxTokens} --out /tmp/s260k-sweep --quality docs/QUALITY.md`,
+    `w4a8 sweep /tmp/s260k/model.onnx --calib ${report.calibText} --eval ${report.evalText} --preset issue3 --ctx ${report.ctx} --max-tokens ${report.maxTokens} --out docs/quality --quality docs/QUALITY.md`,
   );
   lines.push('```', '');
 
