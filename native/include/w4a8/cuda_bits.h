@@ -84,6 +84,52 @@ W4A8_HD float Int8x4ByteToFloat(uint32_t int8x4, int i) {
   return f - 8388736.0f;  // 2^23 + 128
 }
 
+// ---- W4A8 GEMM tile geometry (gemm_w4a8.cu; emulated on the CPU by test_cuda_gemm_emulation) ------
+
+// Shared-memory A tile: 64-byte rows (k 0..63 of a stage), 16-byte chunk c of row r stored at chunk
+// c ^ ((r / 2) % 4), so that the 8 rows an ldmatrix phase reads land in 8 distinct bank groups.
+W4A8_HD int GemmASharedOffset(int r, int c) { return r * 64 + ((c ^ ((r >> 1) & 3)) << 4); }
+// ldmatrix.x4 for the A fragment of k32 step s (0, 1) of a 16-row slab: lanes 0-7 address rows 0-7
+// at k 0-15, lanes 8-15 rows 8-15 at k 0-15, lanes 16-23 rows 0-7 at k 16-31, lanes 24-31 rows 8-15.
+W4A8_HD int LdMatrixRowOfLane(int lane) { return (lane & 7) + ((lane >> 3) & 1) * 8; }
+W4A8_HD int LdMatrixChunkOfLane(int lane, int s) { return s * 2 + (lane >> 4); }
+// Shared-memory B stage (the packed layout of one 128-channel tile, 2 k32 steps): the 16 bytes of
+// lane `lane` of quad `quad` at step s.
+W4A8_HD int GemmBSharedOffset(int s, int quad, int lane) { return s * 2048 + (quad * 32 + lane) * 16; }
+// Accumulator r (0..3) of an m16n8 MMA held by `lane`: its row in the 16 and column in the 8.
+W4A8_HD int MmaAccRow(int lane, int r) { return (lane >> 2) + (r >> 1) * 8; }
+W4A8_HD int MmaAccCol(int lane, int r) { return 2 * (lane & 3) + (r & 1); }
+// K-group bookkeeping of one split [k_begin, k_end) (group_size >= 32): scales and zero points are
+// (re)loaded where a group or the split starts, int32 sums flushed where a group or the split ends.
+W4A8_HD bool GemmGroupStarts(int kglob, int group_size, int k_begin) {
+  return (kglob & (group_size - 1)) == 0 || kglob == k_begin;
+}
+W4A8_HD bool GemmGroupEnds(int kglob, int group_size, int k_end) {
+  return ((kglob + kCudaMmaK) & (group_size - 1)) == 0 || kglob + kCudaMmaK == k_end;
+}
+
+// Launch shape of the W4A8 GEMM: block rows (16, 64 or 128) and the number of K splits, from m, the
+// packed shape and the multiprocessor count. Split K when the output tiles alone would leave SMs idle
+// (decode-sized m): about 4 blocks per SM, at least 2 k-tiles (128 k) per split, and partial sums
+// (splits * m * n * 4 bytes, written and read once) under a quarter of the weight bytes: splits <= k / (16 m).
+struct GemmLaunchShape {
+  int32_t block_rows, splits, tiles_per_split;
+};
+W4A8_HD GemmLaunchShape W4A8GemmLaunchShape(int32_t m, const CudaPackedView& v, int32_t sms) {
+  GemmLaunchShape s{16, 1, 0};
+  const int64_t n_tiles = v.n_padded / kCudaTileN;
+  if (m > 16) s.block_rows = n_tiles * ((m + 127) / 128) >= sms ? 128 : 64;
+  const int64_t blocks = n_tiles * ((m + s.block_rows - 1) / s.block_rows);
+  const int32_t k_tiles = v.k_padded / kCudaTileK;
+  const int64_t want = (4 * (int64_t)sms + blocks - 1) / blocks;
+  int32_t most = k_tiles / 2 < v.k / (16 * m) ? k_tiles / 2 : v.k / (16 * m);
+  if (most < 1) most = 1;
+  const int32_t splits = (int32_t)(want < most ? want : most);
+  s.tiles_per_split = (k_tiles + splits - 1) / splits;
+  s.splits = (k_tiles + s.tiles_per_split - 1) / s.tiles_per_split;
+  return s;
+}
+
 // ---- FP8 E4M3 (the "FN" variant: no infinities, 0x7f/0xff NaN, max 448) ---------------------
 
 constexpr float kE4M3Max = 448.0f;

@@ -50,8 +50,6 @@ struct TileConfig {
   static constexpr int kSmemBytes = kStages * kStageBytes;
 };
 
-// Byte offset of 16-byte chunk c (0..3) of row r in a swizzled 64-byte-row A tile.
-__device__ __forceinline__ int ASwizzle(int r, int c) { return r * kBK + ((c ^ ((r >> 1) & 3)) << 4); }
 
 template <int kWarpsM, int kMI>
 __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
@@ -61,7 +59,7 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wn = warp % kWarpsN, wm = warp / kWarpsN;
-  const int g = lane >> 2, t = lane & 3;
+  const int g = lane >> 2;  // the B fragment column (channel) of this lane
   const int n0 = blockIdx.x * kBN;
   const int m0 = blockIdx.y * Cfg::kBM;
   const int kt_begin = blockIdx.z * p.tiles_per_split;
@@ -77,7 +75,7 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
       const int r = i >> 2, c = i & 3, gm = m0 + r;
       const bool in = gm < p.m;
       const int8_t* src = p.xq + (size_t)(in ? gm : 0) * p.ldq + kt * kBK + c * 16;
-      CpAsync16(sa + ASwizzle(r, c), src, in ? 16 : 0);
+      CpAsync16(sa + GemmASharedOffset(r, c), src, in ? 16 : 0);
     }
     const uint8_t* bsrc = b_tile0 + (size_t)kt * kBStageBytes;
     for (int i = threadIdx.x; i < kBStageBytes / 16; i += Cfg::kThreads) CpAsync16(sb + i * 16, bsrc + i * 16, 16);
@@ -102,7 +100,7 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       zp[j] = (uint32_t)__ldg(p.zero_points + base + j * 8 + g);
-      wscale[j] = __ldg(reinterpret_cast<const float2*>(p.scales + base + j * 8 + 2 * t));
+      wscale[j] = __ldg(reinterpret_cast<const float2*>(p.scales + base + j * 8 + MmaAccCol(lane, 0)));
     }
   };
   auto flush = [&]() {
@@ -152,18 +150,18 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
       uint32_t a[kMI][4];
 #pragma unroll
       for (int mi = 0; mi < kMI; ++mi) {
-        const int r = wm * kMI * 16 + mi * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-        LdMatrixX4(a[mi], sa + ASwizzle(r, s * 2 + (lane >> 4)));
+        const int r = wm * kMI * 16 + mi * 16 + LdMatrixRowOfLane(lane);
+        LdMatrixX4(a[mi], sa + GemmASharedOffset(r, LdMatrixChunkOfLane(lane, s)));
       }
-      const uint4 bw = *reinterpret_cast<const uint4*>(sb + s * kStepBytes + (wn * 32 + lane) * 16);
+      const uint4 bw = *reinterpret_cast<const uint4*>(sb + GemmBSharedOffset(s, wn, lane));
       const uint32_t words[4] = {bw.x, bw.y, bw.z, bw.w};
       uint32_t b[4][2];
       if (p.group_size >= kCudaMmaK) {
         // A split may start or end inside a group: its part of the group is flushed on its own.
-        if ((kglob & (p.group_size - 1)) == 0 || kglob == k_begin) load_group(kglob >> p.group_shift);
+        if (GemmGroupStarts(kglob, p.group_size, k_begin)) load_group(kglob >> p.group_shift);
         unpack(words, b);
         mma_all(a, b);
-        if (((kglob + kCudaMmaK) & (p.group_size - 1)) == 0 || kglob + kCudaMmaK == k_end) flush();
+        if (GemmGroupEnds(kglob, p.group_size, k_end)) flush();
       } else {
         // Group size 16: k 0-15 of the step (register b0) and k 16-31 (b1) belong to two groups.
 #pragma unroll
@@ -185,14 +183,14 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
   for (int mi = 0; mi < kMI; ++mi) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const int m = m0 + wm * kMI * 16 + mi * 16 + g + half * 8;
+      const int m = m0 + wm * kMI * 16 + mi * 16 + MmaAccRow(lane, 2 * half);
       if (m >= p.m) continue;
       const float xs = __ldg(p.x_scales + m);
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const int n = n0 + wn * 32 + j * 8 + 2 * t + e;
+          const int n = n0 + wn * 32 + j * 8 + MmaAccCol(lane, e);
           const float v = out[mi][j][half * 2 + e] * xs;
           if (p.partial) {
             p.partial[((size_t)blockIdx.z * p.m + m) * p.n_padded + n] = v;
@@ -220,32 +218,11 @@ Status Launch(const GemmParams& p, cudaStream_t stream) {
 }
 
 
-int32_t BlockRows(int32_t m, const CudaPackedView& v) {
-  if (m <= 16) return 16;
-  // The largest tile that still gives every multiprocessor a block; 64 rows otherwise.
-  const int64_t big_blocks = (int64_t)(v.n_padded / kBN) * ((m + 127) / 128);
-  return big_blocks >= MultiprocessorCount() ? 128 : 64;
-}
-
-// Split K when the output tiles alone would leave multiprocessors idle (decode-sized m): about 4
-// blocks per SM, at least 2 k-tiles (128 k) per split so that the pipeline has something to overlap,
-// and partial sums (splits * m * n * 4 bytes, written and read once) under a quarter of the weight
-// bytes (n * k / 2): splits <= k / (16 m).
-int32_t SplitCount(int32_t m, const CudaPackedView& v) {
-  const int64_t blocks = (int64_t)(v.n_padded / kBN) * ((m + BlockRows(m, v) - 1) / BlockRows(m, v));
-  const int32_t k_tiles = v.k_padded / kBK;
-  const int64_t want = (4 * (int64_t)MultiprocessorCount() + blocks - 1) / blocks;
-  const int32_t most = std::max(1, std::min(k_tiles / 2, v.k / (16 * m)));
-  const int32_t splits = (int32_t)std::max<int64_t>(1, std::min<int64_t>(want, most));
-  const int32_t per = (k_tiles + splits - 1) / splits;
-  return (k_tiles + per - 1) / per;
-}
-
 }  // namespace
 
 size_t GemmW4A8WorkspaceBytes(int32_t m, const DeviceWeight& w) {
   if (m < 1 || !w.view.n_padded) return 0;
-  const int32_t splits = SplitCount(m, w.view);
+  const int32_t splits = W4A8GemmLaunchShape(m, w.view, MultiprocessorCount()).splits;
   return splits > 1 ? (size_t)splits * m * w.view.n_padded * sizeof(float) : 0;
 }
 
@@ -258,20 +235,20 @@ Status GemmW4A8(const int8_t* d_xq, int32_t ldq, const float* d_x_scales, int32_
     return Status::kInvalidArgument;
   if (y_type != DType::kFloat32 && y_type != DType::kBfloat16 && y_type != DType::kFloat16)
     return Status::kInvalidArgument;
-  const int32_t k_tiles = v.k_padded / kBK;
-  int32_t splits = SplitCount(m, v);
-  if (splits > 1 && (!d_workspace || workspace_bytes < GemmW4A8WorkspaceBytes(m, w))) splits = 1;
-  const int32_t per_split = (k_tiles + splits - 1) / splits;
-  splits = (k_tiles + per_split - 1) / per_split;
+  GemmLaunchShape shape = W4A8GemmLaunchShape(m, v, MultiprocessorCount());
+  if (shape.splits > 1 && (!d_workspace || workspace_bytes < GemmW4A8WorkspaceBytes(m, w))) {
+    shape.splits = 1;
+    shape.tiles_per_split = v.k_padded / kBK;
+  }
+  const int32_t splits = shape.splits, per_split = shape.tiles_per_split;
   GemmParams p{d_xq, d_x_scales, v.codes, v.scales, v.zero_points, d_y,
                splits > 1 ? static_cast<float*>(d_workspace) : nullptr, ldq, m, v.n, v.n_padded, v.k_padded,
                v.group_size, __builtin_ctz((unsigned)v.group_size), per_split, y_type,
                v.format == WeightFormat::kFp4E2M1};
   cudaStream_t s = AsStream(stream);
-  const int32_t rows = BlockRows(m, v);
-  if (rows == 16) {
+  if (shape.block_rows == 16) {
     W4A8_CUDA_TRY((Launch<1, 1>(p, s)));
-  } else if (rows == 128) {
+  } else if (shape.block_rows == 128) {
     W4A8_CUDA_TRY((Launch<2, 4>(p, s)));
   } else {
     W4A8_CUDA_TRY((Launch<2, 2>(p, s)));
