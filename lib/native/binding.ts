@@ -32,6 +32,9 @@ export interface NativeBinding {
     qFp8: Uint8Array | null, scalesFp8: Float32Array | null): Promise<void>;
   cudaKroneckerAdd?(terms: number, aRows: number, aCols: number, bRows: number, bCols: number, a: Float32Array,
     b: Float32Array, m: number, x: Float32Array, y: Float32Array): Promise<void>;
+  // cpu_kernels: ISA queries, CpuPackedWeight, W4A8/W4A16/Kronecker calls; typed in full as CpuKernelBinding in lib/native/kernels.ts.
+  cpuIsas?(): string[];
+  cpuDefaultIsa?(): string;
   // Modules add their members here as they land (kernels, quantizers, statistics, eval).
   [name: string]: unknown;
 }
