@@ -1,10 +1,15 @@
-// Persistent pool: workers spin briefly on a generation counter (a GEMV call lasts ~0.1-1 ms, so a
-// condition-variable wake-up per call would cost a visible fraction), then sleep on a condition variable.
+// Persistent pool. Each ParallelFor publishes a reference-counted Job; threads claim task indices from
+// it and the caller returns once every task has FINISHED, without waiting for workers that never got
+// scheduled (on an oversubscribed 2-core machine a descheduled worker would otherwise stall each call).
+// A late worker still holding an old Job only sees its exhausted counter and never calls its function.
+// Workers spin briefly on a generation counter before sleeping: a GEMV call lasts ~0.1-1 ms, so a
+// condition-variable wake-up per call would cost a visible fraction.
 #include "cpu/thread_pool.h"
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -19,10 +24,25 @@ int HardwareThreads() {
   return n == 0 ? 1 : (int)n;
 }
 
+struct Job {
+  const std::function<void(int64_t)>* fn;
+  int64_t count;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+
+  // Runs tasks until none is left; returns after its last claimed task finished.
+  void Drain() {
+    for (;;) {
+      const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= count) return;
+      (*fn)(i);
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+};
+
 class Pool {
  public:
-  ~Pool() { Resize(1); }
-
   int size() {
     std::lock_guard<std::mutex> lock(busy_);
     return (int)workers_.size() + 1;
@@ -31,11 +51,11 @@ class Pool {
   void Resize(int threads) {
     std::lock_guard<std::mutex> lock(busy_);
     StopWorkers();
-    stop_ = false;
-    // A worker must start from the generation current NOW: a job published before the thread gets
-    // to run would otherwise be mistaken for an old one and never be joined.
-    const uint64_t current = generation_.load(std::memory_order_acquire);
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, current] { WorkerLoop(current); });
+    {
+      std::lock_guard<std::mutex> state(mu_);
+      stop_ = false;
+    }
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
   }
 
   void Run(int64_t count, const std::function<void(int64_t)>& fn) {
@@ -44,46 +64,39 @@ class Pool {
       for (int64_t i = 0; i < count; ++i) fn(i);
       return;
     }
+    auto job = std::make_shared<Job>();
+    job->fn = &fn;
+    job->count = count;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      fn_ = &fn;
-      count_ = count;
-      next_.store(0, std::memory_order_relaxed);
-      active_.store((int)workers_.size(), std::memory_order_relaxed);
+      job_ = job;
       generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
-    Drain();
-    // Wait for the workers to leave this job (they hold no task afterwards), spinning first.
-    for (int spins = 0; active_.load(std::memory_order_acquire) != 0; ++spins) {
-      if (spins > 1000) std::this_thread::yield();
+    job->Drain();
+    for (int spins = 0; job->done.load(std::memory_order_acquire) != count; ++spins) {
+      if (spins > 200) std::this_thread::yield();
     }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (job_ == job) job_.reset();  // the function dies with this call; late workers see no job
   }
 
  private:
-  void Drain() {
+  void WorkerLoop() {
+    uint64_t seen = 0;
     for (;;) {
-      const int64_t i = next_.fetch_add(1, std::memory_order_relaxed);
-      if (i >= count_) break;
-      (*fn_)(i);
-    }
-  }
-
-  void WorkerLoop(uint64_t seen) {
-    for (;;) {
-      // Brief spin: the next GEMV call usually arrives within microseconds.
-      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
-      while (generation_.load(std::memory_order_acquire) == seen && !stop_flag_.load(std::memory_order_acquire) &&
-             std::chrono::steady_clock::now() < spin_until) {
+      std::shared_ptr<Job> job;
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+      while (generation_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < spin_until) {
       }
       {
         std::unique_lock<std::mutex> lock(mu_);
-        wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
+        wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_relaxed) != seen; });
         if (stop_) return;
-        seen = generation_.load(std::memory_order_acquire);
+        seen = generation_.load(std::memory_order_relaxed);
+        job = job_;
       }
-      Drain();
-      active_.fetch_sub(1, std::memory_order_acq_rel);
+      if (job) job->Drain();
     }
   }
 
@@ -91,25 +104,19 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
-      stop_flag_.store(true, std::memory_order_release);
     }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
     workers_.clear();
-    stop_flag_.store(false, std::memory_order_release);
   }
 
   std::mutex busy_;  // held by the one caller that owns the workers for a job
-  std::mutex mu_;
+  std::mutex mu_;    // guards job_, stop_ and the generation change
   std::condition_variable wake_;
   std::vector<std::thread> workers_;
   bool stop_ = false;
-  std::atomic<bool> stop_flag_{false};
+  std::shared_ptr<Job> job_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int64_t> next_{0};
-  std::atomic<int> active_{0};
-  int64_t count_ = 0;
-  const std::function<void(int64_t)>* fn_ = nullptr;
 };
 
 Pool& GlobalPool() {
