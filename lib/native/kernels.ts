@@ -106,7 +106,8 @@ function expectArray<T extends Float32Array | Float64Array | Uint8Array>(
 
 function expectOptions(name: string, v: unknown): Record<string, unknown> {
   if (v === undefined) return {};
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new TypeError(`Expected ${name} to be an object but received ${describe(v)}`);
+  const proto = v !== null && typeof v === 'object' ? Object.getPrototypeOf(v) : undefined;
+  if (proto !== Object.prototype && proto !== null) throw new TypeError(`Expected ${name} to be a plain object but received ${describe(v)}`);
   return v as Record<string, unknown>;
 }
 
