@@ -66,6 +66,8 @@ Status GemmW4A8WithIsa(const PackedWeight& w, Isa isa, const GemmArgs& a) {
     const int32_t m0 = (int32_t)i * kQuantRows, m1 = std::min(a.m, m0 + kQuantRows);
     if (simd_quant) {
       w4a8k::QuantizeRowsAvx512(a.x, v.k, v.group_size, a.act, m0, m1, acts);
+    } else if (isa == Isa::kAvx2) {
+      w4a8k::QuantizeRowsAvx2(a.x, v.k, v.group_size, a.act, m0, m1, acts);
     } else {
       w4a8k::QuantizeRowsScalar(a.x, v.k, v.group_size, a.act, m0, m1, acts);
     }

@@ -22,6 +22,8 @@ struct QuantizedActs {
 // Quantizes rows [m0, m1) of x ([m][k] fp32) into `a`. Identical results from every variant.
 void QuantizeRowsScalar(const float* x, int32_t k, int32_t group_size, ActQuant mode, int32_t m0, int32_t m1,
                         const QuantizedActs& a);
+void QuantizeRowsAvx2(const float* x, int32_t k, int32_t group_size, ActQuant mode, int32_t m0, int32_t m1,
+                      const QuantizedActs& a);
 void QuantizeRowsAvx512(const float* x, int32_t k, int32_t group_size, ActQuant mode, int32_t m0, int32_t m1,
                         const QuantizedActs& a);
 
