@@ -104,6 +104,13 @@ static void TestFp4() {
   }
 }
 
+static void TestSmallIntToFloat() {
+  // Every value of the exact range, and that a group sum of the largest group it is used for fits.
+  for (int32_t v = -kSmallIntToFloatLimit; v < kSmallIntToFloatLimit; ++v)
+    if (SmallIntToFloat(v) != (float)v) CHECK(false, "SmallIntToFloat(%d) = %g", v, SmallIntToFloat(v));
+  CHECK(2048 * 127 * 15 < kSmallIntToFloatLimit, "group 2048 sums fit");
+}
+
 static void TestInt8ByteToFloat() {
   for (int v = 0; v < 256; ++v) {
     for (int i = 0; i < 4; ++i) {
@@ -241,6 +248,7 @@ int main() {
   TestUnpackInt4();
   TestFp4();
   TestInt8ByteToFloat();
+  TestSmallIntToFloat();
   TestE4M3();
   TestScales();
   const int32_t shapes[][2] = {{72, 160}, {1, 17}, {128, 64}, {130, 300}, {256, 512}, {33, 1000}};

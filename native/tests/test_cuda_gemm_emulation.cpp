@@ -31,8 +31,8 @@ struct Lane {
   uint32_t b[4][2];      // [j][reg]
   int32_t acc[4][4][4];  // [mi][j][r]
   float out[4][4][4];
-  uint32_t zp[4];
-  float scale[4][2];
+  uint32_t zp[4], zp_next[4];
+  float scale[4][2], scale_next[4][2];
 };
 
 // mma.sync.m16n8k32.row.col.s32.s8.s8.s32 on one warp (PTX fragment definitions):
@@ -130,14 +130,28 @@ void RunCase(std::mt19937& rng, WeightFormat fmt, bool asym, int32_t m, int32_t 
                   addr[l] = GemmASharedOffset(wm * mis * 16 + mi * 16 + LdMatrixRowOfLane(l), LdMatrixChunkOfLane(l, s));
                 LdMatrix(sa.data(), addr, lanes, mi);
               }
-              auto load_group = [&](int grp) {
+              auto fetch_group = [&](int grp, bool next) {
+                grp = std::min(grp, v.groups_padded - 1);
                 for (int l = 0; l < 32; ++l)
                   for (int j = 0; j < 4; ++j) {
                     const size_t base = (size_t)grp * v.n_padded + n0 + wn * 32 + j * 8;
-                    lanes[l].zp[j] = pz[base + l / 4];
-                    lanes[l].scale[j][0] = ps[base + MmaAccCol(l, 0)];
-                    lanes[l].scale[j][1] = ps[base + MmaAccCol(l, 0) + 1];
+                    (next ? lanes[l].zp_next : lanes[l].zp)[j] = pz[base + l / 4];
+                    (next ? lanes[l].scale_next : lanes[l].scale)[j][0] = ps[base + MmaAccCol(l, 0)];
+                    (next ? lanes[l].scale_next : lanes[l].scale)[j][1] = ps[base + MmaAccCol(l, 0) + 1];
                   }
+              };
+              auto load_group = [&](int grp) { fetch_group(grp, false); };
+              // The kernel's prefetch: the first group of a split loads now, later ones were fetched ahead.
+              auto start_group = [&](int grp, bool first) {
+                if (first) {
+                  fetch_group(grp, false);
+                } else {
+                  for (int l = 0; l < 32; ++l) {
+                    std::memcpy(lanes[l].zp, lanes[l].zp_next, sizeof(lanes[l].zp));
+                    std::memcpy(lanes[l].scale, lanes[l].scale_next, sizeof(lanes[l].scale));
+                  }
+                }
+                fetch_group(grp + 1, true);
               };
               auto unpack = [&](int zero_half) {
                 for (int l = 0; l < 32; ++l)
@@ -157,12 +171,14 @@ void RunCase(std::mt19937& rng, WeightFormat fmt, bool asym, int32_t m, int32_t 
                   for (int mi = 0; mi < mis; ++mi)
                     for (int j = 0; j < 4; ++j)
                       for (int r = 0; r < 4; ++r) {
-                        lanes[l].out[mi][j][r] = std::fma(lanes[l].scale[j][r & 1], (float)lanes[l].acc[mi][j][r], lanes[l].out[mi][j][r]);
+                        const float isum = group * 127 * 15 < kSmallIntToFloatLimit ? SmallIntToFloat(lanes[l].acc[mi][j][r])
+                                                                                     : (float)lanes[l].acc[mi][j][r];
+                        lanes[l].out[mi][j][r] = std::fma(lanes[l].scale[j][r & 1], isum, lanes[l].out[mi][j][r]);
                         lanes[l].acc[mi][j][r] = 0;
                       }
               };
               if (group >= kCudaMmaK) {
-                if (GemmGroupStarts(kglob, group, k_begin)) load_group(kglob / group);
+                if (GemmGroupStarts(kglob, group, k_begin)) start_group(kglob / group, kglob == k_begin);
                 unpack(-1);
                 mma_all();
                 if (GemmGroupEnds(kglob, group, k_end)) flush();

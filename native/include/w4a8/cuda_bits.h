@@ -84,6 +84,17 @@ W4A8_HD float Int8x4ByteToFloat(uint32_t int8x4, int i) {
   return f - 8388736.0f;  // 2^23 + 128
 }
 
+// int32 -> fp32, exact for |v| < 2^22, with two full-rate ops instead of the quarter-rate I2F: v is
+// added under the exponent of 1.5 * 2^23 and the offset subtracted. A K-group's int32 sum stays far
+// inside (|sum| <= group_size * 127 * 15 < 2^22 for group sizes up to 2048).
+constexpr int32_t kSmallIntToFloatLimit = 1 << 22;
+W4A8_HD float SmallIntToFloat(int32_t v) {
+  const uint32_t bits = 0x4b400000u + (uint32_t)v;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f - 12582912.0f;
+}
+
 // ---- W4A8 GEMM tile geometry (gemm_w4a8.cu; emulated on the CPU by test_cuda_gemm_emulation) ------
 
 // Shared-memory A tile: 64-byte rows (k 0..63 of a stage), 16-byte chunk c of row r stored at chunk

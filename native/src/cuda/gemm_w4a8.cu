@@ -93,16 +93,36 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
         out[mi][j][r] = 0.0f;
       }
 
-  uint32_t zp[4];
-  float2 wscale[4];
-  auto load_group = [&](int group) {
-    const size_t base = (size_t)group * p.n_padded + n0 + wn * 32;
+  // Zero points (this lane's 4 B-fragment channels) and scales (its 4 x 2 accumulator columns) of the
+  // current K-group, and of the next one, loaded a whole group ahead so that no warp waits for them.
+  const int groups = (p.k_padded + p.group_size - 1) >> p.group_shift;
+  uint32_t zp[4], zp_next[4];
+  float2 wscale[4], wscale_next[4];
+  auto fetch_group = [&](int group, uint32_t (&z)[4], float2 (&sc)[4]) {
+    const size_t base = (size_t)min(group, groups - 1) * p.n_padded + n0 + wn * 32;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      zp[j] = (uint32_t)__ldg(p.zero_points + base + j * 8 + g);
-      wscale[j] = __ldg(reinterpret_cast<const float2*>(p.scales + base + j * 8 + MmaAccCol(lane, 0)));
+      z[j] = (uint32_t)__ldg(p.zero_points + base + j * 8 + g);
+      sc[j] = __ldg(reinterpret_cast<const float2*>(p.scales + base + j * 8 + MmaAccCol(lane, 0)));
     }
   };
+  auto load_group = [&](int group) { fetch_group(group, zp, wscale); };
+  // At a group start: the first group of this split is loaded now, later ones were prefetched.
+  auto start_group = [&](int group, bool first) {
+    if (first) {
+      fetch_group(group, zp, wscale);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        zp[j] = zp_next[j];
+        wscale[j] = wscale_next[j];
+      }
+    }
+    fetch_group(group + 1, zp_next, wscale_next);  // clamped to the last group at the end
+  };
+  // Group sums convert with add/subtract instead of I2F (quarter rate: at g = 128 it would cost as much
+  // issue time as the MMAs); huge per-channel groups, whose sums may pass 2^22, take the exact I2F.
+  const bool small_groups = p.group_size * 127 * 15 < kSmallIntToFloatLimit;
   auto flush = [&]() {
 #pragma unroll
     for (int mi = 0; mi < kMI; ++mi)
@@ -110,7 +130,8 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
       for (int j = 0; j < 4; ++j)
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
-          out[mi][j][r] = fmaf((r & 1) ? wscale[j].y : wscale[j].x, (float)acc[mi][j][r], out[mi][j][r]);
+          const float isum = small_groups ? SmallIntToFloat(acc[mi][j][r]) : (float)acc[mi][j][r];
+          out[mi][j][r] = fmaf((r & 1) ? wscale[j].y : wscale[j].x, isum, out[mi][j][r]);
           acc[mi][j][r] = 0;
         }
   };
@@ -158,7 +179,7 @@ __global__ void __launch_bounds__(TileConfig<kWarpsM, kMI>::kThreads)
       uint32_t b[4][2];
       if (p.group_size >= kCudaMmaK) {
         // A split may start or end inside a group: its part of the group is flushed on its own.
-        if (GemmGroupStarts(kglob, p.group_size, k_begin)) load_group(kglob >> p.group_shift);
+        if (GemmGroupStarts(kglob, p.group_size, k_begin)) start_group(kglob >> p.group_shift, kglob == k_begin);
         unpack(words, b);
         mma_all(a, b);
         if (GemmGroupEnds(kglob, p.group_size, k_end)) flush();
