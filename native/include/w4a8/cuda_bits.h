@@ -122,7 +122,8 @@ W4A8_HD bool GemmGroupEnds(int kglob, int group_size, int k_end) {
 // Launch shape of the W4A8 GEMM: block rows (16, 64 or 128) and the number of K splits, from m, the
 // packed shape and the multiprocessor count. Split K when the output tiles alone would leave SMs idle
 // (decode-sized m): about 4 blocks per SM, at least 2 k-tiles (128 k) per split, and partial sums
-// (splits * m * n * 4 bytes, written and read once) under a quarter of the weight bytes: splits <= k / (16 m).
+// (splits * m * n * 4 bytes, written and read once) at most a quarter of the weight bytes (n * k / 2):
+// splits <= k / (32 m).
 struct GemmLaunchShape {
   int32_t block_rows, splits, tiles_per_split;
 };
@@ -133,7 +134,7 @@ W4A8_HD GemmLaunchShape W4A8GemmLaunchShape(int32_t m, const CudaPackedView& v, 
   const int64_t blocks = n_tiles * ((m + s.block_rows - 1) / s.block_rows);
   const int32_t k_tiles = v.k_padded / kCudaTileK;
   const int64_t want = (4 * (int64_t)sms + blocks - 1) / blocks;
-  int32_t most = k_tiles / 2 < v.k / (16 * m) ? k_tiles / 2 : v.k / (16 * m);
+  int32_t most = k_tiles / 2 < v.k / (32 * m) ? k_tiles / 2 : v.k / (32 * m);
   if (most < 1) most = 1;
   const int32_t splits = (int32_t)(want < most ? want : most);
   s.tiles_per_split = (k_tiles + splits - 1) / splits;
