@@ -71,6 +71,7 @@ struct EmulatedTiles {
   static void Release() { configured = false; }
 };
 
+template <class Helpers>
 void CheckCase(WeightKind kind, int32_t m, int32_t n, int32_t k, int32_t group, ActQuant act, std::mt19937& rng) {
   const RandomWeight w(kind, n, k, group, rng);
   const std::vector<float> x = RandomActivations(m, k, rng);
@@ -97,32 +98,53 @@ void CheckCase(WeightKind kind, int32_t m, int32_t n, int32_t k, int32_t group, 
   w4a8k::QuantizeRowsScalar(x.data(), k, group, act, 0, m, acts);
   for (int32_t p = 0; p < v.n_panels; p += 2) {
     const w4a8k::Tile t{0, m, p, std::min(v.n_panels, p + 2)};
-    w4a8k::AmxTileDriver<EmulatedTiles>(v, acts, bias.data(), got.data(), t);
+    w4a8k::AmxTileDriver<EmulatedTiles, Helpers>(v, acts, bias.data(), got.data(), t);
   }
   const int64_t bad = FirstBitDifference(expected, got);
   if (bad >= 0 && g_failures++ < 10) {
-    std::printf("FAIL emulated amx %s m=%d n=%d k=%d g=%d: y[%lld][%lld] = %.9g, reference %.9g\n", WeightKindName(kind),
-                m, n, k, group, (long long)(bad / n), (long long)(bad % n), got[bad], expected[bad]);
+    std::printf("FAIL emulated amx (%s helpers) %s m=%d n=%d k=%d g=%d: y[%lld][%lld] = %.9g, reference %.9g\n", Helpers::kName,
+                WeightKindName(kind), m, n, k, group, (long long)(bad / n), (long long)(bad % n), got[bad], expected[bad]);
   }
 }
 
-}  // namespace
 
-int main() {
+struct ScalarHelpers : w4a8k::AmxScalarHelpers {
+  static constexpr const char* kName = "scalar";
+};
+// The AVX512 unpack and fold that the hardware path uses (they need AVX512, not AMX).
+struct Avx512Helpers : w4a8k::AmxAvx512Helpers {
+  static constexpr const char* kName = "avx512";
+};
+
+template <class Helpers>
+int RunAll() {
   std::mt19937 rng(77);
   const WeightKind kinds[] = {WeightKind::kInt4Symmetric, WeightKind::kInt4Asymmetric, WeightKind::kFp4};
   int cases = 0;
   for (WeightKind kind : kinds) {
     for (int32_t group : {16, 32, 64, 128, 256}) {
       for (int32_t m : {16, 17, 31, 32, 45, 64}) {
-        CheckCase(kind, m, 16 + group % 37, 300, group, m % 2 ? ActQuant::kPerToken : ActQuant::kPerTokenPerGroup, rng);
+        CheckCase<Helpers>(kind, m, 16 + group % 37, 300, group,
+                           m % 2 ? ActQuant::kPerToken : ActQuant::kPerTokenPerGroup, rng);
         ++cases;
       }
     }
   }
-  CheckCase(WeightKind::kInt4Asymmetric, 100, 70, 1000, 128, ActQuant::kPerTokenPerGroup, rng);
-  CheckCase(WeightKind::kFp4, 33, 48, 64, 32, ActQuant::kPerTokenPerGroup, rng);
-  cases += 2;
+  CheckCase<Helpers>(WeightKind::kInt4Asymmetric, 100, 70, 1000, 128, ActQuant::kPerTokenPerGroup, rng);
+  CheckCase<Helpers>(WeightKind::kFp4, 33, 48, 64, 32, ActQuant::kPerTokenPerGroup, rng);
+  return cases + 2;
+}
+
+}  // namespace
+
+int main() {
+  int cases = RunAll<ScalarHelpers>();
+  if (IsaAvailable(Isa::kAvx512Vnni)) {
+    cases += RunAll<Avx512Helpers>();
+  } else {
+    std::printf("SKIP: avx512vnni not available on this CPU (%s): AVX512 unpack/fold helpers not checked\n",
+                IsaUnavailableReason(Isa::kAvx512Vnni));
+  }
   g_failures += EmulatedTiles::violations;
   std::printf("%s: %d emulated AMX cases, %d failures\n", g_failures ? "FAIL" : "PASS", cases, g_failures);
   return g_failures ? 1 : 0;

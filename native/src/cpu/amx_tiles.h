@@ -61,14 +61,53 @@ inline void UnpackPanelForAmx(const CpuPackedView& v, int32_t p, int8_t* out) {
   }
 }
 
+// Folds one group's int32 tile results into the fp32 accumulators, exactly as the reference does:
+// facc[r][16 j + lane] = fma((float)C, x_scale[r] * w_scale_j[lane], facc). c_buf is [2 i + j][16][16]
+// for rows 16 i.., panel j; x_scale[r * x_stride] is row r's activation scale for this group.
+inline void AmxFoldGroupScalar(const int32_t (*c_buf)[16][16], int32_t rows, int32_t panels, const float* x_scale,
+                               size_t x_stride, const float* const w_scale[2], float (*facc)[2 * kCpuPanelN]) {
+  for (int32_t j = 0; j < panels; ++j) {
+    for (int32_t r = 0; r < rows; ++r) {
+      const int32_t* isum = c_buf[(r / 16) * 2 + j][r % 16];
+      const float xs = x_scale[(size_t)r * x_stride];
+      float* acc = facc[r] + j * kCpuPanelN;
+      for (int lane = 0; lane < kCpuPanelN; ++lane) acc[lane] = std::fma((float)isum[lane], xs * w_scale[j][lane], acc[lane]);
+    }
+  }
+}
+
+// The driver's non-tile work, portable: the emulation tests use these; the hardware path passes the
+// AVX512 twins (w4a8_avx512vnni.cpp), which test_cpu_gemm_amx_emulated checks against these.
+struct AmxScalarHelpers {
+  static void Unpack(const CpuPackedView& v, int32_t p, int8_t* out) { UnpackPanelForAmx(v, p, out); }
+  static void Fold(const int32_t (*c_buf)[16][16], int32_t rows, int32_t panels, const float* x_scale, size_t x_stride,
+                   const float* const w_scale[2], float (*facc)[2 * kCpuPanelN]) {
+    AmxFoldGroupScalar(c_buf, rows, panels, x_scale, x_stride, w_scale, facc);
+  }
+};
+
+// AVX512 twins of the helpers above (amx_helpers_avx512.cpp), bit-identical; the hardware path uses them.
+void UnpackPanelForAmxAvx512(const CpuPackedView& v, int32_t p, int8_t* out);
+void AmxFoldGroupAvx512(const int32_t (*c_buf)[16][16], int32_t rows, int32_t panels, const float* x_scale,
+                        size_t x_stride, const float* const w_scale[2], float (*facc)[2 * kCpuPanelN]);
+struct AmxAvx512Helpers {
+  static void Unpack(const CpuPackedView& v, int32_t p, int8_t* out) { UnpackPanelForAmxAvx512(v, p, out); }
+  static void Fold(const int32_t (*c_buf)[16][16], int32_t rows, int32_t panels, const float* x_scale, size_t x_stride,
+                   const float* const w_scale[2], float (*facc)[2 * kCpuPanelN]) {
+    AmxFoldGroupAvx512(c_buf, rows, panels, x_scale, x_stride, w_scale, facc);
+  }
+};
+
 // Computes the output tile t (rows t.m0.. in blocks of kAmxRows inside a.m_rows, at most two panels).
-template <class Tiles>
+template <class Tiles, class Helpers = AmxScalarHelpers>
 void AmxTileDriver(const CpuPackedView& v, const QuantizedActs& a, const float* bias, float* y, const Tile& t) {
   const int32_t panels = std::min<int32_t>(2, t.p1 - t.p0);
   const size_t panel_b_bytes = (size_t)v.k_padded * kCpuPanelN;  // k_padded / 4 rows x 64 bytes
   thread_local std::vector<int8_t> b_buf;
-  b_buf.assign(2 * panel_b_bytes, 0);  // a missing second panel multiplies as zeros and is not stored
-  for (int32_t j = 0; j < panels; ++j) UnpackPanelForAmx(v, t.p0 + j, b_buf.data() + j * panel_b_bytes);
+  b_buf.resize(2 * panel_b_bytes);
+  for (int32_t j = 0; j < panels; ++j) Helpers::Unpack(v, t.p0 + j, b_buf.data() + j * panel_b_bytes);
+  // a missing second panel multiplies as zeros (its results are never stored)
+  if (panels == 1) std::memset(b_buf.data() + panel_b_bytes, 0, panel_b_bytes);
 
   const int32_t kstep = std::min<int32_t>(v.group_size, 64);
   const AmxTileConfig cfg = MakeAmxTileConfig(kstep);
@@ -98,18 +137,11 @@ void AmxTileDriver(const CpuPackedView& v, const QuantizedActs& a, const float* 
       Tiles::template Store<kAmxC01>(&c_buf[1][0][0], 64);
       Tiles::template Store<kAmxC10>(&c_buf[2][0][0], 64);
       Tiles::template Store<kAmxC11>(&c_buf[3][0][0], 64);
-      for (int32_t j = 0; j < panels; ++j) {
-        const size_t meta = ((size_t)(t.p0 + j) * v.blocks_per_row + g) * kCpuPanelN;
-        const float* w_scale = v.scales + meta;
-        for (int32_t r = 0; r < rows; ++r) {
-          const int32_t* isum = c_buf[(r / 16) * 2 + j][r % 16];
-          const float x_scale = a.scale[(size_t)(mb + r) * a.blocks + g];
-          float* acc = facc[r] + j * kCpuPanelN;
-          for (int lane = 0; lane < kCpuPanelN; ++lane) {
-            acc[lane] = std::fma((float)isum[lane], x_scale * w_scale[lane], acc[lane]);
-          }
-        }
+      const float* w_scale[2];
+      for (int32_t j = 0; j < 2; ++j) {
+        w_scale[j] = v.scales + ((size_t)(t.p0 + std::min(j, panels - 1)) * v.blocks_per_row + g) * kCpuPanelN;
       }
+      Helpers::Fold(c_buf, rows, panels, a.scale + (size_t)mb * a.blocks + g, (size_t)a.blocks, w_scale, facc);
     }
     for (int32_t j = 0; j < panels; ++j) {
       const int32_t n0 = (t.p0 + j) * kCpuPanelN, lanes = std::min<int32_t>(kCpuPanelN, v.n - n0);

@@ -62,7 +62,7 @@ void TileAmx(const CpuPackedView& v, const QuantizedActs& a, const float* bias, 
     TileAvx512Vnni(v, a, bias, y, t);
     return;
   }
-  AmxTileDriver<HardwareTiles>(v, a, bias, y, t);
+  AmxTileDriver<HardwareTiles, AmxAvx512Helpers>(v, a, bias, y, t);
 }
 
 }  // namespace w4a8::cpu::w4a8k
