@@ -132,7 +132,8 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
 // GPTQ (Frantar et al. 2023) on H = X^T X [K][K] (any positive scale; fp64). Dead inputs (H_kk = 0)
 // get H_kk = 1 and a zero weight row. damp * mean(diag H) is added to the diagonal (retried x10 up
 // to 3 times if H is still not positive definite); U = upper Cholesky factor of H^-1; columns are
-// processed in blocks of block_size with lazy batch updates. Group parameters are computed from the
+// processed in blocks of block_size (rounded up to whole groups when groups are dynamic) with lazy
+// batch updates. Group parameters are computed from the
 // current (already error-compensated) weights when a group is entered; with act_order the inputs
 // are visited by descending H_kk and the groups are static (computed from the original W up front)
 // so that the result stays in the canonical layout (no g_idx). With grouping kAlongN, the groups of

@@ -80,7 +80,10 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
 
   std::vector<double> mean(k, 0.0);
   if (mean_abs) {
-    for (int32_t i = 0; i < k; ++i) mean[i] = mean_abs[i];
+    for (int32_t i = 0; i < k; ++i) {
+      if (!(mean_abs[i] >= 0) || !std::isfinite(mean_abs[i])) return Status::kInvalidArgument;
+      mean[i] = mean_abs[i];
+    }
   } else {
     for (int64_t r = 0; r < s; ++r)
       for (int32_t i = 0; i < k; ++i) mean[i] += std::fabs(x[r * k + i]);

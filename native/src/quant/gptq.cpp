@@ -112,7 +112,9 @@ Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian,
   std::vector<uint8_t> codes(kn);  // one code per byte, original row order
   std::vector<float> deq(out.dequantized ? 0 : kn);
   float* deq_out = out.dequantized ? out.dequantized : deq.data();
-  const int32_t bs = gptq.block_size;
+  // Dynamic groups along K must not straddle a lazy block, or part of a group would be measured
+  // before this block's updates reach it: round the block up to whole groups.
+  const int32_t bs = (!static_groups && !along_n) ? ((gptq.block_size + g - 1) / g) * g : gptq.block_size;
   std::vector<float> err((size_t)bs * n);
   double loss = 0;
   std::mutex loss_mutex;
