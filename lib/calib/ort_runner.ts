@@ -45,6 +45,8 @@ function emptyPast(label: string, meta: TensorMeta): ort.Tensor {
 export class DecoderRunner {
   private readonly fixedFeeds: Record<string, ort.Tensor> = {};
   private readonly tokenInputs: { name: string; type: ort.Tensor.Type; role: 'ids' | 'mask' | 'pos' }[] = [];
+  /** Logits width when the model declares it (ids at or past it would index outside the embedding). */
+  private readonly vocab: number;
 
   private constructor(
     readonly session: ort.InferenceSession,
@@ -60,6 +62,9 @@ export class DecoderRunner {
       else throw new W4A8Error(`${label}: input "${meta.name}" is not one a decoder runner can feed`);
     }
     if (!this.tokenInputs.some((t) => t.role === 'ids')) throw new W4A8Error(`${label} has no "input_ids" input; not a decoder LLM`);
+    const logits = session.outputMetadata.find((m) => m.name === 'logits');
+    const last = logits && logits.isTensor ? logits.shape[logits.shape.length - 1] : undefined;
+    this.vocab = typeof last === 'number' && last > 0 ? last : 0;
   }
 
   static async open(model: string | Uint8Array, opts: RunnerOptions = {}): Promise<DecoderRunner> {
@@ -85,6 +90,10 @@ export class DecoderRunner {
   /** One forward pass over `ids` (batch 1), returning the requested outputs. */
   async run(ids: number[], fetches: string[]): Promise<Record<string, ort.Tensor>> {
     const seq = ids.length;
+    if (this.vocab > 0) {
+      const bad = ids.find((id) => id >= this.vocab);
+      if (bad !== undefined) throw new W4A8Error(`token id ${bad} is outside the vocabulary of ${this.label} [0, ${this.vocab}); the tokenizer does not fit this model (pass its own --tokenizer)`);
+    }
     const feeds: Record<string, ort.Tensor> = { ...this.fixedFeeds };
     for (const t of this.tokenInputs) {
       if (t.role === 'ids') feeds[t.name] = intTensor(t.type, ids, [1, seq]);

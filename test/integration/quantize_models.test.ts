@@ -61,6 +61,13 @@ describeGpt2('tiny-random-gpt2', () => {
     if (format === 'sim') expect(ops.filter((o) => o === 'Round')).toHaveLength(15);
     await runsFinite(out, [10, 11, 12, 13], summary.export.sessionConfig);
   });
+  it('refuses calibration text whose ids fall outside the model vocabulary, writing nothing', async () => {
+    const out = path.join(dir, 'gpt2-bad.onnx');
+    await expect(
+      quantizeModel({ input: path.join(GPT2, 'past.onnx'), output: out, method: 'awq', format: 'sim', calibText: 'Once upon a time a zebra called Xylophone.', tokenizer: path.join(GPT2, 'tokenizer.json') }),
+    ).rejects.toThrow(/outside the vocabulary .*\[0, 1000\); the tokenizer does not fit/);
+    expect(fs.existsSync(out)).toBe(false);
+  });
 });
 
 describe('toy decoder with fp16 weights in external data', () => {
