@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -55,7 +56,11 @@ class Pool {
       std::lock_guard<std::mutex> state(mu_);
       stop_ = false;
     }
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+    // Fewer workers than asked if the OS refuses more threads (a void API must not throw).
+    try {
+      for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+    } catch (const std::exception&) {
+    }
   }
 
   void Run(int64_t count, const std::function<void(int64_t)>& fn) {
@@ -132,7 +137,10 @@ Pool& GlobalPool() {
 
 void ParallelFor(int64_t count, const std::function<void(int64_t)>& fn) { GlobalPool().Run(count, fn); }
 
-void SetNumThreads(int n) { GlobalPool().Resize(n <= 0 ? HardwareThreads() : n); }
+void SetNumThreads(int n) {
+  constexpr int kMaxThreads = 1024;
+  GlobalPool().Resize(n <= 0 ? HardwareThreads() : (n > kMaxThreads ? kMaxThreads : n));
+}
 
 int NumThreads() { return GlobalPool().size(); }
 

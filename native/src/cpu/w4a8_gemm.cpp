@@ -32,9 +32,7 @@ TileFn KernelFor(Isa isa) {
   return nullptr;
 }
 
-}  // namespace
-
-Status GemmW4A8WithIsa(const PackedWeight& w, Isa isa, const GemmArgs& a) {
+Status GemmImpl(const PackedWeight& w, Isa isa, const GemmArgs& a) {
   if ((int)isa < 0 || (int)isa > 3) return Status::kInvalidArgument;
   if (a.m <= 0 || !a.x || !a.y) return Status::kInvalidArgument;
   if (a.act != ActQuant::kPerTokenPerGroup && a.act != ActQuant::kPerToken) return Status::kInvalidArgument;
@@ -48,16 +46,9 @@ Status GemmW4A8WithIsa(const PackedWeight& w, Isa isa, const GemmArgs& a) {
 
   const bool amx = isa == Isa::kAmx && a.m >= 16;
   const int32_t m_rows = amx ? (a.m + w4a8k::kAmxRows - 1) / w4a8k::kAmxRows * w4a8k::kAmxRows : a.m;
-  std::vector<int8_t> q;
-  std::vector<float> x_scale;
-  std::vector<int32_t> x_sum;
-  try {
-    q.resize((size_t)m_rows * v.k_padded);  // zero-filled: the AMX padding rows stay 0
-    x_scale.resize((size_t)m_rows * v.blocks_per_row);
-    x_sum.resize((size_t)m_rows * v.blocks_per_row);
-  } catch (const std::bad_alloc&) {
-    return Status::kOutOfMemory;
-  }
+  std::vector<int8_t> q((size_t)m_rows * v.k_padded);  // zero-filled: the AMX padding rows stay 0
+  std::vector<float> x_scale((size_t)m_rows * v.blocks_per_row);
+  std::vector<int32_t> x_sum((size_t)m_rows * v.blocks_per_row);
   const QuantizedActs acts{a.m, m_rows, v.k_padded, v.blocks_per_row, q.data(), x_scale.data(), x_sum.data()};
 
   const bool simd_quant = isa == Isa::kAvx512Vnni || isa == Isa::kAmx;
@@ -88,6 +79,16 @@ Status GemmW4A8WithIsa(const PackedWeight& w, Isa isa, const GemmArgs& a) {
     kernel(v, acts, a.bias, a.y, t);
   });
   return Status::kOk;
+}
+
+}  // namespace
+
+Status GemmW4A8WithIsa(const PackedWeight& w, Isa isa, const GemmArgs& a) {
+  try {
+    return GemmImpl(w, isa, a);
+  } catch (const std::bad_alloc&) {  // scratch buffers or the pool's job record
+    return Status::kOutOfMemory;
+  }
 }
 
 Status GemmW4A8(const PackedWeight& w, const GemmArgs& a) { return GemmW4A8WithIsa(w, w.isa(), a); }

@@ -1,6 +1,7 @@
 // The scalar reference twin of GemmW4A8: reads the canonical layout directly and spells out the numerics
 // of cpu_kernels.h; every optimized path is tested for bitwise equality with it.
 #include <cmath>
+#include <new>
 #include <vector>
 
 #include "cpu/w4a8_internal.h"
@@ -8,7 +9,23 @@
 
 namespace w4a8::cpu {
 
+namespace {
+
+Status ReferenceImpl(const QuantizedWeight& w, const GemmArgs& a);
+
+}  // namespace
+
 Status GemmW4A8Reference(const QuantizedWeight& w, const GemmArgs& a) {
+  try {
+    return ReferenceImpl(w, a);
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  }
+}
+
+namespace {
+
+Status ReferenceImpl(const QuantizedWeight& w, const GemmArgs& a) {
   if (ValidateQuantizedWeight(w) != Status::kOk) return Status::kInvalidArgument;
   if (a.m <= 0 || !a.x || !a.y) return Status::kInvalidArgument;
   if (a.act != ActQuant::kPerTokenPerGroup && a.act != ActQuant::kPerToken) return Status::kInvalidArgument;
@@ -40,5 +57,7 @@ Status GemmW4A8Reference(const QuantizedWeight& w, const GemmArgs& a) {
   }
   return Status::kOk;
 }
+
+}  // namespace
 
 }  // namespace w4a8::cpu
