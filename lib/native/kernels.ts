@@ -56,6 +56,7 @@ export interface CpuKernelBinding {
     terms: number, aRows: number, aCols: number, bRows: number, bCols: number, a: Float32Array, b: Float32Array,
     reference: boolean, sync?: boolean): Promise<void> | undefined;
   cpuFillRandom(out: Float32Array | Uint8Array, seed: number, lo: number, hi: number, normal?: boolean): void;
+  cpuRelativeErrorL2(y: Float32Array, ref: Float64Array, count: number): number;
 }
 
 function raw(): CpuKernelBinding {
@@ -388,4 +389,12 @@ export function fillRandom(out: Float32Array | Uint8Array, seed: number, lo: num
   expectInt('seed', seed, 0, Number.MAX_SAFE_INTEGER);
   if (!Number.isFinite(lo) || !Number.isFinite(hi) || lo > hi) throw new RangeError(`Expected finite lo <= hi but received ${lo}, ${hi}`);
   raw().cpuFillRandom(out, seed, lo, hi, normal);
+}
+
+/** ||y - ref||_2 / ||ref||_2 over the first `count` values (default: all of ref), computed natively. */
+export function relativeErrorL2(y: Float32Array, ref: Float64Array, count = ref.length): number {
+  if (!(y instanceof Float32Array)) throw new TypeError(`Expected y to be a Float32Array but received ${describe(y)}`);
+  if (!(ref instanceof Float64Array)) throw new TypeError(`Expected ref to be a Float64Array but received ${describe(ref)}`);
+  expectInt('count', count, 1, Math.min(y.length, ref.length));
+  return raw().cpuRelativeErrorL2(y, ref, count);
 }

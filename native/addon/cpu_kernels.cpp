@@ -446,6 +446,24 @@ Napi::Value FillRandom(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// cpuRelativeErrorL2(y: Float32Array, ref: Float64Array, count): ||y - ref|| / ||ref|| over the first
+// `count` values (benchmarks report each kernel's error against the float64 product).
+Napi::Value RelativeErrorL2(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t y_len = 0, r_len = 0;
+  const float* y = TypedArg<float>(info, 0, napi_float32_array, "y", &y_len);
+  const double* ref = TypedArg<double>(info, 1, napi_float64_array, "ref", &r_len);
+  const size_t count = (size_t)IntArg(info, 2, "count", 1, (int64_t)1 << 40);
+  if (count > y_len || count > r_len) ThrowRange(env, "cpuRelativeErrorL2: count exceeds an array's length");
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const double d = (double)y[i] - ref[i];
+    diff += d * d;
+    norm += ref[i] * ref[i];
+  }
+  return Napi::Number::New(env, norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff));
+}
+
 Napi::Value CpuIsas(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::vector<Isa> isas = cpu::AvailableIsas();
@@ -491,6 +509,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuGemmW4A8Kron", Napi::Function::New(env, GemmW4A8Kron));
   exports.Set("cpuDequantizeKN", Napi::Function::New(env, DequantizeKN));
   exports.Set("cpuFillRandom", Napi::Function::New(env, FillRandom));
+  exports.Set("cpuRelativeErrorL2", Napi::Function::New(env, RelativeErrorL2));
 }
 
 }  // namespace

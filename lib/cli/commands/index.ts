@@ -8,6 +8,7 @@ import { importCommand } from './import';
 import { quantizeCommand } from './quantize';
 import { sweepCommand } from './sweep';
 import { demoCommand } from './demo';
+import { benchCommand } from './bench';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, importCommand, inspectCommand, evalCommand, generateCommand, quantizeCommand, sweepCommand, demoCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, importCommand, inspectCommand, evalCommand, generateCommand, quantizeCommand, sweepCommand, demoCommand, benchCommand];

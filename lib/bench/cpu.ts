@@ -1,0 +1,287 @@
+// `w4a8 bench cpu`: our CPU W4A8 kernels against ONNX Runtime's MatMulNBits and fp32 MatMul, in one
+// process, in interleaved rounds, on the SAME quantized weights.
+//
+// Method (docs/BENCHMARKS.md repeats it next to the numbers):
+// - Each variant owns a rotation set of distinct weight matrices totalling >= setBytes (1 GiB by
+//   default); every call uses the next matrix, so at M=1 the weights stream from DRAM, not cache.
+//   ONNX Runtime gets one single-node session per matrix (sessions are cheap; fetch-selected nodes
+//   of one big model do not help: ONNX Runtime 1.30 runs every node whatever the fetches, measured).
+//   Their intra-op spinning is off (ort_matmul.ts says why).
+// - ours and ort-nbits-bs128-acc4 read the same int4 g128 asymmetric matrices; ort-fp32 multiplies
+//   by the exact dequantization of the first of them (fp32 is 8x larger, so its set has fewer
+//   matrices); ort-nbits-bs32-acc4 and w4a8-fp4 have their own random matrices of their format.
+// - One sample = the mean time of a batch of calls lasting about batchMs; rounds visit the variants
+//   in a rotating order; medians over rounds are reported. Our kernels are timed through the
+//   synchronous wrapper (no thread hop); ONNX Runtime through `await session.run()` (its only API;
+//   it runs on the main thread).
+// - relErr = ||y - y64|| / ||y64|| over the first min(M, 4) tokens, y64 = x times the exactly
+//   dequantized weight in float64 (native), for matrix 0 of the variant's set.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import type * as ort from 'onnxruntime-node';
+import {
+  cpuDefaultIsa, cpuIsas, fillRandom, gemmDequantizedF64, gemmW4A8, gemmW4A8Sync, numThreads, prepackWeight,
+  dequantizeKN, relativeErrorL2, setNumThreads, type CpuIsa, type CpuPackedWeight,
+} from '../native/kernels';
+import { type Progress, silentProgress } from '../util/progress';
+import { type CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
+import { summarize, elapsedMs } from './stats';
+import { canonicalBytes, randomCanonicalWeight, type WeightSpec } from './quantized_set';
+import { createMatMulNBitsSession, createMatMulSession, inputTensor, runMatMul } from './ort_matmul';
+
+export const BASELINE_VARIANT = 'ort-nbits-bs128-acc4';
+
+export interface CpuBenchOptions {
+  /** Weight shapes K x N. */
+  shapes: { k: number; n: number }[];
+  /** Token counts. */
+  ms: number[];
+  rounds: number;
+  threads: number;
+  /** Bytes of distinct weights each variant rotates through (>= 1 GiB to measure DRAM at M=1). */
+  setBytes: number;
+  /** Target duration of one timed batch. */
+  batchMs: number;
+  /** The scalar ISA path runs only up to this M (it is ~100x slower). */
+  scalarMaxM: number;
+  progress?: Progress;
+  cancel?: CancelToken;
+}
+
+export interface CpuBenchResult {
+  variant: string;
+  m: number;
+  n: number;
+  k: number;
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  runs: number;
+  relErr: number;
+  /** Weight bytes one call reads (canonical layout for 4-bit, fp32 for MatMul). */
+  weightBytes: number;
+  /** Matrices in the variant's rotation set. */
+  matrices: number;
+}
+
+export interface CpuBenchReport {
+  cpu: string;
+  isa: string;
+  threads: number;
+  setBytes: number;
+  /** 1-minute load average before and after (the machine may be shared; high values mean noisy numbers). */
+  loadAvg: [number, number];
+  results: CpuBenchResult[];
+}
+
+/** The CPU model line of /proc/cpuinfo (or os.cpus()). */
+export function cpuModel(): string {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1].trim();
+  } catch {
+    // not Linux: fall through
+  }
+  return os.cpus()[0]?.model ?? 'unknown CPU';
+}
+
+interface Variant {
+  name: string;
+  weightBytes: number;
+  matrices: number;
+  maxM: number;
+  /** Which float64 reference (weight set) its output is compared with. */
+  refKey: string;
+  bind(m: number, x: Float32Array): void;
+  call(i: number): Promise<unknown> | unknown;
+  output0(): Promise<Float32Array>;
+}
+
+interface ShapeState {
+  variants: Variant[];
+  refs: Map<string, CpuPackedWeight>;
+  handles: CpuPackedWeight[];
+  sessions: ort.InferenceSession[];
+}
+
+const INT4_G128: WeightSpec = { format: 'int4', groupSize: 128, asymmetric: true };
+const INT4_G32: WeightSpec = { format: 'int4', groupSize: 32, asymmetric: true };
+const FP4_G128: WeightSpec = { format: 'fp4', groupSize: 128, asymmetric: false };
+
+function oursVariant(name: string, handles: CpuPackedWeight[], isa: CpuIsa | undefined, weightBytes: number, refKey: string, maxM: number): Variant {
+  let x: Float32Array = new Float32Array(0), m = 0, out: Float32Array = new Float32Array(0);
+  const n = handles[0].n;
+  return {
+    name, weightBytes, matrices: handles.length, maxM, refKey,
+    bind(mm, xx) {
+      m = mm;
+      x = xx;
+      out = new Float32Array(m * n);
+    },
+    call(i) {
+      gemmW4A8Sync(handles[i % handles.length], x, m, { out, isa });
+    },
+    output0: () => gemmW4A8(handles[0], x, m, { isa }),
+  };
+}
+
+function ortVariant(name: string, sessions: ort.InferenceSession[], k: number, weightBytes: number, refKey: string): Variant {
+  let tensor: ort.Tensor | undefined;
+  return {
+    name, weightBytes, matrices: sessions.length, maxM: Infinity, refKey,
+    bind(m, x) {
+      tensor = inputTensor(x, m, k);
+    },
+    call(i) {
+      return sessions[i % sessions.length].run({ A: tensor as ort.Tensor });
+    },
+    output0: () => runMatMul(sessions[0], tensor as ort.Tensor),
+  };
+}
+
+/** Builds every variant's rotation set for one shape (the slow part: ~1 GiB of weights per variant). */
+async function buildShape(k: number, n: number, o: CpuBenchOptions, progress: Progress, cancel: CancelToken): Promise<ShapeState> {
+  const threads = { intraOpNumThreads: o.threads };
+  const state: ShapeState = { variants: [], refs: new Map(), handles: [], sessions: [] };
+  const count = (bytes: number) => Math.max(1, Math.ceil(o.setBytes / bytes));
+  const b128 = canonicalBytes(INT4_G128, n, k), b32 = canonicalBytes(INT4_G32, n, k), bfp4 = canonicalBytes(FP4_G128, n, k);
+  const bf32 = 4 * n * k;
+  const c128 = count(b128), c32 = count(b32), cfp4 = count(bfp4), cf32 = count(bf32);
+  const total = c128 + c32 + cfp4;
+  progress.start(`building weights ${k}x${n}`, total);
+  let done = 0;
+  let seed = 1000 * k + n;
+
+  const ours128: CpuPackedWeight[] = [], ort128: ort.InferenceSession[] = [], ortF32: ort.InferenceSession[] = [];
+  for (let i = 0; i < c128; ++i) {
+    cancel.throwIfCancelled();
+    const w = randomCanonicalWeight(INT4_G128, n, k, (seed += 7));
+    const h = await prepackWeight({ ...w, keepCanonical: i < cf32 });
+    ours128.push(h);
+    ort128.push(await createMatMulNBitsSession(w, 4, threads));
+    if (i < cf32) ortF32.push(await createMatMulSession(await dequantizeKN(h), k, n, threads));
+    if (i === 0) state.refs.set('int4-g128', h);
+    progress.update(++done);
+    await yieldToEventLoop();
+  }
+  const ort32: ort.InferenceSession[] = [];
+  for (let i = 0; i < c32; ++i) {
+    cancel.throwIfCancelled();
+    const w = randomCanonicalWeight(INT4_G32, n, k, (seed += 7));
+    ort32.push(await createMatMulNBitsSession(w, 4, threads));
+    if (i === 0) {
+      const ref = await prepackWeight({ ...w });
+      state.refs.set('int4-g32', ref);
+      state.handles.push(ref);
+    }
+    progress.update(++done);
+    await yieldToEventLoop();
+  }
+  const oursFp4: CpuPackedWeight[] = [];
+  for (let i = 0; i < cfp4; ++i) {
+    cancel.throwIfCancelled();
+    const w = randomCanonicalWeight(FP4_G128, n, k, (seed += 7));
+    const h = await prepackWeight({ ...w, keepCanonical: i === 0 });
+    oursFp4.push(h);
+    if (i === 0) state.refs.set('fp4-g128', h);
+    progress.update(++done);
+    await yieldToEventLoop();
+  }
+  progress.stop();
+  state.handles.push(...ours128, ...oursFp4);
+  state.sessions.push(...ort128, ...ort32, ...ortF32);
+
+  state.variants.push(oursVariant('w4a8', ours128, undefined, b128, 'int4-g128', Infinity));
+  state.variants.push(oursVariant('w4a8-fp4', oursFp4, undefined, bfp4, 'fp4-g128', Infinity));
+  for (const isa of cpuIsas()) {
+    state.variants.push(oursVariant(`w4a8-${isa}`, ours128, isa, b128, 'int4-g128', isa === 'scalar' ? o.scalarMaxM : Infinity));
+  }
+  state.variants.push(ortVariant(BASELINE_VARIANT, ort128, k, b128, 'int4-g128'));
+  state.variants.push(ortVariant('ort-nbits-bs32-acc4', ort32, k, b32, 'int4-g32'));
+  state.variants.push(ortVariant('ort-fp32', ortF32, k, bf32, 'int4-g128'));
+  return state;
+}
+
+async function releaseShape(state: ShapeState): Promise<void> {
+  for (const h of state.handles) h.dispose();
+  for (const s of state.sessions) await s.release();
+}
+
+/** Runs the whole benchmark; results are in shape, M, variant order. */
+export async function runCpuBench(o: CpuBenchOptions): Promise<CpuBenchReport> {
+  const progress = o.progress ?? silentProgress;
+  const cancel = o.cancel ?? neverCancelled;
+  const previousThreads = numThreads();
+  const loadBefore = os.loadavg()[0];
+  setNumThreads(o.threads);
+  const results: CpuBenchResult[] = [];
+  try {
+    for (const { k, n } of o.shapes) {
+      const state = await buildShape(k, n, o, progress, cancel);
+      try {
+        for (const m of o.ms) results.push(...(await timeShape(state, k, n, m, o, progress, cancel)));
+      } finally {
+        await releaseShape(state);
+      }
+    }
+  } finally {
+    setNumThreads(previousThreads);
+  }
+  return { cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, setBytes: o.setBytes, loadAvg: [loadBefore, os.loadavg()[0]], results };
+}
+
+async function timeShape(state: ShapeState, k: number, n: number, m: number, o: CpuBenchOptions, progress: Progress,
+  cancel: CancelToken): Promise<CpuBenchResult[]> {
+  const x = new Float32Array(m * k);
+  fillRandom(x, 17 * m + k + n, 0, 1, true);
+  const active = state.variants.filter((v) => m <= v.maxM);
+  const next = new Map<Variant, number>(active.map((v) => [v, 0]));
+  const callNext = async (v: Variant) => {
+    const i = next.get(v) as number;
+    next.set(v, i + 1);
+    const r = v.call(i);
+    if (r instanceof Promise) await r;
+  };
+
+  // Warm up (first calls fault pages in and let ORT allocate), then size each variant's batch.
+  const reps = new Map<Variant, number>();
+  for (const v of active) {
+    v.bind(m, x);
+    await callNext(v);
+    const t0 = process.hrtime.bigint();
+    await callNext(v);
+    const once = Math.max(elapsedMs(t0), 1e-3);
+    reps.set(v, Math.min(1000, Math.max(1, Math.ceil(o.batchMs / once))));
+  }
+
+  const samples = new Map<Variant, number[]>(active.map((v) => [v, []]));
+  progress.start(`timing ${k}x${n} M=${m}`, o.rounds);
+  for (let r = 0; r < o.rounds; ++r) {
+    cancel.throwIfCancelled();
+    for (let j = 0; j < active.length; ++j) {
+      const v = active[(j + r) % active.length];
+      const count = reps.get(v) as number;
+      const t0 = process.hrtime.bigint();
+      for (let c = 0; c < count; ++c) await callNext(v);
+      (samples.get(v) as number[]).push(elapsedMs(t0) / count);
+    }
+    progress.update(r + 1);
+    await yieldToEventLoop();
+  }
+  progress.stop();
+
+  // Errors against float64 products of each reference weight on the first rows of x.
+  const rows = Math.min(m, 4);
+  const truth = new Map<string, Float64Array>();
+  for (const [key, h] of state.refs) truth.set(key, await gemmDequantizedF64(h, x.subarray(0, rows * k), rows));
+  const out: CpuBenchResult[] = [];
+  for (const v of active) {
+    const y = await v.output0();
+    const t = summarize(samples.get(v) as number[], o.rounds * (reps.get(v) as number));
+    out.push({
+      variant: v.name, m, n, k, ...t, relErr: relativeErrorL2(y, truth.get(v.refKey) as Float64Array, rows * n),
+      weightBytes: v.weightBytes, matrices: v.matrices,
+    });
+  }
+  return out;
+}

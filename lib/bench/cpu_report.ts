@@ -1,0 +1,79 @@
+// Human output of `w4a8 bench cpu`: a markdown table, and the CPU section of docs/BENCHMARKS.md.
+import * as fs from 'node:fs';
+import { writeFileAtomic } from '../util/atomic_write';
+import { BASELINE_VARIANT, type CpuBenchReport, type CpuBenchResult } from './cpu';
+
+const SECTION = '## CPU kernels';
+
+function throughput(r: CpuBenchResult): string {
+  // M=1 is bandwidth-bound: weight bytes per second; larger M is compute: 2*M*N*K ops per second.
+  if (r.m === 1) return `${(r.weightBytes / (r.medianMs * 1e6)).toFixed(1)} GB/s`;
+  return `${((2 * r.m * r.n * r.k) / (r.medianMs * 1e9)).toFixed(3)} TOPS`;
+}
+
+function fmtMs(v: number): string {
+  return v >= 100 ? v.toFixed(1) : v >= 10 ? v.toFixed(2) : v.toFixed(3);
+}
+
+/** One markdown table: rows per (shape, M, variant) with the speedup over ONNX Runtime bs128 acc4. */
+export function cpuBenchTable(report: CpuBenchReport): string {
+  const lines = [
+    '| K x N | M | variant | median ms | min ms | max ms | throughput | rel. error | vs ort-nbits-bs128-acc4 |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of report.results) {
+    const base = report.results.find((b) => b.variant === BASELINE_VARIANT && b.m === r.m && b.n === r.n && b.k === r.k);
+    const speedup = base ? `${(base.medianMs / r.medianMs).toFixed(2)}x` : 'n/a';
+    lines.push(`| ${r.k} x ${r.n} | ${r.m} | ${r.variant} | ${fmtMs(r.medianMs)} | ${fmtMs(r.minMs)} | ${fmtMs(r.maxMs)} | ${throughput(r)} | ${r.relErr.toExponential(2)} | ${speedup} |`);
+  }
+  return lines.join('\n');
+}
+
+export interface DocsContext {
+  command: string;
+  date: Date;
+}
+
+/** The whole "## CPU kernels" section (heading included). */
+export function cpuBenchSection(report: CpuBenchReport, ctx: DocsContext): string {
+  const setMiB = Math.round(report.setBytes / 2 ** 20);
+  return [
+    SECTION,
+    '',
+    `Measured ${ctx.date.toISOString().slice(0, 10)} on ${report.cpu} (${report.threads} threads, default ISA ${report.isa}; 1-minute load average`,
+    `${report.loadAvg[0].toFixed(1)} before, ${report.loadAvg[1].toFixed(1)} after: above ~${report.threads} the machine was shared and the numbers are noisy) with:`,
+    '',
+    '```',
+    ctx.command,
+    '```',
+    '',
+    `- Every variant rotates through its own set of distinct weight matrices of at least ${setMiB} MiB in total, one matrix per call,`,
+    '  so M=1 measures DRAM streaming, not cache. ONNX Runtime (onnxruntime-node, CPU EP) gets one single-node session per matrix,',
+    `  intraOpNumThreads = ${report.threads}, intra-op spinning off (hundreds of sessions' spinning pools would fight for the cores).`,
+    '- `w4a8` and `ort-nbits-bs128-acc4` multiply the SAME int4 g128 asymmetric weights; `ort-fp32` is a MatMul on their exact',
+    '  dequantization; `ort-nbits-bs32-acc4` and `w4a8-fp4` use random weights of their own format. `w4a8-<isa>` forces one ISA path',
+    '  on the `w4a8` weights (`w4a8` itself is the default ISA). Activations: int8 per token and K-group, inside the call.',
+    '- A sample is the mean of a batch of calls lasting ~20 ms; rounds visit the variants in rotating order; median/min/max are over',
+    '  rounds. Ours is timed through the synchronous binding, ONNX Runtime through `await session.run()`.',
+    '- Throughput: weight GB/s at M=1 (4-bit codes + scales + zero points; fp32 for `ort-fp32`), else 2*M*N*K ops/s.',
+    '- rel. error: ||y - y64|| / ||y64|| on the first min(M, 4) tokens, y64 = x times the exactly dequantized weight in float64.',
+    '',
+    cpuBenchTable(report),
+    '',
+  ].join('\n');
+}
+
+/** Replaces (or appends) the CPU section of a markdown file, atomically; other sections stay as they are. */
+export function writeCpuSection(file: string, section: string): void {
+  let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n\n';
+  const start = text.indexOf(`${SECTION}\n`);
+  if (start >= 0) {
+    const rest = text.slice(start + SECTION.length + 1);
+    const nextHeading = rest.search(/^## /m);
+    const end = nextHeading >= 0 ? start + SECTION.length + 1 + nextHeading : text.length;
+    text = text.slice(0, start) + section + (nextHeading >= 0 ? '\n' : '') + text.slice(end);
+  } else {
+    text = text.replace(/\n*$/, '\n\n') + section;
+  }
+  writeFileAtomic(file, text);
+}

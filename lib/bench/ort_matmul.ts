@@ -1,0 +1,73 @@
+// One-node ONNX Runtime models for the CPU benchmark: com.microsoft.MatMulNBits on our canonical
+// weights (its layout IS ours, formats.h) and a plain fp32 MatMul on the dequantized matrix.
+import * as ort from 'onnxruntime-node';
+import { makeModel, makeNode, makeValueInfo } from '../onnx/build';
+import { DataType } from '../onnx/dtype';
+import { serializeForOrt } from '../onnx/model';
+import { makeTensor } from '../onnx/tensor';
+import type { CanonicalWeight } from './quantized_set';
+
+export interface OrtThreads {
+  intraOpNumThreads: number;
+}
+
+// Spinning is off: the benchmark holds hundreds of sessions (one per matrix), each with its own
+// intra-op pool, and a spinning pool of the previous session steals the cores from the next one
+// (measured: 9.1 ms instead of 0.36 ms per 4096x4096 M=1 call on 2 cores).
+function sessionOptions(t: OrtThreads): ort.InferenceSession.SessionOptions {
+  return {
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+    intraOpNumThreads: t.intraOpNumThreads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    executionProviders: ['cpu'],
+  };
+}
+
+/** Y[m][N] = A[m][K] * W^T with W as MatMulNBits (bits 4) at the given accuracy level. */
+export async function createMatMulNBitsSession(w: CanonicalWeight, accuracyLevel: number, threads: OrtThreads): Promise<ort.InferenceSession> {
+  if (w.format !== 'int4') throw new RangeError('MatMulNBits takes int4 weights only (ONNX Runtime has no fp4 CPU kernel)');
+  const blocks = Math.ceil(w.k / w.groupSize);
+  const inits = [
+    makeTensor('B', DataType.UINT8, [w.n, blocks, w.groupSize / 2], w.codes),
+    makeTensor('scales', DataType.FLOAT, [w.n * blocks], w.scales),
+  ];
+  const inputs = ['A', 'B', 'scales'];
+  if (w.zeroPoints) {
+    inits.push(makeTensor('zero_points', DataType.UINT8, [w.n * Math.ceil(blocks / 2)], w.zeroPoints));
+    inputs.push('zero_points');
+  }
+  const node = makeNode('MatMulNBits', inputs, ['Y'],
+    { K: w.k, N: w.n, bits: 4, block_size: w.groupSize, accuracy_level: accuracyLevel }, { name: 'matmul', domain: 'com.microsoft' });
+  const model = makeModel(
+    { name: 'bench', nodes: [node], inputs: [makeValueInfo('A', DataType.FLOAT, ['m', w.k])], outputs: [makeValueInfo('Y', DataType.FLOAT, ['m', w.n])], initializers: inits },
+    [{ domain: '', version: 21 }, { domain: 'com.microsoft', version: 1 }],
+  );
+  return ort.InferenceSession.create(serializeForOrt(model).bytes, sessionOptions(threads));
+}
+
+/** Y[m][N] = A[m][K] * B[K][N], fp32. */
+export async function createMatMulSession(bKN: Float32Array, k: number, n: number, threads: OrtThreads): Promise<ort.InferenceSession> {
+  const model = makeModel(
+    {
+      name: 'bench',
+      nodes: [makeNode('MatMul', ['A', 'B'], ['Y'], {}, { name: 'matmul' })],
+      inputs: [makeValueInfo('A', DataType.FLOAT, ['m', k])],
+      outputs: [makeValueInfo('Y', DataType.FLOAT, ['m', n])],
+      initializers: [makeTensor('B', DataType.FLOAT, [k, n], bKN)],
+    },
+    [{ domain: '', version: 21 }],
+  );
+  return ort.InferenceSession.create(serializeForOrt(model).bytes, sessionOptions(threads));
+}
+
+/** Runs the session on x [m][K] and returns Y's data. */
+export async function runMatMul(session: ort.InferenceSession, x: ort.Tensor): Promise<Float32Array> {
+  const out = await session.run({ A: x });
+  return out.Y.data as Float32Array;
+}
+
+export function inputTensor(x: Float32Array, m: number, k: number): ort.Tensor {
+  return new ort.Tensor('float32', x, [m, k]);
+}
