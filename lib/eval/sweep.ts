@@ -7,6 +7,7 @@ import { W4A8Error } from '../errors';
 import { DecoderRunner } from '../calib/ort_runner';
 import { exportQuantized } from '../export/export_model';
 import { releaseNibbleSessions } from '../export/nibble_layout';
+import { releaseVectorSessions } from '../quant/vector_ops';
 import { loadModel, serializeForOrt } from '../onnx/model';
 import { calibrate, type Calibration } from '../quant/calibration';
 import { configLabel } from '../quant/config';
@@ -137,6 +138,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
   await run(opts.configs);
   if (opts.followUps) await run(opts.followUps(rows));
   await releaseNibbleSessions();
+  await releaseVectorSessions();
 
   const report: SweepReport = {
     model: opts.model,

@@ -6,7 +6,7 @@ import { DataType } from '../onnx/dtype';
 import type { OnnxModel } from '../onnx/model';
 import { makeFloatTensorLike, replaceInitializer, tensorDims, tensorToFloat32 } from '../onnx/tensor';
 import type { InputScaling, QuantizedLayer } from '../quant/types';
-import { multiplyVectors } from '../quant/vector_ops';
+import { divideVectors } from '../quant/vector_ops';
 import { firstInGraph, insertBefore, rewireInputs, uniqueName } from './graph_edit';
 
 /**
@@ -20,7 +20,7 @@ export async function applyInputScalings(model: OnnxModel, scalings: InputScalin
     if (sc.fold) {
       const w = sc.fold.weight;
       const values = tensorToFloat32(model, w);
-      const folded = await multiplyVectors(values, sc.inverseScale);
+      const folded = await divideVectors(values, sc.scale);
       replaceInitializer(model, makeFloatTensorLike(w.name, w.dataType, tensorDims(w), folded));
       readsNow.set(sc.input, sc.input);
       continue;

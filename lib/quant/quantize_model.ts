@@ -10,6 +10,7 @@ import { resolveTokenizer } from '../eval/model_tokenizer';
 import { checkExportSupports, checkPerChannelBlock } from '../export/compat';
 import { exportQuantized, type ExportInfo } from '../export/export_model';
 import { releaseNibbleSessions } from '../export/nibble_layout';
+import { releaseVectorSessions } from './vector_ops';
 import { hasExternalData, loadModel, saveModel, serializeForOrt, type OnnxModel } from '../onnx/model';
 import { findTokenizerBeside } from '../tokenize/load';
 import type { Tokenizer } from '../tokenize/tokenizer';
@@ -145,6 +146,7 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
   cancel.throwIfCancelled();
   const info = await exportQuantized(model, parts, format);
   await releaseNibbleSessions();
+  await releaseVectorSessions();
   if (info.opsetRaisedFrom !== undefined) await checkLoads(model, info);
   cancel.throwIfCancelled();
 
