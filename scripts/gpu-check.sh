@@ -3,7 +3,7 @@
 #   configure + build the native core with CUDA, run ctest (all tests; every CUDA test must PASS, not
 #   skip), run bench_cuda and the cuBLAS/FP8 baselines, and merge them into results.json + results.md
 #   under $OUT (or ./gpu-results). Prints the table last. Exit status: 0 all CUDA tests passed,
-#   1 a CUDA test failed or skipped (or the build failed), 2 the machine lacks a tool.
+#   1 a CUDA test failed, skipped or was not built, 2 the machine lacks a tool.
 # Budget: under 6 minutes (CPU tests capped at 60 s, bench at 80 s, baselines at 60 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,9 +44,15 @@ if ! cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$N
 fi
 grep -q "w4a8: CUDA kernels ON" "$OUT_DIR/configure.log" || die "CMake did not enable CUDA (see $OUT_DIR/configure.log)"
 step "build (-j$JOBS)"
-if ! cmake --build "$BUILD" -j"$JOBS" >"$OUT_DIR/build.log" 2>&1; then
+# Keep going past a failing target (another module's file mid-edit must not cost the CUDA results);
+# what did not build shows up below as tests that did not run.
+BUILD_FAILED=0
+KEEP_GOING=(-k)
+[ "${#GENERATOR[@]}" -gt 0 ] && KEEP_GOING=(-k 0)
+if ! cmake --build "$BUILD" -j"$JOBS" -- "${KEEP_GOING[@]}" >"$OUT_DIR/build.log" 2>&1; then
+  BUILD_FAILED=1
   grep -E "error|Error" "$OUT_DIR/build.log" | head -40
-  die "build failed (log: $OUT_DIR/build.log)"
+  echo "gpu-check: the build had errors (log: $OUT_DIR/build.log); running what was built"
 fi
 
 # --- tests -----------------------------------------------------------------------------------
@@ -66,7 +72,7 @@ CTEST_OTHER_RC=$?
 set -e
 grep -E "tests passed|tests failed" "$OUT_DIR/ctest-other.log" || true
 [ "$CTEST_OTHER_RC" -eq 124 ] && echo "gpu-check: the CPU tests did not finish within 60 s (log: $OUT_DIR/ctest-other.log)"
-OTHER_BAD=$(grep -E "Test +#.*(Failed|Timeout|Exception)" "$OUT_DIR/ctest-other.log" || true)
+OTHER_BAD=$(grep -E "Test +#.*(Failed|Timeout|Exception|Not Run)" "$OUT_DIR/ctest-other.log" || true)
 
 # --- benchmarks ------------------------------------------------------------------------------
 step "bench_cuda (budget 80 s)"
@@ -88,10 +94,11 @@ echo "CUDA test summaries (full log: $OUT_DIR/ctest-cuda.log):"
 grep -E "^[0-9]+: (PASS|FAIL|SKIP|ok  |device|seed)" "$OUT_DIR/ctest-cuda.log" | head -60 || true
 VERDICT="gpu-check: all CUDA tests passed"
 STATUS=0
-if [ -n "$CUDA_BAD" ] || [ "${CUDA_RAN:-0}" -eq 0 ]; then
+if [ -n "$CUDA_BAD" ] || [ "${CUDA_RAN:-0}" -eq 0 ] || [ ! -x "$BUILD/native/cuda_test_w4a8_gemm" ]; then
   VERDICT="gpu-check: FAIL (a CUDA test failed, was skipped or did not run; see $OUT_DIR/ctest-cuda.log)"
   STATUS=1
 fi
+[ "$BUILD_FAILED" -eq 1 ] && VERDICT="$VERDICT (the build had errors: $OUT_DIR/build.log)"
 echo "$VERDICT"
 step "results (table last)"
 python3 scripts/gpu_baselines.py merge --ours "$OUT_DIR/bench_cuda.jsonl" --baselines "$OUT_DIR/baselines.jsonl" \
