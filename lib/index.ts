@@ -38,3 +38,7 @@ export { qualityDoc } from './eval/report_quality';
 export { native } from './native/binding';
 export { capabilities } from './native/capabilities';
 export { tokenNll, argmaxRow } from './native/eval_ops';
+export { quantizeWeight, fakeQuantActivations, layerOutputError, awqSearch, gptqQuantize } from './native/quant';
+export { createCalibStats } from './native/calib_stats';
+export { cpuIsas, cpuDefaultIsa, setNumThreads, numThreads, prepackWeight, gemmW4A8, gemmW4A16, gemmW4A8Reference, gemmW4A16Reference, kroneckerAdd, gemmW4A8Kron } from './native/kernels';
+export { cudaStatus, cudaLinear, cudaQuantizeActivations, cudaKroneckerAdd } from './native/cuda';
