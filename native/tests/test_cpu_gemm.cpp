@@ -118,6 +118,32 @@ void CheckThreadCountIndependence(Isa isa) {
   }
 }
 
+// The packed layout's documented accessors (formats.h) reproduce the canonical dequantized weights, and
+// the padded k of every real channel dequantizes to exactly 0.
+void CheckPackedLayout() {
+  std::mt19937 rng(5);
+  for (WeightKind kind : {WeightKind::kInt4Symmetric, WeightKind::kInt4Asymmetric, WeightKind::kFp4}) {
+    for (int32_t group : {16, 64, 256}) {
+      const RandomWeight w(kind, 37, 301, group, rng);
+      std::unique_ptr<PackedWeight> packed;
+      if (Prepack(w.view(), Isa::kScalar, &packed) != Status::kOk) { ++g_failures; continue; }
+      const CpuPackedView& v = packed->view();
+      int bad = 0;
+      for (int32_t n = 0; n < w.n; ++n) {
+        for (int32_t k = 0; k < v.k_padded; ++k) {
+          const float want = k < w.k ? DequantizeAt(w.view(), n, k) : 0.0f;
+          if (CpuPackedDequantizeAt(v, n, k) != want) ++bad;
+        }
+      }
+      if (bad) {
+        ++g_failures;
+        std::printf("FAIL packed layout %s group %d: %d weights differ from the canonical ones\n", WeightKindName(kind),
+                    group, bad);
+      }
+    }
+  }
+}
+
 void CheckInvalidArguments() {
   std::mt19937 rng(7);
   RandomWeight w(WeightKind::kInt4Asymmetric, 20, 40, 16, rng);
@@ -178,6 +204,7 @@ void CheckInvalidArguments() {
 int main() {
   std::printf("CPU threads: %d; default ISA: %s\n", NumThreads(), IsaName(DefaultIsa()));
   CheckInvalidArguments();
+  CheckPackedLayout();
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx}) {
     if (!IsaAvailable(isa)) {
       std::printf("SKIP: %s not available on this CPU (%s)\n", IsaName(isa), IsaUnavailableReason(isa));

@@ -29,13 +29,21 @@ class OwnedPackedWeight final : public PackedWeight {
         scales_[meta] = fp4 ? 0.5f * scale : scale;
         zeros_[meta] = (uint8_t)(fp4 ? kCpuFp4Zero : ZeroPointAt(w.zero_points, blocks, n, b));
       }
-      uint8_t* panel_codes = codes_.get() + (size_t)panel * chunks_per_panel * kCpuChunkBytes;
-      for (int32_t k = 0; k < k_padded; ++k) {
-        // Padded k gets the neutral code so that the padded weight dequantizes to exactly 0.
-        const int code = k < w.k ? CodeAt(w.codes, w.k, w.group_size, n, k)
-                                 : (fp4 ? 0 : ZeroPointAt(w.zero_points, blocks, n, k / w.group_size));
-        uint8_t& byte = panel_codes[(size_t)(k / kCpuChunkK) * kCpuChunkBytes + 4 * lane + (k % 4)];
-        byte |= (uint8_t)((k % kCpuChunkK) < 4 ? code : code << 4);
+      // Walk the canonical row byte by byte (two consecutive k per byte, blocks contiguous), so that
+      // packing a 7B-parameter model stays a matter of seconds.
+      uint8_t* panel_codes = codes_.get() + (size_t)panel * chunks_per_panel * kCpuChunkBytes + 4 * lane;
+      const uint8_t* row = w.codes + (size_t)n * blocks * (w.group_size / 2);
+      for (int32_t k = 0; k < k_padded; k += 2) {
+        int lo = row[k / 2] & 0x0f, hi = row[k / 2] >> 4;
+        if (k + 1 >= w.k) {  // padded k gets the neutral code: the padded weight dequantizes to exactly 0
+          const int neutral = fp4 ? 0 : ZeroPointAt(w.zero_points, blocks, n, k / w.group_size);
+          if (k >= w.k) lo = neutral;
+          hi = neutral;
+        }
+        uint8_t* dst = panel_codes + (size_t)(k / kCpuChunkK) * kCpuChunkBytes + (k % 4);
+        const int shift = (k % kCpuChunkK) < 4 ? 0 : 4;
+        dst[0] |= (uint8_t)(lo << shift);
+        dst[1] |= (uint8_t)(hi << shift);
       }
     }
     view_.format = w.format;
