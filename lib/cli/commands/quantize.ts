@@ -1,7 +1,7 @@
 // `w4a8 quantize <in.onnx> -o <out.onnx>`: calibrate, quantize every MatMul (but the logits),
 // export as MatMulNBits, QDQ or standard-op simulation; progress per layer on stderr.
 import type { CommandModule } from 'yargs';
-import { runCommand, CommonArgs } from '../run_command';
+import { runCommand, CommonArgs, UsageError } from '../run_command';
 import { quantizeModel } from '../../quant/quantize_model';
 import { ACT_FORMATS, EXPORT_FORMATS, GROUPINGS, METHODS, WEIGHT_FORMATS, configLabel } from '../../quant/config';
 
@@ -23,6 +23,12 @@ interface QuantizeArgs extends CommonArgs {
   exclude?: string[];
   'act-order': boolean;
   'pow2-scales': boolean;
+  'calib-budget-mb': number;
+}
+
+function checkBudget(mb: number): number {
+  if (!Number.isFinite(mb) || mb <= 0) throw new UsageError(`--calib-budget-mb must be a positive number of MiB; got ${mb}`);
+  return mb;
 }
 
 export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
@@ -47,7 +53,8 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       .option('calib-seqlen', { type: 'number', default: 512, describe: 'Calibration window length in tokens' })
       .option('exclude', { type: 'string', array: true, describe: 'Glob(s) of layer or weight names to keep in float (the logits layer always is)' })
       .option('act-order', { type: 'boolean', default: false, describe: 'GPTQ: visit inputs by decreasing Hessian diagonal' })
-      .option('pow2-scales', { type: 'boolean', default: false, describe: 'Round scales up to powers of two' }) as never,
+      .option('pow2-scales', { type: 'boolean', default: false, describe: 'Round scales up to powers of two' })
+      .option('calib-budget-mb', { type: 'number', default: 1024, describe: 'Memory for calibration statistics per pass; more layers -> more passes over the text' }) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const summary = await quantizeModel({
@@ -67,6 +74,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
         exclude: args.exclude ?? [],
         actOrder: args['act-order'],
         pow2Scales: args['pow2-scales'],
+        captureBudgetBytes: checkBudget(args['calib-budget-mb']) * 2 ** 20,
         progress: ctx.progress,
         cancel: ctx.cancel,
       });
