@@ -2,11 +2,13 @@
 // shapes (default 4096 x 4096), int4 asymmetric, group 128, per-(token, group) activation quantization.
 // M = 1 rotates through >= 1 GiB of distinct packed weights so that the weights stream from DRAM, as
 // they do in a real decode step; larger M reuse one weight (it is compute-bound there). Rounds interleave
-// the ISAs; the medians are printed with GB/s (packed weight bytes read per call) and TOPS (2*M*N*K).
+// the ISAs; the medians are printed with GB/s (packed weight bytes read per call) and TOPS (2*M*N*K),
+// and the process CPU time per call (all threads; the pool's brief spin-waits included).
 //
 // usage: bench_cpu_gemm [--rounds R] [--rotate-mib MiB] [--threads T] [--isa name] [--m 1,8,...] [--shape KxN]...
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +25,13 @@ using namespace w4a8::cpu;
 namespace {
 
 double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// Process CPU time: on a shared machine, wall time / CPU time shows how much of the cores the run got.
+double CpuNow() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -113,30 +122,33 @@ int main(int argc, char** argv) {
     }
     std::printf("\nK=%d N=%d: packed weight %.2f MiB; M=1 rotates through %zu copies (%.0f MiB)\n", shape.k, shape.n,
                 bytes / 1048576.0, rotation.size(), rotation.size() * bytes / 1048576.0);
-    std::printf("%-11s %5s %11s %9s %8s\n", "isa", "M", "median ms", "GB/s", "TOPS");
+    std::printf("%-11s %5s %11s %9s %8s %13s\n", "isa", "M", "median ms", "GB/s", "TOPS", "cpu ms/call");
     for (int m : ms) {
       std::vector<float> x((size_t)m * shape.k), y((size_t)m * shape.n);
       for (auto& v : x) v = (float)((int)(rng() % 2001) - 1000) / 1000.0f;
       const int calls = m == 1 ? (int)rotation.size() : std::max(1, (int)(2e9 / (2.0 * m * shape.n * shape.k)));
-      std::vector<std::vector<double>> per_call(isas.size());
+      std::vector<std::vector<double>> per_call(isas.size()), cpu_per_call(isas.size());
       for (int r = 0; r < rounds + 1; ++r) {  // round 0 warms up
         for (size_t i = 0; i < isas.size(); ++i) {
           GemmArgs a;
           a.m = m;
           a.x = x.data();
           a.y = y.data();
-          const double t0 = Now();
+          const double t0 = Now(), c0 = CpuNow();
           for (int c = 0; c < calls; ++c) {
             const PackedWeight& pw = *rotation[m == 1 ? c % rotation.size() : 0];
             if (GemmW4A8WithIsa(pw, isas[i], a) != Status::kOk) { std::fprintf(stderr, "gemm failed\n"); return 1; }
           }
-          if (r > 0) per_call[i].push_back((Now() - t0) / calls);
+          if (r > 0) {
+            per_call[i].push_back((Now() - t0) / calls);
+            cpu_per_call[i].push_back((CpuNow() - c0) / calls);
+          }
         }
       }
       for (size_t i = 0; i < isas.size(); ++i) {
         const double s = Median(per_call[i]);
-        std::printf("%-11s %5d %11.4f %9.2f %8.3f\n", IsaName(isas[i]), m, s * 1e3, bytes / s / 1e9,
-                    2.0 * m * shape.n * (double)shape.k / s / 1e12);
+        std::printf("%-11s %5d %11.4f %9.2f %8.3f %13.4f\n", IsaName(isas[i]), m, s * 1e3, bytes / s / 1e9,
+                    2.0 * m * shape.n * (double)shape.k / s / 1e12, Median(cpu_per_call[i]) * 1e3);
       }
     }
   }

@@ -65,7 +65,7 @@ void RunIsa(Isa isa) {
   int combo = 0;
   for (int32_t m = 1; m <= 17; m += (m < 9 ? 1 : 2)) {
     for (int32_t n = 1; n <= 17; ++n) {
-      for (int32_t k = 1; k <= 17; k += 2) {
+      for (int32_t k = 1; k <= 17; ++k) {
         ++combo;
         CheckCase(isa, kinds[combo % 3], m, n, k, groups[combo % 5], combo % 2 ? ActQuant::kPerToken
                                                                                 : ActQuant::kPerTokenPerGroup,
@@ -73,7 +73,7 @@ void RunIsa(Isa isa) {
       }
     }
   }
-  // Larger shapes: every format x group x mode on 33x100x300 (K not a multiple of any group above 16... 300 = 18*16+12).
+  // Larger shapes: every format x group x mode on 33x100x300 (300 is a multiple of no group size).
   for (WeightKind kind : kinds) {
     for (int32_t group : groups) {
       for (ActQuant act : {ActQuant::kPerTokenPerGroup, ActQuant::kPerToken}) {
