@@ -24,7 +24,8 @@ inline int32_t LoadI32(const int8_t* p) {
   return v;
 }
 
-// MR token rows x NP panels over the whole K. Few rows are bandwidth-bound: they get separate
+// MR (<= 6: 12 int32 accumulators leave room for the weights without spilling in the K loop) token
+// rows x NP panels over the whole K. Few rows are bandwidth-bound: they get separate
 // accumulators for the low/high nibbles (shorter vpdpbusd dependency chains) and software prefetch.
 template <int MR, int NP, bool kFp4>
 void Micro(const CpuPackedView& v, const QuantizedActs& a, const float* bias, float* y, int32_t m0, int32_t p0) {
@@ -114,13 +115,11 @@ MicroFn PickRows(int rows) {
     case 3: return Micro<3, NP, kFp4>;
     case 4: return Micro<4, NP, kFp4>;
     case 5: return Micro<5, NP, kFp4>;
-    case 6: return Micro<6, NP, kFp4>;
-    case 7: return Micro<7, NP, kFp4>;
-    default: return Micro<8, NP, kFp4>;
+    default: return Micro<6, NP, kFp4>;
   }
 }
 
-constexpr int kMaxRows = 8;
+constexpr int kMaxRows = 6;
 
 }  // namespace
 
