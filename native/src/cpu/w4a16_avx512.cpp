@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "w4a16_internal.h"
 
@@ -78,9 +79,112 @@ void Tile(const float* panel, int32_t kpad, int32_t K, const float* x, int32_t t
       y[(size_t)(t0 + t) * n + n0 + r] = _mm512_reduce_add_ps(acc[t][r]) + (bias ? bias[n0 + r] : 0.f);
 }
 
+
+// ---- small M: decode in registers, no panel -------------------------------------------------
+// Per group g of row n: s_g * (sum q_k x_k - zp_g * sum x_k) for int4, s_g * sum v(q_k) x_k for fp4, so
+// the per-weight work is one convert and one FMA per token; the zero point costs one scalar per group.
+// x is first copied per token into `xp` [kpad], zero past K, and for groups of 32 or more each run of
+// 32 k is reordered to (16 even k, 16 odd k): then the low nibbles of 16 code bytes line up with the
+// first half and the high nibbles with the second, and no byte interleave is needed.
+
+inline __m512 CodesToFloat(__m128i bytes16, bool fp4, __m512 table) {
+  const __m512i q = _mm512_cvtepu8_epi32(bytes16);
+  return fp4 ? _mm512_permutexvar_ps(q, table) : _mm512_cvtepi32_ps(q);
+}
+
+template <int MT, int R>
+void GemvBlock(const QuantizedWeight& w, const float* xp, int32_t kpad, const float* xsum, int32_t n0, int32_t rows,
+               float* y, int32_t t0, const float* bias) {
+  const int32_t gs = w.group_size, blocks = BlocksPerRow(w.k, gs);
+  const bool fp4 = w.format == WeightFormat::kFp4E2M1;
+  const __m512 table = _mm512_load_ps(kFp4Table);
+  const __m128i low4 = _mm_set1_epi8(0x0f);
+  const uint8_t* codes[R];
+  for (int r = 0; r < R; ++r) codes[r] = w.codes + (size_t)(n0 + (r < rows ? r : 0)) * blocks * (gs / 2);
+  __m512 acc[MT][R];
+  float zterm[MT][R];
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < R; ++r) {
+      acc[t][r] = _mm512_setzero_ps();
+      zterm[t][r] = 0.f;
+    }
+  for (int32_t b = 0; b < blocks; ++b) {
+    const int32_t kb = b * gs;
+    __m512 part[MT][R];
+    for (int t = 0; t < MT; ++t)
+      for (int r = 0; r < R; ++r) part[t][r] = _mm512_setzero_ps();
+    if (gs == 16) {  // natural k order: interleave the nibbles of 8 bytes
+      __m512 xv[MT];
+      for (int t = 0; t < MT; ++t) xv[t] = _mm512_loadu_ps(xp + (size_t)t * kpad + kb);
+      for (int r = 0; r < R; ++r) {
+        const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes[r] + (size_t)b * 8));
+        const __m128i lo = _mm_and_si128(bytes, low4), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
+        const __m512 q = CodesToFloat(_mm_unpacklo_epi8(lo, hi), fp4, table);
+        for (int t = 0; t < MT; ++t) part[t][r] = _mm512_fmadd_ps(q, xv[t], part[t][r]);
+      }
+    } else {
+      for (int32_t j = 0; j < gs; j += 32) {
+        __m512 xe[MT], xo[MT];
+        for (int t = 0; t < MT; ++t) {
+          xe[t] = _mm512_loadu_ps(xp + (size_t)t * kpad + kb + j);
+          xo[t] = _mm512_loadu_ps(xp + (size_t)t * kpad + kb + j + 16);
+        }
+        for (int r = 0; r < R; ++r) {
+          const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes[r] + (size_t)b * (gs / 2) + j / 2));
+          const __m512 qe = CodesToFloat(_mm_and_si128(bytes, low4), fp4, table);
+          const __m512 qo = CodesToFloat(_mm_and_si128(_mm_srli_epi16(bytes, 4), low4), fp4, table);
+          for (int t = 0; t < MT; ++t) {
+            part[t][r] = _mm512_fmadd_ps(qe, xe[t], part[t][r]);
+            part[t][r] = _mm512_fmadd_ps(qo, xo[t], part[t][r]);
+          }
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const int32_t n = n0 + (r < rows ? r : 0);
+      const float scale = w.scales[(size_t)n * blocks + b];
+      const __m512 vs = _mm512_set1_ps(scale);
+      const float zs = fp4 ? 0.f : scale * (float)ZeroPointAt(w.zero_points, blocks, n, b);
+      for (int t = 0; t < MT; ++t) {
+        acc[t][r] = _mm512_fmadd_ps(part[t][r], vs, acc[t][r]);
+        zterm[t][r] += zs * xsum[(size_t)t * blocks + b];
+      }
+    }
+  }
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < rows; ++r)
+      y[(size_t)(t0 + t) * w.n + n0 + r] = (_mm512_reduce_add_ps(acc[t][r]) - zterm[t][r]) + (bias ? bias[n0 + r] : 0.f);
+}
+
+template <int MT, int R>
+void GemvRows(const QuantizedWeight& w, const GemmArgs& a, int32_t t0, const float* xp, int32_t kpad, const float* xsum,
+              int32_t n0, int32_t n1) {
+  for (int32_t nb = n0; nb < n1; nb += R) GemvBlock<MT, R>(w, xp, kpad, xsum, nb, std::min(R, n1 - nb), a.y, t0, a.bias);
+}
+
+void Gemv(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
+  const int32_t blocks = BlocksPerRow(w.k, w.group_size), kpad = blocks * w.group_size;
+  std::vector<float> sums(4 * (size_t)blocks), xp(4 * (size_t)kpad);
+  for (int32_t t0 = 0; t0 < a.m; t0 += 4) {
+    const int32_t mt = std::min(4, a.m - t0);
+    GroupSums(w, a.x + (size_t)t0 * w.k, mt, sums.data());
+    PermuteForNibbles(w, a.x + (size_t)t0 * w.k, mt, kpad, xp.data());
+    switch (mt) {
+      case 1: GemvRows<1, 4>(w, a, t0, xp.data(), kpad, sums.data(), n0, n1); break;
+      case 2: GemvRows<2, 2>(w, a, t0, xp.data(), kpad, sums.data(), n0, n1); break;
+      case 3: GemvRows<3, 1>(w, a, t0, xp.data(), kpad, sums.data(), n0, n1); break;
+      default: GemvRows<4, 1>(w, a, t0, xp.data(), kpad, sums.data(), n0, n1); break;
+    }
+  }
+}
+
 }  // namespace
 
 bool RowsAvx512(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
+  if (a.m <= kGemvMaxTokens) {
+    Gemv(w, a, n0, n1);
+    return true;
+  }
   const int32_t K = w.k, kpad = BlocksPerRow(K, w.group_size) * w.group_size;
   float* panel = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kRows * (size_t)kpad));
   if (!panel) return false;

@@ -11,6 +11,39 @@ namespace w4a8::cpu::w4a16 {
 // panel [kRows][k rounded up to the group size] and reused by every token of the call.
 constexpr int32_t kRows = 4;
 
+// Up to this many tokens the kernels decode codes in registers (GEMV style) instead of building
+// a panel: decoding per token tile is cheaper than storing and reloading fp32 weights.
+constexpr int32_t kGemvMaxTokens = 8;
+
+// Sums of x over each weight K-group, for tokens [0, mt) of x: xsum[t * blocks + b].
+inline void GroupSums(const QuantizedWeight& w, const float* x, int32_t mt, float* xsum) {
+  const int32_t blocks = BlocksPerRow(w.k, w.group_size);
+  for (int32_t t = 0; t < mt; ++t)
+    for (int32_t b = 0; b < blocks; ++b) {
+      float s = 0.f;
+      const int32_t end = (b + 1) * w.group_size < w.k ? (b + 1) * w.group_size : w.k;
+      for (int32_t k = b * w.group_size; k < end; ++k) s += x[(size_t)t * w.k + k];
+      xsum[(size_t)t * blocks + b] = s;
+    }
+}
+
+// x of tokens [0, mt) into xp [mt][kpad], zero past K; with groups of 32 or more, each run of 32 k
+// becomes (the 16 even k, then the 16 odd k), the order of (low nibbles, high nibbles) of 16 code bytes.
+inline void PermuteForNibbles(const QuantizedWeight& w, const float* x, int32_t mt, int32_t kpad, float* xp) {
+  for (int32_t t = 0; t < mt; ++t) {
+    const float* xt = x + (size_t)t * w.k;
+    float* out = xp + (size_t)t * kpad;
+    for (int32_t k = 0; k < kpad; ++k) {
+      int32_t src = k;
+      if (w.group_size >= 32) {
+        const int32_t base = k & ~31, i = k & 31;
+        src = base + (i < 16 ? 2 * i : 2 * (i - 16) + 1);
+      }
+      out[k] = src < w.k ? xt[src] : 0.f;
+    }
+  }
+}
+
 // y[t][n] for all tokens t and rows n in [n0, n1) (n0 a multiple of kRows), fp32 accumulation.
 // False only when the panel cannot be allocated.
 bool RowsAvx512(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1);
