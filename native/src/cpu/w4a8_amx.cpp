@@ -12,9 +12,12 @@ namespace w4a8::cpu::w4a8k {
 namespace {
 
 // GCC's tile intrinsics paste the tile number into the asm text, so each (tile, op) pair is spelled
-// out with a literal number instead of a template parameter.
+// out with a literal number instead of a template parameter. GCC 12's _tile_loadconfig tells the
+// compiler it reads only 8 bytes of the config, and _tile_loadd that it reads no memory at all, so
+// stores to the config or to the unpacked weights could legally be sunk past them: the wrappers below
+// declare the whole 64-byte config as read and clobber memory on every tile load.
 struct HardwareTiles {
-  static void Configure(const AmxTileConfig* cfg) { _tile_loadconfig(cfg); }
+  static void Configure(const AmxTileConfig* cfg) { __asm__ volatile("ldtilecfg %0" ::"m"(*cfg) : "memory"); }
   template <int T>
   static void Zero();
   template <int T>
@@ -31,9 +34,11 @@ struct HardwareTiles {
   inline void HardwareTiles::Zero<T>() { _tile_zero(T); }                                   \
   template <>                                                                               \
   inline void HardwareTiles::Store<T>(void* p, size_t stride) { _tile_stored(T, p, stride); }
-#define W4A8_AMX_LOAD(T) \
-  template <>            \
-  inline void HardwareTiles::Load<T>(const void* p, size_t stride) { _tile_loadd(T, p, stride); }
+#define W4A8_AMX_LOAD(T)                                                                            \
+  template <>                                                                                       \
+  inline void HardwareTiles::Load<T>(const void* p, size_t stride) {                                \
+    __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #T ::"r"(p), "r"((long)stride) : "memory");       \
+  }
 #define W4A8_AMX_DOT(C, A, B) \
   template <>                 \
   inline void HardwareTiles::DotSS<C, A, B>() { _tile_dpbssd(C, A, B); }
