@@ -125,7 +125,15 @@ constexpr int kMaxRows = 6;
 
 void TileAvx512Vnni(const CpuPackedView& v, const QuantizedActs& a, const float* bias, float* y, const Tile& t) {
   const bool fp4 = v.format == WeightFormat::kFp4E2M1;
-  for (int32_t p = t.p0; p < t.p1; p += 2) {
+  // One or two tokens are bandwidth-bound: four weight streams at once keep more loads in flight.
+  int32_t p_rest = t.p0;
+  if (t.m1 - t.m0 <= 2) {
+    const bool one = t.m1 - t.m0 == 1;
+    const MicroFn fn = one ? (fp4 ? Micro<1, 4, true> : Micro<1, 4, false>)
+                           : (fp4 ? Micro<2, 4, true> : Micro<2, 4, false>);
+    for (; p_rest + 4 <= t.p1; p_rest += 4) fn(v, a, bias, y, t.m0, p_rest);
+  }
+  for (int32_t p = p_rest; p < t.p1; p += 2) {
     const bool pair = p + 1 < t.p1;
     for (int32_t m = t.m0; m < t.m1; m += kMaxRows) {
       const int rows = t.m1 - m < kMaxRows ? t.m1 - m : kMaxRows;
