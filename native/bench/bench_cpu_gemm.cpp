@@ -50,27 +50,31 @@ size_t PackedBytes(const CpuPackedView& v) {
 
 uint64_t read_sink = 0;
 
-// Sums every 8-byte word of a packed weight (codes, scales, zeros) on the thread pool, split by panel
-// like the M = 1 kernel: a memory-read ceiling measured under the same conditions.
+// Sums every 8-byte word of a packed weight on the thread pool, four panels interleaved per task like
+// the M = 1 kernel's four weight streams, then the scales: a memory-read reference measured under the
+// same conditions (the kernel may still beat it slightly: it also prefetches in software).
 uint64_t ReadAll(const CpuPackedView& v) {
-  const size_t panel_bytes = (size_t)(v.k_padded / kCpuChunkK) * kCpuChunkBytes;
-  const size_t meta = (size_t)v.n_panels * v.blocks_per_row * kCpuPanelN;
-  std::vector<uint64_t> partial((size_t)v.n_panels + 1, 0);
-  cpu::ParallelFor(v.n_panels + 1, [&](int64_t p) {
-    const uint64_t* words;
-    size_t count;
-    if (p < v.n_panels) {
-      words = (const uint64_t*)(v.codes + (size_t)p * panel_bytes);
-      count = panel_bytes / 8;
-    } else {
-      words = (const uint64_t*)v.scales;
-      count = meta * sizeof(float) / 8;
-    }
+  const size_t panel_words = (size_t)(v.k_padded / kCpuChunkK) * kCpuChunkBytes / 8;
+  const size_t meta_words = (size_t)v.n_panels * v.blocks_per_row * kCpuPanelN * sizeof(float) / 8;
+  const int64_t quads = (v.n_panels + 3) / 4;
+  std::vector<uint64_t> partial((size_t)quads + 1, 0);
+  cpu::ParallelFor(quads + 1, [&](int64_t t) {
     uint64_t acc[4] = {0, 0, 0, 0};
-    for (size_t i = 0; i + 4 <= count; i += 4) {
-      for (int j = 0; j < 4; ++j) acc[j] += words[i + j];
+    if (t == quads) {
+      const uint64_t* w = (const uint64_t*)v.scales;
+      for (size_t i = 0; i + 8 <= meta_words; i += 8) acc[i / 8 % 4] += w[i];
+    } else {
+      const int streams = (int)std::min<int64_t>(4, v.n_panels - 4 * t);
+      const uint64_t* w = (const uint64_t*)v.codes + (size_t)(4 * t) * panel_words;
+      for (size_t i = 0; i < panel_words; i += 8) {
+        for (int q = 0; q < streams; ++q) {
+          const uint64_t* line = w + (size_t)q * panel_words + i;
+          __builtin_prefetch(line + 256);
+          acc[q] += line[0] ^ line[1] ^ line[2] ^ line[3] ^ line[4] ^ line[5] ^ line[6] ^ line[7];
+        }
+      }
     }
-    partial[p] = acc[0] ^ acc[1] ^ acc[2] ^ acc[3];
+    partial[t] = acc[0] + acc[1] + acc[2] + acc[3];
   });
   uint64_t total = 0;
   for (uint64_t x : partial) total += x;
