@@ -144,6 +144,30 @@ void CheckPackedLayout() {
   }
 }
 
+// ISA names round-trip, the default ISA is one the CPU has, and unavailable ones say why.
+void CheckIsaQueries() {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx}) {
+    Isa parsed;
+    if (!ParseIsa(IsaName(isa), &parsed) || parsed != isa) {
+      ++g_failures;
+      std::printf("FAIL ParseIsa(\"%s\")\n", IsaName(isa));
+    }
+    if (IsaAvailable(isa) == (*IsaUnavailableReason(isa) != 0)) {
+      ++g_failures;
+      std::printf("FAIL %s: availability and reason disagree\n", IsaName(isa));
+    }
+  }
+  Isa parsed;
+  if (ParseIsa("avx1024", &parsed) || ParseIsa(nullptr, &parsed)) {
+    ++g_failures;
+    std::puts("FAIL ParseIsa accepted a bad name");
+  }
+  if (!IsaAvailable(DefaultIsa()) || AvailableIsas().empty() || AvailableIsas().front() != Isa::kScalar) {
+    ++g_failures;
+    std::puts("FAIL DefaultIsa/AvailableIsas");
+  }
+}
+
 void CheckInvalidArguments() {
   std::mt19937 rng(7);
   RandomWeight w(WeightKind::kInt4Asymmetric, 20, 40, 16, rng);
@@ -203,6 +227,7 @@ void CheckInvalidArguments() {
 
 int main() {
   std::printf("CPU threads: %d; default ISA: %s\n", NumThreads(), IsaName(DefaultIsa()));
+  CheckIsaQueries();
   CheckInvalidArguments();
   CheckPackedLayout();
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx}) {
