@@ -106,6 +106,9 @@ Napi::Value QuantizeWeightFn(const Napi::CallbackInfo& info) {
   CheckOutputs(env, c, k, n, cl, sl, zp, zl, deq, dl, "quantizeWeight");
   if (clip && (c.grouping != Grouping::kAlongK || gl != QuantScaleCount(c, k, n)))
     ThrowRange(env, "quantizeWeight: groupClip needs grouping along K and one ratio per group");
+  if (clip)
+    for (size_t i = 0; i < gl; ++i)
+      if (!(clip[i] > 0.0f && clip[i] <= 1.0f)) ThrowRange(env, "quantizeWeight: every groupClip ratio must be in (0, 1]");
   QuantizedOutputs out{codes, scales, HasZeroPoints(c) ? zp : nullptr, deq};
   return RunKeeping(env, "quantizeWeight",
                   [=]() { return QuantizeWeight(w, k, n, c, clip, out); },

@@ -103,6 +103,11 @@ describe('quantizeWeight (native RTN)', () => {
     await expect(quantizeWeight(new Float64Array(k * n) as unknown as Float32Array, k, n, { format: 'int4', groupSize: 32 })).rejects.toThrow(TypeError);
     await expect(quantizeWeight(w, k, n, { format: 'int4', groupSize: 32, clipRatio: 1.5 })).rejects.toThrow(RangeError);
     await expect(quantizeWeight(w, k, n, { format: 'fp4', symmetric: false, groupSize: 32 })).rejects.toThrow(RangeError);
+    const clip = new Float32Array(n * 3).fill(0.9);
+    const clipped = await quantizeWeight(w, k, n, { format: 'int4', groupSize: 32 }, { groupClip: clip });
+    expect(clipped.scales[0]).toBeLessThan((await quantizeWeight(w, k, n, { format: 'int4', groupSize: 32 })).scales[0]);
+    clip[4] = 0;
+    await expect(quantizeWeight(w, k, n, { format: 'int4', groupSize: 32 }, { groupClip: clip })).rejects.toThrow(/\(0, 1\]/);
   });
 });
 

@@ -64,16 +64,23 @@ void InvertLowerUnblocked(double* l, int64_t ldl, int64_t nb) {
 Status CholeskyLower(double* a, int64_t n, int threads) {
   if (n < 0 || (n > 0 && !a)) return Status::kInvalidArgument;
   const int t = Threads(threads);
+  std::vector<double> linv, panel;
   for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
     const int64_t nb = std::min(kBlock, n - j0);
     const int64_t j1 = j0 + nb;
     if (!CholeskyUnblocked(a + j0 * n + j0, n, nb)) return Status::kNumericalError;
     const int64_t rest = n - j1;
     if (rest == 0) break;
-    // Panel: A21 <- A21 L11^-T (rows are independent).
-    ParallelRanges(t, rest, 16, [&](int64_t r0, int64_t r1) {
-      SolveRowsLowerT(a + j0 * n + j0, n, nb, a + (j1 + r0) * n + j0, n, r1 - r0);
-    });
+    // Panel: A21 <- A21 L11^-T, as a GEMM with the explicit inverse of the small diagonal block
+    // (a row-by-row substitution is a scalar dependency chain, ~10x slower at K = 11008).
+    linv.assign((size_t)nb * nb, 0.0);
+    for (int64_t i = 0; i < nb; ++i)
+      for (int64_t j = 0; j <= i; ++j) linv[(size_t)i * nb + j] = a[(j0 + i) * n + j0 + j];
+    InvertLowerUnblocked(linv.data(), nb, nb);
+    panel.resize((size_t)rest * nb);
+    for (int64_t r = 0; r < rest; ++r)
+      std::copy(a + (j1 + r) * n + j0, a + (j1 + r) * n + j1, panel.data() + (size_t)r * nb);
+    GemmF64(false, true, rest, nb, nb, 1.0, panel.data(), nb, linv.data(), nb, 0.0, a + j1 * n + j0, n, t);
     // Trailing update of the lower triangle only, one row block at a time: A22 -= A21 A21^T.
     for (int64_t i0 = j1; i0 < n; i0 += 256) {
       const int64_t mb = std::min<int64_t>(256, n - i0);
@@ -103,8 +110,13 @@ Status InvertLowerTriangular(double* l, int64_t n, int threads) {
     InvertLowerUnblocked(l + j0 * n + j0, n, nb);
     if (rest > 0) {
       tmp.assign((size_t)rest * nb, 0.0);
-      // tmp = X22 L21 (X22 is lower with a zero upper part, so a plain GEMM is exact).
-      GemmF64(false, false, rest, nb, rest, 1.0, l + j1 * n + j1, n, l + j1 * n + j0, n, 0.0, tmp.data(), nb, t);
+      // tmp = X22 L21. X22 is lower triangular, so row block [r0, r1) of it only needs columns < r1:
+      // half the flops of a plain GEMM.
+      for (int64_t r0 = 0; r0 < rest; r0 += 256) {
+        const int64_t r1 = std::min<int64_t>(rest, r0 + 256);
+        GemmF64(false, false, r1 - r0, nb, r1, 1.0, l + (j1 + r0) * n + j1, n, l + j1 * n + j0, n, 0.0,
+                tmp.data() + r0 * nb, nb, t);
+      }
       // L21 <- -tmp X11
       GemmF64(false, false, rest, nb, nb, -1.0, tmp.data(), nb, l + j0 * n + j0, n, 0.0, l + j1 * n + j0, n, t);
     }

@@ -1,6 +1,7 @@
 // The packed GEMM compiled with avx512 flags (CMake adds them from the file name).
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "linalg/gemm_isa.h"

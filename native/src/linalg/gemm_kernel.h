@@ -1,6 +1,6 @@
 // The packed GEMM, written once with GCC vector extensions and compiled per ISA (gemm.cpp,
 // gemm_avx2.cpp, gemm_avx512.cpp each include it inside their own namespace, so the template
-// instances never collide at link time). Include <algorithm>, <cstring>, <vector>, parallel.h first.
+// instances never collide at link time). Include <algorithm>, <cstring>, <memory>, <vector>, parallel.h first.
 //
 // Layout: BLIS-style. B is packed into kc x NR panels, A into MR x kc panels, and an MR x NR
 // register tile accumulates op(A) op(B). Threads split the columns of C (each packs its own panels).
@@ -105,8 +105,13 @@ void GemmColumns(bool trans_a, bool trans_b, int64_t m, int64_t k, T alpha, cons
                  const T* b, int64_t ldb, T beta, T* c, int64_t ldc, int64_t j_begin, int64_t j_end) {
   using Tr = GemmTraits<T, kVecBytes>;
   using Vec = typename Tr::Vec;
-  std::vector<T> bpack((size_t)Tr::kKc * (Tr::kNc + Tr::kNr));
-  std::vector<T> apack((size_t)Tr::kKc * (Tr::kMc + Tr::kMr));
+  // Sized to this call and left uninitialised (packing writes every element it later reads):
+  // Cholesky and GPTQ issue thousands of small GEMMs, where zeroing full-size buffers dominated.
+  const int64_t kc_max = std::min<int64_t>(Tr::kKc, std::max<int64_t>(k, 1));
+  const int64_t nc_max = std::min<int64_t>(Tr::kNc, j_end - j_begin) + Tr::kNr;
+  const int64_t mc_max = std::min<int64_t>(Tr::kMc, m) + Tr::kMr;
+  std::unique_ptr<T[]> bpack(new T[(size_t)kc_max * nc_max]);
+  std::unique_ptr<T[]> apack(new T[(size_t)kc_max * mc_max]);
   // Scale C by beta once up front so that every k block simply accumulates.
   for (int64_t i = 0; i < m; ++i) {
     T* row = c + i * ldc;
@@ -121,16 +126,16 @@ void GemmColumns(bool trans_a, bool trans_b, int64_t m, int64_t k, T alpha, cons
     const int64_t nc = std::min<int64_t>(Tr::kNc, j_end - jc);
     for (int64_t pc = 0; pc < k; pc += Tr::kKc) {
       const int64_t kc = std::min<int64_t>(Tr::kKc, k - pc);
-      PackB<T, kVecBytes>(b, ldb, trans_b, pc, kc, jc, nc, bpack.data());
+      PackB<T, kVecBytes>(b, ldb, trans_b, pc, kc, jc, nc, bpack.get());
       for (int64_t ic = 0; ic < m; ic += Tr::kMc) {
         const int64_t mc = std::min<int64_t>(Tr::kMc, m - ic);
-        PackA<T, kVecBytes>(a, lda, trans_a, ic, mc, pc, kc, apack.data());
+        PackA<T, kVecBytes>(a, lda, trans_a, ic, mc, pc, kc, apack.get());
         for (int64_t jr = 0; jr < nc; jr += Tr::kNr) {
           const int64_t cols = std::min<int64_t>(Tr::kNr, nc - jr);
           for (int64_t ir = 0; ir < mc; ir += Tr::kMr) {
             const int64_t rows = std::min<int64_t>(Tr::kMr, mc - ir);
             Vec acc[Tr::kMr][Tr::kNv];
-            MicroKernel<T, kVecBytes>(kc, apack.data() + ir * kc, bpack.data() + jr * kc, acc);
+            MicroKernel<T, kVecBytes>(kc, apack.get() + ir * kc, bpack.get() + jr * kc, acc);
             for (int64_t r = 0; r < rows; ++r) {
               T* crow = c + (ic + ir + r) * ldc + jc + jr;
               T tmp[Tr::kNr];
