@@ -55,13 +55,13 @@ std::vector<float> RandomVector(std::mt19937& rng, size_t count) {
   return v;
 }
 
-// |y - truth| <= tol * sum_k |x w| (the size of the dot product's terms), elementwise.
+// |y - truth| <= tol * (sum_k |x w| + |bias|) (the size of the terms), elementwise.
 double WorstRelative(const QuantizedWeight& w, int32_t m, const float* x, const float* y, const double* truth,
                      const float* bias) {
   double worst = 0;
   for (int32_t t = 0; t < m; ++t)
     for (int32_t n = 0; n < w.n; ++n) {
-      double magnitude = 1e-30;
+      double magnitude = 1e-30 + (bias ? std::fabs(bias[n]) : 0.0);  // the bias add rounds at its scale
       for (int32_t k = 0; k < w.k; ++k) magnitude += std::fabs((double)x[(size_t)t * w.k + k] * DequantizeAt(w, n, k));
       const double want = truth[(size_t)t * w.n + n] + (bias ? bias[n] : 0.0);
       worst = std::max(worst, std::fabs((double)y[(size_t)t * w.n + n] - want) / magnitude);
@@ -96,12 +96,12 @@ void TestShapes(std::mt19937& rng) {
   const int32_t ns[] = {1, 5, 17, 67};
   const int32_t ks[] = {16, 33, 100, 257, 300};
   const int32_t gss[] = {16, 32, 64, 128, 256};
-  const int32_t ms[] = {1, 2, 3, 5, 9};
+  const int32_t ms[] = {1, 2, 3, 5, 9, 14, 29};  // GEMV (<= 8) and panel tiles of 12, 4, 1
   int cases = 0;
   for (int32_t n : ns)
     for (int32_t k : ks)
       for (int32_t gs : gss) {
-        const int32_t m = ms[(cases++) % 5];
+        const int32_t m = ms[(cases++) % 7];
         const WeightFormat format = (cases % 3 == 2) ? WeightFormat::kFp4E2M1 : WeightFormat::kInt4;
         RandomWeight rw = MakeWeight(rng, format, n, k, gs, cases % 3 == 0);
         std::vector<float> x = RandomVector(rng, (size_t)m * k);

@@ -29,7 +29,7 @@ function randomCase(): Case {
     n: randInt(1, 70),
     k: randInt(1, 300),
     groupSize: GROUP_SIZES[randInt(0, GROUP_SIZES.length - 1)],
-    m: randInt(1, 9),
+    m: randInt(1, 30), // <= 8: GEMV paths; more: panel paths with 12/4/1-token tiles
     withZeroPoints: format === 'int4' && Math.random() < 0.6,
     withBias: Math.random() < 0.5,
   };

@@ -19,66 +19,30 @@ namespace {
 alignas(64) const float kFp4Table[16] = {0.f, .5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f,
                                          -0.f, -.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f};
 
-// One row's weights, dequantized exactly as DequantizeAt does ((q - zp) * scale in one rounding),
-// into panel[0 .. kpad); entries at k >= K are zeroed so that the tail never adds garbage.
-void DequantizeRow(const QuantizedWeight& w, int32_t n, int32_t kpad, float* panel) {
+// Blocks [b0, b1) of row n dequantized exactly as DequantizeAt does ((q - zp) * scale, one rounding)
+// into out[(b - b0) * group_size + j].
+void DequantizeBlocks(const QuantizedWeight& w, int32_t n, int32_t b0, int32_t b1, float* out) {
   const int32_t gs = w.group_size, blocks = BlocksPerRow(w.k, gs);
   const uint8_t* codes = w.codes + (size_t)n * blocks * (gs / 2);
   const __m128i low4 = _mm_set1_epi8(0x0f);
   const __m512 table = _mm512_load_ps(kFp4Table);
-  for (int32_t b = 0; b < blocks; ++b) {
-    const float scale = w.scales[(size_t)n * blocks + b];
-    const __m512 vs = _mm512_set1_ps(scale);
+  for (int32_t b = b0; b < b1; ++b) {
+    const __m512 vs = _mm512_set1_ps(w.scales[(size_t)n * blocks + b]);
     const __m512i vzp = _mm512_set1_epi32(ZeroPointAt(w.zero_points, blocks, n, b));
     const uint8_t* g = codes + (size_t)b * (gs / 2);
-    float* out = panel + (size_t)b * gs;
+    float* dst = out + (size_t)(b - b0) * gs;
     for (int32_t j = 0; j < gs; j += 16) {
       const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + j / 2));
       const __m128i lo = _mm_and_si128(bytes, low4);
       const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
       const __m512i q = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));  // natural k order
-      __m512 v;
-      if (w.format == WeightFormat::kFp4E2M1) {
-        v = _mm512_mul_ps(_mm512_permutexvar_ps(q, table), vs);
-      } else {
-        v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, vzp)), vs);
-      }
-      _mm512_store_ps(out + j, v);
+      const __m512 v = (w.format == WeightFormat::kFp4E2M1)
+                           ? _mm512_mul_ps(_mm512_permutexvar_ps(q, table), vs)
+                           : _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, vzp)), vs);
+      _mm512_storeu_ps(dst + j, v);
     }
   }
-  std::fill(panel + w.k, panel + kpad, 0.f);
 }
-
-// MT tokens x kRows rows over the whole K: one horizontal reduction per output.
-template <int MT>
-void Tile(const float* panel, int32_t kpad, int32_t K, const float* x, int32_t t0, float* y, int32_t n,
-          int32_t n0, int32_t rows, const float* bias) {
-  __m512 acc[MT][kRows];
-  for (int t = 0; t < MT; ++t)
-    for (int r = 0; r < kRows; ++r) acc[t][r] = _mm512_setzero_ps();
-  int32_t k = 0;
-  for (; k + 16 <= K; k += 16) {
-    __m512 wv[kRows];
-    for (int r = 0; r < kRows; ++r) wv[r] = _mm512_load_ps(panel + (size_t)r * kpad + k);
-    for (int t = 0; t < MT; ++t) {
-      const __m512 xv = _mm512_loadu_ps(x + (size_t)(t0 + t) * K + k);
-      for (int r = 0; r < kRows; ++r) acc[t][r] = _mm512_fmadd_ps(wv[r], xv, acc[t][r]);
-    }
-  }
-  if (k < K) {
-    const __mmask16 mask = (__mmask16)((1u << (K - k)) - 1);
-    __m512 wv[kRows];
-    for (int r = 0; r < kRows; ++r) wv[r] = _mm512_load_ps(panel + (size_t)r * kpad + k);
-    for (int t = 0; t < MT; ++t) {
-      const __m512 xv = _mm512_maskz_loadu_ps(mask, x + (size_t)(t0 + t) * K + k);
-      for (int r = 0; r < kRows; ++r) acc[t][r] = _mm512_fmadd_ps(wv[r], xv, acc[t][r]);
-    }
-  }
-  for (int t = 0; t < MT; ++t)
-    for (int r = 0; r < rows; ++r)
-      y[(size_t)(t0 + t) * n + n0 + r] = _mm512_reduce_add_ps(acc[t][r]) + (bias ? bias[n0 + r] : 0.f);
-}
-
 
 // ---- small M: decode in registers, no panel -------------------------------------------------
 // Per group g of row n: s_g * (sum q_k x_k - zp_g * sum x_k) for int4, s_g * sum v(q_k) x_k for fp4, so
@@ -178,6 +142,78 @@ void Gemv(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
   }
 }
 
+// ---- larger M: transposed fp32 panels and a broadcast register tile --------------------------
+// For kPanelRows output rows and kChunkK k at a time, the weights are dequantized and transposed
+// into wt [k][kPanelRows] (32 KiB, stays in L1); each token's x[k] is broadcast against two vectors
+// of 16 rows, so a 12-token tile keeps 24 accumulators and does 24 FMAs per 14 loads.
+constexpr int32_t kPanelRows = 32;
+constexpr int32_t kChunkK = 256;  // a multiple of every group size
+
+inline __mmask16 Lanes(int32_t count) {
+  return count >= 16 ? (__mmask16)0xffff : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);
+}
+
+template <int MT>
+void PanelTile(const float* wt, int32_t kc, const float* x, int32_t K, float* y, int32_t n, __mmask16 m0, __mmask16 m1) {
+  __m512 acc[MT][2];
+  for (int t = 0; t < MT; ++t) {
+    acc[t][0] = _mm512_maskz_loadu_ps(m0, y + (size_t)t * n);
+    acc[t][1] = _mm512_maskz_loadu_ps(m1, y + (size_t)t * n + 16);
+  }
+  for (int32_t k = 0; k < kc; ++k) {
+    const __m512 w0 = _mm512_load_ps(wt + (size_t)k * kPanelRows);
+    const __m512 w1 = _mm512_load_ps(wt + (size_t)k * kPanelRows + 16);
+    for (int t = 0; t < MT; ++t) {
+      const __m512 xb = _mm512_set1_ps(x[(size_t)t * K + k]);
+      acc[t][0] = _mm512_fmadd_ps(xb, w0, acc[t][0]);
+      acc[t][1] = _mm512_fmadd_ps(xb, w1, acc[t][1]);
+    }
+  }
+  for (int t = 0; t < MT; ++t) {
+    _mm512_mask_storeu_ps(y + (size_t)t * n, m0, acc[t][0]);
+    _mm512_mask_storeu_ps(y + (size_t)t * n + 16, m1, acc[t][1]);
+  }
+}
+
+bool PanelGemm(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
+  const int32_t K = w.k, gs = w.group_size;
+  float* rows_buf = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kPanelRows * kChunkK));
+  float* wt = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kPanelRows * kChunkK));
+  if (!rows_buf || !wt) {
+    std::free(rows_buf);
+    std::free(wt);
+    return false;
+  }
+  for (int32_t t = 0; t < a.m; ++t)
+    for (int32_t n = n0; n < n1; ++n) a.y[(size_t)t * w.n + n] = a.bias ? a.bias[n] : 0.f;
+  for (int32_t nb = n0; nb < n1; nb += kPanelRows) {
+    const int32_t rows = std::min(kPanelRows, n1 - nb);
+    const __mmask16 m0 = Lanes(rows), m1 = Lanes(rows - 16);
+    for (int32_t k0 = 0; k0 < K; k0 += kChunkK) {
+      const int32_t kc = std::min(kChunkK, K - k0);
+      for (int32_t r = 0; r < kPanelRows; ++r) {
+        float* dst = rows_buf + (size_t)r * kChunkK;
+        if (r < rows) {
+          DequantizeBlocks(w, nb + r, k0 / gs, (k0 + kc + gs - 1) / gs, dst);
+        } else {
+          std::memset(dst, 0, sizeof(float) * kChunkK);
+        }
+      }
+      for (int32_t k = 0; k < kc; ++k)
+        for (int32_t r = 0; r < kPanelRows; ++r) wt[(size_t)k * kPanelRows + r] = rows_buf[(size_t)r * kChunkK + k];
+      const float* x = a.x + k0;
+      float* y = a.y + nb;
+      int32_t t = 0;
+      for (; t + 12 <= a.m; t += 12) PanelTile<12>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, m0, m1);
+      for (; t + 4 <= a.m; t += 4) PanelTile<4>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, m0, m1);
+      for (; t < a.m; ++t) PanelTile<1>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, m0, m1);
+    }
+  }
+  std::free(rows_buf);
+  std::free(wt);
+  return true;
+}
+
 }  // namespace
 
 bool RowsAvx512(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
@@ -185,29 +221,7 @@ bool RowsAvx512(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t
     Gemv(w, a, n0, n1);
     return true;
   }
-  const int32_t K = w.k, kpad = BlocksPerRow(K, w.group_size) * w.group_size;
-  float* panel = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kRows * (size_t)kpad));
-  if (!panel) return false;
-  for (int32_t nb = n0; nb < n1; nb += kRows) {
-    const int32_t rows = std::min(kRows, n1 - nb);
-    for (int32_t r = 0; r < kRows; ++r) {
-      if (r < rows) {
-        DequantizeRow(w, nb + r, kpad, panel + (size_t)r * kpad);
-      } else {
-        std::memset(panel + (size_t)r * kpad, 0, sizeof(float) * kpad);
-      }
-    }
-    int32_t t = 0;
-    for (; t + 4 <= a.m; t += 4) Tile<4>(panel, kpad, K, a.x, t, a.y, w.n, nb, rows, a.bias);
-    switch (a.m - t) {
-      case 3: Tile<3>(panel, kpad, K, a.x, t, a.y, w.n, nb, rows, a.bias); break;
-      case 2: Tile<2>(panel, kpad, K, a.x, t, a.y, w.n, nb, rows, a.bias); break;
-      case 1: Tile<1>(panel, kpad, K, a.x, t, a.y, w.n, nb, rows, a.bias); break;
-      default: break;
-    }
-  }
-  std::free(panel);
-  return true;
+  return PanelGemm(w, a, n0, n1);
 }
 
 }  // namespace w4a8::cpu::w4a16
