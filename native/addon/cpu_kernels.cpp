@@ -9,6 +9,8 @@
 #include <cstring>
 #include <random>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -111,7 +113,13 @@ Napi::Value Dispatch(const Napi::CallbackInfo& info, bool sync, const char* what
 
 class PackedWeightWrap : public Napi::ObjectWrap<PackedWeightWrap> {
  public:
-  static Napi::FunctionReference* constructor;
+  // The class per Node environment (main thread and each worker thread load the addon separately;
+  // one environment's constructor must never be used in another).
+  static Napi::FunctionReference* Constructor(Napi::Env env) {
+    std::lock_guard<std::mutex> lock(ConstructorsMutex());
+    auto it = Constructors().find((napi_env)env);
+    return it == Constructors().end() ? nullptr : it->second.get();
+  }
 
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function cls = DefineClass(env, "CpuPackedWeight",
@@ -123,7 +131,18 @@ class PackedWeightWrap : public Napi::ObjectWrap<PackedWeightWrap> {
                                       InstanceAccessor("bytes", &PackedWeightWrap::Bytes, nullptr),
                                       InstanceAccessor("disposed", &PackedWeightWrap::Disposed, nullptr),
                                       InstanceMethod("dispose", &PackedWeightWrap::Dispose)});
-    constructor = new Napi::FunctionReference(Napi::Persistent(cls));
+    {
+      std::lock_guard<std::mutex> lock(ConstructorsMutex());
+      Constructors()[(napi_env)env] = std::make_unique<Napi::FunctionReference>(Napi::Persistent(cls));
+    }
+    env.AddCleanupHook([e = (napi_env)env]() {
+      std::lock_guard<std::mutex> lock(ConstructorsMutex());
+      auto it = Constructors().find(e);
+      if (it != Constructors().end()) {
+        it->second->SuppressDestruct();  // the environment is going away with its references
+        Constructors().erase(it);
+      }
+    });
     exports.Set("CpuPackedWeight", cls);
   }
 
@@ -144,7 +163,8 @@ class PackedWeightWrap : public Napi::ObjectWrap<PackedWeightWrap> {
   // The live handle behind a JS value, or a TypeError naming the argument.
   static std::shared_ptr<WeightHandle> From(const Napi::CallbackInfo& info, size_t i) {
     Napi::Env env = info.Env();
-    if (info.Length() <= i || !info[i].IsObject() || !info[i].As<Napi::Object>().InstanceOf(constructor->Value()))
+    Napi::FunctionReference* ctor = Constructor(env);
+    if (!ctor || info.Length() <= i || !info[i].IsObject() || !info[i].As<Napi::Object>().InstanceOf(ctor->Value()))
       ThrowType(env, "weight must be a CpuPackedWeight from cpuPrepackWeight()");
     PackedWeightWrap* w = Unwrap(info[i].As<Napi::Object>());
     if (!w || !w->handle_) throw Napi::Error::New(env, "CpuPackedWeight: used after dispose()");
@@ -186,15 +206,25 @@ class PackedWeightWrap : public Napi::ObjectWrap<PackedWeightWrap> {
     handle_.reset();
   }
 
+  static std::mutex& ConstructorsMutex() {
+    static std::mutex mu;
+    return mu;
+  }
+  static std::unordered_map<napi_env, std::unique_ptr<Napi::FunctionReference>>& Constructors() {
+    static auto* map = new std::unordered_map<napi_env, std::unique_ptr<Napi::FunctionReference>>();
+    return *map;  // leaked on purpose: no static destruction order issues at exit
+  }
+
   std::shared_ptr<WeightHandle> handle_;
   int64_t accounted_ = 0;
 };
-Napi::FunctionReference* PackedWeightWrap::constructor = nullptr;
 
 Napi::Object WrapHandle(Napi::Env env, std::shared_ptr<WeightHandle> h) {
   auto box = std::make_unique<std::shared_ptr<WeightHandle>>(std::move(h));
   Napi::External<std::shared_ptr<WeightHandle>> ext = Napi::External<std::shared_ptr<WeightHandle>>::New(env, box.get());
-  Napi::Object obj = PackedWeightWrap::constructor->New({ext});
+  Napi::FunctionReference* ctor = PackedWeightWrap::Constructor(env);
+  if (!ctor) throw Napi::Error::New(env, "CpuPackedWeight: the addon is not initialized in this environment");
+  Napi::Object obj = ctor->New({ext});
   return obj;  // `box` dies here: the wrap holds its own shared_ptr copy
 }
 

@@ -1,5 +1,7 @@
 // CPU kernels through the N-API binding: each kernel on each ISA present against its reference
 // binding, on odd shapes with fresh random inputs (the seed is printed on failure).
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import {
   CPU_ISAS, GROUP_SIZES, cpuIsaUnavailableReason, dequantizeKN, fillRandom, gemmDequantizedF64, gemmW4A16,
   gemmW4A16Reference, gemmW4A16Sync, gemmW4A8, gemmW4A8Kron, gemmW4A8Reference, gemmW4A8Sync, kroneckerAdd,
@@ -195,5 +197,32 @@ describe('CPU kernels: threads, async, lifetime', () => {
       const y = await gemmDequantizedF64(w, x, 1);
       expect(Array.from(y)).toEqual(Array.from(kn.subarray(j * 9, j * 9 + 9)));
     }
+  });
+
+  test('worker threads load the addon on their own and do not disturb the main thread', async () => {
+    const addon = process.env.W4A8_ADDON ?? path.resolve(__dirname, '..', '..', 'build', 'addon', 'Release', 'w4a8.node');
+    const code = `
+      const b = require(${JSON.stringify(addon)});
+      const { parentPort } = require('node:worker_threads');
+      const codes = new Uint8Array(32 * 2 * 16); b.cpuFillRandom(codes, 7, 0, 255);
+      const w = b.cpuPrepackWeight(0, 32, 64, 32, codes, new Float32Array(64).fill(0.01), null, null, true);
+      const x = new Float32Array(64); b.cpuFillRandom(x, 8, 0, 1, true);
+      const y = new Float32Array(32); b.cpuGemmW4A8(w, x, 1, y, null, 0, null, true);
+      parentPort.postMessage(Array.from(y));`;
+    const results: number[][] = [];
+    for (let i = 0; i < 2; ++i) {
+      const worker = new Worker(code, { eval: true });
+      results.push(await new Promise<number[]>((resolve, reject) => { worker.on('message', resolve); worker.on('error', reject); }));
+      await worker.terminate();
+    }
+    // The same seeded weight on the main thread gives the same answer.
+    const codes = new Uint8Array(32 * 2 * 16);
+    fillRandom(codes, 7, 0, 255);
+    const w = prepackWeightSync({ format: 'int4', n: 32, k: 64, groupSize: 32, codes, scales: new Float32Array(64).fill(0.01) });
+    const x = new Float32Array(64);
+    fillRandom(x, 8, 0, 1, true);
+    const y = Array.from(gemmW4A8Sync(w, x, 1));
+    expect(results[0]).toEqual(y);
+    expect(results[1]).toEqual(y);
   });
 });
