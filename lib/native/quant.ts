@@ -29,6 +29,12 @@ export interface WeightQuantConfig {
   pow2Scales?: boolean;
   /** In (0, 1]; default 1. */
   clipRatio?: number;
+  /**
+   * Per-channel configs (groupSize 0) in the canonical layout: the block size whose blocks all repeat
+   * the channel's scale (16..256, default 128: every kernel and MatMulNBits handle it), or 0 for one
+   * block of K rounded up to a power of two (ORT's CPU MatMulNBits misbehaves above 256).
+   */
+  perChannelBlockSize?: number;
 }
 
 export interface QuantizedWeight {
@@ -38,8 +44,10 @@ export interface QuantizedWeight {
   k: number;
   n: number;
   /**
-   * 'oc': the MatMulNBits block size of `codes` (the config's groupSize, or for per-channel
-   * quantization K rounded up to a power of two >= 16: one block per row, codes past K are padding).
+   * 'oc': the MatMulNBits block size of `codes`: the config's groupSize, or for per-channel
+   * quantization perChannelBlockSize (every block of a row repeats the channel's scale and zero
+   * point), or with perChannelBlockSize 0 K rounded up to a power of two (one block per row).
+   * Codes past K are padding.
    * 'ic': the group length along N (N for per channel).
    */
   groupSize: number;
@@ -65,6 +73,7 @@ interface NativeWeightConfig {
   grouping: number;
   pow2Scales: boolean;
   clipRatio: number;
+  perChannelBlockSize: number;
 }
 
 interface QuantNative {
@@ -159,6 +168,10 @@ function nativeConfig(cfg: WeightQuantConfig, what = 'config'): NativeWeightConf
       throw new TypeError(`Expected ${what}.${key} to be a boolean but received ${String(cfg[key])}`);
     }
   }
+  const perChannelBlockSize = cfg.perChannelBlockSize ?? 128;
+  if (!GROUP_SIZES.includes(perChannelBlockSize)) {
+    throw new RangeError(`Expected ${what}.perChannelBlockSize one of ${GROUP_SIZES.join(', ')} (0 = K rounded up to a power of two) but received ${String(cfg.perChannelBlockSize)}`);
+  }
   if (cfg.format === 'fp4' && cfg.symmetric === false) {
     throw new RangeError(`${what}: fp4 is always symmetric; drop symmetric: false or use format 'int4'`);
   }
@@ -169,6 +182,7 @@ function nativeConfig(cfg: WeightQuantConfig, what = 'config'): NativeWeightConf
     grouping: grouping === 'oc' ? 0 : 1,
     pow2Scales: cfg.pow2Scales === true,
     clipRatio,
+    perChannelBlockSize,
   };
 }
 
@@ -240,7 +254,7 @@ export function quantizedSizes(k: number, n: number, cfg: WeightQuantConfig): { 
 }
 
 export interface QuantizeOptions {
-  /** A clip ratio per group ([N][blocks], 'oc' only), replacing cfg.clipRatio (e.g. from awqSearch). */
+  /** A clip ratio per scale ([N][blocks], 'oc' only), replacing cfg.clipRatio (e.g. awqSearch's groupClip). */
   groupClip?: Float32Array;
   /** Name for error messages (e.g. the initializer). */
   name?: string;

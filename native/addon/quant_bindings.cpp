@@ -46,6 +46,7 @@ WeightQuantConfig ConfigArg(const Napi::CallbackInfo& info, size_t i) {
   c.grouping = (Grouping)(int32_t)NumProp(o, "grouping", 0);
   c.pow2_scales = BoolProp(o, "pow2Scales", false);
   c.clip_ratio = (float)NumProp(o, "clipRatio", 1.0);
+  c.per_channel_block = (int32_t)NumProp(o, "perChannelBlockSize", 128);
   if (CheckWeightQuantConfig(c) != Status::kOk) ThrowRange(env, "unsupported quantization config");
   return c;
 }

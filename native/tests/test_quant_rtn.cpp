@@ -47,7 +47,9 @@ static std::vector<float> RandomWeights(int32_t k, int32_t n, uint32_t seed) {
 
 static void TestFastEqualsReference() {
   const int32_t shapes[][2] = {{64, 48}, {256, 130}, {200, 33}, {17, 9}, {1024, 70}};
-  const int32_t groups[] = {0, 16, 32, 64, 128, 256};
+  // -1: per channel with one block of K rounded up to a power of two (per_channel_block 0);
+  // 0: per channel with the default 128-wide blocks repeating the channel's scale.
+  const int32_t groups[] = {-1, 0, 16, 32, 64, 128, 256};
   int cases = 0;
   for (auto& sh : shapes) {
     const int32_t k = sh[0], n = sh[1];
@@ -62,7 +64,8 @@ static void TestFastEqualsReference() {
                 WeightQuantConfig cfg;
                 cfg.format = fmt ? WeightFormat::kFp4E2M1 : WeightFormat::kInt4;
                 cfg.symmetric = sym;
-                cfg.group_size = g;
+                cfg.group_size = g < 0 ? 0 : g;
+                if (g < 0) cfg.per_channel_block = 0;
                 cfg.grouping = grouping ? Grouping::kAlongN : Grouping::kAlongK;
                 cfg.pow2_scales = pow2;
                 cfg.clip_ratio = clip;
@@ -87,11 +90,11 @@ static void TestFastEqualsReference() {
                   CHECK(same, "DequantizeAt disagrees k=%d n=%d g=%d", k, n, g);
                   // Quantization error is bounded by half a step (int4, no clipping) per element.
                   if (cfg.format == WeightFormat::kInt4 && clip == 1.0f) {
-                    const int32_t gg = g ? g : k, blocks = (k + gg - 1) / gg;
+                    const int32_t lg = LayoutGroupSize(cfg, k), blocks = (k + lg - 1) / lg;
                     bool bounded = true;
                     for (int32_t kk = 0; kk < k; ++kk)
                       for (int32_t j = 0; j < n; ++j) {
-                        const float s = fast.scales[(size_t)j * blocks + kk / gg];
+                        const float s = fast.scales[(size_t)j * blocks + kk / lg];
                         bounded &= std::fabs(fast.deq[(size_t)kk * n + j] - w[(size_t)kk * n + j]) <= 0.5f * s * 1.0001f + 1e-12f;
                       }
                     CHECK(bounded, "error above half a step k=%d n=%d g=%d sym=%d pow2=%d", k, n, g, sym, pow2);
@@ -101,6 +104,20 @@ static void TestFastEqualsReference() {
               }
   }
   std::printf("fast == reference over %d configurations\n", cases);
+  // Per channel in 128-wide blocks: every block of a row repeats the row's scale and zero point.
+  {
+    const int32_t k = 300, n = 5;
+    const auto w = RandomWeights(k, n, 3);
+    WeightQuantConfig cfg;
+    cfg.group_size = 0;
+    Outputs o = Alloc(cfg, k, n);
+    QuantizeWeight(w.data(), k, n, cfg, nullptr, o.View());
+    CHECK(LayoutGroupSize(cfg, k) == 128 && o.scales.size() == (size_t)n * 3, "per-channel layout is 3 blocks of 128");
+    for (int32_t j = 0; j < n; ++j) {
+      CHECK(o.scales[j * 3] == o.scales[j * 3 + 1] && o.scales[j * 3] == o.scales[j * 3 + 2], "repeated scale");
+      CHECK(ZeroPointAt(o.zp.data(), 3, j, 0) == ZeroPointAt(o.zp.data(), 3, j, 2), "repeated zero point");
+    }
+  }
 }
 
 static void TestConventions() {

@@ -57,13 +57,19 @@ describe('quantizeWeight (native RTN)', () => {
     expect(q.scales[3 * 3]).toBe(Math.fround(Math.fround(absmax) / 7));
   });
 
-  it('per channel: one block per row with K rounded up to a power of two', async () => {
-    const q = await quantizeWeight(w, k, n, { format: 'fp4', groupSize: 0 });
+  it('per channel: blocks that repeat the channel scale, or one block of K rounded up to a power of two', async () => {
+    const q = await quantizeWeight(w, k, n, { format: 'fp4', groupSize: 0, perChannelBlockSize: 32 });
     expect(q.perChannel).toBe(true);
-    expect(q.groupSize).toBe(128);
-    expect(q.scales.length).toBe(n);
-    expect(q.codes.length).toBe(n * 64);
-    expect(quantizedSizes(k, n, { format: 'fp4', groupSize: 0 })).toEqual({ codeBytes: n * 64, scaleCount: n, zeroPointBytes: 0, groupSize: 128 });
+    expect(q.groupSize).toBe(32);
+    expect(q.scales.length).toBe(n * 3);
+    for (let col = 0; col < n; col++) expect(new Set(q.scales.subarray(col * 3, col * 3 + 3)).size).toBe(1);
+    const one = await quantizeWeight(w, k, n, { format: 'fp4', groupSize: 0, perChannelBlockSize: 0 });
+    expect(one.groupSize).toBe(128);
+    expect(one.scales.length).toBe(n);
+    expect(one.dequantized).toEqual(q.dequantized);
+    expect(quantizedSizes(k, n, { format: 'fp4', groupSize: 0, perChannelBlockSize: 0 })).toEqual({ codeBytes: n * 64, scaleCount: n, zeroPointBytes: 0, groupSize: 128 });
+    expect(quantizedSizes(k, n, { format: 'int4', groupSize: 0 }).groupSize).toBe(128);
+    await expect(quantizeWeight(w, k, n, { format: 'int4', groupSize: 0, perChannelBlockSize: 512 })).rejects.toThrow(RangeError);
   });
 
   it("grouping 'ic' returns one code per byte and scales per input row", async () => {

@@ -50,7 +50,8 @@ struct QuantizedWeight {
   WeightFormat format;
   int32_t n;            // output channels
   int32_t k;            // input channels
-  int32_t group_size;   // 16..256, power of two; per-channel quantization uses group_size = K rounded up
+  int32_t group_size;   // 16..256, power of two; per-channel quantization repeats its one scale over
+                        // every block (quant.h per_channel_block), or uses one block of K rounded up
   const uint8_t* codes;
   const float* scales;
   const uint8_t* zero_points;  // may be null (symmetric int4, fp4)

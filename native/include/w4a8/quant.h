@@ -36,13 +36,18 @@ struct WeightQuantConfig {
   Grouping grouping = Grouping::kAlongK;
   bool pow2_scales = false;
   float clip_ratio = 1.0f;     // (0, 1]
+  // Per-channel quantization (group_size 0) in the canonical layout: the block size whose blocks all
+  // repeat the channel's one scale and zero point (16..256, a size every kernel and MatMulNBits
+  // handles), or 0 for a single block of K rounded up to a power of two.
+  int32_t per_channel_block = 128;
 };
 
 // kInvalidArgument unless the config is one of the supported combinations.
 Status CheckWeightQuantConfig(const WeightQuantConfig& cfg);
 
-// The group size of the canonical layout: group_size, or for per-channel quantization K rounded up
-// to a power of two >= 16 (one block per row; codes past K are padding).
+// The block size of the canonical layout: group_size, or for per-channel quantization
+// per_channel_block (each block repeats the channel's scale), or when that is 0, K rounded up to a
+// power of two >= 16 (one block per row; codes past K are padding).
 int32_t LayoutGroupSize(const WeightQuantConfig& cfg, int32_t k);
 bool HasZeroPoints(const WeightQuantConfig& cfg);  // int4 asymmetric
 
@@ -63,7 +68,8 @@ size_t QuantScaleCount(const WeightQuantConfig& cfg, int32_t k, int32_t n);
 size_t QuantZeroPointBytes(const WeightQuantConfig& cfg, int32_t k, int32_t n);  // 0 without zero points
 
 // Round-to-nearest quantization of W[K][N]. group_clip (optional, kAlongK only) gives a clip ratio
-// per group [N][blocks] that replaces cfg.clip_ratio. kNumericalError on NaN/Inf in W.
+// per scale [N][layout blocks] that replaces cfg.clip_ratio (a per-channel group reads its first
+// block's entry). kNumericalError on NaN/Inf in W.
 Status QuantizeWeight(const float* w, int32_t k, int32_t n, const WeightQuantConfig& cfg, const float* group_clip,
                       const QuantizedOutputs& out, int threads = 0);
 // Scalar reference twin (per element, per group, no blocking): the tests hold QuantizeWeight to it.

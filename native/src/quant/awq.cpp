@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "linalg/parallel.h"
+#include "quant/group_codec.h"
 #include "w4a8/linalg.h"
 #include "w4a8/quant.h"
 
@@ -183,10 +184,12 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
               hb.data() + (size_t)b * g * g, g, t);
     }
     std::vector<float> delta((size_t)k * n_max), hd((size_t)g * n_max);
+    const int32_t layout_g = LayoutGroupSize(cfg, k);
+    const int32_t layout_blocks = (k + layout_g - 1) / layout_g;
     for (int32_t l = 0; l < layer_count; ++l) {
       const int32_t n = layers[l].n;
       std::vector<double> best_e((size_t)n * blocks, INFINITY);
-      clips[l].assign((size_t)n * blocks, 1.0f);
+      clips[l].assign((size_t)n * layout_blocks, 1.0f);  // indexed like the scales
       ScaleRows(layers[l].w, k, n, best_s.data(), sc.ws.data());
       for (int32_t ci = 0; ci < awq.clip_grid; ++ci) {
         const float r = 1.0f - (float)ci * (1.0f - awq.clip_min) / (float)(awq.clip_grid - 1);
@@ -204,7 +207,9 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
             double& be = best_e[(size_t)j * blocks + b];
             if (e < be) {
               be = e;
-              clips[l][(size_t)j * blocks + b] = r;
+              int32_t lb0, lb1;
+              quant::LayoutBlocksOf(b, g, k, layout_g, &lb0, &lb1);
+              for (int32_t lb = lb0; lb < lb1; ++lb) clips[l][(size_t)j * layout_blocks + lb] = r;
             }
           }
         }

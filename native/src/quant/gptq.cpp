@@ -183,17 +183,18 @@ Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian,
   }
   // Canonical outputs.
   const int32_t layout_g = LayoutGroupSize(cfg, k);
+  const int32_t layout_blocks = (k + layout_g - 1) / layout_g;
+  const size_t row_nibbles = (size_t)layout_blocks * layout_g;
   memset(out.codes, 0, QuantCodeBytes(cfg, k, n));
   if (out.zero_points) memset(out.zero_points, 0, QuantZeroPointBytes(cfg, k, n));
-  const size_t zp_row_bytes = (size_t)(blocks + 1) / 2;
+  const size_t zp_row_bytes = (size_t)(layout_blocks + 1) / 2;
   for (int32_t j = 0; j < n; ++j) {
-    for (int32_t b = 0; b < blocks; ++b) {
-      const quant::GroupParams& p = params[(size_t)b * n + j];
-      out.scales[(size_t)j * blocks + b] = p.scale;
-      if (out.zero_points) quant::SetNibble(out.zero_points + (size_t)j * zp_row_bytes, b, p.zero_point);
+    for (int32_t lb = 0; lb < layout_blocks; ++lb) {
+      const quant::GroupParams& p = params[(size_t)(((int64_t)lb * layout_g) / g) * n + j];
+      out.scales[(size_t)j * layout_blocks + lb] = p.scale;
+      if (out.zero_points) quant::SetNibble(out.zero_points + (size_t)j * zp_row_bytes, lb, p.zero_point);
     }
-    for (int32_t r = 0; r < k; ++r)
-      quant::SetNibble(out.codes, ((size_t)j * blocks + r / g) * layout_g + r % g, codes[(size_t)r * n + j]);
+    for (int32_t r = 0; r < k; ++r) quant::SetNibble(out.codes, (size_t)j * row_nibbles + r, codes[(size_t)r * n + j]);
   }
   if (result) {
     result->proxy_loss = loss / 2;

@@ -78,6 +78,13 @@ inline float QuantDequant(float w, const GroupParams& p, WeightFormat format) {
   return DequantizeCode(QuantizeCode(w, p, format), p, format);
 }
 
+// Quantization group b (g elements along K) covers canonical layout blocks [*lb0, *lb1) of size lg:
+// one block when g == lg, every block of the row for per-channel quantization.
+inline void LayoutBlocksOf(int32_t b, int32_t g, int32_t k, int32_t lg, int32_t* lb0, int32_t* lb1) {
+  *lb0 = (int32_t)(((int64_t)b * g) / lg);
+  *lb1 = (int32_t)((std::min<int64_t>(k, (int64_t)(b + 1) * g) + lg - 1) / lg);
+}
+
 inline void SetNibble(uint8_t* bytes, size_t index, int value) {
   uint8_t& b = bytes[index / 2];
   b = (index & 1) ? (uint8_t)((b & 0x0f) | (value << 4)) : (uint8_t)((b & 0xf0) | (value & 0x0f));

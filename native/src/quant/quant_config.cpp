@@ -11,11 +11,14 @@ Status CheckWeightQuantConfig(const WeightQuantConfig& cfg) {
   if (g != 0 && (g < kMinGroupSize || g > kMaxGroupSize || (g & (g - 1)) != 0)) return Status::kInvalidArgument;
   if (cfg.grouping != Grouping::kAlongK && cfg.grouping != Grouping::kAlongN) return Status::kInvalidArgument;
   if (!(cfg.clip_ratio > 0.0f && cfg.clip_ratio <= 1.0f)) return Status::kInvalidArgument;
+  const int32_t pb = cfg.per_channel_block;
+  if (pb != 0 && (pb < kMinGroupSize || pb > kMaxGroupSize || (pb & (pb - 1)) != 0)) return Status::kInvalidArgument;
   return Status::kOk;
 }
 
 int32_t LayoutGroupSize(const WeightQuantConfig& cfg, int32_t k) {
   if (cfg.group_size > 0) return cfg.group_size;
+  if (cfg.per_channel_block > 0) return cfg.per_channel_block;
   int32_t g = kMinGroupSize;
   while (g < k && g < (1 << 30)) g <<= 1;
   return g;

@@ -29,8 +29,9 @@ void QuantizeColumnsAlongK(const float* w, int32_t k, int32_t n, const WeightQua
   const int32_t g = cfg.group_size > 0 ? cfg.group_size : k;
   const int32_t blocks = (k + g - 1) / g;
   const int32_t layout_g = LayoutGroupSize(cfg, k);
-  const size_t row_code_bytes = (size_t)blocks * (layout_g / 2);
-  const size_t zp_row_bytes = (size_t)(blocks + 1) / 2;
+  const int32_t layout_blocks = (k + layout_g - 1) / layout_g;
+  const size_t row_code_bytes = (size_t)layout_blocks * (layout_g / 2);
+  const size_t zp_row_bytes = (size_t)(layout_blocks + 1) / 2;
   const int32_t width = n1 - n0;
   std::vector<float> lo(width), hi(width);
   std::vector<quant::GroupParams> params(width);
@@ -46,12 +47,16 @@ void QuantizeColumnsAlongK(const float* w, int32_t k, int32_t n, const WeightQua
         hi[j] = std::max(hi[j], row[j]);
       }
     }
+    int32_t lb0, lb1;
+    quant::LayoutBlocksOf(b, g, k, layout_g, &lb0, &lb1);
     for (int32_t j = 0; j < width; ++j) {
       const int32_t col = n0 + j;
-      const float r = group_clip ? group_clip[(size_t)col * blocks + b] : cfg.clip_ratio;
+      const float r = group_clip ? group_clip[(size_t)col * layout_blocks + lb0] : cfg.clip_ratio;
       params[j] = quant::ParamsFromRange(lo[j], hi[j], cfg, r);
-      out.scales[(size_t)col * blocks + b] = params[j].scale;
-      if (out.zero_points) quant::SetNibble(out.zero_points + (size_t)col * zp_row_bytes, b, params[j].zero_point);
+      for (int32_t lb = lb0; lb < lb1; ++lb) {
+        out.scales[(size_t)col * layout_blocks + lb] = params[j].scale;
+        if (out.zero_points) quant::SetNibble(out.zero_points + (size_t)col * zp_row_bytes, lb, params[j].zero_point);
+      }
     }
     // Two rows at a time make one code byte per column.
     for (int32_t kk = k0; kk < k1; kk += 2) {
@@ -60,7 +65,7 @@ void QuantizeColumnsAlongK(const float* w, int32_t k, int32_t n, const WeightQua
       const float* r1 = pair ? r0 + n : nullptr;
       float* d0 = out.dequantized ? out.dequantized + (size_t)kk * n + n0 : nullptr;
       float* d1 = (d0 && pair) ? d0 + n : nullptr;
-      const size_t byte_in_row = (size_t)b * (layout_g / 2) + (kk - k0) / 2;
+      const size_t byte_in_row = (size_t)kk / 2;  // blocks are contiguous: nibble k of the row
       for (int32_t j = 0; j < width; ++j) {
         const quant::GroupParams& p = params[j];
         const int c0 = quant::QuantizeCode(r0[j], p, cfg.format);

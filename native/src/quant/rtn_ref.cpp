@@ -24,6 +24,8 @@ Status QuantizeWeightRef(const float* w, int32_t k, int32_t n, const WeightQuant
   const int32_t g = cfg.group_size > 0 ? cfg.group_size : length;
   const int32_t blocks = (length + g - 1) / g;
   const int32_t layout_g = along_k ? LayoutGroupSize(cfg, k) : g;
+  const int32_t layout_blocks = along_k ? (k + layout_g - 1) / layout_g : blocks;
+  const size_t row_nibbles = (size_t)layout_blocks * layout_g;
   for (int32_t c = 0; c < channels; ++c) {
     for (int32_t b = 0; b < blocks; ++b) {
       const int32_t begin = b * g, end = std::min(length, begin + g);
@@ -33,18 +35,21 @@ Status QuantizeWeightRef(const float* w, int32_t k, int32_t n, const WeightQuant
         lo = std::min(lo, w[at(i)]);
         hi = std::max(hi, w[at(i)]);
       }
-      const float r = (along_k && group_clip) ? group_clip[(size_t)c * blocks + b] : cfg.clip_ratio;
+      int32_t lb0 = b, lb1 = b + 1;
+      if (along_k) quant::LayoutBlocksOf(b, g, k, layout_g, &lb0, &lb1);
+      const float r = (along_k && group_clip) ? group_clip[(size_t)c * layout_blocks + lb0] : cfg.clip_ratio;
       const quant::GroupParams p = quant::ParamsFromRange(lo, hi, cfg, r);
-      out.scales[(size_t)c * blocks + b] = p.scale;
-      if (out.zero_points) {
-        if (along_k) quant::SetNibble(out.zero_points, (size_t)c * ((blocks + 1) / 2) * 2 + b, p.zero_point);
-        else out.zero_points[(size_t)c * blocks + b] = (uint8_t)p.zero_point;
+      for (int32_t lb = lb0; lb < lb1; ++lb) {
+        out.scales[(size_t)c * layout_blocks + lb] = p.scale;
+        if (out.zero_points) {
+          if (along_k) quant::SetNibble(out.zero_points, (size_t)c * ((layout_blocks + 1) / 2) * 2 + lb, p.zero_point);
+          else out.zero_points[(size_t)c * blocks + b] = (uint8_t)p.zero_point;
+        }
       }
       for (int32_t i = begin; i < end; ++i) {
         const int code = quant::QuantizeCode(w[at(i)], p, cfg.format);
         if (along_k) {
-          const size_t nibble = ((size_t)c * blocks + b) * layout_g + (i - begin);
-          quant::SetNibble(out.codes, nibble, code);
+          quant::SetNibble(out.codes, (size_t)c * row_nibbles + i, code);
         } else {
           out.codes[at(i)] = (uint8_t)code;
         }
