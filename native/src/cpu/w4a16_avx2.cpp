@@ -24,27 +24,26 @@ inline __m256 Dequantize8(__m256i q, const QuantizedWeight& w, __m256 vs, __m256
   return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, vzp)), vs);
 }
 
-// One row dequantized exactly as DequantizeAt does; entries at k >= K are zeroed.
-void DequantizeRow(const QuantizedWeight& w, int32_t n, int32_t kpad, float* panel) {
+// Blocks [b0, b1) of row n dequantized exactly as DequantizeAt does, into out[(b - b0) * group_size + j].
+void DequantizeBlocks(const QuantizedWeight& w, int32_t n, int32_t b0, int32_t b1, float* out) {
   const int32_t gs = w.group_size, blocks = BlocksPerRow(w.k, gs);
   const uint8_t* codes = w.codes + (size_t)n * blocks * (gs / 2);
   const __m128i low4 = _mm_set1_epi8(0x0f);
   const __m256 table = _mm256_load_ps(kFp4Magnitude);
-  for (int32_t b = 0; b < blocks; ++b) {
+  for (int32_t b = b0; b < b1; ++b) {
     const __m256 vs = _mm256_set1_ps(w.scales[(size_t)n * blocks + b]);
     const __m256i vzp = _mm256_set1_epi32(ZeroPointAt(w.zero_points, blocks, n, b));
     const uint8_t* g = codes + (size_t)b * (gs / 2);
-    float* out = panel + (size_t)b * gs;
+    float* dst = out + (size_t)(b - b0) * gs;
     for (int32_t j = 0; j < gs; j += 16) {
       const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + j / 2));
       const __m128i lo = _mm_and_si128(bytes, low4);
       const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
       const __m128i q16 = _mm_unpacklo_epi8(lo, hi);  // 16 codes in natural k order
-      _mm256_store_ps(out + j, Dequantize8(_mm256_cvtepu8_epi32(q16), w, vs, vzp, table));
-      _mm256_store_ps(out + j + 8, Dequantize8(_mm256_cvtepu8_epi32(_mm_srli_si128(q16, 8)), w, vs, vzp, table));
+      _mm256_storeu_ps(dst + j, Dequantize8(_mm256_cvtepu8_epi32(q16), w, vs, vzp, table));
+      _mm256_storeu_ps(dst + j + 8, Dequantize8(_mm256_cvtepu8_epi32(_mm_srli_si128(q16, 8)), w, vs, vzp, table));
     }
   }
-  std::fill(panel + w.k, panel + kpad, 0.f);
 }
 
 inline float HorizontalSum(__m256 v) {
@@ -52,37 +51,6 @@ inline float HorizontalSum(__m256 v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
-}
-
-template <int MT>
-void Tile(const float* panel, int32_t kpad, int32_t K, const float* x, int32_t t0, float* y, int32_t n,
-          int32_t n0, int32_t rows, const float* bias) {
-  __m256 acc[MT][kRows];
-  for (int t = 0; t < MT; ++t)
-    for (int r = 0; r < kRows; ++r) acc[t][r] = _mm256_setzero_ps();
-  int32_t k = 0;
-  for (; k + 8 <= K; k += 8) {
-    __m256 wv[kRows];
-    for (int r = 0; r < kRows; ++r) wv[r] = _mm256_load_ps(panel + (size_t)r * kpad + k);
-    for (int t = 0; t < MT; ++t) {
-      const __m256 xv = _mm256_loadu_ps(x + (size_t)(t0 + t) * K + k);
-      for (int r = 0; r < kRows; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
-    }
-  }
-  if (k < K) {
-    alignas(32) int32_t lanes[8];
-    for (int i = 0; i < 8; ++i) lanes[i] = (k + i < K) ? -1 : 0;
-    const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
-    __m256 wv[kRows];
-    for (int r = 0; r < kRows; ++r) wv[r] = _mm256_load_ps(panel + (size_t)r * kpad + k);
-    for (int t = 0; t < MT; ++t) {
-      const __m256 xv = _mm256_maskload_ps(x + (size_t)(t0 + t) * K + k, mask);
-      for (int r = 0; r < kRows; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
-    }
-  }
-  for (int t = 0; t < MT; ++t)
-    for (int r = 0; r < rows; ++r)
-      y[(size_t)(t0 + t) * n + n0 + r] = HorizontalSum(acc[t][r]) + (bias ? bias[n0 + r] : 0.f);
 }
 
 // ---- small M: decode in registers, no panel (w4a16_avx512.cpp explains the scheme) -----------
@@ -181,6 +149,85 @@ void Gemv(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
   }
 }
 
+// ---- larger M: transposed fp32 panels and a broadcast register tile (as w4a16_avx512.cpp) ----
+constexpr int32_t kPanelRows = 16;  // two ymm of output rows; tiles of 5 tokens (10 accumulators: 6 spilled one)
+constexpr int32_t kChunkK = 256;    // a multiple of every group size
+
+inline __m256i Lanes(int32_t count) {
+  alignas(32) int32_t lanes[8];
+  for (int l = 0; l < 8; ++l) lanes[l] = l < count ? -1 : 0;
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+}
+
+// `full`: all 16 rows are real, so y is read and written with plain moves (AMD runs masked stores
+// in microcode, slowly).
+template <int MT>
+void PanelTile(const float* wt, int32_t kc, const float* x, int32_t K, float* y, int32_t n, bool full, __m256i m0,
+               __m256i m1) {
+  __m256 acc[MT][2];
+  for (int t = 0; t < MT; ++t) {
+    acc[t][0] = full ? _mm256_loadu_ps(y + (size_t)t * n) : _mm256_maskload_ps(y + (size_t)t * n, m0);
+    acc[t][1] = full ? _mm256_loadu_ps(y + (size_t)t * n + 8) : _mm256_maskload_ps(y + (size_t)t * n + 8, m1);
+  }
+  for (int32_t k = 0; k < kc; ++k) {
+    const __m256 w0 = _mm256_load_ps(wt + (size_t)k * kPanelRows);
+    const __m256 w1 = _mm256_load_ps(wt + (size_t)k * kPanelRows + 8);
+    for (int t = 0; t < MT; ++t) {
+      const __m256 xb = _mm256_broadcast_ss(x + (size_t)t * K + k);
+      acc[t][0] = _mm256_fmadd_ps(xb, w0, acc[t][0]);
+      acc[t][1] = _mm256_fmadd_ps(xb, w1, acc[t][1]);
+    }
+  }
+  for (int t = 0; t < MT; ++t) {
+    if (full) {
+      _mm256_storeu_ps(y + (size_t)t * n, acc[t][0]);
+      _mm256_storeu_ps(y + (size_t)t * n + 8, acc[t][1]);
+    } else {
+      _mm256_maskstore_ps(y + (size_t)t * n, m0, acc[t][0]);
+      _mm256_maskstore_ps(y + (size_t)t * n + 8, m1, acc[t][1]);
+    }
+  }
+}
+
+bool PanelGemm(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
+  const int32_t K = w.k, gs = w.group_size;
+  float* rows_buf = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kPanelRows * kChunkK));
+  float* wt = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kPanelRows * kChunkK));
+  if (!rows_buf || !wt) {
+    std::free(rows_buf);
+    std::free(wt);
+    return false;
+  }
+  for (int32_t t = 0; t < a.m; ++t)
+    for (int32_t n = n0; n < n1; ++n) a.y[(size_t)t * w.n + n] = a.bias ? a.bias[n] : 0.f;
+  for (int32_t nb = n0; nb < n1; nb += kPanelRows) {
+    const int32_t rows = std::min(kPanelRows, n1 - nb);
+    const __m256i m0 = Lanes(rows), m1 = Lanes(rows - 8);
+    for (int32_t k0 = 0; k0 < K; k0 += kChunkK) {
+      const int32_t kc = std::min(kChunkK, K - k0);
+      for (int32_t r = 0; r < kPanelRows; ++r) {
+        float* dst = rows_buf + (size_t)r * kChunkK;
+        if (r < rows) {
+          DequantizeBlocks(w, nb + r, k0 / gs, (k0 + kc + gs - 1) / gs, dst);
+        } else {
+          std::memset(dst, 0, sizeof(float) * kChunkK);
+        }
+      }
+      for (int32_t k = 0; k < kc; ++k)
+        for (int32_t r = 0; r < kPanelRows; ++r) wt[(size_t)k * kPanelRows + r] = rows_buf[(size_t)r * kChunkK + k];
+      const float* x = a.x + k0;
+      float* y = a.y + nb;
+      int32_t t = 0;
+      for (; t + 5 <= a.m; t += 5) PanelTile<5>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, rows == kPanelRows, m0, m1);
+      for (; t + 2 <= a.m; t += 2) PanelTile<2>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, rows == kPanelRows, m0, m1);
+      for (; t < a.m; ++t) PanelTile<1>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, rows == kPanelRows, m0, m1);
+    }
+  }
+  std::free(rows_buf);
+  std::free(wt);
+  return true;
+}
+
 }  // namespace
 
 bool RowsAvx2(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
@@ -188,24 +235,7 @@ bool RowsAvx2(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n
     Gemv(w, a, n0, n1);
     return true;
   }
-  const int32_t K = w.k, kpad = BlocksPerRow(K, w.group_size) * w.group_size;
-  float* panel = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kRows * (size_t)kpad));
-  if (!panel) return false;
-  for (int32_t nb = n0; nb < n1; nb += kRows) {
-    const int32_t rows = std::min(kRows, n1 - nb);
-    for (int32_t r = 0; r < kRows; ++r) {
-      if (r < rows) {
-        DequantizeRow(w, nb + r, kpad, panel + (size_t)r * kpad);
-      } else {
-        std::memset(panel + (size_t)r * kpad, 0, sizeof(float) * kpad);
-      }
-    }
-    int32_t t = 0;
-    for (; t + 2 <= a.m; t += 2) Tile<2>(panel, kpad, K, a.x, t, a.y, w.n, nb, rows, a.bias);
-    if (t < a.m) Tile<1>(panel, kpad, K, a.x, t, a.y, w.n, nb, rows, a.bias);
-  }
-  std::free(panel);
-  return true;
+  return PanelGemm(w, a, n0, n1);
 }
 
 }  // namespace w4a8::cpu::w4a16
