@@ -36,6 +36,7 @@ export interface CpuKernelBinding {
   cpuIsas(): string[];
   cpuDefaultIsa(): string;
   cpuIsaUnavailableReason(isa: string): string;
+  cpuIsaOverrideIgnored(): boolean;
   setNumThreads(threads: number): void;
   getNumThreads(): number;
   cpuPrepackWeight(format: 0 | 1, n: number, k: number, groupSize: number, codes: Uint8Array, scales: Float32Array,
@@ -154,6 +155,10 @@ export function cpuIsas(): CpuIsa[] {
 /** The ISA kernels use when none is given (best available, or W4A8_ISA). */
 export function cpuDefaultIsa(): CpuIsa {
   return raw().cpuDefaultIsa() as CpuIsa;
+}
+/** True when the W4A8_ISA environment variable named an ISA this CPU lacks (the best one is used instead). */
+export function cpuIsaOverrideIgnored(): boolean {
+  return raw().cpuIsaOverrideIgnored();
 }
 /** '' when `isa` runs here, otherwise why not (for skip messages). */
 export function cpuIsaUnavailableReason(isa: CpuIsa): string {

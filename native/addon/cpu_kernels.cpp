@@ -525,6 +525,12 @@ Napi::Value CpuIsaUnavailableReason(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, cpu::IsaUnavailableReason(isa));
 }
 
+// True when W4A8_ISA named an ISA this CPU lacks and the default fell back to the best available.
+Napi::Value CpuIsaOverrideIgnored(const Napi::CallbackInfo& info) {
+  cpu::DefaultIsa();  // the flag is set while the default is resolved
+  return Napi::Boolean::New(info.Env(), cpu::IsaOverrideIgnored());
+}
+
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   cpu::SetNumThreads((int)IntArg(info, 0, "threads", 0, 1024));
   return info.Env().Undefined();
@@ -537,6 +543,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuIsas", Napi::Function::New(env, CpuIsas));
   exports.Set("cpuDefaultIsa", Napi::Function::New(env, CpuDefaultIsa));
   exports.Set("cpuIsaUnavailableReason", Napi::Function::New(env, CpuIsaUnavailableReason));
+  exports.Set("cpuIsaOverrideIgnored", Napi::Function::New(env, CpuIsaOverrideIgnored));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
   exports.Set("cpuPrepackWeight", Napi::Function::New(env, PrepackWeight));

@@ -1,6 +1,7 @@
 // CPU kernels through the N-API binding: each kernel on each ISA present against its reference
 // binding, on odd shapes with fresh random inputs (the seed is printed on failure).
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import {
   CPU_ISAS, GROUP_SIZES, cpuIsaUnavailableReason, dequantizeKN, fillRandom, gemmDequantizedF64, gemmW4A16,
@@ -224,5 +225,24 @@ describe('CPU kernels: threads, async, lifetime', () => {
     const y = Array.from(gemmW4A8Sync(w, x, 1));
     expect(results[0]).toEqual(y);
     expect(results[1]).toEqual(y);
+  });
+
+  test('W4A8_ISA picks the default ISA; an unavailable one is reported and ignored', () => {
+    const addon = process.env.W4A8_ADDON ?? path.resolve(__dirname, '..', '..', 'build', 'addon', 'Release', 'w4a8.node');
+    const probe = (isa: string) => {
+      const r = spawnSync(process.execPath, ['-e', `const b = require(${JSON.stringify(addon)}); console.log(JSON.stringify([b.cpuDefaultIsa(), b.cpuIsaOverrideIgnored()]))`],
+        { env: { ...process.env, W4A8_ISA: isa }, encoding: 'utf8' });
+      return JSON.parse(r.stdout) as [string, boolean];
+    };
+    const isas = CPU_ISAS.filter((i) => !cpuIsaUnavailableReason(i));
+    for (const isa of isas) expect(probe(isa)).toEqual([isa, false]);
+    const missing = CPU_ISAS.find((i) => cpuIsaUnavailableReason(i));
+    if (missing) {
+      const [chosen, ignored] = probe(missing);
+      expect(ignored).toBe(true);
+      expect(chosen).toBe(isas[isas.length - 1]);
+    } else {
+      console.log('kernels_cpu: every ISA is available here, so the ignored-override case is not exercised');
+    }
   });
 });

@@ -7,7 +7,7 @@ import { UsageError } from '../../errors';
 import { runCommand, CommonArgs } from '../run_command';
 import { runCpuBench } from '../../bench/cpu';
 import { cpuBenchSection, cpuBenchTable, writeCpuSection } from '../../bench/cpu_report';
-import { numThreads } from '../../native/kernels';
+import { cpuIsaOverrideIgnored, numThreads } from '../../native/kernels';
 
 interface BenchArgs extends CommonArgs {
   target: 'cpu' | 'all';
@@ -78,6 +78,7 @@ export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
       const batchMs = args['batch-ms'];
       if (!(batchMs > 0 && batchMs <= 10000)) throw new UsageError(`--batch-ms must be in (0, 10000], got ${batchMs}`);
 
+      if (cpuIsaOverrideIgnored()) ctx.progress.log(`W4A8_ISA=${process.env.W4A8_ISA} is not available on this CPU; using the best ISA instead`, 'warn');
       const report = await runCpuBench({
         shapes, ms, rounds, threads, setBytes: setMb * 2 ** 20, batchMs, scalarMaxM: 8, progress: ctx.progress, cancel: ctx.cancel,
       });
