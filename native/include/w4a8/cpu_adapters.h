@@ -23,10 +23,12 @@ namespace w4a8::cpu {
 
 // ---- W4A16 -------------------------------------------------------------------------------
 // y = x * W^T (+bias), fp32 x, W dequantized per formats.h (DequantizeAt), fp32 accumulation.
-// `isa` picks the kernel (kAmx and kAvx512Vnni both run the AVX-512 path); results may differ from
-// the reference by fp32 summation order only.
+// `isa` picks the kernel (kAmx and kAvx512Vnni both run the AVX-512 path, kScalar the reference);
+// results differ from the reference by fp32 rounding only. Unlike the contract's first sketch this
+// takes the canonical weight, not a PackedWeight: the addon keeps the canonical arrays beside each
+// packed W4A8 weight and passes them here.
 Status GemmW4A16(const QuantizedWeight& w, Isa isa, const GemmArgs& a);
-// The addon keeps the canonical arrays beside each packed W4A8 weight and passes them here.
+// Scalar twin: float64 accumulation per output, single-threaded.
 Status GemmW4A16Reference(const QuantizedWeight& w, const GemmArgs& a);
 
 // ---- Kronecker adapter -------------------------------------------------------------------

@@ -45,12 +45,12 @@ Status GemmW4A16(const QuantizedWeight& w, Isa isa, const GemmArgs& a) {
   if (isa == Isa::kScalar) return GemmW4A16Reference(w, a);
   // AMX has no fp32 path of its own: AMX machines run the AVX-512 kernels.
   auto rows = (isa == Isa::kAvx2) ? w4a16::RowsAvx2 : w4a16::RowsAvx512;
-  const int64_t blocks = (w.n + w4a16::kRows - 1) / w4a16::kRows;
+  const int64_t blocks = (w.n + w4a16::kRowAlign - 1) / w4a16::kRowAlign;
   const int64_t tasks = TaskCount(blocks);
   std::vector<char> ok(tasks, 1);
   ParallelFor(tasks, [&](int64_t i) {
-    const int32_t n0 = (int32_t)(blocks * i / tasks) * w4a16::kRows;
-    const int32_t n1 = std::min<int32_t>(w.n, (int32_t)(blocks * (i + 1) / tasks) * w4a16::kRows);
+    const int32_t n0 = (int32_t)(blocks * i / tasks) * w4a16::kRowAlign;
+    const int32_t n1 = std::min<int32_t>(w.n, (int32_t)(blocks * (i + 1) / tasks) * w4a16::kRowAlign);
     if (n0 < n1) ok[i] = rows(w, a, n0, n1) ? 1 : 0;
   });
   return std::all_of(ok.begin(), ok.end(), [](char c) { return c != 0; }) ? Status::kOk : Status::kOutOfMemory;

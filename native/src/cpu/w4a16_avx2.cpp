@@ -1,5 +1,5 @@
-// W4A16 with AVX2 + FMA: the AVX-512 design (w4a16_avx512.cpp) at 8 lanes, with a smaller
-// register tile (16 ymm registers). Compiled with AVX2 flags (file name).
+// W4A16 with AVX2 + FMA: the AVX-512 design (w4a16_avx512.cpp) at 8 lanes with smaller register
+// tiles (16 ymm registers). Compiled with AVX2 flags (file name).
 #include <immintrin.h>
 
 #include <algorithm>

@@ -1,5 +1,4 @@
-// W4A16 with AVX-512: dequantize kRows output rows into an fp32 panel, then dot every token
-// against it with a (tokens x rows) register tile. Compiled with AVX-512 flags (file name).
+// W4A16 with AVX-512 (w4a16_internal.h describes the two paths). Compiled with AVX-512 flags.
 #include <immintrin.h>
 
 // GCC 12 flags the undefined-vector idiom inside its own AVX-512 headers (a false positive).

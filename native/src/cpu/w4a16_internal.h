@@ -7,9 +7,10 @@
 
 namespace w4a8::cpu::w4a16 {
 
-// Output rows are computed in blocks of kRows: their weights are dequantized once into an fp32
-// panel [kRows][k rounded up to the group size] and reused by every token of the call.
-constexpr int32_t kRows = 4;
+// Two paths per ISA: up to kGemvMaxTokens tokens, codes are decoded in registers (GEMV style);
+// beyond, weights are dequantized into small transposed fp32 panels reused by every token.
+// Threads get row ranges starting at multiples of kRowAlign (the tallest panel).
+constexpr int32_t kRowAlign = 32;
 
 // Up to this many tokens the kernels decode codes in registers (GEMV style) instead of building
 // a panel: decoding per token tile is cheaper than storing and reloading fp32 weights.
@@ -44,7 +45,7 @@ inline void PermuteForNibbles(const QuantizedWeight& w, const float* x, int32_t 
   }
 }
 
-// y[t][n] for all tokens t and rows n in [n0, n1) (n0 a multiple of kRows), fp32 accumulation.
+// y[t][n] for all tokens t and rows n in [n0, n1) (n0 a multiple of kRowAlign), fp32 accumulation.
 // False only when the panel cannot be allocated.
 bool RowsAvx512(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1);
 bool RowsAvx2(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1);
