@@ -18,31 +18,6 @@ namespace {
 alignas(64) const float kFp4Table[16] = {0.f, .5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f,
                                          -0.f, -.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f};
 
-// Blocks [b0, b1) of row n dequantized exactly as DequantizeAt does ((q - zp) * scale, one rounding)
-// into out[(b - b0) * group_size + j].
-void DequantizeBlocks(const QuantizedWeight& w, int32_t n, int32_t b0, int32_t b1, float* out) {
-  const int32_t gs = w.group_size, blocks = BlocksPerRow(w.k, gs);
-  const uint8_t* codes = w.codes + (size_t)n * blocks * (gs / 2);
-  const __m128i low4 = _mm_set1_epi8(0x0f);
-  const __m512 table = _mm512_load_ps(kFp4Table);
-  for (int32_t b = b0; b < b1; ++b) {
-    const __m512 vs = _mm512_set1_ps(w.scales[(size_t)n * blocks + b]);
-    const __m512i vzp = _mm512_set1_epi32(ZeroPointAt(w.zero_points, blocks, n, b));
-    const uint8_t* g = codes + (size_t)b * (gs / 2);
-    float* dst = out + (size_t)(b - b0) * gs;
-    for (int32_t j = 0; j < gs; j += 16) {
-      const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + j / 2));
-      const __m128i lo = _mm_and_si128(bytes, low4);
-      const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
-      const __m512i q = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));  // natural k order
-      const __m512 v = (w.format == WeightFormat::kFp4E2M1)
-                           ? _mm512_mul_ps(_mm512_permutexvar_ps(q, table), vs)
-                           : _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, vzp)), vs);
-      _mm512_storeu_ps(dst + j, v);
-    }
-  }
-}
-
 // ---- small M: decode in registers, no panel -------------------------------------------------
 // Per group g of row n: s_g * (sum q_k x_k - zp_g * sum x_k) for int4, s_g * sum v(q_k) x_k for fp4, so
 // the per-weight work is one convert and one FMA per token; the zero point costs one scalar per group.
@@ -152,6 +127,49 @@ inline __mmask16 Lanes(int32_t count) {
   return count >= 16 ? (__mmask16)0xffff : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);
 }
 
+// wt[k - k0][r] = W[nb + r][k] for k in [k0, k0 + kc), r < kPanelRows (rows >= `rows` are 0), decoded
+// straight into the transposed order: one gather brings 4 code bytes (8 consecutive k) of 16 rows,
+// and nibble e of each gathered dword is k = 8j + e for all 16 rows at once. Same numerics as
+// DequantizeAt: (q - zp) * scale in one rounding (fp4: value * scale).
+void DequantizeTransposed(const QuantizedWeight& w, int32_t nb, int32_t rows, int32_t k0, int32_t kc, float* wt) {
+  const int32_t gs = w.group_size, blocks = BlocksPerRow(w.k, gs), row_bytes = blocks * (gs / 2);
+  const bool fp4 = w.format == WeightFormat::kFp4E2M1;
+  const __m512 table = _mm512_load_ps(kFp4Table);
+  const __m512i low4 = _mm512_set1_epi32(0x0f);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int32_t h = 0; h < kPanelRows / 16; ++h) {
+    const int32_t r0 = 16 * h, valid = std::max(0, std::min(16, rows - r0));
+    if (valid == 0) {
+      for (int32_t k = 0; k < kc; ++k) _mm512_store_ps(wt + (size_t)k * kPanelRows + r0, _mm512_setzero_ps());
+      continue;
+    }
+    const __mmask16 mask = (__mmask16)((1u << valid) - 1);
+    const __m512i code_offset = _mm512_mullo_epi32(lane, _mm512_set1_epi32(row_bytes));
+    const __m512i scale_offset = _mm512_mullo_epi32(lane, _mm512_set1_epi32(blocks));
+    const uint8_t* codes = w.codes + (size_t)(nb + r0) * row_bytes;
+    const float* scales = w.scales + (size_t)(nb + r0) * blocks;
+    for (int32_t b = k0 / gs; b < (k0 + kc + gs - 1) / gs; ++b) {
+      const __m512 vs = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, scale_offset, scales + b, 4);
+      alignas(64) int32_t zp[16] = {};
+      if (!fp4)
+        for (int32_t i = 0; i < valid; ++i) zp[i] = ZeroPointAt(w.zero_points, blocks, nb + r0 + i, b);
+      const __m512i vzp = _mm512_load_si512(zp);
+      for (int32_t j = 0; j < gs / 8; ++j) {
+        const __m512i dw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, code_offset,
+                                                       codes + (size_t)b * (gs / 2) + 4 * j, 1);
+        const int32_t kk0 = b * gs + 8 * j - k0;  // k - k0 of nibble 0
+        for (int e = 0; e < 8; ++e) {
+          if (kk0 + e >= kc) break;  // past K in the last group
+          const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, 4 * e), low4);
+          const __m512 v = fp4 ? _mm512_mul_ps(_mm512_permutexvar_ps(q, table), vs)
+                               : _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, vzp)), vs);
+          _mm512_store_ps(wt + (size_t)(kk0 + e) * kPanelRows + r0, v);
+        }
+      }
+    }
+  }
+}
+
 template <int MT>
 void PanelTile(const float* wt, int32_t kc, const float* x, int32_t K, float* y, int32_t n, __mmask16 m0, __mmask16 m1) {
   __m512 acc[MT][2];
@@ -175,14 +193,9 @@ void PanelTile(const float* wt, int32_t kc, const float* x, int32_t K, float* y,
 }
 
 bool PanelGemm(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
-  const int32_t K = w.k, gs = w.group_size;
-  float* rows_buf = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kPanelRows * kChunkK));
+  const int32_t K = w.k;
   float* wt = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kPanelRows * kChunkK));
-  if (!rows_buf || !wt) {
-    std::free(rows_buf);
-    std::free(wt);
-    return false;
-  }
+  if (!wt) return false;
   for (int32_t t = 0; t < a.m; ++t)
     for (int32_t n = n0; n < n1; ++n) a.y[(size_t)t * w.n + n] = a.bias ? a.bias[n] : 0.f;
   for (int32_t nb = n0; nb < n1; nb += kPanelRows) {
@@ -190,16 +203,7 @@ bool PanelGemm(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t 
     const __mmask16 m0 = Lanes(rows), m1 = Lanes(rows - 16);
     for (int32_t k0 = 0; k0 < K; k0 += kChunkK) {
       const int32_t kc = std::min(kChunkK, K - k0);
-      for (int32_t r = 0; r < kPanelRows; ++r) {
-        float* dst = rows_buf + (size_t)r * kChunkK;
-        if (r < rows) {
-          DequantizeBlocks(w, nb + r, k0 / gs, (k0 + kc + gs - 1) / gs, dst);
-        } else {
-          std::memset(dst, 0, sizeof(float) * kChunkK);
-        }
-      }
-      for (int32_t k = 0; k < kc; ++k)
-        for (int32_t r = 0; r < kPanelRows; ++r) wt[(size_t)k * kPanelRows + r] = rows_buf[(size_t)r * kChunkK + k];
+      DequantizeTransposed(w, nb, rows, k0, kc, wt);
       const float* x = a.x + k0;
       float* y = a.y + nb;
       int32_t t = 0;
@@ -208,7 +212,6 @@ bool PanelGemm(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t 
       for (; t < a.m; ++t) PanelTile<1>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, m0, m1);
     }
   }
-  std::free(rows_buf);
   std::free(wt);
   return true;
 }
