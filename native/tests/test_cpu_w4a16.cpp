@@ -96,12 +96,12 @@ void TestShapes(std::mt19937& rng) {
   const int32_t ns[] = {1, 5, 17, 67};
   const int32_t ks[] = {16, 33, 100, 257, 300};
   const int32_t gss[] = {16, 32, 64, 128, 256};
-  const int32_t ms[] = {1, 2, 3, 5, 9, 11, 14, 29};  // GEMV (<= 8); panel tiles 12/4/1 (AVX-512), 5/2/1 (AVX2)
+  const int32_t ms[] = {1, 2, 3, 4, 5, 8, 9, 11, 14, 29};  // GEMV tiles; panel tiles 12/4/2/1 (AVX-512), 5/2/1 (AVX2)
   int cases = 0;
   for (int32_t n : ns)
     for (int32_t k : ks)
       for (int32_t gs : gss) {
-        const int32_t m = ms[(cases++) % 8];
+        const int32_t m = ms[(cases++) % 10];
         const WeightFormat format = (cases % 3 == 2) ? WeightFormat::kFp4E2M1 : WeightFormat::kInt4;
         RandomWeight rw = MakeWeight(rng, format, n, k, gs, cases % 3 == 0);
         std::vector<float> x = RandomVector(rng, (size_t)m * k);

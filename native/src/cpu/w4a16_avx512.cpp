@@ -209,6 +209,7 @@ bool PanelGemm(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t 
       int32_t t = 0;
       for (; t + 12 <= a.m; t += 12) PanelTile<12>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, m0, m1);
       for (; t + 4 <= a.m; t += 4) PanelTile<4>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, m0, m1);
+      for (; t + 2 <= a.m; t += 2) PanelTile<2>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, m0, m1);
       for (; t < a.m; ++t) PanelTile<1>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, m0, m1);
     }
   }
@@ -219,7 +220,7 @@ bool PanelGemm(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t 
 }  // namespace
 
 bool RowsAvx512(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
-  if (a.m <= kGemvMaxTokens) {
+  if (a.m <= kGemvMaxTokensAvx512) {
     Gemv(w, a, n0, n1);
     return true;
   }

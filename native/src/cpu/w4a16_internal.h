@@ -14,7 +14,9 @@ constexpr int32_t kRowAlign = 32;
 
 // Up to this many tokens the kernels decode codes in registers (GEMV style) instead of building
 // a panel: decoding per token tile is cheaper than storing and reloading fp32 weights.
-constexpr int32_t kGemvMaxTokens = 8;
+constexpr int32_t kGemvMaxTokens = 8;  // AVX2
+// The AVX-512 panels (decoded by gathers) win from 5 tokens on (single-thread A/B on Zen 5).
+constexpr int32_t kGemvMaxTokensAvx512 = 4;
 
 // Sums of x over each weight K-group, for tokens [0, mt) of x: xsum[t * blocks + b].
 inline void GroupSums(const QuantizedWeight& w, const float* x, int32_t mt, float* xsum) {
