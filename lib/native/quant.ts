@@ -83,7 +83,7 @@ interface QuantNative {
   fakeQuantActivations(x: Float32Array, m: number, k: number, format: number, out: Float32Array, rowScales: Float32Array | null): Promise<void>;
   layerOutputError(x: Float32Array, rows: number, k: number, w: Float32Array, wq: Float32Array, n: number, act: number): Promise<number>;
   awqSearch(x: Float32Array, rows: number, k: number, meanAbs: Float32Array | null, layers: NativeAwqLayer[], cfg: NativeWeightConfig,
-    awq: { gridSize: number; clipGrid: number; clipMin: number; act: number }, scalesOut: Float32Array): Promise<NativeAwqResult>;
+    awq: { gridSize: number; clipGrid: number; clipMin: number; act: number; duoScaling: boolean }, scalesOut: Float32Array): Promise<NativeAwqResult>;
   gptqQuantize(w: Float32Array, k: number, n: number, hessian: Float64Array | Float32Array, cfg: NativeWeightConfig,
     gptq: { damp: number; actOrder: boolean; blockSize: number }, codes: Uint8Array, scales: Float32Array,
     zeroPoints: Uint8Array | null, dequantized: Float32Array | null): Promise<{ proxyLoss: number; dampUsed: number; deadInputs: number }>;
@@ -106,6 +106,7 @@ interface NativeAwqLayer {
 
 interface NativeAwqResult {
   alpha: number;
+  duoScaling: boolean;
   errorBefore: number;
   errorAfterScale: number;
   errorAfter: number;
@@ -341,6 +342,8 @@ export interface AwqSearchArgs {
   clipGrid?: number;
   /** Smallest clip ratio tried (default 0.5). */
   clipMin?: number;
+  /** Also search AutoAWQ's weight-aware scales meanAbs^alpha / mean|w|^(1-alpha) (default true). */
+  duoScaling?: boolean;
 }
 
 export interface AwqLayerResult extends QuantizedWeight {
@@ -356,6 +359,8 @@ export interface AwqLayerResult extends QuantizedWeight {
 
 export interface AwqSearchResult {
   alpha: number;
+  /** The chosen alpha is of the duo family (mean|x|^alpha / mean|w|^(1-alpha)). */
+  duoScaling: boolean;
   /**
    * s[K]. The returned layers quantize diag(s) W (codes and dequantized alike); the caller must
    * divide the producer of X by s (the preceding RMSNorm/LayerNorm weight, or an explicit Mul by
@@ -375,7 +380,8 @@ export interface AwqSearchResult {
 
 /**
  * AWQ for layers sharing one input X: for alpha in {0, 1/20, ..., 19/20}, s = max(meanAbs^alpha, 1e-4)
- * normalised by sqrt(max s * min s); each W becomes diag(s) W, is quantized, and the summed output
+ * and (duoScaling) s = max(meanAbs^alpha / (mean|w|^(1-alpha) + 1e-4), 1e-4), |w| per group over its
+ * absmax, normalised by sqrt(max s * min s); each W becomes diag(s) W, is quantized, and the summed output
  * error of Qa(X/s) Q(diag(s) W) against X W picks alpha. Then a clip ratio per group (per output
  * channel for per-channel configs) is chosen by the group's own output error, kept only if the
  * layer error drops. alpha 0 is plain RTN, so errorAfter <= errorBefore.
@@ -395,6 +401,8 @@ export async function awqSearch(args: AwqSearchArgs): Promise<AwqSearchResult> {
   const clipMin = args.clipMin ?? 0.5;
   if (typeof clipMin !== 'number' || !(clipMin > 0 && clipMin <= 1)) throw new RangeError(`Expected clipMin in (0, 1] but received ${String(clipMin)}`);
   const act = actCode(args.act, 'act');
+  const duoScaling = args.duoScaling ?? true;
+  if (typeof duoScaling !== 'boolean') throw new TypeError(`Expected duoScaling to be a boolean but received ${String(duoScaling)}`);
   const meanAbs = args.meanAbs === undefined ? null : checkFloat32('meanAbs', args.meanAbs, k, 'k');
   const allocs: Allocated[] = [];
   const nativeLayers: NativeAwqLayer[] = layers.map((layer, i) => {
@@ -409,9 +417,10 @@ export async function awqSearch(args: AwqSearchArgs): Promise<AwqSearchResult> {
   });
   const scales = new Float32Array(k);
   const b = binding();
-  const r = await call('awqSearch', () => b.awqSearch(x, rows, k, meanAbs, nativeLayers, nc, { gridSize, clipGrid, clipMin, act }, scales));
+  const r = await call('awqSearch', () => b.awqSearch(x, rows, k, meanAbs, nativeLayers, nc, { gridSize, clipGrid, clipMin, act, duoScaling }, scales));
   return {
     alpha: r.alpha,
+    duoScaling: r.duoScaling,
     scales,
     errorBefore: r.errorBefore,
     errorAfterScale: r.errorAfterScale,

@@ -168,6 +168,7 @@ Napi::Value AwqSearchFn(const Napi::CallbackInfo& info) {
   ac.clip_grid = (int32_t)NumProp(ao, "clipGrid", 11);
   ac.clip_min = (float)NumProp(ao, "clipMin", 0.5);
   ac.act = (ActFormat)(int32_t)NumProp(ao, "act", 0);
+  ac.duo_scaling = BoolProp(ao, "duoScaling", true);
   float* scales_out = TypedArg<float>(info, 7, napi_float32_array, "scalesOut", &sl);
   if (xl != (size_t)s * k) ThrowRange(env, "awqSearch: x must hold rows * k values");
   if (mean && ml != (size_t)k) ThrowRange(env, "awqSearch: meanAbs must hold k values");
@@ -206,6 +207,7 @@ Napi::Value AwqSearchFn(const Napi::CallbackInfo& info) {
       [=](Napi::Env e) -> Napi::Value {
         Napi::Object o = Napi::Object::New(e);
         o.Set("alpha", (double)result->alpha);
+        o.Set("duoScaling", result->duo_scaling);
         o.Set("errorBefore", result->error_before);
         o.Set("errorAfterScale", result->error_after_scale);
         o.Set("errorAfter", result->error_after);

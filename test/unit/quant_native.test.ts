@@ -187,6 +187,18 @@ describe('AWQ and GPTQ (native)', () => {
     await expect(awqSearch({ x, rows, k, layers: [], config: { format: 'int4', groupSize: 32 } })).rejects.toThrow(RangeError);
   });
 
+  it('awqSearch with duoScaling searches a superset: never a higher error than the mean|x| family alone', async () => {
+    const layers = [{ w: w1, n }, { w: w2, n: 2 * n }];
+    const config = { format: 'int4' as const, groupSize: 32 };
+    const xOnly = await awqSearch({ x, rows, k, layers, config, duoScaling: false, clipGrid: 1 });
+    const both = await awqSearch({ x, rows, k, layers, config, clipGrid: 1 });
+    expect(xOnly.duoScaling).toBe(false);
+    expect(xOnly.errorBefore).toBeCloseTo(both.errorBefore, 10); // alpha 0 of the first family is RTN in both
+    expect(both.errorAfterScale).toBeLessThanOrEqual(xOnly.errorAfterScale);
+    if (!both.duoScaling) expect(both.errorAfterScale).toBe(xOnly.errorAfterScale);
+    await expect(awqSearch({ x, rows, k, layers, config, duoScaling: 1 as unknown as boolean })).rejects.toThrow(TypeError);
+  });
+
   it('gptqQuantize beats RTN on the calibration inputs and equals RTN for H = I', async () => {
     const h = new Float64Array(k * k);
     for (let r = 0; r < rows; r++) for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) h[i * k + j] += x[r * k + i] * x[r * k + j];

@@ -97,7 +97,9 @@ Status LayerOutputError(const float* x, int64_t s, int32_t k, const float* w, co
 // ---- AWQ -----------------------------------------------------------------------------------
 // Activation-aware scaling (AWQ, Lin et al. 2024) for layers that share one input (q,k,v or gate,up).
 // For alpha = i / grid_size, i = 0..grid_size-1: s_k = max(mean|x_k|^alpha, 1e-4), s /= sqrt(max s * min s)
-// (AutoAWQ's normalisation); each W is replaced by diag(s) W and quantized; the error is the summed
+// (AutoAWQ's normalisation); with duo_scaling the grid is searched a second time with AutoAWQ's
+// s_k = max(mean|x_k|^alpha / (mean|w_k|^(1-alpha) + 1e-4), 1e-4), mean|w_k| over every output of every layer
+// of |w| / its group's absmax (so 2 * grid_size candidates; alpha 0 of the first family is RTN); each W is replaced by diag(s) W and quantized; the error is the summed
 // layer output error of Qa(X diag(1/s)) Q(diag(s) W) against X W over all layers. Best alpha wins.
 // Then, when clip_grid > 1, a clip ratio per group (kAlongK groups; per output channel for per-channel
 // quantization) is chosen from 1, 1 - step, ..., clip_min by the group's own output error
@@ -112,6 +114,7 @@ struct AwqConfig {
   int32_t clip_grid = 11;      // number of clip ratios tried, 1 = no clip search
   float clip_min = 0.5f;
   ActFormat act = ActFormat::kNone;
+  bool duo_scaling = true;     // also search AutoAWQ's weight-aware family
 };
 struct AwqLayer {
   const float* w = nullptr;   // [K][N]
@@ -123,6 +126,7 @@ struct AwqLayer {
 };
 struct AwqResult {
   float alpha = 0;
+  bool duo_scaling = false;      // the chosen alpha belongs to the duo family
   double error_before = 0;       // all layers together
   double error_after_scale = 0;  // best alpha, before the clip search
   double error_after = 0;        // final

@@ -91,6 +91,25 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
     for (auto& m : mean) m /= (double)s;
   }
 
+  // Mean |w| per input channel over every output of every layer, each weight divided by its
+  // group's absmax first (AutoAWQ's duo scaling statistic).
+  std::vector<double> wmean(k, 0.0);
+  for (int32_t l = 0; l < layer_count; ++l) {
+    const int32_t n = layers[l].n;
+    const int32_t gg = cfg.group_size > 0 ? cfg.group_size : k;
+    for (int32_t j = 0; j < n; ++j)
+      for (int32_t b0 = 0; b0 < k; b0 += gg) {
+        double mx = 0;
+        for (int32_t i = b0; i < std::min(k, b0 + gg); ++i) mx = std::max(mx, (double)std::fabs(layers[l].w[(size_t)i * n + j]));
+        for (int32_t i = b0; i < std::min(k, b0 + gg); ++i)
+          wmean[i] += mx > 0 ? std::fabs(layers[l].w[(size_t)i * n + j]) / mx : 0;
+      }
+  }
+  {
+    int64_t cols = 0;
+    for (int32_t l = 0; l < layer_count; ++l) cols += layers[l].n;
+    for (auto& v : wmean) v /= (double)cols;
+  }
   // Reference outputs X W and their energies.
   std::vector<std::vector<float>> yref(layer_count);
   std::vector<double> den(layer_count, 0.0);
@@ -140,11 +159,19 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
   float best_alpha = 0;
   std::vector<double> before(layer_count), after(layer_count);
   double err_before = 0;
-  for (int32_t gi = 0; gi < awq.grid_size; ++gi) {
+  // Family 0 (llm-awq): s = mean|x|^alpha, whose alpha 0 is plain RTN. Family 1 (AutoAWQ's duo
+  // scaling): s = mean|x|^alpha / mean|w|^(1 - alpha). Neither wins everywhere on stories260K
+  // (docs/QUALITY.md), so both are searched and the calibration error decides.
+  const int32_t families = awq.duo_scaling ? 2 : 1;
+  bool best_duo = false;
+  for (int32_t idx = 0; idx < awq.grid_size * families; ++idx) {
+    const int32_t gi = idx % awq.grid_size;
+    const bool duo = idx >= awq.grid_size;
     const double alpha = (double)gi / awq.grid_size;
     double smax = 0, smin = INFINITY;
     for (int32_t i = 0; i < k; ++i) {
-      const double v = std::max(std::pow(mean[i], alpha), 1e-4);
+      const double xa = std::pow(mean[i], alpha);
+      const double v = std::max(duo ? xa / (std::pow(wmean[i], 1 - alpha) + 1e-4) : xa, 1e-4);
       sv[i] = (float)v;
       smax = std::max(smax, v);
       smin = std::min(smin, v);
@@ -153,13 +180,14 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
     for (int32_t i = 0; i < k; ++i) sv[i] = (float)(sv[i] / norm);
     double num = 0;
     if (Status st = evaluate(sv.data(), nullptr, &num); st != Status::kOk) return st;
-    if (gi == 0) {
+    if (idx == 0) {
       err_before = num / den_total;
       for (int32_t l = 0; l < layer_count; ++l) before[l] = den[l] > 0 ? layer_num[l] / den[l] : 0;
     }
     if (num / den_total < best_err) {
       best_err = num / den_total;
       best_alpha = (float)alpha;
+      best_duo = duo;
       best_s = sv;
       for (int32_t l = 0; l < layer_count; ++l) after[l] = den[l] > 0 ? layer_num[l] / den[l] : 0;
     }
@@ -241,6 +269,7 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
   std::copy(best_s.begin(), best_s.end(), scales_out);
   if (result) {
     result->alpha = best_alpha;
+    result->duo_scaling = best_duo;
     result->error_before = err_before;
     result->error_after_scale = best_err;
     result->error_after = final_err;
