@@ -70,11 +70,10 @@ export function issue3Grid(): SweepEntry[] {
 export function issue3FollowUps(bestMethod: QuantConfig['method']): SweepEntry[] {
   const base = { method: bestMethod, wformat: 'int4' as const, symmetric: false, groupSize: 32 };
   const out: SweepEntry[] = [];
-  // Groups along N exist for RTN only (the AWQ and GPTQ searches group along K); auto then picks,
-  // per layer, the lower calibration error of the method along K and RTN along N.
+  // ic: the best method with groups along N; auto: per layer group, the lower calibration error of
+  // the method along K and along N.
   for (const grouping of ['ic', 'auto'] as const) {
-    const method = grouping === 'ic' ? 'rtn' : bestMethod;
-    for (const aformat of ['none', 'int8'] as const) out.push({ config: resolveConfig({ ...base, method, grouping, aformat }), format: 'sim' });
+    for (const aformat of ['none', 'int8'] as const) out.push({ config: resolveConfig({ ...base, grouping, aformat }), format: 'sim' });
   }
   for (const format of ['matmulnbits', 'qdq'] as const) {
     for (const aformat of ['none', 'int8'] as const) out.push({ config: resolveConfig({ ...base, grouping: 'oc', aformat }), format });

@@ -65,9 +65,6 @@ export function resolveConfig(partial: Partial<QuantConfig> & { symmetric?: bool
   if (partial.actOrder && method !== 'gptq') {
     throw new UsageError(`--act-order applies to --method gptq only; got --method ${method}`);
   }
-  if (grouping === 'ic' && method !== 'rtn') {
-    throw new UsageError(`--grouping ic works with --method rtn only (AWQ and GPTQ search groups along K); use --grouping oc or auto`);
-  }
   return {
     method,
     wformat,

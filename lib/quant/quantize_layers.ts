@@ -61,8 +61,9 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
   const layers: QuantizedLayer[] = [];
   const reports: LayerReport[] = [];
   let total = 0;
-  // The native AWQ and GPTQ search groups along K only; along N ('ic') the weights are RTN.
-  const method = grouping === 'ic' ? 'rtn' : c.method;
+  // Every method groups along K ('oc') or along N ('ic'); along N AWQ searches the scales only
+  // (a clip per group would mix input channels) and GPTQ quantizes each input row's groups as it reaches it.
+  const method = c.method;
   if (method === 'awq') {
     if (!stats || stats.sampleRows === 0) throw new W4A8Error('AWQ needs calibration activations; give --calib <text>');
     const res = await nq.awqSearch({
@@ -77,7 +78,7 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
     weights.forEach((lw, i) => {
       const r = res.layers[i];
       layers.push(toLayer(lw, r, grouping));
-      reports.push({ ...baseReport(lw, c, grouping, r.groupSize), alpha: res.alpha, clipRatio: r.meanClip, errorBefore: r.errorBefore, errorAfter: r.errorAfter });
+      reports.push({ ...baseReport(lw, c, grouping, r.groupSize), alpha: res.alpha, awqDuoScaling: res.duoScaling, clipRatio: r.meanClip, errorBefore: r.errorBefore, errorAfter: r.errorAfter });
       total += r.errorAfter;
     });
     const scaling: InputScaling = { input: group.input, k: group.k, scale: res.scales, inverseScale: await reciprocal(res.scales) };

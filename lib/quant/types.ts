@@ -40,6 +40,8 @@ export interface LayerReport {
   grouping: 'oc' | 'ic';
   groupSize: number;
   alpha?: number;
+  /** AWQ: the alpha is of the weight-aware (duo) scale family. */
+  awqDuoScaling?: boolean;
   clipRatio?: number;
   /** Relative output error on the calibration sample: before (plain RTN of the same config) and after the method. */
   errorBefore?: number;

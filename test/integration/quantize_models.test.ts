@@ -11,8 +11,9 @@ import { initializerMap } from '../../lib/onnx/graph';
 import { quantizeModel } from '../../lib/quant/quantize_model';
 import type { ExportFormat, QuantConfig } from '../../lib/quant/config';
 import { CALIB_TEXT, writeToyLm } from '../helpers/quant_fixtures';
+import { SHARED_DIR } from '../helpers/shared_paths';
 
-const GPT2 = '/work/shared/models/tiny-random-gpt2-fp32';
+const GPT2 = path.join(SHARED_DIR, 'models', 'tiny-random-gpt2-fp32');
 const haveGpt2 = fs.existsSync(path.join(GPT2, 'past.onnx'));
 if (!haveGpt2) console.warn(`gpt2 quantize tests skipped: ${GPT2} is absent`);
 
@@ -82,6 +83,10 @@ describe('toy decoder with fp16 weights in external data', () => {
     ['qdq', { method: 'gptq', aformat: 'int8', groupSize: 0 }],
     ['sim', { method: 'awq', aformat: 'fp8', wformat: 'fp4' }],
     ['sim', { method: 'rtn', aformat: 'int8', grouping: 'auto' }],
+    ['sim', { method: 'gptq', aformat: 'int8', grouping: 'ic' }],
+    ['sim', { method: 'awq', aformat: 'none', grouping: 'ic' }],
+    ['sim', { method: 'gptq', aformat: 'none', grouping: 'auto' }],
+    ['sim', { method: 'awq', aformat: 'int8', grouping: 'auto' }],
   ];
   it.each(cases)('%s %j keeps fp16 and external data, and runs in ORT', async (format, partial) => {
     const outDir = fs.mkdtempSync(path.join(dir, 'out-'));
@@ -90,6 +95,9 @@ describe('toy decoder with fp16 weights in external data', () => {
     expect(summary.layers.map((l) => l.name)).toEqual(['q_proj/MatMul', 'k_proj/MatMul', 'down_proj/MatMul']);
     for (const l of summary.layers) {
       if (partial.method !== 'rtn') expect(l.errorAfter!).toBeLessThanOrEqual(l.errorBefore! * 1.0001);
+      // The method itself runs along N: errors are measured against RTN along N, not replaced by it.
+      if (partial.grouping === 'ic') expect(l).toMatchObject({ grouping: 'ic', method: partial.method });
+      if (partial.grouping === 'auto') expect(l.method).toBe(partial.method);
       expect(Number.isFinite(l.errorAfter)).toBe(true);
     }
     const q = loadModel(out);
