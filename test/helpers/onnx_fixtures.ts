@@ -8,9 +8,10 @@ import { makeModel, makeNode, makeValueInfo } from '../../lib/onnx/build';
 import { DataType } from '../../lib/onnx/dtype';
 import type { OnnxModel } from '../../lib/onnx/model';
 import { makeFloatTensorLike } from '../../lib/onnx/tensor';
+import { SHARED_DIR } from './shared_paths';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
-export const SHARED_MODELS = process.env.W4A8_SHARED_MODELS ?? path.resolve(REPO_ROOT, '..', 'shared', 'models');
+export const SHARED_MODELS = process.env.W4A8_SHARED_MODELS ?? path.join(SHARED_DIR, 'models');
 export const PAST_ONNX = path.join(SHARED_MODELS, 'tiny-random-gpt2-fp32', 'past.onnx');
 
 /** Every .onnx file under the shared models folder. */

@@ -9,10 +9,11 @@ import { DataType } from '../../lib/onnx/dtype';
 import { saveModel } from '../../lib/onnx/model';
 import { makeFloatTensorLike } from '../../lib/onnx/tensor';
 import { rng } from './eval_fixtures';
+import { SHARED_DIR } from './shared_paths';
 
-export const STORIES_TOKENIZER = '/work/shared/models/stories260K/tok512.bin';
-export const CALIB_TEXT = '/work/shared/data/tinystories/calib.txt';
-export const EVAL_TEXT = '/work/shared/data/tinystories/eval-dev.txt';
+export const STORIES_TOKENIZER = path.join(SHARED_DIR, 'models', 'stories260K', 'tok512.bin');
+export const CALIB_TEXT = path.join(SHARED_DIR, 'data', 'tinystories', 'calib.txt');
+export const EVAL_TEXT = path.join(SHARED_DIR, 'data', 'tinystories', 'eval-dev.txt');
 
 export interface ToyLmSpec {
   dtype: 'float32' | 'float16';

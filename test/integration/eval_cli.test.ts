@@ -3,10 +3,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { SHARED_DIR } from '../helpers/shared_paths';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'w4a8.js');
-const GPT2 = path.resolve(ROOT, '..', 'shared', 'models', 'tiny-random-gpt2-fp32');
+const GPT2 = path.join(SHARED_DIR, 'models', 'tiny-random-gpt2-fp32');
 const GPT2_MODEL = path.join(GPT2, 'past.onnx');
 const GPT2_TOKENIZER = path.join(GPT2, 'tokenizer.json');
 

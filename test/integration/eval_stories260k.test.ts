@@ -5,10 +5,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { SHARED_DIR } from '../helpers/shared_paths';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'w4a8.js');
-const SHARED = path.resolve(ROOT, '..', 'shared');
+const SHARED = SHARED_DIR;
 const STORIES = path.join(SHARED, 'models', 'stories260K');
 const EVAL_TEXT = path.join(SHARED, 'data', 'tinystories', 'eval-dev.txt');
 const GREEDY = path.join(STORIES, 'greedy_empty_prompt.txt');

@@ -6,8 +6,9 @@ import { openDecoder } from '../../lib/eval/session';
 import { native } from '../../lib/native/binding';
 import { loadModel, saveModel, serializeForOrt } from '../../lib/onnx/model';
 import { toyDecoder, ToyDecoderSpec } from '../helpers/eval_fixtures';
+import { SHARED_DIR } from '../helpers/shared_paths';
 
-const PAST_ONNX = path.resolve(__dirname, '..', '..', '..', 'shared', 'models', 'tiny-random-gpt2-fp32', 'past.onnx');
+const PAST_ONNX = path.join(SHARED_DIR, 'models', 'tiny-random-gpt2-fp32', 'past.onnx');
 
 function logitsAsFloat32(l: { data: Float32Array | Uint16Array; dtype: string }): Float32Array {
   if (l.dtype === 'float32') return l.data as Float32Array;
