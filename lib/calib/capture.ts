@@ -10,7 +10,7 @@ import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
 import { W4A8Error } from '../errors';
 import { withCaptureOutputs } from './capture_graph';
-import { DecoderRunner } from './ort_runner';
+import { openDecoder } from '../eval/session';
 
 export interface CaptureTarget {
   /** Name of the activation tensor (a MatMul input). */
@@ -84,7 +84,7 @@ export async function captureStatistics(
     const names = pass.map((t) => t.input);
     const captureModel = withCaptureOutputs(model, names, (n) => typeOf.get(n) ?? DataType.FLOAT);
     const { bytes, externalData } = serializeForOrt(captureModel);
-    const runner = await DecoderRunner.open(bytes, { externalData, label: 'the calibration copy of the model' });
+    const runner = await openDecoder(bytes, { externalData, label: 'the calibration copy of the model' });
     const handles = pass.map((t) => createCalibStats({ k: t.k, sampleRows, hessian: opts.hessian, seed: opts.seed ?? 0 }));
     try {
       progress.start(passes.length > 1 ? `calibration pass ${p + 1}/${passes.length}` : 'calibration', windows.length);

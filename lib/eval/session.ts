@@ -1,6 +1,7 @@
 // A decoder-only LLM behind ONNX Runtime (CPU EP), fed the way Optimum and ONNX Runtime GenAI
 // exports expect: input_ids, attention_mask of ones, position_ids 0..seq-1, and every past
 // key/value input EMPTY (past length 0), so one run scores a whole window from scratch.
+// Evaluation fetches the logits; calibration fetches captured activations through run().
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -12,8 +13,10 @@ export interface OpenDecoderOptions {
   intraOpNumThreads?: number;
   /** External data for a model given as bytes: [{path: location in the model, data}]. */
   externalData?: { path: string; data: Uint8Array }[];
-  /** A name for error messages when the model is given as bytes. */
+  /** A name for error messages (default: the path, or "the in-memory model"). */
   label?: string;
+  /** ORT session config entries (extra.session.*), e.g. { qdq_matmulnbits_accuracy_level: '0' }. */
+  sessionConfig?: Record<string, string>;
 }
 
 export interface DecoderSession {
@@ -23,6 +26,8 @@ export interface DecoderSession {
   readonly logitsDtype: 'float32' | 'float16';
   /** Logits for every position of one sequence (batch 1), row-major [seq, vocab]. */
   logits(ids: number[]): Promise<Logits>;
+  /** One forward pass over `ids` (batch 1) returning the named outputs (graph outputs, e.g. captured activations). */
+  run(ids: number[], fetches: string[]): Promise<Record<string, ort.Tensor>>;
   release(): Promise<void>;
 }
 
@@ -154,13 +159,16 @@ class OrtDecoder implements DecoderSession {
     }
   }
 
-  async logits(ids: number[]): Promise<Logits> {
+  async run(ids: number[], fetches: string[]): Promise<Record<string, ort.Tensor>> {
     if (!Array.isArray(ids) || ids.length === 0) throw new RangeError('Expected a non-empty array of token ids');
+    if (!Array.isArray(fetches) || fetches.length === 0 || fetches.some((f) => typeof f !== 'string')) {
+      throw new TypeError('Expected fetches to be a non-empty array of output names');
+    }
     const seq = ids.length;
     if (this.vocab > 0) {
       const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= this.vocab);
       if (bad !== undefined) {
-        throw new W4A8Error(`token id ${bad} is outside the model's vocabulary [0, ${this.vocab}); the tokenizer does not fit ${this.label}`);
+        throw new W4A8Error(`token id ${bad} is outside the model's vocabulary [0, ${this.vocab}); the tokenizer does not fit ${this.label} (pass its own --tokenizer)`);
       }
     }
     const feeds: Record<string, ort.Tensor> = { ...this.pastFeeds };
@@ -171,13 +179,16 @@ class OrtDecoder implements DecoderSession {
       // Newer Optimum exports: the same positions without a batch dimension.
       else if (p.role === 'cache_position') feeds[p.name] = intTensor(p.type, Array.from({ length: seq }, (_, i) => i), [seq]);
     }
-    let out: ort.InferenceSession.ReturnType;
     try {
-      out = await this.session.run(feeds, [this.logitsName]);
+      return await this.session.run(feeds, fetches);
     } catch (err) {
       throw new W4A8Error(`ONNX Runtime failed running ${this.label} on ${seq} tokens: ${firstLine(err)}`);
     }
-    const t = out[this.logitsName];
+  }
+
+  async logits(ids: number[]): Promise<Logits> {
+    const seq = Array.isArray(ids) ? ids.length : 0;
+    const t = (await this.run(ids, [this.logitsName]))[this.logitsName];
     const dims = t.dims;
     const vocab = dims[dims.length - 1];
     const rows = t.size / vocab;
@@ -221,10 +232,11 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
     logSeverityLevel: 3,
   };
   if (opts.intraOpNumThreads !== undefined) options.intraOpNumThreads = opts.intraOpNumThreads;
+  if (opts.sessionConfig) options.extra = { session: { ...opts.sessionConfig } };
   let session: ort.InferenceSession;
   let label: string;
   if (typeof model === 'string') {
-    label = model;
+    label = opts.label ?? model;
     checkModelFile(model);
     try {
       session = await ort.InferenceSession.create(model, options);

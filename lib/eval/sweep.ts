@@ -4,7 +4,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { W4A8Error } from '../errors';
-import { DecoderRunner } from '../calib/ort_runner';
 import { exportQuantized } from '../export/export_model';
 import { releaseNibbleSessions } from '../export/nibble_layout';
 import { releaseVectorSessions } from '../quant/vector_ops';
@@ -20,6 +19,7 @@ import { CancelToken, neverCancelled } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
 import { readText } from './documents';
 import { resolveTokenizer } from './model_tokenizer';
+import { openDecoder } from './session';
 import { evaluatePerplexity, type PerplexityResult } from './perplexity';
 import { sweepToJson } from './report_json';
 import { sweepToMarkdown } from './report_markdown';
@@ -62,8 +62,7 @@ export async function evaluateEntry(sc: SweepContext, entry: SweepEntry, ev: { t
   const info = await exportQuantized(model, parts, entry.format);
   const { bytes, externalData } = serializeForOrt(model);
   const t1 = Date.now();
-  const runner = await DecoderRunner.open(bytes, { externalData, sessionConfig: info.sessionConfig, label: `${sc.model} quantized (${configLabel(entry.config)})` });
-  const session = await runner.asDecoderSession();
+  const session = await openDecoder(bytes, { externalData, sessionConfig: info.sessionConfig, label: `${sc.model} quantized (${configLabel(entry.config)})` });
   try {
     const result = await evaluatePerplexity({ session, text: ev.text, tokenizer: ev.tokenizer, ctx: ev.ctx, maxTokens: ev.maxTokens, cancel: ev.cancel });
     const errs = parts.reports.map((r) => r.errorAfter).filter((e): e is number => e !== undefined && Number.isFinite(e));

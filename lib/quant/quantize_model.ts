@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { W4A8Error, UsageError } from '../errors';
 import { readText } from '../eval/documents';
+import { openDecoder } from '../eval/session';
 import { resolveTokenizer } from '../eval/model_tokenizer';
 import { checkExportSupports, checkPerChannelBlock } from '../export/compat';
 import { exportQuantized, type ExportInfo } from '../export/export_model';
@@ -17,7 +18,6 @@ import type { Tokenizer } from '../tokenize/tokenizer';
 import { writeFileAtomic } from '../util/atomic_write';
 import { CancelToken, neverCancelled } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
-import { DecoderRunner } from '../calib/ort_runner';
 import { calibrate, type Calibration } from './calibration';
 import { EXPORT_FORMATS, resolveConfig, type ExportFormat, type QuantConfig } from './config';
 import { planLayers, type LayerPlan } from './plan';
@@ -172,7 +172,7 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
 export async function checkLoads(model: OnnxModel, info: ExportInfo): Promise<void> {
   const { bytes, externalData } = serializeForOrt(model);
   try {
-    const runner = await DecoderRunner.open(bytes, { externalData, label: 'the quantized model', sessionConfig: info.sessionConfig });
+    const runner = await openDecoder(bytes, { externalData, label: 'the quantized model', sessionConfig: info.sessionConfig });
     await runner.release();
   } catch (err) {
     throw new W4A8Error(`after raising its opset from ${info.opsetRaisedFrom} to ${info.opset}, the model no longer loads: ${(err as Error).message}; use --format matmulnbits or sim`);

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { DecoderRunner } from '../../lib/calib/ort_runner';
+import { openDecoder } from '../../lib/eval/session';
 import { actQuantGraph } from '../../lib/export/act_quant_graph';
 import { makeModel, makeValueInfo } from '../../lib/onnx/build';
 import { DataType } from '../../lib/onnx/dtype';
@@ -76,7 +76,7 @@ describe('sim export', () => {
     const norm = tensorToFloat32(src, srcInits.get('norm.weight')!);
     const head = tensorToFloat32(src, srcInits.get('lm_head.weight')!);
     const ids = [1, 43, 200, 7, 511];
-    const runner = await DecoderRunner.open(out);
+    const runner = await openDecoder(out);
     const logits = (await runner.run(ids, ['logits'])).logits.data as Float32Array;
     await runner.release();
     const matvec = (x: number[], w: Float32Array, k: number, n: number) => {
@@ -130,7 +130,7 @@ describe('sim export', () => {
     const w = tensorToFloat32(q, initializerMap(q).get('q_proj.weight')!);
     expect(w.every((v) => Number.isFinite(v))).toBe(true);
     for (let kk = 0; kk < 32; kk++) expect(w[kk * 64]).toBe(0);
-    const runner = await DecoderRunner.open(out);
+    const runner = await openDecoder(out);
     const logits = (await runner.run([1, 2, 3], ['logits'])).logits.data as Float32Array;
     await runner.release();
     expect(logits.every((v) => Number.isFinite(v))).toBe(true);

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { calibrationWindows } from '../../lib/calib/calib_text';
 import { withCaptureOutputs } from '../../lib/calib/capture_graph';
-import { DecoderRunner } from '../../lib/calib/ort_runner';
+import { openDecoder } from '../../lib/eval/session';
 import { DataType } from '../../lib/onnx/dtype';
 import { loadModel, serializeForOrt } from '../../lib/onnx/model';
 import { foldTarget, planLayers } from '../../lib/quant/plan';
@@ -48,7 +48,7 @@ describe('capture graph', () => {
     const copy = withCaptureOutputs(model, ['normed', 'act'], () => DataType.FLOAT);
     expect(model.proto.graph!.output.map((o) => o.name)).toEqual(['logits']);
     const { bytes } = serializeForOrt(copy);
-    const runner = await DecoderRunner.open(bytes);
+    const runner = await openDecoder(bytes);
     try {
       const out = await runner.run([1, 5, 9], ['normed', 'act']);
       expect(out.normed.dims).toEqual([1, 3, 64]);
