@@ -23,6 +23,9 @@ export { quantizeModel, type QuantizeModelOptions, type QuantizeSummary } from '
 // Export formats
 export { exportQuantized, QDQ_EXACT_SESSION_CONFIG, type ExportInfo } from './export/export_model';
 export { checkExportSupports } from './export/compat';
+export { writeNativeContainer } from './export/native_export';
+export { loadNativeWeights, type NativeWeights, type NativeLayer, type LoadNativeOptions } from './export/native_load';
+export { decodeContainer, type NativeManifest, type NativeLayerEntry } from './export/native_container';
 
 // Evaluation
 export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity';
@@ -40,5 +43,9 @@ export { capabilities } from './native/capabilities';
 export { tokenNll, argmaxRow } from './native/eval_ops';
 export { quantizeWeight, fakeQuantActivations, layerOutputError, awqSearch, gptqQuantize } from './native/quant';
 export { createCalibStats } from './native/calib_stats';
-export { cpuIsas, cpuDefaultIsa, setNumThreads, numThreads, prepackWeight, gemmW4A8, gemmW4A16, gemmW4A8Reference, gemmW4A16Reference, kroneckerAdd, gemmW4A8Kron } from './native/kernels';
+export {
+  cpuIsas, cpuDefaultIsa, cpuIsaUnavailableReason, setNumThreads, numThreads, prepackWeight, prepackWeightSync, gemmW4A8, gemmW4A8Sync,
+  gemmW4A16, gemmW4A16Sync, gemmW4A8Reference, gemmW4A16Reference, gemmDequantizedF64, dequantizeKN, kroneckerAdd, gemmW4A8Kron,
+  type CpuIsa, type CpuPackedWeight, type CpuWeightFormat, type PrepackOptions, type GemmOptions, type KronFactors, type ActQuantName,
+} from './native/kernels';
 export { cudaStatus, cudaLinear, cudaQuantizeActivations, cudaKroneckerAdd } from './native/cuda';

@@ -17,6 +17,7 @@ export const MAX_EXPORT_BLOCK = 256;
 /** Throws a UsageError naming `--format sim` when `format` cannot represent `config`. */
 export function checkExportSupports(format: ExportFormat, config: QuantConfig): void {
   if (format === 'sim') return;
+  if (format === 'native') return checkNativeSupports(config);
   const why: string[] = [];
   if (config.wformat !== 'int4') why.push(`${config.wformat} weights (ONNX Runtime has no CPU kernel for FLOAT4E2M1)`);
   if (config.grouping !== 'oc') why.push(`--grouping ${config.grouping} (${format} stores groups along K only: use --grouping oc)`);
@@ -29,9 +30,20 @@ export function checkExportSupports(format: ExportFormat, config: QuantConfig): 
   }
 }
 
+/** --format native runs on our CPU kernels: int4 or fp4 weights in K-blocks of 16..256, int8 or float activations. */
+function checkNativeSupports(config: QuantConfig): void {
+  const why: string[] = [];
+  if (config.grouping !== 'oc') why.push(`--grouping ${config.grouping} (the CPU kernels take groups along K only: use --grouping oc)`);
+  if (config.aformat === 'fp8') why.push('--aformat fp8 (the CPU kernels quantize activations to int8: use --aformat int8 or none)');
+  if (why.length > 0) {
+    throw new UsageError(`--format native cannot carry ${why.join('; ')}; use --format sim to simulate this configuration with standard ops`);
+  }
+}
+
 /** Per-layer check for per-channel export (needs K known): refuses K whose power-of-two block exceeds what ORT handles. */
 export function checkPerChannelBlock(format: ExportFormat, layer: string, k: number): void {
-  if (format === 'sim') return;
+  // native stores per-channel weights as 128-wide blocks repeating the channel scale.
+  if (format === 'sim' || format === 'native') return;
   const block = exportBlockSize(0, k);
   if (block > MAX_EXPORT_BLOCK) {
     throw new UsageError(

@@ -53,7 +53,8 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
   for (const q of parts.layers) {
     if (format === 'sim') await replaceWithDequantized(model, q);
     else if (format === 'matmulnbits') replaceWithMatMulNBits(model, q, aformat);
-    else await replaceWithDequantizeLinear(model, q);
+    else if (format === 'qdq') await replaceWithDequantizeLinear(model, q);
+    // native: writeNativeContainer (native_export.ts) replaces the nodes while it writes the arrays.
   }
 
   let sessionConfig: Record<string, string> | undefined;
@@ -71,6 +72,9 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
     } else {
       notes.push('int8 activations come from ONNX Runtime itself: at load it rewrites DequantizeLinear(int4) -> MatMul into MatMulNBits with accuracy_level 4');
     }
+  }
+  if (format === 'native') {
+    notes.push('a .w4a8 container for the w4a8 CPU kernels (loadNativeWeights); ONNX Runtime cannot run it: use --format matmulnbits for ORT');
   }
   if (opsetRaisedFrom !== undefined) notes.push(`default opset raised from ${opsetRaisedFrom} to ${defaultOpset(model)}`);
   return { format, opsetRaisedFrom, opset: defaultOpset(model), sessionConfig, notes };

@@ -6,7 +6,7 @@ export const METHODS = ['rtn', 'awq', 'gptq'] as const;
 export const WEIGHT_FORMATS = ['int4', 'fp4'] as const;
 export const GROUPINGS = ['oc', 'ic', 'auto'] as const;
 export const ACT_FORMATS = ['int8', 'fp8', 'none'] as const;
-export const EXPORT_FORMATS = ['matmulnbits', 'qdq', 'sim'] as const;
+export const EXPORT_FORMATS = ['matmulnbits', 'qdq', 'sim', 'native'] as const;
 export const GROUP_SIZES = [32, 64, 128, 256, 0] as const;
 
 export type QuantMethod = (typeof METHODS)[number];

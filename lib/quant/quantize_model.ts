@@ -11,6 +11,7 @@ import { resolveTokenizer } from '../eval/model_tokenizer';
 import { checkExportSupports, checkPerChannelBlock } from '../export/compat';
 import { exportQuantized, type ExportInfo } from '../export/export_model';
 import { releaseNibbleSessions } from '../export/nibble_layout';
+import { writeNativeContainer } from '../export/native_export';
 import { releaseVectorSessions } from './vector_ops';
 import { hasExternalData, loadModel, saveModel, serializeForOrt, type OnnxModel } from '../onnx/model';
 import { findTokenizerBeside } from '../tokenize/load';
@@ -142,7 +143,7 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
     if (calibration.warning) warnings.push(calibration.warning);
   }
 
-  const parts = await quantizeLayers(model, plan, config, calibration?.stats ?? new Map(), { progress, cancel });
+  const parts = await quantizeLayers(model, plan, config, calibration?.stats ?? new Map(), { progress, cancel, exportFormat: format });
   cancel.throwIfCancelled();
   const info = await exportQuantized(model, parts, format);
   await releaseNibbleSessions();
@@ -164,6 +165,7 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
     warnings,
     seconds: (Date.now() - started) / 1000,
   };
+  if (format === 'native') writeNativeContainer(opts.output, model, parts, config);
   writeQuantized(model, opts.output, externalInput, tokenizerFile, summary);
   return summary;
 }
@@ -181,7 +183,8 @@ export async function checkLoads(model: OnnxModel, info: ExportInfo): Promise<vo
 
 /** Model (atomic, external data kept as the input had it), tokenizer copy, and report. */
 export function writeQuantized(model: OnnxModel, output: string, externalInput: boolean, tokenizerFile: string | undefined, summary: QuantizeSummary): void {
-  saveModel(model, output, { externalData: externalInput ? 'always' : 'auto' });
+  // --format native: the .w4a8 container (graph inside) was written by writeNativeContainer.
+  if (summary.format !== 'native') saveModel(model, output, { externalData: externalInput ? 'always' : 'auto' });
   if (tokenizerFile) {
     const dest = path.join(path.dirname(path.resolve(output)), path.basename(tokenizerFile));
     if (!sameFile(tokenizerFile, dest)) writeFileAtomic(dest, fs.readFileSync(tokenizerFile));
