@@ -58,7 +58,7 @@ export async function evaluateEntry(sc: SweepContext, entry: SweepEntry, ev: { t
   const t0 = Date.now();
   const model = loadModel(sc.model);
   const plan: LayerPlan = planLayers(model, sc.exclude);
-  const parts = await quantizeLayers(model, plan, entry.config, sc.calibration.stats, { weights: sc.weights, cancel: ev.cancel });
+  const parts = await quantizeLayers(model, plan, entry.config, sc.calibration.stats, { weights: sc.weights, cancel: ev.cancel, exportFormat: entry.format });
   const info = await exportQuantized(model, parts, entry.format);
   const { bytes, externalData } = serializeForOrt(model);
   const t1 = Date.now();

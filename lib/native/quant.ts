@@ -83,7 +83,7 @@ interface QuantNative {
   fakeQuantActivations(x: Float32Array, m: number, k: number, format: number, out: Float32Array, rowScales: Float32Array | null): Promise<void>;
   layerOutputError(x: Float32Array, rows: number, k: number, w: Float32Array, wq: Float32Array, n: number, act: number): Promise<number>;
   awqSearch(x: Float32Array, rows: number, k: number, meanAbs: Float32Array | null, layers: NativeAwqLayer[], cfg: NativeWeightConfig,
-    awq: { gridSize: number; clipGrid: number; clipMin: number; act: number; duoScaling: boolean }, scalesOut: Float32Array): Promise<NativeAwqResult>;
+    awq: { gridSize: number; clipGrid: number; clipMin: number; act: number; duoScaling: boolean; kernelAct: number }, scalesOut: Float32Array): Promise<NativeAwqResult>;
   gptqQuantize(w: Float32Array, k: number, n: number, hessian: Float64Array | Float32Array, cfg: NativeWeightConfig,
     gptq: { damp: number; actOrder: boolean; blockSize: number }, codes: Uint8Array, scales: Float32Array,
     zeroPoints: Uint8Array | null, dequantized: Float32Array | null): Promise<{ proxyLoss: number; dampUsed: number; deadInputs: number }>;
@@ -344,7 +344,16 @@ export interface AwqSearchArgs {
   clipMin?: number;
   /** Also search AutoAWQ's weight-aware scales meanAbs^alpha / mean|w|^(1-alpha) (default true). */
   duoScaling?: boolean;
+  /**
+   * With act 'int8' and grouping 'oc': score candidates with the CPU W4A8 kernels (true int8 x int4
+   * numerics) instead of the float simulation, quantizing activations per (token, K-block) as
+   * MatMulNBits accuracy_level 4 does, or per token as the sim export does. Default: float simulation.
+   */
+  kernelActQuant?: KernelActQuant;
 }
+
+export const KERNEL_ACT_QUANTS = ['per-token-per-group', 'per-token'] as const;
+export type KernelActQuant = (typeof KERNEL_ACT_QUANTS)[number];
 
 export interface AwqLayerResult extends QuantizedWeight {
   name?: string;
@@ -403,6 +412,14 @@ export async function awqSearch(args: AwqSearchArgs): Promise<AwqSearchResult> {
   const act = actCode(args.act, 'act');
   const duoScaling = args.duoScaling ?? true;
   if (typeof duoScaling !== 'boolean') throw new TypeError(`Expected duoScaling to be a boolean but received ${String(duoScaling)}`);
+  let kernelAct = -1;
+  if (args.kernelActQuant !== undefined) {
+    kernelAct = (KERNEL_ACT_QUANTS as readonly unknown[]).indexOf(args.kernelActQuant);
+    if (kernelAct < 0) throw new RangeError(`Expected kernelActQuant to be one of ${KERNEL_ACT_QUANTS.join(', ')} but received ${String(args.kernelActQuant)}`);
+    if (act !== 1 || nc.grouping !== 0) {
+      throw new RangeError("kernelActQuant needs act 'int8' and grouping 'oc' (the W4A8 kernels run int8 activations on K-blocked weights); drop it for other configurations");
+    }
+  }
   const meanAbs = args.meanAbs === undefined ? null : checkFloat32('meanAbs', args.meanAbs, k, 'k');
   const allocs: Allocated[] = [];
   const nativeLayers: NativeAwqLayer[] = layers.map((layer, i) => {
@@ -417,7 +434,7 @@ export async function awqSearch(args: AwqSearchArgs): Promise<AwqSearchResult> {
   });
   const scales = new Float32Array(k);
   const b = binding();
-  const r = await call('awqSearch', () => b.awqSearch(x, rows, k, meanAbs, nativeLayers, nc, { gridSize, clipGrid, clipMin, act, duoScaling }, scales));
+  const r = await call('awqSearch', () => b.awqSearch(x, rows, k, meanAbs, nativeLayers, nc, { gridSize, clipGrid, clipMin, act, duoScaling, kernelAct }, scales));
   return {
     alpha: r.alpha,
     duoScaling: r.duoScaling,

@@ -9,7 +9,8 @@ import { initializerMap } from '../onnx/graph';
 import { tensorToFloat32 } from '../onnx/tensor';
 import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
-import type { QuantConfig } from './config';
+import type { ExportFormat, QuantConfig } from './config';
+import type { KernelActQuant } from '../native/quant';
 import { nq, outputError, rtn, weightOptions, type WeightQuant } from './native_quant';
 import { foldTarget, type InputGroup, type LayerPlan, type PlannedLayer } from './plan';
 import type { InputScaling, LayerReport, QuantizedLayer, QuantizedModelParts } from './types';
@@ -57,7 +58,18 @@ function baseReport(lw: LayerWeights, c: QuantConfig, grouping: 'oc' | 'ic', gro
   return { name: lw.layer.name, weight: lw.layer.weightName, k: lw.layer.k, n: lw.layer.n, method: c.method, format: c.wformat, grouping, groupSize };
 }
 
-async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: LayerWeights[], c: QuantConfig, grouping: 'oc' | 'ic', stats: CalibStats | undefined): Promise<GroupOutcome> {
+/**
+ * How AWQ scores int8-activation candidates: with the CPU W4A8 kernels, quantizing activations the
+ * way the export will run them (per token for the sim export, per token and K-block for MatMulNBits
+ * and QDQ, which ONNX Runtime runs at accuracy_level 4). Float simulation for other activations, for
+ * groups along N (no kernel layout), and for auto grouping (both sides must be scored alike).
+ */
+export function awqKernelActQuant(c: QuantConfig, grouping: 'oc' | 'ic', exportFormat: ExportFormat | undefined): KernelActQuant | undefined {
+  if (c.aformat !== 'int8' || grouping !== 'oc' || c.grouping === 'auto') return undefined;
+  return exportFormat === 'sim' ? 'per-token' : 'per-token-per-group';
+}
+
+async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: LayerWeights[], c: QuantConfig, grouping: 'oc' | 'ic', stats: CalibStats | undefined, exportFormat?: ExportFormat): Promise<GroupOutcome> {
   const layers: QuantizedLayer[] = [];
   const reports: LayerReport[] = [];
   let total = 0;
@@ -74,6 +86,7 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
       layers: weights.map((lw) => ({ w: lw.w, n: lw.layer.n })),
       config: weightOptions(c, grouping),
       act: c.aformat,
+      kernelActQuant: awqKernelActQuant(c, grouping, exportFormat),
     });
     weights.forEach((lw, i) => {
       const r = res.layers[i];
@@ -108,6 +121,8 @@ export interface QuantizeLayersOptions {
   cancel?: CancelToken;
   /** Weights already read (the sweep reuses them across configurations). */
   weights?: Map<string, Float32Array>;
+  /** The export that will run the result (default matmulnbits): AWQ scores int8 candidates with its activation grain. */
+  exportFormat?: ExportFormat;
 }
 
 export async function quantizeLayers(model: OnnxModel, plan: LayerPlan, c: QuantConfig, stats: Map<string, CalibStats>, opts: QuantizeLayersOptions = {}): Promise<QuantizedModelParts> {
@@ -133,7 +148,7 @@ export async function quantizeLayers(model: OnnxModel, plan: LayerPlan, c: Quant
       const ic = await quantizeGroupWith(model, group, weights, c, 'ic', st);
       outcome = ic.error < oc.error ? ic : oc;
     } else {
-      outcome = await quantizeGroupWith(model, group, weights, c, c.grouping, st);
+      outcome = await quantizeGroupWith(model, group, weights, c, c.grouping, st, opts.exportFormat ?? 'matmulnbits');
     }
     parts.layers.push(...outcome.layers);
     parts.reports.push(...outcome.reports);

@@ -169,6 +169,7 @@ Napi::Value AwqSearchFn(const Napi::CallbackInfo& info) {
   ac.clip_min = (float)NumProp(ao, "clipMin", 0.5);
   ac.act = (ActFormat)(int32_t)NumProp(ao, "act", 0);
   ac.duo_scaling = BoolProp(ao, "duoScaling", true);
+  ac.kernel_act = (int32_t)NumProp(ao, "kernelAct", -1);
   float* scales_out = TypedArg<float>(info, 7, napi_float32_array, "scalesOut", &sl);
   if (xl != (size_t)s * k) ThrowRange(env, "awqSearch: x must hold rows * k values");
   if (mean && ml != (size_t)k) ThrowRange(env, "awqSearch: meanAbs must hold k values");

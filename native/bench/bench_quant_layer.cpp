@@ -5,6 +5,9 @@
 //
 //   bench_quant_layer [--tokens 8192] [--awq-rows 1024] [--threads 2] [--only rtn,awq,gptq]
 //                     [--scale 1] (divide every dimension by --scale for a quick run)
+//                     [--act none|int8|fp8] (AWQ's activation format, default none)
+//                     [--kernel off|token-group|token] (int8: score AWQ candidates with the CPU W4A8
+//                     kernels instead of the float simulation) [--duo 1|0] (AWQ's duo-scaling family)
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "w4a8/calib_stats.h"
+#include "w4a8/cpu_kernels.h"
 #include "w4a8/linalg.h"
 #include "w4a8/quant.h"
 
@@ -70,6 +74,8 @@ int main(int argc, char** argv) {
   int64_t tokens = 8192, awq_rows = 1024;
   int threads = 2, scale = 1;
   std::string only = "rtn,awq,gptq";
+  std::string act_name = "none", kernel_name = "off";
+  int duo = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--tokens") tokens = atoll(argv[i + 1]);
@@ -77,13 +83,29 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = atoi(argv[i + 1]);
     else if (a == "--only") only = argv[i + 1];
     else if (a == "--scale") scale = atoi(argv[i + 1]);
+    else if (a == "--act") act_name = argv[i + 1];
+    else if (a == "--kernel") kernel_name = argv[i + 1];
+    else if (a == "--duo") duo = atoi(argv[i + 1]);
     else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
   }
+  ActFormat act = ActFormat::kNone;
+  if (act_name == "int8") act = ActFormat::kInt8;
+  else if (act_name == "fp8") act = ActFormat::kFp8E4M3;
+  else if (act_name != "none") { std::fprintf(stderr, "--act must be none, int8 or fp8\n"); return 2; }
+  int32_t kernel_act = -1;
+  if (kernel_name == "token-group") kernel_act = 0;
+  else if (kernel_name == "token") kernel_act = 1;
+  else if (kernel_name != "off") { std::fprintf(stderr, "--kernel must be off, token-group or token\n"); return 2; }
+  if (kernel_act >= 0 && act != ActFormat::kInt8) { std::fprintf(stderr, "--kernel needs --act int8\n"); return 2; }
   SetLinalgThreads(threads);
+  cpu::SetNumThreads(threads);
   setvbuf(stdout, nullptr, _IOLBF, 0);
   const int32_t d = 4096 / scale, f = 11008 / scale;
   std::printf("w4a8 bench_quant_layer: dims %d/%d, %lld calibration tokens, AWQ sample %lld rows, %d threads, GEMM %s\n",
               d, f, (long long)tokens, (long long)awq_rows, threads, GemmIsa());
+  std::printf("AWQ: activations %s, candidates scored by %s%s, duo scaling %s\n", act_name.c_str(),
+              kernel_act < 0 ? "float simulation" : "W4A8 kernels, act quant per ", kernel_act < 0 ? "" : kernel_name.c_str(),
+              duo ? "on" : "off");
 
   // GEMM rate, for context.
   {
@@ -181,7 +203,10 @@ int main(int argc, char** argv) {
       }
       std::vector<float> sv(k);
       AwqResult res;
-      AwqConfig ac;  // 20 alphas, 11 clip ratios
+      AwqConfig ac;  // 20 alphas (x2 with duo scaling), 11 clip ratios
+      ac.act = act;
+      ac.kernel_act = kernel_act;
+      ac.duo_scaling = duo != 0;
       auto t = Clock::now();
       const double c0 = CpuSeconds();
       Status st = AwqSearch(x.data(), s, k, mean.data(), al.data(), (int32_t)al.size(), cfg, ac, sv.data(), &res, threads);

@@ -8,6 +8,7 @@ import {
   quantizedSizes,
   truncatedSvd,
 } from '../../lib/native/quant';
+import { gemmW4A8Reference, prepackWeight } from '../../lib/native/kernels';
 
 // Deterministic pseudo-random normals (no Math.random: failures must reproduce).
 function normals(count: number, seed: number, scale = 1): Float32Array {
@@ -197,6 +198,34 @@ describe('AWQ and GPTQ (native)', () => {
     expect(both.errorAfterScale).toBeLessThanOrEqual(xOnly.errorAfterScale);
     if (!both.duoScaling) expect(both.errorAfterScale).toBe(xOnly.errorAfterScale);
     await expect(awqSearch({ x, rows, k, layers, config, duoScaling: 1 as unknown as boolean })).rejects.toThrow(TypeError);
+  });
+
+  it.each(['per-token-per-group', 'per-token'] as const)('awqSearch with kernelActQuant %s scores with the W4A8 kernels', async (mode) => {
+    const layers = [{ w: w1, n }, { w: w2, n: 2 * n }];
+    const config = { format: 'int4' as const, groupSize: 32 };
+    const res = await awqSearch({ x, rows, k, layers, config, act: 'int8', kernelActQuant: mode });
+    expect(res.errorAfter).toBeLessThanOrEqual(res.errorBefore);
+    // Recompute the first layer's reported error with the scalar kernel reference on X/s and the returned codes.
+    const l0 = res.layers[0];
+    const packed = await prepackWeight({ format: 'int4', n, k, groupSize: 32, codes: l0.codes, scales: l0.scales, zeroPoints: l0.zeroPoints });
+    const xs = x.map((v, i) => v / res.scales[i % k]);
+    const y = await gemmW4A8Reference(packed, xs, rows, { act: mode === 'per-token' ? 'token' : 'token-group' });
+    let num = 0;
+    let den = 0;
+    for (let r = 0; r < rows; r++) {
+      for (let j = 0; j < n; j++) {
+        let ref = 0;
+        for (let i = 0; i < k; i++) ref += x[r * k + i] * w1[i * n + j];
+        num += (ref - y[r * n + j]) ** 2;
+        den += ref * ref;
+      }
+    }
+    expect(l0.errorAfter).toBeCloseTo(num / den, 4);
+    // ... which is not the float simulation's number.
+    const sim = await layerOutputError(xs, rows, k, w1.map((v, i) => v * res.scales[Math.floor(i / n)]), l0.dequantized, n, 'int8');
+    expect(Math.abs(sim - l0.errorAfter)).toBeGreaterThan(0);
+    await expect(awqSearch({ x, rows, k, layers, config, act: 'fp8', kernelActQuant: mode })).rejects.toThrow(/act 'int8'/);
+    await expect(awqSearch({ x, rows, k, layers, config, act: 'int8', kernelActQuant: 'row' as never })).rejects.toThrow(RangeError);
   });
 
   it('gptqQuantize beats RTN on the calibration inputs and equals RTN for H = I', async () => {

@@ -107,6 +107,9 @@ Status LayerOutputError(const float* x, int64_t s, int32_t k, const float* w, co
 // here, as in AutoAWQ); the clipped result is kept only if it lowers the full layer error. With
 // grouping kAlongN only the scale search runs (group_clip is filled with cfg.clip_ratio).
 //
+// With kernel_act >= 0 the alpha search, the clip search's keep-or-drop decision and the reported
+// layer errors use the W4A8 kernels; the clip ratio per group is still ranked by d^T H_g d.
+//
 // The caller folds 1/s into whatever produces X (divide the preceding norm's weight by s, or insert
 // a Mul by 1/s): the returned codes and dequantized weights are those of diag(s) W.
 struct AwqConfig {
@@ -115,6 +118,12 @@ struct AwqConfig {
   float clip_min = 0.5f;
   ActFormat act = ActFormat::kNone;
   bool duo_scaling = true;     // also search AutoAWQ's weight-aware family
+  // Int8 activations only (act == kInt8, grouping kAlongK): score every candidate with the true W4A8
+  // numerics of the CPU kernels (cpu_kernels.h: Prepack + GemmW4A8 on X/s, activations quantized
+  // inside the kernel) instead of fake-quantized activations times dequantized weights.
+  // -1: float simulation; 0: per (token, K-block) activation scales, as ONNX Runtime's MatMulNBits at
+  // accuracy_level 4 and our kernels' default; 1: one scale per token, as the sim export.
+  int32_t kernel_act = -1;
 };
 struct AwqLayer {
   const float* w = nullptr;   // [K][N]

@@ -4,10 +4,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "linalg/parallel.h"
 #include "quant/group_codec.h"
+#include "w4a8/cpu_kernels.h"
 #include "w4a8/linalg.h"
 #include "w4a8/quant.h"
 
@@ -64,6 +66,10 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
       !(awq.clip_min > 0 && awq.clip_min <= 1))
     return Status::kInvalidArgument;
   if (awq.act != ActFormat::kNone && awq.act != ActFormat::kInt8 && awq.act != ActFormat::kFp8E4M3)
+    return Status::kInvalidArgument;
+  // The kernels run int8 activations on the canonical (K-blocked) layout only.
+  const bool kernel = awq.kernel_act >= 0;
+  if (kernel && (awq.kernel_act > 1 || awq.act != ActFormat::kInt8 || cfg.grouping != Grouping::kAlongK))
     return Status::kInvalidArgument;
   int32_t n_max = 0;
   for (int32_t l = 0; l < layer_count; ++l) {
@@ -131,11 +137,28 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
   sc.scales.resize(QuantScaleCount(cfg, k, n_max));
   sc.zp.resize(QuantZeroPointBytes(cfg, k, n_max));
 
+  // Kernel path: the candidate's canonical codes run through the CPU W4A8 GEMM (prepacked per
+  // candidate; the layout is the same for every ISA, the best one runs it).
+  const cpu::Isa isa = cpu::DefaultIsa();
+  const cpu::ActQuant act_quant = awq.kernel_act == 1 ? cpu::ActQuant::kPerToken : cpu::ActQuant::kPerTokenPerGroup;
+  auto kernel_product = [&](int32_t n, const float* xs, float* y) -> Status {
+    QuantizedWeight qw{cfg.format, n, k, LayoutGroupSize(cfg, k), sc.codes.data(), sc.scales.data(),
+                       HasZeroPoints(cfg) ? sc.zp.data() : nullptr};
+    std::unique_ptr<cpu::PackedWeight> packed;
+    if (Status st = cpu::Prepack(qw, isa, &packed); st != Status::kOk) return st;
+    cpu::GemmArgs ga;
+    ga.m = (int32_t)s;
+    ga.x = xs;
+    ga.y = y;
+    ga.act = act_quant;
+    return cpu::GemmW4A8(*packed, ga);
+  };
+
   // Summed squared output error of every layer for scales sv and optional per-layer group clips.
   std::vector<double> layer_num(layer_count);
   auto evaluate = [&](const float* sv, const std::vector<std::vector<float>>* clips, double* total) -> Status {
     DivideColumns(x, s, k, sv, sc.xs.data());
-    if (awq.act != ActFormat::kNone) {
+    if (!kernel && awq.act != ActFormat::kNone) {
       Status st = FakeQuantActivations(sc.xs.data(), s, k, awq.act, sc.xs.data(), nullptr, t);
       if (st != Status::kOk) return st;
     }
@@ -145,7 +168,11 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
       ScaleRows(layers[l].w, k, n, sv, sc.ws.data());
       Status st = QuantizeWeight(sc.ws.data(), k, n, cfg, clips ? (*clips)[l].data() : nullptr, sc.View(), t);
       if (st != Status::kOk) return st;
-      GemmF32(false, false, s, n, k, 1.0f, sc.xs.data(), k, sc.deq.data(), n, 0.0f, sc.yq.data(), n, t);
+      if (kernel) {
+        if (Status st2 = kernel_product(n, sc.xs.data(), sc.yq.data()); st2 != Status::kOk) return st2;
+      } else {
+        GemmF32(false, false, s, n, k, 1.0f, sc.xs.data(), k, sc.deq.data(), n, 0.0f, sc.yq.data(), n, t);
+      }
       layer_num[l] = SquaredDiff(yref[l].data(), sc.yq.data(), (size_t)s * n);
       num += layer_num[l];
     }
