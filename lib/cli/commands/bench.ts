@@ -1,6 +1,7 @@
 // `w4a8 bench cpu`: time our CPU W4A8 kernels against ONNX Runtime MatMulNBits / fp32 MatMul on the
-// same weights (lib/bench/cpu.ts explains the method). `bench all` runs every benchmark that works
-// from Node (today: the CPU one; CUDA timings come from native/bench on the GPU machine).
+// same weights (lib/bench/cpu.ts explains the method). `w4a8 bench quant`: RTN / AWQ / GPTQ time on one
+// LLaMA-7B decoder layer (lib/bench/quant.ts). `bench all` runs every benchmark that works from Node,
+// cpu then quant (CUDA timings come from native/bench on the GPU machine).
 import * as path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { UsageError } from '../../errors';
@@ -8,9 +9,17 @@ import { runCommand, CommonArgs } from '../run_command';
 import { runCpuBench } from '../../bench/cpu';
 import { cpuBenchSection, cpuBenchTable, writeCpuSection } from '../../bench/cpu_report';
 import { cpuIsaOverrideIgnored, numThreads } from '../../native/kernels';
+import { LLAMA7B, runQuantBench, type BenchActFormat } from '../../bench/quant';
+import { quantBenchSection, quantBenchTable, writeQuantSection } from '../../bench/quant_report';
+import type { CommandContext } from '../run_command';
 
 interface BenchArgs extends CommonArgs {
-  target: 'cpu' | 'all';
+  target: 'cpu' | 'quant' | 'all';
+  tokens: number;
+  'awq-rows': number;
+  aformat: 'int8' | 'none' | 'both';
+  hidden: number;
+  intermediate: number;
   shapes?: string;
   m?: string;
   rounds?: number;
@@ -50,10 +59,10 @@ export function parseTokenCounts(text: string): number[] {
 
 export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
   command: 'bench <target>',
-  describe: 'Benchmark the CPU W4A8 kernels against ONNX Runtime MatMulNBits and fp32 MatMul',
+  describe: 'Benchmark the CPU W4A8 kernels (cpu) and quantization time (quant)',
   builder: (y) =>
     y
-      .positional('target', { type: 'string', choices: ['cpu', 'all'] as const, demandOption: true, describe: 'cpu (all = every benchmark runnable from Node)' })
+      .positional('target', { type: 'string', choices: ['cpu', 'quant', 'all'] as const, demandOption: true, describe: 'cpu kernels, quant(ization) time, or all (cpu then quant)' })
       .option('shapes', { type: 'string', describe: `Weight shapes KxN, comma-separated (default ${DEFAULT_SHAPES})` })
       .option('m', { type: 'string', describe: `Token counts M, comma-separated (default ${DEFAULT_MS})` })
       .option('rounds', { type: 'number', describe: 'Interleaved timing rounds (default 7; 3 with --quick)' })
@@ -61,38 +70,78 @@ export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
       .option('set-mb', { type: 'number', default: 1024, describe: 'MiB of distinct weights each variant rotates through (>= 1024 measures DRAM at M=1)' })
       .option('batch-ms', { type: 'number', default: 20, describe: 'Target duration of one timed batch of calls' })
       .option('quick', { type: 'boolean', default: false, describe: `Fewer shapes and M (${QUICK_SHAPES}; M ${QUICK_MS}; 3 rounds) unless given` })
-      .option('write-docs', { type: 'boolean', default: false, describe: 'Write the table into the "## CPU kernels" section of docs/BENCHMARKS.md' })
+      .option('tokens', { type: 'number', default: 8192, describe: 'quant: calibration tokens per activation' })
+      .option('awq-rows', { type: 'number', default: 1024, describe: 'quant: rows AWQ searches on (a sample of the tokens)' })
+      .option('aformat', { type: 'string', choices: ['int8', 'none', 'both'] as const, default: 'both' as const, describe: 'quant: activations AWQ measures candidates with' })
+      .option('hidden', { type: 'number', default: LLAMA7B.hidden, describe: 'quant: hidden size (smaller for a quick run)' })
+      .option('intermediate', { type: 'number', default: LLAMA7B.intermediate, describe: 'quant: MLP size' })
+      .option('write-docs', { type: 'boolean', default: false, describe: 'Write the tables into their sections ("## CPU kernels", "## Quantization time") of docs/BENCHMARKS.md' })
       .option('docs', { type: 'string', describe: 'The markdown file --write-docs updates (default docs/BENCHMARKS.md of this package)' }) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
-      const shapes = parseShapes(args.shapes ?? (args.quick ? QUICK_SHAPES : DEFAULT_SHAPES));
-      const ms = parseTokenCounts(args.m ?? (args.quick ? QUICK_MS : DEFAULT_MS));
-      const rounds = args.rounds ?? (args.quick ? 3 : 7);
-      if (!Number.isInteger(rounds) || rounds < 1 || rounds > 1000) throw new UsageError(`--rounds must be an integer in 1..1000, got ${rounds}`);
-      const threads = args.threads ?? numThreads();
-      if (!Number.isInteger(threads) || threads < 1 || threads > 1024) throw new UsageError(`--threads must be an integer in 1..1024, got ${threads}`);
-      const setMb = args['set-mb'];
-      // Each variant holds its set (ONNX Runtime about twice, prepacked): ~9x the set in all.
-      if (!(setMb >= 1 && setMb <= 1300)) throw new UsageError(`--set-mb must be in 1..1300 (keeps the run under ~12 GB of memory), got ${setMb}`);
-      if (setMb < 1024) ctx.progress.log(`--set-mb ${setMb} < 1024: M=1 timings may come from cache, not DRAM`, 'warn');
-      const batchMs = args['batch-ms'];
-      if (!(batchMs > 0 && batchMs <= 10000)) throw new UsageError(`--batch-ms must be in (0, 10000], got ${batchMs}`);
-
-      if (cpuIsaOverrideIgnored()) ctx.progress.log(`W4A8_ISA=${process.env.W4A8_ISA} is not available on this CPU; using the best ISA instead`, 'warn');
-      const report = await runCpuBench({
-        shapes, ms, rounds, threads, setBytes: setMb * 2 ** 20, batchMs, scalarMaxM: 8, progress: ctx.progress, cancel: ctx.cancel,
-      });
-      const command = `w4a8 ${process.argv.slice(2).join(' ')}`;
-      if (args['write-docs']) {
-        const file = path.resolve(args.docs ?? path.join(__dirname, '..', '..', '..', 'docs', 'BENCHMARKS.md'));
-        writeCpuSection(file, cpuBenchSection(report, { command, date: new Date() }));
-        ctx.progress.log(`wrote the CPU section of ${file}`);
-      }
-      if (ctx.json) {
-        ctx.out(JSON.stringify({ ...report, command }));
-        return;
-      }
-      ctx.out(`CPU: ${report.cpu}; threads ${report.threads}; default ISA ${report.isa}; rotation set ${Math.round(report.setBytes / 2 ** 20)} MiB per variant\n`);
-      ctx.out(cpuBenchTable(report));
+      const json: Record<string, unknown> = {};
+      if (args.target === 'cpu' || args.target === 'all') json.cpu = await benchCpu(args, ctx);
+      if (args.target === 'quant' || args.target === 'all') json.quant = await benchQuant(args, ctx);
+      if (ctx.json) ctx.out(JSON.stringify(args.target === 'all' ? json : (json.cpu ?? json.quant)));
     }),
 };
+
+function docsFile(args: BenchArgs): string {
+  return path.resolve(args.docs ?? path.join(__dirname, '..', '..', '..', 'docs', 'BENCHMARKS.md'));
+}
+
+async function benchQuant(args: BenchArgs, ctx: CommandContext): Promise<unknown> {
+  const int = (flag: string, v: number, min: number, max: number) => {
+    if (!Number.isInteger(v) || v < min || v > max) throw new UsageError(`--${flag} must be an integer in ${min}..${max}, got ${v}`);
+    return v;
+  };
+  const tokens = int('tokens', args.tokens, 16, 1 << 20);
+  const awqRows = int('awq-rows', args['awq-rows'], 16, tokens);
+  const hidden = int('hidden', args.hidden, 128, 65536);
+  const intermediate = int('intermediate', args.intermediate, 128, 65536);
+  if (hidden % 128 !== 0 || intermediate % 128 !== 0) throw new UsageError(`--hidden and --intermediate must be multiples of the group size 128, got ${hidden} and ${intermediate}`);
+  const aformats: BenchActFormat[] = args.aformat === 'both' ? ['int8', 'none'] : [args.aformat];
+  const report = await runQuantBench({ tokens, awqRows, aformats, hidden, intermediate, progress: ctx.progress, cancel: ctx.cancel });
+  const command = `w4a8 ${process.argv.slice(2).join(' ')}`;
+  if (args['write-docs']) {
+    const file = docsFile(args);
+    writeQuantSection(file, quantBenchSection(report, { command, date: new Date() }));
+    ctx.progress.log(`wrote the quantization-time section of ${file}`);
+  }
+  if (!ctx.json) {
+    ctx.out(`CPU: ${report.cpu}; ${report.threads} quantization threads; ${report.tokens} tokens, AWQ on ${report.awqRows} rows\n`);
+    ctx.out(quantBenchTable(report));
+  }
+  return { ...report, command };
+}
+
+async function benchCpu(args: BenchArgs, ctx: CommandContext): Promise<unknown> {
+  const shapes = parseShapes(args.shapes ?? (args.quick ? QUICK_SHAPES : DEFAULT_SHAPES));
+  const ms = parseTokenCounts(args.m ?? (args.quick ? QUICK_MS : DEFAULT_MS));
+  const rounds = args.rounds ?? (args.quick ? 3 : 7);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 1000) throw new UsageError(`--rounds must be an integer in 1..1000, got ${rounds}`);
+  const threads = args.threads ?? numThreads();
+  if (!Number.isInteger(threads) || threads < 1 || threads > 1024) throw new UsageError(`--threads must be an integer in 1..1024, got ${threads}`);
+  const setMb = args['set-mb'];
+  // Each variant holds its set (ONNX Runtime about twice, prepacked): ~9x the set in all.
+  if (!(setMb >= 1 && setMb <= 1300)) throw new UsageError(`--set-mb must be in 1..1300 (keeps the run under ~12 GB of memory), got ${setMb}`);
+  if (setMb < 1024) ctx.progress.log(`--set-mb ${setMb} < 1024: M=1 timings may come from cache, not DRAM`, 'warn');
+  const batchMs = args['batch-ms'];
+  if (!(batchMs > 0 && batchMs <= 10000)) throw new UsageError(`--batch-ms must be in (0, 10000], got ${batchMs}`);
+
+  if (cpuIsaOverrideIgnored()) ctx.progress.log(`W4A8_ISA=${process.env.W4A8_ISA} is not available on this CPU; using the best ISA instead`, 'warn');
+  const report = await runCpuBench({
+    shapes, ms, rounds, threads, setBytes: setMb * 2 ** 20, batchMs, scalarMaxM: 8, progress: ctx.progress, cancel: ctx.cancel,
+  });
+  const command = `w4a8 ${process.argv.slice(2).join(' ')}`;
+  if (args['write-docs']) {
+    const file = docsFile(args);
+    writeCpuSection(file, cpuBenchSection(report, { command, date: new Date() }));
+    ctx.progress.log(`wrote the CPU section of ${file}`);
+  }
+  if (!ctx.json) {
+    ctx.out(`CPU: ${report.cpu}; threads ${report.threads}; default ISA ${report.isa}; rotation set ${Math.round(report.setBytes / 2 ** 20)} MiB per variant\n`);
+    ctx.out(cpuBenchTable(report));
+  }
+  return { ...report, command };
+}

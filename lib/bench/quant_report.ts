@@ -1,0 +1,79 @@
+// Human output of `w4a8 bench quant`: markdown tables and the "## Quantization time" section of
+// docs/BENCHMARKS.md (replaced in place; the other sections are left as they are).
+import * as fs from 'node:fs';
+import { writeFileAtomic } from '../util/atomic_write';
+import type { QuantBenchReport, QuantBenchRow } from './quant';
+
+export const QUANT_SECTION = '## Quantization time';
+
+function stepLabel(r: QuantBenchRow): string {
+  if (r.step === 'calib-stats') return 'calibration statistics (Hessian + sample)';
+  if (r.step === 'awq') return `awq (candidates with ${r.aformat === 'int8' ? 'int8' : 'float'} activations)`;
+  return r.step;
+}
+
+function shape(r: QuantBenchRow): string {
+  return r.step === 'calib-stats' ? `K ${r.k}` : `${r.k} x ${r.n}`;
+}
+
+/** Totals per step, then the per-layer breakdown. */
+export function quantBenchTable(report: QuantBenchReport): string {
+  const lines = ['| step | wall s | CPU s | CPU / wall |', '|---|---|---|---|'];
+  for (const t of report.totals) {
+    lines.push(`| ${stepLabel(t)} | ${t.wallSeconds.toFixed(2)} | ${t.cpuSeconds.toFixed(2)} | ${(t.cpuSeconds / Math.max(t.wallSeconds, 1e-9)).toFixed(2)} |`);
+  }
+  lines.push('', '| step | layers (or activation) | K x N | wall s | CPU s |', '|---|---|---|---|---|');
+  for (const r of report.rows) {
+    lines.push(`| ${stepLabel(r)} | ${r.target} | ${shape(r)} | ${r.wallSeconds.toFixed(2)} | ${r.cpuSeconds.toFixed(2)} |`);
+  }
+  return lines.join('\n');
+}
+
+export interface QuantDocsContext {
+  command: string;
+  date: Date;
+}
+
+/** The whole section, heading included. */
+export function quantBenchSection(report: QuantBenchReport, ctx: QuantDocsContext): string {
+  return [
+    QUANT_SECTION,
+    '',
+    `Measured ${ctx.date.toISOString().slice(0, 10)} on ${report.cpu} (${report.threads} quantization threads; 1-minute load average`,
+    `${report.loadAvg[0].toFixed(1)} before, ${report.loadAvg[1].toFixed(1)} after: above ~${report.threads} the machine was shared and the numbers are noisy) with:`,
+    '',
+    '```',
+    ctx.command,
+    '```',
+    '',
+    `- The seven linear layers of one LLaMA-7B decoder layer (hidden ${report.hidden}, MLP ${report.intermediate}): q, k, v, o`,
+    `  ${report.hidden}x${report.hidden}; gate, up K=${report.hidden}, N=${report.intermediate}; down K=${report.intermediate}, N=${report.hidden}. int4, group 128 along K, asymmetric.`,
+    '- Synthetic and seeded, generated natively (not timed): weights normal(0, 0.02); activations (A kron B) z with z normal',
+    '  (correlated channels) plus four outlier channels ~20x larger. q, k, v share one activation, gate and up another.',
+    `- calibration statistics: ${report.tokens} tokens per activation through createCalibStats (mean/max |x|, the float64`,
+    `  Hessian X^T X, a ${report.awqRows}-row reservoir sample); GPTQ uses that Hessian, AWQ that sample.`,
+    `- AWQ searches on ${report.awqRows} rows, not all ${report.tokens}: its cost grows linearly with rows (each of ~50 candidates`,
+    '  computes every layer\'s output on the sample), and all tokens would not fit a ~5-minute run on 2 cores.',
+    '  Both rows are timed: candidates measured with int8 activations (the deployed W4A8) and with float activations.',
+    '- Times through the TypeScript wrappers (lib/native/quant.ts), i.e. what `w4a8 quantize` users wait for; CPU seconds from',
+    '  process.cpuUsage (all threads of the process).',
+    '',
+    quantBenchTable(report),
+    '',
+  ].join('\n');
+}
+
+/** Replaces (or appends) the section in a markdown file, atomically. */
+export function writeQuantSection(file: string, section: string): void {
+  let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n\n';
+  const start = text.indexOf(`${QUANT_SECTION}\n`);
+  if (start >= 0) {
+    const after = start + QUANT_SECTION.length + 1;
+    const next = text.slice(after).search(/^## /m);
+    const end = next >= 0 ? after + next : text.length;
+    text = text.slice(0, start) + section + (next >= 0 ? '\n' : '') + text.slice(end);
+  } else {
+    text = text.replace(/\n*$/, '\n\n') + section;
+  }
+  writeFileAtomic(file, text);
+}
