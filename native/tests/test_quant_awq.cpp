@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "test_quant_check.h"
+#include "w4a8/cpu_kernels.h"
 #include "w4a8/quant.h"
 
 using namespace w4a8;
@@ -95,6 +96,58 @@ int main() {
         CHECK(c >= 0.5f - 1e-6f && c <= 1.0f && std::fabs(idx - std::nearbyint(idx)) < 1e-3f, "clip %g off the grid", c);
       }
     }
+  }
+  // Int8 activations scored by the W4A8 kernels: the reported errors are those of GemmW4A8Reference
+  // on X/s and the returned canonical codes; the duo family never loses to the mean|x| family alone.
+  for (cpu::ActQuant mode : {cpu::ActQuant::kPerTokenPerGroup, cpu::ActQuant::kPerToken}) {
+    WeightQuantConfig cfg;
+    cfg.group_size = 32;
+    const int32_t n = ns[0];
+    std::vector<uint8_t> codes(QuantCodeBytes(cfg, k, n)), zp(QuantZeroPointBytes(cfg, k, n));
+    std::vector<float> sc(QuantScaleCount(cfg, k, n)), deq((size_t)k * n), scales(k);
+    AwqLayer L;
+    L.w = w[0].data();
+    L.n = n;
+    L.out = QuantizedOutputs{codes.data(), sc.data(), zp.data(), deq.data()};
+    AwqConfig ac;
+    ac.act = ActFormat::kInt8;
+    ac.kernel_act = mode == cpu::ActQuant::kPerToken ? 1 : 0;
+    AwqResult res;
+    CHECK(AwqSearch(x.data(), s, k, nullptr, &L, 1, cfg, ac, scales.data(), &res, 2) == Status::kOk, "kernel awq");
+    CHECK(res.error_after <= res.error_before, "kernel awq not worse than RTN");
+    std::vector<float> xs(s * k), y((size_t)s * n), yref((size_t)s * n, 0.0f);
+    for (int64_t r = 0; r < s; ++r)
+      for (int32_t i = 0; i < k; ++i) xs[r * k + i] = x[r * k + i] / scales[i];
+    QuantizedWeight qw{cfg.format, n, k, 32, codes.data(), sc.data(), zp.data()};
+    cpu::GemmArgs ga;
+    ga.m = (int32_t)s;
+    ga.x = xs.data();
+    ga.y = y.data();
+    ga.act = mode;
+    CHECK(cpu::GemmW4A8Reference(qw, ga) == Status::kOk, "reference gemm");
+    double num = 0, den = 0;
+    for (int64_t r = 0; r < s; ++r)
+      for (int32_t j = 0; j < n; ++j) {
+        double ref = 0;
+        for (int32_t i = 0; i < k; ++i) ref += (double)x[r * k + i] * w[0][(size_t)i * n + j];
+        num += (ref - y[r * n + j]) * (ref - y[r * n + j]);
+        den += ref * ref;
+      }
+    CHECK(std::fabs(num / den - L.error_after) < 1e-3 * L.error_after, "kernel error %g vs reference %g", L.error_after,
+          num / den);
+    AwqConfig x_only = ac;
+    x_only.duo_scaling = false;
+    x_only.clip_grid = 1;
+    AwqConfig both = x_only;
+    both.duo_scaling = true;
+    AwqResult rx, rb;
+    CHECK(AwqSearch(x.data(), s, k, nullptr, &L, 1, cfg, x_only, scales.data(), &rx, 2) == Status::kOk, "x only");
+    CHECK(AwqSearch(x.data(), s, k, nullptr, &L, 1, cfg, both, scales.data(), &rb, 2) == Status::kOk, "both");
+    CHECK(!rx.duo_scaling && rb.error_after_scale <= rx.error_after_scale, "duo family searched as a superset");
+    AwqConfig bad = ac;
+    bad.act = ActFormat::kFp8E4M3;
+    CHECK(AwqSearch(x.data(), s, k, nullptr, &L, 1, cfg, bad, scales.data(), &res) == Status::kInvalidArgument,
+          "kernel scoring needs int8 activations");
   }
   // Per-channel quantization and fp4 run too; bad arguments fail with a status.
   {
