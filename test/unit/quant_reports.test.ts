@@ -1,5 +1,6 @@
 // Sweep reports: the markdown table, the SVG chart and the QUALITY document's verdicts.
-import { bestMethod, qualityDoc } from '../../lib/eval/report_quality';
+import * as path from 'node:path';
+import { bestMethod, qualityDoc, shownPath } from '../../lib/eval/report_quality';
 import { sweepTable, sweepToMarkdown } from '../../lib/eval/report_markdown';
 import { sweepToSvg } from '../../lib/eval/report_svg';
 import type { SweepReport, SweepRow } from '../../lib/eval/sweep_result';
@@ -56,5 +57,16 @@ describe('sweep reports', () => {
     expect(doc).toMatch(/GPTQ better than RTN .*: 2 of 2 configurations: met/);
     expect(doc).toMatch(/\| RTN int4 g32 asym, A16 \| 5.1690 \| 5.1700 \| \+0.0010 \|/);
     expect(doc).toMatch(/\| RTN int4 g32 sym, A16 \| 5.6380 \| not run \| - \|/);
+  });
+
+  it('shows the texts relative to the working folder in the reproduce commands (../shared in a clone)', () => {
+    const calib = path.resolve(process.cwd(), '..', 'shared', 'data', 'tinystories', 'calib.txt');
+    const evalText = path.resolve(process.cwd(), '..', 'shared', 'data', 'tinystories', 'eval-dev.txt');
+    expect(shownPath(calib)).toBe(path.join('..', 'shared', 'data', 'tinystories', 'calib.txt'));
+    expect(shownPath('rel/x.txt')).toBe('rel/x.txt');
+    const doc = qualityDoc({ ...report, calibText: calib, evalText });
+    expect(doc).toContain('--calib ../shared/data/tinystories/calib.txt --eval ../shared/data/tinystories/eval-dev.txt');
+    expect(doc).toContain('w4a8 import llama2c ../shared/models/stories260K/stories260K.bin');
+    expect(doc).not.toContain(path.dirname(calib));
   });
 });
