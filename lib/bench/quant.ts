@@ -19,7 +19,7 @@ export interface QuantBenchOptions {
   tokens: number;
   /** Rows AWQ searches on (a seeded reservoir sample of the tokens). */
   awqRows: number;
-  /** Activation formats AWQ is timed with ('int8': candidates measured with int8 activations). */
+  /** Activation formats AWQ is timed with ('int8': candidates scored by the CPU W4A8 kernels; 'none': float). */
   aformats: BenchActFormat[];
   hidden: number;
   intermediate: number;
@@ -180,6 +180,8 @@ export async function runQuantBench(o: QuantBenchOptions): Promise<QuantBenchRep
       const s = stats.get(a.name)!;
       const r = await timed(() => awqSearch({
         x: s.sample, rows: s.sampleRows, k: a.k, meanAbs: s.meanAbs, config: BENCH_WEIGHT_CONFIG, act: aformat,
+        // As `w4a8 quantize --aformat int8` does for MatMulNBits: candidates scored by the W4A8 kernels.
+        ...(aformat === 'int8' ? { kernelActQuant: 'per-token-per-group' as const } : {}),
         layers: a.layers.map((l) => ({ w: l.w, n: l.n, name: l.name })),
       }));
       rows.push({ step: 'awq', aformat, target: a.layers.map((l) => l.name).join('+'), k: a.k, n: a.layers.reduce((t, l) => t + l.n, 0),

@@ -8,7 +8,7 @@ export const QUANT_SECTION = '## Quantization time';
 
 function stepLabel(r: QuantBenchRow): string {
   if (r.step === 'calib-stats') return 'calibration statistics (Hessian + sample)';
-  if (r.step === 'awq') return `awq (candidates with ${r.aformat === 'int8' ? 'int8' : 'float'} activations)`;
+  if (r.step === 'awq') return r.aformat === 'int8' ? 'awq (int8 activations, W4A8 kernels)' : 'awq (float activations)';
   return r.step;
 }
 
@@ -54,9 +54,12 @@ export function quantBenchSection(report: QuantBenchReport, ctx: QuantDocsContex
     `  Hessian X^T X, a ${report.awqRows}-row reservoir sample); GPTQ uses that Hessian, AWQ that sample.`,
     `- AWQ searches on ${report.awqRows} rows, not all ${report.tokens}: its cost grows linearly with rows (each of ~50 candidates`,
     '  computes every layer\'s output on the sample), and all tokens would not fit a ~5-minute run on 2 cores.',
-    '  Both rows are timed: candidates measured with int8 activations (the deployed W4A8) and with float activations.',
+    '  Both rows are timed: `--aformat int8` scores the candidates with the CPU W4A8 kernels (int8 activations per token and',
+    '  K-group, as `w4a8 quantize --aformat int8 --format matmulnbits` does), `--aformat none` with float activations.',
     '- Times through the TypeScript wrappers (lib/native/quant.ts), i.e. what `w4a8 quantize` users wait for; CPU seconds from',
-    '  process.cpuUsage (all threads of the process).',
+    '  process.cpuUsage (all threads of the process). CPU / wall near 1 on this 2-core machine means one core did the work',
+    '  (a single-threaded step, or the other core busy: see the load average).',
+    `- The timed steps add up to ${report.totals.reduce((t, r) => t + r.wallSeconds, 0).toFixed(0)} s of wall time.`,
     '',
     quantBenchTable(report),
     '',

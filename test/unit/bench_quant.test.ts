@@ -30,7 +30,7 @@ describe('bench quant', () => {
     expect(gptq.wallSeconds).toBeCloseTo(sum, 9);
     expect(report.totals.map((t) => `${t.step}${t.aformat ? ` ${t.aformat}` : ''}`)).toEqual(['calib-stats', 'rtn', 'awq int8', 'awq none', 'gptq']);
     const table = quantBenchTable(report);
-    expect(table).toContain('| awq (candidates with int8 activations) | q_proj+k_proj+v_proj | 256 x 768 |');
+    expect(table).toContain('| awq (int8 activations, W4A8 kernels) | q_proj+k_proj+v_proj | 256 x 768 |');
   }, 120_000);
 
   it('rejects bad options', async () => {
