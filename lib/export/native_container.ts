@@ -13,7 +13,7 @@
 //   40  24 bytes zero
 //   64  manifest JSON, zero-padded to a multiple of 64, then the sections.
 // The manifest (NativeManifest) lists, per layer, the name, the graph node, its input/output tensors,
-// format int4|fp4, n, k, groupSize and where its arrays are. Arrays are stored in the canonical,
+// format int4|fp4, n, k, groupSize and where its arrays are (codes, scales, zero points, fp32 bias). Arrays are stored in the canonical,
 // ISA-independent MatMulNBits layout of native/include/w4a8/formats.h (codes [n][blocks][groupSize/2]
 // low nibble first, fp32 scales [n][blocks], packed zero points [n][ceil(blocks/2)]): the prepacked
 // layout depends on the ISA of the machine that runs it, so the loader prepacks at load time.
@@ -54,6 +54,8 @@ export interface NativeLayerEntry {
   codes: NativeSection;
   scales: NativeSection;
   zeroPoints?: NativeSection;
+  /** fp32 [n] values of `bias` when it is a constant initializer (a Gemm's C input). */
+  biasValues?: NativeSection;
 }
 
 export interface NativeManifest {
@@ -179,6 +181,7 @@ export function decodeContainer(bytes: Uint8Array, label: string): NativeManifes
       if (l.format === 'fp4') throw bad(label, `${what} is fp4 but has zero points`);
       checkSection(label, `${what} zero points`, l.zeroPoints, total, l.n * Math.ceil(blocks / 2));
     }
+    if (l.biasValues !== undefined) checkSection(label, `${what} bias`, l.biasValues, total, l.n * 4);
   }
   return m;
 }

@@ -6,7 +6,7 @@ import { W4A8Error } from '../errors';
 import { makeNode } from '../onnx/build';
 import { isExternal } from '../onnx/external_data';
 import { AUTO_EXTERNAL_BYTES, modelBytes, type OnnxModel } from '../onnx/model';
-import { tensorRawBytes } from '../onnx/tensor';
+import { tensorElementCount, tensorRawBytes, tensorToFloat32 } from '../onnx/tensor';
 import type { QuantConfig } from '../quant/config';
 import type { QuantizedLayer, QuantizedModelParts } from '../quant/types';
 import * as fs from 'node:fs';
@@ -75,6 +75,13 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
+/** The Gemm bias as fp32 [n] when it is an initializer of that size (a computed or broadcast bias stays in the graph only). */
+function constantBias(model: OnnxModel, name: string, n: number): Float32Array | undefined {
+  const t = mainGraph(model).initializer.find((x) => x.name === name);
+  if (!t || tensorElementCount(t) !== n) return undefined;
+  return tensorToFloat32(model, t);
+}
+
 /** External tensors read into the graph, so the container does not depend on a side file. */
 function inlineExternal(model: OnnxModel): void {
   let total = 0;
@@ -134,6 +141,11 @@ export function writeNativeContainer(file: string, model: OnnxModel, parts: Quan
     sections.push({ data: q.codes, place: (s) => (entry.codes = s) });
     sections.push({ data: bytesOf(q.scales), place: (s) => (entry.scales = s) });
     if (q.zeroPoints) sections.push({ data: q.zeroPoints, place: (s) => (entry.zeroPoints = s) });
+    const biasValues = where.bias ? constantBias(model, where.bias, l.n) : undefined;
+    if (biasValues) {
+      entry.biasValues = { offset: 0, bytes: 0 };
+      sections.push({ data: bytesOf(biasValues), place: (s) => (entry.biasValues = s) });
+    }
   }
   ensureOpset(model, NATIVE_OP_DOMAIN, 1);
   inlineExternal(model);

@@ -10,6 +10,8 @@ export interface NativeLayer {
   packed: CpuPackedWeight;
   /** The manifest entry: node, tensors, format, n, k, groupSize. */
   meta: NativeLayerEntry;
+  /** fp32 [n] bias to pass as gemmW4A8's options.bias (Gemm layers with a constant bias). */
+  bias?: Float32Array;
 }
 
 export interface NativeWeights {
@@ -68,7 +70,7 @@ export async function loadNativeWeights(file: string, options: LoadNativeOptions
         ...(options.isa ? { isa: options.isa } : {}),
         keepCanonical,
       });
-      layers.set(meta.name, { packed, meta });
+      layers.set(meta.name, { packed, meta, ...(meta.biasValues ? { bias: floats(bytes, meta.biasValues).slice() } : {}) });
     }
   } catch (err) {
     dispose();

@@ -10,10 +10,16 @@ import { W4A8Error, UsageError } from '../../lib/errors';
 import { NATIVE_MAGIC, NATIVE_OP_TYPE, decodeContainer } from '../../lib/export/native_container';
 import { loadNativeWeights } from '../../lib/export/native_load';
 import { initializerMap } from '../../lib/onnx/graph';
-import { loadModel, modelFromBytes } from '../../lib/onnx/model';
+import * as ort from 'onnxruntime-node';
+import { importLlama2c } from '../../lib/import/llama2c';
+import { makeModel, makeNode, makeValueInfo } from '../../lib/onnx/build';
+import { DataType } from '../../lib/onnx/dtype';
+import { loadModel, modelFromBytes, saveModel } from '../../lib/onnx/model';
+import { makeFloatTensorLike } from '../../lib/onnx/tensor';
 import { tensorRawBytes, tensorToFloat32 } from '../../lib/onnx/tensor';
 import { fillRandom, gemmDequantizedF64, gemmW4A16, gemmW4A8, prepackWeight, relativeErrorL2 } from '../../lib/native/kernels';
 import { quantizeModel } from '../../lib/quant/quantize_model';
+import { SHARED_DIR } from '../helpers/shared_paths';
 import { writeToyLm } from '../helpers/quant_fixtures';
 
 let dir: string;
@@ -49,30 +55,10 @@ function outputMatMulNBits(file: string): Map<string, { codes: Uint8Array; scale
   return out;
 }
 
-describe('--format native', () => {
-  it('writes an aligned container whose graph holds one W4A8Linear per layer and no quantized float weight', async () => {
-    const bytes = fs.readFileSync(nativeFile);
-    expect(bytes.subarray(0, 8).toString('latin1')).toBe(NATIVE_MAGIC);
-    const m = decodeContainer(bytes, nativeFile);
-    expect(m.layers.map((l) => l.name).sort()).toEqual(['down_proj/MatMul', 'k_proj/MatMul', 'q_proj/MatMul']); // lm_head stays float
-    expect(m.activations).toBe('int8');
-    for (const l of m.layers) {
-      expect(l.codes.offset % 64).toBe(0);
-      expect(l.scales.offset % 64).toBe(0);
-      expect(l.zeroPoints!.offset % 64).toBe(0);
-    }
-    const graph = modelFromBytes(bytes.subarray(m.graph!.offset, m.graph!.offset + m.graph!.bytes), dir);
-    const linear = graph.proto.graph!.node.filter((n) => n.opType === NATIVE_OP_TYPE);
-    expect(linear.map((n) => n.output[0]).sort()).toEqual(m.layers.map((l) => l.output).sort());
-    const inits = new Set(graph.proto.graph!.initializer.map((t) => t.name));
-    for (const l of m.layers) expect(inits.has(l.weight)).toBe(false);
-    // No temp file left beside the outputs.
-    expect(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
-  });
-
-  it('each loaded layer equals gemmW4A8 on the MatMulNBits export of the same quantization, and is close to ORT accuracy_level 4', async () => {
-    const loaded = await loadNativeWeights(nativeFile);
-    const reference = outputMatMulNBits(nbitsFile);
+/** Every loaded layer vs the same quantization exported as MatMulNBits: kernels bit-equal, ORT acc4 close. */
+async function expectSameAsMatMulNBits(nativePath: string, nbitsPath: string): Promise<void> {
+    const loaded = await loadNativeWeights(nativePath);
+    const reference = outputMatMulNBits(nbitsPath);
     expect(loaded.layers.size).toBe(reference.size);
     try {
       let seed = 5;
@@ -95,6 +81,31 @@ describe('--format native', () => {
     } finally {
       loaded.dispose();
     }
+}
+
+describe('--format native', () => {
+  it('writes an aligned container whose graph holds one W4A8Linear per layer and no quantized float weight', async () => {
+    const bytes = fs.readFileSync(nativeFile);
+    expect(bytes.subarray(0, 8).toString('latin1')).toBe(NATIVE_MAGIC);
+    const m = decodeContainer(bytes, nativeFile);
+    expect(m.layers.map((l) => l.name).sort()).toEqual(['down_proj/MatMul', 'k_proj/MatMul', 'q_proj/MatMul']); // lm_head stays float
+    expect(m.activations).toBe('int8');
+    for (const l of m.layers) {
+      expect(l.codes.offset % 64).toBe(0);
+      expect(l.scales.offset % 64).toBe(0);
+      expect(l.zeroPoints!.offset % 64).toBe(0);
+    }
+    const graph = modelFromBytes(bytes.subarray(m.graph!.offset, m.graph!.offset + m.graph!.bytes), dir);
+    const linear = graph.proto.graph!.node.filter((n) => n.opType === NATIVE_OP_TYPE);
+    expect(linear.map((n) => n.output[0]).sort()).toEqual(m.layers.map((l) => l.output).sort());
+    const inits = new Set(graph.proto.graph!.initializer.map((t) => t.name));
+    for (const l of m.layers) expect(inits.has(l.weight)).toBe(false);
+    // No temp file left beside the outputs.
+    expect(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('each loaded layer equals gemmW4A8 on the MatMulNBits export of the same quantization, and is close to ORT accuracy_level 4', async () => {
+    await expectSameAsMatMulNBits(nativeFile, nbitsFile);
   }, 60_000);
 
   it('carries fp4 weights and float activations (W4A16 on the loaded weights matches the exact dequantized product)', async () => {
@@ -115,6 +126,57 @@ describe('--format native', () => {
       loaded.dispose();
     }
   }, 60_000);
+
+  const STORIES = path.join(SHARED_DIR, 'models', 'stories260K');
+  const haveStories = fs.existsSync(path.join(STORIES, 'stories260K.bin')) && fs.existsSync(path.join(STORIES, 'tok512.bin'));
+  if (!haveStories) console.warn(`stories260K native export test skipped: ${STORIES} lacks stories260K.bin / tok512.bin`);
+  (haveStories ? it : it.skip)('stories260K (imported from llama2.c), RTN int4 g32: every layer equals the MatMulNBits export under the kernels', async () => {
+    const imported = await importLlama2c(path.join(STORIES, 'stories260K.bin'), path.join(STORIES, 'tok512.bin'), path.join(dir, 'stories'));
+    // RTN is deterministic, so two runs give the same codes; 35 layers (5 blocks x 7), K=172 pads the last block of w2.
+    const common = { input: imported.modelPath, method: 'rtn' as const, groupSize: 32, aformat: 'int8' as const };
+    const nat = path.join(dir, 'stories.w4a8'), nb = path.join(dir, 'stories-nbits.onnx');
+    await quantizeModel({ ...common, output: nat, format: 'native' });
+    await quantizeModel({ ...common, output: nb, format: 'matmulnbits' });
+    const m = decodeContainer(fs.readFileSync(nat), nat);
+    expect(m.layers.length).toBe(35);
+    expect(m.layers.some((l) => l.k % 32 !== 0)).toBe(true);
+    await expectSameAsMatMulNBits(nat, nb);
+  }, 120_000);
+
+  it('a Gemm with transB and a constant bias: the bias travels in the container and the layer follows the float Gemm', async () => {
+    const k = 96, n = 40, m = 5;
+    const w = new Float32Array(n * k);
+    fillRandom(w, 21, 0, 0.5, true);
+    const bias = new Float32Array(n);
+    fillRandom(bias, 22, -1, 1);
+    const model = makeModel({
+      name: 'gemm', nodes: [makeNode('Gemm', ['x', 'W', 'C'], ['y'], { transB: 1 }, { name: 'fc' })],
+      inputs: [makeValueInfo('x', DataType.FLOAT, ['m', k])], outputs: [makeValueInfo('y', DataType.FLOAT, ['m', n])],
+      initializers: [makeFloatTensorLike('W', DataType.FLOAT, [n, k], w), makeFloatTensorLike('C', DataType.FLOAT, [n], bias)],
+    }, [{ domain: '', version: 17 }]);
+    const src = path.join(dir, 'gemm.onnx');
+    saveModel(model, src);
+    const out = path.join(dir, 'gemm.w4a8');
+    await quantizeModel({ input: src, output: out, method: 'rtn', groupSize: 32, format: 'native', keepLogits: false });
+    const loaded = await loadNativeWeights(out);
+    try {
+      const layer = loaded.layers.get('fc')!;
+      expect(layer.meta.bias).toBe('C');
+      expect(Array.from(layer.bias!)).toEqual(Array.from(bias));
+      const x = new Float32Array(m * k);
+      fillRandom(x, 23, -1, 1, true);
+      const y = await gemmW4A8(layer.packed, x, m, { bias: layer.bias });
+      const session = await ort.InferenceSession.create(src);
+      const yFloat = (await session.run({ x: new ort.Tensor('float32', x, [m, k]) })).y.data as Float32Array;
+      await session.release();
+      // int4 g32 RTN of normal weights: a few percent of output error, not more.
+      expect(relativeErrorL2(y, new Float64Array(yFloat))).toBeLessThan(0.15);
+      const graph = modelFromBytes(loaded.graph!, dir);
+      expect(graph.proto.graph!.node.map((nd) => `${nd.domain}.${nd.opType}(${nd.input.join(',')})`)).toEqual(['ai.w4a8.W4A8Linear(x,W,C)']);
+    } finally {
+      loaded.dispose();
+    }
+  });
 
   it('refuses configurations the CPU kernels cannot run, naming --format sim, and writes nothing', async () => {
     const out = path.join(dir, 'refused.w4a8');
