@@ -178,6 +178,26 @@ describe('--format native', () => {
     }
   });
 
+  it('an fp16 model with external data: one self-contained file (external tensors inlined in the graph, fp32 scales)', async () => {
+    const src = writeToyLm(path.join(dir, 'fp16'), { dtype: 'float16', external: true, seed: 3 });
+    const out = path.join(dir, 'fp16.w4a8');
+    await quantizeModel({ input: src, output: out, method: 'rtn', groupSize: 64, format: 'native' });
+    const loaded = await loadNativeWeights(out, { keepCanonical: true }); // the float64 reference needs the canonical copy
+    try {
+      const graph = modelFromBytes(loaded.graph!, os.tmpdir());
+      expect(graph.proto.graph!.initializer.every((t) => t.dataLocation !== 1 && t.externalData.length === 0)).toBe(true);
+      expect(graph.proto.graph!.initializer.some((t) => t.name === 'embed.weight' && t.rawData.byteLength === 512 * 64 * 2)).toBe(true);
+      for (const { packed, meta } of loaded.layers.values()) {
+        expect(meta.groupSize).toBe(64);
+        const x = new Float32Array(2 * meta.k);
+        fillRandom(x, 4, -1, 1, true);
+        expect(relativeErrorL2(await gemmW4A8(packed, x, 2), await gemmDequantizedF64(packed, x, 2))).toBeLessThan(2e-2);
+      }
+    } finally {
+      loaded.dispose();
+    }
+  });
+
   it('refuses configurations the CPU kernels cannot run, naming --format sim, and writes nothing', async () => {
     const out = path.join(dir, 'refused.w4a8');
     await expect(quantizeModel({ input, output: out, method: 'rtn', grouping: 'ic', format: 'native' })).rejects.toThrow(/--format native cannot carry --grouping ic.*--format sim/);
