@@ -116,7 +116,7 @@ export function qualityDoc(report: SweepReport): string {
     '- fp4 (E2M1) has no ONNX Runtime CPU kernel (DequantizeLinear and Cast both fail), so fp4 exists only as `sim`.',
     '- fp8 activations are E4M3 (max 448), one scale per token, simulated with Cast to FLOAT8E4M3FN and back.',
     '- AWQ with int8 activations scores its candidates (alphas, and whether to keep the clips) with the CPU W4A8 kernels, i.e. true int8 x int4 products, quantizing activations per token for `sim` rows and per (token, K-block) for `matmulnbits`/`qdq` rows, as each export runs them; with fp8 or no activation quantization it uses the float simulation.',
-    '- `ic` rows group along N (consecutive output channels of one input channel; AWQ then searches its scales but not per-group clips); `auto` picks, per group of layers sharing an input, the lower calibration output error of the method along K and the same method along N. Groups along N have no MatMulNBits layout, so they exist as `sim` only.',
+    '- `ic` rows group along N (consecutive output channels of one input channel; AWQ then searches its scales but not per-group clips); `auto` picks the lower calibration output error of the method along K and the same method along N, per layer (per group of layers sharing an input for AWQ, whose scaling they share). Groups along N have no MatMulNBits layout, so they exist as `sim` only.',
     '',
   );
   return lines.join('\n') + '\n';

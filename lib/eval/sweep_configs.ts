@@ -26,6 +26,8 @@ export function entryFromJson(e: JsonEntry, where: string): SweepEntry {
   if (typeof e !== 'object' || e === null) throw new UsageError(`${where}: each configuration must be an object`);
   const format = (e.format ?? 'sim') as ExportFormat;
   if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new UsageError(`${where}: format must be one of ${EXPORT_FORMATS.join(', ')}`);
+  // The sweep measures perplexity in ONNX Runtime, which cannot run the native container's W4A8Linear nodes.
+  if (format === 'native') throw new UsageError(`${where}: format native runs on the w4a8 CPU kernels, not in ONNX Runtime; the sweep needs sim, matmulnbits or qdq`);
   const config = resolveConfig({
     method: e.method as QuantConfig['method'],
     wformat: e.wformat as QuantConfig['wformat'],
@@ -70,8 +72,8 @@ export function issue3Grid(): SweepEntry[] {
 export function issue3FollowUps(bestMethod: QuantConfig['method']): SweepEntry[] {
   const base = { method: bestMethod, wformat: 'int4' as const, symmetric: false, groupSize: 32 };
   const out: SweepEntry[] = [];
-  // ic: the best method with groups along N; auto: per layer group, the lower calibration error of
-  // the method along K and along N.
+  // ic: the best method with groups along N; auto: per layer (per input group for AWQ), the lower
+  // calibration error of the method along K and along N.
   for (const grouping of ['ic', 'auto'] as const) {
     for (const aformat of ['none', 'int8'] as const) out.push({ config: resolveConfig({ ...base, grouping, aformat }), format: 'sim' });
   }

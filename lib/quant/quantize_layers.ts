@@ -116,6 +116,24 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
   return { layers, reports, error: total };
 }
 
+/**
+ * RTN and GPTQ quantize each layer on its own, so auto grouping picks per layer (AWQ's layers share
+ * one input scaling, so it picks per group). Summing the group's relative errors would let the
+ * layer with the largest relative error (v beside q and k) decide for all of them.
+ */
+function perLayerChoice(oc: GroupOutcome, ic: GroupOutcome): GroupOutcome {
+  const out: GroupOutcome = { layers: [], reports: [], error: 0 };
+  oc.layers.forEach((_, i) => {
+    const eo = oc.reports[i].errorAfter ?? Infinity;
+    const ei = ic.reports[i].errorAfter ?? Infinity;
+    const pick = ei < eo ? ic : oc;
+    out.layers.push(pick.layers[i]);
+    out.reports.push(pick.reports[i]);
+    out.error += Math.min(eo, ei);
+  });
+  return out;
+}
+
 export interface QuantizeLayersOptions {
   progress?: Progress;
   cancel?: CancelToken;
@@ -146,7 +164,7 @@ export async function quantizeLayers(model: OnnxModel, plan: LayerPlan, c: Quant
       if (!st || st.sampleRows === 0) throw new W4A8Error('--grouping auto compares calibration output errors; give --calib <text>');
       const oc = await quantizeGroupWith(model, group, weights, c, 'oc', st);
       const ic = await quantizeGroupWith(model, group, weights, c, 'ic', st);
-      outcome = ic.error < oc.error ? ic : oc;
+      outcome = c.method === 'awq' ? (ic.error < oc.error ? ic : oc) : perLayerChoice(oc, ic);
     } else {
       outcome = await quantizeGroupWith(model, group, weights, c, c.grouping, st, opts.exportFormat ?? 'matmulnbits');
     }
