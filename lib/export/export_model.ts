@@ -8,6 +8,8 @@ import type { QuantizedModelParts } from '../quant/types';
 import { actQuantGraph, actQuantMinOpset } from './act_quant_graph';
 import { defaultOpset, ensureOpset, firstInGraph, insertBefore, rewireInputs, uniqueName } from './graph_edit';
 import { applyInputScalings } from './input_scaling';
+import { NATIVE_OP_DOMAIN } from './native_container';
+import { replaceWithNativeLinear } from './native_export';
 import { upgradeDefaultOpset } from './opset_upgrade';
 import { replaceWithDequantizeLinear, replaceWithDequantized, replaceWithMatMulNBits } from './weights';
 
@@ -54,7 +56,7 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
     if (format === 'sim') await replaceWithDequantized(model, q);
     else if (format === 'matmulnbits') replaceWithMatMulNBits(model, q, aformat);
     else if (format === 'qdq') await replaceWithDequantizeLinear(model, q);
-    // native: writeNativeContainer (native_export.ts) replaces the nodes while it writes the arrays.
+    else replaceWithNativeLinear(model, q, parts.config);
   }
 
   let sessionConfig: Record<string, string> | undefined;
@@ -74,6 +76,7 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
     }
   }
   if (format === 'native') {
+    ensureOpset(model, NATIVE_OP_DOMAIN, 1);
     notes.push('a .w4a8 container for the w4a8 CPU kernels (loadNativeWeights); ONNX Runtime cannot run it: use --format matmulnbits for ORT');
   }
   if (opsetRaisedFrom !== undefined) notes.push(`default opset raised from ${opsetRaisedFrom} to ${defaultOpset(model)}`);

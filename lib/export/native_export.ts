@@ -42,8 +42,13 @@ function checkLayer(q: QuantizedLayer): void {
   }
 }
 
-/** Replaces the layer's node by W4A8Linear reading a weight reference (not an initializer). */
-function replaceNode(model: OnnxModel, q: QuantizedLayer, config: QuantConfig): { node: string; weight: string; bias?: string } {
+/**
+ * exportQuantized's step for --format native: the layer's node becomes W4A8Linear reading a weight
+ * reference (not an initializer). ONNX Runtime cannot run the result; writeNativeContainer writes it.
+ */
+export function replaceWithNativeLinear(model: OnnxModel, q: QuantizedLayer, config: QuantConfig): void {
+  if (config.aformat === 'fp8') throw new W4A8Error('--format native: the CPU kernels quantize activations to int8 only; use --aformat int8 or none, or --format sim for fp8');
+  checkLayer(q);
   const l = q.layer;
   const shared = readerCount(model, l.weightName) > 1;
   const weight = shared ? uniqueName(model, `${l.weightName}_w4a8`) : l.weightName;
@@ -63,7 +68,6 @@ function replaceNode(model: OnnxModel, q: QuantizedLayer, config: QuantConfig): 
     g.initializer = g.initializer.filter((t) => t.name !== l.weightName);
     g.input = g.input.filter((v) => v.name !== l.weightName);
   }
-  return { node: name, weight, bias };
 }
 
 function weightFormat(config: QuantConfig, q: QuantizedLayer): string {
@@ -119,16 +123,20 @@ function writeChunksAtomic(file: string, chunks: Uint8Array[]): void {
   }
 }
 
-/** Rewrites the graph (in place, a fresh copy) and writes the container atomically. */
+/** Writes the container atomically, from a model that went through exportQuantized(model, parts, 'native'). */
 export function writeNativeContainer(file: string, model: OnnxModel, parts: QuantizedModelParts, config: QuantConfig): NativeManifest {
-  if (config.aformat === 'fp8') throw new W4A8Error('--format native: the CPU kernels quantize activations to int8 only; use --aformat int8 or none, or --format sim for fp8');
-  for (const q of parts.layers) checkLayer(q);
+  for (const q of parts.layers) {
+    if (q.layer.node.opType !== NATIVE_OP_TYPE || q.layer.node.domain !== NATIVE_OP_DOMAIN) {
+      throw new Error(`writeNativeContainer: layer "${q.layer.name}" is still a ${q.layer.node.opType}; run exportQuantized(model, parts, 'native') first`);
+    }
+  }
   const activations = config.aformat === 'none' ? 'none' : 'int8';
   const layers: NativeLayerEntry[] = [];
   const sections: SectionData[] = [];
   for (const q of parts.layers) {
     const l = q.layer;
-    const where = replaceNode(model, q, config);
+    const node = l.node;
+    const where = { node: node.name, weight: node.input[1], bias: node.input[2] || undefined };
     const entry: NativeLayerEntry = {
       name: l.name, node: where.node, weight: where.weight, input: l.node.input[0], output: l.node.output[0],
       ...(where.bias ? { bias: where.bias } : {}),

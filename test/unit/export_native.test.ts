@@ -19,6 +19,7 @@ import { makeFloatTensorLike } from '../../lib/onnx/tensor';
 import { tensorRawBytes, tensorToFloat32 } from '../../lib/onnx/tensor';
 import { fillRandom, gemmDequantizedF64, gemmW4A16, gemmW4A8, prepackWeight, relativeErrorL2 } from '../../lib/native/kernels';
 import { quantizeModel } from '../../lib/quant/quantize_model';
+import { entryFromJson } from '../../lib/eval/sweep_configs';
 import { SHARED_DIR } from '../helpers/shared_paths';
 import { writeToyLm } from '../helpers/quant_fixtures';
 
@@ -196,6 +197,16 @@ describe('--format native', () => {
     } finally {
       loaded.dispose();
     }
+  });
+
+  it('the sweep (perplexity in ONNX Runtime) refuses format native instead of measuring an unquantized model', () => {
+    expect(() => entryFromJson({ method: 'rtn', format: 'native' }, 'configs.json[0]')).toThrow(/format native runs on the w4a8 CPU kernels/);
+  });
+
+  it('the native graph is not an ONNX Runtime model: loading it fails loudly (the ai.w4a8 domain is unknown)', async () => {
+    const loaded = await loadNativeWeights(nativeFile);
+    loaded.dispose();
+    await expect(ort.InferenceSession.create(loaded.graph!)).rejects.toThrow();
   });
 
   it('refuses configurations the CPU kernels cannot run, naming --format sim, and writes nothing', async () => {
