@@ -58,4 +58,16 @@ describeCli('CLI: --format native and bench quant', () => {
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--awq-rows must be an integer in 16\.\.128/);
   }, 120_000);
+
+  it('bench all runs cpu then quant (one JSON object with both)', () => {
+    const r = w4a8(['bench', 'all', '--shapes', '256x256', '--m', '1', '--rounds', '1', '--set-mb', '1', '--batch-ms', '1',
+      '--hidden', '256', '--intermediate', '384', '--tokens', '128', '--awq-rows', '32', '--json']);
+    expect(r.status).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(Object.keys(report)).toEqual(['cpu', 'quant']);
+    expect(report.cpu.results.length).toBeGreaterThan(0);
+    expect(report.quant.rows).toHaveLength(26);
+    // Progress on stderr: the CPU benchmark's phases end before the quantization one starts.
+    expect(r.stderr.indexOf('bench quant')).toBeGreaterThan(0);
+  }, 120_000);
 });
