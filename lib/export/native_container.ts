@@ -171,6 +171,9 @@ export function decodeContainer(bytes: Uint8Array, label: string): NativeManifes
     if (typeof l?.name !== 'string' || l.name === '') throw bad(label, `${what} has no name`);
     if (names.has(l.name)) throw bad(label, `layer name ${JSON.stringify(l.name)} appears twice`);
     names.add(l.name);
+    for (const key of ['node', 'weight', 'input', 'output'] as const) {
+      if (typeof l[key] !== 'string' || l[key] === '') throw bad(label, `${what} has no ${key} tensor/node name`);
+    }
     if (l.format !== 'int4' && l.format !== 'fp4') throw bad(label, `${what} has format ${JSON.stringify(l.format)}`);
     if (!isInt(l.n, 1) || !isInt(l.k, 1) || l.n > 2 ** 24 || l.k > 2 ** 24) throw bad(label, `${what} has n=${l.n}, k=${l.k}`);
     if (!KERNEL_GROUP_SIZES.includes(l.groupSize)) throw bad(label, `${what} has groupSize ${l.groupSize}, not one of ${KERNEL_GROUP_SIZES.join(', ')}`);
