@@ -88,6 +88,22 @@ describe('toy decoder with fp16 weights in external data', () => {
     ['sim', { method: 'gptq', aformat: 'none', grouping: 'auto' }],
     ['sim', { method: 'awq', aformat: 'int8', grouping: 'auto' }],
   ];
+  it('auto grouping keeps, per GPTQ layer, the lower calibration error of oc and ic', async () => {
+    const errors: Record<string, (number | undefined)[]> = {};
+    const chosen: string[] = [];
+    for (const grouping of ['oc', 'ic', 'auto'] as const) {
+      const outDir = fs.mkdtempSync(path.join(dir, `auto-${grouping}-`));
+      const summary = await quantizeModel({ input, output: path.join(outDir, 'q.onnx'), format: 'sim', method: 'gptq', aformat: 'none', grouping, calib: CALIB_TEXT, calibTokens: 1024, calibSeqlen: 128 });
+      errors[grouping] = summary.layers.map((l) => l.errorAfter);
+      if (grouping === 'auto') chosen.push(...summary.layers.map((l) => l.grouping));
+    }
+    errors.auto.forEach((e, i) => {
+      const [oc, ic] = [errors.oc[i]!, errors.ic[i]!];
+      expect(e).toBeCloseTo(Math.min(oc, ic), 12);
+      expect(chosen[i]).toBe(ic < oc ? 'ic' : 'oc');
+    });
+  });
+
   it.each(cases)('%s %j keeps fp16 and external data, and runs in ORT', async (format, partial) => {
     const outDir = fs.mkdtempSync(path.join(dir, 'out-'));
     const out = path.join(outDir, 'q.onnx');
