@@ -33,26 +33,47 @@ struct Scratch {
   }
 };
 
-void ScaleRows(const float* w, int32_t k, int32_t n, const float* s, float* out) {
-  for (int32_t i = 0; i < k; ++i) {
-    const float si = s[i];
-    const float* src = w + (size_t)i * n;
-    float* dst = out + (size_t)i * n;
-    for (int32_t j = 0; j < n; ++j) dst[j] = src[j] * si;
-  }
+// The elementwise passes below run on every candidate; on 7B-sized layers they are as costly as
+// the quantization itself, so they are split over threads (in fixed-size chunks, so that sums do
+// not depend on the thread count).
+constexpr int64_t kChunk = 1 << 16;
+
+int ThreadsFor(int threads, double elements) { return elements < 1e5 ? 1 : threads; }
+
+void ScaleRows(const float* w, int32_t k, int32_t n, const float* s, float* out, int threads) {
+  ParallelRanges(ThreadsFor(threads, (double)k * n), k, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float si = s[i];
+      const float* src = w + (size_t)i * n;
+      float* dst = out + (size_t)i * n;
+      for (int32_t j = 0; j < n; ++j) dst[j] = src[j] * si;
+    }
+  });
 }
 
-void DivideColumns(const float* x, int64_t rows, int32_t k, const float* s, float* out) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int32_t i = 0; i < k; ++i) out[r * k + i] = x[r * k + i] / s[i];
+void DivideColumns(const float* x, int64_t rows, int32_t k, const float* s, float* out, int threads) {
+  ParallelRanges(ThreadsFor(threads, (double)rows * k), rows, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int32_t i = 0; i < k; ++i) out[r * k + i] = x[r * k + i] / s[i];
+  });
 }
 
-double SquaredDiff(const float* a, const float* b, size_t count) {
+double SquaredDiff(const float* a, const float* b, size_t count, int threads) {
+  const int64_t chunks = ((int64_t)count + kChunk - 1) / kChunk;
+  std::vector<double> part((size_t)chunks, 0.0);
+  ParallelRanges(ThreadsFor(threads, (double)count), chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const size_t i1 = std::min(count, (size_t)(c + 1) * kChunk);
+      double sum = 0;
+      for (size_t i = (size_t)c * kChunk; i < i1; ++i) {
+        const double d = (double)a[i] - b[i];
+        sum += d * d;
+      }
+      part[(size_t)c] = sum;
+    }
+  });
   double sum = 0;
-  for (size_t i = 0; i < count; ++i) {
-    const double d = (double)a[i] - b[i];
-    sum += d * d;
-  }
+  for (double v : part) sum += v;
   return sum;
 }
 
@@ -157,7 +178,7 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
   // Summed squared output error of every layer for scales sv and optional per-layer group clips.
   std::vector<double> layer_num(layer_count);
   auto evaluate = [&](const float* sv, const std::vector<std::vector<float>>* clips, double* total) -> Status {
-    DivideColumns(x, s, k, sv, sc.xs.data());
+    DivideColumns(x, s, k, sv, sc.xs.data(), t);
     if (!kernel && awq.act != ActFormat::kNone) {
       Status st = FakeQuantActivations(sc.xs.data(), s, k, awq.act, sc.xs.data(), nullptr, t);
       if (st != Status::kOk) return st;
@@ -165,7 +186,7 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
     double num = 0;
     for (int32_t l = 0; l < layer_count; ++l) {
       const int32_t n = layers[l].n;
-      ScaleRows(layers[l].w, k, n, sv, sc.ws.data());
+      ScaleRows(layers[l].w, k, n, sv, sc.ws.data(), t);
       Status st = QuantizeWeight(sc.ws.data(), k, n, cfg, clips ? (*clips)[l].data() : nullptr, sc.View(), t);
       if (st != Status::kOk) return st;
       if (kernel) {
@@ -173,7 +194,7 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
       } else {
         GemmF32(false, false, s, n, k, 1.0f, sc.xs.data(), k, sc.deq.data(), n, 0.0f, sc.yq.data(), n, t);
       }
-      layer_num[l] = SquaredDiff(yref[l].data(), sc.yq.data(), (size_t)s * n);
+      layer_num[l] = SquaredDiff(yref[l].data(), sc.yq.data(), (size_t)s * n, t);
       num += layer_num[l];
     }
     *total = num;
@@ -230,7 +251,7 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
   bool clipped = false;
   // Groups along N mix input channels of different H blocks: no per-group clip search there.
   if (awq.clip_grid > 1 && cfg.grouping == Grouping::kAlongK) {
-    DivideColumns(x, s, k, best_s.data(), sc.xs.data());
+    DivideColumns(x, s, k, best_s.data(), sc.xs.data(), t);
     // Diagonal blocks H_b = (X/s)[:, b]^T (X/s)[:, b].
     std::vector<float> hb((size_t)blocks * g * g, 0.0f);
     for (int32_t b = 0; b < blocks; ++b) {
@@ -245,7 +266,7 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
       const int32_t n = layers[l].n;
       std::vector<double> best_e((size_t)n * blocks, INFINITY);
       clips[l].assign((size_t)n * layout_blocks, 1.0f);  // indexed like the scales
-      ScaleRows(layers[l].w, k, n, best_s.data(), sc.ws.data());
+      ScaleRows(layers[l].w, k, n, best_s.data(), sc.ws.data(), t);
       for (int32_t ci = 0; ci < awq.clip_grid; ++ci) {
         const float r = 1.0f - (float)ci * (1.0f - awq.clip_min) / (float)(awq.clip_grid - 1);
         WeightQuantConfig c = cfg;
@@ -283,7 +304,7 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
   // --- final quantization into the caller's buffers ---
   for (int32_t l = 0; l < layer_count; ++l) {
     AwqLayer& L = layers[l];
-    ScaleRows(L.w, k, L.n, best_s.data(), sc.ws.data());
+    ScaleRows(L.w, k, L.n, best_s.data(), sc.ws.data(), t);
     const float* gc = clipped ? clips[l].data() : nullptr;
     if (Status st = QuantizeWeight(sc.ws.data(), k, L.n, cfg, gc, L.out, t); st != Status::kOk) return st;
     if (L.group_clip) {
