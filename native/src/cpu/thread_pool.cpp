@@ -30,13 +30,22 @@ struct Job {
   int64_t count;
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> done{0};
+  // The first exception a task threw (e.g. bad_alloc of a per-thread tile buffer): rethrown on the
+  // calling thread, where the kernel entry turns it into a Status. Escaping a worker would terminate.
+  std::mutex error_mu;
+  std::exception_ptr error;
 
   // Runs tasks until none is left; returns after its last claimed task finished.
   void Drain() {
     for (;;) {
       const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= count) return;
-      (*fn)(i);
+      try {
+        (*fn)(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (!error) error = std::current_exception();
+      }
       done.fetch_add(1, std::memory_order_release);
     }
   }
@@ -82,8 +91,12 @@ class Pool {
     for (int spins = 0; job->done.load(std::memory_order_acquire) != count; ++spins) {
       if (spins > 200) std::this_thread::yield();
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    if (job_ == job) job_.reset();  // the function dies with this call; late workers see no job
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (job_ == job) job_.reset();  // the function dies with this call; late workers see no job
+    }
+    std::lock_guard<std::mutex> lock(job->error_mu);
+    if (job->error) std::rethrow_exception(job->error);
   }
 
  private:
