@@ -6,7 +6,7 @@ import type { Tokenizer } from '../tokenize/tokenizer';
 import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
 import { planWindows, readText, splitDocuments, tokenStream } from './documents';
-import { checkIdsFit, resolveTokenizer } from './model_tokenizer';
+import { checkIdsFit, mapOutOfVocabulary, resolveTokenizer } from './model_tokenizer';
 import { checkModelFile, DecoderSession, openDecoder } from './session';
 
 export interface PerplexityOptions {
@@ -23,6 +23,8 @@ export interface PerplexityOptions {
   ctx?: number;
   /** Predictions scored at most (default 20000). */
   maxTokens?: number;
+  /** Map token ids the model has no logits row for to this id (with a warning) instead of failing. */
+  oovId?: number;
   progress?: Progress;
   cancel?: CancelToken;
 }
@@ -59,6 +61,15 @@ export async function evaluatePerplexity(opts: PerplexityOptions): Promise<Perpl
 
   const session = opts.session ?? (await openDecoder(opts.modelPath!));
   try {
+    if (opts.oovId !== undefined) {
+      const mapped = mapOutOfVocabulary(stream, session.vocab, opts.oovId);
+      if (mapped > 0) {
+        progress.log(
+          `${mapped} of ${stream.length} tokens of ${label} are outside the model's ${session.vocab}-entry vocabulary and were mapped to id ${opts.oovId}: this perplexity checks the pipeline, not the model's quality`,
+          'warn',
+        );
+      }
+    }
     checkIdsFit(stream.slice(0, used), session.vocab, `the token stream of ${label}`);
     let total = 0;
     let predictions = 0;

@@ -45,6 +45,19 @@ describeCli('w4a8 eval / generate (CLI)', () => {
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+  it('eval --oov-id runs tiny-random-gpt2 on ordinary prose, warning how many ids were mapped', () => {
+    const r = w4a8(['eval', GPT2_MODEL, '--text', path.join(dir, 'prose.txt'), '--tokenizer', GPT2_TOKENIZER, '--oov-id', '98', '--json']);
+    expect(r.status).toBe(0);
+    const result = JSON.parse(r.stdout.trim());
+    expect(Number.isFinite(result.ppl)).toBe(true);
+    const warning = r.stderr.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.event === 'log' && e.level === 'warn');
+    expect(warning.message).toMatch(/^\d+ of \d+ tokens of .* are outside the model's 1000-entry vocabulary and were mapped to id 98/);
+    // Without the option the same text is refused, and the message names the option.
+    const refused = w4a8(['eval', GPT2_MODEL, '--text', path.join(dir, 'prose.txt'), '--tokenizer', GPT2_TOKENIZER]);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/does not fit this model.*--oov-id/);
+  });
+
   it('eval --json prints exactly one JSON object with a finite perplexity (tiny-random-gpt2)', () => {
     const r = w4a8(['eval', GPT2_MODEL, '--text', path.join(dir, 'fits.txt'), '--tokenizer', GPT2_TOKENIZER, '--ctx', '8', '--json']);
     expect(r.status).toBe(0);

@@ -10,6 +10,7 @@ interface EvalArgs extends CommonArgs {
   tokenizer?: string;
   ctx: number;
   'max-tokens': number;
+  'oov-id'?: number;
 }
 
 export function integerOption(name: string, value: unknown, min: number): number {
@@ -28,12 +29,14 @@ export const evalCommand: CommandModule<CommonArgs, EvalArgs> = {
       .option('text', { type: 'string', demandOption: true, describe: 'UTF-8 text to evaluate on' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json or llama2.c tok*.bin (default: the one beside the model)' })
       .option('ctx', { type: 'number', default: 512, describe: 'Window length in tokens' })
-      .option('max-tokens', { type: 'number', default: 20000, describe: 'Predictions scored at most' }) as unknown as Argv<EvalArgs>,
+      .option('max-tokens', { type: 'number', default: 20000, describe: 'Predictions scored at most' })
+      .option('oov-id', { type: 'number', describe: 'Map token ids beyond the model\'s vocabulary to this id, with a warning (test models only)' }) as unknown as Argv<EvalArgs>,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const window = integerOption('ctx', args.ctx, 2);
       const maxTokens = integerOption('max-tokens', args['max-tokens'], 1);
       if (!args.text) throw new UsageError('--text needs a file');
+      const oovId = args['oov-id'] === undefined ? undefined : integerOption('oov-id', args['oov-id'], 0);
       if (args.tokenizer === '') throw new UsageError('--tokenizer needs a file');
       const result = await evaluatePerplexity({
         modelPath: args.model,
@@ -41,6 +44,7 @@ export const evalCommand: CommandModule<CommonArgs, EvalArgs> = {
         tokenizer: args.tokenizer,
         ctx: window,
         maxTokens,
+        oovId,
         progress: ctx.progress,
         cancel: ctx.cancel,
       });
