@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runCpuBench, BASELINE_VARIANT } from '../../lib/bench/cpu';
-import { cpuBenchSection, cpuBenchTable, writeCpuSection } from '../../lib/bench/cpu_report';
+import { cpuBenchSection, cpuBenchTable, cpuTargetLines, writeCpuSection } from '../../lib/bench/cpu_report';
 import { parseShapes, parseTokenCounts } from '../../lib/cli/commands/bench';
 import { cpuIsas } from '../../lib/native/kernels';
 
@@ -65,6 +65,19 @@ describe('bench cpu', () => {
     writeCpuSection(file, cpuBenchSection(report, { command: 'c', date: new Date() }));
     expect(fs.readFileSync(file, 'utf8')).toMatch(/## CUDA kernels\n\nx\n\n## CPU kernels\n/);
     fs.rmSync(dir, { recursive: true });
+  });
+
+  test('the targets block says met or by how much a target was missed', () => {
+    const row = (variant: string, m: number, medianMs: number, relErr: number) =>
+      ({ variant, m, n: 4096, k: 4096, medianMs, minMs: medianMs, maxMs: medianMs, runs: 3, relErr, weightBytes: 1, matrices: 1 });
+    const report = {
+      cpu: 'Test CPU', isa: 'avx512vnni', threads: 2, setBytes: 2 ** 30, loadAvg: [0, 0] as [number, number],
+      results: [row(BASELINE_VARIANT, 1, 1.4, 0.006), row('w4a8', 1, 1, 0.006), row(BASELINE_VARIANT, 128, 10, 0.007), row('w4a8', 128, 4, 0.008)],
+    };
+    const lines = cpuTargetLines(report);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/M=1, .* 1\.40x .*: met; .*: no larger\./);
+    expect(lines[1]).toMatch(/M=128, .* 2\.50x .*: missed by 50 % \(2\.50x of 5x\); .*: LARGER\./);
   });
 
   test('shape and token-count parsing refuses bad input', () => {
