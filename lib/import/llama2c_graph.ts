@@ -8,7 +8,7 @@ import { DataType } from '../onnx/tensor';
 import type { Progress } from '../util/progress';
 import { GraphBuilder } from './graph_builder';
 import type { Llama2cCheckpoint } from './llama2c_checkpoint';
-import { ropeTables, transposeMatrix } from './weight_layout';
+import { ropeTables, transposeMatrix } from '../native/tensor_layout';
 
 /** run.c adds 1e-5 inside the RMSNorm square root. */
 export const RMS_NORM_EPS = 1e-5;

@@ -22,7 +22,7 @@ export interface NativeBinding {
   tokenNll(logits: Float32Array | Uint16Array, type: 0 | 1, rows: number, vocab: number, targets: Int32Array, out: Float64Array): number;
   tokenNllAsync(logits: Float32Array | Uint16Array, type: 0 | 1, rows: number, vocab: number, targets: Int32Array, out: Float64Array): Promise<number>;
   rowArgmax(logits: Float32Array | Uint16Array, type: 0 | 1, row: number, vocab: number): number;
-  // tensor_layout: [rows, cols] -> [cols, rows] fp32 on the libuv pool; rope tables as llama2.c computes them; see lib/import/weight_layout.ts.
+  // tensor_layout: [rows, cols] -> [cols, rows] fp32 on the libuv pool; rope tables as llama2.c computes them; see lib/native/tensor_layout.ts.
   transposeF32(src: Float32Array, rows: number, cols: number, dst: Float32Array): Promise<void>;
   ropeTablesF32(seqLen: number, headSize: number, theta: number, cos: Float32Array, sin: Float32Array): Promise<void>;
   // cuda_kernels (builds with CUDA only, hence optional; Promises reject without a device); see lib/native/cuda.ts.

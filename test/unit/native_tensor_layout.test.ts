@@ -1,5 +1,5 @@
 // The native transpose and RoPE tables behind the importer, through their validating wrappers.
-import { ropeTables, transposeMatrix } from '../../lib/import/weight_layout';
+import { ropeTables, transposeMatrix } from '../../lib/native/tensor_layout';
 
 function randomMatrix(n: number, seed: number): Float32Array {
   let s = seed;

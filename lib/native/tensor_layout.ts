@@ -1,6 +1,6 @@
 // Validated wrappers over the native layout helpers the importers need: checkpoints store a
 // linear layer as [out, in] (y = W x) while an ONNX MatMul initializer is [in, out] (y = x W).
-import { native } from '../native/binding';
+import { native } from './binding';
 
 function checkDim(name: string, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new TypeError(`Expected an integer for ${name} but received ${String(value)}`);
