@@ -13,7 +13,7 @@ export function main(argv: string[]): void {
     .recommendCommands()
     .option('json', { type: 'boolean', default: false, describe: 'Print the result as JSON on stdout (progress as JSON lines on stderr)' })
     .option('quiet', { type: 'boolean', default: false, describe: 'No progress output' })
-    .epilogue('Exit codes: 0 success, 1 failure (bad input or runtime error), 2 usage error.\nNO_COLOR=1 disables colour.')
+    .epilogue('Exit codes: 0 success, 1 failure (bad input or runtime error), 2 usage error, 130 stopped by Ctrl-C.\nNO_COLOR=1 disables colour.')
     .help()
     .alias('help', 'h')
     .version()
