@@ -7,7 +7,7 @@
 #include <set>
 #include <vector>
 
-#include "test_quant_check.h"
+#include "test_check.h"
 #include "w4a8/calib_stats.h"
 #include "w4a8/half.h"
 

@@ -9,23 +9,13 @@
 
 #include "w4a8/cpu_adapters.h"
 #include "w4a8/cpu_kernels.h"
+#include "test_check.h"
 
 using namespace w4a8;
 using namespace w4a8::cpu;
 
 namespace {
 
-int failures = 0;
-
-#define EXPECT(cond, ...)                              \
-  do {                                                 \
-    if (!(cond)) {                                     \
-      ++failures;                                      \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);                        \
-      std::printf("\n");                               \
-    }                                                  \
-  } while (0)
 
 std::vector<float> RandomVector(std::mt19937& rng, size_t count) {
   std::normal_distribution<float> d(0.f, 1.f);
@@ -92,21 +82,21 @@ void TestAgainstDense(std::mt19937& rng) {
     std::vector<double> truth, mag;
     DenseTruth(ad.kt, sh.m, x.data(), y0.data(), &truth, &mag);
     std::vector<float> ref = y0;
-    EXPECT(KroneckerAdapterAddReference(ad.kt, sh.m, x.data(), ref.data()) == Status::kOk, "reference status");
+    CHECK(KroneckerAdapterAddReference(ad.kt, sh.m, x.data(), ref.data()) == Status::kOk, "reference status");
     const double ref_err = WorstRelative(ref, truth, mag);
-    EXPECT(ref_err < 1e-6, "reference vs dense kron, terms=%d A %dx%d B %dx%d: %g", sh.terms, sh.ar, sh.ac, sh.br,
+    CHECK(ref_err < 1e-6, "reference vs dense kron, terms=%d A %dx%d B %dx%d: %g", sh.terms, sh.ar, sh.ac, sh.br,
            sh.bc, ref_err);
     std::vector<float> first;
     for (Isa isa : AvailableIsas()) {
       std::vector<float> y = y0;
-      EXPECT(KroneckerAdapterAdd(ad.kt, sh.m, x.data(), y.data(), isa) == Status::kOk, "%s status", IsaName(isa));
+      CHECK(KroneckerAdapterAdd(ad.kt, sh.m, x.data(), y.data(), isa) == Status::kOk, "%s status", IsaName(isa));
       const double err = WorstRelative(y, truth, mag);
-      EXPECT(err < 1e-5, "%s vs dense kron, terms=%d A %dx%d B %dx%d m=%d: %g", IsaName(isa), sh.terms, sh.ar, sh.ac,
+      CHECK(err < 1e-5, "%s vs dense kron, terms=%d A %dx%d B %dx%d m=%d: %g", IsaName(isa), sh.terms, sh.ar, sh.ac,
              sh.br, sh.bc, sh.m, err);
       if (first.empty()) {
         first = y;
       } else {
-        EXPECT(y == first, "%s differs bitwise from %s", IsaName(isa), IsaName(AvailableIsas()[0]));
+        CHECK(y == first, "%s differs bitwise from %s", IsaName(isa), IsaName(AvailableIsas()[0]));
       }
     }
   }
@@ -118,10 +108,10 @@ void TestThreadCountIndependence(std::mt19937& rng) {
   std::vector<float> x = RandomVector(rng, (size_t)m * KronK(ad.kt)), y0 = RandomVector(rng, (size_t)m * KronN(ad.kt));
   std::vector<float> y1 = y0, y2 = y0;
   SetNumThreads(1);
-  EXPECT(KroneckerAdapterAdd(ad.kt, m, x.data(), y1.data()) == Status::kOk, "1 thread");
+  CHECK(KroneckerAdapterAdd(ad.kt, m, x.data(), y1.data()) == Status::kOk, "1 thread");
   SetNumThreads(0);
-  EXPECT(KroneckerAdapterAdd(ad.kt, m, x.data(), y2.data()) == Status::kOk, "all threads");
-  EXPECT(y1 == y2, "results differ between 1 and %d threads", NumThreads());
+  CHECK(KroneckerAdapterAdd(ad.kt, m, x.data(), y2.data()) == Status::kOk, "all threads");
+  CHECK(y1 == y2, "results differ between 1 and %d threads", NumThreads());
 }
 
 void TestFused(std::mt19937& rng) {
@@ -142,23 +132,23 @@ void TestFused(std::mt19937& rng) {
   a.bias = bias.data();
   std::vector<float> ref((size_t)m * n), parts((size_t)m * n);
   a.y = ref.data();
-  EXPECT(GemmW4A8KronReference(w, ad.kt, a) == Status::kOk, "fused reference status");
+  CHECK(GemmW4A8KronReference(w, ad.kt, a) == Status::kOk, "fused reference status");
   // The reference is exactly W4A8 reference + Kronecker reference.
   a.y = parts.data();
-  EXPECT(GemmW4A8Reference(w, a) == Status::kOk, "w4a8 reference status");
-  EXPECT(KroneckerAdapterAddReference(ad.kt, m, x.data(), parts.data()) == Status::kOk, "kron reference status");
-  EXPECT(parts == ref, "fused reference is not the sum of its parts");
+  CHECK(GemmW4A8Reference(w, a) == Status::kOk, "w4a8 reference status");
+  CHECK(KroneckerAdapterAddReference(ad.kt, m, x.data(), parts.data()) == Status::kOk, "kron reference status");
+  CHECK(parts == ref, "fused reference is not the sum of its parts");
   for (Isa isa : AvailableIsas()) {
     std::unique_ptr<PackedWeight> packed;
-    EXPECT(Prepack(w, isa, &packed) == Status::kOk, "prepack %s", IsaName(isa));
+    CHECK(Prepack(w, isa, &packed) == Status::kOk, "prepack %s", IsaName(isa));
     if (!packed) continue;
     std::vector<float> y((size_t)m * n);
     a.y = y.data();
-    EXPECT(GemmW4A8Kron(*packed, ad.kt, a) == Status::kOk, "%s fused status", IsaName(isa));
+    CHECK(GemmW4A8Kron(*packed, ad.kt, a) == Status::kOk, "%s fused status", IsaName(isa));
     double worst = 0;
     for (size_t i = 0; i < y.size(); ++i) worst = std::max(worst, (double)std::fabs(y[i] - ref[i]) / (1.0 + std::fabs(ref[i])));
     // W4A8 parts match bit for bit (cpu_kernels.h); only the adapter's fp32 rounding differs.
-    EXPECT(worst < 1e-4, "%s fused vs reference: %g", IsaName(isa), worst);
+    CHECK(worst < 1e-4, "%s fused vs reference: %g", IsaName(isa), worst);
   }
   // Mismatched adapter shape is refused.
   Adapter wrong = MakeAdapter(rng, 1, 6, 8, 7, 11);
@@ -166,18 +156,18 @@ void TestFused(std::mt19937& rng) {
   if (Prepack(w, DefaultIsa(), &packed) == Status::kOk) {
     std::vector<float> y((size_t)m * n);
     a.y = y.data();
-    EXPECT(GemmW4A8Kron(*packed, wrong.kt, a) == Status::kInvalidArgument, "k mismatch accepted");
+    CHECK(GemmW4A8Kron(*packed, wrong.kt, a) == Status::kInvalidArgument, "k mismatch accepted");
   }
 }
 
 void TestRejects() {
   float a = 1, b = 1, x = 1, y = 0;
   KronTerms zero_terms{0, 1, 1, 1, 1, &a, &b};
-  EXPECT(KroneckerAdapterAdd(zero_terms, 1, &x, &y) == Status::kInvalidArgument, "terms = 0 accepted");
+  CHECK(KroneckerAdapterAdd(zero_terms, 1, &x, &y) == Status::kInvalidArgument, "terms = 0 accepted");
   KronTerms null_a{1, 1, 1, 1, 1, nullptr, &b};
-  EXPECT(KroneckerAdapterAddReference(null_a, 1, &x, &y) == Status::kInvalidArgument, "null A accepted");
+  CHECK(KroneckerAdapterAddReference(null_a, 1, &x, &y) == Status::kInvalidArgument, "null A accepted");
   KronTerms ok{1, 1, 1, 1, 1, &a, &b};
-  EXPECT(KroneckerAdapterAdd(ok, -1, &x, &y) == Status::kInvalidArgument, "m = -1 accepted");
+  CHECK(KroneckerAdapterAdd(ok, -1, &x, &y) == Status::kInvalidArgument, "m = -1 accepted");
 }
 
 }  // namespace
@@ -194,8 +184,8 @@ int main() {
   TestFused(rng);
   TestRejects();
   TestThreadCountIndependence(rng);  // last: it resizes the shared thread pool
-  if (failures) {
-    std::printf("%d failure(s)\n", failures);
+  if (g_failures) {
+    std::printf("%d failure(s)\n", g_failures);
     return 1;
   }
   std::printf("OK\n");

@@ -8,23 +8,13 @@
 
 #include "w4a8/cpu_adapters.h"
 #include "w4a8/cpu_kernels.h"
+#include "test_check.h"
 
 using namespace w4a8;
 using namespace w4a8::cpu;
 
 namespace {
 
-int failures = 0;
-
-#define EXPECT(cond, ...)                                  \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      ++failures;                                          \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__);     \
-      std::printf(__VA_ARGS__);                            \
-      std::printf("\n");                                   \
-    }                                                      \
-  } while (0)
 
 struct RandomWeight {
   std::vector<uint8_t> codes, zero_points;
@@ -83,12 +73,12 @@ void TestNibbleOrder() {
   a.m = 1;
   a.x = x.data();
   a.y = &y;
-  EXPECT(GemmW4A16Reference(w, a) == Status::kOk, "reference status");
-  EXPECT(y == -33.5f, "nibble order: got %g, want -33.5", y);
+  CHECK(GemmW4A16Reference(w, a) == Status::kOk, "reference status");
+  CHECK(y == -33.5f, "nibble order: got %g, want -33.5", y);
   for (Isa isa : AvailableIsas()) {
     y = 0;
-    EXPECT(GemmW4A16(w, isa, a) == Status::kOk, "%s status", IsaName(isa));
-    EXPECT(y == -33.5f, "%s nibble order: got %g, want -33.5", IsaName(isa), y);
+    CHECK(GemmW4A16(w, isa, a) == Status::kOk, "%s status", IsaName(isa));
+    CHECK(y == -33.5f, "%s nibble order: got %g, want -33.5", IsaName(isa), y);
   }
 }
 
@@ -108,23 +98,23 @@ void TestShapes(std::mt19937& rng) {
         std::vector<float> bias = RandomVector(rng, n);
         const float* b = (cases % 2) ? bias.data() : nullptr;
         std::vector<double> truth((size_t)m * n);
-        EXPECT(GemmDequantizedF64(rw.w, m, x.data(), truth.data()) == Status::kOk, "f64 status");
+        CHECK(GemmDequantizedF64(rw.w, m, x.data(), truth.data()) == Status::kOk, "f64 status");
         std::vector<float> ref((size_t)m * n, NAN);
         GemmArgs a;
         a.m = m;
         a.x = x.data();
         a.bias = b;
         a.y = ref.data();
-        EXPECT(GemmW4A16Reference(rw.w, a) == Status::kOk, "reference status");
+        CHECK(GemmW4A16Reference(rw.w, a) == Status::kOk, "reference status");
         const double ref_err = WorstRelative(rw.w, m, x.data(), ref.data(), truth.data(), b);
-        EXPECT(ref_err < 1e-6, "reference vs f64 n=%d k=%d gs=%d: %g", n, k, gs, ref_err);
+        CHECK(ref_err < 1e-6, "reference vs f64 n=%d k=%d gs=%d: %g", n, k, gs, ref_err);
         for (Isa isa : AvailableIsas()) {
           std::vector<float> y((size_t)m * n, NAN);
           a.y = y.data();
-          EXPECT(GemmW4A16(rw.w, isa, a) == Status::kOk, "%s status", IsaName(isa));
+          CHECK(GemmW4A16(rw.w, isa, a) == Status::kOk, "%s status", IsaName(isa));
           const double err = WorstRelative(rw.w, m, x.data(), y.data(), truth.data(), b);
           // fp32 accumulation over k terms: a few ulps times sqrt(k) in practice, k ulps at worst.
-          EXPECT(err < 2e-6 * k, "%s n=%d k=%d gs=%d m=%d format=%d: rel err %g", IsaName(isa), n, k, gs, m,
+          CHECK(err < 2e-6 * k, "%s n=%d k=%d gs=%d m=%d format=%d: rel err %g", IsaName(isa), n, k, gs, m,
                  (int)format, err);
         }
       }
@@ -140,11 +130,11 @@ void TestThreadCountIndependence(std::mt19937& rng) {
   a.x = x.data();
   SetNumThreads(1);
   a.y = y1.data();
-  EXPECT(GemmW4A16(rw.w, isa, a) == Status::kOk, "1 thread");
+  CHECK(GemmW4A16(rw.w, isa, a) == Status::kOk, "1 thread");
   SetNumThreads(0);
   a.y = y2.data();
-  EXPECT(GemmW4A16(rw.w, isa, a) == Status::kOk, "all threads");
-  EXPECT(y1 == y2, "results differ between 1 and %d threads", NumThreads());
+  CHECK(GemmW4A16(rw.w, isa, a) == Status::kOk, "all threads");
+  CHECK(y1 == y2, "results differ between 1 and %d threads", NumThreads());
 }
 
 void TestRejects() {
@@ -155,13 +145,13 @@ void TestRejects() {
   a.x = x;
   a.y = y;
   QuantizedWeight bad_gs{WeightFormat::kInt4, 1, 16, 24, codes, &scale, nullptr};
-  EXPECT(GemmW4A16Reference(bad_gs, a) == Status::kInvalidArgument, "group size 24 accepted");
-  EXPECT(GemmW4A16(bad_gs, DefaultIsa(), a) == Status::kInvalidArgument, "group size 24 accepted");
+  CHECK(GemmW4A16Reference(bad_gs, a) == Status::kInvalidArgument, "group size 24 accepted");
+  CHECK(GemmW4A16(bad_gs, DefaultIsa(), a) == Status::kInvalidArgument, "group size 24 accepted");
   QuantizedWeight no_codes{WeightFormat::kInt4, 1, 16, 16, nullptr, &scale, nullptr};
-  EXPECT(GemmW4A16(no_codes, DefaultIsa(), a) == Status::kInvalidArgument, "null codes accepted");
+  CHECK(GemmW4A16(no_codes, DefaultIsa(), a) == Status::kInvalidArgument, "null codes accepted");
   QuantizedWeight ok{WeightFormat::kInt4, 1, 16, 16, codes, &scale, nullptr};
   a.m = 0;
-  EXPECT(GemmW4A16(ok, DefaultIsa(), a) == Status::kInvalidArgument, "m = 0 accepted");
+  CHECK(GemmW4A16(ok, DefaultIsa(), a) == Status::kInvalidArgument, "m = 0 accepted");
 }
 
 }  // namespace
@@ -178,8 +168,8 @@ int main() {
   TestShapes(rng);
   TestRejects();
   TestThreadCountIndependence(rng);  // last: it resizes the shared thread pool
-  if (failures) {
-    std::printf("%d failure(s)\n", failures);
+  if (g_failures) {
+    std::printf("%d failure(s)\n", g_failures);
     return 1;
   }
   std::printf("OK\n");

@@ -8,20 +8,10 @@
 
 #include "w4a8/cuda_bits.h"
 #include "w4a8/formats.h"
+#include "test_check.h"
 
 using namespace w4a8;
 
-static int g_failures = 0;
-#define CHECK(cond, ...)                                  \
-  do {                                                    \
-    if (!(cond)) {                                        \
-      if (g_failures++ < 20) {                            \
-        std::printf("FAIL %s:%d: ", __FILE__, __LINE__);  \
-        std::printf(__VA_ARGS__);                         \
-        std::printf("\n");                                \
-      }                                                   \
-    }                                                     \
-  } while (0)
 
 static int8_t ByteOf(uint32_t v, int i) { return (int8_t)(uint8_t)(v >> (8 * i)); }
 

@@ -8,19 +8,10 @@
 
 #include "w4a8/eval_ops.h"
 #include "w4a8/half.h"
+#include "test_check.h"
 
 using namespace w4a8;
 
-static int failures = 0;
-#define CHECK(cond, ...)                    \
-  do {                                      \
-    if (!(cond)) {                          \
-      ++failures;                           \
-      std::printf("FAIL line %d: ", __LINE__); \
-      std::printf(__VA_ARGS__);             \
-      std::printf("\n");                    \
-    }                                       \
-  } while (0)
 
 // Naive float64 reference: log(sum exp(x)) - x[t], without max subtraction (inputs are small enough).
 static double NaiveNll(const std::vector<double>& row, int t) {
@@ -113,6 +104,6 @@ int main() {
     CHECK(TokenNll(row.data(), LogitsType::kFloat32, 1, 2, &bad[1], &nll, &total) == Status::kInvalidArgument, "target < 0");
     CHECK(TokenNll(row.data(), LogitsType::kFloat32, 1, 0, &bad[0], &nll, &total) == Status::kInvalidArgument, "vocab 0");
   }
-  std::printf("%s: %d failures\n", failures ? "FAIL" : "PASS", failures);
-  return failures ? 1 : 0;
+  std::printf("%s: %d failures\n", g_failures ? "FAIL" : "PASS", g_failures);
+  return g_failures ? 1 : 0;
 }

@@ -8,19 +8,10 @@
 #include <vector>
 
 #include "w4a8/linalg.h"
+#include "test_check.h"
 
 using namespace w4a8;
 
-static int failures = 0;
-#define CHECK(cond, ...)                                  \
-  do {                                                    \
-    if (!(cond)) {                                        \
-      ++failures;                                         \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-      std::printf(__VA_ARGS__);                           \
-      std::printf("\n");                                  \
-    }                                                     \
-  } while (0)
 
 static std::mt19937_64 rng(42);
 static std::vector<double> Random(size_t n) {
@@ -201,8 +192,8 @@ int main() {
   TestCholesky();
   TestQr();
   TestSvd();
-  if (failures) {
-    std::printf("%d failure(s)\n", failures);
+  if (g_failures) {
+    std::printf("%d failure(s)\n", g_failures);
     return 1;
   }
   std::printf("OK\n");

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "quant/fp8_e4m3.h"
-#include "test_quant_check.h"
+#include "test_check.h"
 #include "w4a8/quant.h"
 
 using namespace w4a8;

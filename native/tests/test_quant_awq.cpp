@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "test_quant_check.h"
+#include "test_check.h"
 #include "w4a8/cpu_kernels.h"
 #include "w4a8/quant.h"
 
