@@ -105,6 +105,146 @@ void Micro(const CpuPackedView& v, const QuantizedActs& a, const float* bias, fl
   }
 }
 
+// Large M: 8 token rows x 3 panels (48 channels), int4 only. The K loop of one group is inline asm
+// with fixed registers: 24 int32 accumulators (zmm0-23), the unpacked low/high nibbles of the three
+// panels (zmm24-29), the nibble mask (zmm30) and one activation broadcast (zmm31). Written by hand
+// because GCC 12 wraps every dpbusd intrinsic in accumulator copies and spills at this tile size.
+// Each unpacked weight vector feeds 8 dot products, each broadcast 3; loads stay under one per cycle
+// (broadcasting from memory inside every vpdpbusd instead made the loop load-bound on Zen 5).
+constexpr int kBigRows = 8;
+constexpr int kBigPanels = 3;
+
+#define W4A8_DP3(addr, wa, wb, wc, a, b, c)                              \
+  "vpbroadcastd " addr ", %%zmm31\n\t"                                  \
+  "vpdpbusd %%zmm31, %%zmm" #wa ", %%zmm" #a "\n\t"                     \
+  "vpdpbusd %%zmm31, %%zmm" #wb ", %%zmm" #b "\n\t"                     \
+  "vpdpbusd %%zmm31, %%zmm" #wc ", %%zmm" #c "\n\t"
+#define W4A8_ROWS(off, wa, wb, wc)                                        \
+  W4A8_DP3(off "(%[x0])", wa, wb, wc, 0, 1, 2)                            \
+  W4A8_DP3(off "(%[x0],%[s])", wa, wb, wc, 3, 4, 5)                       \
+  W4A8_DP3(off "(%[x0],%[s],2)", wa, wb, wc, 6, 7, 8)                     \
+  W4A8_DP3(off "(%[x0],%[s3])", wa, wb, wc, 9, 10, 11)                    \
+  W4A8_DP3(off "(%[x4])", wa, wb, wc, 12, 13, 14)                         \
+  W4A8_DP3(off "(%[x4],%[s])", wa, wb, wc, 15, 16, 17)                    \
+  W4A8_DP3(off "(%[x4],%[s],2)", wa, wb, wc, 18, 19, 20)                  \
+  W4A8_DP3(off "(%[x4],%[s3])", wa, wb, wc, 21, 22, 23)
+#define W4A8_UNPACK(addr, lo, hi)                                         \
+  "vpandd " addr ", %%zmm30, %%zmm" #lo "\n\t"                            \
+  "vpsrlw $4, " addr ", %%zmm" #hi "\n\t"                                 \
+  "vpandd %%zmm30, %%zmm" #hi ", %%zmm" #hi "\n\t"
+#define W4A8_STORE4(a, b, c, d)                                            \
+  "vmovdqu32 %%zmm" #a ", " #a "*64(%[out])\n\t"                           \
+  "vmovdqu32 %%zmm" #b ", " #b "*64(%[out])\n\t"                           \
+  "vmovdqu32 %%zmm" #c ", " #c "*64(%[out])\n\t"                           \
+  "vmovdqu32 %%zmm" #d ", " #d "*64(%[out])\n\t"
+
+// out[(r * 3 + j) * 16 + lane] = exact int32 dot of chunks [0, chunks) of rows x0 + r*s and panels w + j*pb.
+inline void GroupDots8x3(const uint8_t* w, size_t pb, const int8_t* x0, size_t s, int32_t chunks, int32_t* out) {
+  alignas(64) static const uint8_t kNibble[64] = {
+      15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+      15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+      15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15};
+  const int8_t* x4 = x0 + 4 * s;
+  size_t n = (size_t)chunks;
+  asm volatile(
+      "vmovdqu32 (%[nib]), %%zmm30\n\t"
+      "vpxord %%zmm0, %%zmm0, %%zmm0\n\t"
+      "vmovdqa32 %%zmm0, %%zmm1\n\t" "vmovdqa32 %%zmm0, %%zmm2\n\t" "vmovdqa32 %%zmm0, %%zmm3\n\t"
+      "vmovdqa32 %%zmm0, %%zmm4\n\t" "vmovdqa32 %%zmm0, %%zmm5\n\t" "vmovdqa32 %%zmm0, %%zmm6\n\t"
+      "vmovdqa32 %%zmm0, %%zmm7\n\t" "vmovdqa32 %%zmm0, %%zmm8\n\t" "vmovdqa32 %%zmm0, %%zmm9\n\t"
+      "vmovdqa32 %%zmm0, %%zmm10\n\t" "vmovdqa32 %%zmm0, %%zmm11\n\t" "vmovdqa32 %%zmm0, %%zmm12\n\t"
+      "vmovdqa32 %%zmm0, %%zmm13\n\t" "vmovdqa32 %%zmm0, %%zmm14\n\t" "vmovdqa32 %%zmm0, %%zmm15\n\t"
+      "vmovdqa32 %%zmm0, %%zmm16\n\t" "vmovdqa32 %%zmm0, %%zmm17\n\t" "vmovdqa32 %%zmm0, %%zmm18\n\t"
+      "vmovdqa32 %%zmm0, %%zmm19\n\t" "vmovdqa32 %%zmm0, %%zmm20\n\t" "vmovdqa32 %%zmm0, %%zmm21\n\t"
+      "vmovdqa32 %%zmm0, %%zmm22\n\t" "vmovdqa32 %%zmm0, %%zmm23\n\t"
+      "1:\n\t"
+      W4A8_UNPACK("(%[w])", 24, 25)
+      W4A8_UNPACK("(%[w],%[pb])", 26, 27)
+      W4A8_UNPACK("(%[w],%[pb],2)", 28, 29)
+      W4A8_ROWS("", 24, 26, 28)
+      W4A8_ROWS("4", 25, 27, 29)
+      "add $64, %[w]\n\t"
+      "add $8, %[x0]\n\t"
+      "add $8, %[x4]\n\t"
+      "dec %[n]\n\t"
+      "jnz 1b\n\t"
+      W4A8_STORE4(0, 1, 2, 3) W4A8_STORE4(4, 5, 6, 7) W4A8_STORE4(8, 9, 10, 11)
+      W4A8_STORE4(12, 13, 14, 15) W4A8_STORE4(16, 17, 18, 19) W4A8_STORE4(20, 21, 22, 23)
+      : [w] "+r"(w), [x0] "+r"(x0), [x4] "+r"(x4), [n] "+r"(n)
+      : [s] "r"(s), [s3] "r"(3 * s), [pb] "r"(pb), [out] "r"(out), [nib] "r"(kNibble)
+      : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
+        "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21",
+        "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
+}
+#undef W4A8_DP3
+#undef W4A8_ROWS
+#undef W4A8_UNPACK
+#undef W4A8_STORE4
+
+// Rows [m0, m1) (a multiple of kBigRows, at most kBigBlockRows) x kBigPanels panels. Groups outer, row
+// blocks inner: one group's weights (3 KiB) and activations (<= 8 KiB) and the fp32 accumulators
+// (<= 12 KiB) stay in L1 while every row block reuses them. Same per-group fold as Micro.
+constexpr int32_t kBigBlockRows = 64;
+// Largest |integer| in the int4 group sums: 15 (u8 weight or zero) x 128 (|int8|) x the group size.
+constexpr int64_t kGroupBound = 15LL * 128 * kMaxGroupSize;
+static_assert(kGroupBound < (1LL << 24), "int4 group sums are exact in fp32");
+
+void BigBlock(const CpuPackedView& v, const QuantizedActs& a, const float* bias, float* y, int32_t m0, int32_t m1,
+              int32_t p0) {
+  const size_t panel_bytes = (size_t)(v.k_padded / kCpuChunkK) * kCpuChunkBytes;
+  const uint8_t* w = v.codes + (size_t)p0 * panel_bytes;
+  const int32_t chunks_per_group = v.group_size / kCpuChunkK;
+  constexpr int kLanes = kBigPanels * kCpuPanelN;
+  alignas(64) int32_t dots[kBigRows * kLanes];
+  alignas(64) float facc[kBigBlockRows * kLanes];
+  for (int i = 0; i < (m1 - m0) * kLanes; i += kCpuPanelN) _mm512_store_ps(facc + i, _mm512_setzero_ps());
+  for (int32_t g = 0; g < v.blocks_per_row; ++g) {
+    const size_t c0 = (size_t)g * chunks_per_group;
+    __m512 zero[kBigPanels];
+    __m512 w_scale[kBigPanels];
+    for (int j = 0; j < kBigPanels; ++j) {
+      const size_t meta = ((size_t)(p0 + j) * v.blocks_per_row + g) * kCpuPanelN;
+      zero[j] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(v.zeros + meta))));
+      w_scale[j] = _mm512_loadu_ps(v.scales + meta);
+    }
+    for (int32_t m = m0; m < m1; m += kBigRows) {
+      GroupDots8x3(w + c0 * kCpuChunkBytes, panel_bytes, a.q + (size_t)m * a.k_padded + c0 * kCpuChunkK,
+                   (size_t)a.k_padded, chunks_per_group, dots);
+      // Group epilogue: zero-point correction, then acc = fma(isum, x_scale * w_scale, acc) as the reference.
+      // The correction is done in fp32 (one fnmadd instead of an int32 multiply and subtract): dot,
+      // zero * x_sum and their difference are integers below 2^24 (kGroupBound), so it is exact.
+      for (int r = 0; r < kBigRows; ++r) {
+        const size_t xm = (size_t)(m + r) * a.blocks + g;
+        const __m512 xsum = _mm512_set1_ps((float)a.sum[xm]);
+        const __m512 xscale = _mm512_set1_ps(a.scale[xm]);
+        float* acc = facc + (size_t)(m - m0 + r) * kLanes;
+        for (int j = 0; j < kBigPanels; ++j) {
+          const __m512i dot = _mm512_load_si512((const void*)(dots + r * kLanes + j * kCpuPanelN));
+          const __m512 isum = _mm512_fnmadd_ps(zero[j], xsum, _mm512_cvtepi32_ps(dot));
+          const __m512 scale = _mm512_mul_ps(xscale, w_scale[j]);
+          _mm512_store_ps(acc + j * kCpuPanelN,
+                          _mm512_fmadd_ps(isum, scale, _mm512_load_ps(acc + j * kCpuPanelN)));
+        }
+      }
+    }
+  }
+  for (int j = 0; j < kBigPanels; ++j) {
+    const int32_t n0 = (p0 + j) * kCpuPanelN;
+    const __mmask16 mask = ValidLanes(v.n, n0);
+    const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+    for (int32_t m = m0; m < m1; ++m) {
+      const __m512 acc = _mm512_load_ps(facc + (size_t)(m - m0) * kLanes + j * kCpuPanelN);
+      const __m512 out = bias ? _mm512_add_ps(acc, b) : acc;
+      // Plain stores where all 16 channels are real: masked stores cost more here.
+      if (mask == 0xffff) {
+        _mm512_storeu_ps(y + (size_t)m * v.n + n0, out);
+      } else {
+        _mm512_mask_storeu_ps(y + (size_t)m * v.n + n0, mask, out);
+      }
+    }
+  }
+}
+
 using MicroFn = void (*)(const CpuPackedView&, const QuantizedActs&, const float*, float*, int32_t, int32_t);
 
 template <int NP, bool kFp4>
@@ -132,6 +272,17 @@ void TileAvx512Vnni(const CpuPackedView& v, const QuantizedActs& a, const float*
     const MicroFn fn = one ? (fp4 ? Micro<1, 4, true> : Micro<1, 4, false>)
                            : (fp4 ? Micro<2, 4, true> : Micro<2, 4, false>);
     for (; p_rest + 4 <= t.p1; p_rest += 4) fn(v, a, bias, y, t.m0, p_rest);
+  }
+  // Large M, int4: 8 x 3 blocks first; leftover rows and panels take the general path below.
+  if (!fp4 && t.m1 - t.m0 >= kBigRows && t.p1 - t.p0 >= kBigPanels) {
+    const int32_t m_big = t.m0 + (t.m1 - t.m0) / kBigRows * kBigRows;
+    const int32_t p_big = t.p0 + (t.p1 - t.p0) / kBigPanels * kBigPanels;
+    for (int32_t p = t.p0; p < p_big; p += kBigPanels)
+      for (int32_t m = t.m0; m < m_big; m += kBigBlockRows)
+        BigBlock(v, a, bias, y, m, m + kBigBlockRows < m_big ? m + kBigBlockRows : m_big, p);
+    if (m_big < t.m1) TileAvx512Vnni(v, a, bias, y, Tile{m_big, t.m1, t.p0, p_big});
+    if (p_big < t.p1) TileAvx512Vnni(v, a, bias, y, Tile{t.m0, t.m1, p_big, t.p1});
+    return;
   }
   for (int32_t p = p_rest; p < t.p1; p += 2) {
     const bool pair = p + 1 < t.p1;

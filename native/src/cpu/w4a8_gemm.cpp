@@ -67,7 +67,9 @@ Status GemmImpl(const PackedWeight& w, Isa isa, const GemmArgs& a) {
   // Tiles: panel blocks small enough to spread N over the threads at M = 1 (bandwidth-bound), row
   // blocks that keep a panel block's weights in L2 while the rows stream past. AMX takes all rows of
   // two panels per tile so that each panel is unpacked to int8 once.
-  const int32_t panels_per_tile = amx ? 2 : 4;
+  // The AVX512-VNNI kernel's large-M block is 3 panels wide (w4a8_avx512vnni.cpp).
+  const bool vnni_big = (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && !amx && a.m >= 8;
+  const int32_t panels_per_tile = amx ? 2 : vnni_big ? 6 : 4;
   const int32_t rows_per_tile = amx ? a.m : 64;
   const int32_t panel_tiles = (v.n_panels + panels_per_tile - 1) / panels_per_tile;
   const int32_t row_tiles = (a.m + rows_per_tile - 1) / rows_per_tile;
