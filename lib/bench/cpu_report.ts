@@ -1,6 +1,5 @@
 // Human output of `w4a8 bench cpu`: a markdown table, and the CPU section of docs/BENCHMARKS.md.
-import * as fs from 'node:fs';
-import { writeFileAtomic } from '../util/atomic_write';
+import { writeMarkdownSection } from '../util/markdown_section';
 import { BASELINE_VARIANT, type CpuBenchReport, type CpuBenchResult } from './cpu';
 
 const SECTION = '## CPU kernels';
@@ -89,15 +88,5 @@ export function cpuBenchSection(report: CpuBenchReport, ctx: DocsContext): strin
 
 /** Replaces (or appends) the CPU section of a markdown file, atomically; other sections stay as they are. */
 export function writeCpuSection(file: string, section: string): void {
-  let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n\n';
-  const start = text.indexOf(`${SECTION}\n`);
-  if (start >= 0) {
-    const rest = text.slice(start + SECTION.length + 1);
-    const nextHeading = rest.search(/^## /m);
-    const end = nextHeading >= 0 ? start + SECTION.length + 1 + nextHeading : text.length;
-    text = text.slice(0, start) + section + (nextHeading >= 0 ? '\n' : '') + text.slice(end);
-  } else {
-    text = text.replace(/\n*$/, '\n\n') + section;
-  }
-  writeFileAtomic(file, text);
+  writeMarkdownSection(file, SECTION, section);
 }

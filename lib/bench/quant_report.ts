@@ -1,7 +1,6 @@
 // Human output of `w4a8 bench quant`: markdown tables and the "## Quantization time" section of
 // docs/BENCHMARKS.md (replaced in place; the other sections are left as they are).
-import * as fs from 'node:fs';
-import { writeFileAtomic } from '../util/atomic_write';
+import { writeMarkdownSection } from '../util/markdown_section';
 import type { QuantBenchReport, QuantBenchRow } from './quant';
 
 export const QUANT_SECTION = '## Quantization time';
@@ -68,15 +67,5 @@ export function quantBenchSection(report: QuantBenchReport, ctx: QuantDocsContex
 
 /** Replaces (or appends) the section in a markdown file, atomically. */
 export function writeQuantSection(file: string, section: string): void {
-  let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n\n';
-  const start = text.indexOf(`${QUANT_SECTION}\n`);
-  if (start >= 0) {
-    const after = start + QUANT_SECTION.length + 1;
-    const next = text.slice(after).search(/^## /m);
-    const end = next >= 0 ? after + next : text.length;
-    text = text.slice(0, start) + section + (next >= 0 ? '\n' : '') + text.slice(end);
-  } else {
-    text = text.replace(/\n*$/, '\n\n') + section;
-  }
-  writeFileAtomic(file, text);
+  writeMarkdownSection(file, QUANT_SECTION, section);
 }
