@@ -1,6 +1,6 @@
 // The public library API of w4a8: re-exports only. Each stage's main functions, in the order
 // data flows: onnx -> import -> tokenize -> calib -> quant -> export -> eval.
-export { W4A8Error, UsageError, CancelledError } from './errors';
+export { W4A8Error, UsageError, CancelledError } from './util/errors';
 
 // ONNX model I/O
 export { loadModel, saveModel, modelFromBytes, serializeForOrt, hasExternalData, type OnnxModel, type SaveOptions } from './onnx/model';
@@ -18,7 +18,7 @@ export { captureStatistics } from './calib/capture';
 export { resolveConfig, configLabel, type QuantConfig, type ExportFormat } from './quant/config';
 export { planLayers } from './quant/plan';
 export { quantizeLayers } from './quant/quantize_layers';
-export { quantizeModel, type QuantizeModelOptions, type QuantizeSummary } from './quant/quantize_model';
+export { quantizeModel, type QuantizeModelOptions, type QuantizeSummary } from './pipeline/quantize';
 
 // Export formats
 export { exportQuantized, QDQ_EXACT_SESSION_CONFIG, type ExportInfo } from './export/export_model';
@@ -30,12 +30,12 @@ export { decodeContainer, type NativeManifest, type NativeLayerEntry } from './e
 // Evaluation
 export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity';
 export { generateGreedy } from './eval/generate';
-export { openDecoder, type DecoderSession } from './eval/session';
-export { sweep, type SweepOptions } from './eval/sweep';
-export { issue3Grid, loadSweepConfigs } from './eval/sweep_configs';
-export { sweepToMarkdown } from './eval/report_markdown';
-export { sweepToSvg } from './eval/report_svg';
-export { qualityDoc } from './eval/report_quality';
+export { openDecoder, type DecoderSession } from './ort/session';
+export { sweep, type SweepOptions } from './pipeline/sweep';
+export { issue3Grid, loadSweepConfigs } from './pipeline/sweep_configs';
+export { sweepToMarkdown } from './pipeline/report_markdown';
+export { sweepToSvg } from './pipeline/report_svg';
+export { qualityDoc } from './pipeline/report_quality';
 
 // Native build and kernels
 export { native } from './native/binding';

@@ -1,8 +1,8 @@
 // Calibration windows follow the eval protocol (lib/eval/documents.ts): documents split on blank
 // lines, BOS per document, one concatenated stream, then consecutive non-overlapping windows of
 // `seqlen` tokens, up to `maxTokens` tokens in all.
-import { W4A8Error } from '../errors';
-import { splitDocuments, tokenStream } from '../eval/documents';
+import { W4A8Error } from '../util/errors';
+import { splitDocuments, tokenStream } from '../tokenize/documents';
 import type { Tokenizer } from '../tokenize/tokenizer';
 
 export interface CalibWindows {

@@ -8,9 +8,9 @@ import { serializeForOrt, type OnnxModel } from '../onnx/model';
 import { createCalibStats, type CalibStats } from '../native/calib_stats';
 import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { withCaptureOutputs } from './capture_graph';
-import { openDecoder } from '../eval/session';
+import { openDecoder } from '../ort/session';
 
 export interface CaptureTarget {
   /** Name of the activation tensor (a MatMul input). */

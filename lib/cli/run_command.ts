@@ -1,6 +1,6 @@
 // Shared plumbing for command handlers: progress mode, Ctrl-C, and error -> exit code.
 import pc from 'picocolors';
-import { UsageError, W4A8Error, CancelledError } from '../errors';
+import { UsageError, W4A8Error, CancelledError } from '../util/errors';
 import { chooseProgressMode, createProgress, Progress } from '../util/progress';
 import { CancelToken, withSigint } from '../util/cancel';
 

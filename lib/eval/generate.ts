@@ -1,13 +1,13 @@
 // Greedy decoding with a full-sequence recompute per step (no KV cache: the session feeds the
 // past empty), matching llama2.c's `run` at temperature 0: the prompt starts with BOS, and a
 // generated BOS (llama2.c's end-of-story convention) or EOS ends the text.
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { argmaxRow } from '../native/eval_ops';
 import type { Tokenizer } from '../tokenize/tokenizer';
 import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
-import { checkIdsFit, resolveTokenizer } from './model_tokenizer';
-import { checkModelFile, DecoderSession, openDecoder } from './session';
+import { checkIdsFit, resolveTokenizer } from '../tokenize/model_tokenizer';
+import { checkModelFile, DecoderSession, openDecoder } from '../ort/session';
 
 export interface GenerateOptions {
   modelPath?: string;

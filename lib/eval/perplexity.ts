@@ -1,13 +1,13 @@
 // Perplexity of a decoder ONNX model on a text, under the fixed protocol of documents.ts:
 // ppl = exp(total NLL / predictions), NLL from the native log-softmax over each window's logits.
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { tokenNll } from '../native/eval_ops';
 import type { Tokenizer } from '../tokenize/tokenizer';
 import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
-import { planWindows, readText, splitDocuments, tokenStream } from './documents';
-import { checkIdsFit, mapOutOfVocabulary, resolveTokenizer } from './model_tokenizer';
-import { checkModelFile, DecoderSession, openDecoder } from './session';
+import { planWindows, readText, splitDocuments, tokenStream } from '../tokenize/documents';
+import { checkIdsFit, mapOutOfVocabulary, resolveTokenizer } from '../tokenize/model_tokenizer';
+import { checkModelFile, DecoderSession, openDecoder } from '../ort/session';
 
 export interface PerplexityOptions {
   /** The ONNX model (ignored for loading when `session` is given, still used to find its tokenizer). */

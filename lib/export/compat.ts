@@ -1,6 +1,6 @@
 // Which quantization configurations each export format can carry. The check runs before any
 // work, so an unsupported combination fails at once and nothing is written.
-import { UsageError } from '../errors';
+import { UsageError } from '../util/errors';
 import type { ExportFormat, QuantConfig } from '../quant/config';
 
 /** MatMulNBits / blocked DequantizeLinear block size for a layer: the group, or K rounded up to a power of two for per-channel. */

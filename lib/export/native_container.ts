@@ -19,7 +19,7 @@
 // layout depends on the ISA of the machine that runs it, so the loader prepacks at load time.
 // The graph section is the ONNX model with each quantized layer's node replaced by
 // ai.w4a8.W4A8Linear(x, <weight reference>[, bias]); the weight reference names the layer's arrays.
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 
 export const NATIVE_MAGIC = 'W4A8NATV';
 export const NATIVE_VERSION = 1;

@@ -2,7 +2,7 @@
 // in the graph, and its canonical arrays go into the .w4a8 container (native_container.ts explains the
 // bytes). The graph is kept whole (external tensors inlined) so one file carries everything.
 import { TensorProto_DataLocation, type NodeProto } from 'onnx-buf';
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { makeNode } from '../onnx/build';
 import { isExternal } from '../onnx/external_data';
 import { AUTO_EXTERNAL_BYTES, modelBytes, type OnnxModel } from '../onnx/model';

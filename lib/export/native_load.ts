@@ -1,7 +1,7 @@
 // loadNativeWeights: reads a `.w4a8` container (native_container.ts) and prepacks every layer for the
 // CPU kernels of this machine, so each layer runs with gemmW4A8 (or gemmW4A16 for activations 'none').
 import * as fs from 'node:fs';
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { prepackWeight, type CpuIsa, type CpuPackedWeight } from '../native/kernels';
 import { decodeContainer, type NativeLayerEntry, type NativeManifest, type NativeSection } from './native_container';
 

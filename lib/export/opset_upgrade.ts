@@ -3,7 +3,7 @@
 // rewritten (the axes of Squeeze/Unsqueeze/ReduceSum at 13, of every other Reduce* at 18, Split's
 // split at 13 and its num_outputs at 18); ops whose semantics changed without a mechanical rewrite are refused by name.
 import type { NodeProto } from 'onnx-buf';
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { makeAttribute } from '../onnx/build';
 import { DataType } from '../onnx/dtype';
 import type { OnnxModel } from '../onnx/model';

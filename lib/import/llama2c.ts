@@ -1,7 +1,7 @@
 // `importLlama2c`: a llama2.c checkpoint + tokenizer -> <dir>/model.onnx + the tokenizer beside it.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { saveModel } from '../onnx/model';
 import { Llama2cTokenizer } from '../tokenize/llama2c';
 import { writeFileAtomic } from '../util/atomic_write';

@@ -2,7 +2,7 @@
 // header, then fp32 tensors back to back in a fixed order. Tensors are read one at a time, so a
 // checkpoint never has to fit in memory twice.
 import * as fs from 'node:fs';
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 
 export interface Llama2cConfig {
   dim: number;

@@ -1,7 +1,7 @@
 // Per-layer calibration statistics, accumulated natively (native/include/w4a8/calib_stats.h):
 // mean/max |x| per input channel, the Hessian X^T X, the row count and a seeded reservoir sample
 // of at most `sampleRows` rows. Memory stays bounded however long the calibration runs.
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { native, type NativeBinding } from './binding';
 
 export interface CalibStatsOptions {

@@ -3,7 +3,7 @@
 // validated here first (TypeError / RangeError naming the argument), then the device is checked
 // (W4A8Error saying why it cannot run). Each call copies host arrays in and out: for tests and tools,
 // not for a serving loop.
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { native } from './binding';
 
 /** What the CUDA side of this addon can do on this machine. */

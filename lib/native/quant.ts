@@ -11,7 +11,7 @@
 //   All-zero groups get scale 0 and dequantize to exact zeros.
 //   Activations, per token (row): int8 scale = absmax / 127; fp8 scale = absmax / 448 and E4M3FN
 //   round-to-nearest-even with saturation (ONNX Cast to FLOAT8E4M3FN, saturate=1).
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { native, type NativeBinding } from './binding';
 
 export type WeightFormatName = 'int4' | 'fp4';

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TensorProto_DataLocation, type TensorProto } from 'onnx-buf';
 import type { ModelProto } from 'onnx-buf';
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { forEachTensor } from './walk';
 
 export interface ExternalRef {

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataLocation, type ModelProto, type TensorProto } from 'onnx-buf';
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { AtomicFileSet } from '../util/atomic_write';
 import {
   EXTERNAL_ALIGNMENT,

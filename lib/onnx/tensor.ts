@@ -1,12 +1,16 @@
 // Tensor data access: raw bytes whether inline or external, float views of fp32/fp16/bf16/double
 // weights, and constructors. Element conversion runs in the native addon, never in a JS loop.
 import { create } from '@bufbuild/protobuf';
-import { TensorProtoSchema, type TensorProto } from 'onnx-buf';
-import { W4A8Error } from '../errors';
+import { TensorProtoSchema, type ModelProto, type TensorProto } from 'onnx-buf';
+import { W4A8Error } from '../util/errors';
 import { native } from '../native/binding';
 import { DataType, byteSizeOf, dataTypeName } from './dtype';
 import { isExternal, readExternalBytes } from './external_data';
-import type { OnnxModel } from './model';
+
+/** Where a tensor's external data lives: the folder its locations are relative to (an OnnxModel is one). */
+export interface TensorSource {
+  dir: string;
+}
 
 export { DataType };
 export type OnnxDataType = DataType;
@@ -72,7 +76,7 @@ function typedFieldBytes(t: TensorProto): Uint8Array {
  * The tensor's data as raw little-endian bytes, any type but STRING. External data is read
  * from its side file now (only this tensor's range). The result may be a view: do not modify it.
  */
-export function tensorRawBytes(model: OnnxModel, t: TensorProto): Uint8Array {
+export function tensorRawBytes(model: TensorSource, t: TensorProto): Uint8Array {
   if (t.dataType === DataType.STRING) throw new W4A8Error(`tensor "${t.name}" holds strings; it has no raw bytes`);
   const expected = tensorByteSize(t);
   let bytes: Uint8Array;
@@ -94,7 +98,7 @@ function aligned(bytes: Uint8Array, align: number): Uint8Array {
 }
 
 /** The tensor's values as fp32 (copies; fp16/bf16 widen natively; double narrows). */
-export function tensorToFloat32(model: OnnxModel, t: TensorProto): Float32Array {
+export function tensorToFloat32(model: TensorSource, t: TensorProto): Float32Array {
   const raw = tensorRawBytes(model, t);
   const count = tensorElementCount(t);
   switch (t.dataType) {
@@ -159,7 +163,7 @@ export function makeFloatTensorLike(name: string, dataType: DataType, dims: numb
 }
 
 /** Replaces the main graph's initializer of the same name (appends it when there is none). */
-export function replaceInitializer(model: OnnxModel, t: TensorProto): void {
+export function replaceInitializer(model: { proto: ModelProto }, t: TensorProto): void {
   const graph = model.proto.graph;
   if (!graph) throw new W4A8Error('the model has no graph');
   const i = graph.initializer.findIndex((x) => x.name === t.name);

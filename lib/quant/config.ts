@@ -1,6 +1,6 @@
 // One quantization configuration: how weights and activations are quantized. Shared by
 // `quantize`, `sweep` and the reports; validated here once, with messages that name the fix.
-import { UsageError } from '../errors';
+import { UsageError } from '../util/errors';
 
 export const METHODS = ['rtn', 'awq', 'gptq'] as const;
 export const WEIGHT_FORMATS = ['int4', 'fp4'] as const;

@@ -1,7 +1,7 @@
 // Per-layer orchestration: for each group of layers sharing an input, read the weights, run the
 // chosen method natively, resolve auto grouping by calibration output error, and collect what
 // the exporters need plus one report line per layer.
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { native } from '../native/binding';
 import type { CalibStats } from '../native/calib_stats';
 import type { OnnxModel } from '../onnx/model';

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import type { Tokenizer } from './tokenizer';
 
 type Json = Record<string, unknown>;

@@ -1,7 +1,7 @@
 // The llama2.c tokenizer (tok*.bin written by llama2.c's tokenizer.py from a SentencePiece model).
 // Encoding reproduces run.c's `encode` token for token; only the merge loop is restructured
 // (a heap over a linked list instead of a rescan per merge) so 400 KB encode in well under a second.
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import type { Tokenizer } from './tokenizer';
 
 /** llama2.c hard-codes these ids: <unk>=0, <s>=1, </s>=2, and raw bytes start at 3. */

@@ -1,7 +1,7 @@
 // Picks the tokenizer implementation for a file, and finds the tokenizer stored beside a model.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import { HfTokenizer } from './hf';
 import { Llama2cTokenizer } from './llama2c';
 import type { Tokenizer } from './tokenizer';

@@ -1,6 +1,6 @@
 // Ctrl-C handling: the first SIGINT asks long work to stop at its next safe point (between
 // ORT runs, between layers); outputs are never committed after that. A second SIGINT exits.
-import { CancelledError } from '../errors';
+import { CancelledError } from './errors';
 
 export class CancelToken {
   private cancelled = false;

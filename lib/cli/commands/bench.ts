@@ -4,7 +4,7 @@
 // cpu then quant (CUDA timings come from native/bench on the GPU machine).
 import * as path from 'node:path';
 import type { CommandModule } from 'yargs';
-import { UsageError } from '../../errors';
+import { UsageError } from '../../util/errors';
 import { runCommand, CommonArgs } from '../run_command';
 import { runCpuBench } from '../../bench/cpu';
 import { cpuBenchSection, cpuBenchTable, writeCpuSection } from '../../bench/cpu_report';

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { runCommand, CommonArgs } from '../run_command';
-import { runDemo } from '../../demo/run_demo';
+import { runDemo } from '../../pipeline/demo';
 
 interface DemoArgs extends CommonArgs {
   out: string;

@@ -1,6 +1,6 @@
 // `w4a8 eval <model.onnx> --text <file>`: perplexity under the fixed protocol of lib/eval/documents.ts.
 import type { Argv, CommandModule } from 'yargs';
-import { UsageError } from '../../errors';
+import { UsageError } from '../../util/errors';
 import { evaluatePerplexity } from '../../eval/perplexity';
 import { runCommand, CommonArgs } from '../run_command';
 

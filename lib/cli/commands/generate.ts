@@ -1,6 +1,6 @@
 // `w4a8 generate <model.onnx>`: greedy decoding, streamed to stdout as llama2.c's `run` prints it.
 import type { Argv, CommandModule } from 'yargs';
-import { UsageError } from '../../errors';
+import { UsageError } from '../../util/errors';
 import { generateGreedy } from '../../eval/generate';
 import { runCommand, CommonArgs } from '../run_command';
 import { integerOption } from './eval';

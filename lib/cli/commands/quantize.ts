@@ -2,7 +2,7 @@
 // export as MatMulNBits, QDQ or standard-op simulation; progress per layer on stderr.
 import type { CommandModule } from 'yargs';
 import { runCommand, CommonArgs, UsageError } from '../run_command';
-import { quantizeModel } from '../../quant/quantize_model';
+import { quantizeModel } from '../../pipeline/quantize';
 import { ACT_FORMATS, EXPORT_FORMATS, GROUPINGS, METHODS, WEIGHT_FORMATS, configLabel } from '../../quant/config';
 
 interface QuantizeArgs extends CommonArgs {

@@ -1,12 +1,12 @@
 // `w4a8 sweep <model.onnx> --calib <text> --eval <text> --out <dir>`: a grid of quantization
 // configurations on one model; writes sweep.md, sweep.json, sweep.svg (and optionally QUALITY.md).
 import type { CommandModule } from 'yargs';
-import { UsageError } from '../../errors';
+import { UsageError } from '../../util/errors';
 import { runCommand, CommonArgs } from '../run_command';
-import { sweep, writeSweep } from '../../eval/sweep';
-import { issue3FollowUps, issue3Grid, loadSweepConfigs } from '../../eval/sweep_configs';
-import { bestMethod, qualityDoc } from '../../eval/report_quality';
-import { sweepTable } from '../../eval/report_markdown';
+import { sweep, writeSweep } from '../../pipeline/sweep';
+import { issue3FollowUps, issue3Grid, loadSweepConfigs } from '../../pipeline/sweep_configs';
+import { bestMethod, qualityDoc } from '../../pipeline/report_quality';
+import { sweepTable } from '../../pipeline/report_markdown';
 import { writeFileAtomic } from '../../util/atomic_write';
 
 interface SweepArgs extends CommonArgs {

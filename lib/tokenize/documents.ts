@@ -2,8 +2,8 @@
 // text -> documents (split on blank lines) -> one token stream (BOS per document) ->
 // consecutive non-overlapping windows of ctx tokens, scored on positions 1..len-1.
 import * as fs from 'node:fs';
-import { W4A8Error } from '../errors';
-import type { Tokenizer } from '../tokenize/tokenizer';
+import { W4A8Error } from '../util/errors';
+import type { Tokenizer } from './tokenizer';
 
 /** Read a text file as UTF-8 with CRLF turned into LF. */
 export function readText(file: string): string {

@@ -1,7 +1,7 @@
 // Sweep grids: a JSON list of configurations, or the preset of issue 3 (rtn/awq/gptq x
 // int4-asym/int4-sym/fp4 x g32/per-channel x activations none/int8/fp8, all through `sim`).
 import * as fs from 'node:fs';
-import { UsageError } from '../errors';
+import { UsageError } from '../util/errors';
 import { resolveConfig, type ExportFormat, type QuantConfig, EXPORT_FORMATS } from '../quant/config';
 import { checkExportSupports } from '../export/compat';
 

@@ -1,8 +1,8 @@
 // The tokenizer that goes with a model: the one given (object or file), else the one stored
 // beside the model file.
-import { W4A8Error } from '../errors';
-import { findTokenizerBeside, loadTokenizer } from '../tokenize/load';
-import type { Tokenizer } from '../tokenize/tokenizer';
+import { W4A8Error } from '../util/errors';
+import { findTokenizerBeside, loadTokenizer } from './load';
+import type { Tokenizer } from './tokenizer';
 
 export function resolveTokenizer(tokenizer: Tokenizer | string | undefined, modelPath: string | undefined): Tokenizer {
   if (tokenizer !== undefined && typeof tokenizer !== 'string') return tokenizer;

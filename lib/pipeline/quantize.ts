@@ -4,26 +4,26 @@
 // <out>.report.json are written atomically.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { W4A8Error, UsageError } from '../errors';
-import { readText } from '../eval/documents';
-import { openDecoder } from '../eval/session';
-import { resolveTokenizer } from '../eval/model_tokenizer';
+import { W4A8Error, UsageError } from '../util/errors';
+import { readText } from '../tokenize/documents';
+import { openDecoder } from '../ort/session';
+import { resolveTokenizer } from '../tokenize/model_tokenizer';
 import { checkExportSupports, checkPerChannelBlock } from '../export/compat';
 import { exportQuantized, type ExportInfo } from '../export/export_model';
 import { releaseNibbleSessions } from '../export/nibble_layout';
 import { writeNativeContainer } from '../export/native_export';
-import { releaseVectorSessions } from './vector_ops';
+import { releaseVectorSessions } from '../quant/vector_ops';
 import { hasExternalData, loadModel, saveModel, serializeForOrt, type OnnxModel } from '../onnx/model';
 import { findTokenizerBeside } from '../tokenize/load';
 import type { Tokenizer } from '../tokenize/tokenizer';
 import { writeFileAtomic } from '../util/atomic_write';
 import { CancelToken, neverCancelled } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
-import { calibrate, type Calibration } from './calibration';
-import { EXPORT_FORMATS, resolveConfig, type ExportFormat, type QuantConfig } from './config';
-import { planLayers, type LayerPlan } from './plan';
-import { quantizeLayers, readLayerWeight } from './quantize_layers';
-import type { LayerReport } from './types';
+import { calibrate, type Calibration } from './calibrate';
+import { EXPORT_FORMATS, resolveConfig, type ExportFormat, type QuantConfig } from '../quant/config';
+import { planLayers, type LayerPlan } from '../quant/plan';
+import { quantizeLayers, readLayerWeight } from '../quant/quantize_layers';
+import type { LayerReport } from '../quant/types';
 
 export interface QuantizeModelOptions extends Partial<QuantConfig> {
   input: string;

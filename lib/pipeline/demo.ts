@@ -4,11 +4,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { importLlama2c } from '../import/llama2c';
-import { quantizeModel } from '../quant/quantize_model';
+import { quantizeModel } from './quantize';
 import { evaluatePerplexity, type PerplexityResult } from '../eval/perplexity';
 import type { CancelToken } from '../util/cancel';
 import type { Progress } from '../util/progress';
-import { locateDemoAssets } from './shared_assets';
+import { locateDemoAssets } from './demo_assets';
 
 export interface DemoOptions {
   outDir: string;

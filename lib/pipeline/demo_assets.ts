@@ -1,7 +1,7 @@
 // Where the demo finds its sample: ../shared beside the checkout (or $W4A8_SHARED).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 
 export interface DemoAssets {
   checkpoint: string;

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { W4A8Error } from '../errors';
+import { W4A8Error } from '../util/errors';
 import type { Logits } from '../native/eval_ops';
 
 export interface OpenDecoderOptions {

@@ -8,7 +8,7 @@ import type { OnnxModel } from '../onnx/model';
 import type { Tokenizer } from '../tokenize/tokenizer';
 import type { CancelToken } from '../util/cancel';
 import type { Progress } from '../util/progress';
-import type { LayerPlan } from './plan';
+import type { LayerPlan } from '../quant/plan';
 
 export interface Calibration {
   stats: Map<string, CalibStats>;
