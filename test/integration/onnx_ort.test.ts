@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { W4A8Error } from '../../lib/errors';
+import { W4A8Error } from '../../lib/util/errors';
 import { DataType } from '../../lib/onnx/dtype';
 import { EXTERNAL_ALIGNMENT, externalRef, isExternal } from '../../lib/onnx/external_data';
 import { loadModel, saveModel, serializeForOrt, type OnnxModel } from '../../lib/onnx/model';

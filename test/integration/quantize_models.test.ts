@@ -4,11 +4,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { openDecoder } from '../../lib/eval/session';
+import { openDecoder } from '../../lib/ort/session';
 import { DataType } from '../../lib/onnx/dtype';
 import { hasExternalData, loadModel } from '../../lib/onnx/model';
 import { initializerMap } from '../../lib/onnx/graph';
-import { quantizeModel } from '../../lib/quant/quantize_model';
+import { quantizeModel } from '../../lib/pipeline/quantize';
 import type { ExportFormat, QuantConfig } from '../../lib/quant/config';
 import { CALIB_TEXT, writeToyLm } from '../helpers/quant_fixtures';
 import { SHARED_DIR } from '../helpers/shared_paths';

@@ -1,4 +1,4 @@
-import { W4A8Error } from '../../lib/errors';
+import { W4A8Error } from '../../lib/util/errors';
 import { native } from '../../lib/native/binding';
 import {
   cudaKroneckerAdd,

@@ -1,4 +1,4 @@
-import { planWindows, splitDocuments, tokenStream } from '../../lib/eval/documents';
+import { planWindows, splitDocuments, tokenStream } from '../../lib/tokenize/documents';
 import { toyTokenizer } from '../helpers/eval_fixtures';
 
 describe('perplexity protocol: documents, token stream, windows', () => {

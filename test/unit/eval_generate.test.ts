@@ -1,5 +1,5 @@
 import { generateGreedy, StopReason } from '../../lib/eval/generate';
-import { openDecoder } from '../../lib/eval/session';
+import { openDecoder } from '../../lib/ort/session';
 import { TOY_ALPHABET, toyDecoder, ToyDecoder, toyTokenizer } from '../helpers/eval_fixtures';
 
 // Greedy decoding written from its definition over the toy model's closed-form logits.

@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CancelledError, W4A8Error } from '../../lib/errors';
+import { CancelledError, W4A8Error } from '../../lib/util/errors';
 import { evaluatePerplexity } from '../../lib/eval/perplexity';
-import { openDecoder, DecoderSession } from '../../lib/eval/session';
+import { openDecoder, DecoderSession } from '../../lib/ort/session';
 import { CancelToken } from '../../lib/util/cancel';
 import type { Progress } from '../../lib/util/progress';
 import { rng, TOY_ALPHABET, toyDecoder, ToyDecoder, toyTokenizer } from '../helpers/eval_fixtures';

@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { W4A8Error } from '../../lib/errors';
-import { openDecoder } from '../../lib/eval/session';
+import { W4A8Error } from '../../lib/util/errors';
+import { openDecoder } from '../../lib/ort/session';
 import { native } from '../../lib/native/binding';
 import { loadModel, saveModel, serializeForOrt } from '../../lib/onnx/model';
 import { toyDecoder, ToyDecoderSpec } from '../helpers/eval_fixtures';

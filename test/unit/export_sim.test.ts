@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { openDecoder } from '../../lib/eval/session';
+import { openDecoder } from '../../lib/ort/session';
 import { actQuantGraph } from '../../lib/export/act_quant_graph';
 import { makeModel, makeValueInfo } from '../../lib/onnx/build';
 import { DataType } from '../../lib/onnx/dtype';
@@ -14,7 +14,7 @@ import { initializerMap } from '../../lib/onnx/graph';
 import { loadModel, modelBytes } from '../../lib/onnx/model';
 import { tensorToFloat32 } from '../../lib/onnx/tensor';
 import { fakeQuantActivations } from '../../lib/native/quant';
-import { quantizeModel } from '../../lib/quant/quantize_model';
+import { quantizeModel } from '../../lib/pipeline/quantize';
 import { rng } from '../helpers/eval_fixtures';
 import { CALIB_TEXT, writeToyLm } from '../helpers/quant_fixtures';
 

@@ -8,7 +8,7 @@ import { importLlama2c } from '../../lib/import/llama2c';
 import { LM_HEAD_NAME } from '../../lib/import/llama2c_graph';
 import { loadModel } from '../../lib/onnx/model';
 import { findTokenizerBeside, loadTokenizer } from '../../lib/tokenize/load';
-import { W4A8Error } from '../../lib/errors';
+import { W4A8Error } from '../../lib/util/errors';
 
 interface Config {
   dim: number;

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { GraphProtoSchema, ModelProtoSchema, TensorProto_DataLocation, TensorProtoSchema } from 'onnx-buf';
-import { W4A8Error } from '../../lib/errors';
+import { W4A8Error } from '../../lib/util/errors';
 import { DataType } from '../../lib/onnx/dtype';
 import { loadModel, modelBytes, modelFromBytes, saveModel } from '../../lib/onnx/model';
 import { makeTensor, replaceInitializer, tensorToFloat32 } from '../../lib/onnx/tensor';

@@ -1,5 +1,5 @@
 // Configuration resolution, labels, and which export formats carry which configurations.
-import { UsageError } from '../../lib/errors';
+import { UsageError } from '../../lib/util/errors';
 import { checkExportSupports, exportBlockSize } from '../../lib/export/compat';
 import { configLabel, resolveConfig } from '../../lib/quant/config';
 import { GlobSet } from '../../lib/quant/glob';

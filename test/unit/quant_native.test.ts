@@ -1,4 +1,4 @@
-import { W4A8Error } from '../../lib/errors';
+import { W4A8Error } from '../../lib/util/errors';
 import {
   awqSearch,
   fakeQuantActivations,

@@ -1,4 +1,4 @@
-import { W4A8Error } from '../../lib/errors';
+import { W4A8Error } from '../../lib/util/errors';
 import { createCalibStats } from '../../lib/native/calib_stats';
 
 function rowsOf(count: number, k: number, offset: number): Float32Array {

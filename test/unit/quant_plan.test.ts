@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { calibrationWindows } from '../../lib/calib/calib_text';
 import { withCaptureOutputs } from '../../lib/calib/capture_graph';
-import { openDecoder } from '../../lib/eval/session';
+import { openDecoder } from '../../lib/ort/session';
 import { DataType } from '../../lib/onnx/dtype';
 import { loadModel, serializeForOrt } from '../../lib/onnx/model';
 import { foldTarget, planLayers } from '../../lib/quant/plan';

@@ -1,9 +1,9 @@
 // Sweep reports: the markdown table, the SVG chart and the QUALITY document's verdicts.
 import * as path from 'node:path';
-import { bestMethod, qualityDoc, shownPath } from '../../lib/eval/report_quality';
-import { sweepTable, sweepToMarkdown } from '../../lib/eval/report_markdown';
-import { sweepToSvg } from '../../lib/eval/report_svg';
-import type { SweepReport, SweepRow } from '../../lib/eval/sweep_result';
+import { bestMethod, qualityDoc, shownPath } from '../../lib/pipeline/report_quality';
+import { sweepTable, sweepToMarkdown } from '../../lib/pipeline/report_markdown';
+import { sweepToSvg } from '../../lib/pipeline/report_svg';
+import type { SweepReport, SweepRow } from '../../lib/pipeline/sweep_result';
 import { configLabel, resolveConfig, type QuantConfig } from '../../lib/quant/config';
 
 function row(partial: Partial<QuantConfig>, ppl: number, base = 4.8, format: SweepRow['exportFormat'] = 'sim'): SweepRow {

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HfTokenizer } from '../../lib/tokenize/hf';
-import { W4A8Error } from '../../lib/errors';
+import { W4A8Error } from '../../lib/util/errors';
 
 const DIR = path.resolve(__dirname, '../../../shared/models/tiny-random-gpt2-fp32');
 const FILE = path.join(DIR, 'tokenizer.json');

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Llama2cTokenizer } from '../../lib/tokenize/llama2c';
-import { W4A8Error } from '../../lib/errors';
+import { W4A8Error } from '../../lib/util/errors';
 
 const SHARED = path.resolve(__dirname, '../../../shared');
 const TOK512 = path.join(SHARED, 'models/stories260K/tok512.bin');

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { loadTokenizer, findTokenizerBeside } from '../../lib/tokenize/load';
 import { Llama2cTokenizer } from '../../lib/tokenize/llama2c';
 import { HfTokenizer } from '../../lib/tokenize/hf';
-import { W4A8Error } from '../../lib/errors';
+import { W4A8Error } from '../../lib/util/errors';
 
 const SHARED = path.resolve(__dirname, '../../../shared/models');
 const TOK512 = path.join(SHARED, 'stories260K/tok512.bin');
