@@ -83,17 +83,6 @@ bool SyncArg(const Napi::CallbackInfo& info, size_t i) {
   return info[i].As<Napi::Boolean>().Value();
 }
 
-// Runs work on this thread, mapping C++ exceptions (allocation failures) to a status as the pool does.
-Status Guarded(const PromiseWorker::Work& work) {
-  try {
-    return work();
-  } catch (const std::bad_alloc&) {
-    return Status::kOutOfMemory;
-  } catch (...) {
-    return Status::kInvalidArgument;
-  }
-}
-
 // Runs `work` inline (sync) or on the pool; `keep` are the argument indices whose values the work touches.
 Napi::Value Dispatch(const Napi::CallbackInfo& info, bool sync, const char* what, PromiseWorker::Work work,
                      std::initializer_list<size_t> keep, Napi::Value owner) {

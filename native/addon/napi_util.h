@@ -4,8 +4,10 @@
 #include <napi.h>
 #include <functional>
 #include <memory>
+#include <new>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "w4a8/status.h"
 
@@ -18,8 +20,30 @@ namespace w4a8::addon {
   throw Napi::RangeError::New(env, msg);
 }
 
+// The JS error for a non-OK status: message "<what>: <status name>", plus `status` (the number)
+// and `code` (StatusCode, e.g. 'W4A8_NUMERICAL_ERROR') so that callers branch on the code, never
+// on the message text. Every error built from a Status goes through here.
+inline Napi::Error StatusError(Napi::Env env, Status s, const std::string& what) {
+  Napi::Error e = Napi::Error::New(env, what + ": " + StatusName(s));
+  e.Set("status", Napi::Number::New(env, static_cast<int>(s)));
+  e.Set("code", Napi::String::New(env, StatusCode(s)));
+  return e;
+}
+
 inline void ThrowIfError(Napi::Env env, Status s, const char* what) {
-  if (s != Status::kOk) throw Napi::Error::New(env, std::string(what) + ": " + StatusName(s));
+  if (s != Status::kOk) throw StatusError(env, s, what);
+}
+
+// Runs `work`, turning the C++ exceptions that may escape the core (allocation failures, a task
+// exception rethrown by the thread pool) into a status: nothing may unwind into N-API from a worker.
+inline Status Guarded(const std::function<Status()>& work) {
+  try {
+    return work();
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  } catch (...) {
+    return Status::kInvalidArgument;
+  }
 }
 
 // A typed-array argument checked for kind; length checks stay with the caller.
@@ -58,19 +82,11 @@ class PromiseWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
 
  protected:
-  void Execute() override {
-    try {
-      status_ = work_();
-    } catch (const std::bad_alloc&) {
-      status_ = Status::kOutOfMemory;
-    } catch (...) {
-      status_ = Status::kInvalidArgument;
-    }
-  }
+  void Execute() override { status_ = Guarded(work_); }
   void OnOK() override {
     Napi::Env env = Env();
     if (status_ != Status::kOk) {
-      deferred_.Reject(Napi::Error::New(env, std::string(what_) + ": " + StatusName(status_)).Value());
+      deferred_.Reject(StatusError(env, status_, what_).Value());
       return;
     }
     try {

@@ -1,5 +1,6 @@
 // Status codes of the native core. Core functions never throw across the C API boundary;
-// the N-API glue turns a non-OK status into a JS error with the message attached.
+// the N-API glue turns a non-OK status into a JS error with the message attached and the status
+// as properties (`status`: the number, `code`: StatusCode's string).
 #pragma once
 
 namespace w4a8 {
@@ -25,6 +26,21 @@ inline const char* StatusName(Status s) {
     case Status::kCancelled: return "cancelled";
   }
   return "unknown status";
+}
+
+// The stable identifier of a status for callers that branch on it (the N-API glue sets it as the
+// `code` of a JS error, beside the numeric `status`): never reworded, unlike StatusName.
+inline const char* StatusCode(Status s) {
+  switch (s) {
+    case Status::kOk: return "W4A8_OK";
+    case Status::kInvalidArgument: return "W4A8_INVALID_ARGUMENT";
+    case Status::kUnsupported: return "W4A8_UNSUPPORTED";
+    case Status::kOutOfMemory: return "W4A8_OUT_OF_MEMORY";
+    case Status::kCudaError: return "W4A8_CUDA_ERROR";
+    case Status::kNumericalError: return "W4A8_NUMERICAL_ERROR";
+    case Status::kCancelled: return "W4A8_CANCELLED";
+  }
+  return "W4A8_UNKNOWN";
 }
 
 }  // namespace w4a8
