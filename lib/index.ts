@@ -32,10 +32,9 @@ export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } fro
 export { generateGreedy } from './eval/generate';
 export { openDecoder, type DecoderSession } from './ort/session';
 export { sweep, type SweepOptions } from './pipeline/sweep';
-export { issue3Grid, loadSweepConfigs } from './pipeline/sweep_configs';
+export { loadSweepConfigs, type SweepEntry } from './pipeline/sweep_configs';
 export { sweepToMarkdown } from './pipeline/report_markdown';
 export { sweepToSvg } from './pipeline/report_svg';
-export { qualityDoc } from './pipeline/report_quality';
 
 // Native build and kernels
 export { native } from './native/binding';

@@ -32,7 +32,7 @@ export interface SweepOptions {
   calib: string;
   evalText: string;
   configs: SweepEntry[];
-  /** Called after the grid with its rows; may return more entries to run (the issue-3 follow-ups). */
+  /** Called after the grid with its rows; may return more entries to run (e.g. follow-ups of the best method). */
   followUps?: (rows: SweepRow[]) => SweepEntry[];
   tokenizer?: string | Tokenizer;
   ctx?: number;

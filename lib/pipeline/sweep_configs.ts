@@ -1,5 +1,4 @@
-// Sweep grids: a JSON list of configurations, or the preset of issue 3 (rtn/awq/gptq x
-// int4-asym/int4-sym/fp4 x g32/per-channel x activations none/int8/fp8, all through `sim`).
+// Sweep grids: a JSON list of configurations, each checked against its export format before any work.
 import * as fs from 'node:fs';
 import { UsageError } from '../util/errors';
 import { resolveConfig, type ExportFormat, type QuantConfig, EXPORT_FORMATS } from '../quant/config';
@@ -51,34 +50,4 @@ export function loadSweepConfigs(file: string): SweepEntry[] {
   }
   if (!Array.isArray(parsed) || parsed.length === 0) throw new UsageError(`--configs ${file} must hold a non-empty JSON array of configurations`);
   return parsed.map((e, i) => entryFromJson(e as JsonEntry, `--configs ${file} entry ${i}`));
-}
-
-/** The 54 simulated configurations of issue 3. */
-export function issue3Grid(): SweepEntry[] {
-  const out: SweepEntry[] = [];
-  for (const method of ['rtn', 'awq', 'gptq'] as const) {
-    for (const [wformat, symmetric] of [['int4', false], ['int4', true], ['fp4', true]] as const) {
-      for (const groupSize of [32, 0]) {
-        for (const aformat of ['none', 'int8', 'fp8'] as const) {
-          out.push({ config: resolveConfig({ method, wformat, symmetric, groupSize, aformat, grouping: 'oc' }), format: 'sim' });
-        }
-      }
-    }
-  }
-  return out;
-}
-
-/** Follow-ups of the preset once the best method is known: ic/auto grouping, and the stock-ORT exports. */
-export function issue3FollowUps(bestMethod: QuantConfig['method']): SweepEntry[] {
-  const base = { method: bestMethod, wformat: 'int4' as const, symmetric: false, groupSize: 32 };
-  const out: SweepEntry[] = [];
-  // ic: the best method with groups along N; auto: per layer (per input group for AWQ), the lower
-  // calibration error of the method along K and along N.
-  for (const grouping of ['ic', 'auto'] as const) {
-    for (const aformat of ['none', 'int8'] as const) out.push({ config: resolveConfig({ ...base, grouping, aformat }), format: 'sim' });
-  }
-  for (const format of ['matmulnbits', 'qdq'] as const) {
-    for (const aformat of ['none', 'int8'] as const) out.push({ config: resolveConfig({ ...base, grouping: 'oc', aformat }), format });
-  }
-  return out;
 }

@@ -1,6 +1,4 @@
-// Sweep reports: the markdown table, the SVG chart and the QUALITY document's verdicts.
-import * as path from 'node:path';
-import { bestMethod, qualityDoc, shownPath } from '../../lib/pipeline/report_quality';
+// Sweep reports: the markdown table and the SVG chart.
 import { sweepTable, sweepToMarkdown } from '../../lib/pipeline/report_markdown';
 import { sweepToSvg } from '../../lib/pipeline/report_svg';
 import type { SweepReport, SweepRow } from '../../lib/pipeline/sweep_result';
@@ -47,26 +45,5 @@ describe('sweep reports', () => {
     expect((svg.match(/<rect /g) ?? []).length).toBe(1 + 7); // background + bars
     expect(svg).toContain('stroke-dasharray');
     expect(svg).toContain('[matmulnbits]');
-  });
-  it('states each target plainly, met or not', () => {
-    expect(bestMethod(report.rows)).toBe('gptq');
-    const doc = qualityDoc(report);
-    expect(doc).toMatch(/Best int4 g32 A16 within 5% of fp32: gptq int4-asym g32 A16, ppl 5.0000 \(\+4.17%\): met/);
-    expect(doc).toMatch(/Best W4A8 within 7% of fp32: gptq int4-asym g32 A8 int8, ppl 5.0100 \(\+4.37%\): met/);
-    expect(doc).toMatch(/AWQ better than RTN .*: 0 of 1 configurations; not better: awq int4-asym g32 A16 \(5.2000 vs RTN 5.1700\): \*\*not met\*\*/);
-    expect(doc).toMatch(/GPTQ better than RTN .*: 2 of 2 configurations: met/);
-    expect(doc).toMatch(/\| RTN int4 g32 asym, A16 \| 5.1690 \| 5.1700 \| \+0.0010 \|/);
-    expect(doc).toMatch(/\| RTN int4 g32 sym, A16 \| 5.6380 \| not run \| - \|/);
-  });
-
-  it('shows the texts relative to the working folder in the reproduce commands (../shared in a clone)', () => {
-    const calib = path.resolve(process.cwd(), '..', 'shared', 'data', 'tinystories', 'calib.txt');
-    const evalText = path.resolve(process.cwd(), '..', 'shared', 'data', 'tinystories', 'eval-dev.txt');
-    expect(shownPath(calib)).toBe(path.join('..', 'shared', 'data', 'tinystories', 'calib.txt'));
-    expect(shownPath('rel/x.txt')).toBe('rel/x.txt');
-    const doc = qualityDoc({ ...report, calibText: calib, evalText });
-    expect(doc).toContain('--calib ../shared/data/tinystories/calib.txt --eval ../shared/data/tinystories/eval-dev.txt');
-    expect(doc).toContain('w4a8 import llama2c ../shared/models/stories260K/stories260K.bin');
-    expect(doc).not.toContain(path.dirname(calib));
   });
 });

@@ -2,15 +2,14 @@
 // same weights (lib/bench/cpu.ts explains the method). `w4a8 bench quant`: RTN / AWQ / GPTQ time on one
 // LLaMA-7B decoder layer (lib/bench/quant.ts). `bench all` runs every benchmark that works from Node,
 // cpu then quant (CUDA timings come from native/bench on the GPU machine).
-import * as path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { UsageError } from '../../util/errors';
 import { runCommand, CommonArgs } from '../run_command';
 import { runCpuBench } from '../../bench/cpu';
-import { cpuBenchSection, cpuBenchTable, writeCpuSection } from '../../bench/cpu_report';
+import { cpuBenchTable } from '../../bench/cpu_report';
 import { cpuIsaOverrideIgnored, numThreads } from '../../native/kernels';
 import { LLAMA7B, runQuantBench, type BenchActFormat } from '../../bench/quant';
-import { quantBenchSection, quantBenchTable, writeQuantSection } from '../../bench/quant_report';
+import { quantBenchTable } from '../../bench/quant_report';
 import type { CommandContext } from '../run_command';
 
 interface BenchArgs extends CommonArgs {
@@ -27,8 +26,6 @@ interface BenchArgs extends CommonArgs {
   'set-mb': number;
   'batch-ms': number;
   quick: boolean;
-  'write-docs': boolean;
-  docs?: string;
 }
 
 const DEFAULT_SHAPES = '4096x4096,4096x11008,11008x4096';
@@ -74,9 +71,7 @@ export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
       .option('awq-rows', { type: 'number', default: 1024, describe: 'quant: rows AWQ searches on (a sample of the tokens)' })
       .option('aformat', { type: 'string', choices: ['int8', 'none', 'both'] as const, default: 'both' as const, describe: 'quant: activations AWQ measures candidates with' })
       .option('hidden', { type: 'number', default: LLAMA7B.hidden, describe: 'quant: hidden size (smaller for a quick run)' })
-      .option('intermediate', { type: 'number', default: LLAMA7B.intermediate, describe: 'quant: MLP size' })
-      .option('write-docs', { type: 'boolean', default: false, describe: 'Write the tables into their sections ("## CPU kernels", "## Quantization time") of docs/BENCHMARKS.md' })
-      .option('docs', { type: 'string', describe: 'The markdown file --write-docs updates (default docs/BENCHMARKS.md of this package)' }) as never,
+      .option('intermediate', { type: 'number', default: LLAMA7B.intermediate, describe: 'quant: MLP size' }) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const json: Record<string, unknown> = {};
@@ -85,10 +80,6 @@ export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
       if (ctx.json) ctx.out(JSON.stringify(args.target === 'all' ? json : (json.cpu ?? json.quant)));
     }),
 };
-
-function docsFile(args: BenchArgs): string {
-  return path.resolve(args.docs ?? path.join(__dirname, '..', '..', '..', 'docs', 'BENCHMARKS.md'));
-}
 
 async function benchQuant(args: BenchArgs, ctx: CommandContext): Promise<unknown> {
   const int = (flag: string, v: number, min: number, max: number) => {
@@ -103,11 +94,6 @@ async function benchQuant(args: BenchArgs, ctx: CommandContext): Promise<unknown
   const aformats: BenchActFormat[] = args.aformat === 'both' ? ['int8', 'none'] : [args.aformat];
   const report = await runQuantBench({ tokens, awqRows, aformats, hidden, intermediate, progress: ctx.progress, cancel: ctx.cancel });
   const command = `w4a8 ${process.argv.slice(2).join(' ')}`;
-  if (args['write-docs']) {
-    const file = docsFile(args);
-    writeQuantSection(file, quantBenchSection(report, { command, date: new Date() }));
-    ctx.progress.log(`wrote the quantization-time section of ${file}`);
-  }
   if (!ctx.json) {
     ctx.out(`CPU: ${report.cpu}; ${report.threads} quantization threads; ${report.tokens} tokens, AWQ on ${report.awqRows} rows\n`);
     ctx.out(quantBenchTable(report));
@@ -134,11 +120,6 @@ async function benchCpu(args: BenchArgs, ctx: CommandContext): Promise<unknown> 
     shapes, ms, rounds, threads, setBytes: setMb * 2 ** 20, batchMs, scalarMaxM: 8, progress: ctx.progress, cancel: ctx.cancel,
   });
   const command = `w4a8 ${process.argv.slice(2).join(' ')}`;
-  if (args['write-docs']) {
-    const file = docsFile(args);
-    writeCpuSection(file, cpuBenchSection(report, { command, date: new Date() }));
-    ctx.progress.log(`wrote the CPU section of ${file}`);
-  }
   if (!ctx.json) {
     ctx.out(`CPU: ${report.cpu}; threads ${report.threads}; default ISA ${report.isa}; rotation set ${Math.round(report.setBytes / 2 ** 20)} MiB per variant\n`);
     ctx.out(cpuBenchTable(report));

@@ -1,0 +1,113 @@
+// The quality grid of docs/QUALITY.md and the generated blocks of that doc. The grid is the
+// project's own choice of what to measure (not a library preset); the doc's prose is hand-written
+// and lives in docs/QUALITY.md, outside the blocks this file fills.
+'use strict';
+const { resolveConfig } = require('../../dist/quant/config');
+const { sweepTable } = require('../../dist/pipeline/report_markdown');
+const { shownPath } = require('./doc_blocks');
+
+/** rtn/awq/gptq x int4-asym/int4-sym/fp4 x g32/per-channel x activations none/int8/fp8, all through `sim` (54 rows). */
+function qualityGrid() {
+  const out = [];
+  for (const method of ['rtn', 'awq', 'gptq']) {
+    for (const [wformat, symmetric] of [['int4', false], ['int4', true], ['fp4', true]]) {
+      for (const groupSize of [32, 0]) {
+        for (const aformat of ['none', 'int8', 'fp8']) {
+          out.push({ config: resolveConfig({ method, wformat, symmetric, groupSize, aformat, grouping: 'oc' }), format: 'sim' });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Once the best method is known: its ic/auto grouping, and its stock-ORT exports (matmulnbits, qdq). */
+function qualityFollowUps(bestMethod) {
+  const base = { method: bestMethod, wformat: 'int4', symmetric: false, groupSize: 32 };
+  const out = [];
+  for (const grouping of ['ic', 'auto']) {
+    for (const aformat of ['none', 'int8']) out.push({ config: resolveConfig({ ...base, grouping, aformat }), format: 'sim' });
+  }
+  for (const format of ['matmulnbits', 'qdq']) {
+    for (const aformat of ['none', 'int8']) out.push({ config: resolveConfig({ ...base, grouping: 'oc', aformat }), format });
+  }
+  return out;
+}
+
+function is(r, method, wformat, sym, group, aformat) {
+  const c = r.config;
+  return !!c && r.exportFormat === 'sim' && c.grouping === 'oc' && !c.actOrder && c.method === method && c.wformat === wformat && c.symmetric === sym && c.groupSize === group && c.aformat === aformat;
+}
+
+/** Perplexities of an independent float64 implementation (stories260K, eval-dev.txt, 20,000 tokens, ctx 512; ../shared/NOTES.md). */
+const REFERENCE = [
+  { what: 'fp32', ppl: 4.7954, match: (r) => r.config === undefined },
+  { what: 'RTN int4 g32 asym, A16', ppl: 5.169, match: (r) => is(r, 'rtn', 'int4', false, 32, 'none') },
+  { what: 'RTN int4 g32 sym, A16', ppl: 5.638, match: (r) => is(r, 'rtn', 'int4', true, 32, 'none') },
+  { what: 'RTN int4 per-channel asym, A16', ppl: 5.286, match: (r) => is(r, 'rtn', 'int4', false, 0, 'none') },
+  { what: 'RTN int4 per-channel sym, A16', ppl: 5.735, match: (r) => is(r, 'rtn', 'int4', true, 0, 'none') },
+  { what: 'GPTQ int4 g32 asym, A16 (damp 0.01, no act-order)', ppl: 4.998, match: (r) => is(r, 'gptq', 'int4', false, 32, 'none') },
+];
+
+function simOc(rows) {
+  return rows.filter((r) => r.exportFormat === 'sim' && r.config && r.config.grouping === 'oc');
+}
+
+/** The method with the lowest ppl at int4 asym g32 A16 (sim). */
+function bestMethod(rows) {
+  const cands = simOc(rows).filter((r) => r.config.wformat === 'int4' && !r.config.symmetric && r.config.groupSize === 32 && r.config.aformat === 'none');
+  cands.sort((a, b) => a.ppl - b.ppl);
+  return cands[0] && cands[0].config ? cands[0].config.method : 'rtn';
+}
+
+const pct = (x) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}%`;
+const signed = (x) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
+
+/** The generated blocks of docs/QUALITY.md: setting, reproduce, reference, targets, table. */
+function qualityBlocks(report, command) {
+  const all = [report.baseline, ...report.rows];
+  const base = report.baseline.ppl;
+  const setting =
+    `Measured ${report.createdAt.slice(0, 10)}: model \`${shownPath(report.model)}\`; perplexity on the first ${report.maxTokens} tokens of ` +
+    `\`${shownPath(report.evalText)}\` in windows of ctx ${report.ctx}; calibration on ${report.calibTokens} tokens of ` +
+    `\`${shownPath(report.calibText)}\` in windows of ${report.calibSeqlen}; ${report.rows.length} quantized configurations.`;
+  const reproduce = ['```sh', command, '```'].join('\n');
+
+  const reference = ['| configuration | reference ppl | ours | difference |', '|---|---:|---:|---:|'];
+  for (const ref of REFERENCE) {
+    const r = all.find(ref.match);
+    reference.push(`| ${ref.what} | ${ref.ppl.toFixed(4)} | ${r ? r.ppl.toFixed(4) : 'not run'} | ${r ? signed(r.ppl - ref.ppl) : '-'} |`);
+  }
+
+  const targets = [];
+  const sims = simOc(report.rows);
+  const verdict = (ok) => (ok ? 'met' : '**not met**');
+  const bestA16 = sims.filter((r) => r.config.wformat === 'int4' && r.config.groupSize === 32 && r.config.aformat === 'none').sort((a, b) => a.ppl - b.ppl)[0];
+  const bestW4A8 = sims.filter((r) => r.config.aformat !== 'none').sort((a, b) => a.ppl - b.ppl)[0];
+  if (bestA16) {
+    const d = (bestA16.ppl / base - 1) * 100;
+    targets.push(`- Best int4 g32 A16 within 5% of fp32: ${bestA16.label}, ppl ${bestA16.ppl.toFixed(4)} (${pct(d)}): ${verdict(d <= 5)}.`);
+  }
+  if (bestW4A8) {
+    const d = (bestW4A8.ppl / base - 1) * 100;
+    targets.push(`- Best W4A8 within 7% of fp32: ${bestW4A8.label}, ppl ${bestW4A8.ppl.toFixed(4)} (${pct(d)}): ${verdict(d <= 7)}.`);
+  }
+  for (const method of ['awq', 'gptq']) {
+    let better = 0;
+    let total = 0;
+    const worse = [];
+    for (const r of sims.filter((x) => x.config.method === method)) {
+      const c = r.config;
+      const rtn = sims.find((x) => x.config.method === 'rtn' && x.config.wformat === c.wformat && x.config.symmetric === c.symmetric && x.config.groupSize === c.groupSize && x.config.aformat === c.aformat);
+      if (!rtn) continue;
+      total++;
+      if (r.ppl < rtn.ppl) better++;
+      else worse.push(`${r.label} (${r.ppl.toFixed(4)} vs RTN ${rtn.ppl.toFixed(4)})`);
+    }
+    targets.push(`- ${method.toUpperCase()} better than RTN at the same format, group and activations: ${better} of ${total} configurations${worse.length ? `; not better: ${worse.join(', ')}` : ''}: ${verdict(total > 0 && better === total)}.`);
+  }
+
+  return { 'quality-setting': setting, 'quality-reproduce': reproduce, 'quality-reference': reference.join('\n'), 'quality-targets': targets.join('\n'), 'quality-table': sweepTable(all).replace(/\n*$/, '') };
+}
+
+module.exports = { qualityGrid, qualityFollowUps, bestMethod, qualityBlocks, REFERENCE };
