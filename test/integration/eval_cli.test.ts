@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { SHARED_DIR } from '../helpers/shared_paths';
+import { assertBuiltCli } from '../helpers/built_cli';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'w4a8.js');
@@ -25,11 +26,10 @@ function expectOneLineError(r: { stdout: string; stderr: string }, pattern: RegE
   expect(r.stderr).not.toMatch(/\n\s+at /);
 }
 
-const haveDist = fs.existsSync(path.join(ROOT, 'dist', 'cli', 'main.js'));
 const haveGpt2 = fs.existsSync(GPT2_MODEL) && fs.existsSync(GPT2_TOKENIZER);
-if (!haveDist) console.warn('eval CLI tests skipped: dist/ is not built (run `npx tsc -p tsconfig.build.json`)');
 if (!haveGpt2) console.warn(`eval CLI tests skipped: ${GPT2} is absent`);
-const describeCli = haveDist && haveGpt2 ? describe : describe.skip;
+const describeCli = haveGpt2 ? describe : describe.skip;
+beforeAll(assertBuiltCli);
 
 describeCli('w4a8 eval / generate (CLI)', () => {
   let dir: string;

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { SHARED_DIR } from '../helpers/shared_paths';
+import { assertBuiltCli } from '../helpers/built_cli';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'w4a8.js');
@@ -20,10 +21,11 @@ function w4a8(args: string[]): { status: number | null; stdout: string; stderr: 
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const missing = [path.join(ROOT, 'dist', 'cli', 'main.js'), path.join(STORIES, 'stories260K.bin'), path.join(STORIES, 'tok512.bin'), EVAL_TEXT, GREEDY].filter(
+const missing = [path.join(STORIES, 'stories260K.bin'), path.join(STORIES, 'tok512.bin'), EVAL_TEXT, GREEDY].filter(
   (p) => !fs.existsSync(p),
 );
-if (missing.length > 0) console.warn(`stories260K eval tests skipped: missing ${missing.join(', ')} (build dist with \`npx tsc -p tsconfig.build.json\`)`);
+if (missing.length > 0) console.warn(`stories260K eval tests skipped: missing ${missing.join(', ')}`);
+beforeAll(assertBuiltCli);
 const describeIf = missing.length === 0 ? describe : describe.skip;
 
 describeIf('stories260K: import, perplexity, greedy generation', () => {

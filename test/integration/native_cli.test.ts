@@ -6,12 +6,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadNativeWeights } from '../../lib/export/native_load';
 import { writeToyLm } from '../helpers/quant_fixtures';
+import { assertBuiltCli } from '../helpers/built_cli';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'w4a8.js');
-const haveDist = fs.existsSync(path.join(ROOT, 'dist', 'export', 'native_export.js')) && fs.existsSync(path.join(ROOT, 'dist', 'bench', 'quant.js'));
-if (!haveDist) console.warn('native/bench-quant CLI tests skipped: dist/ lacks them (run `npx tsc -p tsconfig.build.json`)');
-const describeCli = haveDist ? describe : describe.skip;
+const describeCli = describe;
+beforeAll(assertBuiltCli);
 
 function w4a8(args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', W4A8_DEBUG: '' } });

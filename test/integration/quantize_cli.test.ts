@@ -9,12 +9,12 @@ import { DataType } from '../../lib/onnx/dtype';
 import { saveModel } from '../../lib/onnx/model';
 import { makeFloatTensorLike } from '../../lib/onnx/tensor';
 import { CALIB_TEXT, EVAL_TEXT, STORIES_TOKENIZER, writeToyLm } from '../helpers/quant_fixtures';
+import { assertBuiltCli } from '../helpers/built_cli';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'w4a8.js');
-const haveDist = fs.existsSync(path.join(ROOT, 'dist', 'quant', 'quantize_model.js'));
-if (!haveDist) console.warn('quantize CLI tests skipped: dist/ lacks the quantize command (run `npx tsc -p tsconfig.build.json`)');
-const describeCli = haveDist ? describe : describe.skip;
+const describeCli = describe;
+beforeAll(assertBuiltCli);
 
 function w4a8(args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', W4A8_DEBUG: '' } });
