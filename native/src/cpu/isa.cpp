@@ -63,7 +63,8 @@ IsaSupport Detect() {
   if (!(avx512f && avx512dq && avx512bw && avx512vl && avx512vnni)) s.reason[2] = "cpuid lacks AVX512 F/DQ/BW/VL/VNNI";
   else if (!os_zmm) s.reason[2] = "the OS does not save ZMM registers (XCR0)";
   else s.available[2] = s.available[1];
-  if (s.available[1] && !s.available[2] && !*s.reason[2]) s.reason[2] = "AVX2 unavailable";
+  // AVX-512 present but AVX2/FMA/F16C not usable: the AVX-512 kernels also use those.
+  if (!s.available[1] && !s.available[2] && !*s.reason[2]) s.reason[2] = "AVX2 unavailable";
 
   if (!(amx_tile && amx_int8)) s.reason[3] = "cpuid lacks AMX-TILE/AMX-INT8";
   else if (!s.available[2]) s.reason[3] = "AMX kernels also need AVX512-VNNI, which is unavailable";
