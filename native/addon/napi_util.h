@@ -36,15 +36,7 @@ inline void ThrowIfError(Napi::Env env, Status s, const char* what) {
 
 // Runs `work`, turning the C++ exceptions that may escape the core (allocation failures, a task
 // exception rethrown by the thread pool) into a status: nothing may unwind into N-API from a worker.
-inline Status Guarded(const std::function<Status()>& work) {
-  try {
-    return work();
-  } catch (const std::bad_alloc&) {
-    return Status::kOutOfMemory;
-  } catch (...) {
-    return Status::kInvalidArgument;
-  }
-}
+inline Status Guarded(const std::function<Status()>& work) { return StatusFromExceptions(work); }
 
 // A typed-array argument checked for kind; length checks stay with the caller.
 template <typename T>

@@ -7,6 +7,7 @@
 
 #include "napi_util.h"
 #include "registry.h"
+#include "w4a8/cpu_kernels.h"
 #include "w4a8/linalg.h"
 #include "w4a8/quant.h"
 
@@ -301,11 +302,13 @@ Napi::Value TruncatedSvdFn(const Napi::CallbackInfo& info) {
                   {info[0], info[4], info[5], info[6]});
 }
 
+// setLinalgThreads / linalgThreads: the same one pool setting as setNumThreads / getNumThreads
+// (cpu_kernels_bindings.cpp), kept under these names for lib/native/quant.ts. 0 = all hardware threads.
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
-  SetLinalgThreads((int)IntArg(info, 0, "threads", 1, 256));
+  cpu::SetNumThreads((int)IntArg(info, 0, "threads", 0, 1024));
   return info.Env().Undefined();
 }
-Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), LinalgThreads()); }
+Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cpu::NumThreads()); }
 Napi::Value GetGemmIsa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), GemmIsa()); }
 
 void Init(Napi::Env env, Napi::Object exports) {

@@ -97,7 +97,6 @@ int main(int argc, char** argv) {
   else if (kernel_name == "token") kernel_act = 1;
   else if (kernel_name != "off") { std::fprintf(stderr, "--kernel must be off, token-group or token\n"); return 2; }
   if (kernel_act >= 0 && act != ActFormat::kInt8) { std::fprintf(stderr, "--kernel needs --act int8\n"); return 2; }
-  SetLinalgThreads(threads);
   cpu::SetNumThreads(threads);
   setvbuf(stdout, nullptr, _IOLBF, 0);
   const int32_t d = 4096 / scale, f = 11008 / scale;

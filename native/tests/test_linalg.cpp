@@ -1,12 +1,20 @@
 // Linear algebra checked by its mathematical properties: GEMM vs the triple loop (every transpose,
 // odd shapes), L L^T = A, L L^-1 = I, U^T U = A^-1, Q^T Q = I and Q R = A, U S V^T ~ A with
-// orthonormal U, V and descending S.
+// orthonormal U, V and descending S. Every GEMM path the CPU has (generic, avx2, avx512) runs all of
+// it; a path the CPU lacks prints a SKIP line. Also: results independent of the chunk count, and an
+// exception in a pool worker reaching the caller as a Status.
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <new>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
+#include "linalg/parallel.h"
+#include "w4a8/cpu_kernels.h"
 #include "w4a8/linalg.h"
 #include "test_check.h"
 
@@ -49,6 +57,11 @@ static void TestGemm() {
           GemmF64(ta, tb, m, n, k, 0.5, a.data(), lda, b.data(), ldb, 2.0, got.data(), n, threads);
           CHECK(MaxAbsDiff(ref, got) < 1e-10 * (k + 1), "GemmF64 %lldx%lldx%lld ta=%d tb=%d", (long long)m,
                 (long long)n, (long long)k, ta, tb);
+          // Chunking splits columns only: any chunk count gives the same bits.
+          std::vector<double> got5 = c0;
+          GemmF64(ta, tb, m, n, k, 0.5, a.data(), lda, b.data(), ldb, 2.0, got5.data(), n, 5);
+          CHECK(got5 == got, "GemmF64 %lldx%lldx%lld differs between %d and 5 chunks", (long long)m, (long long)n,
+                (long long)k, threads);
           std::vector<float> af(a.begin(), a.end()), bf(b.begin(), b.end()), cf(m * n, NAN);
           GemmF32(ta, tb, m, n, k, 0.5f, af.data(), lda, bf.data(), ldb, 0.0f, cf.data(), n, threads);
           std::vector<double> ref0(m * n);
@@ -186,16 +199,56 @@ static void TestSvd() {
   CHECK(std::sqrt(num / den) < 1e-5, "rank-6 reconstruction rel err %g", std::sqrt(num / den));
 }
 
-int main() {
-  std::printf("GEMM ISA: %s\n", GemmIsa());
-  TestGemm();
-  TestCholesky();
-  TestQr();
-  TestSvd();
-  if (g_failures) {
-    std::printf("%d failure(s)\n", g_failures);
-    return 1;
+// A task that throws on a pool worker: the exception reaches the caller (the pool rethrows it) after
+// every chunk finished, and StatusFromExceptions turns it into a status instead of terminating.
+static void TestWorkerExceptions() {
+  std::atomic<int> ran{0};
+  bool caught = false;
+  try {
+    ParallelRanges(4, 1000, 1, [&](int64_t b, int64_t) {
+      ran.fetch_add(1);
+      if (b > 0) throw std::bad_alloc();
+    });
+  } catch (const std::bad_alloc&) {
+    caught = true;
   }
-  std::printf("OK\n");
-  return 0;
+  CHECK(caught, "a worker's bad_alloc did not reach the caller");
+  CHECK(ran.load() == 4, "only %d of 4 chunks ran", ran.load());
+  const Status s = StatusFromExceptions([] {
+    ParallelRanges(3, 30, 1, [](int64_t b, int64_t) {
+      if (b >= 10) throw std::bad_alloc();
+    });
+    return Status::kOk;
+  });
+  CHECK(s == Status::kOutOfMemory, "bad_alloc in a worker became status %d", (int)s);
+  const Status s2 = StatusFromExceptions([]() -> Status { throw std::runtime_error("x"); });
+  CHECK(s2 == Status::kInvalidArgument, "other exceptions became status %d", (int)s2);
+}
+
+int main() {
+  std::printf("default GEMM path: %s, %d pool threads\n", GemmIsa(), cpu::NumThreads());
+  struct Path {
+    const char* name;
+    cpu::Isa isa;
+  };
+  const Path paths[] = {{"generic", cpu::Isa::kScalar}, {"avx2", cpu::Isa::kAvx2}, {"avx512", cpu::Isa::kAvx512Vnni}};
+  for (const Path& p : paths) {
+    if (!cpu::IsaAvailable(p.isa)) {
+      std::printf("SKIP: linalg %s path: %s\n", p.name, cpu::IsaUnavailableReason(p.isa));
+      continue;
+    }
+    ScopedLinalgIsa scope(p.isa);
+    CHECK(scope.ok() && std::strcmp(GemmIsa(), p.name) == 0, "ScopedLinalgIsa(%s) runs %s", p.name, GemmIsa());
+    std::printf("linalg path %s: GEMM, Cholesky, QR, SVD\n", GemmIsa());
+    const int before = g_failures;
+    TestGemm();
+    TestCholesky();
+    TestQr();
+    TestSvd();
+    if (g_failures != before) std::printf("  path %s failed\n", p.name);
+  }
+  CHECK(LinalgKernelsFor(cpu::Isa::kAmx).gemm_f64 == LinalgKernelsFor(cpu::Isa::kAvx512Vnni).gemm_f64,
+        "amx must map to the avx512 GEMM");
+  TestWorkerExceptions();
+  return Finish();
 }

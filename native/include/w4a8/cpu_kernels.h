@@ -82,8 +82,9 @@ Status GemmW4A8WithIsa(const PackedWeight& w, Isa isa, const GemmArgs& a);
 // Scalar reference twin on the canonical layout: defines the exact numerics above. Single-threaded.
 Status GemmW4A8Reference(const QuantizedWeight& w, const GemmArgs& a);
 
-// Thread pool: all hardware threads by default; n <= 0 restores the default. Results do not depend on
-// the thread count (each output element is computed by one thread, in one fixed order).
+// The one thread pool of the process (kernels, linalg, quantizers, calibration): all hardware threads
+// by default; n <= 0 restores the default. Results do not depend on the thread count (each output
+// element is computed by one thread in one fixed order; sums use chunks fixed by the arguments).
 void SetNumThreads(int n);
 int NumThreads();
 

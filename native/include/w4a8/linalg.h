@@ -1,5 +1,9 @@
 // The few dense linear-algebra routines the quantizers need (GPTQ, AWQ, low-rank compensation).
-// Our own code, row-major throughout, no BLAS. Threads: `threads` <= 0 means LinalgThreads().
+// Our own code, row-major throughout, no BLAS. Work runs on the kernels' persistent thread pool
+// (cpu::SetNumThreads / cpu::NumThreads in cpu_kernels.h: one setting for kernels and linalg).
+// `threads` is the number of fixed chunks a routine splits into; <= 0 means cpu::NumThreads().
+// Results never depend on it. Routines that return a Status turn C++ exceptions (bad_alloc in a
+// worker) into kOutOfMemory / kInvalidArgument; the void GEMMs let them propagate to their caller.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -8,9 +12,9 @@
 
 namespace w4a8 {
 
-// Default worker count for every routine below (2 unless changed; the target machines have 2 cores).
-int LinalgThreads();
-void SetLinalgThreads(int threads);
+namespace cpu {
+enum class Isa : int;  // cpu_kernels.h
+}
 
 // C[M,N] = alpha * op(A) * op(B) + beta * C, row-major with leading dimensions (elements per row).
 // op(A) is A[M,K] (lda >= K) or, with trans_a, A stored [K,M] (lda >= M); likewise op(B) [K,N].
@@ -24,7 +28,40 @@ void GemmF64(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double
 void GemmRefF64(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
                 int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
 
-// Which SIMD path the GEMMs use here: "avx512", "avx2" or "generic".
+// One GEMM instance per CPU ISA, in a table chosen once (the MLAS way) from cpu::DefaultIsa(), the
+// one detector, so W4A8_ISA forces linalg and the kernels alike: scalar -> "generic" (SSE2-width
+// vectors), avx2 -> "avx2", avx512vnni and amx -> "avx512".
+using GemmF32Fn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
+                           float, float*, int64_t, int);
+using GemmF64Fn = void (*)(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                           int64_t, double, double*, int64_t, int);
+struct LinalgKernels {
+  const char* name;  // "generic", "avx2", "avx512"
+  GemmF32Fn gemm_f32;
+  GemmF64Fn gemm_f64;
+};
+// The table for an ISA (available or not: the caller checks cpu::IsaAvailable before running it).
+const LinalgKernels& LinalgKernelsFor(cpu::Isa isa);
+// The table every routine below uses now: a ScopedLinalgIsa's, else DefaultIsa()'s.
+const LinalgKernels& ActiveLinalgKernels();
+
+// While alive, every linalg routine in the process (GEMM, Cholesky, QR, SVD, and the quantizers on
+// top) runs `isa`'s instance: tests and benchmarks use it to run each path the CPU has. Not for
+// concurrent callers that want different paths. An ISA the CPU lacks changes nothing (ok() false).
+class ScopedLinalgIsa {
+ public:
+  explicit ScopedLinalgIsa(cpu::Isa isa);
+  ~ScopedLinalgIsa();
+  ScopedLinalgIsa(const ScopedLinalgIsa&) = delete;
+  ScopedLinalgIsa& operator=(const ScopedLinalgIsa&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  const LinalgKernels* previous_;
+  bool ok_;
+};
+
+// The active instance's name: "avx512", "avx2" or "generic".
 const char* GemmIsa();
 
 // In place: the lower triangle of a[n,n] (symmetric positive definite) becomes L with A = L L^T;

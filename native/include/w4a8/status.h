@@ -2,6 +2,8 @@
 // the N-API glue turns a non-OK status into a JS error with the message attached and the status
 // as properties (`status`: the number, `code`: StatusCode's string).
 #pragma once
+#include <new>
+#include <utility>
 
 namespace w4a8 {
 
@@ -41,6 +43,20 @@ inline const char* StatusCode(Status s) {
     case Status::kCancelled: return "W4A8_CANCELLED";
   }
   return "W4A8_UNKNOWN";
+}
+
+// Runs fn() -> Status at an API boundary, turning what may escape the core's C++ (bad_alloc, also
+// when a thread-pool worker threw it and the pool rethrew it on the caller) into a status, so that
+// no exception ever unwinds into the caller (Node's libuv pool would terminate the process).
+template <typename Fn>
+Status StatusFromExceptions(Fn&& fn) noexcept {
+  try {
+    return std::forward<Fn>(fn)();
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  } catch (...) {
+    return Status::kInvalidArgument;
+  }
 }
 
 }  // namespace w4a8

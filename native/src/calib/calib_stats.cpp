@@ -1,6 +1,7 @@
 // Calibration statistics accumulator. The Hessian update is the hot loop: X^T X for a batch is
 // computed one 256-row block of H at a time (upper triangle only, packed fp32 GEMM), then added
 // into the fp32/fp64 accumulator; the block scratch stays small even for K = 11008.
+#include "linalg/parallel.h"
 #include "w4a8/calib_stats.h"
 
 #include <algorithm>
@@ -48,14 +49,16 @@ Status CalibStats::AddRows(const float* x, int64_t rows, int threads) {
   for (size_t i = 0; i < count; ++i)
     if (!std::isfinite(x[i])) return Status::kNumericalError;
   std::lock_guard<std::mutex> lock(mutex_);
-  return AddChecked(x, rows, threads);
+  return StatusFromExceptions([&] { return AddChecked(x, rows, threads); });
 }
 
 Status CalibStats::AddRowsHalf(const uint16_t* x, int64_t rows, int threads) {
   if (rows < 0 || (rows > 0 && !x)) return Status::kInvalidArgument;
-  std::vector<float> f((size_t)rows * cfg_.k);
-  HalfToFloatArray(x, f.data(), f.size());
-  return AddRows(f.data(), rows, threads);
+  return StatusFromExceptions([&] {
+    std::vector<float> f((size_t)rows * cfg_.k);
+    HalfToFloatArray(x, f.data(), f.size());
+    return AddRows(f.data(), rows, threads);
+  });
 }
 
 Status CalibStats::AddChecked(const float* x, int64_t rows, int threads) {
@@ -81,7 +84,7 @@ Status CalibStats::AddChecked(const float* x, int64_t rows, int threads) {
   }
   rows_ += rows;
   if (cfg_.hessian == HessianMode::kNone) return Status::kOk;
-  const int t = threads > 0 ? threads : LinalgThreads();
+  const int t = ChunkCount(threads);
   tile_.resize((size_t)kTileRows * k);
   for (int64_t i0 = 0; i0 < k; i0 += kTileRows) {
     const int64_t mb = std::min(kTileRows, k - i0);

@@ -13,7 +13,7 @@ namespace {
 
 constexpr int64_t kBlock = 128;
 
-int Threads(int threads) { return threads > 0 ? threads : LinalgThreads(); }
+int Threads(int threads) { return ChunkCount(threads); }
 
 // Unblocked Cholesky of the nb x nb diagonal block at a (leading dimension lda).
 bool CholeskyUnblocked(double* a, int64_t lda, int64_t nb) {
@@ -61,7 +61,7 @@ void InvertLowerUnblocked(double* l, int64_t ldl, int64_t nb) {
 
 }  // namespace
 
-Status CholeskyLower(double* a, int64_t n, int threads) {
+static Status CholeskyLowerUnguarded(double* a, int64_t n, int threads) {
   if (n < 0 || (n > 0 && !a)) return Status::kInvalidArgument;
   const int t = Threads(threads);
   std::vector<double> linv, panel;
@@ -92,7 +92,11 @@ Status CholeskyLower(double* a, int64_t n, int threads) {
   return Status::kOk;
 }
 
-Status InvertLowerTriangular(double* l, int64_t n, int threads) {
+Status CholeskyLower(double* a, int64_t n, int threads) {
+  return StatusFromExceptions([&] { return CholeskyLowerUnguarded(a, n, threads); });
+}
+
+static Status InvertLowerTriangularUnguarded(double* l, int64_t n, int threads) {
   if (n < 0 || (n > 0 && !l)) return Status::kInvalidArgument;
   for (int64_t i = 0; i < n; ++i) {
     if (!(l[i * n + i] != 0) || !std::isfinite(l[i * n + i])) return Status::kNumericalError;
@@ -124,6 +128,10 @@ Status InvertLowerTriangular(double* l, int64_t n, int threads) {
   return Status::kOk;
 }
 
+Status InvertLowerTriangular(double* l, int64_t n, int threads) {
+  return StatusFromExceptions([&] { return InvertLowerTriangularUnguarded(l, n, threads); });
+}
+
 void SolveLowerLeft(const double* l, int64_t n, double* b, int64_t nrhs) {
   for (int64_t i = 0; i < n; ++i) {
     double* xi = b + i * nrhs;
@@ -142,7 +150,7 @@ void SolveLowerTransposedRight(const double* l, int64_t n, double* b, int64_t nr
   SolveRowsLowerT(l, n, n, b, n, nrhs);
 }
 
-Status CholeskyInverse(const double* a, int64_t n, double* out, int threads) {
+static Status CholeskyInverseUnguarded(const double* a, int64_t n, double* out, int threads) {
   std::vector<double> lmat(a, a + n * n);
   Status s = CholeskyLower(lmat.data(), n, threads);
   if (s != Status::kOk) return s;
@@ -153,7 +161,11 @@ Status CholeskyInverse(const double* a, int64_t n, double* out, int threads) {
   return Status::kOk;
 }
 
-Status UpperCholeskyOfInverse(const double* a, int64_t n, double* out, int threads) {
+Status CholeskyInverse(const double* a, int64_t n, double* out, int threads) {
+  return StatusFromExceptions([&] { return CholeskyInverseUnguarded(a, n, out, threads); });
+}
+
+static Status UpperCholeskyOfInverseUnguarded(const double* a, int64_t n, double* out, int threads) {
   if (n < 0 || (n > 0 && (!a || !out))) return Status::kInvalidArgument;
   // B = J A J (J reverses the order); B = L' L'^T gives A = R R^T with R = J L' J upper, and
   // A^-1 = R^-T R^-1, so U = R^-1 = J L'^-1 J. Reversal is an involution, so everything runs in
@@ -172,6 +184,10 @@ Status UpperCholeskyOfInverse(const double* a, int64_t n, double* out, int threa
   }
   reverse_in_place(out);
   return Status::kOk;
+}
+
+Status UpperCholeskyOfInverse(const double* a, int64_t n, double* out, int threads) {
+  return StatusFromExceptions([&] { return UpperCholeskyOfInverseUnguarded(a, n, out, threads); });
 }
 
 }  // namespace w4a8

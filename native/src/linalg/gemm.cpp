@@ -1,5 +1,5 @@
-// GEMM entry points: argument handling, CPU dispatch, the generic (SSE2-width) instance and the
-// naive reference the tests compare against.
+// GEMM entry points: the per-ISA table (chosen from the one ISA detector, cpu/isa.cpp), the generic
+// (SSE2-width) instance and the naive reference the tests compare against.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -8,6 +8,7 @@
 
 #include "linalg/gemm_isa.h"
 #include "linalg/parallel.h"
+#include "w4a8/cpu_kernels.h"
 #include "w4a8/linalg.h"
 
 namespace w4a8 {
@@ -28,57 +29,52 @@ void GemmF64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, co
 
 namespace {
 
-std::atomic<int> g_threads{2};
+const LinalgKernels kGeneric{"generic", gemm_isa::generic::GemmF32, gemm_isa::generic::GemmF64};
+const LinalgKernels kAvx2{"avx2", gemm_isa::avx2::GemmF32, gemm_isa::avx2::GemmF64};
+const LinalgKernels kAvx512{"avx512", gemm_isa::avx512::GemmF32, gemm_isa::avx512::GemmF64};
 
-enum class Isa { kGeneric, kAvx2, kAvx512 };
+std::atomic<const LinalgKernels*> g_scoped{nullptr};
 
-Isa DetectIsa() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl"))
-    return Isa::kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
-#endif
-  return Isa::kGeneric;
+const LinalgKernels& DefaultLinalgKernels() {
+  static const LinalgKernels& chosen = LinalgKernelsFor(cpu::DefaultIsa());
+  return chosen;
 }
-
-Isa CurrentIsa() {
-  static const Isa isa = DetectIsa();
-  return isa;
-}
-
-int Threads(int threads) { return threads > 0 ? threads : LinalgThreads(); }
 
 }  // namespace
 
-int LinalgThreads() { return g_threads.load(); }
-void SetLinalgThreads(int threads) { g_threads.store(std::max(1, std::min(threads, 256))); }
-
-const char* GemmIsa() {
-  switch (CurrentIsa()) {
-    case Isa::kAvx512: return "avx512";
-    case Isa::kAvx2: return "avx2";
-    default: return "generic";
+const LinalgKernels& LinalgKernelsFor(cpu::Isa isa) {
+  switch (isa) {
+    case cpu::Isa::kAvx512Vnni:
+    case cpu::Isa::kAmx: return kAvx512;
+    case cpu::Isa::kAvx2: return kAvx2;
+    default: return kGeneric;
   }
 }
 
+const LinalgKernels& ActiveLinalgKernels() {
+  const LinalgKernels* scoped = g_scoped.load(std::memory_order_acquire);
+  return scoped ? *scoped : DefaultLinalgKernels();
+}
+
+ScopedLinalgIsa::ScopedLinalgIsa(cpu::Isa isa)
+    : previous_(g_scoped.load(std::memory_order_acquire)), ok_(cpu::IsaAvailable(isa)) {
+  if (ok_) g_scoped.store(&LinalgKernelsFor(isa), std::memory_order_release);
+}
+
+ScopedLinalgIsa::~ScopedLinalgIsa() {
+  if (ok_) g_scoped.store(previous_, std::memory_order_release);
+}
+
+const char* GemmIsa() { return ActiveLinalgKernels().name; }
+
 void GemmF32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
              const float* b, int64_t ldb, float beta, float* c, int64_t ldc, int threads) {
-  switch (CurrentIsa()) {
-    case Isa::kAvx512: return gemm_isa::avx512::GemmF32(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Threads(threads));
-    case Isa::kAvx2: return gemm_isa::avx2::GemmF32(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Threads(threads));
-    default: return gemm_isa::generic::GemmF32(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Threads(threads));
-  }
+  ActiveLinalgKernels().gemm_f32(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ChunkCount(threads));
 }
 
 void GemmF64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
              const double* b, int64_t ldb, double beta, double* c, int64_t ldc, int threads) {
-  switch (CurrentIsa()) {
-    case Isa::kAvx512: return gemm_isa::avx512::GemmF64(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Threads(threads));
-    case Isa::kAvx2: return gemm_isa::avx2::GemmF64(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Threads(threads));
-    default: return gemm_isa::generic::GemmF64(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Threads(threads));
-  }
+  ActiveLinalgKernels().gemm_f64(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ChunkCount(threads));
 }
 
 void GemmRefF64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,

@@ -6,7 +6,7 @@
 
 namespace w4a8 {
 
-Status HouseholderQr(const double* a, int64_t m, int64_t n, double* q, double* r) {
+static Status HouseholderQrUnguarded(const double* a, int64_t m, int64_t n, double* q, double* r) {
   if (m < n || n < 0 || (n > 0 && (!a || !q || !r))) return Status::kInvalidArgument;
   // Work column-major (columns contiguous) so reflections touch contiguous memory.
   std::vector<double> w((size_t)m * n);
@@ -55,6 +55,10 @@ Status HouseholderQr(const double* a, int64_t m, int64_t n, double* q, double* r
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) q[i * n + j] = qc[(size_t)j * m + i];
   return Status::kOk;
+}
+
+Status HouseholderQr(const double* a, int64_t m, int64_t n, double* q, double* r) {
+  return StatusFromExceptions([&] { return HouseholderQrUnguarded(a, m, n, q, r); });
 }
 
 }  // namespace w4a8

@@ -29,7 +29,7 @@ struct Rng {
 
 }  // namespace
 
-Status JacobiSvd(const double* a, int64_t m, int64_t n, double* u, double* s, double* vt) {
+static Status JacobiSvdUnguarded(const double* a, int64_t m, int64_t n, double* u, double* s, double* vt) {
   if (m < n || n < 0 || (n > 0 && (!a || !u || !s || !vt))) return Status::kInvalidArgument;
   // Columns of A (and V) stored as contiguous rows: ut[j][i] = A[i][j].
   std::vector<double> ut((size_t)n * m), v((size_t)n * n, 0.0);
@@ -90,8 +90,12 @@ Status JacobiSvd(const double* a, int64_t m, int64_t n, double* u, double* s, do
   return Status::kOk;
 }
 
-Status TruncatedSvd(const double* a, int64_t m, int64_t n, int64_t rank, double* u, double* s, double* vt,
-                    int power_iters, int64_t oversample, uint64_t seed) {
+Status JacobiSvd(const double* a, int64_t m, int64_t n, double* u, double* s, double* vt) {
+  return StatusFromExceptions([&] { return JacobiSvdUnguarded(a, m, n, u, s, vt); });
+}
+
+static Status TruncatedSvdUnguarded(const double* a, int64_t m, int64_t n, int64_t rank, double* u, double* s, double* vt,
+                                    int power_iters, int64_t oversample, uint64_t seed) {
   if (m <= 0 || n <= 0 || rank <= 0 || rank > std::min(m, n) || !a || !u || !s || !vt || oversample < 0)
     return Status::kInvalidArgument;
   const int64_t l = std::min(rank + oversample, std::min(m, n));
@@ -120,6 +124,11 @@ Status TruncatedSvd(const double* a, int64_t m, int64_t n, int64_t rank, double*
   for (int64_t j = 0; j < rank; ++j)
     for (int64_t i = 0; i < n; ++i) vt[j * n + i] = ub[(size_t)i * l + j];
   return Status::kOk;
+}
+
+Status TruncatedSvd(const double* a, int64_t m, int64_t n, int64_t rank, double* u, double* s, double* vt,
+                    int power_iters, int64_t oversample, uint64_t seed) {
+  return StatusFromExceptions([&] { return TruncatedSvdUnguarded(a, m, n, rank, u, s, vt, power_iters, oversample, seed); });
 }
 
 }  // namespace w4a8

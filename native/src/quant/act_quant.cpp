@@ -54,14 +54,19 @@ Status FakeQuantActivationsRef(const float* x, int64_t m, int64_t k, ActFormat f
   return Status::kOk;
 }
 
-Status FakeQuantActivations(const float* x, int64_t m, int64_t k, ActFormat fmt, float* out, float* row_scales,
-                            int threads) {
+static Status FakeQuantActivationsUnguarded(const float* x, int64_t m, int64_t k, ActFormat fmt, float* out, float* row_scales,
+                                            int threads) {
   if (Status s = Check(x, m, k, fmt, out); s != Status::kOk) return s;
-  const int t = (double)m * k < 1e5 ? 1 : (threads > 0 ? threads : LinalgThreads());
+  const int t = (double)m * k < 1e5 ? 1 : ChunkCount(threads);
   ParallelRanges(t, m, 1, [&](int64_t r0, int64_t r1) {
     FakeQuantActivationsRef(x + r0 * k, r1 - r0, k, fmt, out + r0 * k, row_scales ? row_scales + r0 : nullptr);
   });
   return Status::kOk;
+}
+
+Status FakeQuantActivations(const float* x, int64_t m, int64_t k, ActFormat fmt, float* out, float* row_scales,
+                            int threads) {
+  return StatusFromExceptions([&] { return FakeQuantActivationsUnguarded(x, m, k, fmt, out, row_scales, threads); });
 }
 
 }  // namespace w4a8

@@ -79,9 +79,9 @@ double SquaredDiff(const float* a, const float* b, size_t count, int threads) {
 
 }  // namespace
 
-Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, AwqLayer* layers, int32_t layer_count,
-                 const WeightQuantConfig& cfg, const AwqConfig& awq, float* scales_out, AwqResult* result,
-                 int threads) {
+static Status AwqSearchUnguarded(const float* x, int64_t s, int32_t k, const float* mean_abs, AwqLayer* layers, int32_t layer_count,
+                                 const WeightQuantConfig& cfg, const AwqConfig& awq, float* scales_out, AwqResult* result,
+                                 int threads) {
   if (CheckWeightQuantConfig(cfg) != Status::kOk) return Status::kInvalidArgument;
   if (!x || s <= 0 || k <= 0 || !layers || layer_count <= 0 || !scales_out || awq.grid_size < 1 || awq.clip_grid < 1 ||
       !(awq.clip_min > 0 && awq.clip_min <= 1))
@@ -103,7 +103,7 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
   }
   for (size_t i = 0; i < (size_t)s * k; ++i)
     if (!std::isfinite(x[i])) return Status::kNumericalError;
-  const int t = threads > 0 ? threads : LinalgThreads();
+  const int t = ChunkCount(threads);
   const auto t0 = std::chrono::steady_clock::now();
 
   std::vector<double> mean(k, 0.0);
@@ -326,6 +326,14 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
     result->seconds_clip_search = seconds_clip;
   }
   return Status::kOk;
+}
+
+Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, AwqLayer* layers, int32_t layer_count,
+                 const WeightQuantConfig& cfg, const AwqConfig& awq, float* scales_out, AwqResult* result,
+                 int threads) {
+  return StatusFromExceptions([&] {
+    return AwqSearchUnguarded(x, s, k, mean_abs, layers, layer_count, cfg, awq, scales_out, result, threads);
+  });
 }
 
 }  // namespace w4a8

@@ -32,13 +32,13 @@ void RangeParams(const float* w, int32_t n, int32_t r0, int32_t r1, int32_t j0, 
 
 }  // namespace
 
-Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian, const WeightQuantConfig& cfg,
-                    const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads) {
+static Status GptqQuantizeUnguarded(const float* w, int32_t k, int32_t n, const double* hessian, const WeightQuantConfig& cfg,
+                                    const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads) {
   if (CheckWeightQuantConfig(cfg) != Status::kOk) return Status::kInvalidArgument;
   if (k <= 0 || n <= 0 || !w || !hessian || !out.codes || !out.scales || gptq.block_size < 1 || !(gptq.damp >= 0))
     return Status::kInvalidArgument;
   if (HasZeroPoints(cfg) && !out.zero_points) return Status::kInvalidArgument;
-  const int t = threads > 0 ? threads : LinalgThreads();
+  const int t = ChunkCount(threads);
   const size_t kn = (size_t)k * n, kk = (size_t)k * k;
   for (size_t i = 0; i < kn; ++i)
     if (!std::isfinite(w[i])) return Status::kNumericalError;
@@ -202,6 +202,11 @@ Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian,
     result->dead_inputs = dead;
   }
   return Status::kOk;
+}
+
+Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian, const WeightQuantConfig& cfg,
+                    const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads) {
+  return StatusFromExceptions([&] { return GptqQuantizeUnguarded(w, k, n, hessian, cfg, gptq, out, result, threads); });
 }
 
 }  // namespace w4a8

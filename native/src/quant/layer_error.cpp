@@ -4,15 +4,16 @@
 #include <cmath>
 #include <vector>
 
+#include "linalg/parallel.h"
 #include "w4a8/linalg.h"
 #include "w4a8/quant.h"
 
 namespace w4a8 {
 
-Status LayerOutputError(const float* x, int64_t s, int32_t k, const float* w, const float* w_dequantized, int32_t n,
-                        ActFormat act, double* relative_error, int threads) {
+static Status LayerOutputErrorUnguarded(const float* x, int64_t s, int32_t k, const float* w, const float* w_dequantized, int32_t n,
+                                        ActFormat act, double* relative_error, int threads) {
   if (s <= 0 || k <= 0 || n <= 0 || !x || !w || !w_dequantized || !relative_error) return Status::kInvalidArgument;
-  const int t = threads > 0 ? threads : LinalgThreads();
+  const int t = ChunkCount(threads);
   const int64_t chunk = 512;
   std::vector<float> y((size_t)std::min(chunk, s) * n), yq(y.size()), xq;
   std::vector<float> delta;
@@ -47,6 +48,11 @@ Status LayerOutputError(const float* x, int64_t s, int32_t k, const float* w, co
   }
   *relative_error = den > 0 ? num / den : (num > 0 ? INFINITY : 0.0);
   return Status::kOk;
+}
+
+Status LayerOutputError(const float* x, int64_t s, int32_t k, const float* w, const float* w_dequantized, int32_t n,
+                        ActFormat act, double* relative_error, int threads) {
+  return StatusFromExceptions([&] { return LayerOutputErrorUnguarded(x, s, k, w, w_dequantized, n, act, relative_error, threads); });
 }
 
 }  // namespace w4a8

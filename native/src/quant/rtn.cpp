@@ -80,8 +80,8 @@ void QuantizeColumnsAlongK(const float* w, int32_t k, int32_t n, const WeightQua
 
 }  // namespace
 
-Status QuantizeWeight(const float* w, int32_t k, int32_t n, const WeightQuantConfig& cfg, const float* group_clip,
-                      const QuantizedOutputs& out, int threads) {
+static Status QuantizeWeightUnguarded(const float* w, int32_t k, int32_t n, const WeightQuantConfig& cfg, const float* group_clip,
+                                      const QuantizedOutputs& out, int threads) {
   if (CheckWeightQuantConfig(cfg) != Status::kOk || k <= 0 || n <= 0 || !w || !out.codes || !out.scales)
     return Status::kInvalidArgument;
   if (HasZeroPoints(cfg) && !out.zero_points) return Status::kInvalidArgument;
@@ -92,11 +92,16 @@ Status QuantizeWeight(const float* w, int32_t k, int32_t n, const WeightQuantCon
   if (!AllFinite(w, (size_t)k * n)) return Status::kNumericalError;
   memset(out.codes, 0, QuantCodeBytes(cfg, k, n));
   if (out.zero_points) memset(out.zero_points, 0, QuantZeroPointBytes(cfg, k, n));
-  const int t = threads > 0 ? threads : LinalgThreads();
+  const int t = ChunkCount(threads);
   ParallelRanges((double)k * n < 1e5 ? 1 : t, n, 64, [&](int64_t n0, int64_t n1) {
     QuantizeColumnsAlongK(w, k, n, cfg, group_clip, out, (int32_t)n0, (int32_t)n1);
   });
   return Status::kOk;
+}
+
+Status QuantizeWeight(const float* w, int32_t k, int32_t n, const WeightQuantConfig& cfg, const float* group_clip,
+                      const QuantizedOutputs& out, int threads) {
+  return StatusFromExceptions([&] { return QuantizeWeightUnguarded(w, k, n, cfg, group_clip, out, threads); });
 }
 
 }  // namespace w4a8
