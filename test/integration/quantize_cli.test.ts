@@ -68,6 +68,20 @@ describeCli('w4a8 quantize (CLI)', () => {
     expect(typeof summary.layers[0].alpha).toBe('number');
     expect(fs.readdirSync(outDir).sort()).toEqual(['q.onnx', 'q.onnx.report.json', 'tok512.bin']);
   });
+  it('--threads 1 and --threads 2 write the same model (GPTQ); a bad --threads exits 2', () => {
+    const one = path.join(outDir, 't1', 'q.onnx');
+    const two = path.join(outDir, 't2', 'q.onnx');
+    for (const [out, threads] of [[one, '1'], [two, '2']]) {
+      fs.mkdirSync(path.dirname(out), { recursive: true });
+      const r = w4a8(['quantize', toy, '-o', out, '--method', 'gptq', '--calib', CALIB_TEXT, '--calib-tokens', '1024', '--threads', threads, '--json']);
+      expect(r.status).toBe(0);
+    }
+    expect(fs.readFileSync(one).equals(fs.readFileSync(two))).toBe(true);
+    fs.rmSync(path.join(outDir, 't1'), { recursive: true });
+    fs.rmSync(path.join(outDir, 't2'), { recursive: true });
+    expectFailure(w4a8(['quantize', toy, '-o', path.join(outDir, 'q.onnx'), '--threads', '0']), 2, /--threads must be an integer in 1\.\.1024, got 0/);
+    expectFailure(w4a8(['quantize', toy, '-o', path.join(outDir, 'q.onnx'), '--threads', '1.5']), 2, /--threads must be an integer/);
+  });
   it('refuses to overwrite the input (exit 2)', () => {
     expectFailure(w4a8(['quantize', toy, '-o', toy, '--calib', CALIB_TEXT]), 2, /is the input model/);
   });

@@ -11,6 +11,7 @@ import { cpuIsaOverrideIgnored, numThreads } from '../../native/kernels';
 import { LLAMA7B, runQuantBench, type BenchActFormat } from '../../bench/quant';
 import { quantBenchTable } from '../../bench/quant_report';
 import type { CommandContext } from '../run_command';
+import { applyThreads, MAX_THREADS } from '../threads_option';
 
 interface BenchArgs extends CommonArgs {
   target: 'cpu' | 'quant' | 'all';
@@ -63,7 +64,7 @@ export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
       .option('shapes', { type: 'string', describe: `Weight shapes KxN, comma-separated (default ${DEFAULT_SHAPES})` })
       .option('m', { type: 'string', describe: `Token counts M, comma-separated (default ${DEFAULT_MS})` })
       .option('rounds', { type: 'number', describe: 'Interleaved timing rounds (default 7; 3 with --quick)' })
-      .option('threads', { type: 'number', describe: 'Threads for our kernels and ORT intraOpNumThreads (default: all hardware threads)' })
+      .option('threads', { type: 'number', describe: 'Threads for our kernels and quantizers, and ORT intraOpNumThreads (default: all hardware threads)' })
       .option('set-mb', { type: 'number', default: 1024, describe: 'MiB of distinct weights each variant rotates through (>= 1024 measures DRAM at M=1)' })
       .option('batch-ms', { type: 'number', default: 20, describe: 'Target duration of one timed batch of calls' })
       .option('quick', { type: 'boolean', default: false, describe: `Fewer shapes and M (${QUICK_SHAPES}; M ${QUICK_MS}; 3 rounds) unless given` })
@@ -74,6 +75,7 @@ export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
       .option('intermediate', { type: 'number', default: LLAMA7B.intermediate, describe: 'quant: MLP size' }) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
+      applyThreads(args.threads);
       const json: Record<string, unknown> = {};
       if (args.target === 'cpu' || args.target === 'all') json.cpu = await benchCpu(args, ctx);
       if (args.target === 'quant' || args.target === 'all') json.quant = await benchQuant(args, ctx);
@@ -107,7 +109,7 @@ async function benchCpu(args: BenchArgs, ctx: CommandContext): Promise<unknown> 
   const rounds = args.rounds ?? (args.quick ? 3 : 7);
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 1000) throw new UsageError(`--rounds must be an integer in 1..1000, got ${rounds}`);
   const threads = args.threads ?? numThreads();
-  if (!Number.isInteger(threads) || threads < 1 || threads > 1024) throw new UsageError(`--threads must be an integer in 1..1024, got ${threads}`);
+  if (threads > MAX_THREADS) throw new UsageError(`--threads must be an integer in 1..${MAX_THREADS}, got ${threads}`);
   const setMb = args['set-mb'];
   // Each variant holds its set (ONNX Runtime about twice, prepacked): ~9x the set in all.
   if (!(setMb >= 1 && setMb <= 1300)) throw new UsageError(`--set-mb must be in 1..1300 (keeps the run under ~12 GB of memory), got ${setMb}`);

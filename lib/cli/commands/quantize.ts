@@ -2,6 +2,7 @@
 // export as MatMulNBits, QDQ or standard-op simulation; progress per layer on stderr.
 import type { CommandModule } from 'yargs';
 import { runCommand, CommonArgs, UsageError } from '../run_command';
+import { applyThreads, threadsOption } from '../threads_option';
 import { quantizeModel } from '../../pipeline/quantize';
 import { ACT_FORMATS, EXPORT_FORMATS, GROUPINGS, METHODS, WEIGHT_FORMATS, configLabel } from '../../quant/config';
 
@@ -24,6 +25,7 @@ interface QuantizeArgs extends CommonArgs {
   'act-order': boolean;
   'pow2-scales': boolean;
   'calib-budget-mb': number;
+  threads?: number;
 }
 
 function checkBudget(mb: number): number {
@@ -54,9 +56,11 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       .option('exclude', { type: 'string', array: true, describe: 'Glob(s) of layer or weight names to keep in float (the logits layer always is)' })
       .option('act-order', { type: 'boolean', default: false, describe: 'GPTQ: visit inputs by decreasing Hessian diagonal' })
       .option('pow2-scales', { type: 'boolean', default: false, describe: 'Round scales up to powers of two' })
-      .option('calib-budget-mb', { type: 'number', default: 1024, describe: 'Memory for calibration statistics per pass; more layers -> more passes over the text' }) as never,
+      .option('calib-budget-mb', { type: 'number', default: 1024, describe: 'Memory for calibration statistics per pass; more layers -> more passes over the text' })
+      .option('threads', threadsOption) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
+      applyThreads(args.threads);
       const summary = await quantizeModel({
         input: args.input,
         output: args.output,

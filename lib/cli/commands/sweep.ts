@@ -2,6 +2,7 @@
 // quantization configurations on one model; writes sweep.md, sweep.json, sweep.svg.
 import type { CommandModule } from 'yargs';
 import { runCommand, CommonArgs } from '../run_command';
+import { applyThreads, threadsOption } from '../threads_option';
 import { sweep, writeSweep } from '../../pipeline/sweep';
 import { loadSweepConfigs } from '../../pipeline/sweep_configs';
 import { sweepTable } from '../../pipeline/report_markdown';
@@ -18,6 +19,7 @@ interface SweepArgs extends CommonArgs {
   tokenizer?: string;
   exclude?: string[];
   out: string;
+  threads?: number;
 }
 
 export const sweepCommand: CommandModule<CommonArgs, SweepArgs> = {
@@ -35,9 +37,11 @@ export const sweepCommand: CommandModule<CommonArgs, SweepArgs> = {
       .option('calib-seqlen', { type: 'number', default: 512, describe: 'Calibration window length' })
       .option('tokenizer', { type: 'string', describe: 'Tokenizer file (default: beside the model)' })
       .option('exclude', { type: 'string', array: true, describe: 'Glob(s) of layers kept in float' })
-      .option('out', { type: 'string', demandOption: true, describe: 'Output folder for sweep.md, sweep.json, sweep.svg' }) as never,
+      .option('out', { type: 'string', demandOption: true, describe: 'Output folder for sweep.md, sweep.json, sweep.svg' })
+      .option('threads', threadsOption) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
+      applyThreads(args.threads);
       const configs = loadSweepConfigs(args.configs);
       const report = await sweep({
         model: args.model,
