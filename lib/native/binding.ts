@@ -1,7 +1,9 @@
-// Loads the N-API addon and types it. Every kernel module adds its functions to
-// NativeBinding; callers go through the validating wrappers beside this file, never raw.
+// Loads the N-API addon and types every one of its exports (NativeBinding). Callers outside
+// lib/native never touch it: they call the validating wrappers beside this file.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { W4A8Error } from '../util/errors';
+import type { WeightFormat } from './formats';
 
 export interface BuildInfo {
   cudaCompiled: boolean;
@@ -11,33 +13,196 @@ export interface BuildInfo {
   napiVersion: number;
 }
 
+/** quant.h WeightQuantConfig as the glue reads it (format 0 int4 / 1 fp4, grouping 0 along K / 1 along N). */
+export interface NativeWeightConfig {
+  format: 0 | 1;
+  symmetric: boolean;
+  groupSize: number;
+  grouping: 0 | 1;
+  pow2Scales: boolean;
+  clipRatio: number;
+  perChannelBlockSize: number;
+}
+
+export interface NativeQuantSizes {
+  codeBytes: number;
+  scaleCount: number;
+  zeroPointBytes: number;
+  layoutGroupSize: number;
+}
+
+/** One layer of an AWQ search; the output arrays are filled in place. */
+export interface NativeAwqLayer {
+  w: Float32Array;
+  n: number;
+  codes: Uint8Array;
+  scales: Float32Array;
+  zeroPoints: Uint8Array | null;
+  dequantized: Float32Array | null;
+  groupClip: Float32Array;
+}
+
+/** act: 0 none, 1 int8, 2 fp8; kernelAct: -1 float simulation, else the index into KERNEL_ACT_QUANTS. */
+export interface NativeAwqOptions {
+  gridSize: number;
+  clipGrid: number;
+  clipMin: number;
+  act: 0 | 1 | 2;
+  duoScaling: boolean;
+  kernelAct: number;
+}
+
+export interface NativeAwqResult {
+  alpha: number;
+  duoScaling: boolean;
+  errorBefore: number;
+  errorAfterScale: number;
+  errorAfter: number;
+  clipped: boolean;
+  secondsScaleSearch: number;
+  secondsClipSearch: number;
+  layers: { errorBefore: number; errorAfter: number }[];
+}
+
+export interface NativeGptqOptions {
+  damp: number;
+  actOrder: boolean;
+  blockSize: number;
+}
+
+export interface NativeGptqResult {
+  proxyLoss: number;
+  dampUsed: number;
+  deadInputs: number;
+}
+
+/** A native calibration statistics accumulator (calib_bindings.cpp). */
+export interface NativeCalibStats {
+  add(rows: Float32Array | Uint16Array, count: number): Promise<void>;
+  rows(): number;
+  sampleCount(): number;
+  bytes(): number;
+  readMeanAbs(out: Float32Array): void;
+  readMaxAbs(out: Float32Array): void;
+  readSample(out: Float32Array): void;
+  readHessian(out: Float64Array | Float32Array): Promise<void>;
+  dispose(): void;
+}
+
+/** The CPU kernel paths (native/src/cpu), in increasing order of preference. */
+export type CpuIsa = 'scalar' | 'avx2' | 'avx512vnni' | 'amx';
+
+/** A weight prepacked for the CPU kernels. Holds native memory until dispose() or GC. */
+export interface CpuPackedWeight {
+  readonly n: number;
+  readonly k: number;
+  readonly groupSize: number;
+  readonly format: WeightFormat;
+  readonly isa: CpuIsa;
+  /** Native bytes held (packed layout plus the canonical copy when kept). */
+  readonly bytes: number;
+  readonly disposed: boolean;
+  dispose(): void;
+}
+
+/**
+ * Every export of the addon (native/addon/*_bindings.cpp registrations), with the positional
+ * arguments the glue reads. Only the wrappers beside this file call these: they validate every
+ * argument first and map native errors (status.ts). A new export is added here and to NATIVE_EXPORTS below.
+ */
 export interface NativeBinding {
-  buildInfo: BuildInfo;
+  // build_info_bindings.cpp
+  readonly buildInfo: BuildInfo;
+
+  // tensor_codecs_bindings.cpp: fp16 / bf16 <-> fp32 (round to nearest even) and a NaN/Inf count; see tensor_codecs.ts.
   float16ToFloat32(src: Uint16Array, dst: Float32Array): void;
   bfloat16ToFloat32(src: Uint16Array, dst: Float32Array): void;
   float32ToFloat16(src: Float32Array, dst: Uint16Array): void;
   float32ToBfloat16(src: Float32Array, dst: Uint16Array): void;
   countNonFinite(src: Float32Array): number;
-  // eval_ops (type code 0 = Float32Array logits, 1 = Uint16Array fp16 bits); see lib/native/eval_ops.ts.
+
+  // eval_bindings.cpp (type code 0 = Float32Array logits, 1 = Uint16Array fp16 bits); see eval_ops.ts.
   tokenNll(logits: Float32Array | Uint16Array, type: 0 | 1, rows: number, vocab: number, targets: Int32Array, out: Float64Array): number;
   tokenNllAsync(logits: Float32Array | Uint16Array, type: 0 | 1, rows: number, vocab: number, targets: Int32Array, out: Float64Array): Promise<number>;
   rowArgmax(logits: Float32Array | Uint16Array, type: 0 | 1, row: number, vocab: number): number;
-  // tensor_layout: [rows, cols] -> [cols, rows] fp32 on the libuv pool; rope tables as llama2.c computes them; see lib/native/tensor_layout.ts.
+
+  // tensor_layout_bindings.cpp: [rows, cols] -> [cols, rows] fp32 on the libuv pool; rope tables as llama2.c computes them; see tensor_layout.ts.
   transposeF32(src: Float32Array, rows: number, cols: number, dst: Float32Array): Promise<void>;
   ropeTablesF32(seqLen: number, headSize: number, theta: number, cos: Float32Array, sin: Float32Array): Promise<void>;
-  // cuda_kernels (builds with CUDA only, hence optional; Promises reject without a device); see lib/native/cuda.ts.
+
+  // quant_bindings.cpp: outputs are allocated by the caller from quantSizes; see quant.ts.
+  quantSizes(k: number, n: number, cfg: NativeWeightConfig): NativeQuantSizes;
+  quantizeWeight(w: Float32Array, k: number, n: number, cfg: NativeWeightConfig, groupClip: Float32Array | null, codes: Uint8Array,
+    scales: Float32Array, zeroPoints: Uint8Array | null, dequantized: Float32Array | null): Promise<void>;
+  fakeQuantActivations(x: Float32Array, m: number, k: number, format: 0 | 1 | 2, out: Float32Array, rowScales: Float32Array | null): Promise<void>;
+  layerOutputError(x: Float32Array, rows: number, k: number, w: Float32Array, wq: Float32Array, n: number, act: 0 | 1 | 2): Promise<number>;
+  awqSearch(x: Float32Array, rows: number, k: number, meanAbs: Float32Array | null, layers: NativeAwqLayer[], cfg: NativeWeightConfig,
+    awq: NativeAwqOptions, scalesOut: Float32Array): Promise<NativeAwqResult>;
+  gptqQuantize(w: Float32Array, k: number, n: number, hessian: Float64Array | Float32Array, cfg: NativeWeightConfig,
+    gptq: NativeGptqOptions, codes: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array | null,
+    dequantized: Float32Array | null): Promise<NativeGptqResult>;
+  truncatedSvd(a: Float64Array, m: number, n: number, rank: number, u: Float64Array, s: Float64Array, vt: Float64Array,
+    powerIters: number, oversample: number, seed: number): Promise<void>;
+  setLinalgThreads(threads: number): void;
+  linalgThreads(): number;
+  gemmIsa(): string;
+
+  // calib_bindings.cpp: hessianMode 0 none, 1 fp32, 2 fp64; see calib_stats.ts.
+  CalibStats: new (k: number, sampleRows: number, seed: number, hessianMode: 0 | 1 | 2) => NativeCalibStats;
+
+  // cpu_kernels_bindings.cpp: format 0 int4, 1 fp4; act 0 per (token, K-group), 1 per token; a trailing
+  // `sync` runs the call on this thread (returns undefined) instead of the pool (returns a Promise); see kernels.ts.
+  CpuPackedWeight: new (...args: never[]) => CpuPackedWeight;
+  cpuIsas(): string[];
+  cpuDefaultIsa(): string;
+  cpuIsaUnavailableReason(isa: string): string;
+  cpuIsaOverrideIgnored(): boolean;
+  setNumThreads(threads: number): void;
+  getNumThreads(): number;
+  cpuPrepackWeight(format: 0 | 1, n: number, k: number, groupSize: number, codes: Uint8Array, scales: Float32Array,
+    zeroPoints: Uint8Array | null, isa: string | null, sync?: boolean, keepCanonical?: boolean): Promise<CpuPackedWeight> | CpuPackedWeight;
+  cpuGemmW4A8(w: CpuPackedWeight, x: Float32Array, m: number, y: Float32Array, bias: Float32Array | null, act: 0 | 1,
+    isa: string | null, sync?: boolean): Promise<void> | undefined;
+  cpuGemmW4A8Reference(w: CpuPackedWeight, x: Float32Array, m: number, y: Float32Array, bias: Float32Array | null,
+    act: 0 | 1, sync?: boolean): Promise<void> | undefined;
+  cpuGemmW4A16(w: CpuPackedWeight, x: Float32Array, m: number, y: Float32Array, bias: Float32Array | null,
+    isa: string | null, sync?: boolean): Promise<void> | undefined;
+  cpuGemmW4A16Reference(w: CpuPackedWeight, x: Float32Array, m: number, y: Float32Array, bias: Float32Array | null,
+    sync?: boolean): Promise<void> | undefined;
+  cpuGemmDequantizedF64(w: CpuPackedWeight, x: Float32Array, m: number, y: Float64Array, sync?: boolean): Promise<void> | undefined;
+  cpuDequantizeKN(w: CpuPackedWeight, out: Float32Array, sync?: boolean): Promise<void> | undefined;
+  cpuKroneckerAdd(terms: number, aRows: number, aCols: number, bRows: number, bCols: number, a: Float32Array,
+    b: Float32Array, x: Float32Array, m: number, y: Float32Array, isa: string | null, sync?: boolean): Promise<void> | undefined;
+  cpuGemmW4A8Kron(w: CpuPackedWeight, x: Float32Array, m: number, y: Float32Array, bias: Float32Array | null, act: 0 | 1,
+    terms: number, aRows: number, aCols: number, bRows: number, bCols: number, a: Float32Array, b: Float32Array,
+    reference: boolean, sync?: boolean): Promise<void> | undefined;
+  cpuFillRandom(out: Float32Array | Uint8Array, seed: number, lo: number, hi: number, normal?: boolean): void;
+  cpuRelativeErrorL2(y: Float32Array, ref: Float64Array, count: number): number;
+
+  // cuda_kernels_bindings.cpp: only in builds with CUDA (hence optional); the Promises reject without a device; see cuda.ts.
   cudaLinear?(kind: 0 | 1, format: 0 | 1, n: number, k: number, groupSize: number, codes: Uint8Array, scales: Float32Array,
     zeroPoints: Uint8Array | null, m: number, x: Float32Array, y: Float32Array): Promise<void>;
   cudaQuantizeActivations?(m: number, k: number, x: Float32Array, qInt8: Int8Array | null, scalesInt8: Float32Array | null,
     qFp8: Uint8Array | null, scalesFp8: Float32Array | null): Promise<void>;
   cudaKroneckerAdd?(terms: number, aRows: number, aCols: number, bRows: number, bCols: number, a: Float32Array,
     b: Float32Array, m: number, x: Float32Array, y: Float32Array): Promise<void>;
-  // cpu_kernels: ISA queries, CpuPackedWeight, W4A8/W4A16/Kronecker calls; typed in full as CpuKernelBinding in lib/native/kernels.ts.
-  cpuIsas?(): string[];
-  cpuDefaultIsa?(): string;
-  // Modules add their members here as they land (kernels, quantizers, statistics, eval).
-  [name: string]: unknown;
 }
+
+/** Which exports every build has ('always') and which only CUDA builds have; checked when the addon loads. */
+export const NATIVE_EXPORTS: { readonly [K in keyof NativeBinding]-?: 'always' | 'cuda' } = {
+  buildInfo: 'always',
+  float16ToFloat32: 'always', bfloat16ToFloat32: 'always', float32ToFloat16: 'always', float32ToBfloat16: 'always', countNonFinite: 'always',
+  tokenNll: 'always', tokenNllAsync: 'always', rowArgmax: 'always',
+  transposeF32: 'always', ropeTablesF32: 'always',
+  quantSizes: 'always', quantizeWeight: 'always', fakeQuantActivations: 'always', layerOutputError: 'always', awqSearch: 'always',
+  gptqQuantize: 'always', truncatedSvd: 'always', setLinalgThreads: 'always', linalgThreads: 'always', gemmIsa: 'always',
+  CalibStats: 'always',
+  CpuPackedWeight: 'always', cpuIsas: 'always', cpuDefaultIsa: 'always', cpuIsaUnavailableReason: 'always', cpuIsaOverrideIgnored: 'always',
+  setNumThreads: 'always', getNumThreads: 'always', cpuPrepackWeight: 'always', cpuGemmW4A8: 'always', cpuGemmW4A8Reference: 'always',
+  cpuGemmW4A16: 'always', cpuGemmW4A16Reference: 'always', cpuGemmDequantizedF64: 'always', cpuDequantizeKN: 'always',
+  cpuKroneckerAdd: 'always', cpuGemmW4A8Kron: 'always', cpuFillRandom: 'always', cpuRelativeErrorL2: 'always',
+  cudaLinear: 'cuda', cudaQuantizeActivations: 'cuda', cudaKroneckerAdd: 'cuda',
+};
 
 let cached: NativeBinding | undefined;
 
@@ -60,6 +225,12 @@ export function native(): NativeBinding {
     throw new Error(`the w4a8 native addon is not built (looked for ${tried.join(', ')}); run \`npm ci\` or \`npm run build\``);
   }
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  cached = require(found) as NativeBinding;
+  const loaded = require(found) as Record<string, unknown>;
+  // An addon built from older sources lacks exports; say so once, not as "x is not a function" later.
+  const missing = Object.entries(NATIVE_EXPORTS).filter(([name, when]) => when === 'always' && !(name in loaded)).map(([name]) => name);
+  if (missing.length > 0) {
+    throw new W4A8Error(`the w4a8 native addon at ${found} lacks ${missing.join(', ')}: it was built from older sources; rebuild it with \`npm run build\``);
+  }
+  cached = loaded as unknown as NativeBinding;
   return cached;
 }

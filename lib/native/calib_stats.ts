@@ -2,7 +2,9 @@
 // mean/max |x| per input channel, the Hessian X^T X, the row count and a seeded reservoir sample
 // of at most `sampleRows` rows. Memory stays bounded however long the calibration runs.
 import { W4A8Error } from '../util/errors';
-import { native, type NativeBinding } from './binding';
+import { native, type NativeCalibStats } from './binding';
+import { callNative } from './status';
+import { describe, expectInt, expectObject, expectTypedArray } from './validate';
 
 export interface CalibStatsOptions {
   /** Input channels (columns of each activation row). */
@@ -30,36 +32,6 @@ export interface CalibStats {
   sampleRows: number;
 }
 
-interface NativeCalibStats {
-  add(rows: Float32Array | Uint16Array, count: number): Promise<void>;
-  rows(): number;
-  sampleCount(): number;
-  bytes(): number;
-  readMeanAbs(out: Float32Array): void;
-  readMaxAbs(out: Float32Array): void;
-  readSample(out: Float32Array): void;
-  readHessian(out: Float64Array | Float32Array): Promise<void>;
-  dispose(): void;
-}
-
-type CalibStatsCtor = new (k: number, sampleRows: number, seed: number, hessianMode: number) => NativeCalibStats;
-
-function ctor(): CalibStatsCtor {
-  const b = native() as NativeBinding & { CalibStats?: CalibStatsCtor };
-  if (typeof b.CalibStats !== 'function') {
-    throw new W4A8Error('the w4a8 native addon was built without calibration statistics; rebuild it with `npm run build`');
-  }
-  return b.CalibStats;
-}
-
-function checkInt(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new TypeError(`Expected an integer for ${name} but received ${String(value)}`);
-  }
-  if (value < min || value > max) throw new RangeError(`Expected ${name} in [${min}, ${max}] but received ${value}`);
-  return value;
-}
-
 /** Accumulates statistics batch by batch; add() calls are applied in call order. */
 export class CalibStatsAccumulator {
   readonly k: number;
@@ -68,22 +40,21 @@ export class CalibStatsAccumulator {
   private pending: Promise<void> = Promise.resolve();
 
   constructor(options: CalibStatsOptions) {
-    if (options === null || typeof options !== 'object') throw new TypeError('Expected calibration statistics options {k, sampleRows, seed, hessian}');
-    this.k = checkInt('k', options.k, 1, 1 << 20);
-    const sampleRows = checkInt('sampleRows', options.sampleRows ?? 4096, 0, 1 << 24);
-    const seed = checkInt('seed', options.seed ?? 0, 0, Number.MAX_SAFE_INTEGER);
+    expectObject('calibration statistics options', options, '{ k, sampleRows, seed, hessian }');
+    this.k = expectInt('k', options.k, 1, 1 << 20);
+    const sampleRows = expectInt('sampleRows', options.sampleRows ?? 4096, 0, 1 << 24);
+    const seed = expectInt('seed', options.seed ?? 0, 0);
     const h = options.hessian ?? true;
     if (h === true || h === 'float64') this.hessianMode = 'float64';
     else if (h === 'float32') this.hessianMode = 'float32';
     else if (h === false) this.hessianMode = 'none';
-    else throw new TypeError(`Expected hessian true, false, 'float64' or 'float32' but received ${String(h)}`);
-    const mode = { none: 0, float32: 1, float64: 2 }[this.hessianMode];
-    const Ctor = ctor();
-    this.handle = new Ctor(this.k, sampleRows, seed, mode);
+    else throw new TypeError(`Expected hessian to be true, false, 'float64' or 'float32' but received ${describe(h)}`);
+    const mode = ({ none: 0, float32: 1, float64: 2 } as const)[this.hessianMode];
+    this.handle = new (native().CalibStats)(this.k, sampleRows, seed, mode);
   }
 
   private live(what: string): NativeCalibStats {
-    if (!this.handle) throw new W4A8Error(`CalibStats.${what}: the statistics were already finalized or disposed`);
+    if (!this.handle) throw new W4A8Error(`CalibStats.${what}: the statistics were already finalized or disposed; create a new accumulator`);
     return this.handle;
   }
 
@@ -94,29 +65,18 @@ export class CalibStatsAccumulator {
    */
   add(rows: Float32Array | Uint16Array, count?: number): Promise<void> {
     const handle = this.live('add');
-    if (!(rows instanceof Float32Array) && !(rows instanceof Uint16Array)) {
-      throw new TypeError('Expected rows to be a Float32Array (fp32) or a Uint16Array (fp16 bits)');
-    }
+    // fp16 activations stay as their bit patterns (Uint16Array): the addon widens them.
+    expectTypedArray('rows', rows, ['Float32Array', 'Uint16Array']);
     if (count === undefined && rows.length % this.k !== 0) {
-      throw new RangeError(`rows hold ${rows.length} values, not a multiple of k = ${this.k}; pass whole rows or give count`);
+      throw new RangeError(`Expected rows to hold whole rows of k=${this.k} values but received ${rows.length} values, not a multiple of k; pass whole rows or give count`);
     }
-    const n = count ?? rows.length / this.k;
-    checkInt('count', n, 0, Number.MAX_SAFE_INTEGER);
-    if (n * this.k > rows.length) {
-      throw new RangeError(`rows hold ${rows.length} values, fewer than count * k = ${n} * ${this.k}`);
-    }
-    const site = new Error('CalibStats.add');
-    const run = this.pending.then(() => handle.add(rows, n));
+    const n = expectInt('count', count ?? rows.length / this.k, 0, Math.floor(rows.length / this.k));
+    const run = callNative('CalibStats.add', () => this.pending.then(() => handle.add(rows, n)), {
+      numerical: 'calibration activations hold NaN or Inf values; the model overflows on the calibration text (try fp32 or other text)',
+    });
     // Later adds wait for this one whatever its outcome; the error goes to this caller only.
     this.pending = run.catch(() => undefined);
-    return run.catch((err: unknown) => {
-      const message = err instanceof Error ? err.message : String(err);
-      const e = new W4A8Error(/numerical error/.test(message)
-        ? 'calibration activations hold NaN or Inf values; the model overflows on the calibration text (try fp32 or other text)'
-        : `CalibStats.add: ${message}`);
-      e.stack = `${e.name}: ${e.message}\n${(site.stack ?? '').split('\n').slice(1).join('\n')}`;
-      throw e;
-    });
+    return run;
   }
 
   /** Rows accumulated so far (after the adds already settled). */

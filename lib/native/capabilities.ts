@@ -11,9 +11,8 @@ export interface Capabilities {
 
 export function capabilities(): Capabilities {
   const b = native();
-  const isas = typeof b.cpuIsas === 'function' ? (b.cpuIsas as () => string[])() : ['scalar'];
   return {
-    cpuIsas: isas,
+    cpuIsas: b.cpuIsas(),
     cudaCompiled: b.buildInfo.cudaCompiled,
     cudaDevices: b.buildInfo.cudaDevices,
     ...(b.buildInfo.cudaDevice ? { cudaDevice: b.buildInfo.cudaDevice } : {}),

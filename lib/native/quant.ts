@@ -11,10 +11,12 @@
 //   All-zero groups get scale 0 and dequantize to exact zeros.
 //   Activations, per token (row): int8 scale = absmax / 127; fp8 scale = absmax / 448 and E4M3FN
 //   round-to-nearest-even with saturation (ONNX Cast to FLOAT8E4M3FN, saturate=1).
-import { W4A8Error } from '../util/errors';
-import { native, type NativeBinding } from './binding';
+import { native, type NativeAwqLayer, type NativeWeightConfig } from './binding';
+import { GROUP_SIZES, PER_CHANNEL, PER_CHANNEL_BLOCK_SIZE, weightFormatCode, WEIGHT_FORMATS, type WeightFormat } from './formats';
+import { callNative } from './status';
+import { describe, expectBoolean, expectInt, expectNumber, expectObject, expectOneOf, expectOptions, expectTypedArray } from './validate';
 
-export type WeightFormatName = 'int4' | 'fp4';
+export type WeightFormatName = WeightFormat;
 /** 'oc': groups along K inside one output channel (MatMulNBits); 'ic': groups along N inside one input channel. */
 export type GroupingName = 'oc' | 'ic';
 export type ActFormatName = 'none' | 'int8' | 'fp8';
@@ -66,147 +68,57 @@ export interface QuantizedWeight {
 /** The pipeline's name for the weight quantization config. */
 export type WeightQuantOptions = WeightQuantConfig;
 
-interface NativeWeightConfig {
-  format: number;
-  symmetric: boolean;
-  groupSize: number;
-  grouping: number;
-  pow2Scales: boolean;
-  clipRatio: number;
-  perChannelBlockSize: number;
-}
-
-interface QuantNative {
-  quantSizes(k: number, n: number, cfg: NativeWeightConfig): { codeBytes: number; scaleCount: number; zeroPointBytes: number; layoutGroupSize: number };
-  quantizeWeight(w: Float32Array, k: number, n: number, cfg: NativeWeightConfig, groupClip: Float32Array | null, codes: Uint8Array,
-    scales: Float32Array, zeroPoints: Uint8Array | null, dequantized: Float32Array | null): Promise<void>;
-  fakeQuantActivations(x: Float32Array, m: number, k: number, format: number, out: Float32Array, rowScales: Float32Array | null): Promise<void>;
-  layerOutputError(x: Float32Array, rows: number, k: number, w: Float32Array, wq: Float32Array, n: number, act: number): Promise<number>;
-  awqSearch(x: Float32Array, rows: number, k: number, meanAbs: Float32Array | null, layers: NativeAwqLayer[], cfg: NativeWeightConfig,
-    awq: { gridSize: number; clipGrid: number; clipMin: number; act: number; duoScaling: boolean; kernelAct: number }, scalesOut: Float32Array): Promise<NativeAwqResult>;
-  gptqQuantize(w: Float32Array, k: number, n: number, hessian: Float64Array | Float32Array, cfg: NativeWeightConfig,
-    gptq: { damp: number; actOrder: boolean; blockSize: number }, codes: Uint8Array, scales: Float32Array,
-    zeroPoints: Uint8Array | null, dequantized: Float32Array | null): Promise<{ proxyLoss: number; dampUsed: number; deadInputs: number }>;
-  truncatedSvd(a: Float64Array, m: number, n: number, rank: number, u: Float64Array, s: Float64Array, vt: Float64Array,
-    powerIters: number, oversample: number, seed: number): Promise<void>;
-  setLinalgThreads(threads: number): void;
-  linalgThreads(): number;
-  gemmIsa(): string;
-}
-
-interface NativeAwqLayer {
-  w: Float32Array;
-  n: number;
-  codes: Uint8Array;
-  scales: Float32Array;
-  zeroPoints: Uint8Array | null;
-  dequantized: Float32Array | null;
-  groupClip: Float32Array;
-}
-
-interface NativeAwqResult {
-  alpha: number;
-  duoScaling: boolean;
-  errorBefore: number;
-  errorAfterScale: number;
-  errorAfter: number;
-  clipped: boolean;
-  secondsScaleSearch: number;
-  secondsClipSearch: number;
-  layers: { errorBefore: number; errorAfter: number }[];
-}
-
-function binding(): QuantNative {
-  const b = native() as NativeBinding & Partial<QuantNative>;
-  if (typeof b.quantizeWeight !== 'function') {
-    throw new W4A8Error('the w4a8 native addon was built without the quantizers; rebuild it with `npm run build`');
-  }
-  return b as unknown as QuantNative;
-}
-
 // ---- validation -------------------------------------------------------------------------------
 
-function checkInt(name: string, value: unknown, min: number, max = 2 ** 30): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new TypeError(`Expected an integer for ${name} but received ${String(value)}`);
-  }
-  if (value < min || value > max) throw new RangeError(`Expected ${name} in [${min}, ${max}] but received ${value}`);
-  return value;
-}
+/** Group sizes a quantization config takes: the canonical ones, or 0 for one group per channel. */
+const CONFIG_GROUP_SIZES: readonly number[] = [PER_CHANNEL, ...GROUP_SIZES];
+const GROUPINGS: readonly GroupingName[] = ['oc', 'ic'];
+const ACT_FORMATS: readonly ActFormatName[] = ['none', 'int8', 'fp8'];
+const MAX_DIM = 2 ** 30;
 
 function checkFloat32(name: string, value: unknown, length: number, shape: string): Float32Array {
-  if (!(value instanceof Float32Array)) throw new TypeError(`Expected ${name} to be a Float32Array but received ${describe(value)}`);
-  if (value.length !== length) {
-    throw new RangeError(`${name} holds ${value.length} values, not ${shape} = ${length}; pass the matching shape`);
-  }
-  return value;
+  return expectTypedArray(name, value, 'Float32Array', length, shape);
 }
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (ArrayBuffer.isView(value)) return value.constructor.name;
-  return typeof value;
-}
-
-const GROUP_SIZES = [0, 16, 32, 64, 128, 256];
 
 function nativeConfig(cfg: WeightQuantConfig, what = 'config'): NativeWeightConfig {
-  if (cfg === null || typeof cfg !== 'object') throw new TypeError(`Expected ${what} to be an object {format, groupSize, ...}`);
-  if (cfg.format !== 'int4' && cfg.format !== 'fp4') {
-    throw new TypeError(`Expected ${what}.format 'int4' or 'fp4' but received ${String(cfg.format)}`);
+  const o = expectObject(what, cfg, '{ format, groupSize, ... }');
+  const format = expectOneOf(`${what}.format`, o.format, WEIGHT_FORMATS);
+  const groupSize = expectInt(`${what}.groupSize`, o.groupSize, 0);
+  if (!CONFIG_GROUP_SIZES.includes(groupSize)) {
+    throw new RangeError(`Expected ${what}.groupSize in ${CONFIG_GROUP_SIZES.join(', ')} (0 = per channel) but received ${groupSize}`);
   }
-  if (!GROUP_SIZES.includes(cfg.groupSize)) {
-    throw new RangeError(`Expected ${what}.groupSize one of ${GROUP_SIZES.join(', ')} (0 = per channel) but received ${String(cfg.groupSize)}`);
+  const grouping = expectOneOf(`${what}.grouping`, o.grouping ?? 'oc', GROUPINGS);
+  const clipRatio = expectNumber(`${what}.clipRatio`, o.clipRatio ?? 1, { min: 0, minExclusive: true, max: 1 });
+  const symmetric = expectBoolean(`${what}.symmetric`, o.symmetric, false);
+  const pow2Scales = expectBoolean(`${what}.pow2Scales`, o.pow2Scales, false);
+  const perChannelBlockSize = expectInt(`${what}.perChannelBlockSize`, o.perChannelBlockSize ?? PER_CHANNEL_BLOCK_SIZE, 0);
+  if (!CONFIG_GROUP_SIZES.includes(perChannelBlockSize)) {
+    throw new RangeError(`Expected ${what}.perChannelBlockSize in ${CONFIG_GROUP_SIZES.join(', ')} (0 = K rounded up to a power of two) but received ${perChannelBlockSize}`);
   }
-  const grouping = cfg.grouping ?? 'oc';
-  if (grouping !== 'oc' && grouping !== 'ic') throw new TypeError(`Expected ${what}.grouping 'oc' or 'ic' but received ${String(grouping)}`);
-  const clipRatio = cfg.clipRatio ?? 1;
-  if (typeof clipRatio !== 'number' || !(clipRatio > 0 && clipRatio <= 1)) {
-    throw new RangeError(`Expected ${what}.clipRatio in (0, 1] but received ${String(cfg.clipRatio)}`);
-  }
-  for (const key of ['symmetric', 'pow2Scales'] as const) {
-    if (cfg[key] !== undefined && typeof cfg[key] !== 'boolean') {
-      throw new TypeError(`Expected ${what}.${key} to be a boolean but received ${String(cfg[key])}`);
-    }
-  }
-  const perChannelBlockSize = cfg.perChannelBlockSize ?? 128;
-  if (!GROUP_SIZES.includes(perChannelBlockSize)) {
-    throw new RangeError(`Expected ${what}.perChannelBlockSize one of ${GROUP_SIZES.join(', ')} (0 = K rounded up to a power of two) but received ${String(cfg.perChannelBlockSize)}`);
-  }
-  if (cfg.format === 'fp4' && cfg.symmetric === false) {
-    throw new RangeError(`${what}: fp4 is always symmetric; drop symmetric: false or use format 'int4'`);
+  if (format === 'fp4' && o.symmetric === false) {
+    throw new RangeError(`Expected ${what}.symmetric true or unset for fp4 but received false; fp4 is always symmetric: drop symmetric: false or use format 'int4'`);
   }
   return {
-    format: cfg.format === 'int4' ? 0 : 1,
-    symmetric: cfg.format === 'fp4' ? true : cfg.symmetric === true,
-    groupSize: cfg.groupSize,
+    format: weightFormatCode(format),
+    symmetric: format === 'fp4' ? true : symmetric,
+    groupSize,
     grouping: grouping === 'oc' ? 0 : 1,
-    pow2Scales: cfg.pow2Scales === true,
+    pow2Scales,
     clipRatio,
     perChannelBlockSize,
   };
 }
 
-function actCode(act: ActFormatName | undefined, what: string): number {
-  const a = act ?? 'none';
-  const code = ({ none: 0, int8: 1, fp8: 2 } as Record<string, number>)[a as string];
-  if (code === undefined) throw new TypeError(`Expected ${what} 'none', 'int8' or 'fp8' but received ${String(act)}`);
-  return code;
+function actCode(act: unknown, what: string): 0 | 1 | 2 {
+  return ACT_FORMATS.indexOf(expectOneOf(what, act ?? 'none', ACT_FORMATS)) as 0 | 1 | 2;
 }
 
-/** Runs a native Promise, keeping the caller's stack and turning the core's status into a clear error. */
-async function call<T>(what: string, run: () => Promise<T>): Promise<T> {
-  const site = new Error(what);
-  try {
-    return await run();
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    const e = /numerical error/.test(message)
-      ? new W4A8Error(`${what}: the input holds NaN or Inf values (or a Hessian that is not positive definite); the model cannot be quantized as is`)
-      : new W4A8Error(`${what}: ${message}`);
-    e.stack = `${e.name}: ${e.message}\n${(site.stack ?? '').split('\n').slice(1).join('\n')}`;
-    throw e;
-  }
+const NAN_OR_INF = (what: string) =>
+  `${what}: the input holds NaN or Inf values (or a Hessian that is not positive definite); the model cannot be quantized as is`;
+
+/** Runs a native quantizer call: the caller's stack on failure, NaN/Inf explained for quantization. */
+function call<T>(what: string, run: () => Promise<T>): Promise<T> {
+  return callNative(what, run, { numerical: NAN_OR_INF(what) });
 }
 
 interface Allocated {
@@ -218,7 +130,7 @@ interface Allocated {
 }
 
 function allocate(k: number, n: number, cfg: NativeWeightConfig): Allocated {
-  const s = binding().quantSizes(k, n, cfg);
+  const s = native().quantSizes(k, n, cfg);
   return {
     codes: new Uint8Array(s.codeBytes),
     scales: new Float32Array(s.scaleCount),
@@ -236,7 +148,7 @@ function result(cfg: WeightQuantConfig, nc: NativeWeightConfig, k: number, n: nu
     k,
     n,
     groupSize: a.layoutGroupSize,
-    perChannel: cfg.groupSize === 0,
+    perChannel: cfg.groupSize === PER_CHANNEL,
     codes: a.codes,
     scales: a.scales,
     ...(a.zeroPoints ? { zeroPoints: a.zeroPoints } : {}),
@@ -248,9 +160,9 @@ function result(cfg: WeightQuantConfig, nc: NativeWeightConfig, k: number, n: nu
 
 /** Output sizes of quantizeWeight for a [K][N] weight (to plan memory or preallocate). */
 export function quantizedSizes(k: number, n: number, cfg: WeightQuantConfig): { codeBytes: number; scaleCount: number; zeroPointBytes: number; groupSize: number } {
-  checkInt('k', k, 1);
-  checkInt('n', n, 1);
-  const s = binding().quantSizes(k, n, nativeConfig(cfg));
+  expectInt('k', k, 1, MAX_DIM);
+  expectInt('n', n, 1, MAX_DIM);
+  const s = native().quantSizes(k, n, nativeConfig(cfg));
   return { codeBytes: s.codeBytes, scaleCount: s.scaleCount, zeroPointBytes: s.zeroPointBytes, groupSize: s.layoutGroupSize };
 }
 
@@ -263,17 +175,18 @@ export interface QuantizeOptions {
 
 /** Round-to-nearest quantization of W[K][N] (ONNX MatMul B). Rejects NaN/Inf with a W4A8Error. */
 export async function quantizeWeight(w: Float32Array, k: number, n: number, cfg: WeightQuantConfig, options: QuantizeOptions = {}): Promise<QuantizedWeight> {
-  checkInt('k', k, 1);
-  checkInt('n', n, 1);
+  expectInt('k', k, 1, MAX_DIM);
+  expectInt('n', n, 1, MAX_DIM);
   const nc = nativeConfig(cfg);
-  checkFloat32('w', w, k * n, 'k * n');
+  checkFloat32('w', w, k * n, `k=${k} x n=${n}`);
   let clip: Float32Array | null = null;
-  if (options.groupClip !== undefined) {
-    if (nc.grouping !== 0) throw new RangeError("groupClip needs grouping 'oc'");
-    clip = checkFloat32('groupClip', options.groupClip, binding().quantSizes(k, n, nc).scaleCount, 'the number of groups');
+  const o = expectOptions('options', options);
+  if (o.groupClip !== undefined) {
+    if (nc.grouping !== 0) throw new RangeError("Expected grouping 'oc' with groupClip but received 'ic'; drop groupClip or group along K");
+    clip = checkFloat32('groupClip', o.groupClip, native().quantSizes(k, n, nc).scaleCount, 'one ratio per scale');
   }
   const a = allocate(k, n, nc);
-  const b = binding();
+  const b = native();
   await call(`quantizeWeight${options.name ? ` (${options.name})` : ''}`, () =>
     b.quantizeWeight(w, k, n, nc, clip, a.codes, a.scales, a.zeroPoints, a.dequantized));
   return result(cfg, nc, k, n, a);
@@ -288,13 +201,13 @@ export interface FakeQuantResult {
 
 /** Per-token dynamic symmetric fake quantization of X[M][K] to int8 or FP8 E4M3FN. */
 export async function fakeQuantActivations(x: Float32Array, m: number, k: number, format: ActFormatName): Promise<FakeQuantResult> {
-  checkInt('m', m, 0);
-  checkInt('k', k, 1);
+  expectInt('m', m, 0, MAX_DIM);
+  expectInt('k', k, 1, MAX_DIM);
   const code = actCode(format, 'format');
-  checkFloat32('x', x, m * k, 'm * k');
+  checkFloat32('x', x, m * k, `m=${m} x k=${k}`);
   const values = new Float32Array(m * k);
   const rowScales = new Float32Array(m);
-  const b = binding();
+  const b = native();
   await call('fakeQuantActivations', () => b.fakeQuantActivations(x, m, k, code, values, rowScales));
   return { values, rowScales };
 }
@@ -305,14 +218,14 @@ export async function fakeQuantActivations(x: Float32Array, m: number, k: number
  */
 export async function layerOutputError(x: Float32Array, rows: number, k: number, w: Float32Array, wq: Float32Array, n: number,
   act: ActFormatName = 'none'): Promise<number> {
-  checkInt('rows', rows, 1);
-  checkInt('k', k, 1);
-  checkInt('n', n, 1);
+  expectInt('rows', rows, 1, MAX_DIM);
+  expectInt('k', k, 1, MAX_DIM);
+  expectInt('n', n, 1, MAX_DIM);
   const code = actCode(act, 'act');
-  checkFloat32('x', x, rows * k, 'rows * k');
-  checkFloat32('w', w, k * n, 'k * n');
-  checkFloat32('wq', wq, k * n, 'k * n');
-  const b = binding();
+  checkFloat32('x', x, rows * k, `rows=${rows} x k=${k}`);
+  checkFloat32('w', w, k * n, `k=${k} x n=${n}`);
+  checkFloat32('wq', wq, k * n, `k=${k} x n=${n}`);
+  const b = native();
   return call('layerOutputError', () => b.layerOutputError(x, rows, k, w, wq, n, code));
 }
 
@@ -396,44 +309,41 @@ export interface AwqSearchResult {
  * layer error drops. alpha 0 is plain RTN, so errorAfter <= errorBefore.
  */
 export async function awqSearch(args: AwqSearchArgs): Promise<AwqSearchResult> {
-  if (args === null || typeof args !== 'object') throw new TypeError('Expected awqSearch({x, rows, k, layers, config, ...})');
+  expectObject('awqSearch arguments', args, '{ x, rows, k, layers, config, ... }');
   const { x, rows, k, layers } = args;
-  checkInt('rows', rows, 1);
-  checkInt('k', k, 1);
-  checkFloat32('x', x, rows * k, 'rows * k');
+  expectInt('rows', rows, 1, MAX_DIM);
+  expectInt('k', k, 1, MAX_DIM);
+  checkFloat32('x', x, rows * k, `rows=${rows} x k=${k}`);
   const nc = nativeConfig(args.config, 'config');
   if (!Array.isArray(layers) || layers.length === 0 || layers.length > 64) {
-    throw new RangeError('Expected 1 to 64 layers sharing the input for awqSearch');
+    throw new RangeError(`Expected layers to be an array of 1 to 64 layers sharing the input but received ${describe(layers)}`);
   }
-  const gridSize = checkInt('gridSize', args.gridSize ?? 20, 1, 1000);
-  const clipGrid = checkInt('clipGrid', args.clipGrid ?? 11, 1, 1000);
-  const clipMin = args.clipMin ?? 0.5;
-  if (typeof clipMin !== 'number' || !(clipMin > 0 && clipMin <= 1)) throw new RangeError(`Expected clipMin in (0, 1] but received ${String(clipMin)}`);
+  const gridSize = expectInt('gridSize', args.gridSize ?? 20, 1, 1000);
+  const clipGrid = expectInt('clipGrid', args.clipGrid ?? 11, 1, 1000);
+  const clipMin = expectNumber('clipMin', args.clipMin ?? 0.5, { min: 0, minExclusive: true, max: 1 });
   const act = actCode(args.act, 'act');
-  const duoScaling = args.duoScaling ?? true;
-  if (typeof duoScaling !== 'boolean') throw new TypeError(`Expected duoScaling to be a boolean but received ${String(duoScaling)}`);
+  const duoScaling = expectBoolean('duoScaling', args.duoScaling, true);
   let kernelAct = -1;
   if (args.kernelActQuant !== undefined) {
-    kernelAct = (KERNEL_ACT_QUANTS as readonly unknown[]).indexOf(args.kernelActQuant);
-    if (kernelAct < 0) throw new RangeError(`Expected kernelActQuant to be one of ${KERNEL_ACT_QUANTS.join(', ')} but received ${String(args.kernelActQuant)}`);
+    kernelAct = KERNEL_ACT_QUANTS.indexOf(expectOneOf('kernelActQuant', args.kernelActQuant, KERNEL_ACT_QUANTS));
     if (act !== 1 || nc.grouping !== 0) {
-      throw new RangeError("kernelActQuant needs act 'int8' and grouping 'oc' (the W4A8 kernels run int8 activations on K-blocked weights); drop it for other configurations");
+      throw new RangeError("Expected act 'int8' and grouping 'oc' with kernelActQuant (the W4A8 kernels run int8 activations on K-blocked weights); drop kernelActQuant for other configurations");
     }
   }
-  const meanAbs = args.meanAbs === undefined ? null : checkFloat32('meanAbs', args.meanAbs, k, 'k');
+  const meanAbs = args.meanAbs === undefined ? null : checkFloat32('meanAbs', args.meanAbs, k, `k=${k}`);
   const allocs: Allocated[] = [];
   const nativeLayers: NativeAwqLayer[] = layers.map((layer, i) => {
     const label = `layers[${i}]${layer?.name ? ` (${layer.name})` : ''}`;
-    if (layer === null || typeof layer !== 'object') throw new TypeError(`Expected ${label} to be {w, n}`);
-    checkInt(`${label}.n`, layer.n, 1);
-    checkFloat32(`${label}.w`, layer.w, k * layer.n, 'k * n');
+    expectObject(label, layer, '{ w, n }');
+    expectInt(`${label}.n`, layer.n, 1, MAX_DIM);
+    checkFloat32(`${label}.w`, layer.w, k * layer.n, `k=${k} x n=${layer.n}`);
     const a = allocate(k, layer.n, nc);
     allocs.push(a);
     return { w: layer.w, n: layer.n, codes: a.codes, scales: a.scales, zeroPoints: a.zeroPoints, dequantized: a.dequantized,
       groupClip: new Float32Array(a.scales.length) };
   });
   const scales = new Float32Array(k);
-  const b = binding();
+  const b = native();
   const r = await call('awqSearch', () => b.awqSearch(x, rows, k, meanAbs, nativeLayers, nc, { gridSize, clipGrid, clipMin, act, duoScaling, kernelAct }, scales));
   return {
     alpha: r.alpha,
@@ -487,22 +397,17 @@ export interface GptqResult extends QuantizedWeight {
  */
 export async function gptqQuantize(w: Float32Array, k: number, n: number, hessian: Float64Array | Float32Array,
   cfg: WeightQuantConfig & GptqOptions): Promise<GptqResult> {
-  const options: GptqOptions = cfg ?? {};
-  checkInt('k', k, 1, 65536);
-  checkInt('n', n, 1);
+  expectInt('k', k, 1, 65536);
+  expectInt('n', n, 1, MAX_DIM);
   const nc = nativeConfig(cfg);
-  checkFloat32('w', w, k * n, 'k * n');
-  if (!(hessian instanceof Float64Array) && !(hessian instanceof Float32Array)) {
-    throw new TypeError(`Expected hessian to be a Float64Array or Float32Array but received ${describe(hessian)}`);
-  }
-  if (hessian.length !== k * k) throw new RangeError(`hessian holds ${hessian.length} values, not k * k = ${k * k}`);
-  const damp = options.damp ?? 0.01;
-  if (typeof damp !== 'number' || !(damp >= 0 && damp < 10)) throw new RangeError(`Expected damp in [0, 10) but received ${String(options.damp)}`);
-  const blockSize = checkInt('blockSize', options.blockSize ?? 128, 1, 65536);
-  const actOrder = options.actOrder ?? false;
-  if (typeof actOrder !== 'boolean') throw new TypeError(`Expected actOrder to be a boolean but received ${String(actOrder)}`);
+  const options: GptqOptions = cfg;
+  checkFloat32('w', w, k * n, `k=${k} x n=${n}`);
+  expectTypedArray('hessian', hessian, ['Float64Array', 'Float32Array'], k * k, `k=${k} x k=${k}`);
+  const damp = expectNumber('damp', options.damp ?? 0.01, { min: 0, max: 10, maxExclusive: true });
+  const blockSize = expectInt('blockSize', options.blockSize ?? 128, 1, 65536);
+  const actOrder = expectBoolean('actOrder', options.actOrder, false);
   const a = allocate(k, n, nc);
-  const b = binding();
+  const b = native();
   const r = await call(`gptqQuantize${options.name ? ` (${options.name})` : ''}`, () =>
     b.gptqQuantize(w, k, n, hessian, nc, { damp, actOrder, blockSize }, a.codes, a.scales, a.zeroPoints, a.dequantized));
   return { ...result(cfg, nc, k, n, a), proxyLoss: r.proxyLoss, dampUsed: r.dampUsed, deadInputs: r.deadInputs };
@@ -511,30 +416,30 @@ export async function gptqQuantize(w: Float32Array, k: number, n: number, hessia
 /** Truncated SVD A[m][n] ~ U[m][rank] diag(S) Vt[rank][n] (randomized, deterministic for a seed). */
 export async function truncatedSvd(a: Float64Array, m: number, n: number, rank: number,
   options: { powerIters?: number; oversample?: number; seed?: number } = {}): Promise<{ u: Float64Array; s: Float64Array; vt: Float64Array }> {
-  checkInt('m', m, 1);
-  checkInt('n', n, 1);
-  checkInt('rank', rank, 1, Math.min(m, n));
-  if (!(a instanceof Float64Array)) throw new TypeError(`Expected a to be a Float64Array but received ${describe(a)}`);
-  if (a.length !== m * n) throw new RangeError(`a holds ${a.length} values, not m * n = ${m * n}`);
-  const powerIters = checkInt('powerIters', options.powerIters ?? 2, 0, 100);
-  const oversample = checkInt('oversample', options.oversample ?? 8, 0, 1 << 20);
-  const seed = checkInt('seed', options.seed ?? 1, 0, Number.MAX_SAFE_INTEGER);
+  expectInt('m', m, 1, MAX_DIM);
+  expectInt('n', n, 1, MAX_DIM);
+  expectInt('rank', rank, 1, Math.min(m, n));
+  expectTypedArray('a', a, 'Float64Array', m * n, `m=${m} x n=${n}`);
+  const o = expectOptions('options', options);
+  const powerIters = expectInt('powerIters', o.powerIters ?? 2, 0, 100);
+  const oversample = expectInt('oversample', o.oversample ?? 8, 0, 1 << 20);
+  const seed = expectInt('seed', o.seed ?? 1, 0);
   const u = new Float64Array(m * rank);
   const s = new Float64Array(rank);
   const vt = new Float64Array(rank * n);
-  const b = binding();
+  const b = native();
   await call('truncatedSvd', () => b.truncatedSvd(a, m, n, rank, u, s, vt, powerIters, oversample, seed));
   return { u, s, vt };
 }
 
 /** Worker threads used by each native quantization call (default 2). */
 export function setQuantThreads(threads: number): void {
-  binding().setLinalgThreads(checkInt('threads', threads, 1, 256));
+  native().setLinalgThreads(expectInt('threads', threads, 1, 256));
 }
 export function quantThreads(): number {
-  return binding().linalgThreads();
+  return native().linalgThreads();
 }
 /** The SIMD path of the native GEMM on this CPU: 'avx512', 'avx2' or 'generic'. */
 export function gemmIsa(): string {
-  return binding().gemmIsa();
+  return native().gemmIsa();
 }
