@@ -37,7 +37,13 @@ export { sweepToMarkdown } from './pipeline/report_markdown';
 export { sweepToSvg } from './pipeline/report_svg';
 
 // Native build and kernels
-export { native } from './native/binding';
+export {
+  GROUP_SIZES, PER_CHANNEL, PER_CHANNEL_BLOCK_SIZE, layoutGroupSize, blocksPerRow, codeBytes, scaleCount, zeroPointBytes, canonicalBytes,
+  type CanonicalWeight, type WeightFormat,
+} from './native/formats';
+export { NATIVE_STATUS, nativeStatusOf, type NativeStatusCode } from './native/status';
+export { halvesToFloat32, float32ToHalves, countNonFinite, type HalfType } from './native/tensor_codecs';
+export { transposeMatrix, ropeTables } from './native/tensor_layout';
 export { capabilities } from './native/capabilities';
 export { tokenNll, argmaxRow } from './native/eval_ops';
 export { quantizeWeight, fakeQuantActivations, layerOutputError, awqSearch, gptqQuantize } from './native/quant';

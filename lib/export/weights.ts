@@ -7,17 +7,12 @@ import { makeNode } from '../onnx/build';
 import { DataType } from '../onnx/dtype';
 import type { OnnxModel } from '../onnx/model';
 import { makeFloatTensorLike, makeTensor, replaceInitializer } from '../onnx/tensor';
-import { native } from '../native/binding';
+import { blocksPerRow, scaleCount, zeroPointBytes } from '../native/formats';
+import { transposeMatrix } from '../native/tensor_layout';
 import type { ActFormat } from '../quant/config';
 import type { QuantizedLayer } from '../quant/types';
 import { dropIfUnused, mainGraph, readerCount, uniqueName } from './graph_edit';
 import { transposeNibbles } from './nibble_layout';
-
-async function transposed(src: Float32Array, rows: number, cols: number): Promise<Float32Array> {
-  const dst = new Float32Array(src.length);
-  await native().transposeF32(src, rows, cols, dst);
-  return dst;
-}
 
 function attr(node: NodeProto, name: string): number | undefined {
   const a = node.attribute.find((x) => x.name === name);
@@ -38,7 +33,7 @@ function checkPlainGemm(node: NodeProto, name: string): void {
 /** sim: the dequantized weight, same type and layout as before. A weight shared with other nodes (tied embeddings) gets a new name. */
 export async function replaceWithDequantized(model: OnnxModel, q: QuantizedLayer): Promise<void> {
   const l = q.layer;
-  const values = l.transB ? await transposed(q.dequantized, l.k, l.n) : q.dequantized;
+  const values = l.transB ? await transposeMatrix(q.dequantized, l.k, l.n) : q.dequantized;
   const dims = l.transB ? [l.n, l.k] : [l.k, l.n];
   const shared = readerCount(model, l.weightName) > 1;
   const name = shared ? uniqueName(model, `${l.weightName}_dequantized`) : l.weightName;
@@ -50,16 +45,16 @@ export async function replaceWithDequantized(model: OnnxModel, q: QuantizedLayer
 export function replaceWithMatMulNBits(model: OnnxModel, q: QuantizedLayer, aformat: ActFormat): void {
   const l = q.layer;
   checkPlainGemm(l.node, l.name);
-  const blocks = Math.ceil(l.k / q.groupSize);
+  const blocks = blocksPerRow(l.k, q.groupSize);
   const scaleType = l.dataType === DataType.FLOAT16 ? DataType.FLOAT16 : DataType.FLOAT;
   const bName = uniqueName(model, `${l.weightName}_Q4`);
   const sName = uniqueName(model, `${l.weightName}_scales`);
   replaceInitializer(model, makeTensor(bName, DataType.UINT8, [l.n, blocks, q.groupSize / 2], q.codes));
-  replaceInitializer(model, makeFloatTensorLike(sName, scaleType, [l.n * blocks], q.scales));
+  replaceInitializer(model, makeFloatTensorLike(sName, scaleType, [scaleCount(l.n, l.k, q.groupSize)], q.scales));
   const inputs = [l.node.input[0], bName, sName];
   if (q.zeroPoints) {
     const zName = uniqueName(model, `${l.weightName}_zero_points`);
-    replaceInitializer(model, makeTensor(zName, DataType.UINT8, [l.n * Math.ceil(blocks / 2)], q.zeroPoints));
+    replaceInitializer(model, makeTensor(zName, DataType.UINT8, [zeroPointBytes(l.n, l.k, q.groupSize)], q.zeroPoints));
     inputs.push(zName);
   } else inputs.push('');
   const bias = l.node.opType === 'Gemm' ? l.node.input[2] : undefined;
@@ -81,10 +76,10 @@ export function replaceWithMatMulNBits(model: OnnxModel, q: QuantizedLayer, afor
 export async function replaceWithDequantizeLinear(model: OnnxModel, q: QuantizedLayer): Promise<void> {
   const l = q.layer;
   checkPlainGemm(l.node, l.name);
-  const blocks = Math.ceil(l.k / q.groupSize);
+  const blocks = blocksPerRow(l.k, q.groupSize);
   const symmetric = q.zeroPoints === undefined;
   const codes = await transposeNibbles(q.codes, l.n, (blocks * q.groupSize) / 2, l.k, symmetric);
-  const scales = await transposed(q.scales, l.n, blocks);
+  const scales = await transposeMatrix(q.scales, l.n, blocks);
   const wName = uniqueName(model, `${l.weightName}_int4`);
   const sName = uniqueName(model, `${l.weightName}_scale`);
   const dqOut = uniqueName(model, `${l.weightName}_dequantized`);

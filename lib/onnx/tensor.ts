@@ -3,7 +3,7 @@
 import { create } from '@bufbuild/protobuf';
 import { TensorProtoSchema, type ModelProto, type TensorProto } from 'onnx-buf';
 import { W4A8Error } from '../util/errors';
-import { native } from '../native/binding';
+import { float32ToHalves, halvesToFloat32 } from '../native/tensor_codecs';
 import { DataType, byteSizeOf, dataTypeName } from './dtype';
 import { isExternal, readExternalBytes } from './external_data';
 
@@ -110,10 +110,7 @@ export function tensorToFloat32(model: TensorSource, t: TensorProto): Float32Arr
     case DataType.BFLOAT16: {
       const src = aligned(raw, 2);
       const halves = new Uint16Array(src.buffer, src.byteOffset, count);
-      const out = new Float32Array(count);
-      if (t.dataType === DataType.FLOAT16) native().float16ToFloat32(halves, out);
-      else native().bfloat16ToFloat32(halves, out);
-      return out;
+      return halvesToFloat32(halves, t.dataType === DataType.FLOAT16 ? 'float16' : 'bfloat16');
     }
     case DataType.DOUBLE: {
       const src = aligned(raw, 8);
@@ -152,9 +149,7 @@ export function makeFloatTensorLike(name: string, dataType: DataType, dims: numb
       return makeTensor(name, dataType, dims, values);
     case DataType.FLOAT16:
     case DataType.BFLOAT16: {
-      const halves = new Uint16Array(count);
-      if (dataType === DataType.FLOAT16) native().float32ToFloat16(values, halves);
-      else native().float32ToBfloat16(values, halves);
+      const halves = float32ToHalves(values, dataType === DataType.FLOAT16 ? 'float16' : 'bfloat16');
       return create(TensorProtoSchema, { name, dataType, dims: dims.map(BigInt), rawData: new Uint8Array(halves.buffer) });
     }
     default:

@@ -2,7 +2,8 @@
 // chosen method natively, resolve auto grouping by calibration output error, and collect what
 // the exporters need plus one report line per layer.
 import { W4A8Error } from '../util/errors';
-import { native } from '../native/binding';
+import { countNonFinite } from '../native/tensor_codecs';
+import { transposeMatrix } from '../native/tensor_layout';
 import type { CalibStats } from '../native/calib_stats';
 import type { OnnxModel } from '../onnx/model';
 import { initializerMap } from '../onnx/graph';
@@ -27,13 +28,9 @@ export async function readLayerWeight(model: OnnxModel, layer: PlannedLayer): Pr
   const t = initializerMap(model).get(layer.weightName);
   if (!t) throw new W4A8Error(`weight "${layer.weightName}" of layer "${layer.name}" is not an initializer`);
   let w = tensorToFloat32(model, t);
-  const bad = native().countNonFinite(w);
+  const bad = countNonFinite(w);
   if (bad > 0) throw new W4A8Error(`weight "${layer.weightName}" of layer "${layer.name}" holds ${bad} NaN/Inf values; fix the model before quantizing`);
-  if (layer.transB) {
-    const dst = new Float32Array(w.length);
-    await native().transposeF32(w, layer.n, layer.k, dst);
-    w = dst;
-  }
+  if (layer.transB) w = await transposeMatrix(w, layer.n, layer.k);
   return w;
 }
 
