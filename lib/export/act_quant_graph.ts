@@ -1,9 +1,13 @@
 // Per-token dynamic activation quantization written with standard ONNX ops, for the `sim`
-// export. The numerics follow the native definition (FakeQuantActivations in w4a8/quant.h):
-//   amax = max|x| over the row;  scale = amax / 127;
-//   q = clamp(round_half_even(x / scale), -128, 127);  y = q * scale  (a zero row stays zero)
-// FP8 E4M3 uses 448 in place of 127 and a saturating Cast to FLOAT8E4M3FN (round to nearest
-// even) in place of clamp + round. The math runs in fp32; an fp16 model casts in and out.
+// export. The numerics are the kernels' (native/include/w4a8/act_quant_def.h), step for step, so
+// that the simulation agrees with the native quantizer and the CPU/CUDA kernels bit for bit:
+//   amax = max|x| over the row;  inv = Where(amax > 0, Min(qmax / amax, FLT_MAX), 0);  scale = amax / qmax
+//   int8: q = Clip(Round(x * inv), -127, 127)   (Round is half to even)
+//   fp8:  q = Cast(Cast(x * inv -> FLOAT8E4M3FN, saturate=1) -> FLOAT)   (nearest even, +-448)
+//   y = q * scale   (a zero row stays zero: inv is 0)
+// qmax is 127 for int8 and 448 for FP8. The FLT_MAX cap only acts when amax is so small (below about
+// 2^-121) that qmax / amax overflows: it keeps the row's zeros from becoming 0 * inf = NaN. Multiplying by inv, not dividing by scale, matters: the two
+// round differently on about 1 value in 10^6. The math runs in fp32; an fp16 model casts in and out.
 import type { NodeProto, TensorProto } from 'onnx-buf';
 import { makeNode } from '../onnx/build';
 import { DataType } from '../onnx/dtype';
@@ -21,6 +25,9 @@ export interface ActQuantGraph {
 export function actQuantMinOpset(aformat: ActFormat): number {
   return aformat === 'fp8' ? 19 : 13;
 }
+
+/** The largest finite float32 (3.4028234663852886e38), the cap of inv. */
+const FLT_MAX = 3.4028234663852886e38;
 
 function scalar(name: string, v: number): TensorProto {
   return makeTensor(name, DataType.FLOAT, [], Float32Array.of(v));
@@ -47,14 +54,16 @@ export function actQuantGraph(input: string, elemType: DataType, aformat: Exclud
   } else {
     nodes.push(makeNode('ReduceMax', [n('abs')], [n('amax')], { axes: [-1], keepdims: 1 }, { name: n('ReduceMax') }));
   }
-  // scale = amax / qmax; a zero row divides by 1 instead of 0 (0 / 0 = NaN) and stays zero.
-  initializers.push(scalar(n('one'), 1));
+  // inv = min(qmax / amax, FLT_MAX), or 0 for a zero row (qmax / 0 is +inf, which Where discards).
+  initializers.push(scalar(n('inv_max'), FLT_MAX));
   nodes.push(makeNode('Div', [n('amax'), n('qmax')], [n('scale')], {}, { name: n('DivScale') }));
+  nodes.push(makeNode('Div', [n('qmax'), n('amax')], [n('inv_raw')], {}, { name: n('DivInv') }));
+  nodes.push(makeNode('Min', [n('inv_raw'), n('inv_max')], [n('inv_capped')], {}, { name: n('MinInv') }));
   nodes.push(makeNode('Greater', [n('amax'), n('zero')], [n('nonzero')], {}, { name: n('Greater') }));
-  nodes.push(makeNode('Where', [n('nonzero'), n('scale'), n('one')], [n('divisor')], {}, { name: n('Where') }));
-  nodes.push(makeNode('Div', [x, n('divisor')], [n('scaled')], {}, { name: n('DivX') }));
+  nodes.push(makeNode('Where', [n('nonzero'), n('inv_capped'), n('zero')], [n('inv')], {}, { name: n('Where') }));
+  nodes.push(makeNode('Mul', [x, n('inv')], [n('scaled')], {}, { name: n('MulInv') }));
   if (aformat === 'int8') {
-    initializers.push(scalar(n('lo'), -128), scalar(n('hi'), 127));
+    initializers.push(scalar(n('lo'), -127), scalar(n('hi'), 127));
     nodes.push(makeNode('Round', [n('scaled')], [n('rounded')], {}, { name: n('Round') }));
     nodes.push(makeNode('Clip', [n('rounded'), n('lo'), n('hi')], [n('q')], {}, { name: n('Clip') }));
   } else {

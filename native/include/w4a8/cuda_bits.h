@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "w4a8/act_quant_def.h"
 #include "w4a8/formats.h"
 
 namespace w4a8 {
@@ -142,54 +143,7 @@ W4A8_HD GemmLaunchShape W4A8GemmLaunchShape(int32_t m, const CudaPackedView& v, 
   return s;
 }
 
-// ---- FP8 E4M3 (the "FN" variant: no infinities, 0x7f/0xff NaN, max 448) ---------------------
-
-constexpr float kE4M3Max = 448.0f;
-constexpr float kInt8Max = 127.0f;
-
-W4A8_HD float E4M3ToFloat(uint8_t v) {
-  const uint32_t sign = (uint32_t)(v & 0x80) << 24;
-  const uint32_t exp = (v >> 3) & 0xf;
-  const uint32_t mant = v & 7;
-  uint32_t bits;
-  if (exp == 15 && mant == 7) {
-    bits = sign | 0x7fc00000u;
-  } else if (exp == 0) {
-    // Subnormal: mant * 2^-9, exact in fp32.
-    float f = (float)mant * (1.0f / 512.0f);
-    memcpy(&bits, &f, 4);
-    bits |= sign;
-  } else {
-    bits = sign | (exp + 120) << 23 | mant << 20;
-  }
-  float f;
-  memcpy(&f, &bits, 4);
-  return f;
-}
-
-// fp32 -> E4M3 with round to nearest even, saturating to +-448 (also for +-inf); NaN -> 0x7f.
-W4A8_HD uint8_t FloatToE4M3(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
-  const uint8_t sign = (uint8_t)((x >> 24) & 0x80);
-  x &= 0x7fffffffu;
-  if (x > 0x7f800000u) return sign | 0x7f;
-  if (x >= 0x43e00000u) return sign | 0x7e;  // >= 448
-  if (x < 0x3c800000u) {                     // below 2^-6: subnormal E4M3, a multiple of 2^-9
-    // |f| * 2^9 is exact; adding 1.5 * 2^23 rounds it to an integer, ties to even, in fp32.
-    float a;
-    memcpy(&a, &x, 4);
-    const float r = a * 512.0f + 12582912.0f;
-    uint32_t rb;
-    memcpy(&rb, &r, 4);
-    return sign | (uint8_t)(rb - 0x4b400000u);  // 0..8; 8 is the smallest normal 0x08, as wanted
-  }
-  const uint32_t mant = x & 0x7fffffu;
-  uint32_t r = (((x >> 23) - 120) << 3) | (mant >> 20);
-  const uint32_t rest = mant & 0xfffffu;
-  if (rest > 0x80000u || (rest == 0x80000u && (r & 1))) ++r;  // a carry into the exponent is right
-  return sign | (uint8_t)(r > 0x7e ? 0x7e : r);
-}
+// ---- FP4 E2M1 -> FP8 E4M3 (the codec itself is in act_quant_def.h) -------------------------------
 
 // FP4 E2M1 code -> the E4M3 byte of the same value (exact: every E2M1 value is an E4M3 value).
 W4A8_HD uint8_t Fp4E2M1ToE4M3(int code) {
@@ -206,33 +160,5 @@ W4A8_HD uint32_t Fp4BytesToE4M3x4(uint32_t code_bytes) {
   const uint32_t mag = BytePerm(BytePerm(0x3c383000u, 0x4c484440u, sel), 0, 0x3120u);
   return mag | ((code_bytes & 0x08080808u) << 4);
 }
-
-// ---- per-token scales (same definitions as the CPU kernels, cpu_kernels.h) -------------------
-
-W4A8_HD float RoundHalfEven(float v) {
-#if defined(__CUDA_ARCH__)
-  return rintf(v);
-#else
-  return std::nearbyint(v);
-#endif
-}
-
-// Scale = amax / qmax and its reciprocal qmax / amax, both one fp32 division; amax == 0 gives 0, 0.
-struct TokenScale {
-  float scale;
-  float inverse;
-};
-W4A8_HD TokenScale MakeTokenScale(float amax, float qmax) {
-  if (!(amax > 0.0f)) return {0.0f, 0.0f};
-  return {amax / qmax, qmax / amax};
-}
-
-W4A8_HD int8_t QuantizeInt8(float x, float inverse) {
-  float v = x * inverse;
-  v = v < -kInt8Max ? -kInt8Max : (v > kInt8Max ? kInt8Max : v);
-  return (int8_t)RoundHalfEven(v);
-}
-
-W4A8_HD uint8_t QuantizeE4M3(float x, float inverse) { return FloatToE4M3(x * inverse); }
 
 }  // namespace w4a8

@@ -79,11 +79,16 @@ Status QuantizeWeightRef(const float* w, int32_t k, int32_t n, const WeightQuant
 // ---- activations ---------------------------------------------------------------------------
 enum class ActFormat : int32_t { kNone = 0, kInt8 = 1, kFp8E4M3 = 2 };
 
-// Per-token (per row) dynamic symmetric fake quantization of X[M][K] into out (may equal x):
-//   int8: scale = absmax / 127, q = clamp(round(x / scale), -128, 127), out = q * scale
-//   fp8:  scale = absmax / 448, out = E4M3FN(x / scale) * scale, E4M3FN = round to nearest even,
-//         saturating to +-448 (ONNX Cast to FLOAT8E4M3FN with saturate=1)
-// A row of zeros gets scale 0 and stays zero. row_scales (optional) receives the M scales.
+// Per-token (per row) dynamic symmetric fake quantization of X[M][K] into out (may equal x), with
+// the kernels' numerics, defined once in act_quant_def.h (qmax = 127 for int8, 448 for fp8):
+//   amax = max |x| of the row, inv = min(qmax / amax, FLT_MAX) (0 when amax == 0), scale = amax / qmax
+//   int8: q = clamp(round_half_even(x * inv), -127, 127)
+//   fp8:  q = E4M3FN(x * inv), round to nearest even, saturating to +-448 (ONNX Cast to
+//         FLOAT8E4M3FN with saturate=1)
+//   out = q * scale
+// The simulated export (lib/export/act_quant_graph.ts) builds the same steps from ONNX ops and
+// agrees bit for bit. A row of zeros gets scale 0 and stays zero. row_scales (optional) receives the
+// M scales.
 Status FakeQuantActivations(const float* x, int64_t m, int64_t k, ActFormat fmt, float* out, float* row_scales,
                             int threads = 0);
 Status FakeQuantActivationsRef(const float* x, int64_t m, int64_t k, ActFormat fmt, float* out, float* row_scales);

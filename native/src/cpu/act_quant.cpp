@@ -1,25 +1,17 @@
-// Scalar activation quantization: the definition every vectorized variant reproduces bit for bit.
+// Scalar activation quantization of the CPU kernels: act_quant_def.h applied per (token, K-group);
+// every vectorized variant reproduces it bit for bit.
 #include <cmath>
 #include <cstring>
 
 #include "cpu/w4a8_internal.h"
+#include "w4a8/act_quant_def.h"
 
 namespace w4a8::cpu::w4a8k {
 namespace {
 
-// max(v, lo) then min(v, hi) written as the x86 maxps/minps select (NaN -> lo), so the scalar and SIMD
-// variants agree even on non-finite inputs.
-inline float ClampLikeSimd(float v) {
-  v = v > -127.0f ? v : -127.0f;
-  return v < 127.0f ? v : 127.0f;
-}
-
 inline float AbsMax(const float* x, int32_t n) {
   float amax = 0.0f;
-  for (int32_t i = 0; i < n; ++i) {
-    const float a = std::fabs(x[i]);
-    amax = amax > a ? amax : a;
-  }
+  for (int32_t i = 0; i < n; ++i) amax = AbsMaxStep(amax, x[i]);
   return amax;
 }
 
@@ -34,15 +26,15 @@ void QuantizeRowsScalar(const float* x, int32_t k, int32_t group_size, ActQuant 
     for (int32_t b = 0; b < a.blocks; ++b) {
       const int32_t k0 = b * group_size, k1 = k0 + group_size < k ? k0 + group_size : k;
       const float amax = mode == ActQuant::kPerToken ? row_amax : AbsMax(xr + k0, k1 - k0);
-      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      const TokenScale ts = MakeTokenScale(amax, kInt8Max);
       int32_t sum = 0;
       for (int32_t i = k0; i < k1; ++i) {
-        const int q = (int)std::nearbyint(ClampLikeSimd(xr[i] * inv));
-        qr[i] = (int8_t)q;
+        const int8_t q = QuantizeInt8(xr[i], ts.inverse);
+        qr[i] = q;
         sum += q;
       }
       std::memset(qr + k1, 0, (size_t)(k0 + group_size - k1));
-      a.scale[(size_t)m * a.blocks + b] = amax / 127.0f;
+      a.scale[(size_t)m * a.blocks + b] = ts.scale;
       a.sum[(size_t)m * a.blocks + b] = sum;
     }
   }

@@ -1,10 +1,12 @@
-// AVX2 activation quantization: the operations of QuantizeRowsScalar on 8 lanes (IEEE multiply,
-// maxps/minps clamp, round-to-nearest-even cvtps2dq under the default MXCSR), hence identical bytes.
+// AVX2 activation quantization: the operations of QuantizeInt8 (act_quant_def.h) on 8 lanes (IEEE
+// multiply, maxps/minps clamp, round-to-nearest-even cvtps2dq under the default MXCSR), hence the
+// same bytes as QuantizeRowsScalar; the scales come from MakeTokenScale itself.
 #include <immintrin.h>
 
 #include <cstring>
 
 #include "cpu/w4a8_internal.h"
+#include "w4a8/act_quant_def.h"
 
 namespace w4a8::cpu::w4a8k {
 namespace {
@@ -31,7 +33,7 @@ inline float AbsMax(const float* x, int32_t n) {
 
 void QuantizeRowsAvx2(const float* x, int32_t k, int32_t group_size, ActQuant mode, int32_t m0, int32_t m1,
                       const QuantizedActs& a) {
-  const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  const __m256 lo = _mm256_set1_ps(-kInt8Max), hi = _mm256_set1_ps(kInt8Max);
   for (int32_t m = m0; m < m1; ++m) {
     const float* xr = x + (size_t)m * k;
     int8_t* qr = a.q + (size_t)m * a.k_padded;
@@ -39,7 +41,8 @@ void QuantizeRowsAvx2(const float* x, int32_t k, int32_t group_size, ActQuant mo
     for (int32_t b = 0; b < a.blocks; ++b) {
       const int32_t k0 = b * group_size, k1 = k0 + group_size < k ? k0 + group_size : k;
       const float amax = mode == ActQuant::kPerToken ? row_amax : AbsMax(xr + k0, k1 - k0);
-      const __m256 inv = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+      const TokenScale ts = MakeTokenScale(amax, kInt8Max);
+      const __m256 inv = _mm256_set1_ps(ts.inverse);
       __m256i sum = _mm256_setzero_si256();
       for (int32_t i = k0; i < k1; i += 8) {
         const __m256i mask = TailMask(k1 - i);
@@ -57,7 +60,7 @@ void QuantizeRowsAvx2(const float* x, int32_t k, int32_t group_size, ActQuant mo
       _mm256_store_si256((__m256i*)partial, sum);
       int32_t total = 0;
       for (int j = 0; j < 8; ++j) total += partial[j];
-      a.scale[(size_t)m * a.blocks + b] = amax / 127.0f;
+      a.scale[(size_t)m * a.blocks + b] = ts.scale;
       a.sum[(size_t)m * a.blocks + b] = total;
     }
   }

@@ -1,6 +1,7 @@
 // Per-token activation quantization to int8 (the W4A8 GEMM's A operand) and to FP8 E4M3.
 // One block per token: a max-reduction over the row, then a second pass that scales and rounds with
-// the same helpers the CPU twin uses (cuda_bits.h), so results match the CPU bit for bit.
+// the one definition the CPU kernels and the quantizer use (act_quant_def.h, through cuda_bits.h),
+// so results match the CPU bit for bit.
 #include "cuda_common.cuh"
 #include "w4a8/cuda_bits.h"
 
@@ -12,7 +13,7 @@ constexpr int kThreads = 256;
 __device__ float RowAbsMax(const void* x, DType t, size_t row_offset, int32_t k) {
   __shared__ float warp_max[kThreads / 32];
   float amax = 0.0f;
-  for (int32_t i = threadIdx.x; i < k; i += kThreads) amax = fmaxf(amax, fabsf(LoadAsFloat(x, t, row_offset + i)));
+  for (int32_t i = threadIdx.x; i < k; i += kThreads) amax = AbsMaxStep(amax, LoadAsFloat(x, t, row_offset + i));
   for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
   if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = amax;
   __syncthreads();

@@ -1,35 +1,27 @@
-// Per-token dynamic symmetric fake quantization of activations (int8 and FP8 E4M3FN). These are
-// the numerics the simulated ONNX export reproduces with QuantizeLinear / Cast(FLOAT8E4M3FN).
+// Per-token dynamic symmetric fake quantization of activations (int8 and FP8 E4M3FN): the kernels'
+// numerics (act_quant_def.h), which the simulated ONNX export reproduces op for op.
 #include <algorithm>
 #include <cmath>
 
 #include "linalg/parallel.h"
-#include "quant/fp8_e4m3.h"
+#include "w4a8/act_quant_def.h"
 #include "w4a8/linalg.h"
 #include "w4a8/quant.h"
 
 namespace w4a8 {
 namespace {
 
-// One row; the reference and the fast path share it because it is already a single pass per
-// element (the compiler vectorises the absmax and int8 loops).
+// One row, with the one definition of per-token quantization (act_quant_def.h); the reference and
+// the threaded path share it because it is already a single pass per element.
 void FakeQuantRow(const float* x, int64_t k, ActFormat fmt, float* out, float* scale_out) {
-  float absmax = 0;
-  for (int64_t i = 0; i < k; ++i) absmax = std::max(absmax, std::fabs(x[i]));
-  const float qmax = fmt == ActFormat::kInt8 ? 127.0f : 448.0f;
-  const float scale = absmax / qmax;
-  if (scale_out) *scale_out = scale;
-  if (!(scale > 0)) {
-    for (int64_t i = 0; i < k; ++i) out[i] = 0.0f * x[i];
-    return;
-  }
+  float amax = 0;
+  for (int64_t i = 0; i < k; ++i) amax = AbsMaxStep(amax, x[i]);
+  const TokenScale s = MakeTokenScale(amax, fmt == ActFormat::kInt8 ? kInt8Max : kE4M3Max);
+  if (scale_out) *scale_out = s.scale;
   if (fmt == ActFormat::kInt8) {
-    for (int64_t i = 0; i < k; ++i) {
-      const float q = std::min(127.0f, std::max(-128.0f, std::nearbyint(x[i] / scale)));
-      out[i] = q * scale;
-    }
+    for (int64_t i = 0; i < k; ++i) out[i] = FakeQuantInt8(x[i], s);
   } else {
-    for (int64_t i = 0; i < k; ++i) out[i] = quant::E4M3ToFloat(quant::FloatToE4M3(x[i] / scale)) * scale;
+    for (int64_t i = 0; i < k; ++i) out[i] = FakeQuantE4M3(x[i], s);
   }
 }
 
