@@ -5,7 +5,7 @@ import { makeModel, makeNode, makeValueInfo } from '../onnx/build';
 import { DataType } from '../onnx/dtype';
 import { serializeForOrt } from '../onnx/model';
 import { makeTensor } from '../onnx/tensor';
-import type { CanonicalWeight } from './quantized_set';
+import { blocksPerRow, zeroPointBytes, type CanonicalWeight } from '../native/formats';
 
 export interface OrtThreads {
   intraOpNumThreads: number;
@@ -29,14 +29,14 @@ function sessionOptions(t: OrtThreads): ort.InferenceSession.SessionOptions {
 /** Y[m][N] = A[m][K] * W^T with W as MatMulNBits (bits 4) at the given accuracy level. */
 export async function createMatMulNBitsSession(w: CanonicalWeight, accuracyLevel: number, threads: OrtThreads): Promise<ort.InferenceSession> {
   if (w.format !== 'int4') throw new RangeError('MatMulNBits takes int4 weights only (ONNX Runtime has no fp4 CPU kernel)');
-  const blocks = Math.ceil(w.k / w.groupSize);
+  const blocks = blocksPerRow(w.k, w.groupSize);
   const inits = [
     makeTensor('B', DataType.UINT8, [w.n, blocks, w.groupSize / 2], w.codes),
     makeTensor('scales', DataType.FLOAT, [w.n * blocks], w.scales),
   ];
   const inputs = ['A', 'B', 'scales'];
   if (w.zeroPoints) {
-    inits.push(makeTensor('zero_points', DataType.UINT8, [w.n * Math.ceil(blocks / 2)], w.zeroPoints));
+    inits.push(makeTensor('zero_points', DataType.UINT8, [zeroPointBytes(w.n, w.k, w.groupSize)], w.zeroPoints));
     inputs.push('zero_points');
   }
   const node = makeNode('MatMulNBits', inputs, ['Y'],

@@ -1,16 +1,7 @@
 // Random canonical 4-bit weights (MatMulNBits layout, formats.h) for benchmarks: seeded and filled
 // natively, so the same matrix can be handed to our kernels and to ONNX Runtime.
+import { canonicalBytes as formatBytes, codeBytes, scaleCount, zeroPointBytes, type CanonicalWeight } from '../native/formats';
 import { fillRandom, type CpuWeightFormat } from '../native/kernels';
-
-export interface CanonicalWeight {
-  format: CpuWeightFormat;
-  n: number;
-  k: number;
-  groupSize: number;
-  codes: Uint8Array;
-  scales: Float32Array;
-  zeroPoints?: Uint8Array;
-}
 
 export interface WeightSpec {
   format: CpuWeightFormat;
@@ -21,8 +12,7 @@ export interface WeightSpec {
 
 /** Bytes one matrix occupies in the canonical layout (what a kernel must stream at M=1). */
 export function canonicalBytes(spec: WeightSpec, n: number, k: number): number {
-  const blocks = Math.ceil(k / spec.groupSize);
-  return n * blocks * (spec.groupSize / 2) + n * blocks * 4 + (spec.asymmetric ? n * Math.ceil(blocks / 2) : 0);
+  return formatBytes(n, k, spec.groupSize, spec.asymmetric);
 }
 
 /**
@@ -30,14 +20,13 @@ export function canonicalBytes(spec: WeightSpec, n: number, k: number): number {
  * distribution does not matter for timing, and the error report compares against its exact product.
  */
 export function randomCanonicalWeight(spec: WeightSpec, n: number, k: number, seed: number): CanonicalWeight {
-  const blocks = Math.ceil(k / spec.groupSize);
-  const codes = new Uint8Array(n * blocks * (spec.groupSize / 2));
+  const codes = new Uint8Array(codeBytes(n, k, spec.groupSize));
   fillRandom(codes, seed, 0, 255);
-  const scales = new Float32Array(n * blocks);
+  const scales = new Float32Array(scaleCount(n, k, spec.groupSize));
   fillRandom(scales, seed + 1, 0.002, 0.02);
   const w: CanonicalWeight = { format: spec.format, n, k, groupSize: spec.groupSize, codes, scales };
   if (spec.format === 'int4' && spec.asymmetric) {
-    w.zeroPoints = new Uint8Array(n * Math.ceil(blocks / 2));
+    w.zeroPoints = new Uint8Array(zeroPointBytes(n, k, spec.groupSize));
     fillRandom(w.zeroPoints, seed + 2, 0, 255);
   }
   return w;

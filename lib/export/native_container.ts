@@ -20,6 +20,7 @@
 // The graph section is the ONNX model with each quantized layer's node replaced by
 // ai.w4a8.W4A8Linear(x, <weight reference>[, bias]); the weight reference names the layer's arrays.
 import { W4A8Error } from '../util/errors';
+import { codeBytes, GROUP_SIZES, scaleCount, zeroPointBytes } from '../native/formats';
 
 export const NATIVE_MAGIC = 'W4A8NATV';
 export const NATIVE_VERSION = 1;
@@ -140,8 +141,6 @@ function checkSection(label: string, what: string, s: unknown, fileBytes: number
   return o;
 }
 
-const KERNEL_GROUP_SIZES = [16, 32, 64, 128, 256];
-
 /** Parses and checks header and manifest against the file's bytes (sizes, alignment, bounds). */
 export function decodeContainer(bytes: Uint8Array, label: string): NativeManifest {
   if (bytes.byteLength < NATIVE_HEADER_BYTES) throw bad(label, `it has ${bytes.byteLength} bytes, fewer than the ${NATIVE_HEADER_BYTES}-byte header`);
@@ -176,13 +175,12 @@ export function decodeContainer(bytes: Uint8Array, label: string): NativeManifes
     }
     if (l.format !== 'int4' && l.format !== 'fp4') throw bad(label, `${what} has format ${JSON.stringify(l.format)}`);
     if (!isInt(l.n, 1) || !isInt(l.k, 1) || l.n > 2 ** 24 || l.k > 2 ** 24) throw bad(label, `${what} has n=${l.n}, k=${l.k}`);
-    if (!KERNEL_GROUP_SIZES.includes(l.groupSize)) throw bad(label, `${what} has groupSize ${l.groupSize}, not one of ${KERNEL_GROUP_SIZES.join(', ')}`);
-    const blocks = Math.ceil(l.k / l.groupSize);
-    checkSection(label, `${what} codes`, l.codes, total, l.n * blocks * (l.groupSize / 2));
-    checkSection(label, `${what} scales`, l.scales, total, l.n * blocks * 4);
+    if (!GROUP_SIZES.includes(l.groupSize)) throw bad(label, `${what} has groupSize ${l.groupSize}, not one of ${GROUP_SIZES.join(', ')}`);
+    checkSection(label, `${what} codes`, l.codes, total, codeBytes(l.n, l.k, l.groupSize));
+    checkSection(label, `${what} scales`, l.scales, total, 4 * scaleCount(l.n, l.k, l.groupSize));
     if (l.zeroPoints !== undefined) {
       if (l.format === 'fp4') throw bad(label, `${what} is fp4 but has zero points`);
-      checkSection(label, `${what} zero points`, l.zeroPoints, total, l.n * Math.ceil(blocks / 2));
+      checkSection(label, `${what} zero points`, l.zeroPoints, total, zeroPointBytes(l.n, l.k, l.groupSize));
     }
     if (l.biasValues !== undefined) checkSection(label, `${what} bias`, l.biasValues, total, l.n * 4);
   }

@@ -3,6 +3,7 @@
 // bytes). The graph is kept whole (external tensors inlined) so one file carries everything.
 import { TensorProto_DataLocation, type NodeProto } from 'onnx-buf';
 import { W4A8Error } from '../util/errors';
+import { GROUP_SIZES } from '../native/formats';
 import { makeNode } from '../onnx/build';
 import { isExternal } from '../onnx/external_data';
 import { AUTO_EXTERNAL_BYTES, modelBytes, type OnnxModel } from '../onnx/model';
@@ -16,9 +17,6 @@ import {
   encodeContainer, NATIVE_OP_DOMAIN, NATIVE_OP_TYPE, NATIVE_VERSION, type NativeLayerEntry, type NativeManifest, type SectionData,
 } from './native_container';
 
-/** Block sizes the CPU kernels prepack (lib/native/kernels.ts GROUP_SIZES). */
-const KERNEL_GROUP_SIZES = [16, 32, 64, 128, 256];
-
 function attr(node: NodeProto, name: string): number | undefined {
   const a = node.attribute.find((x) => x.name === name);
   if (!a) return undefined;
@@ -31,8 +29,8 @@ function checkLayer(q: QuantizedLayer): void {
   if (q.grouping !== 'oc') {
     throw new W4A8Error(`--format native: layer "${l.name}" is grouped along N (ic); the CPU kernels take groups along K only: use --grouping oc or --format sim`);
   }
-  if (!KERNEL_GROUP_SIZES.includes(q.groupSize)) {
-    throw new W4A8Error(`--format native: layer "${l.name}" has block size ${q.groupSize}; the CPU kernels take ${KERNEL_GROUP_SIZES.join(', ')}: use --group 128 or --format sim`);
+  if (!GROUP_SIZES.includes(q.groupSize)) {
+    throw new W4A8Error(`--format native: layer "${l.name}" has block size ${q.groupSize}; the CPU kernels take ${GROUP_SIZES.join(', ')}: use --group 128 or --format sim`);
   }
   if (l.node.opType === 'Gemm') {
     const alpha = attr(l.node, 'alpha') ?? 1, beta = attr(l.node, 'beta') ?? 1;

@@ -88,8 +88,8 @@ export interface CanonicalWeight {
   groupSize: number;
   codes: Uint8Array;
   scales: Float32Array;
-  /** int4 asymmetric only; absent (or null) means every zero point is 8. */
-  zeroPoints?: Uint8Array | null;
+  /** int4 asymmetric only; absent means every zero point is 8. */
+  zeroPoints?: Uint8Array;
 }
 
 /** A canonical weight after checkCanonicalWeight, with the addon's format code. */

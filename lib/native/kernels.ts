@@ -7,7 +7,7 @@
 // [n][ceil(blocks/2)] (absent: 8). Activations x are [m][k] row-major; outputs y are [m][n].
 // Every argument is checked here (validate.ts, formats.ts); the addon re-checks lengths only.
 import { native, type CpuIsa, type CpuPackedWeight } from './binding';
-import { checkCanonicalWeight, GROUP_SIZES, type WeightFormat } from './formats';
+import { checkCanonicalWeight, GROUP_SIZES, type CanonicalWeight, type WeightFormat } from './formats';
 import { callNative, callNativeSync } from './status';
 import {
   describe, expectBoolean, expectDisjoint, expectInt, expectNumber, expectObject, expectOneOf, expectOptions, expectTypedArray, isTypedArray,
@@ -80,17 +80,8 @@ export function numThreads(): number {
 
 // ---- weights -------------------------------------------------------------------------------
 
-export interface PrepackOptions {
-  format: CpuWeightFormat;
-  /** Output channels. */
-  n: number;
-  /** Input channels. */
-  k: number;
-  groupSize: number;
-  codes: Uint8Array;
-  scales: Float32Array;
-  /** int4 asymmetric only; absent means every zero point is 8. */
-  zeroPoints?: Uint8Array;
+/** A canonical weight (formats.ts) and how to prepack it. */
+export interface PrepackOptions extends CanonicalWeight {
   /** Kernels to run by default; the best available when unset. */
   isa?: CpuIsa;
   /** Keep a copy of the canonical arrays (needed by W4A16, the references, dequantizeKN). Default true. */

@@ -1,6 +1,7 @@
 // Graph queries: who produces and who consumes each value, and which MatMul/Gemm layers carry
 // a constant 2-D weight that the quantizer can pack to 4 bits.
 import type { NodeProto, TensorProto } from 'onnx-buf';
+import { MIN_GROUP_SIZE } from '../native/formats';
 import { DataType, isFloatType } from './dtype';
 import { isExternal } from './external_data';
 import type { OnnxModel } from './model';
@@ -48,7 +49,7 @@ export interface QuantizableLayer {
 }
 
 /** Groups smaller than this do not fit a block of the 4-bit format, and such layers are tiny. */
-export const MIN_QUANTIZABLE_K = 16;
+export const MIN_QUANTIZABLE_K = MIN_GROUP_SIZE;
 
 function intAttr(node: NodeProto, name: string, fallback: number): number {
   const a = node.attribute.find((x) => x.name === name);

@@ -1,13 +1,15 @@
 // One quantization configuration: how weights and activations are quantized. Shared by
 // `quantize`, `sweep` and the reports; validated here once, with messages that name the fix.
 import { UsageError } from '../util/errors';
+import { GROUP_SIZES as BLOCK_SIZES, PER_CHANNEL } from '../native/formats';
 
 export const METHODS = ['rtn', 'awq', 'gptq'] as const;
 export const WEIGHT_FORMATS = ['int4', 'fp4'] as const;
 export const GROUPINGS = ['oc', 'ic', 'auto'] as const;
 export const ACT_FORMATS = ['int8', 'fp8', 'none'] as const;
 export const EXPORT_FORMATS = ['matmulnbits', 'qdq', 'sim', 'native'] as const;
-export const GROUP_SIZES = [32, 64, 128, 256, 0] as const;
+/** --group: a block size of the canonical layout (formats.ts), or 0 for one scale per output channel. */
+export const GROUP_SIZES: readonly number[] = [...BLOCK_SIZES, PER_CHANNEL];
 
 export type QuantMethod = (typeof METHODS)[number];
 export type WeightFormatName = (typeof WEIGHT_FORMATS)[number];
@@ -55,7 +57,7 @@ export function resolveConfig(partial: Partial<QuantConfig> & { symmetric?: bool
   const grouping = oneOf(GROUPINGS, partial.grouping ?? DEFAULT_CONFIG.grouping, 'grouping (--grouping)');
   const aformat = oneOf(ACT_FORMATS, partial.aformat ?? DEFAULT_CONFIG.aformat, 'activation format (--aformat)');
   const groupSize = partial.groupSize ?? DEFAULT_CONFIG.groupSize;
-  if (!Number.isInteger(groupSize) || !(GROUP_SIZES as readonly number[]).includes(groupSize)) {
+  if (!GROUP_SIZES.includes(groupSize)) {
     throw new UsageError(`group size (--group) must be one of ${GROUP_SIZES.join(', ')} (0 = per channel); got ${groupSize}`);
   }
   if (wformat === 'fp4' && partial.symmetric === false) {
@@ -80,7 +82,7 @@ export function resolveConfig(partial: Partial<QuantConfig> & { symmetric?: bool
 /** A short stable label: "awq int4-asym g32 oc a8" (used as a table row and a JSON key). */
 export function configLabel(c: QuantConfig): string {
   const w = c.wformat === 'fp4' ? 'fp4' : `int4-${c.symmetric ? 'sym' : 'asym'}`;
-  const g = c.groupSize === 0 ? 'per-channel' : `g${c.groupSize}`;
+  const g = c.groupSize === PER_CHANNEL ? 'per-channel' : `g${c.groupSize}`;
   const a = c.aformat === 'none' ? 'A16' : c.aformat === 'int8' ? 'A8 int8' : 'A8 fp8';
   const extras = [c.grouping !== 'oc' ? c.grouping : '', c.pow2Scales ? 'pow2' : '', c.actOrder ? 'act-order' : ''].filter(Boolean);
   return [c.method, w, g, a, ...extras].join(' ');

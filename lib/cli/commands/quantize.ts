@@ -4,7 +4,7 @@ import type { CommandModule } from 'yargs';
 import { runCommand, CommonArgs, UsageError } from '../run_command';
 import { applyThreads, threadsOption } from '../threads_option';
 import { quantizeModel } from '../../pipeline/quantize';
-import { ACT_FORMATS, EXPORT_FORMATS, GROUPINGS, METHODS, WEIGHT_FORMATS, configLabel } from '../../quant/config';
+import { ACT_FORMATS, EXPORT_FORMATS, GROUP_SIZES, GROUPINGS, METHODS, WEIGHT_FORMATS, configLabel } from '../../quant/config';
 
 interface QuantizeArgs extends CommonArgs {
   input: string;
@@ -42,7 +42,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'Where to write the quantized model (+ <out>.report.json)' })
       .option('method', { type: 'string', choices: METHODS, default: 'rtn' as const, describe: 'Weight quantization method' })
       .option('wformat', { type: 'string', choices: WEIGHT_FORMATS, default: 'int4' as const, describe: 'Weight element format' })
-      .option('group', { type: 'number', choices: [32, 64, 128, 256, 0], default: 32, describe: 'Group size (0 = per output channel)' })
+      .option('group', { type: 'number', choices: GROUP_SIZES, default: 32, describe: 'Group size (0 = per output channel)' })
       .option('grouping', { type: 'string', choices: GROUPINGS, default: 'oc' as const, describe: 'Groups along K (oc), along N (ic), or per layer the lower error (auto)' })
       .option('sym', { type: 'boolean', describe: 'Symmetric int4 (zero point 8)' })
       .option('asym', { type: 'boolean', describe: 'Asymmetric int4 (default for int4)' })
