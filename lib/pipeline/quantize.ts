@@ -8,7 +8,7 @@ import { W4A8Error, UsageError } from '../util/errors';
 import { readText } from '../tokenize/documents';
 import { openDecoder } from '../ort/session';
 import { resolveTokenizer } from '../tokenize/model_tokenizer';
-import { checkExportSupports, checkPerChannelBlock } from '../export/compat';
+import { checkExportSupports } from '../export/compat';
 import { exportQuantized, type ExportInfo } from '../export/export_model';
 import { releaseNibbleSessions } from '../export/nibble_layout';
 import { writeNativeContainer } from '../export/native_export';
@@ -90,12 +90,11 @@ export function needsCalibration(c: QuantConfig): boolean {
   return c.method !== 'rtn' || c.grouping === 'auto';
 }
 
-export function checkPlan(plan: LayerPlan, format: ExportFormat, config: QuantConfig, label: string): void {
+export function checkPlan(plan: LayerPlan, label: string): void {
   if (plan.all.length === 0) throw new W4A8Error(`${label} has no quantizable MatMul/Gemm (a constant 2-D float weight with K >= 16); nothing to quantize`);
   if (plan.layers.length === 0) {
     throw new W4A8Error(`every quantizable layer of ${label} is excluded (${plan.excluded.map((e) => `${e.name}: ${e.reason}`).join('; ')}); nothing to quantize`);
   }
-  if (config.groupSize === 0) for (const l of plan.layers) checkPerChannelBlock(format, l.name, l.k);
 }
 
 /** Loads the model with the format's checks done; the sweep calls the steps below itself. */
@@ -121,7 +120,7 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
   const model = loadModel(opts.input);
   const externalInput = hasExternalData(model);
   const plan = planLayers(model, opts.exclude ?? [], opts.keepLogits ?? true);
-  checkPlan(plan, format, config, opts.input);
+  checkPlan(plan, opts.input);
   // Refuse NaN/Inf weights before the (slow) calibration; one weight in memory at a time.
   for (const l of plan.layers) await readLayerWeight(model, l);
   const tokenizerFile = typeof opts.tokenizer === 'string' ? opts.tokenizer : findTokenizerBeside(opts.input);

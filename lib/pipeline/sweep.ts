@@ -91,7 +91,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
 
   const model = loadModel(opts.model);
   const plan = planLayers(model, exclude);
-  checkPlan(plan, 'sim', opts.configs[0].config, opts.model);
+  checkPlan(plan, opts.model);
   const calibration = await calibrate(model, plan, {
     text: calibText,
     label: opts.calib,
