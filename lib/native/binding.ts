@@ -129,6 +129,11 @@ export interface NativeBinding {
   // tensor_layout_bindings.cpp: [rows, cols] -> [cols, rows] fp32 on the libuv pool; rope tables as llama2.c computes them; see tensor_layout.ts.
   transposeF32(src: Float32Array, rows: number, cols: number, dst: Float32Array): Promise<void>;
   ropeTablesF32(seqLen: number, headSize: number, theta: number, cos: Float32Array, sin: Float32Array): Promise<void>;
+  // tensor_layout_bindings.cpp: canonical int4 codes [rows][packedCols] -> ONNX INT4/UINT4 [validCols, rows] packed, pad nibble 0; see tensor_layout.ts.
+  transposeNibbles(packed: Uint8Array, rows: number, packedCols: number, validCols: number, flipSign: boolean, out: Uint8Array): Promise<void>;
+  // tensor_layout_bindings.cpp: element-wise fp32 a / b and 1 / a (IEEE, as ONNX Div / Reciprocal); see tensor_layout.ts.
+  divideF32(a: Float32Array, b: Float32Array, out: Float32Array): Promise<void>;
+  reciprocalF32(a: Float32Array, out: Float32Array): Promise<void>;
 
   // quant_bindings.cpp: outputs are allocated by the caller from quantSizes; see quant.ts.
   quantSizes(k: number, n: number, cfg: NativeWeightConfig): NativeQuantSizes;
@@ -194,6 +199,7 @@ export const NATIVE_EXPORTS: { readonly [K in keyof NativeBinding]-?: 'always' |
   float16ToFloat32: 'always', bfloat16ToFloat32: 'always', float32ToFloat16: 'always', float32ToBfloat16: 'always', countNonFinite: 'always',
   tokenNll: 'always', tokenNllAsync: 'always', rowArgmax: 'always',
   transposeF32: 'always', ropeTablesF32: 'always',
+  transposeNibbles: 'always', divideF32: 'always', reciprocalF32: 'always',
   quantSizes: 'always', quantizeWeight: 'always', fakeQuantActivations: 'always', layerOutputError: 'always', awqSearch: 'always',
   gptqQuantize: 'always', truncatedSvd: 'always', setLinalgThreads: 'always', linalgThreads: 'always', gemmIsa: 'always',
   CalibStats: 'always',

@@ -2,7 +2,7 @@
 // linear layer as [out, in] (y = W x) while an ONNX MatMul initializer is [in, out] (y = x W).
 import { native } from './binding';
 import { callNative } from './status';
-import { expectInt, expectNumber, expectTypedArray } from './validate';
+import { expectBoolean, expectInt, expectNumber, expectTypedArray } from './validate';
 
 /** Largest dimension the layout glue takes. */
 const MAX_DIM = 2 ** 30;
@@ -33,4 +33,40 @@ export async function ropeTables(seqLen: number, headSize: number, theta = 10000
   const sin = new Float32Array(cos.length);
   await callNative('ropeTables', () => native().ropeTablesF32(seqLen, headSize, theta, cos, sin));
   return { cos, sin };
+}
+
+/**
+ * The int4 codes `packed`, a [rows][packedCols] byte matrix of [rows][2 * packedCols] 4-bit values
+ * (low nibble first: the quantizer's canonical [N][blocks][group/2] with rows = N), with the first
+ * `validCols` columns transposed to [validCols][rows] and packed along the flattened result as an
+ * ONNX INT4/UINT4 initializer stores it (element j in byte j / 2, low nibble for even j; an odd
+ * count pads the last high nibble with 0). `flipSign` turns offset-8 codes into two's complement
+ * INT4 (q XOR 8). Runs natively off the main thread (native/src/tensor/nibble_transpose.cpp).
+ */
+export async function transposeNibbles(packed: Uint8Array, rows: number, packedCols: number, validCols: number, flipSign = false): Promise<Uint8Array> {
+  expectInt('rows', rows, 0, MAX_DIM);
+  expectInt('packedCols', packedCols, 0, MAX_DIM);
+  expectInt('validCols', validCols, 0, 2 * packedCols);
+  expectTypedArray('packed', packed, 'Uint8Array', rows * packedCols, `rows=${rows} x packedCols=${packedCols}`);
+  const flip = expectBoolean('flipSign', flipSign, false);
+  const out = new Uint8Array(Math.ceil((rows * validCols) / 2));
+  if (out.length > 0) await callNative('transposeNibbles', () => native().transposeNibbles(packed, rows, packedCols, validCols, flip, out));
+  return out;
+}
+
+/** a / b element-wise in fp32 (correctly rounded, as ONNX Div), natively off the main thread. */
+export async function divideVectors(a: Float32Array, b: Float32Array): Promise<Float32Array> {
+  expectTypedArray('a', a, 'Float32Array');
+  expectTypedArray('b', b, 'Float32Array', a.length, `a.length=${a.length}`);
+  const out = new Float32Array(a.length);
+  if (out.length > 0) await callNative('divideVectors', () => native().divideF32(a, b, out));
+  return out;
+}
+
+/** 1 / a element-wise in fp32 (correctly rounded, as ONNX Reciprocal), natively off the main thread. */
+export async function reciprocal(a: Float32Array): Promise<Float32Array> {
+  expectTypedArray('a', a, 'Float32Array');
+  const out = new Float32Array(a.length);
+  if (out.length > 0) await callNative('reciprocal', () => native().reciprocalF32(a, out));
+  return out;
 }

@@ -1,6 +1,8 @@
-// JS glue for tensor_ops, both on the libuv pool:
+// JS glue for tensor_ops, all on the libuv pool:
 //   transposeF32(src, rows, cols, dst) -> Promise<void>
 //   ropeTablesF32(seqLen, headSize, theta, cos, sin) -> Promise<void>
+//   transposeNibbles(packed, rows, packedCols, validCols, flipSign, out) -> Promise<void>
+//   divideF32(a, b, out) -> Promise<void>;  reciprocalF32(a, out) -> Promise<void>
 // The TypeScript wrapper validates; these checks only keep a bad call from crashing.
 #include "napi_util.h"
 #include "registry.h"
@@ -39,9 +41,49 @@ Napi::Value RopeTablesF32Async(const Napi::CallbackInfo& info) {
       env, "ropeTablesF32", [=]() { return RopeTablesF32(seq_len, head_size, theta, cos_out, sin_out); }, {info[3], info[4]});
 }
 
+Napi::Value TransposeNibblesAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t n_in = 0, n_out = 0;
+  const uint8_t* packed = TypedArg<uint8_t>(info, 0, napi_uint8_array, "packed", &n_in);
+  const size_t rows = (size_t)IntArg(info, 1, "rows", 0, (int64_t)1 << 31);
+  const size_t packed_cols = (size_t)IntArg(info, 2, "packedCols", 0, (int64_t)1 << 31);
+  const size_t valid_cols = (size_t)IntArg(info, 3, "validCols", 0, (int64_t)1 << 32);
+  if (info.Length() <= 4 || !info[4].IsBoolean()) ThrowType(env, "flipSign must be a boolean");
+  const bool flip = info[4].As<Napi::Boolean>().Value();
+  uint8_t* out = TypedArg<uint8_t>(info, 5, napi_uint8_array, "out", &n_out);
+  if (n_in != rows * packed_cols) ThrowRange(env, "packed length is not rows * packedCols");
+  if (valid_cols > 2 * packed_cols) ThrowRange(env, "validCols exceeds 2 * packedCols");
+  if (n_out != TransposedNibbleBytes(rows, valid_cols)) ThrowRange(env, "out length is not ceil(rows * validCols / 2)");
+  return RunAsync(
+      env, "transposeNibbles", [=]() { return TransposeNibbles(packed, rows, packed_cols, valid_cols, flip, out); },
+      {info[0], info[5]});
+}
+
+Napi::Value DivideF32Async(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t n_a = 0, n_b = 0, n_out = 0;
+  const float* a = TypedArg<float>(info, 0, napi_float32_array, "a", &n_a);
+  const float* b = TypedArg<float>(info, 1, napi_float32_array, "b", &n_b);
+  float* out = TypedArg<float>(info, 2, napi_float32_array, "out", &n_out);
+  if (n_b != n_a || n_out != n_a) ThrowRange(env, "a, b and out lengths differ");
+  return RunAsync(env, "divideF32", [=]() { return DivideF32(a, b, out, n_a); }, {info[0], info[1], info[2]});
+}
+
+Napi::Value ReciprocalF32Async(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t n_a = 0, n_out = 0;
+  const float* a = TypedArg<float>(info, 0, napi_float32_array, "a", &n_a);
+  float* out = TypedArg<float>(info, 1, napi_float32_array, "out", &n_out);
+  if (n_out != n_a) ThrowRange(env, "a and out lengths differ");
+  return RunAsync(env, "reciprocalF32", [=]() { return ReciprocalF32(a, out, n_a); }, {info[0], info[1]});
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("transposeF32", Napi::Function::New(env, TransposeF32Async));
   exports.Set("ropeTablesF32", Napi::Function::New(env, RopeTablesF32Async));
+  exports.Set("transposeNibbles", Napi::Function::New(env, TransposeNibblesAsync));
+  exports.Set("divideF32", Napi::Function::New(env, DivideF32Async));
+  exports.Set("reciprocalF32", Napi::Function::New(env, ReciprocalF32Async));
 }
 
 }  // namespace
