@@ -3,6 +3,7 @@
 // counts, and the fused W4A8 + Kronecker call against its parts.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <vector>
@@ -174,12 +175,16 @@ void TestRejects() {
 
 int main() {
   std::setvbuf(stdout, nullptr, _IONBF, 0);  // keep output ordered with ctest and crashes
-  std::mt19937 rng(std::random_device{}());
+  // Seeded from the device unless W4A8_TEST_SEED is set; printed so that a failure can be replayed.
+  const uint32_t seed = std::getenv("W4A8_TEST_SEED") ? (uint32_t)std::strtoul(std::getenv("W4A8_TEST_SEED"), nullptr, 10)
+                                                      : std::random_device{}();
+  std::printf("seed %u (W4A8_TEST_SEED=%u replays it)\n", seed, seed);
+  std::mt19937 rng(seed);
   std::printf("ISAs:");
   for (Isa isa : AvailableIsas()) std::printf(" %s", IsaName(isa));
   std::printf("\n");
   for (Isa isa : {Isa::kAvx2, Isa::kAvx512Vnni})
-    if (!IsaAvailable(isa)) std::printf("not testing %s: %s\n", IsaName(isa), IsaUnavailableReason(isa));
+    if (!IsaAvailable(isa)) std::printf("SKIP: %s not available on this CPU (%s)\n", IsaName(isa), IsaUnavailableReason(isa));
   TestAgainstDense(rng);
   TestFused(rng);
   TestRejects();

@@ -234,7 +234,7 @@ int main() {
   const Path paths[] = {{"generic", cpu::Isa::kScalar}, {"avx2", cpu::Isa::kAvx2}, {"avx512", cpu::Isa::kAvx512Vnni}};
   for (const Path& p : paths) {
     if (!cpu::IsaAvailable(p.isa)) {
-      std::printf("SKIP: linalg %s path: %s\n", p.name, cpu::IsaUnavailableReason(p.isa));
+      std::printf("SKIP: linalg %s path not available on this CPU (%s)\n", p.name, cpu::IsaUnavailableReason(p.isa));
       continue;
     }
     ScopedLinalgIsa scope(p.isa);
