@@ -1,4 +1,5 @@
-// One small persistent thread pool for the CPU kernels (all hardware threads by default).
+// The one persistent thread pool of the process: the CPU kernels, and through linalg/parallel.h the
+// linear algebra, quantizers and calibration (all hardware threads by default; cpu::SetNumThreads).
 #pragma once
 #include <cstdint>
 #include <functional>
