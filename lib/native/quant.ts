@@ -432,7 +432,7 @@ export async function truncatedSvd(a: Float64Array, m: number, n: number, rank: 
   return { u, s, vt };
 }
 
-/** Worker threads used by each native quantization call (default 2). */
+/** Worker threads of the native quantizers: the one pool setting shared with the kernels (setNumThreads; default all hardware threads). */
 export function setQuantThreads(threads: number): void {
   native().setLinalgThreads(expectInt('threads', threads, 1, 256));
 }
