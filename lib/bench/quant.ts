@@ -6,8 +6,8 @@
 // Hessian for GPTQ) and a handful are ~20x larger (what AWQ is for).
 import * as os from 'node:os';
 import { createCalibStats, type CalibStats } from '../native/calib_stats';
-import { fillRandom, kroneckerAdd } from '../native/kernels';
-import { awqSearch, gptqQuantize, quantThreads, quantizeWeight, type WeightQuantConfig } from '../native/quant';
+import { fillRandom, kroneckerAdd, numThreads } from '../native/kernels';
+import { awqSearch, gptqQuantize, quantizeWeight, type WeightQuantConfig } from '../native/quant';
 import { CancelToken, neverCancelled } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
 import { cpuModel } from './cpu';
@@ -212,7 +212,7 @@ export async function runQuantBench(o: QuantBenchOptions): Promise<QuantBenchRep
     t.cpuSeconds += row.cpuSeconds;
   }
   return {
-    cpu: cpuModel(), threads: quantThreads(), tokens: o.tokens, awqRows: o.awqRows, hidden: h, intermediate: f,
+    cpu: cpuModel(), threads: numThreads(), tokens: o.tokens, awqRows: o.awqRows, hidden: h, intermediate: f,
     loadAvg: [loadBefore, os.loadavg()[0]], rows, totals,
   };
 }

@@ -6,7 +6,7 @@ import { DataType } from '../onnx/dtype';
 import type { OnnxModel } from '../onnx/model';
 import { makeFloatTensorLike, replaceInitializer, tensorDims, tensorToFloat32 } from '../onnx/tensor';
 import type { InputScaling, QuantizedLayer } from '../quant/types';
-import { divideVectors } from '../quant/vector_ops';
+import { divideVectors } from '../native/tensor_layout';
 import { firstInGraph, insertBefore, rewireInputs, uniqueName } from './graph_edit';
 
 /**

@@ -8,11 +8,10 @@ import { DataType } from '../onnx/dtype';
 import type { OnnxModel } from '../onnx/model';
 import { makeFloatTensorLike, makeTensor, replaceInitializer } from '../onnx/tensor';
 import { blocksPerRow, scaleCount, zeroPointBytes } from '../native/formats';
-import { transposeMatrix } from '../native/tensor_layout';
+import { transposeMatrix, transposeNibbles } from '../native/tensor_layout';
 import type { ActFormat } from '../quant/config';
 import type { QuantizedLayer } from '../quant/types';
 import { dropIfUnused, mainGraph, readerCount, uniqueName } from './graph_edit';
-import { transposeNibbles } from './nibble_layout';
 
 function attr(node: NodeProto, name: string): number | undefined {
   const a = node.attribute.find((x) => x.name === name);

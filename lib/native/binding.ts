@@ -148,8 +148,6 @@ export interface NativeBinding {
     dequantized: Float32Array | null): Promise<NativeGptqResult>;
   truncatedSvd(a: Float64Array, m: number, n: number, rank: number, u: Float64Array, s: Float64Array, vt: Float64Array,
     powerIters: number, oversample: number, seed: number): Promise<void>;
-  setLinalgThreads(threads: number): void;
-  linalgThreads(): number;
   gemmIsa(): string;
 
   // calib_bindings.cpp: hessianMode 0 none, 1 fp32, 2 fp64; see calib_stats.ts.
@@ -201,7 +199,7 @@ export const NATIVE_EXPORTS: { readonly [K in keyof NativeBinding]-?: 'always' |
   transposeF32: 'always', ropeTablesF32: 'always',
   transposeNibbles: 'always', divideF32: 'always', reciprocalF32: 'always',
   quantSizes: 'always', quantizeWeight: 'always', fakeQuantActivations: 'always', layerOutputError: 'always', awqSearch: 'always',
-  gptqQuantize: 'always', truncatedSvd: 'always', setLinalgThreads: 'always', linalgThreads: 'always', gemmIsa: 'always',
+  gptqQuantize: 'always', truncatedSvd: 'always', gemmIsa: 'always',
   CalibStats: 'always',
   CpuPackedWeight: 'always', cpuIsas: 'always', cpuDefaultIsa: 'always', cpuIsaUnavailableReason: 'always', cpuIsaOverrideIgnored: 'always',
   setNumThreads: 'always', getNumThreads: 'always', cpuPrepackWeight: 'always', cpuGemmW4A8: 'always', cpuGemmW4A8Reference: 'always',

@@ -1,4 +1,4 @@
-// Validated, typed wrappers over the CPU kernels (native/addon/cpu_kernels.cpp):
+// Validated, typed wrappers over the CPU kernels (native/addon/cpu_kernels_bindings.cpp):
 // W4A8 GEMM (int8 activations quantized inside the call), W4A16 (fp32 activations), the Kronecker
 // adapter y += sum_i (A_i kron B_i) x, the fused W4A8 + Kronecker call, and their references.
 //

@@ -432,13 +432,6 @@ export async function truncatedSvd(a: Float64Array, m: number, n: number, rank: 
   return { u, s, vt };
 }
 
-/** Worker threads of the native quantizers: the one pool setting shared with the kernels (setNumThreads; default all hardware threads). */
-export function setQuantThreads(threads: number): void {
-  native().setLinalgThreads(expectInt('threads', threads, 1, 256));
-}
-export function quantThreads(): number {
-  return native().linalgThreads();
-}
 /** The SIMD path of the native GEMM on this CPU: 'avx512', 'avx2' or 'generic'. */
 export function gemmIsa(): string {
   return native().gemmIsa();

@@ -10,9 +10,7 @@ import { openDecoder } from '../ort/session';
 import { resolveTokenizer } from '../tokenize/model_tokenizer';
 import { checkExportSupports } from '../export/compat';
 import { exportQuantized, type ExportInfo } from '../export/export_model';
-import { releaseNibbleSessions } from '../export/nibble_layout';
 import { writeNativeContainer } from '../export/native_export';
-import { releaseVectorSessions } from '../quant/vector_ops';
 import { hasExternalData, loadModel, saveModel, serializeForOrt, type OnnxModel } from '../onnx/model';
 import { findTokenizerBeside } from '../tokenize/load';
 import type { Tokenizer } from '../tokenize/tokenizer';
@@ -145,8 +143,6 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
   const parts = await quantizeLayers(model, plan, config, calibration?.stats ?? new Map(), { progress, cancel, exportFormat: format });
   cancel.throwIfCancelled();
   const info = await exportQuantized(model, parts, format);
-  await releaseNibbleSessions();
-  await releaseVectorSessions();
   if (info.opsetRaisedFrom !== undefined) await checkLoads(model, info);
   cancel.throwIfCancelled();
 

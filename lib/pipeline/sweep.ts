@@ -5,8 +5,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { W4A8Error } from '../util/errors';
 import { exportQuantized } from '../export/export_model';
-import { releaseNibbleSessions } from '../export/nibble_layout';
-import { releaseVectorSessions } from '../quant/vector_ops';
 import { loadModel, serializeForOrt } from '../onnx/model';
 import { calibrate, type Calibration } from './calibrate';
 import { configLabel } from '../quant/config';
@@ -136,8 +134,6 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
   };
   await run(opts.configs);
   if (opts.followUps) await run(opts.followUps(rows));
-  await releaseNibbleSessions();
-  await releaseVectorSessions();
 
   const report: SweepReport = {
     model: opts.model,

@@ -15,7 +15,7 @@ import type { KernelActQuant } from '../native/quant';
 import { nq, outputError, rtn, weightOptions, type WeightQuant } from './native_quant';
 import { foldTarget, type InputGroup, type LayerPlan, type PlannedLayer } from './plan';
 import type { InputScaling, LayerReport, QuantizedLayer, QuantizedModelParts } from './types';
-import { reciprocal } from './vector_ops';
+import { reciprocal } from '../native/tensor_layout';
 
 export interface LayerWeights {
   layer: PlannedLayer;

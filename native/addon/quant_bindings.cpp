@@ -302,13 +302,6 @@ Napi::Value TruncatedSvdFn(const Napi::CallbackInfo& info) {
                   {info[0], info[4], info[5], info[6]});
 }
 
-// setLinalgThreads / linalgThreads: the same one pool setting as setNumThreads / getNumThreads
-// (cpu_kernels_bindings.cpp), kept under these names for lib/native/quant.ts. 0 = all hardware threads.
-Napi::Value SetThreads(const Napi::CallbackInfo& info) {
-  cpu::SetNumThreads((int)IntArg(info, 0, "threads", 0, 1024));
-  return info.Env().Undefined();
-}
-Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cpu::NumThreads()); }
 Napi::Value GetGemmIsa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), GemmIsa()); }
 
 void Init(Napi::Env env, Napi::Object exports) {
@@ -319,8 +312,6 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("awqSearch", Napi::Function::New(env, AwqSearchFn));
   exports.Set("gptqQuantize", Napi::Function::New(env, GptqFn));
   exports.Set("truncatedSvd", Napi::Function::New(env, TruncatedSvdFn));
-  exports.Set("setLinalgThreads", Napi::Function::New(env, SetThreads));
-  exports.Set("linalgThreads", Napi::Function::New(env, GetThreads));
   exports.Set("gemmIsa", Napi::Function::New(env, GetGemmIsa));
 }
 

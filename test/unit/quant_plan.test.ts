@@ -78,19 +78,3 @@ describe('calibrationWindows', () => {
     expect(() => calibrationWindows('  \n\n ', 'empty.txt', tok, 16, 100)).toThrow(/empty.txt gives no tokens/);
   });
 });
-
-describe('vector ops (ORT-run)', () => {
-  it('divides and inverts per-channel vectors exactly as fp32 division does', async () => {
-    const { divideVectors, reciprocal, releaseVectorSessions } = await import('../../lib/quant/vector_ops');
-    const a = Float32Array.from({ length: 37 }, (_, i) => Math.sin(i) * 5);
-    const b = Float32Array.from({ length: 37 }, (_, i) => 0.25 + Math.cos(i) ** 2);
-    const q = await divideVectors(a, b);
-    const r = await reciprocal(b);
-    for (let i = 0; i < 37; i++) {
-      expect(q[i]).toBe(Math.fround(a[i] / b[i]));
-      expect(r[i]).toBe(Math.fround(1 / b[i]));
-    }
-    await expect(divideVectors(a, b.subarray(1))).rejects.toThrow(RangeError);
-    await releaseVectorSessions();
-  });
-});
