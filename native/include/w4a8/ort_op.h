@@ -1,0 +1,31 @@
+// The com.w4a8 custom-op domain for ONNX Runtime: op W4A8MatMul, run by the CPU kernels.
+//
+//   Y = W4A8MatMul(A, codes, scales[, zero_points[, bias]])
+//     A            float or float16 [..., K]
+//     codes        uint8 [N, blocks, block_size / 2]   canonical layout (formats.h), an initializer
+//     scales       float [N * blocks]                  an initializer
+//     zero_points  uint8 [N * ceil(blocks / 2)]        optional (int4 asymmetric), an initializer
+//     bias         float or float16 [N]                optional
+//     Y            the type of A, [..., N]
+//   attributes: K, N, bits (4), block_size, weight_format "int4" | "fp4",
+//               activation_format "int8" | "fp8" | "none" (W4A16)
+//
+// Numerics: activations are quantized per token (the whole row of K, act_quant_def.h), the
+// quantizer of the `sim` export: int8 runs GemmW4A8 (ActQuant::kPerToken) on weights prepacked once
+// at kernel creation; fp8 fake-quantizes each row to E4M3 then runs W4A16; none runs W4A16, which
+// reads ORT's own initializer arrays with no copy.
+#pragma once
+#include "w4a8/ort_abi.h"
+
+namespace w4a8::ort {
+
+constexpr const char* kOpDomain = "com.w4a8";
+constexpr const char* kOpType = "W4A8MatMul";
+
+// The op definitions, one per type of A (static objects, valid for the life of the process).
+const OrtCustomOp* W4A8MatMulOp(bool float16);
+// Creates the com.w4a8 domain holding W4A8MatMul and adds it to `options`. The domain object must
+// outlive every session created from `options`: it is kept for the life of the process.
+OrtStatus* AddW4A8Domain(const OrtApi* api, OrtSessionOptions* options);
+
+}  // namespace w4a8::ort

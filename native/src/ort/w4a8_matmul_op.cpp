@@ -1,0 +1,350 @@
+// W4A8MatMul (ort_op.h): the OrtCustomOp callbacks and the kernel object.
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "w4a8/act_quant_def.h"
+#include "w4a8/cpu_adapters.h"
+#include "w4a8/cpu_kernels.h"
+#include "w4a8/formats.h"
+#include "w4a8/half.h"
+#include "w4a8/ort_op.h"
+
+namespace w4a8::ort {
+namespace {
+
+enum class ActFormat { kInt8, kFp8, kNone };
+
+// A status-returning step; the first failure is returned to ORT with its message.
+#define W4A8_ORT_TRY(expr)          \
+  do {                              \
+    OrtStatus* _s = (expr);         \
+    if (_s != nullptr) return _s;   \
+  } while (0)
+
+struct TensorView {
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  std::vector<int64_t> dims;
+  size_t count = 0;
+  const void* data = nullptr;
+};
+
+OrtStatus* Describe(const OrtApiView& a, const OrtValue* v, TensorView* out) {
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  W4A8_ORT_TRY(a.GetTensorTypeAndShape(v, &info));
+  size_t rank = 0;
+  OrtStatus* s = a.GetTensorElementType(info, &out->type);
+  if (!s) s = a.GetDimensionsCount(info, &rank);
+  if (!s) {
+    out->dims.assign(rank, 0);
+    s = a.GetDimensions(info, out->dims.data(), rank);
+  }
+  if (!s) s = a.GetTensorShapeElementCount(info, &out->count);
+  a.ReleaseTensorTypeAndShapeInfo(info);
+  if (s) return s;
+  void* data = nullptr;
+  W4A8_ORT_TRY(a.GetTensorMutableData(const_cast<OrtValue*>(v), &data));
+  out->data = data;
+  return nullptr;
+}
+
+std::string DimsText(const std::vector<int64_t>& d) {
+  std::string s = "[";
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + "]";
+}
+
+class Kernel {
+ public:
+  explicit Kernel(const OrtApiView& api) : api_(api) {}
+
+  OrtStatus* Init(const OrtKernelInfo* info) {
+    int64_t k = 0, n = 0, bits = 4, block = 0;
+    W4A8_ORT_TRY(api_.KernelInfoGetAttribute_int64(info, "K", &k));
+    W4A8_ORT_TRY(api_.KernelInfoGetAttribute_int64(info, "N", &n));
+    W4A8_ORT_TRY(api_.KernelInfoGetAttribute_int64(info, "block_size", &block));
+    if (OrtStatus* s = api_.KernelInfoGetAttribute_int64(info, "bits", &bits)) api_.ReleaseStatus(s);
+    std::string wf = StringAttr(info, "weight_format", "int4");
+    std::string af = StringAttr(info, "activation_format", "int8");
+    if (bits != 4) return Fail("bits is " + std::to_string(bits) + "; only 4 is supported");
+    if (k < 1 || n < 1 || k > INT32_MAX || n > INT32_MAX) return Fail("K and N must be positive 32-bit integers");
+    if (block < kMinGroupSize || block > kMaxGroupSize || (block & (block - 1)))
+      return Fail("block_size " + std::to_string(block) + " is not a power of two in 16..256");
+    if (wf != "int4" && wf != "fp4") return Fail("weight_format \"" + wf + "\"; expected int4 or fp4");
+    act_ = af == "int8" ? ActFormat::kInt8 : af == "fp8" ? ActFormat::kFp8 : af == "none" ? ActFormat::kNone : ActFormat(-1);
+    if ((int)act_ < 0) return Fail("activation_format \"" + af + "\"; expected int8, fp8 or none");
+
+    size_t inputs = 0;
+    W4A8_ORT_TRY(api_.KernelInfo_GetInputCount(info, &inputs));
+    TensorView codes, scales, zps, bias;
+    bool has_codes = false, has_scales = false, has_zp = false;
+    W4A8_ORT_TRY(Constant(info, 1, &codes, &has_codes));
+    W4A8_ORT_TRY(Constant(info, 2, &scales, &has_scales));
+    if (inputs > 3) W4A8_ORT_TRY(Constant(info, 3, &zps, &has_zp));
+    if (!has_codes || !has_scales)
+      return Fail("codes and scales must be initializers (constant inputs) so the weight is prepacked once");
+    const int32_t kk = (int32_t)k, nn = (int32_t)n, bs = (int32_t)block;
+    if (codes.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 || codes.count != CodeBytes(nn, kk, bs))
+      return Fail("codes are " + DimsText(codes.dims) + "; expected uint8 [" + std::to_string(n) + ", " +
+                  std::to_string(BlocksPerRow(kk, bs)) + ", " + std::to_string(bs / 2) + "]");
+    if (scales.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || scales.count != ScaleCount(nn, kk, bs))
+      return Fail("scales are " + DimsText(scales.dims) + "; expected float [" + std::to_string(ScaleCount(nn, kk, bs)) + "]");
+    if (has_zp && (zps.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 || zps.count != ZeroPointBytes(nn, kk, bs)))
+      return Fail("zero_points are " + DimsText(zps.dims) + "; expected uint8 [" + std::to_string(ZeroPointBytes(nn, kk, bs)) + "]");
+    weight_ = QuantizedWeight{wf == "fp4" ? WeightFormat::kFp4E2M1 : WeightFormat::kInt4, nn, kk, bs,
+                              static_cast<const uint8_t*>(codes.data), static_cast<const float*>(scales.data),
+                              has_zp ? static_cast<const uint8_t*>(zps.data) : nullptr};
+    if (cpu::ValidateQuantizedWeight(weight_) != Status::kOk) return Fail("the weight arrays are not a valid canonical weight");
+    if (act_ == ActFormat::kInt8) {
+      const Status s = StatusFromExceptions([&] { return cpu::Prepack(weight_, cpu::DefaultIsa(), &packed_); });
+      if (s != Status::kOk) return Fail(std::string("prepacking failed: ") + StatusName(s));
+    }
+    // A constant bias is converted to fp32 once.
+    bool has_bias = false;
+    if (inputs > 4) W4A8_ORT_TRY(Constant(info, 4, &bias, &has_bias));
+    if (has_bias) W4A8_ORT_TRY(ToFloat(bias, &bias_f32_, "bias"));
+    constant_bias_ = has_bias;
+    return nullptr;
+  }
+
+  OrtStatus* Compute(OrtKernelContext* ctx) {
+    try {
+      return ComputeUnguarded(ctx);
+    } catch (const std::bad_alloc&) {
+      return api_.CreateStatus(ORT_FAIL, "W4A8MatMul: out of memory");
+    } catch (...) {
+      return api_.CreateStatus(ORT_FAIL, "W4A8MatMul: unexpected exception");
+    }
+  }
+
+ private:
+  OrtStatus* ComputeUnguarded(OrtKernelContext* ctx) {
+    size_t inputs = 0;
+    W4A8_ORT_TRY(api_.KernelContext_GetInputCount(ctx, &inputs));
+    const OrtValue* a_value = nullptr;
+    W4A8_ORT_TRY(api_.KernelContext_GetInput(ctx, 0, &a_value));
+    TensorView a;
+    W4A8_ORT_TRY(Describe(api_, a_value, &a));
+    const bool half = a.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+    if (!half && a.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) return Fail("A must be float or float16");
+    if (a.dims.empty() || a.dims.back() != weight_.k)
+      return Fail("A is " + DimsText(a.dims) + "; its last dimension must be K = " + std::to_string(weight_.k));
+    const size_t m = a.count / (size_t)weight_.k;
+    std::vector<int64_t> ydims = a.dims;
+    ydims.back() = weight_.n;
+    OrtValue* y_value = nullptr;
+    W4A8_ORT_TRY(api_.KernelContext_GetOutput(ctx, 0, ydims.data(), ydims.size(), &y_value));
+    void* y_raw = nullptr;
+    W4A8_ORT_TRY(api_.GetTensorMutableData(y_value, &y_raw));
+    if (m == 0) return nullptr;
+    if (m > (size_t)INT32_MAX) return Fail("A has too many rows");
+
+    const float* bias = nullptr;
+    std::vector<float> bias_now;
+    if (constant_bias_) {
+      bias = bias_f32_.data();
+    } else if (inputs > 4) {
+      const OrtValue* b = nullptr;
+      W4A8_ORT_TRY(api_.KernelContext_GetInput(ctx, 4, &b));
+      if (b) {
+        TensorView bv;
+        W4A8_ORT_TRY(Describe(api_, b, &bv));
+        W4A8_ORT_TRY(ToFloat(bv, &bias_now, "bias"));
+        bias = bias_now.data();
+      }
+    }
+
+    const size_t xk = m * (size_t)weight_.k, yn = m * (size_t)weight_.n;
+    std::vector<float> x_buf, y_buf;
+    const float* x = static_cast<const float*>(a.data);
+    float* y = static_cast<float*>(y_raw);
+    if (half || act_ == ActFormat::kFp8) x_buf.resize(xk);
+    if (half) {
+      HalfToFloatArray(static_cast<const uint16_t*>(a.data), x_buf.data(), xk);
+      x = x_buf.data();
+      y_buf.resize(yn);
+      y = y_buf.data();
+    }
+    if (act_ == ActFormat::kFp8) {
+      FakeQuantFp8Rows(x, m, x_buf.data());
+      x = x_buf.data();
+    }
+    cpu::GemmArgs args;
+    args.m = (int32_t)m;
+    args.x = x;
+    args.bias = bias;
+    args.y = y;
+    args.act = cpu::ActQuant::kPerToken;
+    const Status s = StatusFromExceptions([&] {
+      return act_ == ActFormat::kInt8 ? cpu::GemmW4A8(*packed_, args) : cpu::GemmW4A16(weight_, cpu::DefaultIsa(), args);
+    });
+    if (s != Status::kOk) return Fail(std::string("kernel failed: ") + StatusName(s));
+    if (half) FloatToHalfArray(y, static_cast<uint16_t*>(y_raw), yn);
+    return nullptr;
+  }
+
+  OrtStatus* Fail(const std::string& msg) const {
+    return api_.CreateStatus(ORT_INVALID_ARGUMENT, ("W4A8MatMul: " + msg).c_str());
+  }
+
+  std::string StringAttr(const OrtKernelInfo* info, const char* name, const char* fallback) const {
+    size_t size = 0;
+    if (OrtStatus* s = api_.KernelInfoGetAttribute_string(info, name, nullptr, &size)) {
+      api_.ReleaseStatus(s);
+      if (size == 0) return fallback;
+    }
+    if (size == 0) return fallback;
+    std::string out(size, '\0');
+    if (OrtStatus* s = api_.KernelInfoGetAttribute_string(info, name, &out[0], &size)) {
+      api_.ReleaseStatus(s);
+      return fallback;
+    }
+    out.resize(std::strlen(out.c_str()));
+    return out;
+  }
+
+  OrtStatus* Constant(const OrtKernelInfo* info, size_t index, TensorView* out, bool* found) const {
+    int is_constant = 0;
+    const OrtValue* v = nullptr;
+    *found = false;
+    W4A8_ORT_TRY(api_.KernelInfoGetConstantInput_tensor(info, index, &is_constant, &v));
+    if (!is_constant || !v) return nullptr;
+    *found = true;
+    return Describe(api_, v, out);
+  }
+
+  OrtStatus* ToFloat(const TensorView& t, std::vector<float>* out, const char* what) const {
+    if ((int64_t)t.count != weight_.n) return Fail(std::string(what) + " has " + std::to_string(t.count) + " values; expected N = " + std::to_string(weight_.n));
+    out->resize(t.count);
+    if (t.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+      std::memcpy(out->data(), t.data, t.count * sizeof(float));
+    } else if (t.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
+      HalfToFloatArray(static_cast<const uint16_t*>(t.data), out->data(), t.count);
+    } else {
+      return Fail(std::string(what) + " must be float or float16");
+    }
+    return nullptr;
+  }
+
+  // Per-token E4M3 fake quantization (act_quant_def.h), the sim export's fp8 activation step.
+  void FakeQuantFp8Rows(const float* x, size_t m, float* out) const {
+    const size_t k = (size_t)weight_.k;
+    for (size_t r = 0; r < m; ++r) {
+      const float* row = x + r * k;
+      float amax = 0.0f;
+      for (size_t i = 0; i < k; ++i) amax = std::fmax(amax, std::fabs(row[i]));
+      const TokenScale ts = MakeTokenScale(amax, kE4M3Max);
+      for (size_t i = 0; i < k; ++i) out[r * k + i] = FakeQuantE4M3(row[i], ts);
+    }
+  }
+
+  OrtApiView api_;
+  ActFormat act_ = ActFormat::kInt8;
+  QuantizedWeight weight_{};
+  std::unique_ptr<cpu::PackedWeight> packed_;
+  std::vector<float> bias_f32_;
+  bool constant_bias_ = false;
+};
+
+// ---- OrtCustomOp callbacks ---------------------------------------------------------------------
+const char* OpName(const OrtCustomOp*) { return kOpType; }
+const char* OpProvider(const OrtCustomOp*) { return nullptr; }  // CPU execution provider
+// One op definition per float type (ORT merges same-named ops into one schema whose type
+// constraint lists both): A, bias and Y share the type, the weight arrays are fixed.
+struct TypedOp {
+  OrtCustomOp op;  // first member: ORT's callbacks get &op, cast back to TypedOp
+  ONNXTensorElementDataType float_type;
+};
+ONNXTensorElementDataType FloatTypeOf(const OrtCustomOp* op) { return reinterpret_cast<const TypedOp*>(op)->float_type; }
+ONNXTensorElementDataType OpInputType(const OrtCustomOp* op, size_t i) {
+  if (i == 1 || i == 3) return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+  if (i == 2) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  return FloatTypeOf(op);
+}
+size_t OpInputCount(const OrtCustomOp*) { return 5; }
+ONNXTensorElementDataType OpOutputType(const OrtCustomOp* op, size_t) { return FloatTypeOf(op); }
+size_t OpOutputCount(const OrtCustomOp*) { return 1; }
+OrtCustomOpInputOutputCharacteristic OpInputCharacteristic(const OrtCustomOp*, size_t i) {
+  return i >= 3 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+}
+OrtCustomOpInputOutputCharacteristic OpOutputCharacteristic(const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; }
+OrtMemType OpInputMemoryType(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
+int OpOne(const OrtCustomOp*) { return 1; }
+int OpStartVersion(const OrtCustomOp*) { return 1; }
+int OpEndVersion(const OrtCustomOp*) { return 2147483647; }
+
+OrtStatus* OpCreateKernelV2(const OrtCustomOp*, const OrtApi* api, const OrtKernelInfo* info, void** kernel) {
+  const OrtApiView view = OrtApiView::From(api);
+  try {
+    auto k = std::make_unique<Kernel>(view);
+    if (OrtStatus* s = k->Init(info)) return s;
+    *kernel = k.release();
+    return nullptr;
+  } catch (const std::bad_alloc&) {
+    return view.CreateStatus(ORT_FAIL, "W4A8MatMul: out of memory while prepacking the weight");
+  }
+}
+OrtStatus* OpComputeV2(void* kernel, OrtKernelContext* ctx) { return static_cast<Kernel*>(kernel)->Compute(ctx); }
+void OpDestroy(void* kernel) { delete static_cast<Kernel*>(kernel); }
+
+TypedOp MakeOp(ONNXTensorElementDataType float_type) {
+  TypedOp typed;
+  std::memset(&typed, 0, sizeof(typed));
+  typed.float_type = float_type;
+  OrtCustomOp& op = typed.op;
+  // Version 16 makes ORT read CreateKernelV2/KernelComputeV2 and the version range; later fields stay null.
+  op.version = 16;
+  op.GetName = OpName;
+  op.GetExecutionProviderType = OpProvider;
+  op.GetInputType = OpInputType;
+  op.GetInputTypeCount = OpInputCount;
+  op.GetOutputType = OpOutputType;
+  op.GetOutputTypeCount = OpOutputCount;
+  op.KernelDestroy = OpDestroy;
+  op.GetInputCharacteristic = OpInputCharacteristic;
+  op.GetOutputCharacteristic = OpOutputCharacteristic;
+  op.GetInputMemoryType = OpInputMemoryType;
+  op.GetVariadicInputMinArity = OpOne;
+  op.GetVariadicInputHomogeneity = OpOne;
+  op.GetVariadicOutputMinArity = OpOne;
+  op.GetVariadicOutputHomogeneity = OpOne;
+  op.CreateKernelV2 = OpCreateKernelV2;
+  op.KernelComputeV2 = OpComputeV2;
+  op.GetStartVersion = OpStartVersion;
+  op.GetEndVersion = OpEndVersion;
+  return typed;
+}
+
+}  // namespace
+
+const OrtCustomOp* W4A8MatMulOp(bool float16) {
+  static const TypedOp f32 = MakeOp(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+  static const TypedOp f16 = MakeOp(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16);
+  return float16 ? &f16.op : &f32.op;
+}
+
+OrtStatus* AddW4A8Domain(const OrtApi* api, OrtSessionOptions* options) {
+  const OrtApiView a = OrtApiView::From(api);
+  // One domain object per process, created on first use; ORT keeps a pointer to it in every
+  // session options object it is added to.
+  static std::mutex mu;
+  static OrtCustomOpDomain* domain = nullptr;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!domain) {
+    OrtCustomOpDomain* d = nullptr;
+    W4A8_ORT_TRY(a.CreateCustomOpDomain(kOpDomain, &d));
+    OrtStatus* s = a.CustomOpDomain_Add(d, W4A8MatMulOp(false));
+    if (!s) s = a.CustomOpDomain_Add(d, W4A8MatMulOp(true));
+    if (s) {
+      a.ReleaseCustomOpDomain(d);
+      return s;
+    }
+    domain = d;
+  }
+  return a.AddCustomOpDomain(options, domain);
+}
+
+}  // namespace w4a8::ort
