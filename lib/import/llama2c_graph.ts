@@ -1,14 +1,25 @@
 // The llama2.c transformer as an ONNX graph of standard opset-17 ops, computing what run.c's
-// `forward` computes for every position at once (full-sequence, no KV cache). Linear layers
-// are MatMuls with [in, out] fp32 initializers, as Optimum / ONNX Runtime GenAI exports have
-// them, so the quantizer finds them the same way in every model.
+// `forward` computes, for every new position at once, with a key/value cache in the names
+// Optimum and ONNX Runtime GenAI use: input_ids, attention_mask, position_ids and
+// past_key_values.N.key|value in; logits and present.N.key|value out. An empty past (length 0)
+// scores a whole sequence from scratch. Linear layers are MatMuls with [in, out] fp32
+// initializers, as those exports have them, so the quantizer finds them the same way in every model.
 import { makeValueInfo, makeModel } from '../onnx/build';
 import type { OnnxModel } from '../onnx/model';
 import { DataType } from '../onnx/tensor';
 import type { Progress } from '../util/progress';
 import { GraphBuilder } from './graph_builder';
-import type { Llama2cCheckpoint } from './llama2c_checkpoint';
+import type { Llama2cConfig } from './llama2c_checkpoint';
 import { ropeTables, transposeMatrix } from '../native/tensor_layout';
+
+/** Where the decoder's weights come from: a checkpoint file, or a random generator. */
+export interface Llama2cWeights {
+  readonly config: Llama2cConfig;
+  /** Logical [rows, cols] (or [n]) shape of one layer's slice of a llama2.c tensor. */
+  shape(name: string): number[];
+  /** fp32 values of `name` for `layer`, in llama2.c's layout ([out, in] for linear layers). */
+  read(name: string, layer?: number): Float32Array;
+}
 
 /** run.c adds 1e-5 inside the RMSNorm square root. */
 export const RMS_NORM_EPS = 1e-5;
@@ -26,11 +37,17 @@ export const LINEAR_NAMES: Record<string, (layer: number) => string> = {
   w2: (l) => `layers.${l}.mlp.down_proj.weight`,
 };
 export const LM_HEAD_NAME = 'lm_head.weight';
+export const pastKeyName = (layer: number): string => `past_key_values.${layer}.key`;
+export const pastValueName = (layer: number): string => `past_key_values.${layer}.value`;
+export const presentKeyName = (layer: number): string => `present.${layer}.key`;
+export const presentValueName = (layer: number): string => `present.${layer}.value`;
 
-/** Build the decoder from an open checkpoint; weights are read and transposed one at a time. */
-export async function buildLlama2cModel(ckpt: Llama2cCheckpoint, progress?: Progress): Promise<OnnxModel> {
+/**
+ * Build the decoder; weights are read and transposed one at a time. A builder given a weight
+ * sink (see GraphBuilder) hands each initializer over as soon as it is made.
+ */
+export async function buildLlama2cModel(ckpt: Llama2cWeights, progress?: Progress, g = new GraphBuilder(), sourceLabel = 'llama2.c legacy v0 checkpoint'): Promise<OnnxModel> {
   const c = ckpt.config;
-  const g = new GraphBuilder();
   const steps = c.nLayers * 9 + 3;
   let done = 0;
   const step = (detail: string): void => progress?.update(++done, detail);
@@ -45,30 +62,51 @@ export async function buildLlama2cModel(ckpt: Llama2cCheckpoint, progress?: Prog
     return g.op1(scope, 'MatMul', [x, weightName], {}, output);
   };
 
+  const past = 'past_sequence_length';
+  const total = 'total_sequence_length';
   g.inputs.push(makeValueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']));
+  g.inputs.push(makeValueInfo('attention_mask', DataType.INT64, ['batch_size', total]));
+  g.inputs.push(makeValueInfo('position_ids', DataType.INT64, ['batch_size', 'sequence_length']));
+  for (let l = 0; l < c.nLayers; l++) {
+    g.inputs.push(makeValueInfo(pastKeyName(l), DataType.FLOAT, ['batch_size', c.nKvHeads, past, c.headSize]));
+    g.inputs.push(makeValueInfo(pastValueName(l), DataType.FLOAT, ['batch_size', c.nKvHeads, past, c.headSize]));
+  }
   g.outputs.push(makeValueInfo('logits', DataType.FLOAT, ['batch_size', 'sequence_length', c.vocabSize]));
+  for (let l = 0; l < c.nLayers; l++) {
+    g.outputs.push(makeValueInfo(presentKeyName(l), DataType.FLOAT, ['batch_size', c.nKvHeads, total, c.headSize]));
+    g.outputs.push(makeValueInfo(presentValueName(l), DataType.FLOAT, ['batch_size', c.nKvHeads, total, c.headSize]));
+  }
 
   g.addFloat('tok_embeddings.weight', [c.vocabSize, c.dim], ckpt.read('token_embedding_table'));
   let x = g.op1('/tok_embeddings', 'Gather', ['tok_embeddings.weight', 'input_ids'], { axis: 0 });
   step('tok_embeddings.weight');
 
-  // Positions 0..seq-1 of this call; they index the RoPE tables and build the causal mask.
-  const shape = g.op1('/positions', 'Shape', ['input_ids']);
-  const seqLen = g.op1('/positions', 'Gather', [shape, g.addInt64('const.one_scalar', [1], [])], { axis: 0 });
-  const positions = g.op1('/positions', 'Range', [g.addInt64('const.zero_scalar', [0], []), seqLen, 'const.one_scalar']);
-  const rows = g.op1('/causal_mask', 'Unsqueeze', [positions, g.addInt64('const.axes_1', [1])]);
-  const cols = g.op1('/causal_mask', 'Unsqueeze', [positions, g.addInt64('const.axes_0', [0])]);
-  const future = g.op1('/causal_mask', 'Greater', [cols, rows]);
+  // This call's queries sit at absolute positions past..total-1 and see keys 0..total-1 up to
+  // their own position (causal), minus the keys attention_mask zeroes (padding).
+  const one = g.addInt64('const.one_scalar', [1], []);
+  const pastLen = g.op1('/positions', 'Gather', [g.op1('/positions', 'Shape', [pastKeyName(0)]), g.addInt64('const.two_scalar', [2], [])], { axis: 0 });
+  const seqLen = g.op1('/positions', 'Gather', [g.op1('/positions', 'Shape', ['input_ids']), one], { axis: 0 });
+  const totalLen = g.op1('/positions', 'Add', [pastLen, seqLen]);
+  const queryPos = g.op1('/causal_mask', 'Range', [pastLen, totalLen, one]);
+  const keyPos = g.op1('/causal_mask', 'Range', [g.addInt64('const.zero_scalar', [0], []), totalLen, one]);
+  const queryRows = g.op1('/causal_mask', 'Unsqueeze', [queryPos, g.addInt64('const.axes_1', [1])]);
+  const keyCols = g.op1('/causal_mask', 'Unsqueeze', [keyPos, g.addInt64('const.axes_0', [0])]);
+  const future = g.op1('/causal_mask', 'Greater', [keyCols, queryRows]);
+  const padding = g.op1('/padding_mask', 'Unsqueeze', [
+    g.op1('/padding_mask', 'Equal', ['attention_mask', g.addInt64('const.zero_int', [0], [])]),
+    g.addInt64('const.axes_1_2', [1, 2]),
+  ]);
+  const hidden = g.op1('/attn_mask', 'Or', [future, padding]);
   const negInf = g.addScalar('const.neg_inf', -Infinity);
 
   const tables = await ropeTables(c.seqLen, c.headSize, ROPE_THETA);
   g.addFloat('rope.cos', [c.seqLen, c.headSize / 2], tables.cos);
   g.addFloat('rope.sin', [c.seqLen, c.headSize / 2], tables.sin);
   step('rope tables');
-  // [seq, hs/2] -> [seq, 1, hs/2, 1]: broadcasts over heads and against the (even, odd) split.
-  const ropeAxes = g.addInt64('const.axes_1_3', [1, 3]);
-  const cos = g.op1('/rope', 'Unsqueeze', [g.op1('/rope', 'Gather', ['rope.cos', positions], { axis: 0 }), ropeAxes]);
-  const sin = g.op1('/rope', 'Unsqueeze', [g.op1('/rope', 'Gather', ['rope.sin', positions], { axis: 0 }), ropeAxes]);
+  // [batch, seq, hs/2] -> [batch, seq, 1, hs/2, 1]: broadcasts over heads and against the (even, odd) split.
+  const ropeAxes = g.addInt64('const.axes_2_4', [2, 4]);
+  const cos = g.op1('/rope', 'Unsqueeze', [g.op1('/rope', 'Gather', ['rope.cos', 'position_ids'], { axis: 0 }), ropeAxes]);
+  const sin = g.op1('/rope', 'Unsqueeze', [g.op1('/rope', 'Gather', ['rope.sin', 'position_ids'], { axis: 0 }), ropeAxes]);
 
   const eps = g.addScalar('const.rms_norm_eps', RMS_NORM_EPS);
   const rmsNorm = (scope: string, input: string, weightName: string, data: Float32Array): string => {
@@ -90,13 +128,14 @@ export async function buildLlama2cModel(ckpt: Llama2cCheckpoint, progress?: Prog
     return g.op1(scope, 'Reshape', [g.op1(scope, 'Concat', [rotEven, rotOdd], { axis: -1 }), headsShape(heads)]);
   };
 
-  // Grouped-query attention: query head h reads kv head floor(h / kvMul), as in run.c.
+  // Grouped-query attention: query head h reads kv head floor(h / kvMul), as in run.c. The
+  // cache keeps the kv heads only; they are repeated after it, on [batch, kv heads, total, hs].
   const kvMul = c.nHeads / c.nKvHeads;
   const repeatKv = (scope: string, t: string): string => {
     if (kvMul === 1) return t;
-    const grouped = g.op1(scope, 'Unsqueeze', [t, g.addInt64('const.axes_3', [3])]);
-    const expanded = g.op1(scope, 'Expand', [grouped, g.addInt64('const.kv_repeat', [1, 1, 1, kvMul, 1])]);
-    return g.op1(scope, 'Reshape', [expanded, headsShape(c.nHeads)]);
+    const grouped = g.op1(scope, 'Unsqueeze', [t, g.addInt64('const.axes_2', [2])]);
+    const expanded = g.op1(scope, 'Expand', [grouped, g.addInt64('const.kv_repeat', [1, 1, kvMul, 1, 1])]);
+    return g.op1(scope, 'Reshape', [expanded, g.addInt64('const.repeated_kv_shape', [0, c.nHeads, -1, c.headSize])]);
   };
   const scale = g.addScalar('const.attn_scale', Math.fround(Math.sqrt(c.headSize)));
   const mergeShape = g.addInt64('const.merge_heads_shape', [0, 0, c.dim]);
@@ -109,13 +148,18 @@ export async function buildLlama2cModel(ckpt: Llama2cCheckpoint, progress?: Prog
     const k = await linear(`${p}/attn/k_proj`, xa, LINEAR_NAMES.wk(l), 'wk', l);
     const v = await linear(`${p}/attn/v_proj`, xa, LINEAR_NAMES.wv(l), 'wv', l);
     const qh = rope(`${p}/attn/rope_q`, g.op1(`${p}/attn`, 'Reshape', [q, headsShape(c.nHeads)]), c.nHeads);
-    const kh = repeatKv(`${p}/attn/repeat_k`, rope(`${p}/attn/rope_k`, g.op1(`${p}/attn`, 'Reshape', [k, headsShape(c.nKvHeads)]), c.nKvHeads));
-    const vh = repeatKv(`${p}/attn/repeat_v`, g.op1(`${p}/attn`, 'Reshape', [v, headsShape(c.nKvHeads)]));
+    const kh = rope(`${p}/attn/rope_k`, g.op1(`${p}/attn`, 'Reshape', [k, headsShape(c.nKvHeads)]), c.nKvHeads);
+    const vh = g.op1(`${p}/attn`, 'Reshape', [v, headsShape(c.nKvHeads)]);
+    // [batch, seq, heads, hs] -> [batch, heads, seq, hs], appended to the cache along seq.
+    const kNew = g.op1(`${p}/attn`, 'Transpose', [kh], { perm: [0, 2, 1, 3] });
+    const vNew = g.op1(`${p}/attn`, 'Transpose', [vh], { perm: [0, 2, 1, 3] });
+    const kAll = g.op1(`${p}/attn/cache_k`, 'Concat', [pastKeyName(l), kNew], { axis: 2 }, presentKeyName(l));
+    const vAll = g.op1(`${p}/attn/cache_v`, 'Concat', [pastValueName(l), vNew], { axis: 2 }, presentValueName(l));
     const qT = g.op1(`${p}/attn`, 'Transpose', [qh], { perm: [0, 2, 1, 3] });
-    const kT = g.op1(`${p}/attn`, 'Transpose', [kh], { perm: [0, 2, 3, 1] });
-    const vT = g.op1(`${p}/attn`, 'Transpose', [vh], { perm: [0, 2, 1, 3] });
+    const kT = g.op1(`${p}/attn`, 'Transpose', [repeatKv(`${p}/attn/repeat_k`, kAll)], { perm: [0, 1, 3, 2] });
+    const vT = repeatKv(`${p}/attn/repeat_v`, vAll);
     const scores = g.op1(`${p}/attn`, 'Div', [g.op1(`${p}/attn/scores`, 'MatMul', [qT, kT]), scale]);
-    const probs = g.op1(`${p}/attn`, 'Softmax', [g.op1(`${p}/attn`, 'Where', [future, negInf, scores])], { axis: -1 });
+    const probs = g.op1(`${p}/attn`, 'Softmax', [g.op1(`${p}/attn`, 'Where', [hidden, negInf, scores])], { axis: -1 });
     const ctx = g.op1(`${p}/attn/context`, 'MatMul', [probs, vT]);
     const merged = g.op1(`${p}/attn`, 'Reshape', [g.op1(`${p}/attn`, 'Transpose', [ctx], { perm: [0, 2, 1, 3] }), mergeShape]);
     const attnOut = await linear(`${p}/attn/o_proj`, merged, LINEAR_NAMES.wo(l), 'wo', l);
@@ -141,7 +185,7 @@ export async function buildLlama2cModel(ckpt: Llama2cCheckpoint, progress?: Prog
     { producerName: 'w4a8 import llama2c' },
   );
   const meta: Record<string, string> = {
-    source: 'llama2.c legacy v0 checkpoint',
+    source: sourceLabel,
     max_sequence_length: String(c.seqLen),
     vocab_size: String(c.vocabSize),
     bos_token_id: '1',
