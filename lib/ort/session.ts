@@ -28,7 +28,25 @@ export interface DecoderSession {
   logits(ids: number[]): Promise<Logits>;
   /** One forward pass over `ids` (batch 1) returning the named outputs (graph outputs, e.g. captured activations). */
   run(ids: number[], fetches: string[]): Promise<Record<string, ort.Tensor>>;
+  /**
+   * Present on models with a key/value cache (past inputs fed back from present outputs): one
+   * forward pass over `ids` (batch 1) after the positions held in `past` (none: an empty cache).
+   * Returns the logits of the last position only, and the cache extended by `ids`.
+   */
+  step?(ids: number[], past?: KvCache): Promise<{ logits: Logits; cache: KvCache }>;
   release(): Promise<void>;
+}
+
+/** The key/value cache of one sequence: the present outputs of the last step, by past input name. */
+export interface KvCache {
+  /** Positions held (the next token's position). */
+  readonly length: number;
+  readonly tensors: Readonly<Record<string, ort.Tensor>>;
+}
+
+/** present_N for past_N (GenAI), present.N.key for past_key_values.N.key (Optimum, ours). */
+export function presentNameFor(pastName: string): string {
+  return pastName.replace(/^past_key_values/, 'present').replace(/^past/, 'present');
 }
 
 type Meta = ort.InferenceSession.ValueMetadata;
@@ -148,8 +166,11 @@ class OrtDecoder implements DecoderSession {
     private readonly inputs: InputPlan[],
     private readonly logitsName: string,
     logitsMeta: TensorMeta,
+    /** present output name by past input name, when every past input has one. */
+    private readonly presentByPast?: Map<string, string>,
   ) {
     this.logitsDtype = logitsMeta.type as 'float32' | 'float16';
+    if (presentByPast) this.step = (ids, past) => this.cachedStep(ids, past);
     const last = logitsMeta.shape[logitsMeta.shape.length - 1];
     if (typeof last === 'number' && last > 0) this.vocab = last;
     // Empty past tensors never change: build them once.
@@ -159,25 +180,54 @@ class OrtDecoder implements DecoderSession {
     }
   }
 
-  async run(ids: number[], fetches: string[]): Promise<Record<string, ort.Tensor>> {
+  readonly step?: (ids: number[], past?: KvCache) => Promise<{ logits: Logits; cache: KvCache }>;
+
+  private async cachedStep(ids: number[], past?: KvCache): Promise<{ logits: Logits; cache: KvCache }> {
+    if (past !== undefined && (typeof past !== 'object' || !Number.isInteger(past.length) || typeof past.tensors !== 'object')) {
+      throw new TypeError('Expected past to be a KvCache returned by an earlier step');
+    }
+    const start = past?.length ?? 0;
+    const fetches = [this.logitsName, ...this.presentByPast!.values()];
+    const out = await this.run(ids, fetches, past && start > 0 ? { start, tensors: past.tensors } : undefined);
+    const t = out[this.logitsName];
+    const vocab = t.dims[t.dims.length - 1];
+    if (t.size !== ids.length * vocab) {
+      throw new W4A8Error(`${this.label}: logits have shape [${t.dims.join(', ')}] for ${ids.length} tokens; expected [1, ${ids.length}, vocab]`);
+    }
+    if (this.vocab === 0) this.vocab = vocab;
+    // Only the last row leaves: a prefill of n tokens keeps 1/n of its logits.
+    const from = (ids.length - 1) * vocab;
+    const logits: Logits =
+      t.type === 'float16'
+        ? { data: (t.data as unknown as Uint16Array).slice(from, from + vocab), dtype: 'float16', seq: 1, vocab }
+        : { data: (t.data as Float32Array).slice(from, from + vocab), dtype: 'float32', seq: 1, vocab };
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const [pastName, presentName] of this.presentByPast!) tensors[pastName] = out[presentName];
+    return { logits, cache: { length: start + ids.length, tensors } };
+  }
+
+  async run(ids: number[], fetches: string[], past?: { start: number; tensors: Readonly<Record<string, ort.Tensor>> }): Promise<Record<string, ort.Tensor>> {
     if (!Array.isArray(ids) || ids.length === 0) throw new RangeError('Expected a non-empty array of token ids');
     if (!Array.isArray(fetches) || fetches.length === 0 || fetches.some((f) => typeof f !== 'string')) {
       throw new TypeError('Expected fetches to be a non-empty array of output names');
     }
     const seq = ids.length;
+    const start = past?.start ?? 0;
     if (this.vocab > 0) {
       const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= this.vocab);
       if (bad !== undefined) {
         throw new W4A8Error(`token id ${bad} is outside the model's vocabulary [0, ${this.vocab}); the tokenizer does not fit ${this.label} (pass its own --tokenizer)`);
       }
     }
-    const feeds: Record<string, ort.Tensor> = { ...this.pastFeeds };
+    const feeds: Record<string, ort.Tensor> = { ...this.pastFeeds, ...past?.tensors };
+    const positions = Array.from({ length: seq }, (_, i) => start + i);
     for (const p of this.inputs) {
       if (p.role === 'input_ids') feeds[p.name] = intTensor(p.type, ids, [1, seq]);
-      else if (p.role === 'attention_mask') feeds[p.name] = intTensor(p.type, new Array<number>(seq).fill(1), [1, seq]);
-      else if (p.role === 'position_ids') feeds[p.name] = intTensor(p.type, Array.from({ length: seq }, (_, i) => i), [1, seq]);
+      else if (p.role === 'attention_mask') feeds[p.name] = intTensor(p.type, new Array<number>(start + seq).fill(1), [1, start + seq]);
+      else if (p.role === 'position_ids') feeds[p.name] = intTensor(p.type, positions, [1, seq]);
       // Newer Optimum exports: the same positions without a batch dimension.
-      else if (p.role === 'cache_position') feeds[p.name] = intTensor(p.type, Array.from({ length: seq }, (_, i) => i), [seq]);
+      else if (p.role === 'cache_position') feeds[p.name] = intTensor(p.type, positions, [seq]);
+      else if (p.role === 'use_cache_branch' && start > 0) feeds[p.name] = new ort.Tensor('bool', Uint8Array.from([1]), [1]);
     }
     try {
       return await this.session.run(feeds, fetches);
@@ -257,7 +307,11 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
   try {
     const plans = planInputs(label, session.inputMetadata);
     const logitsMeta = findLogits(label, session.outputMetadata);
-    const decoder = new OrtDecoder(session, label, plans, logitsMeta.name, logitsMeta);
+    const outputNames = new Set(session.outputMetadata.map((m) => m.name));
+    const pastNames = plans.filter((p) => p.role === 'past').map((p) => p.name);
+    const cached = pastNames.length > 0 && pastNames.every((n) => outputNames.has(presentNameFor(n)));
+    const presentByPast = cached ? new Map(pastNames.map((n) => [n, presentNameFor(n)])) : undefined;
+    const decoder = new OrtDecoder(session, label, plans, logitsMeta.name, logitsMeta, presentByPast);
     // A symbolic logits width is learnt from one tiny run, before any id is checked against it.
     if (decoder.vocab === 0) await decoder.logits([0]);
     return decoder;
