@@ -1,13 +1,16 @@
-// Greedy decoding with a full-sequence recompute per step (no KV cache: the session feeds the
-// past empty), matching llama2.c's `run` at temperature 0: the prompt starts with BOS, and a
-// generated BOS (llama2.c's end-of-story convention) or EOS ends the text.
+// Greedy decoding matching llama2.c's `run` at temperature 0: the prompt starts with BOS, and a
+// generated BOS (llama2.c's end-of-story convention) or EOS ends the text. A model with a
+// key/value cache is run once over the prompt (prefill), then on one token per step; a model
+// without one recomputes the whole sequence every step. Both pick the same tokens.
+// `generateStream` yields the text as it is decided; `generateGreedy` collects it.
 import { W4A8Error } from '../util/errors';
-import { argmaxRow } from '../native/eval_ops';
+import { argmaxRow, type Logits } from '../native/eval_ops';
 import type { Tokenizer } from '../tokenize/tokenizer';
 import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
 import { checkIdsFit, resolveTokenizer } from '../tokenize/model_tokenizer';
-import { checkModelFile, DecoderSession, openDecoder } from '../ort/session';
+import { checkModelFile, DecoderSession, KvCache, openDecoder } from '../ort/session';
+import { modelMaxLength, type MaxLength } from '../onnx/max_length';
 
 export interface GenerateOptions {
   modelPath?: string;
@@ -17,13 +20,28 @@ export interface GenerateOptions {
   /** New tokens at most (default 256). */
   maxNewTokens?: number;
   tokenizer?: Tokenizer | string;
+  /** Use the model's key/value cache when it has one (default true); false recomputes every step. */
+  kvCache?: boolean;
+  /**
+   * The model's maximum sequence length (default: read beside / from the model file; with only
+   * a session, none). Generation stops there; a longer prompt is an error.
+   */
+  maxLength?: MaxLength;
   /** Called with each piece of text as it is decided (prompt pieces first, as llama2.c prints them). */
   onText?: (piece: string) => void;
   progress?: Progress;
   cancel?: CancelToken;
 }
 
-export type StopReason = 'bos' | 'eos' | 'max-new-tokens';
+export type StopReason = 'bos' | 'eos' | 'max-new-tokens' | 'max-length';
+
+/** One piece of streamed text: a prompt token echoed, or a generated token. */
+export interface GenerateChunk {
+  text: string;
+  id: number;
+  /** True for the prompt's own tokens (echoed first, as llama2.c prints them). */
+  prompt: boolean;
+}
 
 export interface GenerateResult {
   /** Everything streamed: the prompt's pieces then the completion. */
@@ -35,9 +53,20 @@ export interface GenerateResult {
   promptTokens: number;
   newTokens: number;
   stop: StopReason;
+  /** Whether the model's key/value cache was used. */
+  kvCache: boolean;
+  /** The maximum length that applied, when one is known. */
+  maxLength?: MaxLength;
+  /** Milliseconds of the first forward pass (the whole prompt) and of all later ones. */
+  prefillMs: number;
+  decodeMs: number;
+  /** Prompt tokens per second of the first pass; tokens per second of the later passes (0 when none). */
+  prefillTokPerS: number;
+  decodeTokPerS: number;
 }
 
-export async function generateGreedy(opts: GenerateOptions): Promise<GenerateResult> {
+function checkOptions(opts: GenerateOptions): { maxNewTokens: number; prompt: string } {
+  if (opts === null || typeof opts !== 'object') throw new TypeError('Expected generate options (an object)');
   const maxNewTokens = opts.maxNewTokens ?? 256;
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
     throw new RangeError(`Expected maxNewTokens to be an integer >= 0 but received ${maxNewTokens}`);
@@ -45,36 +74,82 @@ export async function generateGreedy(opts: GenerateOptions): Promise<GenerateRes
   if (!opts.session && typeof opts.modelPath !== 'string') throw new TypeError('Expected modelPath (a string) or an open session');
   const prompt = opts.prompt ?? '';
   if (typeof prompt !== 'string') throw new TypeError('Expected prompt to be a string');
+  if (opts.kvCache !== undefined && typeof opts.kvCache !== 'boolean') throw new TypeError(`Expected kvCache to be a boolean but received ${String(opts.kvCache)}`);
+  if (opts.maxLength !== undefined && !(Number.isInteger(opts.maxLength.tokens) && opts.maxLength.tokens > 0)) {
+    throw new RangeError(`Expected maxLength.tokens to be a positive integer but received ${String(opts.maxLength.tokens)}`);
+  }
+  return { maxNewTokens, prompt };
+}
+
+/**
+ * Greedy generation as an async iterator: yields the prompt's pieces, then each new token as
+ * soon as it is chosen; its return value is the whole result. Breaking out of the loop releases
+ * the session it opened.
+ */
+export async function* generateStream(opts: GenerateOptions): AsyncGenerator<GenerateChunk, GenerateResult, undefined> {
+  const { maxNewTokens, prompt } = checkOptions(opts);
   const progress = opts.progress ?? silentProgress;
   const cancel = opts.cancel ?? neverCancelled;
   if (!opts.session) checkModelFile(opts.modelPath!);
   const tokenizer = resolveTokenizer(opts.tokenizer, opts.modelPath);
+  const label = opts.modelPath ?? 'the model';
 
   const ids = tokenizer.encode(prompt, { bos: true });
   if (ids.length === 0 && tokenizer.bosId !== undefined) ids.push(tokenizer.bosId);
   if (ids.length === 0) throw new W4A8Error('the prompt gives no tokens and the tokenizer has no BOS to start from; give --prompt <text>');
   const promptTokens = ids.length;
+  const maxLength = opts.maxLength ?? (opts.modelPath ? modelMaxLength(opts.modelPath) : undefined);
+  if (maxLength && promptTokens > maxLength.tokens) {
+    throw new W4A8Error(
+      `the prompt is ${promptTokens} tokens but ${label} takes at most ${maxLength.tokens} (${maxLength.source}); shorten the prompt`,
+    );
+  }
 
   let text = '';
-  const emit = (piece: string) => {
-    text += piece;
-    if (piece && opts.onText) opts.onText(piece);
-  };
   // llama2.c prints each forced prompt token after BOS as it steps through the prompt; a
   // tokenizer that adds no BOS has real text in its first token, which is printed too.
   const first = ids[0] === tokenizer.bosId ? 1 : 0;
-  for (let i = first; i < ids.length; i++) emit(tokenizer.decodeToken(ids[i], i > 0 ? ids[i - 1] : undefined));
+  const promptChunks: GenerateChunk[] = [];
+  for (let i = first; i < ids.length; i++) {
+    const piece = tokenizer.decodeToken(ids[i], i > 0 ? ids[i - 1] : undefined);
+    text += piece;
+    promptChunks.push({ text: piece, id: ids[i], prompt: true });
+  }
   const promptText = text;
 
   const session = opts.session ?? (await openDecoder(opts.modelPath!));
+  const useCache = (opts.kvCache ?? true) && session.step !== undefined;
   let stop: StopReason = 'max-new-tokens';
+  let prefillMs = 0;
+  let decodeMs = 0;
+  let passes = 0;
   try {
     checkIdsFit(ids, session.vocab, 'the prompt');
+    for (const chunk of promptChunks) yield chunk;
     progress.start('generate', maxNewTokens);
+    let cache: KvCache | undefined;
     for (let step = 0; step < maxNewTokens; step++) {
       cancel.throwIfCancelled();
-      const logits = await session.logits(ids);
+      // The next forward pass covers positions 0..ids.length-1.
+      if (maxLength && ids.length > maxLength.tokens) {
+        stop = 'max-length';
+        break;
+      }
+      const t0 = performance.now();
+      let logits: Logits;
+      if (useCache) {
+        // Prefill once, then feed only the newest token; the step returns the last row only.
+        const r = await session.step!(cache ? [ids[ids.length - 1]] : ids, cache);
+        cache = r.cache;
+        logits = r.logits;
+      } else {
+        logits = await session.logits(ids);
+      }
       const next = argmaxRow(logits, logits.seq - 1);
+      const ms = performance.now() - t0;
+      passes++;
+      if (step === 0) prefillMs = ms;
+      else decodeMs += ms;
       if (next < 0) throw new W4A8Error(`the model produced NaN logits at step ${step + 1}; cannot pick a token`);
       if (next === tokenizer.bosId) {
         stop = 'bos';
@@ -88,9 +163,11 @@ export async function generateGreedy(opts: GenerateOptions): Promise<GenerateRes
       if (next >= tokenizer.vocabSize) {
         throw new W4A8Error(`the model chose token id ${next}, which the tokenizer (${tokenizer.vocabSize} ids) cannot decode; pass the model's own --tokenizer`);
       }
-      emit(tokenizer.decodeToken(next, ids[ids.length - 1]));
+      const piece = tokenizer.decodeToken(next, ids[ids.length - 1]);
+      text += piece;
       ids.push(next);
       progress.update(step + 1);
+      yield { text: piece, id: next, prompt: false };
       // session.run blocks the event loop: let output and Ctrl-C through between steps.
       await yieldToEventLoop();
     }
@@ -98,12 +175,29 @@ export async function generateGreedy(opts: GenerateOptions): Promise<GenerateRes
   } finally {
     if (!opts.session) await session.release();
   }
+  const newTokens = ids.length - promptTokens;
   return {
     text,
     completion: text.slice(promptText.length),
     ids,
     promptTokens,
-    newTokens: ids.length - promptTokens,
+    newTokens,
     stop,
+    kvCache: useCache,
+    ...(maxLength ? { maxLength } : {}),
+    prefillMs,
+    decodeMs,
+    prefillTokPerS: prefillMs > 0 ? (promptTokens * 1000) / prefillMs : 0,
+    decodeTokPerS: decodeMs > 0 ? ((passes - 1) * 1000) / decodeMs : 0,
   };
+}
+
+/** Greedy generation to the end; `onText` receives each piece as it is decided. */
+export async function generateGreedy(opts: GenerateOptions): Promise<GenerateResult> {
+  const stream = generateStream(opts);
+  for (;;) {
+    const r = await stream.next();
+    if (r.done) return r.value;
+    if (r.value.text && opts.onText) opts.onText(r.value.text);
+  }
 }

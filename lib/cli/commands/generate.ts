@@ -1,26 +1,29 @@
-// `w4a8 generate <model.onnx>`: greedy decoding, streamed to stdout as llama2.c's `run` prints it.
+// `w4a8 generate <model.onnx>`: greedy decoding, streamed to stdout as llama2.c's `run` prints it;
+// speed (tokens/s) on stderr, or in the --json result.
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../util/errors';
 import { generateGreedy } from '../../eval/generate';
 import { runCommand, CommonArgs } from '../run_command';
-import { integerOption } from './eval';
+import { integerOption } from '../numeric_options';
 
 interface GenerateArgs extends CommonArgs {
   model: string;
   prompt: string;
   'max-new-tokens': number;
   tokenizer?: string;
+  'kv-cache': boolean;
 }
 
 export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
   command: 'generate <model>',
-  describe: 'Greedy text generation from an ONNX decoder (full recompute per token)',
+  describe: 'Greedy text generation from an ONNX decoder, streamed (KV cache when the model has one)',
   builder: (y: Argv<CommonArgs>) =>
     y
       .positional('model', { type: 'string', demandOption: true, describe: 'The ONNX model (external data beside it)' })
       .option('prompt', { type: 'string', default: '', describe: 'Text to continue (default: start from BOS)' })
       .option('max-new-tokens', { type: 'number', default: 256, describe: 'New tokens at most' })
-      .option('tokenizer', { type: 'string', describe: 'tokenizer.json or llama2.c tok*.bin (default: the one beside the model)' }) as unknown as Argv<GenerateArgs>,
+      .option('tokenizer', { type: 'string', describe: 'tokenizer.json or llama2.c tok*.bin (default: the one beside the model)' })
+      .option('kv-cache', { type: 'boolean', default: true, describe: "Use the model's key/value cache when it has one (--no-kv-cache recomputes every step)" }) as unknown as Argv<GenerateArgs>,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const maxNewTokens = integerOption('max-new-tokens', args['max-new-tokens'], 0);
@@ -32,6 +35,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
         prompt: args.prompt,
         maxNewTokens,
         tokenizer: args.tokenizer,
+        kvCache: args['kv-cache'],
         cancel: ctx.cancel,
         // Text goes to stdout as it is decided; a progress bar would garble it, so none here.
         onText: ctx.json
@@ -50,12 +54,26 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
             promptTokens: result.promptTokens,
             newTokens: result.newTokens,
             stop: result.stop,
+            kvCache: result.kvCache,
+            maxLength: result.maxLength?.tokens ?? null,
+            prefillTokPerS: result.prefillTokPerS,
+            decodeTokPerS: result.decodeTokPerS,
           }),
         );
         return;
       }
       // llama2.c ends its output with a newline.
       process.stdout.write('\n');
+      if (result.stop === 'max-length') {
+        ctx.progress.log(`stopped at the model's maximum length of ${result.maxLength!.tokens} tokens (${result.maxLength!.source})`, 'warn');
+      }
       if (!streamed && !args.quiet) ctx.progress.log('(no text generated)');
+      if (!args.quiet) {
+        const decode = result.newTokens > 1 ? `, decode ${result.decodeTokPerS.toFixed(1)} tokens/s` : '';
+        ctx.progress.log(
+          `${result.newTokens} new tokens (${result.kvCache ? 'KV cache' : 'full recompute'}): prefill ${result.promptTokens} tokens at ` +
+            `${result.prefillTokPerS.toFixed(1)} tokens/s${decode}`,
+        );
+      }
     }),
 };
