@@ -20,6 +20,7 @@ import {
 import { DataType } from './dtype';
 import { tensorByteSize, tensorRawBytes } from './tensor';
 import { forEachTensor } from './walk';
+import { checkModelGraph } from './graph_check';
 
 export interface OnnxModel {
   proto: ModelProto;
@@ -59,6 +60,7 @@ function parseModel(bytes: Uint8Array, label: string): ModelProto {
     throw new W4A8Error(`${label} is not an ONNX model (no ${proto.graph ? 'ir_version' : 'graph'} found)`);
   }
   validateExternalRefs(proto, label);
+  checkModelGraph(proto, label);
   return proto;
 }
 
