@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CommandModule } from 'yargs';
+import { integerOption } from '../numeric_options';
 import { runCommand, CommonArgs } from '../run_command';
 import { runDemo } from '../../pipeline/demo';
 
@@ -22,7 +23,7 @@ export const demoCommand: CommandModule<CommonArgs, DemoArgs> = {
     runCommand(args, async (ctx) => {
       const out = path.resolve(args.out);
       fs.mkdirSync(out, { recursive: true });
-      const result = await runDemo({ outDir: out, maxTokens: args['max-tokens'], progress: ctx.progress, cancel: ctx.cancel });
+      const result = await runDemo({ outDir: out, maxTokens: integerOption('max-tokens', args['max-tokens'], 1), progress: ctx.progress, cancel: ctx.cancel });
       if (ctx.json) {
         ctx.out(JSON.stringify(result));
         return;

@@ -3,6 +3,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../util/errors';
 import { evaluatePerplexity } from '../../eval/perplexity';
 import { runCommand, CommonArgs } from '../run_command';
+import { integerOption } from '../numeric_options';
 
 interface EvalArgs extends CommonArgs {
   model: string;
@@ -11,13 +12,6 @@ interface EvalArgs extends CommonArgs {
   ctx: number;
   'max-tokens': number;
   'oov-id'?: number;
-}
-
-export function integerOption(name: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new UsageError(`--${name} must be an integer >= ${min}, got ${String(value)}`);
-  }
-  return value;
 }
 
 export const evalCommand: CommandModule<CommonArgs, EvalArgs> = {

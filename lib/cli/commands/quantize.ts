@@ -1,8 +1,9 @@
 // `w4a8 quantize <in.onnx> -o <out.onnx>`: calibrate, quantize every MatMul (but the logits),
 // export as MatMulNBits, QDQ or standard-op simulation; progress per layer on stderr.
 import type { CommandModule } from 'yargs';
-import { runCommand, CommonArgs, UsageError } from '../run_command';
+import { runCommand, CommonArgs } from '../run_command';
 import { applyThreads, threadsOption } from '../threads_option';
+import { integerOption, numberOption } from '../numeric_options';
 import { quantizeModel } from '../../pipeline/quantize';
 import { ACT_FORMATS, EXPORT_FORMATS, GROUP_SIZES, GROUPINGS, METHODS, WEIGHT_FORMATS, configLabel } from '../../quant/config';
 
@@ -28,9 +29,12 @@ interface QuantizeArgs extends CommonArgs {
   threads?: number;
 }
 
-function checkBudget(mb: number): number {
-  if (!Number.isFinite(mb) || mb <= 0) throw new UsageError(`--calib-budget-mb must be a positive number of MiB; got ${mb}`);
-  return mb;
+/** Calibration bounds shared with sweep: positive whole token counts, a window of at least 2. */
+export function calibrationOptions(args: { 'calib-tokens': unknown; 'calib-seqlen': unknown }): { calibTokens: number; calibSeqlen: number } {
+  return {
+    calibTokens: integerOption('calib-tokens', args['calib-tokens'], 1),
+    calibSeqlen: integerOption('calib-seqlen', args['calib-seqlen'], 2),
+  };
 }
 
 export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
@@ -60,6 +64,8 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       .option('threads', threadsOption) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
+      const { calibTokens, calibSeqlen } = calibrationOptions(args);
+      const budgetMb = numberOption('calib-budget-mb', args['calib-budget-mb'], { min: 0, exclusiveMin: true });
       applyThreads(args.threads);
       const summary = await quantizeModel({
         input: args.input,
@@ -73,12 +79,12 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
         format: args.format,
         calib: args.calib,
         tokenizer: args.tokenizer,
-        calibTokens: args['calib-tokens'],
-        calibSeqlen: args['calib-seqlen'],
+        calibTokens,
+        calibSeqlen,
         exclude: args.exclude ?? [],
         actOrder: args['act-order'],
         pow2Scales: args['pow2-scales'],
-        captureBudgetBytes: checkBudget(args['calib-budget-mb']) * 2 ** 20,
+        captureBudgetBytes: budgetMb * 2 ** 20,
         progress: ctx.progress,
         cancel: ctx.cancel,
       });

@@ -1,6 +1,8 @@
 // `w4a8 sweep <model.onnx> --calib <text> --eval <text> --configs <json> --out <dir>`: a grid of
 // quantization configurations on one model; writes sweep.md, sweep.json, sweep.svg.
 import type { CommandModule } from 'yargs';
+import { integerOption } from '../numeric_options';
+import { calibrationOptions } from './quantize';
 import { runCommand, CommonArgs } from '../run_command';
 import { applyThreads, threadsOption } from '../threads_option';
 import { sweep, writeSweep } from '../../pipeline/sweep';
@@ -41,6 +43,9 @@ export const sweepCommand: CommandModule<CommonArgs, SweepArgs> = {
       .option('threads', threadsOption) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
+      const { calibTokens, calibSeqlen } = calibrationOptions(args);
+      const window = integerOption('ctx', args.ctx, 2);
+      const maxTokens = integerOption('max-tokens', args['max-tokens'], 1);
       applyThreads(args.threads);
       const configs = loadSweepConfigs(args.configs);
       const report = await sweep({
@@ -49,10 +54,10 @@ export const sweepCommand: CommandModule<CommonArgs, SweepArgs> = {
         evalText: args.eval,
         configs,
         tokenizer: args.tokenizer,
-        ctx: args.ctx,
-        maxTokens: args['max-tokens'],
-        calibTokens: args['calib-tokens'],
-        calibSeqlen: args['calib-seqlen'],
+        ctx: window,
+        maxTokens,
+        calibTokens,
+        calibSeqlen,
         exclude: args.exclude ?? [],
         progress: ctx.progress,
         cancel: ctx.cancel,
