@@ -1,5 +1,5 @@
 // Shared plumbing for command handlers: progress mode, Ctrl-C, and error -> exit code.
-import pc from 'picocolors';
+import { stderrColors as pc } from '../util/colors';
 import { UsageError, W4A8Error, CancelledError } from '../util/errors';
 import { chooseProgressMode, createProgress, Progress } from '../util/progress';
 import { CancelToken, withSigint } from '../util/cancel';

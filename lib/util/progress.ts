@@ -1,7 +1,7 @@
 // Progress for long work. On a terminal: a bar (cli-progress); otherwise plain lines; with
 // --json: one JSON object per line. Always on stderr: stdout carries results only.
 import * as cliProgress from 'cli-progress';
-import pc from 'picocolors';
+import { stderrColors as pc } from './colors';
 
 export interface Progress {
   /** Begin a phase of `total` steps. */
