@@ -8,6 +8,7 @@ import { Progress, silentProgress } from '../util/progress';
 import { planWindows, readText, splitDocuments, tokenStream } from '../tokenize/documents';
 import { checkIdsFit, mapOutOfVocabulary, resolveTokenizer } from '../tokenize/model_tokenizer';
 import { checkModelFile, DecoderSession, openDecoder } from '../ort/session';
+import { modelMaxLength, type MaxLength } from '../onnx/max_length';
 
 export interface PerplexityOptions {
   /** The ONNX model (ignored for loading when `session` is given, still used to find its tokenizer). */
@@ -19,8 +20,10 @@ export interface PerplexityOptions {
   text?: string;
   /** A tokenizer or its file; default: the tokenizer beside the model. */
   tokenizer?: Tokenizer | string;
-  /** Window length in tokens (default 512). */
+  /** Window length in tokens (default 512); capped, with a warning, at the model's maximum length. */
   ctx?: number;
+  /** The model's maximum sequence length (default: read beside / from the model file; with only a session, none). */
+  maxLength?: MaxLength;
   /** Predictions scored at most (default 20000). */
   maxTokens?: number;
   /** Map token ids the model has no logits row for to this id (with a warning) instead of failing. */
@@ -40,7 +43,7 @@ export interface PerplexityResult {
 }
 
 export async function evaluatePerplexity(opts: PerplexityOptions): Promise<PerplexityResult> {
-  const ctx = opts.ctx ?? 512;
+  let ctx = opts.ctx ?? 512;
   const maxTokens = opts.maxTokens ?? 20000;
   if (!Number.isInteger(ctx) || ctx < 2) throw new RangeError(`Expected ctx to be an integer >= 2 but received ${ctx}`);
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`Expected maxTokens to be an integer >= 1 but received ${maxTokens}`);
@@ -56,6 +59,11 @@ export async function evaluatePerplexity(opts: PerplexityOptions): Promise<Perpl
   const stream = tokenStream(splitDocuments(text), tokenizer);
   if (stream.length === 0) throw new W4A8Error(`${label} gives no tokens (it is empty or only whitespace); give a text to evaluate on`);
   if (stream.length < 2) throw new W4A8Error(`${label} gives only ${stream.length} token; perplexity needs at least 2`);
+  const maxLength = opts.maxLength ?? (opts.modelPath ? modelMaxLength(opts.modelPath) : undefined);
+  if (maxLength && ctx > maxLength.tokens) {
+    progress.log(`--ctx ${ctx} is longer than ${opts.modelPath ?? 'the model'} can take (${maxLength.tokens} tokens, ${maxLength.source}); using ctx ${maxLength.tokens}`, 'warn');
+    ctx = maxLength.tokens;
+  }
   const windows = planWindows(stream.length, ctx, maxTokens);
   const used = windows[windows.length - 1].start + windows[windows.length - 1].length;
 
