@@ -4,6 +4,9 @@ import type { NodeProto, TensorProto, ValueInfoProto } from 'onnx-buf';
 import { makeNode, type AttrValue } from '../onnx/build';
 import { makeTensor, DataType } from '../onnx/tensor';
 
+/** Takes an initializer's values as soon as it is made (e.g. to a side file) and returns the tensor to keep. */
+export type WeightSink = (name: string, dims: number[], data: Float32Array) => TensorProto;
+
 export class GraphBuilder {
   readonly nodes: NodeProto[] = [];
   readonly initializers: TensorProto[] = [];
@@ -12,6 +15,12 @@ export class GraphBuilder {
   private readonly used = new Set<string>();
   /** Constant initializers by name -> their value, so asking twice reuses the first one. */
   private readonly constants = new Map<string, string>();
+
+  /** With a sink, fp32 initializers of `sinkMinElements` values or more go to it instead of memory. */
+  constructor(
+    private readonly sink?: WeightSink,
+    private readonly sinkMinElements = 256,
+  ) {}
 
   /**
    * Add `opType` with `inputs`; the node is named `${scope}/${opType}` (suffixed when repeated)
@@ -29,9 +38,10 @@ export class GraphBuilder {
     return this.op(scope, opType, inputs, attrs, output ? [output] : 1)[0];
   }
 
-  /** An fp32 initializer (data copied). */
+  /** An fp32 initializer (data copied, or handed to the sink). */
   addFloat(name: string, dims: number[], data: Float32Array): string {
-    this.initializers.push(makeTensor(name, DataType.FLOAT, dims, data));
+    const toSink = this.sink !== undefined && data.length >= this.sinkMinElements;
+    this.initializers.push(toSink ? this.sink!(name, dims, data) : makeTensor(name, DataType.FLOAT, dims, data));
     return name;
   }
 

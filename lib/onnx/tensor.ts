@@ -1,7 +1,7 @@
 // Tensor data access: raw bytes whether inline or external, float views of fp32/fp16/bf16/double
 // weights, and constructors. Element conversion runs in the native addon, never in a JS loop.
 import { create } from '@bufbuild/protobuf';
-import { TensorProtoSchema, type ModelProto, type TensorProto } from 'onnx-buf';
+import { TensorProtoSchema, TensorProto_DataLocation, type ModelProto, type TensorProto } from 'onnx-buf';
 import { W4A8Error } from '../util/errors';
 import { float32ToHalves, halvesToFloat32 } from '../native/tensor_codecs';
 import { DataType, byteSizeOf, dataTypeName } from './dtype';
@@ -136,6 +136,30 @@ export function makeTensor(name: string, dataType: DataType, dims: number[], dat
     );
   }
   return create(TensorProtoSchema, { name, dataType, dims: dims.map(BigInt), rawData: new Uint8Array(bytes) });
+}
+
+/**
+ * A tensor whose bytes already lie in a side file beside the model (`location`, relative to the
+ * model's folder, at `offset`), for writers that stream weights out one tensor at a time.
+ */
+export function makeExternalTensor(name: string, dataType: DataType, dims: number[], location: string, offset: number, length: number): TensorProto {
+  for (const d of dims) {
+    if (!Number.isSafeInteger(d) || d < 0) throw new RangeError(`makeExternalTensor: dims of "${name}" must be non-negative integers, got [${dims.join(', ')}]`);
+  }
+  for (const [what, v] of [['offset', offset], ['length', length]] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`makeExternalTensor: ${what} of "${name}" must be a non-negative integer, got ${v}`);
+  }
+  return create(TensorProtoSchema, {
+    name,
+    dataType,
+    dims: dims.map(BigInt),
+    dataLocation: TensorProto_DataLocation.EXTERNAL,
+    externalData: [
+      { key: 'location', value: location },
+      { key: 'offset', value: String(offset) },
+      { key: 'length', value: String(length) },
+    ],
+  });
 }
 
 /** A FLOAT, FLOAT16 or BFLOAT16 tensor from fp32 values (narrowed natively, round to nearest even). */

@@ -1,26 +1,59 @@
 // `w4a8 import llama2c <checkpoint.bin> --tokenizer <tok.bin> -o <dir>`: turn a llama2.c
-// checkpoint into <dir>/model.onnx (standard ops, fp32 MatMul weights) with its tokenizer beside it.
+// checkpoint into <dir>/model.onnx (standard ops, fp32 MatMul weights, KV cache) with its tokenizer
+// beside it. `w4a8 import llama2c --random <preset> -o <dir>` writes the same graph with random
+// weights in a LLaMA shape (tinyllama-1.1b, llama-7b, ...) and a placeholder tokenizer.
 import type { Argv, CommandModule } from 'yargs';
 import { runCommand, CommonArgs } from '../run_command';
+import { UsageError } from '../../util/errors';
 import { importLlama2c } from '../../import/llama2c';
+import { importRandomLlama, RANDOM_PRESETS } from '../../import/llama2c_random';
+import { integerOption } from '../numeric_options';
 
 interface ImportLlama2cArgs extends CommonArgs {
-  checkpoint: string;
-  tokenizer: string;
+  checkpoint?: string;
+  tokenizer?: string;
   output: string;
+  random?: string;
+  layers?: number;
+  seed: number;
 }
 
 const llama2cCommand: CommandModule<CommonArgs, ImportLlama2cArgs> = {
-  command: 'llama2c <checkpoint>',
-  describe: 'Import a llama2.c legacy (v0) checkpoint, e.g. stories260K.bin',
+  command: 'llama2c [checkpoint]',
+  describe: 'Import a llama2.c legacy (v0) checkpoint, e.g. stories260K.bin, or make a random-weight model (--random)',
   builder: (y: Argv<CommonArgs>) =>
     y
-      .positional('checkpoint', { type: 'string', demandOption: true, describe: 'the llama2.c .bin checkpoint' })
-      .option('tokenizer', { alias: 't', type: 'string', demandOption: true, describe: 'its llama2.c tokenizer (tok*.bin)' })
+      .positional('checkpoint', { type: 'string', describe: 'the llama2.c .bin checkpoint (none with --random)' })
+      .option('tokenizer', { alias: 't', type: 'string', describe: 'its llama2.c tokenizer (tok*.bin)' })
+      .option('random', { type: 'string', choices: Object.keys(RANDOM_PRESETS), describe: 'no checkpoint: random weights in this shape' })
+      .option('layers', { type: 'number', describe: "with --random: this many layers instead of the preset's" })
+      .option('seed', { type: 'number', default: 0, describe: 'with --random: seed of the weights' })
       .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'output folder (model.onnx and the tokenizer go there)' })
-      .example('$0 import llama2c stories260K.bin -t tok512.bin -o models/stories260K', '') as Argv<ImportLlama2cArgs>,
+      .example('$0 import llama2c stories260K.bin -t tok512.bin -o models/stories260K', '')
+      .example('$0 import llama2c --random tinyllama-1.1b -o models/tinyllama-random', '') as Argv<ImportLlama2cArgs>,
   handler: (args) =>
     runCommand(args, async (ctx) => {
+      if (args.random !== undefined) {
+        if (args.checkpoint !== undefined || args.tokenizer !== undefined) throw new UsageError('--random makes its own weights and tokenizer; give no checkpoint or --tokenizer');
+        const layers = args.layers === undefined ? undefined : integerOption('layers', args.layers, 1);
+        const seed = integerOption('seed', args.seed, 0);
+        const r = await importRandomLlama(args.random, args.output, { layers, seed, progress: ctx.progress });
+        if (ctx.json) {
+          ctx.out(JSON.stringify(r));
+          return;
+        }
+        const c = r.config;
+        ctx.out(`model: ${r.modelPath} (weights in ${r.dataPath})`);
+        ctx.out(`tokenizer: ${r.tokenizerPath} (placeholder pieces)`);
+        ctx.out(
+          `config: preset ${r.preset}, seed ${r.seed}: dim ${c.dim}, hidden ${c.hiddenDim}, ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} kv), ` +
+            `vocab ${c.vocabSize}, seq_len ${c.seqLen}`,
+        );
+        return;
+      }
+      if (args.layers !== undefined || args.seed !== 0) throw new UsageError('--layers and --seed go with --random');
+      if (!args.checkpoint) throw new UsageError('give a llama2.c checkpoint, or --random <preset>');
+      if (!args.tokenizer) throw new UsageError('give the checkpoint\'s tokenizer with --tokenizer <tok*.bin>');
       const result = await importLlama2c(args.checkpoint, args.tokenizer, args.output, ctx.progress);
       if (ctx.json) {
         ctx.out(JSON.stringify(result));
