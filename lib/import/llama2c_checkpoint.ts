@@ -3,6 +3,7 @@
 // checkpoint never has to fit in memory twice.
 import * as fs from 'node:fs';
 import { W4A8Error } from '../util/errors';
+import { openRegularFile } from '../util/regular_file';
 
 export interface Llama2cConfig {
   dim: number;
@@ -109,14 +110,8 @@ export class Llama2cCheckpoint {
   }
 
   static open(file: string): Llama2cCheckpoint {
-    let fd: number;
+    const { fd, size } = openRegularFile(file, 'checkpoint', `cannot open checkpoint ${file}: ENOENT`);
     try {
-      fd = fs.openSync(file, 'r');
-    } catch (err) {
-      throw new W4A8Error(`cannot open checkpoint ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    try {
-      const size = fs.fstatSync(fd).size;
       const header = Buffer.alloc(HEADER_BYTES);
       const n = fs.readSync(fd, header, 0, HEADER_BYTES, 0);
       const config = parseLlama2cHeader(header.subarray(0, n), file);

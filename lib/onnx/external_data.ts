@@ -6,6 +6,8 @@ import * as path from 'node:path';
 import { TensorProto_DataLocation, type TensorProto } from 'onnx-buf';
 import type { ModelProto } from 'onnx-buf';
 import { W4A8Error } from '../util/errors';
+import { openContained } from '../util/containment';
+import { readExactly, writeExactly } from '../util/regular_file';
 import { forEachTensor } from './walk';
 
 export interface ExternalRef {
@@ -72,17 +74,8 @@ export function externalPath(dir: string, location: string): string {
   return path.resolve(dir, location.replace(/\\/g, '/'));
 }
 
-function openForRead(file: string, tensor: string): number {
-  try {
-    return fs.openSync(file, 'r');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new W4A8Error(
-      code === 'ENOENT'
-        ? `external data file ${file} (for tensor "${tensor}") does not exist`
-        : `cannot open external data file ${file} (for tensor "${tensor}"): ${(err as Error).message}`,
-    );
-  }
+function openForRead(dir: string, file: string, tensor: string): number {
+  return openContained(dir, file, `external data file (for tensor "${tensor}")`, 'the model').fd;
 }
 
 interface OpenRange {
@@ -100,7 +93,7 @@ interface OpenRange {
 function openRange(dir: string, t: TensorProto, expected: number | undefined): OpenRange {
   const ref = externalRef(t);
   const file = externalPath(dir, ref.location);
-  const fd = openForRead(file, t.name);
+  const fd = openForRead(dir, file, t.name);
   try {
     const size = fs.fstatSync(fd).size;
     const length = ref.length ?? expected ?? size - ref.offset;
@@ -120,18 +113,19 @@ function openRange(dir: string, t: TensorProto, expected: number | undefined): O
 }
 
 function readFully(r: OpenRange, t: TensorProto, into: Buffer, at: number, count: number, from: number): void {
-  let done = 0;
-  while (done < count) {
-    const n = fs.readSync(r.fd, into, at + done, count - done, from + done);
-    if (n === 0) throw new W4A8Error(`${r.file} ended while reading tensor "${t.name}" (file changed while reading?)`);
-    done += n;
-  }
+  readExactly(r.fd, into, at, count, from, `${r.file} (tensor "${t.name}")`);
 }
+
+/** Node's Buffer limit; tensors above it are streamed by copyExternalBytes, never loaded whole. */
+export const MAX_TENSOR_BUFFER = 2 ** 32 - 1;
 
 /** Reads one external tensor's bytes (a single positioned read of its range). */
 export function readExternalBytes(dir: string, t: TensorProto, expected: number | undefined): Uint8Array {
   const r = openRange(dir, t, expected);
   try {
+    if (r.length > MAX_TENSOR_BUFFER) {
+      throw new W4A8Error(`tensor "${t.name}" holds ${r.length} bytes, more than one buffer can hold (${MAX_TENSOR_BUFFER}); it can only be copied (streamed), not loaded`);
+    }
     const out = Buffer.allocUnsafe(r.length);
     readFully(r, t, out, 0, r.length, r.offset);
     return out;
@@ -160,10 +154,7 @@ export function copyExternalBytes(dir: string, t: TensorProto, expected: number 
 }
 
 export function writeAll(fd: number, data: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < data.length) {
-    done += fs.writeSync(fd, data, done, data.length - done, position + done);
-  }
+  writeExactly(fd, data, position);
 }
 
 /** The distinct side files (absolute paths) the model's external tensors read from. */

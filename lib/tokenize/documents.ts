@@ -3,14 +3,16 @@
 // consecutive non-overlapping windows of ctx tokens, scored on positions 1..len-1.
 import * as fs from 'node:fs';
 import { W4A8Error } from '../util/errors';
+import { readRegularFile } from '../util/regular_file';
 import type { Tokenizer } from './tokenizer';
 
 /** Read a text file as UTF-8 with CRLF turned into LF. */
 export function readText(file: string): string {
   let bytes: Buffer;
   try {
-    bytes = fs.readFileSync(file);
+    bytes = readRegularFile(file, 'text file');
   } catch (err) {
+    if (err instanceof W4A8Error) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     throw new W4A8Error(code === 'ENOENT' ? `text file not found: ${file}` : `cannot read text file ${file}: ${(err as Error).message}`);
   }

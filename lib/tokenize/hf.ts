@@ -4,6 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import { W4A8Error } from '../util/errors';
+import { readRegularFile } from '../util/regular_file';
+import { resolvesInside } from '../util/containment';
 import type { Tokenizer } from './tokenizer';
 
 type Json = Record<string, unknown>;
@@ -38,6 +40,9 @@ export class HfTokenizer implements Tokenizer {
   static fromFile(file: string): HfTokenizer {
     const json = readJson(file);
     const configFile = path.join(path.dirname(file), 'tokenizer_config.json');
+    if (fs.existsSync(configFile) && !resolvesInside(path.dirname(file), configFile)) {
+      throw new W4A8Error(`${configFile} resolves outside its folder ${path.dirname(file)} (a symbolic link); config files beside a tokenizer must lie in its folder`);
+    }
     const config = fs.existsSync(configFile) ? readJson(configFile) : {};
     return new HfTokenizer(json, config, file);
   }
@@ -90,8 +95,9 @@ export class HfTokenizer implements Tokenizer {
 function readJson(file: string): Json {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readRegularFile(file, 'tokenizer', 2 ** 31, `cannot read ${file}: ENOENT`).toString('utf8');
   } catch (err) {
+    if (err instanceof W4A8Error) throw err;
     throw new W4A8Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   let value: unknown;

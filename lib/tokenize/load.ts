@@ -2,6 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { W4A8Error } from '../util/errors';
+import { readRegularFile } from '../util/regular_file';
+import { resolvesInside } from '../util/containment';
 import { HfTokenizer } from './hf';
 import { Llama2cTokenizer } from './llama2c';
 import type { Tokenizer } from './tokenizer';
@@ -12,26 +14,12 @@ import type { Tokenizer } from './tokenizer';
  */
 export function loadTokenizer(file: string): Tokenizer {
   if (typeof file !== 'string' || file.length === 0) throw new TypeError(`tokenizer path must be a non-empty string, got ${String(file)}`);
-  let stat: fs.Stats;
-  try {
-    stat = fs.statSync(file);
-  } catch {
-    throw new W4A8Error(`tokenizer ${file} does not exist; pass --tokenizer <tokenizer.json | tok*.bin>`);
-  }
-  if (!stat.isFile()) throw new W4A8Error(`tokenizer ${file} is not a file`);
-  if (file.toLowerCase().endsWith('.json') || startsWithBrace(file)) return HfTokenizer.fromFile(file);
-  return Llama2cTokenizer.fromBytes(fs.readFileSync(file), file);
-}
-
-function startsWithBrace(file: string): boolean {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const head = Buffer.alloc(64);
-    const n = fs.readSync(fd, head, 0, head.length, 0);
-    return head.subarray(0, n).toString('utf8').trimStart().startsWith('{');
-  } finally {
-    fs.closeSync(fd);
-  }
+  if (!fs.existsSync(file)) throw new W4A8Error(`tokenizer ${file} does not exist; pass --tokenizer <tokenizer.json | tok*.bin>`);
+  // One read of a checked regular file (a FIFO or /dev/zero is refused before reading).
+  const bytes = readRegularFile(file, 'tokenizer', 1 << 30);
+  const head = bytes.subarray(0, 64).toString('utf8').trimStart();
+  if (file.toLowerCase().endsWith('.json') || head.startsWith('{')) return HfTokenizer.fromFile(file);
+  return Llama2cTokenizer.fromBytes(bytes, file);
 }
 
 /**
@@ -51,9 +39,17 @@ export function findTokenizerBeside(modelPath: string): string | undefined {
   } catch {
     return undefined;
   }
+  // Found beside the model means inside its folder after following links: a link out of it is refused.
+  const inside = (name: string): string => {
+    const file = path.join(dir, name);
+    if (!resolvesInside(dir, file)) {
+      throw new W4A8Error(`tokenizer ${file} beside the model resolves outside the model's folder ${dir} (a symbolic link); copy the file there or pass --tokenizer`);
+    }
+    return file;
+  };
   for (const fixed of ['tokenizer.json', 'tokenizer.bin']) {
-    if (names.includes(fixed)) return path.join(dir, fixed);
+    if (names.includes(fixed)) return inside(fixed);
   }
   const tok = names.filter((n) => /^tok.*\.bin$/.test(n)).sort();
-  return tok.length > 0 ? path.join(dir, tok[0]) : undefined;
+  return tok.length > 0 ? inside(tok[0]) : undefined;
 }
