@@ -2,7 +2,7 @@
 import { stderrColors as pc } from '../util/colors';
 import { UsageError, W4A8Error, CancelledError } from '../util/errors';
 import { chooseProgressMode, createProgress, Progress } from '../util/progress';
-import { CancelToken, withSigint } from '../util/cancel';
+import { CancelToken, withSignals } from '../util/cancel';
 
 export interface CommonArgs {
   json: boolean;
@@ -26,7 +26,7 @@ export function reportFailure(err: unknown): void {
   if (err instanceof UsageError) {
     process.exitCode = 2;
   } else if (err instanceof CancelledError) {
-    process.exitCode = 130;
+    process.exitCode = err.exitCode;
   } else {
     process.exitCode = 1;
   }
@@ -36,7 +36,7 @@ export function reportFailure(err: unknown): void {
 export async function runCommand(args: CommonArgs, body: (ctx: CommandContext) => Promise<void>): Promise<void> {
   const progress = createProgress(chooseProgressMode(args));
   try {
-    await withSigint(async (cancel) => {
+    await withSignals(async (cancel) => {
       await body({ progress, cancel, json: args.json, out: (text) => process.stdout.write(text.endsWith('\n') ? text : text + '\n') });
     });
   } catch (err) {

@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { W4A8Error } from '../util/errors';
 import { saveModel } from '../onnx/model';
 import { Llama2cTokenizer } from '../tokenize/llama2c';
-import { writeFileAtomic } from '../util/atomic_write';
+import { OutputSet, checkOutputPath } from '../util/output_set';
+import { readRegularFile } from '../util/regular_file';
 import type { Progress } from '../util/progress';
 import { Llama2cCheckpoint, type Llama2cConfig } from './llama2c_checkpoint';
 import { buildLlama2cModel } from './llama2c_graph';
@@ -27,8 +28,9 @@ export async function importLlama2c(checkpoint: string, tokenizer: string, outDi
   }
   let tokBytes: Buffer;
   try {
-    tokBytes = fs.readFileSync(tokenizer);
+    tokBytes = readRegularFile(tokenizer, 'tokenizer', 2 ** 31, `cannot read tokenizer ${tokenizer}: ENOENT`);
   } catch (err) {
+    if (err instanceof W4A8Error) throw err;
     throw new W4A8Error(`cannot read tokenizer ${tokenizer}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   const tok = Llama2cTokenizer.fromBytes(tokBytes, tokenizer);
@@ -43,13 +45,19 @@ export async function importLlama2c(checkpoint: string, tokenizer: string, outDi
       );
     }
     if (fs.existsSync(outDir) && !fs.statSync(outDir).isDirectory()) throw new W4A8Error(`output ${outDir} exists and is not a folder`);
-    fs.mkdirSync(outDir, { recursive: true });
-
-    const model = await buildLlama2cModel(ckpt, progress);
     const modelPath = path.join(outDir, 'model.onnx');
     const tokenizerPath = path.join(outDir, tokenizerTargetName(tokenizer));
-    saveModel(model, modelPath);
-    if (path.resolve(tokenizerPath) !== path.resolve(tokenizer)) writeFileAtomic(tokenizerPath, tokBytes);
+    checkOutputPath(modelPath, 'output model');
+    // Folder, lock and staging before the build; model, side file and tokenizer appear together.
+    const outputs = new OutputSet(modelPath, { inputs: [checkpoint, tokenizer] });
+    try {
+      const model = await buildLlama2cModel(ckpt, progress);
+      saveModel(model, modelPath, { into: outputs });
+      if (path.resolve(tokenizerPath) !== path.resolve(tokenizer)) fs.writeFileSync(outputs.staged(outputs.add(tokenizerPath, 'tokenizer')), tokBytes);
+      outputs.commit();
+    } finally {
+      outputs.abort(); // no-op once committed
+    }
     return { modelPath, tokenizerPath, config };
   } finally {
     ckpt.close();

@@ -6,7 +6,10 @@ import * as path from 'node:path';
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataLocation, type ModelProto, type TensorProto } from 'onnx-buf';
 import { W4A8Error } from '../util/errors';
-import { AtomicFileSet } from '../util/atomic_write';
+import { OutputSet } from '../util/output_set';
+import { openRegularFile, readExactly } from '../util/regular_file';
+import { openContained } from '../util/containment';
+import { neverCancelled, yieldToEventLoop, type CancelToken } from '../util/cancel';
 import {
   EXTERNAL_ALIGNMENT,
   copyExternalBytes,
@@ -41,6 +44,13 @@ export interface SaveOptions {
   inlineThresholdBytes?: number;
   /** The inline total above which 'auto' goes external (default AUTO_EXTERNAL_BYTES; lowered in tests). */
   autoExternalBytes?: number;
+  /** Stage the files in this output set (the caller commits it) instead of committing them alone. */
+  into?: OutputSet;
+}
+
+export interface SaveAsyncOptions extends SaveOptions {
+  /** Checked between tensors: a signal stops the write and nothing is committed. */
+  cancel?: CancelToken;
 }
 
 /** Protobuf messages cannot exceed 2 GiB; switch to external data well before that. */
@@ -69,20 +79,20 @@ export function modelFromBytes(bytes: Uint8Array, dir: string): OnnxModel {
   return { proto: parseModel(bytes, 'the model bytes'), dir: path.resolve(dir) };
 }
 
-/** Reads a model file. External tensors are not read here (see tensorRawBytes). */
+/** Reads a model file (a regular file: checked on the opened descriptor). External tensors are not read here (see tensorRawBytes). */
 export function loadModel(file: string): OnnxModel {
   const abs = path.resolve(file);
-  let stat: fs.Stats;
+  const f = openRegularFile(abs, 'model', `${file} does not exist`);
+  let bytes: Buffer;
   try {
-    stat = fs.statSync(abs);
-  } catch {
-    throw new W4A8Error(`${file} does not exist`);
+    if (f.size > 2 ** 31) {
+      throw new W4A8Error(`${file} is ${f.size} bytes, more than protobuf's 2 GiB limit; it is not a valid ONNX model (large weights belong in external data)`);
+    }
+    bytes = Buffer.allocUnsafe(f.size);
+    readExactly(f.fd, bytes, 0, f.size, 0, file);
+  } finally {
+    fs.closeSync(f.fd);
   }
-  if (stat.isDirectory()) throw new W4A8Error(`${file} is a folder, not an ONNX model file`);
-  if (stat.size > 2 ** 31) {
-    throw new W4A8Error(`${file} is ${stat.size} bytes, more than protobuf's 2 GiB limit; it is not a valid ONNX model (large weights belong in external data)`);
-  }
-  const bytes = fs.readFileSync(abs);
   return { proto: parseModel(bytes, file), path: abs, dir: path.dirname(abs) };
 }
 
@@ -131,11 +141,41 @@ function setOrUnset<K extends SwappedField>(t: TensorProto, key: K, value: Tenso
 }
 
 /**
- * Writes the model to `file` (and its side file), atomically: both are staged under temp names
- * and renamed only when complete. The in-memory model is left unchanged and keeps reading its
- * external data from where it was.
+ * Writes the model to `file` (and its side file), atomically: both are staged in an output set
+ * (see util/output_set) and swapped in only when complete. The in-memory model is left
+ * unchanged and keeps reading its external data from where it was.
  */
 export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}): void {
+  const own = opts.into ? undefined : new OutputSet(file);
+  try {
+    for (const _ of saveSteps(model, file, opts.into ?? own!, opts)) {
+      // synchronous: no yield to the event loop
+    }
+    own?.commit();
+  } catch (err) {
+    own?.abort();
+    throw err;
+  }
+}
+
+/** saveModel that yields to the event loop between tensors and stops when `cancel` is set. */
+export async function saveModelAsync(model: OnnxModel, file: string, opts: SaveAsyncOptions = {}): Promise<void> {
+  const cancel = opts.cancel ?? neverCancelled;
+  const own = opts.into ? undefined : new OutputSet(file);
+  try {
+    for (const _ of saveSteps(model, file, opts.into ?? own!, opts)) {
+      await yieldToEventLoop();
+      cancel.throwIfCancelled();
+    }
+    own?.commit();
+  } catch (err) {
+    own?.abort();
+    throw err;
+  }
+}
+
+/** The write, one step per tensor; files go to `set`'s staging folder. */
+function* saveSteps(model: OnnxModel, file: string, set: OutputSet, opts: SaveOptions): Generator<void, void, void> {
   const mode = opts.externalData ?? 'auto';
   if (mode !== 'auto' && mode !== 'always' && mode !== 'never') {
     throw new RangeError(`saveModel: externalData must be 'auto', 'always' or 'never', got ${JSON.stringify(mode)}`);
@@ -182,7 +222,6 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
     throw new W4A8Error(`the model holds ${total} bytes of tensors, too many for one protobuf file; save with externalData 'auto' or 'always'`);
   }
 
-  const files = new AtomicFileSet();
   const saved: SavedFields[] = [];
   const swap = (t: TensorProto, next: { [K in SwappedField]?: TensorProto[K] | undefined }): void => {
     const own = Object.fromEntries(SWAPPED.map((k) => [k, Object.prototype.hasOwnProperty.call(t, k)])) as Record<SwappedField, boolean>;
@@ -193,7 +232,8 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
   let sideFd: number | undefined;
   try {
     if (toSide.length > 0) {
-      sideFd = fs.openSync(files.stage(sidePath), 'w');
+      set.add(sidePath, 'external data file');
+      sideFd = fs.openSync(set.staged(sidePath), 'w');
       let pos = 0;
       for (const { t } of toSide) {
         pos = Math.ceil(pos / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
@@ -215,6 +255,7 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
           ],
         });
         pos += written;
+        yield;
       }
       fs.fsyncSync(sideFd);
       fs.closeSync(sideFd);
@@ -224,11 +265,10 @@ export function saveModel(model: OnnxModel, file: string, opts: SaveOptions = {}
       swap(t, { rawData: readExternalBytes(model.dir, t, tensorByteSize(t)) as TensorProto['rawData'], dataLocation: undefined, externalData: [] });
     }
     const bytes = toBinary(ModelProtoSchema, model.proto);
-    fs.writeFileSync(files.stage(target), bytes);
-    files.commit();
+    set.add(target, 'output model');
+    fs.writeFileSync(set.staged(target), bytes);
   } catch (err) {
     if (sideFd !== undefined) fs.closeSync(sideFd);
-    files.abort();
     throw err;
   } finally {
     for (const s of saved.reverse()) {
@@ -256,12 +296,14 @@ export function serializeForOrt(model: OnnxModel): { bytes: Uint8Array; external
   if (locations.size === 0) return { bytes };
   const externalData = [...locations].map((location) => {
     const file = path.resolve(model.dir, location.replace(/\\/g, '/'));
+    const f = openContained(model.dir, file, 'external data file', 'the model');
     try {
-      return { path: location, data: fs.readFileSync(file) };
-    } catch (err) {
-      throw new W4A8Error(`cannot read external data file ${file}: ${(err as Error).message}`);
+      const data = Buffer.allocUnsafe(f.size);
+      readExactly(f.fd, data, 0, f.size, 0, file);
+      return { path: location, data };
+    } finally {
+      fs.closeSync(f.fd);
     }
   });
   return { bytes, externalData };
 }
-

@@ -11,10 +11,11 @@ import { resolveTokenizer } from '../tokenize/model_tokenizer';
 import { checkExportSupports } from '../export/compat';
 import { exportQuantized, type ExportInfo } from '../export/export_model';
 import { writeNativeContainer } from '../export/native_export';
-import { hasExternalData, loadModel, saveModel, serializeForOrt, type OnnxModel } from '../onnx/model';
+import { hasExternalData, loadModel, saveModelAsync, serializeForOrt, type OnnxModel } from '../onnx/model';
 import { findTokenizerBeside } from '../tokenize/load';
 import type { Tokenizer } from '../tokenize/tokenizer';
-import { writeFileAtomic } from '../util/atomic_write';
+import { OutputSet, checkOutputPath } from '../util/output_set';
+import { readRegularFile } from '../util/regular_file';
 import { CancelToken, neverCancelled } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
 import { calibrate, type Calibration } from './calibrate';
@@ -79,13 +80,17 @@ export function checkQuantizeArgs(opts: QuantizeModelOptions): { config: QuantCo
   if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${EXPORT_FORMATS.join(', ')}; got ${JSON.stringify(format)}`);
   const config = resolveConfig(opts);
   checkExportSupports(format, config);
-  const outDir = path.dirname(path.resolve(opts.output));
-  if (!fs.existsSync(outDir) || !fs.statSync(outDir).isDirectory()) throw new W4A8Error(`the output folder ${outDir} does not exist; create it first`);
+  checkOutputPath(opts.output, 'output model'); // its folder is created when the run starts
   return { config, format };
 }
 
 export function needsCalibration(c: QuantConfig): boolean {
-  return c.method !== 'rtn' || c.grouping === 'auto';
+  return c.method !== 'rtn' || c.grouping === 'auto' || needsHessian(c);
+}
+
+/** GPTQ and the activation-aware corrections need X^T X per input. */
+export function needsHessian(c: QuantConfig): boolean {
+  return c.method === 'gptq' || c.compensate === 'lorc-aware' || c.compensate === 'kron-aware';
 }
 
 export function checkPlan(plan: LayerPlan, label: string): void {
@@ -101,6 +106,24 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
   const progress = opts.progress ?? silentProgress;
   const cancel = opts.cancel ?? neverCancelled;
   const { config, format } = checkQuantizeArgs(opts);
+  // Before any work: the output folder, the lock against a second writer, the staging folder.
+  const outputs = new OutputSet(opts.output, { inputs: [opts.input] });
+  try {
+    return await quantizeInto(opts, config, format, outputs, started, progress, cancel);
+  } finally {
+    outputs.abort(); // no-op once committed
+  }
+}
+
+async function quantizeInto(
+  opts: QuantizeModelOptions,
+  config: QuantConfig,
+  format: ExportFormat,
+  outputs: OutputSet,
+  started: number,
+  progress: Progress,
+  cancel: CancelToken,
+): Promise<QuantizeSummary> {
   const warnings: string[] = [];
 
   let calibText: string | undefined;
@@ -112,7 +135,8 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
   }
   if (calibText !== undefined && calibText.trim() === '') throw new W4A8Error(`calibration text ${calibLabel} is empty; give a text to calibrate on`);
   if (calibText === undefined && needsCalibration(config)) {
-    throw new UsageError(`--method ${config.method}${config.grouping === 'auto' ? ' with --grouping auto' : ''} needs calibration text: give --calib <text>`);
+    const why = config.method === 'rtn' && config.grouping !== 'auto' ? `--compensate ${config.compensate}` : `--method ${config.method}${config.grouping === 'auto' ? ' with --grouping auto' : ''}`;
+    throw new UsageError(`${why} needs calibration text: give --calib <text>`);
   }
 
   const model = loadModel(opts.input);
@@ -132,7 +156,7 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
       tokenizer,
       seqlen: opts.calibSeqlen ?? DEFAULT_CALIB_SEQLEN,
       tokens: opts.calibTokens ?? DEFAULT_CALIB_TOKENS,
-      hessian: config.method === 'gptq',
+      hessian: needsHessian(config),
       budgetBytes: opts.captureBudgetBytes,
       progress,
       cancel,
@@ -160,8 +184,8 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
     warnings,
     seconds: (Date.now() - started) / 1000,
   };
-  if (format === 'native') writeNativeContainer(opts.output, model, parts, config);
-  writeQuantized(model, opts.output, externalInput, tokenizerFile, summary);
+  if (format === 'native') writeNativeContainer(outputs.staged(opts.output), model, parts, config);
+  await writeQuantized(model, outputs, externalInput, tokenizerFile, summary, cancel);
   return summary;
 }
 
@@ -176,13 +200,26 @@ export async function checkLoads(model: OnnxModel, info: ExportInfo): Promise<vo
   }
 }
 
-/** Model (atomic, external data kept as the input had it), tokenizer copy, and report. */
-export function writeQuantized(model: OnnxModel, output: string, externalInput: boolean, tokenizerFile: string | undefined, summary: QuantizeSummary): void {
+/**
+ * Model (external data kept as the input had it), tokenizer copy and report, staged in
+ * `outputs` and swapped in together; a signal between tensors stops it with nothing written.
+ */
+export async function writeQuantized(
+  model: OnnxModel,
+  outputs: OutputSet,
+  externalInput: boolean,
+  tokenizerFile: string | undefined,
+  summary: QuantizeSummary,
+  cancel: CancelToken = neverCancelled,
+): Promise<void> {
+  const output = outputs.primary;
   // --format native: the .w4a8 container (graph inside) was written by writeNativeContainer.
-  if (summary.format !== 'native') saveModel(model, output, { externalData: externalInput ? 'always' : 'auto' });
+  if (summary.format !== 'native') await saveModelAsync(model, output, { externalData: externalInput ? 'always' : 'auto', into: outputs, cancel });
   if (tokenizerFile) {
-    const dest = path.join(path.dirname(path.resolve(output)), path.basename(tokenizerFile));
-    if (!sameFile(tokenizerFile, dest)) writeFileAtomic(dest, fs.readFileSync(tokenizerFile));
+    const dest = path.join(outputs.dir, path.basename(tokenizerFile));
+    if (!sameFile(tokenizerFile, dest)) fs.writeFileSync(outputs.staged(outputs.add(dest, 'tokenizer')), readRegularFile(tokenizerFile, 'tokenizer'));
   }
-  writeFileAtomic(summary.report, JSON.stringify(summary, null, 2) + '\n');
+  fs.writeFileSync(outputs.staged(outputs.add(summary.report, 'report')), JSON.stringify(summary, null, 2) + '\n');
+  cancel.throwIfCancelled();
+  outputs.commit();
 }

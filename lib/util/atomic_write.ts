@@ -2,14 +2,20 @@
 // crash or Ctrl-C never leaves a half-written model, and readers never see a partial file.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { checkOutputPath } from './output_set';
 
 export function tempPathFor(target: string): string {
   const dir = path.dirname(target);
   return path.join(dir, `.${path.basename(target)}.${process.pid}.${Date.now().toString(36)}.tmp`);
 }
 
-/** Write `data` to `target` atomically. */
+/**
+ * Write `data` to `target` atomically. A target that exists and is not a regular file (a FIFO,
+ * a device, a folder) is refused, never renamed over. Files that belong together go through
+ * an OutputSet instead (util/output_set).
+ */
 export function writeFileAtomic(target: string, data: string | Uint8Array): void {
+  checkOutputPath(target);
   const tmp = tempPathFor(target);
   try {
     fs.writeFileSync(tmp, data);
@@ -17,29 +23,5 @@ export function writeFileAtomic(target: string, data: string | Uint8Array): void
   } catch (err) {
     fs.rmSync(tmp, { force: true });
     throw err;
-  }
-}
-
-/**
- * Stage several files and commit them together: each is written to a temp name by the
- * caller (through `stage`), and `commit` renames them all; `abort` removes the temp files.
- */
-export class AtomicFileSet {
-  private readonly staged = new Map<string, string>();
-
-  stage(target: string): string {
-    const tmp = tempPathFor(target);
-    this.staged.set(target, tmp);
-    return tmp;
-  }
-
-  commit(): void {
-    for (const [target, tmp] of this.staged) fs.renameSync(tmp, target);
-    this.staged.clear();
-  }
-
-  abort(): void {
-    for (const tmp of this.staged.values()) fs.rmSync(tmp, { force: true });
-    this.staged.clear();
   }
 }

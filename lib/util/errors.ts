@@ -18,8 +18,11 @@ export class UsageError extends W4A8Error {
 
 /** The user pressed Ctrl-C; long work stops at the next safe point. */
 export class CancelledError extends W4A8Error {
-  constructor(message = 'cancelled') {
+  /** 128 + the signal number: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP. */
+  readonly exitCode: number;
+  constructor(message = 'cancelled', exitCode = 130) {
     super(message);
+    this.exitCode = exitCode;
     this.name = 'CancelledError';
   }
 }
