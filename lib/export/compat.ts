@@ -8,6 +8,9 @@ import type { ExportFormat, QuantConfig } from '../quant/config';
 
 /** Throws a UsageError naming `--format sim` when `format` cannot represent `config`. */
 export function checkExportSupports(format: ExportFormat, config: QuantConfig): void {
+  if (format === 'native' && config.compensate) {
+    throw new UsageError(`--format native cannot carry --compensate ${config.compensate} (the W4A8Linear node has no correction input yet); use --format matmulnbits, qdq or sim, which add it as standard MatMul/Add nodes`);
+  }
   if (format === 'sim') return;
   const why: string[] = [];
   if (config.groupSize !== PER_CHANNEL && !GROUP_SIZES.includes(config.groupSize)) {

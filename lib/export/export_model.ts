@@ -8,6 +8,7 @@ import type { QuantizedModelParts } from '../quant/types';
 import { actQuantGraph, actQuantMinOpset } from './act_quant_graph';
 import { defaultOpset, ensureOpset, firstInGraph, insertBefore, rewireInputs, uniqueName } from './graph_edit';
 import { applyInputScalings } from './input_scaling';
+import { addCompensationBranch } from './compensation';
 import { NATIVE_OP_DOMAIN } from './native_container';
 import { replaceWithNativeLinear } from './native_export';
 import { upgradeDefaultOpset } from './opset_upgrade';
@@ -58,6 +59,8 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
     else if (format === 'qdq') await replaceWithDequantizeLinear(model, q);
     else replaceWithNativeLinear(model, q, parts.config);
   }
+  // Corrections read the activation before its fake-quant (after AWQ's scaling, where C was fitted).
+  for (const q of parts.layers) if (q.compensation) addCompensationBranch(model, q, readsNow.get(q.layer.input) ?? q.layer.input);
 
   let sessionConfig: Record<string, string> | undefined;
   if (format === 'matmulnbits') {

@@ -70,6 +70,23 @@ export interface NativeGptqOptions {
   blockSize: number;
 }
 
+/** compensate.h CompensateConfig: method 0 lorc, 1 lorc-aware, 2 kron-aware. */
+export interface NativeCompensateConfig {
+  method: 0 | 1 | 2;
+  rank: number;
+  k1: number;
+  n1: number;
+  damp: number;
+  maxIters: number;
+  tol: number;
+}
+
+export interface NativeCompensateResult {
+  weightedBefore: number;
+  weightedAfter: number;
+  iterations: number;
+}
+
 export interface NativeGptqResult {
   proxyLoss: number;
   dampUsed: number;
@@ -148,6 +165,9 @@ export interface NativeBinding {
     dequantized: Float32Array | null): Promise<NativeGptqResult>;
   truncatedSvd(a: Float64Array, m: number, n: number, rank: number, u: Float64Array, s: Float64Array, vt: Float64Array,
     powerIters: number, oversample: number, seed: number): Promise<void>;
+  compensateError(w: Float32Array, wq: Float32Array, k: number, n: number, hessian: Float64Array | Float32Array | null,
+    inputScale: Float32Array | null, cfg: NativeCompensateConfig, a: Float32Array, b: Float32Array, compensated: Float32Array | null,
+    history: Float64Array | null): Promise<NativeCompensateResult>;
   gemmIsa(): string;
 
   // calib_bindings.cpp: hessianMode 0 none, 1 fp32, 2 fp64; see calib_stats.ts.
@@ -199,7 +219,7 @@ export const NATIVE_EXPORTS: { readonly [K in keyof NativeBinding]-?: 'always' |
   transposeF32: 'always', ropeTablesF32: 'always',
   transposeNibbles: 'always', divideF32: 'always', reciprocalF32: 'always',
   quantSizes: 'always', quantizeWeight: 'always', fakeQuantActivations: 'always', layerOutputError: 'always', awqSearch: 'always',
-  gptqQuantize: 'always', truncatedSvd: 'always', gemmIsa: 'always',
+  gptqQuantize: 'always', truncatedSvd: 'always', compensateError: 'always', gemmIsa: 'always',
   CalibStats: 'always',
   CpuPackedWeight: 'always', cpuIsas: 'always', cpuDefaultIsa: 'always', cpuIsaUnavailableReason: 'always', cpuIsaOverrideIgnored: 'always',
   setNumThreads: 'always', getNumThreads: 'always', cpuPrepackWeight: 'always', cpuGemmW4A8: 'always', cpuGemmW4A8Reference: 'always',

@@ -432,6 +432,97 @@ export async function truncatedSvd(a: Float64Array, m: number, n: number, rank: 
   return { u, s, vt };
 }
 
+// ---- error compensation ------------------------------------------------------------------
+
+export type CompensateMethod = 'lorc' | 'lorc-aware' | 'kron-aware';
+export const COMPENSATE_METHODS: readonly CompensateMethod[] = ['lorc', 'lorc-aware', 'kron-aware'];
+
+export interface CompensateOptions {
+  method: CompensateMethod;
+  /** Low rank: the rank r. kron-aware: the number of Kronecker terms R. */
+  rank: number;
+  /** kron-aware: A_i is [k1][n1] (k1 divides K, n1 divides N); B_i is [K/k1][N/n1]. */
+  k1?: number;
+  n1?: number;
+  /** Relative dampening of H (GPTQ's: damp * mean(diag H) added to the diagonal). Default 0.01. */
+  damp?: number;
+  /** kron-aware: ALS sweeps (default 30) and the relative gain below which it stops (default 1e-7). */
+  maxIters?: number;
+  tol?: number;
+  /** Also return the objective after the start and after each ALS sweep. */
+  history?: boolean;
+  /** AWQ: wq quantizes diag(s) W and the layer reads x / s; the fit runs in that scaled space. */
+  inputScale?: Float32Array;
+  name?: string;
+}
+
+export interface Compensation {
+  method: CompensateMethod;
+  rank: number;
+  /** Low rank: A [K][r], B [r][N] (C = A B). kron-aware: A [R][k1][n1], B [R][k2][n2] (C = sum A_i (x) B_i). Values are fp16. */
+  a: Float32Array;
+  b: Float32Array;
+  /** Kronecker factor shapes (kron-aware only). */
+  shapes?: { k1: number; n1: number; k2: number; n2: number };
+  /** w_q + C [K][N]. */
+  compensated: Float32Array;
+  /** tr(D^T H D) / tr(E^T H E) with the damped H (identity for lorc), D = E - C with the stored factors. */
+  weightedAfter: number;
+  iterations: number;
+  history?: Float64Array;
+}
+
+/**
+ * Fits a correction C to E = w - wq [K][N] (compensate.h): 'lorc' the rank-r SVD of E, 'lorc-aware' the
+ * exact minimiser of tr((E - C)^T H (E - C)) over rank r, 'kron-aware' a sum of Kronecker products under
+ * the same norm by alternating least squares. hessian = X^T X [K][K] (fp64), needed by the aware fits.
+ */
+export async function compensateError(w: Float32Array, wq: Float32Array, k: number, n: number, hessian: Float64Array | Float32Array | undefined,
+  options: CompensateOptions): Promise<Compensation> {
+  expectInt('k', k, 1, 65536);
+  expectInt('n', n, 1, MAX_DIM);
+  checkFloat32('w', w, k * n, `k=${k} x n=${n}`);
+  checkFloat32('wq', wq, k * n, `k=${k} x n=${n}`);
+  const o = expectOptions('options', options);
+  const method = expectOneOf('options.method', o.method, COMPENSATE_METHODS);
+  const kron = method === 'kron-aware';
+  let k1 = 0;
+  let n1 = 0;
+  let maxRank = Math.min(k, n);
+  if (kron) {
+    k1 = expectInt('options.k1', o.k1, 1, k);
+    n1 = expectInt('options.n1', o.n1, 1, n);
+    if (k % k1 !== 0) throw new RangeError(`Expected options.k1 to divide k=${k} but received ${k1}; pick a divisor of K`);
+    if (n % n1 !== 0) throw new RangeError(`Expected options.n1 to divide n=${n} but received ${n1}; pick a divisor of N`);
+    maxRank = Math.min(k1 * n1, (k / k1) * (n / n1));
+  }
+  const rank = expectInt('options.rank', o.rank, 1, maxRank);
+  const damp = expectNumber('options.damp', o.damp ?? 0.01, { min: 0, max: 10, maxExclusive: true });
+  const maxIters = expectInt('options.maxIters', o.maxIters ?? 30, 0, 10000);
+  const tol = expectNumber('options.tol', o.tol ?? 1e-7, { min: 0, max: 1 });
+  const wantHistory = expectBoolean('options.history', o.history, false);
+  let h: Float64Array | Float32Array | null = null;
+  if (method !== 'lorc') {
+    if (hessian === undefined) throw new TypeError(`Expected a hessian (Float64Array, k*k) for ${method} but received undefined; calibrate first or use method 'lorc'`);
+    h = expectTypedArray('hessian', hessian, ['Float64Array', 'Float32Array'], k * k, `k=${k} x k=${k}`);
+  }
+  const inputScale = o.inputScale === undefined ? null : checkFloat32('options.inputScale', o.inputScale, k, `k=${k}`);
+  const k2 = kron ? k / k1 : 0;
+  const n2 = kron ? n / n1 : 0;
+  const a = new Float32Array(kron ? rank * k1 * n1 : k * rank);
+  const b = new Float32Array(kron ? rank * k2 * n2 : rank * n);
+  const compensated = new Float32Array(k * n);
+  const history = wantHistory && kron ? new Float64Array(maxIters + 1).fill(NaN) : null;
+  const code = COMPENSATE_METHODS.indexOf(method) as 0 | 1 | 2;
+  const bnd = native();
+  const r = await call(`compensateError${o.name ? ` (${String(o.name)})` : ''}`, () =>
+    bnd.compensateError(w, wq, k, n, h, inputScale, { method: code, rank, k1, n1, damp, maxIters, tol }, a, b, compensated, history));
+  const out: Compensation = { method, rank, a, b, compensated, weightedAfter: r.weightedAfter, iterations: r.iterations };
+  if (kron) out.shapes = { k1, n1, k2, n2 };
+  if (history) out.history = history.subarray(0, r.iterations + 1);
+  return out;
+}
+
 /** The SIMD path of the native GEMM on this CPU: 'avx512', 'avx2' or 'generic'. */
 export function gemmIsa(): string {
   return native().gemmIsa();

@@ -19,6 +19,10 @@ interface JsonEntry {
   format?: string;
   actOrder?: boolean;
   pow2Scales?: boolean;
+  /** Error correction: "lorc", "lorc-aware" or "kron-aware", with compensateBudget (fraction of K*N) or compensateRank. */
+  compensate?: string;
+  compensateBudget?: number;
+  compensateRank?: number;
 }
 
 export function entryFromJson(e: JsonEntry, where: string): SweepEntry {
@@ -36,6 +40,9 @@ export function entryFromJson(e: JsonEntry, where: string): SweepEntry {
     aformat: e.aformat as QuantConfig['aformat'],
     actOrder: e.actOrder,
     pow2Scales: e.pow2Scales,
+    compensate: e.compensate as QuantConfig['compensate'],
+    compensateBudget: e.compensateBudget,
+    compensateRank: e.compensateRank,
   });
   checkExportSupports(format, config);
   return { config, format };

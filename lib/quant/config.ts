@@ -7,7 +7,9 @@ export const METHODS = ['rtn', 'awq', 'gptq'] as const;
 export const WEIGHT_FORMATS = ['int4', 'fp4'] as const;
 export const GROUPINGS = ['oc', 'ic', 'auto'] as const;
 export const ACT_FORMATS = ['int8', 'fp8', 'none'] as const;
-export const EXPORT_FORMATS = ['matmulnbits', 'qdq', 'sim', 'native'] as const;
+export const EXPORT_FORMATS = ['matmulnbits', 'qdq', 'sim', 'w4a8', 'native'] as const;
+/** Error compensation after the weight method (lib/quant/compensate.ts). */
+export const COMPENSATIONS = ['none', 'lorc', 'lorc-aware', 'kron-aware'] as const;
 /** --group: a block size of the canonical layout (formats.ts), or 0 for one scale per output channel. */
 export const GROUP_SIZES: readonly number[] = [...BLOCK_SIZES, PER_CHANNEL];
 
@@ -18,6 +20,7 @@ export type WeightFormatName = (typeof WEIGHT_FORMATS)[number];
 export type Grouping = (typeof GROUPINGS)[number];
 export type ActFormat = (typeof ACT_FORMATS)[number];
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+export type Compensation = (typeof COMPENSATIONS)[number];
 
 export interface QuantConfig {
   method: QuantMethod;
@@ -30,6 +33,11 @@ export interface QuantConfig {
   aformat: ActFormat;
   /** GPTQ: quantize columns in order of decreasing Hessian diagonal. */
   actOrder: boolean;
+  /** A correction C beside each quantized weight (absent = none). */
+  compensate?: Exclude<Compensation, 'none'>;
+  /** Extra parameters per layer as a fraction of K * N (fp16 factors); or a fixed rank / term count. */
+  compensateBudget?: number;
+  compensateRank?: number;
 }
 
 export const DEFAULT_CONFIG: QuantConfig = {
@@ -67,7 +75,7 @@ export function resolveConfig(partial: Partial<QuantConfig> & { symmetric?: bool
   if (partial.actOrder && method !== 'gptq') {
     throw new UsageError(`--act-order applies to --method gptq only; got --method ${method}`);
   }
-  return {
+  const out: QuantConfig = {
     method,
     wformat,
     groupSize,
@@ -77,6 +85,26 @@ export function resolveConfig(partial: Partial<QuantConfig> & { symmetric?: bool
     aformat,
     actOrder: partial.actOrder ?? false,
   };
+  const comp = oneOf(COMPENSATIONS, partial.compensate ?? 'none', 'compensation (--compensate)');
+  const budget = partial.compensateBudget;
+  const rank = partial.compensateRank;
+  if (comp === 'none') {
+    if (budget !== undefined || rank !== undefined) throw new UsageError('--compensate-budget and --compensate-rank need --compensate lorc|lorc-aware|kron-aware');
+    return out;
+  }
+  if ((budget === undefined) === (rank === undefined)) {
+    throw new UsageError(`--compensate ${comp} needs exactly one of --compensate-budget <fraction of each layer's parameters, e.g. 0.05> or --compensate-rank <r>`);
+  }
+  if (budget !== undefined && !(typeof budget === 'number' && budget > 0 && budget <= 1)) {
+    throw new UsageError(`--compensate-budget must be a fraction in (0, 1] of each layer's K * N parameters (0.05 = 5 %); got ${JSON.stringify(budget)}`);
+  }
+  if (rank !== undefined && !(Number.isInteger(rank) && rank >= 1)) {
+    throw new UsageError(`--compensate-rank must be a positive integer; got ${JSON.stringify(rank)}`);
+  }
+  out.compensate = comp;
+  if (budget !== undefined) out.compensateBudget = budget;
+  if (rank !== undefined) out.compensateRank = rank;
+  return out;
 }
 
 /** A short stable label: "awq int4-asym g32 oc a8" (used as a table row and a JSON key). */
@@ -84,6 +112,7 @@ export function configLabel(c: QuantConfig): string {
   const w = c.wformat === 'fp4' ? 'fp4' : `int4-${c.symmetric ? 'sym' : 'asym'}`;
   const g = c.groupSize === PER_CHANNEL ? 'per-channel' : `g${c.groupSize}`;
   const a = c.aformat === 'none' ? 'A16' : c.aformat === 'int8' ? 'A8 int8' : 'A8 fp8';
-  const extras = [c.grouping !== 'oc' ? c.grouping : '', c.pow2Scales ? 'pow2' : '', c.actOrder ? 'act-order' : ''].filter(Boolean);
+  const comp = !c.compensate ? '' : `+${c.compensate} ${c.compensateBudget !== undefined ? `${+(c.compensateBudget * 100).toFixed(2)}%` : `r${c.compensateRank}`}`;
+  const extras = [c.grouping !== 'oc' ? c.grouping : '', c.pow2Scales ? 'pow2' : '', c.actOrder ? 'act-order' : '', comp].filter(Boolean);
   return [c.method, w, g, a, ...extras].join(' ');
 }

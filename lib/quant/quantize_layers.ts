@@ -16,6 +16,7 @@ import { nq, outputError, rtn, weightOptions, type WeightQuant } from './native_
 import { foldTarget, type InputGroup, type LayerPlan, type PlannedLayer } from './plan';
 import type { InputScaling, LayerReport, QuantizedLayer, QuantizedModelParts } from './types';
 import { reciprocal } from '../native/tensor_layout';
+import { bitsPerWeight, compensateLayer } from './compensate';
 
 export interface LayerWeights {
   layer: PlannedLayer;
@@ -85,12 +86,16 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
       act: c.aformat,
       kernelActQuant: awqKernelActQuant(c, grouping, exportFormat),
     });
-    weights.forEach((lw, i) => {
+    for (const [i, lw] of weights.entries()) {
       const r = res.layers[i];
-      layers.push(toLayer(lw, r, grouping));
-      reports.push({ ...baseReport(lw, c, grouping, r.groupSize), alpha: res.alpha, awqDuoScaling: res.duoScaling, clipRatio: r.meanClip, errorBefore: r.errorBefore, errorAfter: r.errorAfter });
+      const ql = toLayer(lw, r, grouping);
+      const report: LayerReport = { ...baseReport(lw, c, grouping, r.groupSize), alpha: res.alpha, awqDuoScaling: res.duoScaling, clipRatio: r.meanClip, errorBefore: r.errorBefore, errorAfter: r.errorAfter };
+      // The weights are of diag(s) W and the layer reads x / s: the correction is fitted in that space.
+      await addCompensation(ql, report, lw, c, stats, res.scales, false);
+      layers.push(ql);
+      reports.push(report);
       total += r.errorAfter;
-    });
+    }
     const scaling: InputScaling = { input: group.input, k: group.k, scale: res.scales, inverseScale: await reciprocal(res.scales) };
     const fold = foldTarget(model, group);
     if (fold) scaling.fold = fold;
@@ -106,11 +111,41 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
       chosen = await nq.gptqQuantize(lw.w, lw.layer.k, lw.layer.n, stats.hessian, { ...weightOptions(c, grouping), damp: 0.01, actOrder: c.actOrder, blockSize: 128, name: lw.layer.weightName });
     }
     const after = method === 'rtn' ? before : await errorOf(stats, lw, chosen.dequantized, c);
-    layers.push(toLayer(lw, chosen, grouping));
-    reports.push({ ...baseReport(lw, c, grouping, chosen.groupSize), method, errorBefore: before, errorAfter: after });
+    const ql = toLayer(lw, chosen, grouping);
+    const report: LayerReport = { ...baseReport(lw, c, grouping, chosen.groupSize), method, errorBefore: before, errorAfter: after };
+    await addCompensation(ql, report, lw, c, stats, undefined, true);
+    layers.push(ql);
+    reports.push(report);
     total += after ?? NaN;
   }
   return { layers, reports, error: total };
+}
+
+/** Fits the configured correction beside a quantized layer and records it (and the bits per weight) in its report. */
+async function addCompensation(ql: QuantizedLayer, report: LayerReport, lw: LayerWeights, c: QuantConfig, stats: CalibStats | undefined,
+  inputScale: Float32Array | undefined, measure: boolean): Promise<void> {
+  const { k, n } = lw.layer;
+  report.bitsPerWeight = bitsPerWeight(c, k, n, 0);
+  if (!c.compensate) return;
+  const comp = await compensateLayer(c, { name: lw.layer.name, k, n, w: lw.w, wq: ql.dequantized, hessian: stats?.hessian, inputScale });
+  if (!comp) {
+    report.compensation = { method: c.compensate, rank: 0, extraParams: 0, extraFraction: 0, weightedError: 1, iterations: 0 };
+    return;
+  }
+  const errorCompensated = measure && comp.compensated ? await errorOf(stats, lw, comp.compensated, c) : undefined;
+  delete comp.compensated;
+  ql.compensation = comp;
+  report.bitsPerWeight = bitsPerWeight(c, k, n, comp.extraParams);
+  report.compensation = {
+    method: comp.method,
+    rank: comp.rank,
+    ...(comp.shapes ? { shapes: comp.shapes } : {}),
+    extraParams: comp.extraParams,
+    extraFraction: comp.extraParams / (k * n),
+    weightedError: comp.weightedError,
+    iterations: comp.iterations,
+    ...(errorCompensated !== undefined ? { errorCompensated } : {}),
+  };
 }
 
 /**

@@ -4,6 +4,7 @@
 import type { NodeProto, TensorProto } from 'onnx-buf';
 import type { PlannedLayer } from './plan';
 import type { QuantConfig } from './config';
+import type { KronShape, LayerCompensation } from './compensate';
 
 export interface QuantizedLayer {
   layer: PlannedLayer;
@@ -16,6 +17,8 @@ export interface QuantizedLayer {
   zeroPoints?: Uint8Array;
   /** Dequantized weight, fp32 [K, N] (what the sim export stores and every error is measured on). */
   dequantized: Float32Array;
+  /** The correction C beside the weight (exported as standard MatMul/Add nodes reading the layer's input). */
+  compensation?: LayerCompensation;
 }
 
 export interface InputScaling {
@@ -47,6 +50,21 @@ export interface LayerReport {
   errorBefore?: number;
   errorAfter?: number;
   awqFolded?: boolean;
+  /** Bits per weight of the deployable form: codes, fp16 scales, 4-bit zero points, fp16 correction factors. */
+  bitsPerWeight?: number;
+  compensation?: {
+    method: string;
+    rank: number;
+    shapes?: KronShape;
+    extraParams: number;
+    /** extraParams / (K * N). */
+    extraFraction: number;
+    /** tr((E-C)^T H (E-C)) / tr(E^T H E), damped H (identity for lorc). */
+    weightedError: number;
+    iterations: number;
+    /** Relative calibration output error with the correction (errorAfter is without); not measured for AWQ layers. */
+    errorCompensated?: number;
+  };
 }
 
 export interface QuantizedModelParts {

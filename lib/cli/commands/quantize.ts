@@ -5,7 +5,7 @@ import { runCommand, CommonArgs } from '../run_command';
 import { applyThreads, threadsOption } from '../threads_option';
 import { integerOption, numberOption } from '../numeric_options';
 import { quantizeModel } from '../../pipeline/quantize';
-import { ACT_FORMATS, EXPORT_FORMATS, GROUP_SIZES, GROUPINGS, METHODS, WEIGHT_FORMATS, configLabel } from '../../quant/config';
+import { ACT_FORMATS, COMPENSATIONS, EXPORT_FORMATS, GROUP_SIZES, GROUPINGS, METHODS, WEIGHT_FORMATS, configLabel } from '../../quant/config';
 
 interface QuantizeArgs extends CommonArgs {
   input: string;
@@ -25,6 +25,9 @@ interface QuantizeArgs extends CommonArgs {
   exclude?: string[];
   'act-order': boolean;
   'pow2-scales': boolean;
+  compensate: (typeof COMPENSATIONS)[number];
+  'compensate-budget'?: number;
+  'compensate-rank'?: number;
   'calib-budget-mb': number;
   threads?: number;
 }
@@ -60,6 +63,9 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       .option('exclude', { type: 'string', array: true, describe: 'Glob(s) of layer or weight names to keep in float (the logits layer always is)' })
       .option('act-order', { type: 'boolean', default: false, describe: 'GPTQ: visit inputs by decreasing Hessian diagonal' })
       .option('pow2-scales', { type: 'boolean', default: false, describe: 'Round scales up to powers of two' })
+      .option('compensate', { type: 'string', choices: COMPENSATIONS, default: 'none' as const, describe: 'Error correction beside each quantized weight: rank-r SVD of W - Q(W) (lorc), its activation-aware optimum (lorc-aware), or an activation-aware Kronecker sum (kron-aware); fp16 factors, exported as standard MatMul/Add nodes' })
+      .option('compensate-budget', { type: 'number', describe: 'Extra parameters per layer as a fraction of its K*N (0.05 = 5 %)' })
+      .option('compensate-rank', { type: 'number', describe: 'Fixed rank (lorc, lorc-aware) or number of Kronecker terms (kron-aware), instead of a budget' })
       .option('calib-budget-mb', { type: 'number', default: 1024, describe: 'Memory for calibration statistics per pass; more layers -> more passes over the text' })
       .option('threads', threadsOption) as never,
   handler: (args) =>
@@ -84,6 +90,9 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
         exclude: args.exclude ?? [],
         actOrder: args['act-order'],
         pow2Scales: args['pow2-scales'],
+        compensate: args.compensate === 'none' ? undefined : args.compensate,
+        compensateBudget: args['compensate-budget'],
+        compensateRank: args['compensate-rank'],
         captureBudgetBytes: budgetMb * 2 ** 20,
         progress: ctx.progress,
         cancel: ctx.cancel,
