@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "cpu/dispatch.h"
 #include "linalg/parallel.h"
 #include "w4a8/cpu_kernels.h"
 #include "w4a8/linalg.h"
@@ -247,7 +248,7 @@ int main() {
     TestSvd();
     if (g_failures != before) std::printf("  path %s failed\n", p.name);
   }
-  CHECK(LinalgKernelsFor(cpu::Isa::kAmx).gemm_f64 == LinalgKernelsFor(cpu::Isa::kAvx512Vnni).gemm_f64,
+  CHECK(cpu::DispatchFor(cpu::Isa::kAmx).linalg.gemm_f64 == cpu::DispatchFor(cpu::Isa::kAvx512Vnni).linalg.gemm_f64,
         "amx must map to the avx512 GEMM");
   TestWorkerExceptions();
   return Finish();

@@ -28,9 +28,10 @@ void GemmF64(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double
 void GemmRefF64(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
                 int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
 
-// One GEMM instance per CPU ISA, in a table chosen once (the MLAS way) from cpu::DefaultIsa(), the
-// one detector, so W4A8_ISA forces linalg and the kernels alike: scalar -> "generic" (SSE2-width
-// vectors), avx2 -> "avx2", avx512vnni and amx -> "avx512".
+// One GEMM instance per CPU ISA, held in the CPU dispatch table (src/cpu/dispatch.h: its `linalg`
+// entry, with the kernels'), which is chosen once from cpu::DefaultIsa(), the one detector, so W4A8_ISA
+// forces linalg and the kernels alike: scalar -> "generic" (SSE2-width vectors), avx2 -> "avx2",
+// avx512vnni and amx -> "avx512".
 using GemmF32Fn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
                            float, float*, int64_t, int);
 using GemmF64Fn = void (*)(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
@@ -40,9 +41,7 @@ struct LinalgKernels {
   GemmF32Fn gemm_f32;
   GemmF64Fn gemm_f64;
 };
-// The table for an ISA (available or not: the caller checks cpu::IsaAvailable before running it).
-const LinalgKernels& LinalgKernelsFor(cpu::Isa isa);
-// The table every routine below uses now: a ScopedLinalgIsa's, else DefaultIsa()'s.
+// The instance every routine below uses now: a ScopedLinalgIsa's, else the default dispatch table's.
 const LinalgKernels& ActiveLinalgKernels();
 
 // While alive, every linalg routine in the process (GEMM, Cholesky, QR, SVD, and the quantizers on

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/dispatch.h"
 #include "kron_internal.h"
 #include "thread_pool.h"
 #include "w4a8/cpu_adapters.h"
@@ -16,9 +17,14 @@ bool ValidKron(const KronTerms& kt) {
          KronN(kt) <= INT32_MAX && KronK(kt) <= INT32_MAX;
 }
 
+// Splits `rows` into about 4 tasks per thread; each row belongs to one task.
+int64_t TaskCount(int64_t rows) { return std::max<int64_t>(1, std::min<int64_t>(rows, 4LL * NumThreads())); }
+
+}  // namespace
+
 // Same update order as the SIMD kernels (fma per kk, in order), so every ISA matches bit for bit.
-void MatMulAddScalar(int32_t M, int32_t N, int32_t K, const float* A, int32_t lda, const float* B, int32_t ldb,
-                     float* C, int32_t ldc) {
+void kron::MatMulAddScalar(int32_t M, int32_t N, int32_t K, const float* A, int32_t lda, const float* B,
+                           int32_t ldb, float* C, int32_t ldc) {
   for (int32_t i = 0; i < M; ++i)
     for (int32_t j = 0; j < N; ++j) {
       float c = C[(size_t)i * ldc + j];
@@ -27,24 +33,10 @@ void MatMulAddScalar(int32_t M, int32_t N, int32_t K, const float* A, int32_t ld
     }
 }
 
-kron::MatMulAddFn KernelFor(Isa isa) {
-  switch (isa) {
-    case Isa::kAvx512Vnni:
-    case Isa::kAmx: return kron::MatMulAddAvx512;
-    case Isa::kAvx2: return kron::MatMulAddAvx2;
-    default: return MatMulAddScalar;
-  }
-}
-
-// Splits `rows` into about 4 tasks per thread; each row belongs to one task.
-int64_t TaskCount(int64_t rows) { return std::max<int64_t>(1, std::min<int64_t>(rows, 4LL * NumThreads())); }
-
-}  // namespace
-
 Status KroneckerAdapterAdd(const KronTerms& kt, int32_t m, const float* x, float* y, Isa isa) {
   if (!ValidKron(kt) || m < 1 || !x || !y) return Status::kInvalidArgument;
   if (!IsaAvailable(isa)) return Status::kUnsupported;
-  const kron::MatMulAddFn mm = KernelFor(isa);
+  const kron::MatMulAddFn mm = DispatchFor(isa).kron_matmul_add;
   const int32_t ar = kt.a_rows, ac = kt.a_cols, br = kt.b_rows, bc = kt.b_cols;
   // All tokens' X stacked are one [m * ac][bc] matrix, so T = X B^T is a single product.
   const int64_t t_rows = (int64_t)m * ac, y_rows = (int64_t)m * ar;

@@ -1,8 +1,10 @@
-// W4A16 dispatch, its scalar reference, and the float64 ground truth used by tests and benchmarks.
+// W4A16: the entry point over the dispatch table, the threaded drivers of the SIMD row kernels, the
+// scalar reference, and the float64 ground truth used by tests and benchmarks.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "cpu/dispatch.h"
 #include "thread_pool.h"
 #include "w4a16_internal.h"
 #include "w4a8/cpu_adapters.h"
@@ -42,19 +44,32 @@ Status GemmW4A16Reference(const QuantizedWeight& w, const GemmArgs& a) {
 Status GemmW4A16(const QuantizedWeight& w, Isa isa, const GemmArgs& a) {
   if (!ValidWeight(w) || !ValidArgs(a)) return Status::kInvalidArgument;
   if (!IsaAvailable(isa)) return Status::kUnsupported;
-  if (isa == Isa::kScalar) return GemmW4A16Reference(w, a);
-  // AMX has no fp32 path of its own: AMX machines run the AVX-512 kernels.
-  auto rows = (isa == Isa::kAvx2) ? w4a16::RowsAvx2 : w4a16::RowsAvx512;
-  const int64_t blocks = (w.n + w4a16::kRowAlign - 1) / w4a16::kRowAlign;
+  return DispatchFor(isa).w4a16(w, a);
+}
+
+namespace w4a16 {
+namespace {
+
+// Rows split into tasks of whole kRowAlign blocks; each task runs one ISA's row kernel.
+Status GemmRows(bool (*rows)(const QuantizedWeight&, const GemmArgs&, int32_t, int32_t), const QuantizedWeight& w,
+                const GemmArgs& a) {
+  const int64_t blocks = (w.n + kRowAlign - 1) / kRowAlign;
   const int64_t tasks = TaskCount(blocks);
   std::vector<char> ok(tasks, 1);
   ParallelFor(tasks, [&](int64_t i) {
-    const int32_t n0 = (int32_t)(blocks * i / tasks) * w4a16::kRowAlign;
-    const int32_t n1 = std::min<int32_t>(w.n, (int32_t)(blocks * (i + 1) / tasks) * w4a16::kRowAlign);
+    const int32_t n0 = (int32_t)(blocks * i / tasks) * kRowAlign;
+    const int32_t n1 = std::min<int32_t>(w.n, (int32_t)(blocks * (i + 1) / tasks) * kRowAlign);
     if (n0 < n1) ok[i] = rows(w, a, n0, n1) ? 1 : 0;
   });
   return std::all_of(ok.begin(), ok.end(), [](char c) { return c != 0; }) ? Status::kOk : Status::kOutOfMemory;
 }
+
+}  // namespace
+
+Status GemmAvx512(const QuantizedWeight& w, const GemmArgs& a) { return GemmRows(RowsAvx512, w, a); }
+Status GemmAvx2(const QuantizedWeight& w, const GemmArgs& a) { return GemmRows(RowsAvx2, w, a); }
+
+}  // namespace w4a16
 
 Status GemmDequantizedF64(const QuantizedWeight& w, int32_t m, const float* x, double* y) {
   if (!ValidWeight(w) || m < 1 || !x || !y) return Status::kInvalidArgument;

@@ -1,4 +1,5 @@
-// Per-ISA W4A16 kernels (w4a16_avx512.cpp, w4a16_avx2.cpp) behind the dispatch in w4a16.cpp.
+// Per-ISA W4A16 kernels (w4a16_avx512.cpp, w4a16_avx2.cpp) and their threaded drivers (w4a16.cpp), which
+// the dispatch table (dispatch.cpp) hands to GemmW4A16.
 #pragma once
 #include <cstdint>
 
@@ -51,5 +52,9 @@ inline void PermuteForNibbles(const QuantizedWeight& w, const float* x, int32_t 
 // False only when the panel cannot be allocated.
 bool RowsAvx512(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1);
 bool RowsAvx2(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1);
+
+// The whole product on the thread pool, rows split at kRowAlign (w4a16.cpp).
+Status GemmAvx512(const QuantizedWeight& w, const GemmArgs& a);
+Status GemmAvx2(const QuantizedWeight& w, const GemmArgs& a);
 
 }  // namespace w4a8::cpu::w4a16

@@ -1,10 +1,12 @@
 // GemmW4A8: argument checks, activation quantization, and the split of the output into tiles that the
-// thread pool hands to one ISA's kernel. Every output element is produced by exactly one tile, in one
-// fixed order, so results do not depend on the thread count or on scheduling.
+// thread pool hands to one ISA's kernel (kernel and tile shapes: the ISA's plan in dispatch.cpp). Every
+// output element is produced by exactly one tile, in one fixed order, so results do not depend on the
+// thread count or on scheduling.
 #include <algorithm>
 #include <new>
 #include <vector>
 
+#include "cpu/dispatch.h"
 #include "cpu/thread_pool.h"
 #include "cpu/w4a8_internal.h"
 #include "w4a8/cpu_kernels.h"
@@ -20,18 +22,6 @@ bool Overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
   return pa < pb + b_bytes && pb < pa + a_bytes;
 }
 
-using TileFn = void (*)(const CpuPackedView&, const QuantizedActs&, const float*, float*, const Tile&);
-
-TileFn KernelFor(Isa isa) {
-  switch (isa) {
-    case Isa::kScalar: return w4a8k::TileScalar;
-    case Isa::kAvx2: return w4a8k::TileAvx2;
-    case Isa::kAvx512Vnni: return w4a8k::TileAvx512Vnni;
-    case Isa::kAmx: return w4a8k::TileAmx;
-  }
-  return nullptr;
-}
-
 Status GemmImpl(const PackedWeight& w, Isa isa, const GemmArgs& a) {
   if ((int)isa < 0 || (int)isa > 3) return Status::kInvalidArgument;
   if (a.m <= 0 || !a.x || !a.y) return Status::kInvalidArgument;
@@ -44,36 +34,25 @@ Status GemmImpl(const PackedWeight& w, Isa isa, const GemmArgs& a) {
   }
   if (!IsaAvailable(isa)) return Status::kUnsupported;
 
-  const bool amx = isa == Isa::kAmx && a.m >= 16;
-  const int32_t m_rows = amx ? (a.m + w4a8k::kAmxRows - 1) / w4a8k::kAmxRows * w4a8k::kAmxRows : a.m;
-  std::vector<int8_t> q((size_t)m_rows * v.k_padded);  // zero-filled: the AMX padding rows stay 0
+  const CpuDispatch& d = DispatchFor(isa);
+  const W4A8Plan plan = d.w4a8_plan(a.m);
+  const int32_t m_rows = (a.m + plan.row_multiple - 1) / plan.row_multiple * plan.row_multiple;
+  std::vector<int8_t> q((size_t)m_rows * v.k_padded);  // zero-filled: padding rows stay 0
   std::vector<float> x_scale((size_t)m_rows * v.blocks_per_row);
   std::vector<int32_t> x_sum((size_t)m_rows * v.blocks_per_row);
   const QuantizedActs acts{a.m, m_rows, v.k_padded, v.blocks_per_row, q.data(), x_scale.data(), x_sum.data()};
 
-  const bool simd_quant = isa == Isa::kAvx512Vnni || isa == Isa::kAmx;
+  const QuantizeRowsFn quantize_rows = d.quantize_rows;
   constexpr int32_t kQuantRows = 8;
   ParallelFor((a.m + kQuantRows - 1) / kQuantRows, [&](int64_t i) {
     const int32_t m0 = (int32_t)i * kQuantRows, m1 = std::min(a.m, m0 + kQuantRows);
-    if (simd_quant) {
-      w4a8k::QuantizeRowsAvx512(a.x, v.k, v.group_size, a.act, m0, m1, acts);
-    } else if (isa == Isa::kAvx2) {
-      w4a8k::QuantizeRowsAvx2(a.x, v.k, v.group_size, a.act, m0, m1, acts);
-    } else {
-      w4a8k::QuantizeRowsScalar(a.x, v.k, v.group_size, a.act, m0, m1, acts);
-    }
+    quantize_rows(a.x, v.k, v.group_size, a.act, m0, m1, acts);
   });
 
-  // Tiles: panel blocks small enough to spread N over the threads at M = 1 (bandwidth-bound), row
-  // blocks that keep a panel block's weights in L2 while the rows stream past. AMX takes all rows of
-  // two panels per tile so that each panel is unpacked to int8 once.
-  // The AVX512-VNNI kernel's large-M block is 3 panels wide (w4a8_avx512vnni.cpp).
-  const bool vnni_big = (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && !amx && a.m >= 8;
-  const int32_t panels_per_tile = amx ? 2 : vnni_big ? 6 : 4;
-  const int32_t rows_per_tile = amx ? a.m : 64;
+  const W4A8TileFn kernel = plan.tile;
+  const int32_t panels_per_tile = plan.panels_per_tile, rows_per_tile = plan.rows_per_tile;
   const int32_t panel_tiles = (v.n_panels + panels_per_tile - 1) / panels_per_tile;
   const int32_t row_tiles = (a.m + rows_per_tile - 1) / rows_per_tile;
-  const TileFn kernel = (isa == Isa::kAmx && !amx) ? w4a8k::TileAvx512Vnni : KernelFor(isa);
   ParallelFor((int64_t)panel_tiles * row_tiles, [&](int64_t i) {
     const int32_t pt = (int32_t)(i / row_tiles), rt = (int32_t)(i % row_tiles);
     const Tile t{rt * rows_per_tile, std::min(a.m, (rt + 1) * rows_per_tile), pt * panels_per_tile,

@@ -1,5 +1,5 @@
 // Internals shared by the W4A8 CPU paths: the quantized-activation buffers and the per-ISA kernels
-// behind the dispatch in w4a8_gemm.cpp.
+// that the dispatch table (dispatch.cpp) hands to w4a8_gemm.cpp.
 #pragma once
 #include <cstdint>
 

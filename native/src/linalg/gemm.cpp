@@ -1,4 +1,4 @@
-// GEMM entry points: the per-ISA table (chosen from the one ISA detector, cpu/isa.cpp), the generic
+// GEMM entry points over the CPU dispatch table's linalg entries (cpu/dispatch.cpp), the generic
 // (SSE2-width) instance and the naive reference the tests compare against.
 #include <algorithm>
 #include <atomic>
@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "cpu/dispatch.h"
 #include "linalg/gemm_isa.h"
 #include "linalg/parallel.h"
 #include "w4a8/cpu_kernels.h"
@@ -29,27 +30,14 @@ void GemmF64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, co
 
 namespace {
 
-const LinalgKernels kGeneric{"generic", gemm_isa::generic::GemmF32, gemm_isa::generic::GemmF64};
-const LinalgKernels kAvx2{"avx2", gemm_isa::avx2::GemmF32, gemm_isa::avx2::GemmF64};
-const LinalgKernels kAvx512{"avx512", gemm_isa::avx512::GemmF32, gemm_isa::avx512::GemmF64};
-
 std::atomic<const LinalgKernels*> g_scoped{nullptr};
 
 const LinalgKernels& DefaultLinalgKernels() {
-  static const LinalgKernels& chosen = LinalgKernelsFor(cpu::DefaultIsa());
+  static const LinalgKernels& chosen = cpu::Dispatch().linalg;
   return chosen;
 }
 
 }  // namespace
-
-const LinalgKernels& LinalgKernelsFor(cpu::Isa isa) {
-  switch (isa) {
-    case cpu::Isa::kAvx512Vnni:
-    case cpu::Isa::kAmx: return kAvx512;
-    case cpu::Isa::kAvx2: return kAvx2;
-    default: return kGeneric;
-  }
-}
 
 const LinalgKernels& ActiveLinalgKernels() {
   const LinalgKernels* scoped = g_scoped.load(std::memory_order_acquire);
@@ -58,7 +46,7 @@ const LinalgKernels& ActiveLinalgKernels() {
 
 ScopedLinalgIsa::ScopedLinalgIsa(cpu::Isa isa)
     : previous_(g_scoped.load(std::memory_order_acquire)), ok_(cpu::IsaAvailable(isa)) {
-  if (ok_) g_scoped.store(&LinalgKernelsFor(isa), std::memory_order_release);
+  if (ok_) g_scoped.store(&cpu::DispatchFor(isa).linalg, std::memory_order_release);
 }
 
 ScopedLinalgIsa::~ScopedLinalgIsa() {
