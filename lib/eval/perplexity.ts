@@ -100,6 +100,10 @@ export async function evaluatePerplexity(opts: PerplexityOptions): Promise<Perpl
     }
     progress.stop();
     const nll = total / predictions;
+    // Finite losses can still overflow exp(): a model whose logits are wildly off.
+    if (!Number.isFinite(Math.exp(nll))) {
+      throw new W4A8Error(`the mean loss over ${predictions} tokens is ${nll.toFixed(1)} nats, so perplexity overflows (infinite); the model's logits are far off`);
+    }
     return { ppl: Math.exp(nll), nll, tokens: predictions, windows: windows.length, ctx };
   } finally {
     if (!opts.session) await session.release();

@@ -3,6 +3,7 @@
 // in the chosen format, then the opset imports those ops need.
 import { DataType } from '../onnx/dtype';
 import type { OnnxModel } from '../onnx/model';
+import { writeSessionConfig } from '../onnx/session_config';
 import type { ExportFormat } from '../quant/config';
 import type { QuantizedModelParts } from '../quant/types';
 import { actQuantGraph, actQuantMinOpset } from './act_quant_graph';
@@ -12,7 +13,7 @@ import { addCompensationBranch } from './compensation';
 import { NATIVE_OP_DOMAIN } from './native_container';
 import { replaceWithNativeLinear } from './native_export';
 import { upgradeDefaultOpset } from './opset_upgrade';
-import { replaceWithDequantizeLinear, replaceWithDequantized, replaceWithMatMulNBits } from './weights';
+import { replaceWithDequantizeLinear, replaceWithDequantized, replaceWithMatMulNBits, replaceWithW4A8MatMul, W4A8_DOMAIN } from './weights';
 
 export interface ExportInfo {
   format: ExportFormat;
@@ -57,6 +58,7 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
     if (format === 'sim') await replaceWithDequantized(model, q);
     else if (format === 'matmulnbits') replaceWithMatMulNBits(model, q, aformat);
     else if (format === 'qdq') await replaceWithDequantizeLinear(model, q);
+    else if (format === 'w4a8') replaceWithW4A8MatMul(model, q, parts.config);
     else replaceWithNativeLinear(model, q, parts.config);
   }
   // Corrections read the activation before its fake-quant (after AWQ's scaling, where C was fitted).
@@ -71,12 +73,18 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
     raise(21);
     if (aformat === 'none') {
       sessionConfig = { ...QDQ_EXACT_SESSION_CONFIG };
+      // Carried in the model: every w4a8 command that opens it applies it (lib/ort/session.ts).
+      writeSessionConfig(model.proto, sessionConfig);
       notes.push(
-        "ONNX Runtime turns DequantizeLinear(int4) -> MatMul into MatMulNBits with accuracy_level 4 at load, i.e. int8 activations; run with session option extra.session.qdq_matmulnbits_accuracy_level='0' to keep activations in float",
+        "ONNX Runtime turns DequantizeLinear(int4) -> MatMul into MatMulNBits with accuracy_level 4 at load, i.e. int8 activations; w4a8 applies session option extra.session.qdq_matmulnbits_accuracy_level='0' (recorded in the model's metadata_props) to keep activations in float; other runtimes must set it too",
       );
     } else {
       notes.push('int8 activations come from ONNX Runtime itself: at load it rewrites DequantizeLinear(int4) -> MatMul into MatMulNBits with accuracy_level 4');
     }
+  }
+  if (format === 'w4a8') {
+    ensureOpset(model, W4A8_DOMAIN, 1);
+    notes.push(`${W4A8_DOMAIN}.W4A8MatMul runs on the w4a8 CPU kernels inside ONNX Runtime: w4a8 eval/generate open it with the addon's session (--engine w4a8); other ORT users register libw4a8_ort.so`);
   }
   if (format === 'native') {
     ensureOpset(model, NATIVE_OP_DOMAIN, 1);

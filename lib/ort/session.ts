@@ -7,6 +7,8 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { W4A8Error } from '../util/errors';
 import type { Logits } from '../native/eval_ops';
+import { loadModel } from '../onnx/model';
+import { readSessionConfig } from '../onnx/session_config';
 
 export interface OpenDecoderOptions {
   /** Threads ORT uses inside an operator (default: ORT's choice). */
@@ -276,10 +278,12 @@ export function checkModelFile(modelPath: string): void {
 export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderOptions = {}): Promise<DecoderSession> {
   // ORT's default logger prints graph warnings (per node, per load) on stderr, which would bury
   // our one-line errors and progress; keep them for W4A8_DEBUG=1.
-  if (process.env.W4A8_DEBUG !== '1') ort.env.logLevel = 'error';
+  // Its error lines too: they would come before (and in --json mode, between) our own lines, and
+  // every ORT error reaches us as an exception that becomes our one-line error.
+  if (process.env.W4A8_DEBUG !== '1') ort.env.logLevel = 'fatal';
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: ['cpu'],
-    logSeverityLevel: 3,
+    logSeverityLevel: process.env.W4A8_DEBUG === '1' ? 2 : 4,
   };
   if (opts.intraOpNumThreads !== undefined) options.intraOpNumThreads = opts.intraOpNumThreads;
   if (opts.sessionConfig) options.extra = { session: { ...opts.sessionConfig } };
@@ -288,6 +292,10 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
   if (typeof model === 'string') {
     label = opts.label ?? model;
     checkModelFile(model);
+    // Our parse first: graph faults get one clear line, and the session options the model
+    // carries (metadata_props, e.g. a QDQ A16 export's accuracy level 0) are applied.
+    const carried = readSessionConfig(loadModel(model).proto, model);
+    if (Object.keys(carried).length > 0) options.extra = { session: { ...carried, ...opts.sessionConfig } };
     try {
       session = await ort.InferenceSession.create(model, options);
     } catch (err) {
