@@ -97,7 +97,16 @@ export async function captureStatistics(
           if (!Number.isInteger(rows)) {
             throw new W4A8Error(`captured activation "${pass[i].input}" has shape [${t.dims.join(', ')}], not a multiple of K=${pass[i].k}`);
           }
-          await handles[i].add(asRows(t.data), rows);
+          try {
+            await handles[i].add(asRows(t.data), rows);
+          } catch (err) {
+            // Targets come in graph order, so the first refused one is where NaN/Inf first appeared (in this pass).
+            if ((err as { code?: unknown }).code !== 'W4A8_NUMERICAL_ERROR') throw err;
+            throw new W4A8Error(
+              `calibration window ${w + 1} of ${windows.length} gives NaN or Inf activations at the input of ${pass[i].input}` +
+                ` (first non-finite layer input of this pass); the model overflows on the calibration text (try fp32 weights or other text)`,
+            );
+          }
         }
         progress.update(w + 1, `${windows[w].length} tokens`);
         await yieldToEventLoop();

@@ -5,6 +5,8 @@ import type { CalibStats } from '../native/calib_stats';
 import { calibrationWindows } from '../calib/calib_text';
 import { captureStatistics } from '../calib/capture';
 import type { OnnxModel } from '../onnx/model';
+import { modelMaxLength } from '../onnx/max_length';
+import { W4A8Error } from '../util/errors';
 import type { Tokenizer } from '../tokenize/tokenizer';
 import type { CancelToken } from '../util/cancel';
 import type { Progress } from '../util/progress';
@@ -31,6 +33,12 @@ export interface CalibrateOptions {
 }
 
 export async function calibrate(model: OnnxModel, plan: LayerPlan, opts: CalibrateOptions): Promise<Calibration> {
+  // A window past the model's position table fails deep inside ONNX Runtime (a Gather out of
+  // bounds) after the slow part has started: check the limit first and name it.
+  const max = model.path ? modelMaxLength(model.path) : undefined;
+  if (max && opts.seqlen > max.tokens) {
+    throw new W4A8Error(`--calib-seqlen ${opts.seqlen} is longer than ${model.path} can take (${max.tokens} tokens, ${max.source}); give --calib-seqlen ${max.tokens} or less`);
+  }
   const cw = calibrationWindows(opts.text, opts.label, opts.tokenizer, opts.seqlen, opts.tokens);
   if (cw.warning) opts.progress?.log(cw.warning, 'warn');
   const targets = plan.groups.map((g) => ({ input: g.input, k: g.k, dataType: g.layers[0].dataType }));

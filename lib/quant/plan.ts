@@ -5,6 +5,7 @@ import type { OnnxModel } from '../onnx/model';
 import { consumers, findQuantizableLayers, initializerMap, producers, type QuantizableLayer } from '../onnx/graph';
 import { tensorDims } from '../onnx/tensor';
 import { GlobSet } from './glob';
+import { UsageError } from '../util/errors';
 
 export interface PlannedLayer extends QuantizableLayer {
   /** Node name, or the weight name when the node has none. */
@@ -45,6 +46,13 @@ export function planLayers(model: OnnxModel, exclude: string[], keepLogits = tru
     if (globs.matches(name, l.weightName)) excluded.push({ name, reason: '--exclude' });
     else if (keepLogits && l.node.output.some((o) => graphOutputs.has(o))) excluded.push({ name, reason: 'produces a graph output (logits)' });
     else layers.push({ ...l, name, input: l.node.input[0] });
+  }
+  const unmatched = globs.unmatched();
+  if (unmatched.length > 0) {
+    const names = all.slice(0, 5).map((l) => layerName(l.node, l.weightName));
+    throw new UsageError(
+      `--exclude ${unmatched.map((g) => `"${g}"`).join(', ')} matches no layer; layer names look like ${names.join(', ')}${all.length > names.length ? `, ... (${all.length} layers; w4a8 inspect lists them)` : ''}`,
+    );
   }
   const byInput = new Map<string, InputGroup>();
   for (const l of layers) {
