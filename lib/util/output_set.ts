@@ -125,10 +125,38 @@ export function removeStaleStaging(primary: string): string[] {
     if (!n.startsWith(prefix)) continue;
     const pid = Number(n.slice(prefix.length).split('-')[0]);
     if (pidAlive(pid)) continue;
+    rollBackInterruptedCommit(dir, path.join(dir, n), path.basename(primary));
     fs.rmSync(path.join(dir, n), { recursive: true, force: true });
     removed.push(n);
   }
   return removed;
+}
+
+const JOURNAL = '.commit.json';
+
+/**
+ * A process killed (SIGKILL, power loss) in the middle of its swap left a journal in its
+ * staging folder: if the new primary was not yet renamed in, the files already swapped are
+ * put back (their previous versions restored, new ones removed), so the folder holds the
+ * previous set again; if it was, the new set is complete and only the staging folder goes.
+ */
+function rollBackInterruptedCommit(dir: string, staging: string, primaryName: string): void {
+  let names: string[];
+  try {
+    names = JSON.parse(fs.readFileSync(path.join(staging, JOURNAL), 'utf8')) as string[];
+  } catch {
+    return; // no journal: it never started swapping, the destination was not touched
+  }
+  if (!Array.isArray(names) || !fs.existsSync(path.join(staging, primaryName)) || names.some((n) => typeof n !== 'string' || n !== path.basename(n))) return;
+  for (const n of names) {
+    const previous = path.join(staging, '.previous', n);
+    const dest = path.join(dir, n);
+    if (fs.existsSync(path.join(staging, n))) {
+      // Not swapped in; its previous version may have been moved aside already.
+      if (fs.existsSync(previous) && !fs.existsSync(dest)) fs.renameSync(previous, dest);
+    } else if (fs.existsSync(previous)) fs.renameSync(previous, dest);
+    else fs.rmSync(dest, { force: true });
+  }
 }
 
 export interface OutputSetOptions {
@@ -196,6 +224,8 @@ export class OutputSet {
     try {
       for (const f of order) checkOutputPath(f); // again: something may have appeared meanwhile
       fs.mkdirSync(backupDir);
+      // The journal lets the next run undo a swap cut short by SIGKILL.
+      fs.writeFileSync(path.join(this.stagingDir, JOURNAL), JSON.stringify(order.map((f) => path.basename(f))));
       // The old model goes first, so no reader pairs it with the new side files.
       const moveAside = (f: string) => {
         if (!lstatOrUndefined(f)) return;
