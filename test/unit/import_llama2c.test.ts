@@ -9,6 +9,7 @@ import { LM_HEAD_NAME } from '../../lib/import/llama2c_graph';
 import { loadModel } from '../../lib/onnx/model';
 import { findTokenizerBeside, loadTokenizer } from '../../lib/tokenize/load';
 import { W4A8Error } from '../../lib/util/errors';
+import { decoderFeeds, pastFrom, type DecoderShape } from '../helpers/llama2c_feeds';
 
 interface Config {
   dim: number;
@@ -165,12 +166,15 @@ function referenceForward(c: Config, w: Weights, tokens: number[]): Float64Array
   return result;
 }
 
-async function runLogits(modelPath: string, batch: number[][]): Promise<{ data: Float32Array; dims: readonly number[] }> {
+function shapeOf(c: Config): DecoderShape {
+  return { layers: c.layers, kvHeads: c.kvHeads, headSize: c.dim / c.heads };
+}
+
+async function runLogits(modelPath: string, batch: number[][], c: Config): Promise<{ data: Float32Array; dims: readonly number[] }> {
   const session = await ort.InferenceSession.create(modelPath);
-  const seq = batch[0].length;
-  const ids = new ort.Tensor('int64', BigInt64Array.from(batch.flat().map(BigInt)), [batch.length, seq]);
-  const out = await session.run({ input_ids: ids });
+  const out = await session.run(decoderFeeds(batch, shapeOf(c)));
   const logits = out.logits;
+  await session.release();
   return { data: logits.data as Float32Array, dims: logits.dims };
 }
 
@@ -204,7 +208,7 @@ describe('importLlama2c', () => {
     const lengths = [7, c.seqLen];
     for (const len of lengths) {
       const batch = [0, 1].map(() => Array.from({ length: len }, () => Math.floor(r() * c.vocab)));
-      const { data, dims } = await runLogits(result.modelPath, batch);
+      const { data, dims } = await runLogits(result.modelPath, batch, c);
       expect(Array.from(dims)).toEqual([2, len, c.vocab]);
       let maxErr = 0;
       batch.forEach((tokens, b) => {
@@ -214,6 +218,43 @@ describe('importLlama2c', () => {
         });
       });
       expect(maxErr).toBeLessThan(1e-4);
+    }
+  });
+
+  test.each([
+    ['GQA', base, 21],
+    ['multi-head (kv = heads)', { ...base, kvHeads: 4 }, 22],
+  ] as [string, Config, number][])('KV cache: a prefill then one token per step gives run.c forward at every position (%s, batch 2)', async (name, c, seed) => {
+    console.log(`seed ${seed}`);
+    const { ckpt, tok, weights } = write(`kv_${name.replace(/\W+/g, '_')}`, c, seed);
+    const result = await importLlama2c(ckpt, tok, path.join(dir, `kv_out_${seed}`));
+    const r = rng(seed + 1000);
+    const batch = [0, 1].map(() => Array.from({ length: c.seqLen }, () => Math.floor(r() * c.vocab)));
+    const refs = batch.map((tokens) => referenceForward(c, weights, tokens));
+    const session = await ort.InferenceSession.create(result.modelPath);
+    try {
+      const prefill = 5;
+      let out = await session.run(decoderFeeds(batch.map((t) => t.slice(0, prefill)), shapeOf(c)));
+      expect(Array.from(out['present.0.key'].dims)).toEqual([2, c.kvHeads, prefill, c.dim / c.heads]);
+      let maxErr = 0;
+      const compare = (logits: Float32Array, seq: number, first: number) => {
+        for (let b = 0; b < 2; b++) {
+          for (let p = 0; p < seq; p++) {
+            const row = refs[b][first + p];
+            for (let v = 0; v < c.vocab; v++) maxErr = Math.max(maxErr, Math.abs(logits[(b * seq + p) * c.vocab + v] - row[v]));
+          }
+        }
+      };
+      compare(out.logits.data as Float32Array, prefill, 0);
+      for (let pos = prefill; pos < c.seqLen; pos++) {
+        out = await session.run(decoderFeeds(batch.map((t) => [t[pos]]), shapeOf(c), pastFrom(out, pos)));
+        expect(Array.from(out.logits.dims)).toEqual([2, 1, c.vocab]);
+        expect(Array.from(out['present.1.value'].dims)).toEqual([2, c.kvHeads, pos + 1, c.dim / c.heads]);
+        compare(out.logits.data as Float32Array, 1, pos);
+      }
+      expect(maxErr).toBeLessThan(1e-4);
+    } finally {
+      await session.release();
     }
   });
 
@@ -241,7 +282,14 @@ describe('importLlama2c', () => {
     const input = graph.input.find((i) => i.name === 'input_ids')!;
     const dims = input.type?.value.case === 'tensorType' ? input.type.value.value.shape?.dim.map((d) => d.value.case) : [];
     expect(dims).toEqual(['dimParam', 'dimParam']);
-    expect(graph.input.length).toBe(1);
+    // input_ids, attention_mask, position_ids and a key and a value per layer; logits and a key and a value per layer.
+    expect(graph.input.map((i) => i.name)).toEqual([
+      'input_ids',
+      'attention_mask',
+      'position_ids',
+      ...Array.from({ length: base.layers }, (_, l) => [`past_key_values.${l}.key`, `past_key_values.${l}.value`]).flat(),
+    ]);
+    expect(graph.output.map((o) => o.name)).toEqual(['logits', ...Array.from({ length: base.layers }, (_, l) => [`present.${l}.key`, `present.${l}.value`]).flat()]);
     // The tokenizer keeps its name and is found beside the model.
     expect(result.tokenizerPath).toBe(path.join(out, 'tok32.bin'));
     expect(findTokenizerBeside(result.modelPath)).toBe(result.tokenizerPath);
