@@ -122,6 +122,14 @@ export interface CpuPackedWeight {
   dispose(): void;
 }
 
+/** An ONNX Runtime session held by the addon (opaque). */
+export type NativeOrtHandle = { readonly __brand: 'NativeOrtHandle' };
+/** A model input or output: ONNX element type number, dims (a string where symbolic). */
+export interface NativeOrtValueInfo { name: string; isTensor: boolean; type: number; shape: (number | string)[] }
+export interface NativeOrtSessionInfo { handle: NativeOrtHandle; inputs: NativeOrtValueInfo[]; outputs: NativeOrtValueInfo[] }
+export interface NativeOrtFeed { name: string; type: number; dims: number[]; data: ArrayBufferView }
+export interface NativeOrtOutput { name: string; type: number; dims: number[]; data: ArrayBuffer }
+
 /**
  * Every export of the addon (native/addon/*_bindings.cpp registrations), with the positional
  * arguments the glue reads. Only the wrappers beside this file call these: they validate every
@@ -169,6 +177,12 @@ export interface NativeBinding {
     inputScale: Float32Array | null, cfg: NativeCompensateConfig, a: Float32Array, b: Float32Array, compensated: Float32Array | null,
     history: Float64Array | null): Promise<NativeCompensateResult>;
   gemmIsa(): string;
+
+  // ort_session_bindings.cpp: ONNX Runtime opened with dlopen, sessions with the com.w4a8 domain; see ort_runtime.ts.
+  ortOpen(libraryPath: string): string;
+  ortCreateSession(modelPath: string, intraOpThreads: number, configEntries: [string, string][]): Promise<NativeOrtSessionInfo>;
+  ortRun(handle: NativeOrtHandle, feeds: NativeOrtFeed[], fetches: string[]): Promise<NativeOrtOutput[]>;
+  ortRelease(handle: NativeOrtHandle): void;
 
   // calib_bindings.cpp: hessianMode 0 none, 1 fp32, 2 fp64; see calib_stats.ts.
   CalibStats: new (k: number, sampleRows: number, seed: number, hessianMode: 0 | 1 | 2) => NativeCalibStats;
@@ -225,6 +239,7 @@ export const NATIVE_EXPORTS: { readonly [K in keyof NativeBinding]-?: 'always' |
   setNumThreads: 'always', getNumThreads: 'always', cpuPrepackWeight: 'always', cpuGemmW4A8: 'always', cpuGemmW4A8Reference: 'always',
   cpuGemmW4A16: 'always', cpuGemmW4A16Reference: 'always', cpuGemmDequantizedF64: 'always', cpuDequantizeKN: 'always',
   cpuKroneckerAdd: 'always', cpuGemmW4A8Kron: 'always', cpuFillRandom: 'always', cpuRelativeErrorL2: 'always',
+  ortOpen: 'always', ortCreateSession: 'always', ortRun: 'always', ortRelease: 'always',
   cudaLinear: 'cuda', cudaQuantizeActivations: 'cuda', cudaKroneckerAdd: 'cuda',
 };
 

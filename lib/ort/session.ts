@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { W4A8Error } from '../util/errors';
 import type { Logits } from '../native/eval_ops';
+import { ENGINES, engineFor, openW4A8Session, W4A8_OP_DOMAIN, type Engine, type EngineSession } from './engine_session';
 import { loadModel } from '../onnx/model';
 import { readSessionConfig } from '../onnx/session_config';
 
@@ -19,6 +20,8 @@ export interface OpenDecoderOptions {
   label?: string;
   /** ORT session config entries (extra.session.*), e.g. { qdq_matmulnbits_accuracy_level: '0' }. */
   sessionConfig?: Record<string, string>;
+  /** Which session runs the model (engine_session.ts); default: 'w4a8' for models with com.w4a8 nodes, else 'ort'. */
+  engine?: Engine;
 }
 
 export interface DecoderSession {
@@ -163,7 +166,7 @@ class OrtDecoder implements DecoderSession {
   private readonly pastFeeds: Record<string, ort.Tensor> = {};
 
   constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: EngineSession,
     private readonly label: string,
     private readonly inputs: InputPlan[],
     private readonly logitsName: string,
@@ -287,22 +290,33 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
   };
   if (opts.intraOpNumThreads !== undefined) options.intraOpNumThreads = opts.intraOpNumThreads;
   if (opts.sessionConfig) options.extra = { session: { ...opts.sessionConfig } };
-  let session: ort.InferenceSession;
+  let session: EngineSession;
   let label: string;
+  if (opts.engine !== undefined && !(ENGINES as readonly string[]).includes(opts.engine)) {
+    throw new TypeError(`Expected engine to be one of ${ENGINES.join(', ')} but received ${JSON.stringify(opts.engine)}`);
+  }
   if (typeof model === 'string') {
     label = opts.label ?? model;
     checkModelFile(model);
     // Our parse first: graph faults get one clear line, and the session options the model
     // carries (metadata_props, e.g. a QDQ A16 export's accuracy level 0) are applied.
-    const carried = readSessionConfig(loadModel(model).proto, model);
+    const proto = loadModel(model).proto;
+    const carried = readSessionConfig(proto, model);
     if (Object.keys(carried).length > 0) options.extra = { session: { ...carried, ...opts.sessionConfig } };
+    const engine = opts.engine ?? engineFor(proto);
     try {
-      session = await ort.InferenceSession.create(model, options);
+      session = engine === 'w4a8'
+        ? await openW4A8Session(model, { intraOpNumThreads: opts.intraOpNumThreads, sessionConfig: { ...carried, ...opts.sessionConfig } })
+        : await ort.InferenceSession.create(model, options);
     } catch (err) {
-      throw new W4A8Error(`cannot load ${model} as an ONNX model: ${firstLine(err)}`);
+      if (engine === 'ort' && engineFor(proto) === 'w4a8') {
+        throw new W4A8Error(`${model} holds ${W4A8_OP_DOMAIN} nodes, which onnxruntime-node cannot run; use the w4a8 engine (--engine w4a8, the default for such models)`);
+      }
+      throw new W4A8Error(`cannot load ${model} as an ONNX model${engine === 'w4a8' ? ' (w4a8 engine)' : ''}: ${firstLine(err)}`);
     }
   } else if (model instanceof Uint8Array) {
     label = opts.label ?? 'the in-memory model';
+    if (opts.engine === 'w4a8') throw new W4A8Error('the w4a8 engine opens models from a path; save the model first');
     if (opts.externalData) options.externalData = opts.externalData.map((e) => ({ path: e.path, data: e.data }));
     try {
       session = await ort.InferenceSession.create(model, options);

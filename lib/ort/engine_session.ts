@@ -1,0 +1,131 @@
+// The one session interface of the ORT floor, served by two engines:
+//   'ort'   onnxruntime-node's InferenceSession (standard and com.microsoft models);
+//   'w4a8'  the addon's own ONNX Runtime session (the same libonnxruntime.so.1 that onnxruntime-node
+//           ships, opened by the addon with dlopen) with the com.w4a8 custom-op domain registered, for
+//           models holding W4A8MatMul nodes.
+// Both expose onnxruntime-node's shapes (metadata, ort.Tensor feeds and outputs), so the decoder and
+// calibration code above runs on either unchanged. Runs of the 'w4a8' engine go to the libuv pool.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { ModelProto } from 'onnx-buf';
+import {
+  createOrtSession, ONNX_ELEMENT_TYPES, openOrtLibrary, releaseOrtSession, runOrtSession, type OrtFeed, type OrtSessionHandle,
+  type OrtValueInfo,
+} from '../native/ort_runtime';
+import { W4A8Error } from '../util/errors';
+
+export const ENGINES = ['ort', 'w4a8'] as const;
+export type Engine = (typeof ENGINES)[number];
+/** The custom-op domain of W4A8MatMul (native/include/w4a8/ort_op.h). */
+export const W4A8_OP_DOMAIN = 'com.w4a8';
+
+/** What eval, generation and calibration need from a session, whichever engine serves it. */
+export interface EngineSession {
+  readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+  readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+  run(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Record<string, ort.Tensor>>;
+  release(): Promise<void>;
+}
+
+/** 'w4a8' when the model imports the com.w4a8 domain (its opset imports), else 'ort'. */
+export function engineFor(model: ModelProto): Engine {
+  return model.opsetImport.some((o) => o.domain === W4A8_OP_DOMAIN) ? 'w4a8' : 'ort';
+}
+
+/**
+ * The libonnxruntime.so.1 inside the installed onnxruntime-node (bin/napi-v*\/<platform>/<arch>/),
+ * resolved at run time; W4A8_ORT_LIBRARY overrides it.
+ */
+export function onnxruntimeLibraryPath(): string {
+  if (process.env.W4A8_ORT_LIBRARY) return process.env.W4A8_ORT_LIBRARY;
+  let pkg: string;
+  try {
+    pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));
+  } catch {
+    throw new W4A8Error('onnxruntime-node is not installed; run `npm ci` (the w4a8 engine opens its libonnxruntime.so.1)');
+  }
+  const file = process.platform === 'darwin' ? 'libonnxruntime.1.dylib' : 'libonnxruntime.so.1';
+  const bin = path.join(pkg, 'bin');
+  const napi = fs.existsSync(bin) ? fs.readdirSync(bin).filter((d) => d.startsWith('napi-v')).sort().reverse() : [];
+  for (const d of napi) {
+    const p = path.join(bin, d, process.platform, process.arch, file);
+    if (fs.existsSync(p)) return p;
+  }
+  throw new W4A8Error(`onnxruntime-node at ${pkg} has no ${file} for ${process.platform}/${process.arch}; set W4A8_ORT_LIBRARY to one`);
+}
+
+const TYPE_BY_NUMBER = new Map<number, ort.Tensor.Type>(Object.entries(ONNX_ELEMENT_TYPES).map(([k, v]) => [v, k as ort.Tensor.Type]));
+
+function metadata(v: OrtValueInfo): ort.InferenceSession.ValueMetadata {
+  if (!v.isTensor) return { name: v.name, isTensor: false };
+  const type = TYPE_BY_NUMBER.get(v.type);
+  if (!type) return { name: v.name, isTensor: false };
+  return { name: v.name, isTensor: true, type, shape: v.shape };
+}
+
+function tensorOf(type: ort.Tensor.Type, data: ArrayBuffer, dims: number[]): ort.Tensor {
+  switch (type) {
+    case 'float32': return new ort.Tensor('float32', new Float32Array(data), dims);
+    case 'float16': return new ort.Tensor('float16', new Uint16Array(data), dims);
+    case 'int64': return new ort.Tensor('int64', new BigInt64Array(data), dims);
+    case 'int32': return new ort.Tensor('int32', new Int32Array(data), dims);
+    case 'bool': return new ort.Tensor('bool', new Uint8Array(data), dims);
+    case 'uint8': return new ort.Tensor('uint8', new Uint8Array(data), dims);
+    case 'int8': return new ort.Tensor('int8', new Int8Array(data), dims);
+    case 'float64': return new ort.Tensor('float64', new Float64Array(data), dims);
+    default: throw new W4A8Error(`the w4a8 engine cannot return a ${type} tensor`);
+  }
+}
+
+export interface W4A8SessionOptions {
+  intraOpNumThreads?: number;
+  sessionConfig?: Record<string, string>;
+}
+
+/**
+ * Thread settings (measured; docs/ARCHITECTURE.md "Sessions and threads"): W4A8MatMul runs on our
+ * kernel pool (all cores), the other nodes on ORT's intra-op pool. Nodes run one at a time, so the
+ * two pools never work at once; what they fight over is ORT's idle workers spinning while our pool
+ * works. Spinning off (session.intra_op.allow_spinning = 0) hands the cores over.
+ */
+export const W4A8_ENGINE_SESSION_CONFIG: Readonly<Record<string, string>> = { 'session.intra_op.allow_spinning': '0' };
+
+class W4A8Session implements EngineSession {
+  readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+  readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+  constructor(private readonly handle: OrtSessionHandle) {
+    this.inputMetadata = handle.inputs.map(metadata);
+    this.outputMetadata = handle.outputs.map(metadata);
+  }
+
+  async run(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Record<string, ort.Tensor>> {
+    const list: OrtFeed[] = Object.entries(feeds).map(([name, t]) => {
+      const type = ONNX_ELEMENT_TYPES[t.type as keyof typeof ONNX_ELEMENT_TYPES];
+      if (type === undefined) throw new W4A8Error(`feed "${name}" is a ${t.type} tensor; the w4a8 engine takes numeric and bool tensors`);
+      return { name, type, dims: [...t.dims], data: t.data as ArrayBufferView };
+    });
+    const out = await runOrtSession(this.handle, list, [...fetches]);
+    const result: Record<string, ort.Tensor> = {};
+    for (const o of out) {
+      const type = TYPE_BY_NUMBER.get(o.type);
+      if (!type) throw new W4A8Error(`output "${o.name}" has ONNX element type ${o.type}, which the w4a8 engine does not return`);
+      result[o.name] = tensorOf(type, o.data, o.dims);
+    }
+    return result;
+  }
+
+  async release(): Promise<void> {
+    releaseOrtSession(this.handle);
+  }
+}
+
+/** Opens `modelPath` on the addon's ONNX Runtime with the com.w4a8 domain (external data read by ORT). */
+export async function openW4A8Session(modelPath: string, opts: W4A8SessionOptions = {}): Promise<EngineSession> {
+  openOrtLibrary(onnxruntimeLibraryPath());
+  const handle = await createOrtSession(modelPath, {
+    intraOpNumThreads: opts.intraOpNumThreads ?? 0,
+    config: { ...W4A8_ENGINE_SESSION_CONFIG, ...opts.sessionConfig },
+  });
+  return new W4A8Session(handle);
+}
