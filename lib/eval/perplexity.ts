@@ -8,6 +8,7 @@ import { Progress, silentProgress } from '../util/progress';
 import { planWindows, readText, splitDocuments, tokenStream } from '../tokenize/documents';
 import { checkIdsFit, mapOutOfVocabulary, resolveTokenizer } from '../tokenize/model_tokenizer';
 import { checkModelFile, DecoderSession, openDecoder } from '../ort/session';
+import type { Engine } from '../ort/engine_session';
 import { modelMaxLength, type MaxLength } from '../onnx/max_length';
 
 export interface PerplexityOptions {
@@ -28,6 +29,8 @@ export interface PerplexityOptions {
   maxTokens?: number;
   /** Map token ids the model has no logits row for to this id (with a warning) instead of failing. */
   oovId?: number;
+  /** Which session runs the model (lib/ort/engine_session.ts); default: picked from the model's domains. */
+  engine?: Engine;
   progress?: Progress;
   cancel?: CancelToken;
 }
@@ -67,7 +70,7 @@ export async function evaluatePerplexity(opts: PerplexityOptions): Promise<Perpl
   const windows = planWindows(stream.length, ctx, maxTokens);
   const used = windows[windows.length - 1].start + windows[windows.length - 1].length;
 
-  const session = opts.session ?? (await openDecoder(opts.modelPath!));
+  const session = opts.session ?? (await openDecoder(opts.modelPath!, { engine: opts.engine }));
   try {
     if (opts.oovId !== undefined) {
       const mapped = mapOutOfVocabulary(stream, session.vocab, opts.oovId);

@@ -16,7 +16,10 @@ export function checkExportSupports(format: ExportFormat, config: QuantConfig): 
   if (config.groupSize !== PER_CHANNEL && !GROUP_SIZES.includes(config.groupSize)) {
     why.push(`group ${config.groupSize} (blocks are ${GROUP_SIZES.join(', ')}, or 0 for per channel)`);
   }
-  if (format === 'native') {
+  if (format === 'w4a8') {
+    // com.w4a8 W4A8MatMul on the CPU kernels: int4 or fp4 weights in K-blocks, int8, fp8 or float activations.
+    if (config.grouping !== 'oc') why.push(`--grouping ${config.grouping} (the CPU kernels take groups along K only: use --grouping oc)`);
+  } else if (format === 'native') {
     // The CPU kernels: int4 or fp4 weights in K-blocks, int8 or float activations.
     if (config.grouping !== 'oc') why.push(`--grouping ${config.grouping} (the CPU kernels take groups along K only: use --grouping oc)`);
     if (config.aformat === 'fp8') why.push('--aformat fp8 (the CPU kernels quantize activations to int8: use --aformat int8 or none)');

@@ -2,6 +2,7 @@
 //   sim          the dequantized weight as a float initializer of the original type (standard ops only)
 //   matmulnbits  com.microsoft.MatMulNBits: B uint8 [N, blocks, group/2], scales, packed zero points
 //   qdq          opset-21 blocked DequantizeLinear of an INT4/UINT4 [K, N] initializer -> MatMul
+//   w4a8         com.w4a8 W4A8MatMul: the MatMulNBits arrays, run by the w4a8 CPU kernels inside ORT
 import type { NodeProto } from 'onnx-buf';
 import { makeNode } from '../onnx/build';
 import { DataType } from '../onnx/dtype';
@@ -9,7 +10,7 @@ import type { OnnxModel } from '../onnx/model';
 import { makeFloatTensorLike, makeTensor, replaceInitializer } from '../onnx/tensor';
 import { blocksPerRow, scaleCount, zeroPointBytes } from '../native/formats';
 import { transposeMatrix, transposeNibbles } from '../native/tensor_layout';
-import type { ActFormat } from '../quant/config';
+import type { ActFormat, QuantConfig } from '../quant/config';
 import type { QuantizedLayer } from '../quant/types';
 import { dropIfUnused, mainGraph, readerCount, uniqueName } from './graph_edit';
 
@@ -65,6 +66,48 @@ export function replaceWithMatMulNBits(model: OnnxModel, q: QuantizedLayer, afor
     [...l.node.output],
     { K: l.k, N: l.n, bits: 4, block_size: q.groupSize, accuracy_level: aformat === 'int8' ? 4 : 0 },
     { name: l.node.name || uniqueName(model, `${l.weightName}/MatMulNBits`), domain: 'com.microsoft' },
+  );
+  swapNode(model, l.node, replacement);
+  l.node = replacement;
+  dropIfUnused(model, l.weightName);
+}
+
+/** The custom-op domain of W4A8MatMul (native/include/w4a8/ort_op.h). */
+export const W4A8_DOMAIN = 'com.w4a8';
+
+/**
+ * w4a8: the node becomes com.w4a8.W4A8MatMul(A, codes, scales[, zero_points[, bias]]) with the
+ * canonical arrays as initializers (scales always fp32); A, bias and Y keep the model's float type.
+ */
+export function replaceWithW4A8MatMul(model: OnnxModel, q: QuantizedLayer, config: QuantConfig): void {
+  const l = q.layer;
+  checkPlainGemm(l.node, l.name);
+  if (q.grouping !== 'oc') {
+    throw new Error(`--format w4a8: layer "${l.name}" is grouped along N (ic); the CPU kernels take groups along K only: use --grouping oc or --format sim`);
+  }
+  const blocks = blocksPerRow(l.k, q.groupSize);
+  const bName = uniqueName(model, `${l.weightName}_Q4`);
+  const sName = uniqueName(model, `${l.weightName}_scales`);
+  replaceInitializer(model, makeTensor(bName, DataType.UINT8, [l.n, blocks, q.groupSize / 2], q.codes));
+  replaceInitializer(model, makeTensor(sName, DataType.FLOAT, [scaleCount(l.n, l.k, q.groupSize)], q.scales));
+  const inputs = [l.node.input[0], bName, sName];
+  if (q.zeroPoints) {
+    const zName = uniqueName(model, `${l.weightName}_zero_points`);
+    replaceInitializer(model, makeTensor(zName, DataType.UINT8, [zeroPointBytes(l.n, l.k, q.groupSize)], q.zeroPoints));
+    inputs.push(zName);
+  } else inputs.push('');
+  const bias = l.node.opType === 'Gemm' ? l.node.input[2] : undefined;
+  if (bias) inputs.push(bias);
+  while (inputs[inputs.length - 1] === '') inputs.pop();
+  const replacement = makeNode(
+    'W4A8MatMul',
+    inputs,
+    [...l.node.output],
+    {
+      K: l.k, N: l.n, bits: 4, block_size: q.groupSize,
+      weight_format: config.wformat, activation_format: config.aformat,
+    },
+    { name: l.node.name || uniqueName(model, `${l.weightName}/W4A8MatMul`), domain: W4A8_DOMAIN },
   );
   swapNode(model, l.node, replacement);
   l.node = replacement;

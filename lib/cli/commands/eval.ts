@@ -4,6 +4,7 @@ import { UsageError } from '../../util/errors';
 import { evaluatePerplexity } from '../../eval/perplexity';
 import { runCommand, CommonArgs } from '../run_command';
 import { integerOption } from '../numeric_options';
+import { engineOption, type Engine } from '../engine_option';
 
 interface EvalArgs extends CommonArgs {
   model: string;
@@ -12,6 +13,7 @@ interface EvalArgs extends CommonArgs {
   ctx: number;
   'max-tokens': number;
   'oov-id'?: number;
+  engine?: Engine;
 }
 
 export const evalCommand: CommandModule<CommonArgs, EvalArgs> = {
@@ -24,7 +26,8 @@ export const evalCommand: CommandModule<CommonArgs, EvalArgs> = {
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json or llama2.c tok*.bin (default: the one beside the model)' })
       .option('ctx', { type: 'number', default: 512, describe: 'Window length in tokens' })
       .option('max-tokens', { type: 'number', default: 20000, describe: 'Predictions scored at most' })
-      .option('oov-id', { type: 'number', describe: 'Map token ids beyond the model\'s vocabulary to this id, with a warning (test models only)' }) as unknown as Argv<EvalArgs>,
+      .option('oov-id', { type: 'number', describe: 'Map token ids beyond the model\'s vocabulary to this id, with a warning (test models only)' })
+      .option('engine', engineOption) as unknown as Argv<EvalArgs>,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const window = integerOption('ctx', args.ctx, 2);
@@ -39,6 +42,7 @@ export const evalCommand: CommandModule<CommonArgs, EvalArgs> = {
         ctx: window,
         maxTokens,
         oovId,
+        engine: args.engine,
         progress: ctx.progress,
         cancel: ctx.cancel,
       });
