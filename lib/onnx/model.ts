@@ -12,6 +12,7 @@ import { openContained } from '../util/containment';
 import { neverCancelled, yieldToEventLoop, type CancelToken } from '../util/cancel';
 import {
   EXTERNAL_ALIGNMENT,
+  MAX_TENSOR_BUFFER,
   copyExternalBytes,
   externalFiles,
   externalRef,
@@ -298,6 +299,9 @@ export function serializeForOrt(model: OnnxModel): { bytes: Uint8Array; external
     const file = path.resolve(model.dir, location.replace(/\\/g, '/'));
     const f = openContained(model.dir, file, 'external data file', 'the model');
     try {
+      if (f.size > MAX_TENSOR_BUFFER) {
+        throw new W4A8Error(`external data file ${file} is ${f.size} bytes, more than one buffer holds; ONNX Runtime must open this model by path, not from bytes`);
+      }
       const data = Buffer.allocUnsafe(f.size);
       readExactly(f.fd, data, 0, f.size, 0, file);
       return { path: location, data };

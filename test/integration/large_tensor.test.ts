@@ -1,0 +1,106 @@
+// A tensor over 2 GiB (an fp32 embedding of 8.4M x 64, 2.15 GB: as large as LLaMA-3's 128K x
+// 4096) is read, kept in float and written streamed: quantize copies it into the new side file
+// in bounded chunks, never one Buffer per tensor. The input side file is sparse (created with
+// ftruncate, markers written at a few offsets, one past 2 GiB), so only the output costs disk.
+// Skipped, with the reason printed, when the disk lacks room.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { makeModel, makeNode, makeValueInfo } from '../../lib/onnx/build';
+import { DataType } from '../../lib/onnx/dtype';
+import { loadModel, modelBytes } from '../../lib/onnx/model';
+import { externalRef } from '../../lib/onnx/external_data';
+import { makeExternalTensor, makeFloatTensorLike } from '../../lib/onnx/tensor';
+import { quantizeModel } from '../../lib/pipeline/quantize';
+import { summarizeModel } from '../../lib/onnx/inspect';
+import { randomFloats } from '../helpers/onnx_fixtures';
+
+const DIM = 64;
+const VOCAB = 8_400_000; // 8.4M x 64 x 4 bytes = 2,150,400,000 > 2^31
+const EMBED_BYTES = VOCAB * DIM * 4;
+const NEED_BYTES = EMBED_BYTES + 512 * 2 ** 20; // the output side file, plus room to spare
+
+function freeBytes(dir: string): number {
+  const s = fs.statfsSync(dir);
+  return s.bavail * s.bsize;
+}
+
+const tmp = os.tmpdir();
+const free = freeBytes(tmp);
+const enough = free >= NEED_BYTES;
+if (!enough) console.log(`SKIP: large_tensor: ${tmp} has ${free} bytes free, the test needs ${NEED_BYTES}`);
+const maybe = enough ? it : it.skip;
+
+describe('tensors of 2 GiB and more', () => {
+  maybe('an embedding of 2.15 GB is kept in float and copied streamed; quantized layers beside it', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'w4a8-large-'));
+    try {
+      const inDir = path.join(dir, 'in');
+      fs.mkdirSync(inDir);
+      const side = path.join(inDir, 'model.onnx_data');
+      // Markers: (offset, value) pairs in the embedding, one of them past 2 GiB and one at its end.
+      const markers: [number, number][] = [
+        [0, 1.5],
+        [2 ** 31 + 4096, -2.25],
+        [EMBED_BYTES - 4, 3.125],
+      ];
+      const fd = fs.openSync(side, 'w');
+      fs.ftruncateSync(fd, EMBED_BYTES);
+      for (const [off, v] of markers) fs.writeSync(fd, Buffer.from(new Float32Array([v]).buffer), 0, 4, off);
+      fs.closeSync(fd);
+      const model = makeModel(
+        {
+          name: 'large_embedding',
+          nodes: [
+            makeNode('Gather', ['embed.weight', 'input_ids'], ['emb'], {}, { name: 'embed/Gather' }),
+            makeNode('MatMul', ['emb', 'q_proj.weight'], ['q'], {}, { name: 'q_proj/MatMul' }),
+            makeNode('MatMul', ['q', 'lm_head.weight'], ['logits'], {}, { name: 'lm_head/MatMul' }),
+          ],
+          inputs: [makeValueInfo('input_ids', DataType.INT64, ['batch', 'seq'])],
+          outputs: [makeValueInfo('logits', DataType.FLOAT, ['batch', 'seq', 512])],
+          initializers: [
+            makeExternalTensor('embed.weight', DataType.FLOAT, [VOCAB, DIM], 'model.onnx_data', 0, EMBED_BYTES),
+            makeFloatTensorLike('q_proj.weight', DataType.FLOAT, [DIM, DIM], randomFloats(DIM * DIM, 11, 0.3)),
+            makeFloatTensorLike('lm_head.weight', DataType.FLOAT, [DIM, 512], randomFloats(DIM * 512, 12, 0.3)),
+          ],
+        },
+        [{ domain: '', version: 17 }],
+        { dir: inDir },
+      );
+      fs.writeFileSync(path.join(inDir, 'model.onnx'), modelBytes(model));
+
+      const rssBefore = process.memoryUsage().rss;
+      const info = summarizeModel(loadModel(path.join(inDir, 'model.onnx')));
+      expect(JSON.stringify(info)).toContain('embed.weight');
+
+      const out = path.join(dir, 'out', 'model.onnx');
+      const summary = await quantizeModel({ input: path.join(inDir, 'model.onnx'), output: out, method: 'rtn', wformat: 'int4', groupSize: 32, format: 'matmulnbits' });
+      expect(summary.layers.map((l) => l.name)).toEqual(['q_proj/MatMul']);
+      const rssAfter = process.memoryUsage().rss;
+      console.log(`large_tensor: embedding ${EMBED_BYTES} bytes; resident memory ${(rssBefore / 2 ** 20).toFixed(0)} -> ${(rssAfter / 2 ** 20).toFixed(0)} MiB`);
+      // Streamed: the process never held the tensor (2 GiB) at once.
+      expect(rssAfter - rssBefore).toBeLessThan(1024 * 2 ** 20);
+
+      const written = loadModel(out);
+      const embed = written.proto.graph!.initializer.find((t) => t.name === 'embed.weight')!;
+      const ref = externalRef(embed);
+      expect(ref.length).toBe(EMBED_BYTES);
+      const ofd = fs.openSync(path.join(path.dirname(out), ref.location), 'r');
+      try {
+        for (const [off, v] of markers) {
+          const b = Buffer.alloc(4);
+          fs.readSync(ofd, b, 0, 4, ref.offset + off);
+          expect({ off, value: b.readFloatLE(0) }).toEqual({ off, value: v });
+        }
+        const zero = Buffer.alloc(4);
+        fs.readSync(ofd, zero, 0, 4, ref.offset + 2 ** 31); // between markers: the sparse zeros, copied
+        expect(zero.readFloatLE(0)).toBe(0);
+      } finally {
+        fs.closeSync(ofd);
+      }
+      expect(fs.readdirSync(path.dirname(out)).sort()).toEqual(['model.onnx', 'model.onnx.report.json', 'model.onnx_data']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+});
