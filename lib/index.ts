@@ -9,6 +9,7 @@ export { summarizeModel } from './onnx/inspect';
 
 // Importers and tokenizers
 export { importLlama2c, type ImportResult } from './import/llama2c';
+export { importRandomLlama, RANDOM_PRESETS, type RandomImportOptions, type RandomImportResult, type RandomLlamaShape } from './import/llama2c_random';
 export { loadTokenizer, findTokenizerBeside } from './tokenize/load';
 export type { Tokenizer } from './tokenize/tokenizer';
 
@@ -29,8 +30,9 @@ export { decodeContainer, type NativeManifest, type NativeLayerEntry } from './e
 
 // Evaluation
 export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity';
-export { generateGreedy } from './eval/generate';
-export { openDecoder, type DecoderSession } from './ort/session';
+export { generateGreedy, generateStream, type GenerateOptions, type GenerateChunk, type GenerateResult, type StopReason } from './eval/generate';
+export { modelMaxLength, type MaxLength } from './onnx/max_length';
+export { openDecoder, type DecoderSession, type KvCache } from './ort/session';
 export { sweep, type SweepOptions } from './pipeline/sweep';
 export { loadSweepConfigs, type SweepEntry } from './pipeline/sweep_configs';
 export { sweepToMarkdown } from './pipeline/report_markdown';
