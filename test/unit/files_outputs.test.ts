@@ -6,7 +6,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataType } from '../../lib/onnx/dtype';
-import { loadModel, saveModel, serializeForOrt } from '../../lib/onnx/model';
+import { loadModel, saveModel, saveModelAsync, serializeForOrt } from '../../lib/onnx/model';
+import { CancelToken, runAbortCleanups } from '../../lib/util/cancel';
+import { CancelledError } from '../../lib/util/errors';
 import { tensorRawBytes } from '../../lib/onnx/tensor';
 import { loadTokenizer, findTokenizerBeside } from '../../lib/tokenize/load';
 import { readText } from '../../lib/tokenize/documents';
@@ -295,6 +297,49 @@ describe('all-or-nothing output sets', () => {
     writeSet(dir, 4);
     expect(fs.existsSync(dead)).toBe(false);
     expect(fs.existsSync(live)).toBe(true);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('the write phase stops between tensors when cancelled (SIGTERM: exit 143), leaving the previous set', async () => {
+    const dir = tempDir('cancel');
+    writeSet(dir, 1);
+    const before = snapshot(dir);
+    const { model } = tinyMlp(DataType.FLOAT, 64, 32, 8, 9);
+    const cancel = new CancelToken();
+    let tensors = 0;
+    // Cancel once the first tensor is in the staged side file, as a signal handler would.
+    const out = new OutputSet(path.join(dir, 'm.onnx'));
+    const staged = out.staged(path.join(dir, 'm.onnx'));
+    const watcher = setImmediate(() => {
+      tensors = fs.readdirSync(out.stagingDir).length;
+      cancel.cancel('SIGTERM');
+    });
+    let error: unknown;
+    try {
+      await saveModelAsync(model, path.join(dir, 'm.onnx'), { externalData: 'always', into: out, cancel });
+      out.commit();
+    } catch (err) {
+      error = err;
+    } finally {
+      clearImmediate(watcher);
+      out.abort();
+    }
+    expect(error).toBeInstanceOf(CancelledError);
+    expect((error as CancelledError).exitCode).toBe(143);
+    expect((error as Error).message).toBe('stopped by SIGTERM: stopped cleanly, nothing written');
+    expect(tensors).toBe(1); // the side file was being written: the stop came between tensors
+    expect(fs.existsSync(staged)).toBe(false);
+    expect(snapshot(dir)).toEqual(before);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('a second signal runs the abort cleanups at once: staged files and the lock are removed', () => {
+    const dir = tempDir('abort');
+    const out = new OutputSet(path.join(dir, 'm.onnx'));
+    fs.writeFileSync(out.staged(path.join(dir, 'm.onnx')), 'partial');
+    expect(fs.readdirSync(dir).sort()).toEqual([path.basename(out.stagingDir), '.m.onnx.w4a8-lock'].sort());
+    runAbortCleanups();
+    expect(fs.readdirSync(dir)).toEqual([]);
     fs.rmSync(dir, { recursive: true });
   });
 });
