@@ -176,13 +176,17 @@ export class OutputSet {
   private readonly files: string[] = [];
   private lock?: string;
   private done = false;
+  /** The topmost folder this set created (mkdir -p), removed again if the set is aborted and it is empty. */
+  private createdFolder?: string;
   private unregister: () => void;
 
   constructor(primary: string, opts: OutputSetOptions = {}) {
     this.primary = path.resolve(primary);
     checkOutputPath(this.primary);
     for (const input of opts.inputs ?? []) refuseInput(this.primary, input);
+    const existed = firstExisting(path.dirname(this.primary));
     this.dir = ensureOutputFolder(this.primary);
+    if (existed !== this.dir) this.createdFolder = path.join(existed, path.relative(existed, this.dir).split(path.sep)[0]);
     this.lock = takeLock(this.primary);
     try {
       removeStaleStaging(this.primary);
@@ -191,6 +195,7 @@ export class OutputSet {
       fs.mkdirSync(this.stagingDir);
     } catch (err) {
       this.releaseLock();
+      this.removeCreatedFolders();
       throw err;
     }
     this.unregister = registerAbortCleanup(() => this.abort());
@@ -261,6 +266,20 @@ export class OutputSet {
   abort(): void {
     if (this.done) return;
     this.finish();
+    this.removeCreatedFolders();
+  }
+
+  /** Folders made for this set and still empty go again: a refused run leaves no trace. */
+  private removeCreatedFolders(): void {
+    if (!this.createdFolder) return;
+    for (let d = this.dir; d.startsWith(this.createdFolder); d = path.dirname(d)) {
+      try {
+        fs.rmdirSync(d);
+      } catch {
+        return; // not empty (or gone): keep it and everything above
+      }
+      if (d === this.createdFolder) return;
+    }
   }
 
   private finish(): void {
@@ -278,6 +297,12 @@ export class OutputSet {
     if (this.lock) fs.rmSync(this.lock, { force: true });
     this.lock = undefined;
   }
+}
+
+function firstExisting(dir: string): string {
+  let d = path.resolve(dir);
+  while (!fs.existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
+  return d;
 }
 
 function refuseInput(output: string, input: string): void {

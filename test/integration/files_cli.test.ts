@@ -93,6 +93,12 @@ describe('files (CLI)', () => {
     expect(bad.status).toBe(2);
     oneLine(bad.stderr);
     expect(bad.stderr).toMatch(/a part of that path is a file/);
+    // A run refused after the folders were made removes them again (they are empty).
+    const refused = w4a8([...quantizeArgs(path.join(dir, 'new2', 'a', 'model.onnx')), '--calib', path.join(dir, 'fifo')]);
+    expect(refused.status).toBe(1);
+    oneLine(refused.stderr);
+    expect(refused.stderr).toMatch(/text file .*fifo is a FIFO/);
+    expect(fs.existsSync(path.join(dir, 'new2'))).toBe(false);
   });
 
   it('a second run on the same output refuses at once with one line naming the other process', () => {
