@@ -244,8 +244,11 @@ inline void PackWeightForCuda(const QuantizedWeight& w, uint32_t* codes, float* 
         const int32_t g = k / w.group_size;
         code = (fp4 || g >= blocks) ? 0 : ZeroPointAt(w.zero_points, blocks, n, g);
       }
+      // The index first: in `a[f(&nibble)] |= x << nibble` C++17 evaluates the right side first,
+      // so nibble would still be 0 there (found by the UBSan build, whose codegen follows that order).
       int nibble = 0;
-      codes[CudaPackedWordIndex(v, n, k, &nibble)] |= (uint32_t)code << (4 * nibble);
+      const size_t word = CudaPackedWordIndex(v, n, k, &nibble);
+      codes[word] |= (uint32_t)code << (4 * nibble);
     }
   }
 }
