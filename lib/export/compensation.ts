@@ -11,12 +11,11 @@ import type { NodeProto } from 'onnx-buf';
 import { makeNode } from '../onnx/build';
 import { DataType } from '../onnx/dtype';
 import type { OnnxModel } from '../onnx/model';
+import { CORRECTION_SUFFIXES } from '../onnx/inspect';
 import { makeFloatTensorLike, makeTensor, replaceInitializer } from '../onnx/tensor';
 import type { QuantizedLayer } from '../quant/types';
 import { defaultOpset, mainGraph, uniqueName } from './graph_edit';
 
-/** Initializer name suffixes of the correction factors (inspect counts them as extra parameters). */
-export const COMPENSATION_SUFFIXES = ['_lorc_a', '_lorc_b', '_kron_a', '_kron_b'] as const;
 
 function int64s(model: OnnxModel, base: string, values: number[]): string {
   const name = uniqueName(model, base);
@@ -46,16 +45,16 @@ export function addCompensationBranch(model: OnnxModel, q: QuantizedLayer, input
   const corr = uniqueName(model, `${y}/correction`);
   const tag = uniqueName(model, `${base}/compensation`);
   if (!comp.shapes) {
-    const a = factor('_lorc_a', [l.k, comp.rank], comp.a);
-    const b = factor('_lorc_b', [comp.rank, l.n], comp.b);
+    const a = factor(CORRECTION_SUFFIXES.lowRank[0], [l.k, comp.rank], comp.a);
+    const b = factor(CORRECTION_SUFFIXES.lowRank[1], [comp.rank, l.n], comp.b);
     const t = uniqueName(model, `${tag}/xa`);
     nodes.push(makeNode('MatMul', [input, a], [t], {}, { name: `${tag}/MatMulA` }));
     nodes.push(makeNode('MatMul', [t, b], [corr], {}, { name: `${tag}/MatMulB` }));
   } else {
     const { k1, n1, k2, n2 } = comp.shapes;
     const r = comp.rank;
-    const a = factor('_kron_a', [r, k1, n1], comp.a);
-    const b = factor('_kron_b', [r, k2, n2], comp.b);
+    const a = factor(CORRECTION_SUFFIXES.kronecker[0], [r, k1, n1], comp.a);
+    const b = factor(CORRECTION_SUFFIXES.kronecker[1], [r, k2, n2], comp.b);
     const xr = uniqueName(model, `${tag}/x`);
     const xb = uniqueName(model, `${tag}/xb`);
     const at = uniqueName(model, `${tag}/a_t`);

@@ -18,6 +18,23 @@ export interface WeightSummary {
   quantizable: boolean;
 }
 
+/**
+ * Initializer suffixes of the error-correction factors that `quantize --compensate` writes beside a
+ * layer's weight (<weight>_lorc_a [K][r], _lorc_b [r][N]; <weight>_kron_a [R][k1][n1], _kron_b [R][k2][n2]).
+ */
+export const CORRECTION_SUFFIXES = { lowRank: ['_lorc_a', '_lorc_b'], kronecker: ['_kron_a', '_kron_b'] } as const;
+
+/** One layer's correction: its factors' shapes and parameter count. */
+export interface CorrectionSummary {
+  /** The quantized layer's weight name the factors belong to. */
+  weight: string;
+  kind: 'low-rank' | 'kronecker';
+  /** Rank, or number of Kronecker terms. */
+  rank: number;
+  shapes: number[][];
+  params: number;
+}
+
 export interface ModelSummary {
   /** Domain ("ai.onnx" for the default one) -> opset version. */
   opsets: Record<string, number>;
@@ -25,6 +42,7 @@ export interface ModelSummary {
   ops: Record<string, number>;
   externalData: boolean;
   weights: WeightSummary[];
+  corrections: CorrectionSummary[];
 }
 
 export function opKey(node: NodeProto): string {
@@ -65,7 +83,25 @@ export function summarizeModel(model: OnnxModel): ModelSummary {
       quantizable: layerNode !== undefined,
     });
   }
-  return { opsets, ops, externalData: hasExternalData(model), weights };
+  return { opsets, ops, externalData: hasExternalData(model), weights, corrections: summarizeCorrections(model) };
+}
+
+function summarizeCorrections(model: OnnxModel): CorrectionSummary[] {
+  const inits = initializerMap(model);
+  const out: CorrectionSummary[] = [];
+  for (const [kind, [sa, sb]] of [['low-rank', CORRECTION_SUFFIXES.lowRank], ['kronecker', CORRECTION_SUFFIXES.kronecker]] as const) {
+    for (const [name, a] of inits) {
+      if (!name.endsWith(sa)) continue;
+      const weight = name.slice(0, -sa.length);
+      const b = inits.get(weight + sb);
+      if (!b) continue;
+      const da = tensorDims(a);
+      const db = tensorDims(b);
+      const count = (d: number[]) => d.reduce((x, y) => x * y, 1);
+      out.push({ weight, kind, rank: kind === 'low-rank' ? (da[1] ?? 0) : (da[0] ?? 0), shapes: [da, db], params: count(da) + count(db) });
+    }
+  }
+  return out;
 }
 
 /** Total bytes of the listed weights (for the human summary line). */

@@ -6,6 +6,7 @@ import { makeModel, makeNode, makeValueInfo } from '../../lib/onnx/build';
 import { DataType } from '../../lib/onnx/dtype';
 import { modelBytes, type OnnxModel } from '../../lib/onnx/model';
 import { makeFloatTensorLike } from '../../lib/onnx/tensor';
+import { summarizeModel } from '../../lib/onnx/inspect';
 import { compensateError, quantizeWeight } from '../../lib/native/quant';
 import type { CalibStats } from '../../lib/native/calib_stats';
 import { resolveConfig, type ExportFormat, type QuantConfig } from '../../lib/quant/config';
@@ -116,6 +117,10 @@ describe(`error compensation (seed ${SEED})`, () => {
         if (r.comp.rank > 1) expect(ops).toContain('ReduceSum');
       }
       expect(r.report.compensation!.extraParams).toBe(r.comp.a.length + r.comp.b.length);
+      // inspect lists the correction with its extra parameters.
+      expect(summarizeModel(r.model).corrections).toEqual([
+        expect.objectContaining({ weight: 'w', kind: r.comp.shapes ? 'kronecker' : 'low-rank', rank: r.comp.rank, params: r.comp.a.length + r.comp.b.length }),
+      ]);
       if (c.compensateBudget !== undefined) expect(r.report.compensation!.extraFraction).toBeLessThanOrEqual(c.compensateBudget);
       // 4-bit codes, fp16 scale + 4-bit zero point per 32 weights, 16 bits per factor parameter.
       expect(r.report.bitsPerWeight).toBeCloseTo(4 + 20 / 32 + (16 * r.comp.a.length + 16 * r.comp.b.length) / (K * N), 10);

@@ -43,6 +43,17 @@ export function formatSummary(file: string, summary: ModelSummary, bytesOf: (nam
       ),
     );
   }
+  if (summary.corrections.length > 0) {
+    const total = summary.corrections.reduce((s, c) => s + c.params, 0);
+    out.push('');
+    out.push(`error corrections (quantize --compensate): ${summary.corrections.length} layers, ${total} extra parameters`);
+    out.push(
+      ...table(
+        ['weight', 'kind', 'rank/terms', 'factor shapes', 'extra parameters'],
+        summary.corrections.map((c) => [c.weight, c.kind, String(c.rank), c.shapes.map((d) => d.join('x')).join(' + '), String(c.params)]),
+      ),
+    );
+  }
   return out;
 }
 
@@ -55,7 +66,7 @@ export const inspectCommand: CommandModule<CommonArgs, InspectArgs> = {
       const model = loadModel(args.model);
       const summary = summarizeModel(model);
       if (ctx.json) {
-        ctx.out(JSON.stringify({ opsets: summary.opsets, ops: summary.ops, externalData: summary.externalData, weights: summary.weights }));
+        ctx.out(JSON.stringify({ opsets: summary.opsets, ops: summary.ops, externalData: summary.externalData, weights: summary.weights, corrections: summary.corrections }));
         return;
       }
       ctx.out(formatSummary(args.model, summary, (names) => weightBytes(model, names)).join('\n'));
