@@ -1,4 +1,7 @@
 // W4A8MatMul (ort_op.h): the OrtCustomOp callbacks and the kernel object.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -101,6 +104,11 @@ class Kernel {
     if (act_ == ActFormat::kInt8) {
       const Status s = StatusFromExceptions([&] { return cpu::Prepack(weight_, cpu::DefaultIsa(), &packed_); });
       if (s != Status::kOk) return Fail(std::string("prepacking failed: ") + StatusName(s));
+      // From here on only the packed copy is read. ORT keeps its initializer (a custom op has no way
+      // to hand it back, unlike its built-in kernels' PrePack), but it memory-maps large external
+      // initializers: dropping those clean file pages leaves one copy resident.
+      ReleasePages(codes.data, codes.count);
+      ReleasePages(scales.data, scales.count * sizeof(float));
     }
     // A constant bias is converted to fp32 once.
     bool has_bias = false;
@@ -227,6 +235,21 @@ class Kernel {
       return Fail(std::string(what) + " must be float or float16");
     }
     return nullptr;
+  }
+
+  // Asks the kernel to reclaim the whole pages inside [p, p + bytes). MADV_PAGEOUT never changes
+  // contents (file pages are read again on access, anonymous ones go to swap or stay), so it is safe
+  // whatever memory ORT handed us; it frees memory only for file-backed (memory-mapped) data.
+  static void ReleasePages(const void* p, size_t bytes) {
+#ifdef MADV_PAGEOUT
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t begin = ((uintptr_t)p + page - 1) & ~(page - 1);
+    const uintptr_t end = ((uintptr_t)p + bytes) & ~(page - 1);
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
+#else
+    (void)p;
+    (void)bytes;
+#endif
   }
 
   // Per-token E4M3 fake quantization (act_quant_def.h), the sim export's fp8 activation step.

@@ -1,0 +1,56 @@
+// The addon's ONNX Runtime entry points: without a library the addon still loads and its kernels
+// run (a missing or wrong library is an error naming the path, in a fresh process so that no
+// library is open yet); the session wrappers validate before the native call; the runtime library
+// path resolves inside the installed onnxruntime-node.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { assertBuiltCli } from '../helpers/built_cli';
+import { createOrtSession, runOrtSession, type OrtSessionHandle } from '../../lib/native/ort_runtime';
+import { onnxruntimeLibraryPath } from '../../lib/ort/engine_session';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+
+beforeAll(assertBuiltCli);
+
+describe('addon ONNX Runtime', () => {
+  test('the addon works with no ONNX Runtime library, and a bad path is a clear error', () => {
+    // A child process: this jest worker may already hold the real library open.
+    const script = `
+      const { openOrtLibrary, createOrtSession } = require('./dist/native/ort_runtime');
+      const out = {};
+      try { openOrtLibrary('/nonexistent/libonnxruntime.so.1'); out.open = 'opened'; } catch (e) { out.open = e.name + ': ' + e.message; }
+      try { openOrtLibrary('/lib/x86_64-linux-gnu/libc.so.6'); out.libc = 'opened'; } catch (e) { out.libc = e.message; }
+      createOrtSession('/x.onnx').then(() => { out.session = 'created'; }, (e) => { out.session = e.message; }).then(() => {
+        // A kernel call after the failed opens: W4A16 of a 1x16 weight (all codes 9, zero point 8, scale 0.5) and x = 1.
+        const b = require('./dist/native/binding').native();
+        const w = b.cpuPrepackWeight(0, 1, 16, 16, new Uint8Array(8).fill(0x99), Float32Array.of(0.5), null, null, true, true);
+        const y = new Float32Array(1);
+        b.cpuGemmW4A16(w, new Float32Array(16).fill(1), 1, y, null, null, true);
+        out.kernels = y[0];
+        console.log(JSON.stringify(out));
+      });`;
+    const r = spawnSync(process.execPath, ['-e', script], { cwd: ROOT, encoding: 'utf8', env: { ...process.env } });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(out.open).toMatch(/^W4A8Error: cannot open ONNX Runtime from \/nonexistent\/libonnxruntime\.so\.1/);
+    expect(out.libc).toMatch(/does not export OrtGetApiBase; not an ONNX Runtime library/);
+    expect(out.session).toMatch(/ONNX Runtime is not open/);
+    expect(out.kernels).toBe(8);  // 16 * (9 - 8) * 0.5
+  }, 60_000);
+
+  test('resolves libonnxruntime.so.1 inside the installed onnxruntime-node', () => {
+    const p = onnxruntimeLibraryPath();
+    expect(p).toMatch(/onnxruntime-node[\\/]bin[\\/]napi-v\d+[\\/]/);
+    expect(fs.existsSync(p)).toBe(true);
+  });
+
+  test('wrappers refuse bad arguments before the native call', async () => {
+    await expect(createOrtSession('' as string)).rejects.toThrow(TypeError);
+    const fake = { handle: {} } as unknown as OrtSessionHandle;
+    await expect(runOrtSession(fake, 'x' as never, ['y'])).rejects.toThrow(/Expected feeds to be an array/);
+    await expect(runOrtSession(fake, [], [])).rejects.toThrow(/non-empty array of output names/);
+    await expect(runOrtSession(fake, [{ name: 'a', type: 1, dims: [-1], data: new Float32Array(0) }], ['y'])).rejects.toThrow(RangeError);
+  });
+});
