@@ -6,8 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { W4A8Error } from '../util/errors';
-import { tempPathFor } from '../util/atomic_write';
-import { registerAbortCleanup } from '../util/cancel';
+import { OutputSet } from '../util/output_set';
 import type { Progress } from '../util/progress';
 import { fillRandom } from '../native/kernels';
 import { DataType, makeExternalTensor } from '../onnx/tensor';
@@ -113,17 +112,14 @@ export async function importRandomLlama(preset: string, outDir: string, opts: Ra
   };
 
   if (fs.existsSync(outDir) && !fs.statSync(outDir).isDirectory()) throw new W4A8Error(`output ${outDir} exists and is not a folder`);
-  fs.mkdirSync(outDir, { recursive: true });
   const modelPath = path.join(outDir, 'model.onnx');
   const dataName = 'model.onnx_data';
   const dataPath = path.join(outDir, dataName);
   const tokenizerPath = path.join(outDir, 'tokenizer.bin');
-  // Staged under temp names, renamed together at the end; removed on failure or a hard abort.
-  const staged = new Map([modelPath, dataPath, tokenizerPath].map((p) => [p, tempPathFor(p)]));
-  const removeStaged = (): void => {
-    for (const tmp of staged.values()) fs.rmSync(tmp, { force: true });
-  };
-  const unregister = registerAbortCleanup(removeStaged);
+  // One output set (util/output_set): folder, lock and staging first; swapped in together.
+  const outputs = new OutputSet(modelPath);
+  const staged = new Map([dataPath, tokenizerPath].map((p) => [p, outputs.staged(outputs.add(p))]));
+  staged.set(modelPath, outputs.staged(modelPath));
   let fd: number | undefined = fs.openSync(staged.get(dataPath)!, 'w');
   try {
     let pos = 0;
@@ -141,13 +137,10 @@ export async function importRandomLlama(preset: string, outDir: string, opts: Ra
     fd = undefined;
     fs.writeFileSync(staged.get(modelPath)!, modelBytes(model));
     fs.writeFileSync(staged.get(tokenizerPath)!, placeholderLlama2cTokenizer(config.vocabSize));
-    // The side file first: a model file never names weights that are not there yet.
-    for (const p of [dataPath, tokenizerPath, modelPath]) fs.renameSync(staged.get(p)!, p);
-    staged.clear();
+    outputs.commit();
     return { modelPath, dataPath, tokenizerPath, config, preset, seed };
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
-    removeStaged();
-    unregister();
+    outputs.abort(); // no-op once committed
   }
 }
