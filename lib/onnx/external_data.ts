@@ -138,6 +138,15 @@ const COPY_CHUNK = 16 * 1024 * 1024;
 
 /** Copies an external tensor's bytes into `outFd` at `outPos` in bounded chunks (never the whole tensor in memory). */
 export function copyExternalBytes(dir: string, t: TensorProto, expected: number | undefined, outFd: number, outPos: number): number {
+  const steps = copyExternalChunks(dir, t, expected, outFd, outPos);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** copyExternalBytes one chunk per step, so that a writer can check for cancellation inside a huge tensor. */
+export function* copyExternalChunks(dir: string, t: TensorProto, expected: number | undefined, outFd: number, outPos: number): Generator<void, number, void> {
   const r = openRange(dir, t, expected);
   try {
     const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(r.length, 1)));
@@ -146,6 +155,7 @@ export function copyExternalBytes(dir: string, t: TensorProto, expected: number 
       readFully(r, t, buf, 0, n, r.offset + done);
       writeAll(outFd, buf.subarray(0, n), outPos + done);
       done += n;
+      if (done < r.length) yield;
     }
     return r.length;
   } finally {

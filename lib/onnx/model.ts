@@ -13,7 +13,7 @@ import { neverCancelled, yieldToEventLoop, type CancelToken } from '../util/canc
 import {
   EXTERNAL_ALIGNMENT,
   MAX_TENSOR_BUFFER,
-  copyExternalBytes,
+  copyExternalChunks,
   externalFiles,
   externalRef,
   isExternal,
@@ -239,7 +239,7 @@ function* saveSteps(model: OnnxModel, file: string, set: OutputSet, opts: SaveOp
       for (const { t } of toSide) {
         pos = Math.ceil(pos / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
         let written: number;
-        if (isExternal(t)) written = copyExternalBytes(model.dir, t, tensorByteSize(t), sideFd, pos);
+        if (isExternal(t)) written = yield* copyExternalChunks(model.dir, t, tensorByteSize(t), sideFd, pos);
         else {
           const bytes = tensorRawBytes(model, t); // raw_data as is, or typed fields packed
           writeAll(sideFd, bytes, pos);

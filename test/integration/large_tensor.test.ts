@@ -12,6 +12,8 @@ import { loadModel, modelBytes } from '../../lib/onnx/model';
 import { externalRef } from '../../lib/onnx/external_data';
 import { makeExternalTensor, makeFloatTensorLike } from '../../lib/onnx/tensor';
 import { quantizeModel } from '../../lib/pipeline/quantize';
+import { CancelToken } from '../../lib/util/cancel';
+import { CancelledError } from '../../lib/util/errors';
 import { summarizeModel } from '../../lib/onnx/inspect';
 import { randomFloats } from '../helpers/onnx_fixtures';
 
@@ -99,6 +101,39 @@ describe('tensors of 2 GiB and more', () => {
         fs.closeSync(ofd);
       }
       expect(fs.readdirSync(path.dirname(out)).sort()).toEqual(['model.onnx', 'model.onnx.report.json', 'model.onnx_data']);
+
+      // SIGTERM inside the copy of the large tensor: the write stops at the next chunk, the
+      // staged 1+ GiB are removed and the previous set stays as it was.
+      const outDir = path.dirname(out);
+      const modelBefore = fs.readFileSync(out);
+      const sideBefore = fs.statSync(path.join(outDir, 'model.onnx_data'));
+      const cancel = new CancelToken();
+      let stagedAtCancel = 0;
+      const poll = setInterval(() => {
+        for (const n of fs.readdirSync(outDir).filter((d) => d.includes('.w4a8-staging-'))) {
+          const side = path.join(outDir, n, 'model.onnx_data');
+          const size = fs.existsSync(side) ? fs.statSync(side).size : 0;
+          if (size > 2 ** 30 && !cancel.isCancelled) {
+            stagedAtCancel = size;
+            cancel.cancel('SIGTERM');
+          }
+        }
+      }, 20);
+      let error: unknown;
+      try {
+        await quantizeModel({ input: path.join(inDir, 'model.onnx'), output: out, method: 'rtn', wformat: 'int4', groupSize: 32, format: 'matmulnbits', cancel });
+      } catch (err) {
+        error = err;
+      } finally {
+        clearInterval(poll);
+      }
+      expect(error).toBeInstanceOf(CancelledError);
+      expect((error as CancelledError).exitCode).toBe(143);
+      expect(stagedAtCancel).toBeGreaterThan(2 ** 30);
+      expect(stagedAtCancel).toBeLessThan(EMBED_BYTES);
+      expect(fs.readdirSync(outDir).sort()).toEqual(['model.onnx', 'model.onnx.report.json', 'model.onnx_data']);
+      expect(fs.readFileSync(out).equals(modelBefore)).toBe(true);
+      expect(fs.statSync(path.join(outDir, 'model.onnx_data')).ino).toBe(sideBefore.ino);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
