@@ -66,7 +66,9 @@ export const inspectCommand: CommandModule<CommonArgs, InspectArgs> = {
       const model = loadModel(args.model);
       const summary = summarizeModel(model);
       if (ctx.json) {
-        ctx.out(JSON.stringify({ opsets: summary.opsets, ops: summary.ops, externalData: summary.externalData, weights: summary.weights, corrections: summary.corrections }));
+        // corrections only when the model has some (quantize --compensate), so other models keep the same keys.
+        const corrections = summary.corrections.length > 0 ? { corrections: summary.corrections } : {};
+        ctx.out(JSON.stringify({ opsets: summary.opsets, ops: summary.ops, externalData: summary.externalData, weights: summary.weights, ...corrections }));
         return;
       }
       ctx.out(formatSummary(args.model, summary, (names) => weightBytes(model, names)).join('\n'));
