@@ -52,7 +52,7 @@ export interface SweepContext {
 }
 
 /** Quantize with one configuration, export in memory, evaluate. */
-export async function evaluateEntry(sc: SweepContext, entry: SweepEntry, ev: { text: string; tokenizer: Tokenizer; ctx: number; maxTokens: number; progress: Progress; cancel: CancelToken }): Promise<{ result: PerplexityResult; quantizeSeconds: number; evalSeconds: number; meanLayerError?: number }> {
+export async function evaluateEntry(sc: SweepContext, entry: SweepEntry, ev: { text: string; tokenizer: Tokenizer; ctx: number; maxTokens: number; progress: Progress; cancel: CancelToken }): Promise<{ result: PerplexityResult; quantizeSeconds: number; evalSeconds: number; meanLayerError?: number; bitsPerWeight?: number; extraParamsPct?: number }> {
   const t0 = Date.now();
   const model = loadModel(sc.model);
   const plan: LayerPlan = planLayers(model, sc.exclude);
@@ -64,7 +64,12 @@ export async function evaluateEntry(sc: SweepContext, entry: SweepEntry, ev: { t
   try {
     const result = await evaluatePerplexity({ session, text: ev.text, tokenizer: ev.tokenizer, ctx: ev.ctx, maxTokens: ev.maxTokens, cancel: ev.cancel });
     const errs = parts.reports.map((r) => r.errorAfter).filter((e): e is number => e !== undefined && Number.isFinite(e));
+    const weights = parts.reports.reduce((s, r) => s + r.k * r.n, 0);
+    const bits = parts.reports.reduce((s, r) => s + (r.bitsPerWeight ?? NaN) * r.k * r.n, 0);
+    const extra = parts.reports.reduce((s, r) => s + (r.compensation?.extraParams ?? 0), 0);
     return {
+      bitsPerWeight: weights > 0 && Number.isFinite(bits) ? bits / weights : undefined,
+      extraParamsPct: weights > 0 ? (100 * extra) / weights : undefined,
       result,
       quantizeSeconds: (t1 - t0) / 1000,
       evalSeconds: (Date.now() - t1) / 1000,
@@ -127,6 +132,8 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
         quantizeSeconds: r.quantizeSeconds,
         evalSeconds: r.evalSeconds,
         meanLayerError: r.meanLayerError,
+        bitsPerWeight: r.bitsPerWeight,
+        extraParamsPct: r.extraParamsPct,
       });
       progress.update(i + 1, `${label} [${e.format}] ppl ${r.result.ppl.toFixed(4)}`);
     }

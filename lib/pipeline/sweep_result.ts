@@ -18,6 +18,10 @@ export interface SweepRow {
   evalSeconds: number;
   /** Mean over layers of the calibration output error after quantization (relative), when measured. */
   meanLayerError?: number;
+  /** Bits per weight of the deployable form over the quantized layers (codes, fp16 scales, zero points, correction factors). */
+  bitsPerWeight?: number;
+  /** Correction parameters as a percentage of the quantized layers' weights (0 without --compensate). */
+  extraParamsPct?: number;
   note?: string;
 }
 
