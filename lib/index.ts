@@ -24,9 +24,6 @@ export { quantizeModel, type QuantizeModelOptions, type QuantizeSummary } from '
 // Export formats
 export { exportQuantized, QDQ_EXACT_SESSION_CONFIG, type ExportInfo } from './export/export_model';
 export { checkExportSupports } from './export/compat';
-export { writeNativeContainer } from './export/native_export';
-export { loadNativeWeights, type NativeWeights, type NativeLayer, type LoadNativeOptions } from './export/native_load';
-export { decodeContainer, type NativeManifest, type NativeLayerEntry } from './export/native_container';
 
 // Evaluation
 export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity';

@@ -8,9 +8,6 @@ import type { ExportFormat, QuantConfig } from '../quant/config';
 
 /** Throws a UsageError naming `--format sim` when `format` cannot represent `config`. */
 export function checkExportSupports(format: ExportFormat, config: QuantConfig): void {
-  if (format === 'native' && config.compensate) {
-    throw new UsageError(`--format native cannot carry --compensate ${config.compensate} (the W4A8Linear node has no correction input yet); use --format matmulnbits, qdq or sim, which add it as standard MatMul/Add nodes`);
-  }
   if (format === 'sim') return;
   const why: string[] = [];
   if (config.groupSize !== PER_CHANNEL && !GROUP_SIZES.includes(config.groupSize)) {
@@ -19,10 +16,6 @@ export function checkExportSupports(format: ExportFormat, config: QuantConfig): 
   if (format === 'w4a8') {
     // com.w4a8 W4A8MatMul on the CPU kernels: int4 or fp4 weights in K-blocks, int8, fp8 or float activations.
     if (config.grouping !== 'oc') why.push(`--grouping ${config.grouping} (the CPU kernels take groups along K only: use --grouping oc)`);
-  } else if (format === 'native') {
-    // The CPU kernels: int4 or fp4 weights in K-blocks, int8 or float activations.
-    if (config.grouping !== 'oc') why.push(`--grouping ${config.grouping} (the CPU kernels take groups along K only: use --grouping oc)`);
-    if (config.aformat === 'fp8') why.push('--aformat fp8 (the CPU kernels quantize activations to int8: use --aformat int8 or none)');
   } else {
     if (config.wformat !== 'int4') why.push(`${config.wformat} weights (ONNX Runtime has no CPU kernel for FLOAT4E2M1)`);
     if (config.grouping !== 'oc') why.push(`--grouping ${config.grouping} (${format} stores groups along K only: use --grouping oc)`);

@@ -10,8 +10,6 @@ import { actQuantGraph, actQuantMinOpset } from './act_quant_graph';
 import { defaultOpset, ensureOpset, firstInGraph, insertBefore, rewireInputs, uniqueName } from './graph_edit';
 import { applyInputScalings } from './input_scaling';
 import { addCompensationBranch } from './compensation';
-import { NATIVE_OP_DOMAIN } from './native_container';
-import { replaceWithNativeLinear } from './native_export';
 import { upgradeDefaultOpset } from './opset_upgrade';
 import { replaceWithDequantizeLinear, replaceWithDequantized, replaceWithMatMulNBits, replaceWithW4A8MatMul, W4A8_DOMAIN } from './weights';
 
@@ -58,8 +56,7 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
     if (format === 'sim') await replaceWithDequantized(model, q);
     else if (format === 'matmulnbits') replaceWithMatMulNBits(model, q, aformat);
     else if (format === 'qdq') await replaceWithDequantizeLinear(model, q);
-    else if (format === 'w4a8') replaceWithW4A8MatMul(model, q, parts.config);
-    else replaceWithNativeLinear(model, q, parts.config);
+    else replaceWithW4A8MatMul(model, q, parts.config);
   }
   // Corrections read the activation before its fake-quant (after AWQ's scaling, where C was fitted).
   for (const q of parts.layers) if (q.compensation) addCompensationBranch(model, q, readsNow.get(q.layer.input) ?? q.layer.input);
@@ -85,10 +82,6 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
   if (format === 'w4a8') {
     ensureOpset(model, W4A8_DOMAIN, 1);
     notes.push(`${W4A8_DOMAIN}.W4A8MatMul runs on the w4a8 CPU kernels inside ONNX Runtime: w4a8 eval/generate open it with the addon's session (--engine w4a8); other ORT users register libw4a8_ort.so`);
-  }
-  if (format === 'native') {
-    ensureOpset(model, NATIVE_OP_DOMAIN, 1);
-    notes.push('a .w4a8 container for the w4a8 CPU kernels (loadNativeWeights); ONNX Runtime cannot run it: use --format matmulnbits for ORT');
   }
   if (opsetRaisedFrom !== undefined) notes.push(`default opset raised from ${opsetRaisedFrom} to ${defaultOpset(model)}`);
   return { format, opsetRaisedFrom, opset: defaultOpset(model), sessionConfig, notes };

@@ -10,7 +10,6 @@ import { openDecoder } from '../ort/session';
 import { resolveTokenizer } from '../tokenize/model_tokenizer';
 import { checkExportSupports } from '../export/compat';
 import { exportQuantized, type ExportInfo } from '../export/export_model';
-import { writeNativeContainer } from '../export/native_export';
 import { hasExternalData, loadModel, saveModelAsync, serializeForOrt, type OnnxModel } from '../onnx/model';
 import { findTokenizerBeside } from '../tokenize/load';
 import type { Tokenizer } from '../tokenize/tokenizer';
@@ -184,7 +183,6 @@ async function quantizeInto(
     warnings,
     seconds: (Date.now() - started) / 1000,
   };
-  if (format === 'native') writeNativeContainer(outputs.staged(opts.output), model, parts, config);
   await writeQuantized(model, outputs, externalInput, tokenizerFile, summary, cancel);
   return summary;
 }
@@ -213,8 +211,7 @@ export async function writeQuantized(
   cancel: CancelToken = neverCancelled,
 ): Promise<void> {
   const output = outputs.primary;
-  // --format native: the .w4a8 container (graph inside) was written by writeNativeContainer.
-  if (summary.format !== 'native') await saveModelAsync(model, output, { externalData: externalInput ? 'always' : 'auto', into: outputs, cancel });
+  await saveModelAsync(model, output, { externalData: externalInput ? 'always' : 'auto', into: outputs, cancel });
   if (tokenizerFile) {
     const dest = path.join(outputs.dir, path.basename(tokenizerFile));
     if (!sameFile(tokenizerFile, dest)) fs.writeFileSync(outputs.staged(outputs.add(dest, 'tokenizer')), readRegularFile(tokenizerFile, 'tokenizer'));

@@ -29,8 +29,6 @@ export function entryFromJson(e: JsonEntry, where: string): SweepEntry {
   if (typeof e !== 'object' || e === null) throw new UsageError(`${where}: each configuration must be an object`);
   const format = (e.format ?? 'sim') as ExportFormat;
   if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new UsageError(`${where}: format must be one of ${EXPORT_FORMATS.join(', ')}`);
-  // The sweep measures perplexity in ONNX Runtime, which cannot run the native container's W4A8Linear nodes.
-  if (format === 'native') throw new UsageError(`${where}: format native runs on the w4a8 CPU kernels, not in ONNX Runtime; the sweep needs sim, matmulnbits or qdq`);
   const config = resolveConfig({
     method: e.method as QuantConfig['method'],
     wformat: e.wformat as QuantConfig['wformat'],

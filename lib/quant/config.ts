@@ -7,7 +7,7 @@ export const METHODS = ['rtn', 'awq', 'gptq'] as const;
 export const WEIGHT_FORMATS = ['int4', 'fp4'] as const;
 export const GROUPINGS = ['oc', 'ic', 'auto'] as const;
 export const ACT_FORMATS = ['int8', 'fp8', 'none'] as const;
-export const EXPORT_FORMATS = ['matmulnbits', 'qdq', 'sim', 'w4a8', 'native'] as const;
+export const EXPORT_FORMATS = ['matmulnbits', 'qdq', 'sim', 'w4a8'] as const;
 /** Error compensation after the weight method (lib/quant/compensate.ts). */
 export const COMPENSATIONS = ['none', 'lorc', 'lorc-aware', 'kron-aware'] as const;
 /** --group: a block size of the canonical layout (formats.ts), or 0 for one scale per output channel. */

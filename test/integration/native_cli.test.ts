@@ -1,10 +1,10 @@
-// `w4a8 quantize --format native` and `w4a8 bench quant` through bin/w4a8.js: exit codes, refusals
+// `w4a8 quantize --format w4a8` and `w4a8 bench quant` through bin/w4a8.js: exit codes, refusals
 // that name the fix, and nothing written on failure. Needs dist/ (`npx tsc -p tsconfig.build.json`).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadNativeWeights } from '../../lib/export/native_load';
+import { loadModel } from '../../lib/onnx/model';
 import { writeToyLm } from '../helpers/quant_fixtures';
 import { assertBuiltCli } from '../helpers/built_cli';
 
@@ -18,7 +18,7 @@ function w4a8(args: string[]): { status: number | null; stdout: string; stderr: 
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-describeCli('CLI: --format native and bench quant', () => {
+describeCli('CLI: --format w4a8 and bench quant', () => {
   let dir: string;
   let toy: string;
   beforeAll(() => {
@@ -27,22 +27,22 @@ describeCli('CLI: --format native and bench quant', () => {
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('quantize --format native writes a container loadNativeWeights reads', async () => {
-    const out = path.join(dir, 'toy.w4a8');
-    const r = w4a8(['quantize', toy, '-o', out, '--format', 'native', '--group', '32']);
+  it('quantize --format w4a8 writes an ONNX model with one com.w4a8.W4A8MatMul per layer', () => {
+    const out = path.join(dir, 'toy-w4a8.onnx');
+    const r = w4a8(['quantize', toy, '-o', out, '--format', 'w4a8', '--group', '32']);
     expect(r.stderr).not.toMatch(/error/i);
     expect(r.status).toBe(0);
-    expect(r.stdout).toContain('--format native');
-    const w = await loadNativeWeights(out);
-    expect(w.layers.size).toBe(3);
-    w.dispose();
+    expect(r.stdout).toContain('--format w4a8');
+    const proto = loadModel(out).proto;
+    expect(proto.opsetImport.some((o) => o.domain === 'com.w4a8')).toBe(true);
+    expect(proto.graph!.node.filter((n) => n.domain === 'com.w4a8' && n.opType === 'W4A8MatMul')).toHaveLength(3);
   }, 60_000);
 
-  it('quantize --format native --grouping ic exits 2 naming --format sim and writes nothing', () => {
-    const out = path.join(dir, 'ic.w4a8');
-    const r = w4a8(['quantize', toy, '-o', out, '--format', 'native', '--grouping', 'ic']);
+  it('quantize --format w4a8 --grouping ic exits 2 naming --format sim and writes nothing', () => {
+    const out = path.join(dir, 'ic-w4a8.onnx');
+    const r = w4a8(['quantize', toy, '-o', out, '--format', 'w4a8', '--grouping', 'ic']);
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/--format native cannot carry --grouping ic.*--format sim/);
+    expect(r.stderr).toMatch(/--format w4a8 cannot carry --grouping ic.*--format sim/);
     expect(fs.existsSync(out)).toBe(false);
   });
 

@@ -1,15 +1,15 @@
 // Per-channel weights (--group 0) at K = 4096, as every projection of a 7B model has: they are stored
 // as 128-wide blocks repeating the channel's scale, so every export format carries them. One MatMul
-// is quantized once per format; each ONNX output runs in onnxruntime-node and the native container on
-// the CPU kernels. All must agree with the sim export (the same dequantized weights as float
-// initializers) to float rounding, and with the float model within int4 per-channel error.
+// is quantized once per format; each ONNX output runs in onnxruntime-node, the w4a8 one on the CPU
+// kernels in the addon's ONNX Runtime session. All must agree with the sim export (the same
+// dequantized weights as float initializers) to float rounding, and with the float model within int4 per-channel error.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { loadNativeWeights } from '../../lib/export/native_load';
 import { PER_CHANNEL_BLOCK_SIZE } from '../../lib/native/formats';
-import { fillRandom, gemmW4A16, relativeErrorL2 } from '../../lib/native/kernels';
+import { fillRandom, relativeErrorL2 } from '../../lib/native/kernels';
+import { openW4A8Session } from '../../lib/ort/engine_session';
 import { makeModel, makeNode, makeValueInfo } from '../../lib/onnx/build';
 import { DataType } from '../../lib/onnx/dtype';
 import { loadModel, saveModel } from '../../lib/onnx/model';
@@ -83,18 +83,17 @@ describe('per-channel (groupSize 0) at K = 4096', () => {
     expect(relativeErrorL2(y, new Float64Array(outputs.get('sim')!))).toBeLessThan(0.02);
   }, 60_000);
 
-  it('native runs on the CPU kernels with the same weights', async () => {
-    const out = path.join(dir, 'native.w4a8');
-    await quantizeModel({ input, output: out, method: 'rtn', groupSize: 0, aformat: 'none', format: 'native', keepLogits: false });
-    const loaded = await loadNativeWeights(out);
+  it('w4a8 runs on the CPU kernels inside ONNX Runtime (the addon session) with the same weights', async () => {
+    const out = path.join(dir, 'w4a8.onnx');
+    await quantizeModel({ input, output: out, method: 'rtn', groupSize: 0, aformat: 'none', format: 'w4a8', keepLogits: false });
+    expect(blockSizes(out)).toEqual([PER_CHANNEL_BLOCK_SIZE]);
+    const session = await openW4A8Session(out);
     try {
-      const layer = loaded.layers.get('proj')!;
-      expect([layer.meta.k, layer.meta.n, layer.meta.groupSize]).toEqual([K, N, PER_CHANNEL_BLOCK_SIZE]);
-      const y = await gemmW4A16(layer.packed, x, M);
+      const y = (await session.run({ x: new ort.Tensor('float32', x, [M, K]) }, ['y'])).y.data as Float32Array;
       expect(relativeErrorL2(y, new Float64Array(yFloat))).toBeLessThan(0.2);
       expect(relativeErrorL2(y, new Float64Array(outputs.get('sim')!))).toBeLessThan(1e-5);
     } finally {
-      loaded.dispose();
+      await session.release();
     }
   }, 60_000);
 });

@@ -39,7 +39,7 @@ describe('checkExportSupports', () => {
     expect(run).toThrow(UsageError);
   });
   it('lets every format carry per-channel weights (stored in blocks of 128 whatever K is)', () => {
-    for (const format of ['matmulnbits', 'qdq', 'native', 'sim'] as const) {
+    for (const format of ['matmulnbits', 'qdq', 'w4a8', 'sim'] as const) {
       expect(() => checkExportSupports(format, resolveConfig({ groupSize: 0 }))).not.toThrow();
     }
   });

@@ -55,7 +55,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       .option('asym', { type: 'boolean', describe: 'Asymmetric int4 (default for int4)' })
       .conflicts('sym', 'asym')
       .option('aformat', { type: 'string', choices: ACT_FORMATS, default: 'int8' as const, describe: 'Activations: per-token dynamic int8, fp8 E4M3, or none' })
-      .option('format', { type: 'string', choices: EXPORT_FORMATS, default: 'matmulnbits' as const, describe: 'Export: com.microsoft MatMulNBits, opset-21 QDQ, standard-op simulation, or native (a .w4a8 container for the w4a8 CPU kernels)' })
+      .option('format', { type: 'string', choices: EXPORT_FORMATS, default: 'matmulnbits' as const, describe: 'Export: com.microsoft MatMulNBits, opset-21 QDQ, standard-op simulation, or w4a8 (com.w4a8 W4A8MatMul nodes: the w4a8 CPU kernels inside ONNX Runtime)' })
       .option('calib', { type: 'string', describe: 'Calibration text (UTF-8; documents split on blank lines)' })
       .option('tokenizer', { type: 'string', describe: 'Tokenizer file (default: the one beside the model)' })
       .option('calib-tokens', { type: 'number', default: 8192, describe: 'Calibration tokens at most' })
