@@ -138,4 +138,54 @@ describe('tensors of 2 GiB and more', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }, 300_000);
+
+  // Quantizing a weight over 2 GiB reads it into one Float32Array (up to Node's 4 GiB buffer
+  // limit; reads are chunked below 2 GiB): it takes 30-70 s and 6.5 GB of memory on a 2-core
+  // machine, so it runs only when asked.
+  const quantBig = enough && process.env.W4A8_LARGE_QUANT === '1';
+  if (!quantBig) console.log('SKIP: large_tensor: quantizing a 2.15 GB MatMul weight takes 30-70 s and 6.5 GB of memory; set W4A8_LARGE_QUANT=1 to run it');
+  (quantBig ? it : it.skip)('a MatMul weight of 2.15 GB (4096 x 131200 fp32) is read and quantized', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'w4a8-large-q-'));
+    try {
+      const K = 4096;
+      const N = 131_200;
+      const bytes = K * N * 4;
+      const inDir = path.join(dir, 'in');
+      fs.mkdirSync(inDir);
+      const fd = fs.openSync(path.join(inDir, 'model.onnx_data'), 'w');
+      fs.ftruncateSync(fd, bytes);
+      fs.closeSync(fd);
+      const model = makeModel(
+        {
+          name: 'large_weight',
+          nodes: [
+            makeNode('Gather', ['embed', 'input_ids'], ['emb'], {}, { name: 'embed/Gather' }),
+            makeNode('MatMul', ['emb', 'big.weight'], ['y'], {}, { name: 'big/MatMul' }),
+            makeNode('Relu', ['y'], ['logits']),
+          ],
+          inputs: [makeValueInfo('input_ids', DataType.INT64, ['batch', 'seq'])],
+          outputs: [makeValueInfo('logits', DataType.FLOAT, ['batch', 'seq', N])],
+          initializers: [
+            makeFloatTensorLike('embed', DataType.FLOAT, [512, K], randomFloats(512 * K, 13, 0.3)),
+            makeExternalTensor('big.weight', DataType.FLOAT, [K, N], 'model.onnx_data', 0, bytes),
+          ],
+        },
+        [{ domain: '', version: 17 }],
+        { dir: inDir },
+      );
+      fs.writeFileSync(path.join(inDir, 'model.onnx'), modelBytes(model));
+      const out = path.join(dir, 'out', 'model.onnx');
+      const summary = await quantizeModel({ input: path.join(inDir, 'model.onnx'), output: out, method: 'rtn', wformat: 'int4', groupSize: 32, symmetric: true, format: 'matmulnbits', keepLogits: false });
+      expect(summary.layers.map((l) => l.name)).toEqual(['big/MatMul']);
+      const written = loadModel(out);
+      const names = written.proto.graph!.initializer.map((t) => t.name);
+      expect(names.some((n) => n.startsWith('big'))).toBe(true);
+      // MatMulNBits packs N x K/2 bytes of int4 (plus scales): about 1/8 of the float weight.
+      const side = fs.statSync(path.join(path.dirname(out), 'model.onnx_data')).size;
+      expect(side).toBeGreaterThan((K * N) / 2);
+      expect(side).toBeLessThan(bytes / 4);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 600_000);
 });
