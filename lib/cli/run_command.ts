@@ -20,7 +20,8 @@ export interface CommandContext {
 /** Print one clear line for an error and set the exit code; stacks only with W4A8_DEBUG=1. */
 export function reportFailure(err: unknown): void {
   const debug = process.env.W4A8_DEBUG === '1';
-  const message = err instanceof Error ? err.message : String(err);
+  // One line, whatever the message holds (a parser's message may quote the file's own newlines).
+  const message = (err instanceof Error ? err.message : String(err)).replace(/\s*[\r\n]+\s*/g, ' ').trim();
   process.stderr.write(`${pc.red('w4a8: error:')} ${message}\n`);
   if (debug && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
   if (err instanceof UsageError) {
