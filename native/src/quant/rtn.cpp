@@ -78,6 +78,35 @@ void QuantizeColumnsAlongK(const float* w, int32_t k, int32_t n, const WeightQua
   }
 }
 
+// Groups along N are contiguous runs of one row of W[K][N] (one code byte per element, one scale
+// and zero point per (row, block)): each row is independent, so threads split K.
+void QuantizeRowsAlongN(const float* w, int32_t n, const WeightQuantConfig& cfg, const QuantizedOutputs& out, int32_t k0,
+                        int32_t k1) {
+  const int32_t g = cfg.group_size > 0 ? cfg.group_size : n;
+  const int32_t blocks = (n + g - 1) / g;
+  for (int32_t kk = k0; kk < k1; ++kk) {
+    const float* row = w + (size_t)kk * n;
+    uint8_t* codes = out.codes + (size_t)kk * n;
+    float* deq = out.dequantized ? out.dequantized + (size_t)kk * n : nullptr;
+    for (int32_t b = 0; b < blocks; ++b) {
+      const int32_t j0 = b * g, j1 = std::min(n, j0 + g);
+      float lo = row[j0], hi = row[j0];
+      for (int32_t j = j0 + 1; j < j1; ++j) {
+        lo = std::min(lo, row[j]);
+        hi = std::max(hi, row[j]);
+      }
+      const quant::GroupParams p = quant::ParamsFromRange(lo, hi, cfg, cfg.clip_ratio);
+      out.scales[(size_t)kk * blocks + b] = p.scale;
+      if (out.zero_points) out.zero_points[(size_t)kk * blocks + b] = (uint8_t)p.zero_point;
+      for (int32_t j = j0; j < j1; ++j) {
+        const int code = quant::QuantizeCode(row[j], p, cfg.format);
+        codes[j] = (uint8_t)code;
+        if (deq) deq[j] = quant::DequantizeCode(code, p, cfg.format);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 static Status QuantizeWeightUnguarded(const float* w, int32_t k, int32_t n, const WeightQuantConfig& cfg, const float* group_clip,
@@ -85,14 +114,16 @@ static Status QuantizeWeightUnguarded(const float* w, int32_t k, int32_t n, cons
   if (CheckWeightQuantConfig(cfg) != Status::kOk || k <= 0 || n <= 0 || !w || !out.codes || !out.scales)
     return Status::kInvalidArgument;
   if (HasZeroPoints(cfg) && !out.zero_points) return Status::kInvalidArgument;
-  if (cfg.grouping == Grouping::kAlongN) {
-    // Groups along N are already contiguous in W[K][N]; the reference loop is the fast loop.
-    return QuantizeWeightRef(w, k, n, cfg, nullptr, out);
-  }
   if (!AllFinite(w, (size_t)k * n)) return Status::kNumericalError;
   memset(out.codes, 0, QuantCodeBytes(cfg, k, n));
   if (out.zero_points) memset(out.zero_points, 0, QuantZeroPointBytes(cfg, k, n));
   const int t = ChunkCount(threads);
+  if (cfg.grouping == Grouping::kAlongN) {
+    ParallelRanges((double)k * n < 1e5 ? 1 : t, k, 16, [&](int64_t k0, int64_t k1) {
+      QuantizeRowsAlongN(w, n, cfg, out, (int32_t)k0, (int32_t)k1);
+    });
+    return Status::kOk;
+  }
   ParallelRanges((double)k * n < 1e5 ? 1 : t, n, 64, [&](int64_t n0, int64_t n1) {
     QuantizeColumnsAlongK(w, k, n, cfg, group_clip, out, (int32_t)n0, (int32_t)n1);
   });
