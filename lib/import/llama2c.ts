@@ -47,7 +47,9 @@ export async function importLlama2c(checkpoint: string, tokenizer: string, outDi
     if (fs.existsSync(outDir) && !fs.statSync(outDir).isDirectory()) throw new W4A8Error(`output ${outDir} exists and is not a folder`);
     const modelPath = path.join(outDir, 'model.onnx');
     const tokenizerPath = path.join(outDir, tokenizerTargetName(tokenizer));
-    checkOutputPath(modelPath, 'output model');
+    for (const [f, label] of [[modelPath, 'output model'], [path.join(outDir, 'model.onnx_data'), 'external data file of the output'], [tokenizerPath, 'tokenizer copy']]) {
+      checkOutputPath(f, label);
+    }
     // Folder, lock and staging before the build; model, side file and tokenizer appear together.
     const outputs = new OutputSet(modelPath, { inputs: [checkpoint, tokenizer] });
     try {

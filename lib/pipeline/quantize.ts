@@ -10,7 +10,7 @@ import { openDecoder } from '../ort/session';
 import { resolveTokenizer } from '../tokenize/model_tokenizer';
 import { checkExportSupports } from '../export/compat';
 import { exportQuantized, type ExportInfo } from '../export/export_model';
-import { hasExternalData, loadModel, saveModelAsync, serializeForOrt, type OnnxModel } from '../onnx/model';
+import { defaultExternalDataName, hasExternalData, loadModel, saveModelAsync, serializeForOrt, type OnnxModel } from '../onnx/model';
 import { findTokenizerBeside } from '../tokenize/load';
 import type { Tokenizer } from '../tokenize/tokenizer';
 import { OutputSet, checkOutputPath } from '../util/output_set';
@@ -108,10 +108,19 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
   // Before any work: the output folder, the lock against a second writer, the staging folder.
   const outputs = new OutputSet(opts.output, { inputs: [opts.input] });
   try {
+    checkOutputSetPaths(opts, outputs);
     return await quantizeInto(opts, config, format, outputs, started, progress, cancel);
   } finally {
     outputs.abort(); // no-op once committed
   }
+}
+
+/** Every file the set will hold must be a regular file or absent: refused before any work, never renamed over. */
+function checkOutputSetPaths(opts: QuantizeModelOptions, outputs: OutputSet): void {
+  checkOutputPath(path.join(outputs.dir, defaultExternalDataName(outputs.primary)), 'external data file of the output');
+  checkOutputPath(`${opts.output}.report.json`, 'report');
+  const tokenizerFile = typeof opts.tokenizer === 'string' ? opts.tokenizer : findTokenizerBeside(opts.input);
+  if (tokenizerFile) checkOutputPath(path.join(outputs.dir, path.basename(tokenizerFile)), 'tokenizer copy');
 }
 
 async function quantizeInto(

@@ -78,6 +78,17 @@ describe('files (CLI)', () => {
       oneLine(r.stderr);
       expect(r.stderr).toMatch(pattern);
     }
+    // Any file of the set: the side file, the report, the tokenizer copy.
+    for (const name of ['model.onnx_data', 'model.onnx.report.json', 'tok512.bin']) {
+      const setDir = fs.mkdtempSync(path.join(dir, 'setfifo-'));
+      mkfifo(path.join(setDir, name));
+      const r = w4a8(quantizeArgs(path.join(setDir, 'model.onnx')));
+      expect({ name, status: r.status }).toEqual({ name, status: 2 });
+      oneLine(r.stderr);
+      expect(r.stderr).toContain(`${name} exists and is a FIFO`);
+      expect(fs.readdirSync(setDir)).toEqual([name]);
+      expect(fs.lstatSync(path.join(setDir, name)).isFIFO()).toBe(true);
+    }
     expect(fs.lstatSync(fifo).isFIFO()).toBe(true);
     expect(fs.lstatSync('/dev/null').isCharacterDevice()).toBe(true);
     expect(fs.readdirSync(path.join(dir, 'toy')).sort()).toEqual(['model.onnx', 'model.onnx_data', 'tok512.bin']);
