@@ -2,7 +2,7 @@
 // speed (tokens/s) on stderr, or in the --json result.
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../util/errors';
-import { generateGreedy } from '../../eval/generate';
+import { generateStream, type GenerateResult } from '../../eval/generate';
 import { runCommand, CommonArgs } from '../run_command';
 import { integerOption } from '../numeric_options';
 
@@ -30,21 +30,35 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       if (typeof args.prompt !== 'string') throw new UsageError('--prompt needs text');
       if (args.tokenizer === '') throw new UsageError('--tokenizer needs a file');
       let streamed = false;
-      const result = await generateGreedy({
-        modelPath: args.model,
-        prompt: args.prompt,
-        maxNewTokens,
-        tokenizer: args.tokenizer,
-        kvCache: args['kv-cache'],
-        cancel: ctx.cancel,
-        // Text goes to stdout as it is decided; a progress bar would garble it, so none here.
-        onText: ctx.json
-          ? undefined
-          : (piece) => {
-              streamed = true;
-              process.stdout.write(piece);
-            },
-      });
+      // A reader that goes away (`| head`) ends the generation quietly, as it does for other tools.
+      let readerGone = false;
+      const onStdoutError = (err: NodeJS.ErrnoException): void => {
+        if (err.code !== 'EPIPE') throw err;
+        readerGone = true;
+      };
+      process.stdout.on('error', onStdoutError);
+      // Text goes to stdout as it is decided; a progress bar would garble it, so none here.
+      const stream = generateStream({ modelPath: args.model, prompt: args.prompt, maxNewTokens, tokenizer: args.tokenizer, kvCache: args['kv-cache'], cancel: ctx.cancel });
+      let result: GenerateResult;
+      try {
+        for (;;) {
+          const step = await stream.next();
+          if (step.done) {
+            result = step.value;
+            break;
+          }
+          if (readerGone) {
+            await stream.return(undefined as never); // releases the session
+            return;
+          }
+          if (!ctx.json && step.value.text) {
+            streamed = true;
+            process.stdout.write(step.value.text);
+          }
+        }
+      } finally {
+        process.stdout.off('error', onStdoutError);
+      }
       if (ctx.json) {
         ctx.out(
           JSON.stringify({
