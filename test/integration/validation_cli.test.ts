@@ -111,6 +111,25 @@ describeIf('validation before work (stories260K)', () => {
     expect(forced.stderr).not.toMatch(ANSI);
   });
 
+  it('a graph with a node input nothing defines: inspect, eval and quantize refuse it with one line naming the fault (exit 1), writing nothing', () => {
+    const m = loadModel(model);
+    const node = m.proto.graph!.node.find((n) => n.opType === 'MatMul')!;
+    node.input[0] = 'renamed_away';
+    const bad = path.join(dir, 'dangling', 'model.onnx');
+    fs.mkdirSync(path.dirname(bad), { recursive: true });
+    saveModel(m, bad);
+    fs.copyFileSync(path.join(STORIES, 'tok512.bin'), path.join(dir, 'dangling', 'tok512.bin'));
+    const out = path.join(dir, 'dangling-out', 'model.onnx');
+    for (const args of [['inspect', bad], ['inspect', bad, '--json'], ['eval', bad, '--text', EVAL, '--max-tokens', '100'], ['quantize', bad, '-o', out]]) {
+      const r = w4a8(args);
+      expect(r.status).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(new RegExp(`is not a loadable ONNX model: main graph: node \\d+ \\(MatMul "${node.name.replace(/[/.]/g, '\\$&')}"\\) reads "renamed_away", which no graph input, initializer or earlier node defines`));
+    }
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
   it('eval of a model whose logits overflow exits 1 naming the window, instead of printing "perplexity Infinity"', () => {
     const m = loadModel(model);
     // Scale the final norm so that the logits overflow float32.
