@@ -2,7 +2,9 @@
 // `npm run quality`: imports stories260K, runs the quality grid (scripts/docs/quality_doc.js) through
 // the library's sweep, writes docs/quality/sweep.{md,json,svg} and the generated blocks of
 // docs/QUALITY.md. Needs a built package (npm ci) and ../shared beside the checkout (or W4A8_SHARED).
-// Options: --max-tokens N (eval tokens, default 20000), --out DIR (default docs/quality), --doc FILE.
+// Options: --max-tokens N (eval tokens, default 20000), --out DIR (default docs/quality), --doc FILE,
+// --only compensation (just the error-compensation rows: rewrites only that block of the doc, and
+// writes the sweep files to DIR/compensation).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -11,7 +13,7 @@ const { sweep, writeSweep } = require('../dist/pipeline/sweep');
 const { createProgress, chooseProgressMode } = require('../dist/util/progress');
 const { withSigint } = require('../dist/util/cancel');
 const { writeBlocks, shownPath } = require('./docs/doc_blocks');
-const { qualityGrid, qualityFollowUps, bestMethod, qualityBlocks } = require('./docs/quality_doc');
+const { qualityGrid, qualityFollowUps, qualityCompensation, bestMethod, qualityBlocks, compensationTable } = require('./docs/quality_doc');
 
 function option(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -33,7 +35,9 @@ async function main() {
   }
   const maxTokens = Number(option('max-tokens', '20000'));
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`--max-tokens must be a positive integer, got ${option('max-tokens')}`);
-  const outDir = path.resolve(root, option('out', 'docs/quality'));
+  const only = option('only', undefined);
+  if (only !== undefined && only !== 'compensation') throw new RangeError(`--only takes 'compensation', got ${only}`);
+  const outDir = path.resolve(root, option('out', 'docs/quality'), only ? only : '.');
   const doc = path.resolve(root, option('doc', 'docs/QUALITY.md'));
   const progress = createProgress(chooseProgressMode({}));
   const modelDir = path.join('build', 'quality', 'stories260K');
@@ -43,8 +47,8 @@ async function main() {
       model: path.join(modelDir, 'model.onnx'),
       calib: rel(calib),
       evalText: rel(evalText),
-      configs: qualityGrid(),
-      followUps: (rows) => qualityFollowUps(bestMethod(rows)),
+      configs: only ? qualityCompensation(true) : [...qualityGrid(), ...qualityCompensation()],
+      followUps: only ? undefined : (rows) => qualityFollowUps(bestMethod(rows)),
       ctx: 512,
       maxTokens,
       progress,
@@ -53,7 +57,7 @@ async function main() {
   );
   writeSweep(report, outDir);
   const command = `npm run quality${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-  writeBlocks(doc, qualityBlocks(report, command));
+  writeBlocks(doc, only ? { 'quality-compensation': compensationTable(report, command) } : qualityBlocks(report, command));
   process.stderr.write(`wrote ${shownPath(outDir, root)}/sweep.{md,json,svg} and the generated blocks of ${shownPath(doc, root)}\n`);
 }
 

@@ -34,9 +34,29 @@ function qualityFollowUps(bestMethod) {
   return out;
 }
 
+/**
+ * Error compensation on top of RTN, AWQ and GPTQ (int4 g32 asym, int8 per-token activations, sim):
+ * plain, lorc-aware and kron-aware at 2 %, 5 % and 10 % extra parameters per layer; data-free LoRC at
+ * 5 % on RTN; GPTQ act-order with and without lorc-aware 5 %.
+ */
+function qualityCompensation(withPlain = false) {
+  const base = { wformat: 'int4', symmetric: false, groupSize: 32, grouping: 'oc', aformat: 'int8' };
+  // The plain rows are part of the main grid; a run of this list alone (--only compensation) needs them too.
+  const out = withPlain ? ['rtn', 'awq', 'gptq'].map((method) => ({ config: resolveConfig({ ...base, method }), format: 'sim' })) : [];
+  for (const method of ['rtn', 'awq', 'gptq']) {
+    for (const compensate of ['lorc-aware', 'kron-aware']) {
+      for (const compensateBudget of [0.02, 0.05, 0.1]) out.push({ config: resolveConfig({ ...base, method, compensate, compensateBudget }), format: 'sim' });
+    }
+  }
+  out.push({ config: resolveConfig({ ...base, method: 'rtn', compensate: 'lorc', compensateBudget: 0.05 }), format: 'sim' });
+  out.push({ config: resolveConfig({ ...base, method: 'gptq', actOrder: true }), format: 'sim' });
+  out.push({ config: resolveConfig({ ...base, method: 'gptq', actOrder: true, compensate: 'lorc-aware', compensateBudget: 0.05 }), format: 'sim' });
+  return out;
+}
+
 function is(r, method, wformat, sym, group, aformat) {
   const c = r.config;
-  return !!c && r.exportFormat === 'sim' && c.grouping === 'oc' && !c.actOrder && c.method === method && c.wformat === wformat && c.symmetric === sym && c.groupSize === group && c.aformat === aformat;
+  return !!c && r.exportFormat === 'sim' && c.grouping === 'oc' && !c.actOrder && !c.compensate && c.method === method && c.wformat === wformat && c.symmetric === sym && c.groupSize === group && c.aformat === aformat;
 }
 
 /** Perplexities of an independent float64 implementation (stories260K, eval-dev.txt, 20,000 tokens, ctx 512; ../shared/NOTES.md). */
@@ -49,8 +69,23 @@ const REFERENCE = [
   { what: 'GPTQ int4 g32 asym, A16 (damp 0.01, no act-order)', ppl: 4.998, match: (r) => is(r, 'gptq', 'int4', false, 32, 'none') },
 ];
 
+/** The plain grid's rows (no act-order or compensation rows: those have their own block). */
 function simOc(rows) {
-  return rows.filter((r) => r.exportFormat === 'sim' && r.config && r.config.grouping === 'oc');
+  return rows.filter((r) => r.exportFormat === 'sim' && r.config && r.config.grouping === 'oc' && !r.config.compensate && !r.config.actOrder);
+}
+
+/** The compensation block: each W4A8 g32 asym row of RTN/AWQ/GPTQ (plain, act-order, compensated) with its bits per weight. */
+function compensationTable(report, command) {
+  const base = report.baseline.ppl;
+  const rows = report.rows.filter((r) => r.exportFormat === 'sim' && r.config && r.config.grouping === 'oc' && r.config.wformat === 'int4' && !r.config.symmetric && r.config.groupSize === 32 && r.config.aformat === 'int8');
+  const lines = ['| configuration | extra parameters | bits per weight | ppl | vs fp32 |', '|---|---:|---:|---:|---:|'];
+  for (const r of rows) {
+    const bits = r.bitsPerWeight !== undefined ? r.bitsPerWeight.toFixed(3) : '-';
+    const extra = r.extraParamsPct !== undefined ? `${r.extraParamsPct.toFixed(2)}%` : '-';
+    lines.push(`| ${r.label} | ${extra} | ${bits} | ${r.ppl.toFixed(4)} | ${pct((r.ppl / base - 1) * 100)} |`);
+  }
+  lines.push('', `Measured ${report.createdAt.slice(0, 10)} with \`${command}\`; fp32 ${base.toFixed(4)}.`);
+  return lines.join('\n');
 }
 
 /** The method with the lowest ppl at int4 asym g32 A16 (sim). */
@@ -107,7 +142,14 @@ function qualityBlocks(report, command) {
     targets.push(`- ${method.toUpperCase()} better than RTN at the same format, group and activations: ${better} of ${total} configurations${worse.length ? `; not better: ${worse.join(', ')}` : ''}: ${verdict(total > 0 && better === total)}.`);
   }
 
-  return { 'quality-setting': setting, 'quality-reproduce': reproduce, 'quality-reference': reference.join('\n'), 'quality-targets': targets.join('\n'), 'quality-table': sweepTable(all).replace(/\n*$/, '') };
+  return {
+    'quality-setting': setting,
+    'quality-reproduce': reproduce,
+    'quality-reference': reference.join('\n'),
+    'quality-targets': targets.join('\n'),
+    'quality-table': sweepTable(all).replace(/\n*$/, ''),
+    'quality-compensation': compensationTable(report, command),
+  };
 }
 
-module.exports = { qualityGrid, qualityFollowUps, bestMethod, qualityBlocks, REFERENCE };
+module.exports = { qualityGrid, qualityFollowUps, qualityCompensation, bestMethod, qualityBlocks, compensationTable, REFERENCE };
