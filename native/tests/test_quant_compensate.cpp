@@ -99,7 +99,7 @@ static void TestPlantedKron() {
   cfg.n1 = n1;
   std::vector<float> fa(CompensateFactorA(cfg, K, N)), fb(CompensateFactorB(cfg, K, N)), comp((size_t)K * N);
   CompensateResult res;
-  Status st = CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), cfg, fa.data(), fb.data(), comp.data(), &res);
+  Status st = CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), nullptr, cfg, fa.data(), fb.data(), comp.data(), &res);
   CHECK(st == Status::kOk, "planted Kronecker: status %d", (int)st);
   // fp16 factors limit the recovery to about 1e-3 relative per element.
   CHECK(res.weighted_after < 1e-5, "planted Kronecker sum not recovered: relative H-norm left %g", res.weighted_after);
@@ -121,7 +121,7 @@ static void TestPlantedLowRank() {
     cfg.rank = r;
     std::vector<float> fa(K * r), fb(r * N);
     CompensateResult res;
-    Status st = CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), cfg, fa.data(), fb.data(), nullptr, &res);
+    Status st = CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), nullptr, cfg, fa.data(), fb.data(), nullptr, &res);
     CHECK(st == Status::kOk && res.weighted_after < 1e-5, "planted rank %d not recovered by method %d: %g", r, (int)m, res.weighted_after);
   }
 }
@@ -145,7 +145,7 @@ static void TestAlsMonotoneAndAware() {
       std::vector<float> fa(CompensateFactorA(cfg, K, N)), fb(CompensateFactorB(cfg, K, N));
       std::vector<double> hist(cfg.max_iters + 1, -1);
       CompensateResult res;
-      Status st = CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), cfg, fa.data(), fb.data(), nullptr, &res, hist.data());
+      Status st = CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), nullptr, cfg, fa.data(), fb.data(), nullptr, &res, hist.data());
       CHECK(st == Status::kOk, "ALS k1=%d R=%d: status %d", k1, R, (int)st);
       for (int i = 1; i <= res.iterations; ++i)
         CHECK(hist[i] <= hist[i - 1], "ALS k1=%d R=%d: objective rose at sweep %d: %.17g -> %.17g", k1, R, i, hist[i - 1], hist[i]);
@@ -163,7 +163,7 @@ static void TestAlsMonotoneAndAware() {
     if (m == 2) cfg.k1 = K, cfg.n1 = 1, cfg.max_iters = 60;
     std::vector<float> fa(CompensateFactorA(cfg, K, N)), fb(CompensateFactorB(cfg, K, N)), comp((size_t)K * N);
     CompensateResult res;
-    Status st = CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), cfg, fa.data(), fb.data(), comp.data(), &res);
+    Status st = CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), nullptr, cfg, fa.data(), fb.data(), comp.data(), &res);
     CHECK(st == Status::kOk, "rank comparison method %d: status %d", m, (int)st);
     resid[m].resize(comp.size());
     for (size_t i = 0; i < comp.size(); ++i) resid[m][i] = (double)pr.w[i] - (double)comp[i];
@@ -184,21 +184,52 @@ static void TestRefusals() {
   CompensateConfig cfg;
   cfg.method = CompensateMethod::kLorc;
   cfg.rank = 13;  // > min(K, N)
-  CHECK(CompensateError(pr.w.data(), pr.wq.data(), K, N, nullptr, cfg, fa.data(), fb.data(), nullptr, nullptr) == Status::kInvalidArgument, "rank above min(K, N) accepted");
+  CHECK(CompensateError(pr.w.data(), pr.wq.data(), K, N, nullptr, nullptr, cfg, fa.data(), fb.data(), nullptr, nullptr) == Status::kInvalidArgument, "rank above min(K, N) accepted");
   cfg.method = CompensateMethod::kLorcAware;
   cfg.rank = 2;
-  CHECK(CompensateError(pr.w.data(), pr.wq.data(), K, N, nullptr, cfg, fa.data(), fb.data(), nullptr, nullptr) == Status::kInvalidArgument, "lorc-aware without a Hessian accepted");
+  CHECK(CompensateError(pr.w.data(), pr.wq.data(), K, N, nullptr, nullptr, cfg, fa.data(), fb.data(), nullptr, nullptr) == Status::kInvalidArgument, "lorc-aware without a Hessian accepted");
   cfg.method = CompensateMethod::kKronAware;
   cfg.k1 = 3;  // does not divide 16
   cfg.n1 = 4;
-  CHECK(CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), cfg, fa.data(), fb.data(), nullptr, nullptr) == Status::kInvalidArgument, "k1 not dividing K accepted");
+  CHECK(CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), nullptr, cfg, fa.data(), fb.data(), nullptr, nullptr) == Status::kInvalidArgument, "k1 not dividing K accepted");
   cfg.k1 = 4;
   cfg.rank = 13;  // > min(k1 n1, k2 n2) = min(16, 12)
-  CHECK(CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), cfg, fa.data(), fb.data(), nullptr, nullptr) == Status::kInvalidArgument, "too many Kronecker terms accepted");
+  CHECK(CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), nullptr, cfg, fa.data(), fb.data(), nullptr, nullptr) == Status::kInvalidArgument, "too many Kronecker terms accepted");
   cfg.rank = 2;
   CHECK(CompensateFactorA(cfg, K, N) == 2 * 4 * 4 && CompensateFactorB(cfg, K, N) == 2 * 4 * 3, "Kronecker factor sizes");
   pr.w[5] = NAN;
-  CHECK(CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), cfg, fa.data(), fb.data(), nullptr, nullptr) == Status::kNumericalError, "NaN weight accepted");
+  CHECK(CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), nullptr, cfg, fa.data(), fb.data(), nullptr, nullptr) == Status::kNumericalError, "NaN weight accepted");
+}
+
+// With an input scale s the fit runs on diag(s) W - w_q under diag(1/s) H diag(1/s): giving the
+// already scaled W with no scale and the scaled H must produce the same factors.
+static void TestInputScale() {
+  const int32_t K = 24, N = 20;
+  auto e = Randn((size_t)K * N, 0.05);
+  Pair pr = FromError(e);
+  auto h = Hessian(K);
+  std::vector<float> s(K), ws(pr.w.size());
+  std::vector<double> hs(h.size());
+  for (int i = 0; i < K; ++i) s[i] = (float)(0.5 + 0.1 * i);
+  for (int i = 0; i < K; ++i)
+    for (int j = 0; j < N; ++j) ws[i * N + j] = (float)((double)s[i] * pr.w[i * N + j]);
+  for (int i = 0; i < K; ++i)
+    for (int j = 0; j < K; ++j) hs[i * K + j] = h[i * K + j] / ((double)s[i] * s[j]);
+  // Pre-scaling W in float rounds once more: compare the factors loosely.
+  for (auto m : {CompensateMethod::kLorcAware, CompensateMethod::kKronAware}) {
+    CompensateConfig cfg;
+    cfg.method = m;
+    cfg.rank = 2;
+    cfg.k1 = 4;
+    cfg.n1 = 5;
+    std::vector<float> a1(CompensateFactorA(cfg, K, N)), b1(CompensateFactorB(cfg, K, N)), c1(K * N), a2(a1.size()), b2(b1.size()), c2(K * N);
+    CompensateResult r1, r2;
+    CHECK(CompensateError(pr.w.data(), pr.wq.data(), K, N, h.data(), s.data(), cfg, a1.data(), b1.data(), c1.data(), &r1) == Status::kOk, "scaled fit failed");
+    CHECK(CompensateError(ws.data(), pr.wq.data(), K, N, hs.data(), nullptr, cfg, a2.data(), b2.data(), c2.data(), &r2) == Status::kOk, "pre-scaled fit failed");
+    double worst = 0;
+    for (int i = 0; i < K * N; ++i) worst = std::max(worst, std::fabs((double)c1[i] - c2[i]));
+    CHECK(worst < 1e-4 && std::fabs(r1.weighted_after - r2.weighted_after) < 1e-4, "input scale (method %d): corrections differ by %g, objectives %g vs %g", (int)m, worst, r1.weighted_after, r2.weighted_after);
+  }
 }
 
 int main() {
@@ -208,5 +239,6 @@ int main() {
   TestPlantedLowRank();
   TestAlsMonotoneAndAware();
   TestRefusals();
+  TestInputScale();
   return Finish();
 }

@@ -43,10 +43,12 @@ int64_t CompensateFactorB(const CompensateConfig& cfg, int32_t k, int32_t n);
 Status CheckCompensateConfig(const CompensateConfig& cfg, int32_t k, int32_t n);
 
 // w, w_q [K][N] fp32; hessian [K][K] fp64 (required for the aware fits, ignored by lorc).
+// input_scale [K] (optional, AWQ): w_q quantizes diag(s) W and the layer reads x / s, so the fit runs
+// in that scaled space: E = diag(s) W - w_q and H becomes diag(1/s) H diag(1/s) (the same output error).
 // Outputs: a, b (fp16 values held in fp32), compensated [K][N] = w_q + C (optional),
 // history [max_iters + 1] (optional, kron-aware: the objective after init and after each sweep).
 Status CompensateError(const float* w, const float* w_q, int32_t k, int32_t n, const double* hessian,
-                       const CompensateConfig& cfg, float* a, float* b, float* compensated, CompensateResult* result,
+                       const float* input_scale, const CompensateConfig& cfg, float* a, float* b, float* compensated, CompensateResult* result,
                        double* history = nullptr, int threads = 0);
 
 // The ALS normal equations (the element loops of one half-step), fast and reference twins:

@@ -174,7 +174,7 @@ void KronNormalEquations(const double* h, const double* he, int32_t k1, int32_t 
 }
 
 static Status CompensateUnguarded(const float* w, const float* wq, int32_t k, int32_t n, const double* hessian,
-                                  const CompensateConfig& cfg, float* a_out, float* b_out, float* compensated,
+                                  const float* input_scale, const CompensateConfig& cfg, float* a_out, float* b_out, float* compensated,
                                   CompensateResult* result, double* history, int threads) {
   if (!w || !wq || !a_out || !b_out) return Status::kInvalidArgument;
   Status st = CheckCompensateConfig(cfg, k, n);
@@ -184,15 +184,22 @@ static Status CompensateUnguarded(const float* w, const float* wq, int32_t k, in
   const int64_t K = k, N = n, r = cfg.rank;
   std::vector<double> e((size_t)K * N);
   for (int64_t i = 0; i < K * N; ++i) {
-    e[i] = (double)w[i] - (double)wq[i];
+    const double s = input_scale ? (double)input_scale[i / N] : 1.0;
+    e[i] = s * (double)w[i] - (double)wq[i];
     if (!std::isfinite(e[i])) return Status::kNumericalError;
   }
+  if (input_scale)
+    for (int64_t i = 0; i < K; ++i)
+      if (!(input_scale[i] > 0) || !std::isfinite(input_scale[i])) return Status::kInvalidArgument;
   std::vector<double> h;
   if (aware) {
     h.assign(hessian, hessian + K * K);
     double mean = 0;
     for (int64_t i = 0; i < K * K; ++i)
       if (!std::isfinite(h[i])) return Status::kNumericalError;
+    if (input_scale)
+      for (int64_t i = 0; i < K; ++i)
+        for (int64_t j = 0; j < K; ++j) h[i * K + j] /= (double)input_scale[i] * (double)input_scale[j];
     for (int64_t i = 0; i < K; ++i) {
       if (h[i * K + i] <= 0) {
         for (int64_t j = 0; j < K; ++j) h[i * K + j] = h[j * K + i] = 0;
@@ -322,10 +329,11 @@ static Status CompensateUnguarded(const float* w, const float* wq, int32_t k, in
 }
 
 Status CompensateError(const float* w, const float* w_q, int32_t k, int32_t n, const double* hessian,
-                       const CompensateConfig& cfg, float* a, float* b, float* compensated, CompensateResult* result,
-                       double* history, int threads) {
-  return StatusFromExceptions(
-      [&] { return CompensateUnguarded(w, w_q, k, n, hessian, cfg, a, b, compensated, result, history, threads); });
+                       const float* input_scale, const CompensateConfig& cfg, float* a, float* b, float* compensated,
+                       CompensateResult* result, double* history, int threads) {
+  return StatusFromExceptions([&] {
+    return CompensateUnguarded(w, w_q, k, n, hessian, input_scale, cfg, a, b, compensated, result, history, threads);
+  });
 }
 
 }  // namespace w4a8
