@@ -84,7 +84,7 @@ export interface W4A8SessionOptions {
 }
 
 /**
- * Thread settings (measured; docs/ARCHITECTURE.md "Sessions and threads"): W4A8MatMul runs on our
+ * Thread settings (measured; docs/ARCHITECTURE.md "ONNX Runtime sessions, threads and weight memory"): W4A8MatMul runs on our
  * kernel pool (all cores), the other nodes on ORT's intra-op pool. Nodes run one at a time, so the
  * two pools never work at once; what they fight over is ORT's idle workers spinning while our pool
  * works. Spinning off (session.intra_op.allow_spinning = 0) hands the cores over.
