@@ -10,7 +10,7 @@ import type { Tokenizer } from './tokenizer';
 export function readText(file: string): string {
   let bytes: Buffer;
   try {
-    bytes = readRegularFile(file, 'text file');
+    bytes = readRegularFile(file, 'text file', 2 ** 31, `text file not found: ${file}`);
   } catch (err) {
     if (err instanceof W4A8Error) throw err;
     const code = (err as NodeJS.ErrnoException).code;
