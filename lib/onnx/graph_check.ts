@@ -10,6 +10,8 @@ import { isExternal } from './external_data';
 
 /** Highest default-domain opset ONNX Runtime 1.30 loads; a model claiming more is refused by it. */
 export const MAX_ONNX_OPSET = 24;
+/** Lowest default-domain opset ONNX Runtime's CPU kernels implement (older ones have no kernel: "Could not find an implementation"). */
+export const MIN_ONNX_OPSET = 7;
 /** ORT accepts both spellings of the default domain. */
 const DEFAULT_DOMAINS = new Set(['', 'ai.onnx']);
 /** Elements a tensor may claim before the count stops being an exact double (and a real file). */
@@ -26,8 +28,8 @@ function checkOpsets(proto: ModelProto, label: string): Set<string> {
     if (domains.has(domain)) fault(label, `opset_import lists domain "${o.domain || 'ai.onnx'}" twice`);
     domains.add(domain);
     if (o.version < 1n) fault(label, `opset_import gives domain "${o.domain || 'ai.onnx'}" version ${o.version}`);
-    if (domain === '' && o.version > BigInt(MAX_ONNX_OPSET)) {
-      fault(label, `opset_import asks for ai.onnx opset ${o.version}; ONNX Runtime supports up to ${MAX_ONNX_OPSET}`);
+    if (domain === '' && (o.version > BigInt(MAX_ONNX_OPSET) || o.version < BigInt(MIN_ONNX_OPSET))) {
+      fault(label, `opset_import asks for ai.onnx opset ${o.version}; ONNX Runtime supports ${MIN_ONNX_OPSET} to ${MAX_ONNX_OPSET}`);
     }
   }
   return domains;
@@ -46,6 +48,11 @@ function elementCount(t: TensorProto, where: string, label: string): number {
 /** The data a non-external tensor carries must match its dims and type. */
 function checkTensorData(t: TensorProto, where: string, label: string): void {
   const count = elementCount(t, where, label);
+  // ONNX keeps strings in string_data only: a STRING tensor with raw or external data has no defined
+  // layout, and ORT refuses the graph around it.
+  if (t.dataType === DataType.STRING && (isExternal(t) || t.rawData.length > 0)) {
+    fault(label, `${where} "${t.name}" is a STRING tensor with ${isExternal(t) ? 'external' : 'raw'} data; strings live in string_data only`);
+  }
   if (isExternal(t)) {
     const expected = byteSizeOf(t.dataType, count);
     const length = t.externalData.find((e) => e.key === 'length')?.value;

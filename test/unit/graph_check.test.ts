@@ -38,7 +38,7 @@ const faults: [string, (m: OnnxModel) => void, RegExp][] = [
   ['a value defined twice', (m) => (m.proto.graph!.node[1].output[0] = 'y'), /"y" is defined twice/],
   ['a graph output nothing defines', (m) => (m.proto.graph!.output[0].name = 'q'), /graph output "q" is defined by nothing/],
   ['a node in a domain opset_import lacks', (m) => (m.proto.graph!.node[1].domain = 'com.example'), /uses domain "com.example", which opset_import does not list/],
-  ['an opset beyond ORT', (m) => (m.proto.opsetImport[0].version = 999n), /ai.onnx opset 999; ONNX Runtime supports up to/],
+  ['an opset beyond ORT', (m) => (m.proto.opsetImport[0].version = 999n), /ai.onnx opset 999; ONNX Runtime supports 7 to 24/],
   ['initializer dims larger than its data', (m) => (m.proto.graph!.initializer[0].dims = [4n, 4n]), /initializer "w" \(FLOAT \[4, 4\]\) needs 64 bytes of raw_data; it holds 48/],
   ['a negative dim', (m) => (m.proto.graph!.initializer[0].dims = [-4n, -3n]), /initializer "w" has a negative dimension -4/],
   ['a huge dim', (m) => (m.proto.graph!.initializer[0].dims = [1n << 40n, 1n << 40n]), /more elements than any file can hold/],
@@ -58,6 +58,20 @@ describe('checkModelGraph', () => {
     expect(() => checkModelGraph(m.proto, 'm.onnx')).toThrow(message);
     // The parser every command goes through applies the same check.
     expect(() => modelFromBytes(toBinary(ModelProtoSchema, m.proto), '.')).toThrow(/is not a loadable ONNX model/);
+  });
+
+  it('refuses a STRING initializer that carries raw data (a float weight with its type flipped)', () => {
+    const m = valid();
+    const init = m.proto.graph!.initializer.find((t) => t.rawData.length > 0);
+    expect(init).toBeDefined();
+    init!.dataType = DataType.STRING;
+    expect(() => checkModelGraph(m.proto, 'm.onnx')).toThrow(new RegExp(`"${init!.name}" is a STRING tensor with raw data`));
+  });
+
+  it('refuses ai.onnx opsets below 7: ORT has no CPU kernel for Mul, Add and most element-wise ops there, so an export would not load', () => {
+    const m = valid();
+    m.proto.opsetImport[0].version = 6n;
+    expect(() => checkModelGraph(m.proto, 'm.onnx')).toThrow(/ai.onnx opset 6; ONNX Runtime supports 7 to 24/);
   });
 
   it('refuses nodes out of topological order (the ONNX spec requires it; ORT sorts silently, our graph edits would not)', () => {
