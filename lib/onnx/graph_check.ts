@@ -98,6 +98,16 @@ function checkTensorData(t: TensorProto, where: string, label: string): void {
   }
 }
 
+/**
+ * Default-domain ops whose first inputs are all required: an empty name there is a missing input,
+ * which ORT refuses at load ("marked single but has an empty string"). Optional inputs may be "".
+ * Only the ops LLM graphs and our exports use; others are left to ORT.
+ */
+const REQUIRED_INPUTS: Record<string, number> = {
+  MatMul: 2, Gemm: 2, Add: 2, Sub: 2, Mul: 2, Div: 2, Pow: 2, Gather: 2, Reshape: 2, Where: 3,
+  Softmax: 1, Transpose: 1, Cast: 1, Sqrt: 1, Neg: 1, Sigmoid: 1, Tanh: 1, Erf: 1, ReduceMean: 1, ReduceMax: 1,
+};
+
 function checkGraph(g: GraphProto, outer: Set<string>, domains: Set<string>, label: string, graphName: string): void {
   const defined = new Set<string>(outer);
   const defineOnce = (name: string, what: string): void => {
@@ -115,6 +125,10 @@ function checkGraph(g: GraphProto, outer: Set<string>, domains: Set<string>, lab
     const nodeName = `node ${index} (${node.opType}${node.name ? ` "${node.name}"` : ''})`;
     const domain = DEFAULT_DOMAINS.has(node.domain) ? '' : node.domain;
     if (!domains.has(domain)) fault(label, `${graphName}: ${nodeName} uses domain "${node.domain || 'ai.onnx'}", which opset_import does not list`);
+    const required = domain === '' ? (REQUIRED_INPUTS[node.opType] ?? 0) : 0;
+    for (let i = 0; i < required; i++) {
+      if (i >= node.input.length || node.input[i] === '') fault(label, `${graphName}: ${nodeName} lacks its required input ${i}`);
+    }
     for (const input of node.input) {
       if (input !== '' && !defined.has(input)) {
         fault(label, `${graphName}: ${nodeName} reads "${input}", which no graph input, initializer or earlier node defines`);

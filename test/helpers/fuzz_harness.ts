@@ -263,6 +263,8 @@ function writeModelMutant(base: string, dir: string, r: Rand): string {
 export interface FuzzOptions {
   seed: number;
   seconds: number;
+  /** Stop after this many mutants as well (a fixed count makes a seed's run the same on any machine). */
+  maxMutants?: number;
   workDir: string;
   /** Per-run limit; a run past it is a hang. */
   runTimeoutMs?: number;
@@ -288,7 +290,7 @@ export async function fuzzCli(base: FuzzBase, opts: FuzzOptions): Promise<FuzzRe
     }
   };
 
-  while ((Date.now() - started) / 1000 < opts.seconds) {
+  while ((Date.now() - started) / 1000 < opts.seconds && report.mutants < (opts.maxMutants ?? Infinity)) {
     id++;
     report.mutants++;
     const dir = path.join(opts.workDir, `m${id}`);

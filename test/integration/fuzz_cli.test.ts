@@ -17,18 +17,24 @@ const TOKENIZER = path.join(STORIES, 'tok512.bin');
 const GPT2_TOKENIZER = path.join(SHARED_DIR, 'models', 'tiny-random-gpt2-fp32', 'tokenizer.json');
 const TEXT = path.join(SHARED_DIR, 'data', 'tinystories', 'eval-dev.txt');
 
-const seconds = Number(process.env.W4A8_FUZZ_SECONDS ?? 60);
-const seed = process.env.W4A8_FUZZ_SEED !== undefined ? Number(process.env.W4A8_FUZZ_SEED) : Math.floor(Math.random() * 2 ** 31);
+// In npm test the run is the same on every machine: a fixed seed and a fixed number of mutants (the
+// time limit only guards a slow machine). New seeds are explored with `npm run fuzz` or W4A8_FUZZ_SEED;
+// what they find is fixed and then kept here by the fixed run. W4A8_FUZZ_SEED=random draws one.
+const FIXED_SEED = 771362592;
+const seconds = Number(process.env.W4A8_FUZZ_SECONDS ?? 150);
+const maxMutants = Number(process.env.W4A8_FUZZ_MUTANTS ?? 80);
+const seedText = process.env.W4A8_FUZZ_SEED;
+const seed = seedText === undefined ? FIXED_SEED : seedText === 'random' ? Math.floor(Math.random() * 2 ** 31) : Number(seedText);
 const missing = [CHECKPOINT, TOKENIZER, TEXT].filter((p) => !fs.existsSync(p));
 if (missing.length > 0) console.warn(`fuzz test skipped: missing ${missing.join(', ')}`);
 const itIf = missing.length === 0 ? it : it.skip;
 
 describe('CLI fuzzing', () => {
   itIf(
-    `every mutant exits 0, 1 or 2 with one line, no crash, hang or partial output; quantize outputs load in ORT (${seconds} s)`,
+    `every mutant exits 0, 1 or 2 with one line, no crash, hang or partial output; quantize outputs load in ORT (${maxMutants} mutants)`,
     async () => {
       assertBuiltCli();
-      console.log(`fuzz seed ${seed} (W4A8_FUZZ_SEED=${seed} replays it), ${seconds} s`);
+      console.log(`fuzz seed ${seed} (W4A8_FUZZ_SEED=${seed} replays it), at most ${maxMutants} mutants in ${seconds} s`);
       const work = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-fuzz-'));
       try {
         const inline = writeToyLm(path.join(work, 'base-inline'), { dtype: 'float32', external: false, dim: 32, seed: 3 });
@@ -39,7 +45,7 @@ describe('CLI fuzzing', () => {
         const tokenizers = [TOKENIZER, ...(fs.existsSync(GPT2_TOKENIZER) ? [GPT2_TOKENIZER] : [])];
         const report = await fuzzCli(
           { models: [inline, external, half], checkpoint: { bin: CHECKPOINT, tokenizer: TOKENIZER }, tokenizers, text },
-          { seed, seconds, workDir: path.join(work, 'runs'), log: (l) => console.log(l) },
+          { seed, seconds, maxMutants, workDir: path.join(work, 'runs'), log: (l) => console.log(l) },
         );
         console.log(summarize(report));
         if (process.env.W4A8_FUZZ_REPORT) fs.writeFileSync(process.env.W4A8_FUZZ_REPORT, JSON.stringify(report, null, 2));

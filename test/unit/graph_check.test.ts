@@ -68,6 +68,14 @@ describe('checkModelGraph', () => {
     expect(() => checkModelGraph(m.proto, 'm.onnx')).toThrow(new RegExp(`"${init!.name}" is a STRING tensor with raw data`));
   });
 
+  it('refuses an empty name for a required input (MatMul B), which ORT rejects at load', () => {
+    const m = valid();
+    const node = m.proto.graph!.node.find((n) => n.opType === 'MatMul');
+    expect(node).toBeDefined();
+    node!.input[1] = '';
+    expect(() => checkModelGraph(m.proto, 'm.onnx')).toThrow(/MatMul.* lacks its required input 1/);
+  });
+
   it('refuses ai.onnx opsets below 7: ORT has no CPU kernel for Mul, Add and most element-wise ops there, so an export would not load', () => {
     const m = valid();
     m.proto.opsetImport[0].version = 6n;
