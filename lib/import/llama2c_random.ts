@@ -17,16 +17,8 @@ import { checkpointLayout, type Llama2cConfig } from './llama2c_checkpoint';
 import { buildLlama2cModel, type Llama2cWeights } from './llama2c_graph';
 import { GraphBuilder } from './graph_builder';
 
-export interface RandomLlamaShape {
-  dim: number;
-  hiddenDim: number;
-  nLayers: number;
-  nHeads: number;
-  nKvHeads: number;
-  vocabSize: number;
-  /** Rows of the RoPE tables: the model's maximum sequence length. */
-  seqLen: number;
-}
+/** A preset's shape: the llama2.c header fields (the derived ones follow from these). */
+export type RandomLlamaShape = Pick<Llama2cConfig, 'dim' | 'hiddenDim' | 'nLayers' | 'nHeads' | 'nKvHeads' | 'vocabSize' | 'seqLen'>;
 
 export const RANDOM_PRESETS: Readonly<Record<string, RandomLlamaShape>> = {
   'tinyllama-1.1b': { dim: 2048, hiddenDim: 5632, nLayers: 22, nHeads: 32, nKvHeads: 4, vocabSize: 32000, seqLen: 2048 },

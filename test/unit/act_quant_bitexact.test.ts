@@ -11,25 +11,13 @@ import { makeModel, makeValueInfo } from '../../lib/onnx/build';
 import { DataType } from '../../lib/onnx/dtype';
 import { serializeForOrt } from '../../lib/onnx/model';
 import { fakeQuantActivations } from '../../lib/native/quant';
+import { xorshift32 } from '../helpers/seeded';
 
 const K = 1021; // odd row width
 const TOTAL = 10_000_000;
 const BATCHES = 4; // ORT runs per format
 const FLT_MAX = 3.4028234663852886e38;
 const SEED = Number(process.env.W4A8_TEST_SEED ?? 20261205);
-
-/** xorshift32: a fast seeded generator of uint32. */
-function generator(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
 
 /**
  * Random rows: a per-row magnitude 2^[-40, 40]; most values uniform in (-mag, mag) (they land on
@@ -173,7 +161,7 @@ describe.each(['int8', 'fp8'] as const)('%s: native fake quantizer vs the sim ex
   });
 
   it('agrees bit for bit on the extremes', async () => {
-    const x = extremeRows(generator(SEED ^ 0x5eed));
+    const x = extremeRows(xorshift32(SEED ^ 0x5eed));
     const rows = x.length / K;
     const native = (await fakeQuantActivations(x, rows, K, format)).values;
     const fromOrt = await ortFakeQuant(session, output, x, rows);
@@ -186,7 +174,7 @@ describe.each(['int8', 'fp8'] as const)('%s: native fake quantizer vs the sim ex
   });
 
   it(`agrees bit for bit on ${TOTAL} random values`, async () => {
-    const next = generator(SEED);
+    const next = xorshift32(SEED);
     const rowsTotal = Math.ceil(TOTAL / K);
     const perBatch = Math.ceil(rowsTotal / BATCHES);
     let checked = 0;

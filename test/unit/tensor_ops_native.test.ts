@@ -3,6 +3,7 @@
 // quotient of two float32 values rounds to the correctly rounded float32 quotient). Seeded; the
 // seed is printed.
 import { divideVectors, reciprocal, transposeNibbles } from '../../lib/native/tensor_layout';
+import { xorshift32 } from '../helpers/seeded';
 
 /**
  * The layout, element by element: `packed` is [rows][packedCols] bytes of two 4-bit values (low
@@ -25,23 +26,11 @@ function transposeNibblesReference(packed: Uint8Array, rows: number, packedCols:
 
 const SEED = Number(process.env.W4A8_TEST_SEED ?? 20261205);
 
-function generator(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
-
 // eslint-disable-next-line no-console
 console.log(`tensor_ops_native: seed ${SEED} (set W4A8_TEST_SEED to reproduce another)`);
 
 describe('transposeNibbles (native) vs the element-by-element reference', () => {
-  const next = generator(SEED);
+  const next = xorshift32(SEED);
   const shapes: Array<[number, number, number]> = [[1, 1, 1], [3, 2, 3], [7, 5, 9], [65, 33, 65], [129, 40, 80]];
   for (let i = 0; i < 10; i++) {
     const rows = 1 + (next() % 200);
@@ -72,7 +61,7 @@ describe('transposeNibbles (native) vs the element-by-element reference', () => 
 
 describe('divideVectors / reciprocal (native) vs JS arithmetic', () => {
   it('agree bit for bit on random values and specials', async () => {
-    const next = generator(SEED ^ 0xd1d);
+    const next = xorshift32(SEED ^ 0xd1d);
     const n = 100_003;
     const a = new Float32Array(n);
     const b = new Float32Array(n);
