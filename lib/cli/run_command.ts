@@ -2,7 +2,7 @@
 import { stderrColors as pc } from '../util/colors';
 import { UsageError, W4A8Error, CancelledError } from '../util/errors';
 import { chooseProgressMode, createProgress, Progress } from '../util/progress';
-import { CancelToken, withSignals } from '../util/cancel';
+import { CancelToken, signalPoint, withSignals } from '../util/cancel';
 
 export interface CommonArgs {
   json: boolean;
@@ -36,6 +36,7 @@ export function reportFailure(err: unknown): void {
 /** Wrap a command body: builds the context, maps errors to exit codes, never throws. */
 export async function runCommand(args: CommonArgs, body: (ctx: CommandContext) => Promise<void>): Promise<void> {
   const progress = createProgress(chooseProgressMode(args));
+  signalPoint('command');
   try {
     await withSignals(async (cancel) => {
       await body({ progress, cancel, json: args.json, out: (text) => process.stdout.write(text.endsWith('\n') ? text : text + '\n') });

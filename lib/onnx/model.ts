@@ -9,7 +9,7 @@ import { W4A8Error } from '../util/errors';
 import { OutputSet } from '../util/output_set';
 import { openRegularFile, readExactly } from '../util/regular_file';
 import { openContained } from '../util/containment';
-import { neverCancelled, yieldToEventLoop, type CancelToken } from '../util/cancel';
+import { neverCancelled, signalPoint, yieldToEventLoop, type CancelToken } from '../util/cancel';
 import {
   EXTERNAL_ALIGNMENT,
   MAX_TENSOR_BUFFER,
@@ -94,7 +94,9 @@ export function loadModel(file: string): OnnxModel {
   } finally {
     fs.closeSync(f.fd);
   }
-  return { proto: parseModel(bytes, file), path: abs, dir: path.dirname(abs) };
+  const model = { proto: parseModel(bytes, file), path: abs, dir: path.dirname(abs) };
+  signalPoint('model-loaded');
+  return model;
 }
 
 /** True when any tensor of the model is stored as external data. */

@@ -56,29 +56,77 @@ export function runAbortCleanups(): void {
   }
 }
 
+// One set of handlers per process. The CLI installs them before it parses arguments (or loads
+// the commands), so a signal at any point after start-up gets its exit code and the cleanups: while
+// a command body runs, the first signal cancels its token (stop at the next safe point); with no body
+// running (argument parsing, start-up, after the body returned) there is nothing to stop gracefully,
+// so it runs the cleanups and exits at once, as a second signal always does.
+const activeTokens = new Set<CancelToken>();
+let signalCount = 0;
+let handlersInstalled = false;
+let handlersPermanent = false;
+
+function onStopSignal(sig: StopSignal): void {
+  signalCount++;
+  if (signalCount > 1 || activeTokens.size === 0) {
+    runAbortCleanups();
+    const what = sig === 'SIGINT' ? 'interrupted (Ctrl-C)' : `stopped by ${sig}`;
+    process.stderr.write(`w4a8: error: ${what}${signalCount > 1 ? ' again' : ''}: aborted at once, staged files removed\n`);
+    process.exit(SIGNAL_EXIT_CODES[sig]);
+  }
+  const how = sig === 'SIGINT' ? 'Ctrl-C' : sig;
+  process.stderr.write(`\n${how}: stopping at the next safe point (send it again to abort now)...\n`);
+  for (const token of activeTokens) token.cancel(sig);
+}
+
+const stopHandlers = new Map<StopSignal, () => void>(STOP_SIGNALS.map((sig) => [sig, () => onStopSignal(sig)]));
+
+function attachStopHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  for (const [sig, h] of stopHandlers) process.on(sig, h);
+}
+
+function detachStopHandlers(): void {
+  if (!handlersInstalled || handlersPermanent) return;
+  handlersInstalled = false;
+  for (const [sig, h] of stopHandlers) process.off(sig, h);
+}
+
+/**
+ * Installs the stop-signal handlers for the rest of the process (the CLI calls it first thing).
+ * Library callers need not: `withSignals` installs them for the span of its work.
+ */
+export function installStopSignals(): void {
+  attachStopHandlers();
+  handlersPermanent = true;
+}
+
 /** A token cancelled by SIGINT, SIGTERM or SIGHUP while `fn` runs. */
 export async function withSignals<T>(fn: (token: CancelToken) => Promise<T>): Promise<T> {
   const token = new CancelToken();
-  let count = 0;
-  const handlers = STOP_SIGNALS.map((sig) => {
-    const onSignal = () => {
-      count++;
-      if (count > 1) {
-        runAbortCleanups();
-        process.exit(SIGNAL_EXIT_CODES[sig]);
-      }
-      const how = sig === 'SIGINT' ? 'Ctrl-C' : sig;
-      process.stderr.write(`\n${how}: stopping at the next safe point (send it again to abort now)...\n`);
-      token.cancel(sig);
-    };
-    process.on(sig, onSignal);
-    return [sig, onSignal] as const;
-  });
+  attachStopHandlers();
+  activeTokens.add(token);
   try {
     return await fn(token);
   } finally {
-    for (const [sig, h] of handlers) process.off(sig, h);
+    activeTokens.delete(token);
+    if (activeTokens.size === 0) detachStopHandlers();
   }
+}
+
+/**
+ * Test hook for signals at chosen points of a real run: when W4A8_SIGNAL_AT is "<point>:<SIGNAL>"
+ * (e.g. "model-loaded:SIGTERM", or "...:SIGTERM*2" for two), the process sends itself that signal
+ * when it reaches the point. Points: "start" (before argument parsing), "command" (arguments
+ * parsed, before the command body), "staged" (output lock and staging folder made), "model-loaded".
+ */
+export function signalPoint(point: string): void {
+  const spec = process.env.W4A8_SIGNAL_AT;
+  if (!spec) return;
+  const m = /^([a-z-]+):(SIGINT|SIGTERM|SIGHUP)(?:\*(\d))?$/.exec(spec);
+  if (!m || m[1] !== point) return;
+  for (let i = 0; i < Number(m[3] ?? 1); i++) process.kill(process.pid, m[2]);
 }
 
 /** The former name: every stop signal, not only SIGINT. */

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UsageError, W4A8Error } from './errors';
-import { registerAbortCleanup } from './cancel';
+import { registerAbortCleanup, signalPoint } from './cancel';
 import { notRegularReason } from './regular_file';
 
 const STAGING_TAG = '.w4a8-staging-';
@@ -200,6 +200,7 @@ export class OutputSet {
     }
     this.unregister = registerAbortCleanup(() => this.abort());
     this.files.push(this.primary);
+    signalPoint('staged');
   }
 
   /** Adds a file to the set (beside the primary or anywhere in its folder); returns its absolute path. */
