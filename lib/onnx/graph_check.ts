@@ -1,12 +1,16 @@
 // Structural checks a model must pass before any work, as ONNX Runtime would apply them at load:
 // opset imports, every node input defined before use (graph input, initializer, outer scope or an
-// earlier node), no value defined twice, graph outputs defined, initializer dims and data sizes.
+// earlier node), no value defined twice, graph outputs defined, initializer dims and data sizes, and
+// per default-domain op (op_rules.ts): a known op name, input and output counts, required
+// attributes, initializer ranks, and element types where they are known without shape inference
+// (graph inputs, initializers, and what ops of fixed or propagated type produce).
 // Runs on the parsed proto only (no session, no external data read), so memory stays bounded by the
 // .onnx file itself. Throws a W4A8Error naming the first fault.
-import type { GraphProto, ModelProto, TensorProto } from 'onnx-buf';
+import type { GraphProto, ModelProto, NodeProto, TensorProto } from 'onnx-buf';
 import { W4A8Error } from '../util/errors';
 import { DataType, bitsPerElement, byteSizeOf, dataTypeName } from './dtype';
 import { isExternal } from './external_data';
+import { INPUT_RANKS, ONNX_OP_NAMES, OP_RULES, inputArity, outputRank, outputType, typeVarOf } from './op_rules';
 
 /** Highest default-domain opset ONNX Runtime 1.30 loads; a model claiming more is refused by it. */
 export const MAX_ONNX_OPSET = 24;
@@ -19,6 +23,15 @@ const MAX_ELEMENTS = Number.MAX_SAFE_INTEGER;
 
 function fault(label: string, what: string): never {
   throw new W4A8Error(`${label} is not a loadable ONNX model: ${what}`);
+}
+
+/** What the checks of one model share: the opset of each imported domain, local functions. */
+interface ModelScope {
+  domains: Set<string>;
+  /** The default domain's opset version. */
+  opset: number;
+  /** Model-local functions, as "domain:name". */
+  functions: Set<string>;
 }
 
 function checkOpsets(proto: ModelProto, label: string): Set<string> {
@@ -108,17 +121,125 @@ const REQUIRED_INPUTS: Record<string, number> = {
   Softmax: 1, Transpose: 1, Cast: 1, Sqrt: 1, Neg: 1, Sigmoid: 1, Tanh: 1, Erf: 1, ReduceMean: 1, ReduceMax: 1,
 };
 
-function checkGraph(g: GraphProto, outer: Set<string>, domains: Set<string>, label: string, graphName: string): void {
+const typeName = (t: DataType): string => dataTypeName(t);
+
+/** What is known of a graph's values without shape inference: element types and ranks. */
+interface Known {
+  types: Map<string, DataType>;
+  ranks: Map<string, number>;
+  inits: Map<string, TensorProto>;
+}
+
+/** Small constant int64/int32 initializers (shapes, axes), read from raw or typed data. */
+function intValues(t: TensorProto | undefined): bigint[] | undefined {
+  if (!t || isExternal(t) || (t.dataType !== DataType.INT64 && t.dataType !== DataType.INT32)) return undefined;
+  const count = t.dims.reduce((a, d) => a * Number(d), 1);
+  if (count > 64) return undefined;
+  if (t.rawData.length > 0) {
+    const size = t.dataType === DataType.INT64 ? 8 : 4;
+    if (t.rawData.length !== count * size) return undefined;
+    const view = new DataView(t.rawData.buffer, t.rawData.byteOffset, t.rawData.byteLength);
+    return Array.from({ length: count }, (_, i) => (size === 8 ? view.getBigInt64(i * 8, true) : BigInt(view.getInt32(i * 4, true))));
+  }
+  const values = t.dataType === DataType.INT64 ? t.int64Data : t.int32Data.map((v) => BigInt(v));
+  return values.length === count ? values.map((v) => BigInt(v)) : undefined;
+}
+
+/** The default-domain rules of one node; `known` holds the types and ranks known so far (and gets its outputs'). */
+function checkNodeRules(node: NodeProto, nodeName: string, graphName: string, scope: ModelScope, known: Known, label: string): void {
+  const { types, ranks, inits } = known;
+  const where = `${graphName}: ${nodeName}`;
+  if (!ONNX_OP_NAMES.has(node.opType) && !scope.functions.has(`:${node.opType}`)) {
+    fault(label, `${where} uses op "${node.opType}", which the ai.onnx domain does not define`);
+  }
+  const rule = OP_RULES[node.opType];
+  if (!rule) return;
+  const [minIn, maxIn] = inputArity(rule, scope.opset);
+  const [minOut, maxOut] = rule.outputs ?? [1, 1];
+  const range = (lo: number, hi: number) => (lo === hi ? `${lo}` : hi === Infinity ? `at least ${lo}` : `${lo} to ${hi}`);
+  if (node.input.length < minIn || node.input.length > maxIn) {
+    fault(label, `${where} has ${node.input.length} inputs; ${node.opType} (opset ${scope.opset}) takes ${range(minIn, maxIn)}`);
+  }
+  if (node.output.length < minOut || node.output.length > maxOut) {
+    fault(label, `${where} has ${node.output.length} outputs; ${node.opType} gives ${range(minOut, maxOut)}`);
+  }
+  for (const a of rule.required ?? []) {
+    if (!node.attribute.some((x) => x.name === a)) fault(label, `${where} lacks its required attribute "${a}"`);
+  }
+  for (const [pos, [lo, hi]] of Object.entries(rule.ranks ?? {})) {
+    const t = inits.get(node.input[Number(pos)] ?? '');
+    if (t && (t.dims.length < lo || t.dims.length > hi)) {
+      fault(label, `${where} takes as input ${pos} the initializer "${t.name}" of rank ${t.dims.length} ([${t.dims.join(', ')}]); ${node.opType} needs rank ${range(lo, hi)} there`);
+    }
+  }
+  for (const [pos, [lo, hi]] of Object.entries(INPUT_RANKS[node.opType] ?? {})) {
+    const name = node.input[Number(pos)] ?? '';
+    const rank = name === '' ? undefined : ranks.get(name);
+    if (rank !== undefined && (rank < lo || rank > hi)) {
+      fault(label, `${where} gets "${name}" of rank ${rank} as input ${pos}; ${node.opType} needs rank ${range(lo, hi)} there`);
+    }
+  }
+  const bound = new Map<string, { type: DataType; input: string }>();
+  node.input.forEach((name, i) => {
+    const type = name === '' ? undefined : types.get(name);
+    const v = typeVarOf(rule, i);
+    if (type === undefined || v === undefined) return;
+    const allowed = rule.allowed?.[v];
+    if (allowed && !allowed.includes(type)) {
+      fault(label, `${where} gets ${typeName(type)} as input ${i} ("${name}"); ${node.opType} takes ${allowed.map(typeName).join(', ')} there`);
+    }
+    const other = bound.get(v);
+    if (other && other.type !== type) {
+      fault(label, `${where} needs one element type for inputs "${other.input}" and "${name}"; they are ${typeName(other.type)} and ${typeName(type)}`);
+    }
+    bound.set(v, { type, input: name });
+  });
+  const outputs = (node.opType === 'Split' ? node.output : node.output.slice(0, 1)).filter((o) => o !== '');
+  const out = outputType(rule, node, (i) => types.get(node.input[i]));
+  const rank = outputRank(node, scope.opset, (n) => ranks.get(n), (n) => intValues(inits.get(n)));
+  for (const o of outputs) {
+    if (out !== undefined) types.set(o, out);
+    if (rank !== undefined) ranks.set(o, rank);
+  }
+}
+
+function elemTypeOf(v: GraphProto['input'][number]): DataType | undefined {
+  const t = v.type?.value;
+  return t?.case === 'tensorType' && t.value.elemType !== 0 ? (t.value.elemType as DataType) : undefined;
+}
+
+function shapeRankOf(v: GraphProto['input'][number]): number | undefined {
+  const t = v.type?.value;
+  return t?.case === 'tensorType' && t.value.shape ? t.value.shape.dim.length : undefined;
+}
+
+function checkGraph(g: GraphProto, outer: Set<string>, outerKnown: Known, scope: ModelScope, label: string, graphName: string): void {
+  const domains = scope.domains;
   const defined = new Set<string>(outer);
+  // Outer initializers stay known by type and rank; rank rules for initializers apply to the graph's own.
+  const known: Known = { types: new Map(outerKnown.types), ranks: new Map(outerKnown.ranks), inits: new Map() };
+  const { types, ranks, inits } = known;
   const defineOnce = (name: string, what: string): void => {
     if (name === '') return;
     if (defined.has(name) && !outer.has(name)) fault(label, `${graphName}: "${name}" is defined twice (again as ${what})`);
     defined.add(name);
   };
-  for (const i of g.input) defined.add(i.name);
   for (const t of g.initializer) {
     checkTensorData(t, 'initializer', label);
     defined.add(t.name);
+    inits.set(t.name, t);
+    types.set(t.name, t.dataType);
+    ranks.set(t.name, t.dims.length);
+  }
+  for (const i of g.input) {
+    defined.add(i.name);
+    const t = elemTypeOf(i);
+    if (t !== undefined) types.set(i.name, t);
+    // An input that an initializer defaults is fed at run time: its dims are not fixed.
+    inits.delete(i.name);
+    ranks.delete(i.name);
+    const r = shapeRankOf(i);
+    if (r !== undefined) ranks.set(i.name, r);
   }
   for (const s of g.sparseInitializer) if (s.values) defined.add(s.values.name);
   g.node.forEach((node, index) => {
@@ -134,9 +255,10 @@ function checkGraph(g: GraphProto, outer: Set<string>, domains: Set<string>, lab
         fault(label, `${graphName}: ${nodeName} reads "${input}", which no graph input, initializer or earlier node defines`);
       }
     }
+    if (domain === '') checkNodeRules(node, nodeName, graphName, scope, known, label);
     for (const a of node.attribute) {
       if (a.t) checkTensorData(a.t, `attribute "${a.name}" of ${nodeName}, tensor`, label);
-      for (const sub of [...(a.g ? [a.g] : []), ...a.graphs]) checkGraph(sub, defined, domains, label, `${graphName} > ${nodeName} > ${a.name}`);
+      for (const sub of [...(a.g ? [a.g] : []), ...a.graphs]) checkGraph(sub, defined, known, scope, label, `${graphName} > ${nodeName} > ${a.name}`);
     }
     for (const output of node.output) defineOnce(output, `an output of ${nodeName}`);
   });
@@ -150,5 +272,7 @@ export function checkModelGraph(proto: ModelProto, label: string): void {
   const domains = checkOpsets(proto, label);
   for (const f of proto.functions) domains.add(`${f.domain}`);
   if (!proto.graph) fault(label, 'it has no graph');
-  checkGraph(proto.graph, new Set(), domains, label, 'main graph');
+  const opset = proto.opsetImport.find((o) => DEFAULT_DOMAINS.has(o.domain))?.version ?? BigInt(MAX_ONNX_OPSET);
+  const functions = new Set(proto.functions.map((f) => `${DEFAULT_DOMAINS.has(f.domain) ? '' : f.domain}:${f.name}`));
+  checkGraph(proto.graph, new Set(), { types: new Map(), ranks: new Map(), inits: new Map() }, { domains, opset: Number(opset), functions }, label, 'main graph');
 }
