@@ -68,6 +68,9 @@ export interface NativeGptqOptions {
   damp: number;
   actOrder: boolean;
   blockSize: number;
+  clipGrid: number;
+  clipMin: number;
+  clipHWeighted: boolean;
 }
 
 /** compensate.h CompensateConfig: method 0 lorc, 1 lorc-aware, 2 kron-aware. */
@@ -165,12 +168,13 @@ export interface NativeBinding {
   quantizeWeight(w: Float32Array, k: number, n: number, cfg: NativeWeightConfig, groupClip: Float32Array | null, codes: Uint8Array,
     scales: Float32Array, zeroPoints: Uint8Array | null, dequantized: Float32Array | null): Promise<void>;
   fakeQuantActivations(x: Float32Array, m: number, k: number, format: 0 | 1 | 2, out: Float32Array, rowScales: Float32Array | null): Promise<void>;
-  layerOutputError(x: Float32Array, rows: number, k: number, w: Float32Array, wq: Float32Array, n: number, act: 0 | 1 | 2): Promise<number>;
+  layerOutputError(x: Float32Array, rows: number, k: number, w: Float32Array, wq: Float32Array, n: number, act: 0 | 1 | 2,
+    inputScale: Float32Array | null): Promise<number>;
   awqSearch(x: Float32Array, rows: number, k: number, meanAbs: Float32Array | null, layers: NativeAwqLayer[], cfg: NativeWeightConfig,
     awq: NativeAwqOptions, scalesOut: Float32Array): Promise<NativeAwqResult>;
   gptqQuantize(w: Float32Array, k: number, n: number, hessian: Float64Array | Float32Array, cfg: NativeWeightConfig,
     gptq: NativeGptqOptions, codes: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array | null,
-    dequantized: Float32Array | null): Promise<NativeGptqResult>;
+    dequantized: Float32Array | null, inputScale: Float32Array | null): Promise<NativeGptqResult>;
   truncatedSvd(a: Float64Array, m: number, n: number, rank: number, u: Float64Array, s: Float64Array, vt: Float64Array,
     powerIters: number, oversample: number, seed: number): Promise<void>;
   compensateError(w: Float32Array, wq: Float32Array, k: number, n: number, hessian: Float64Array | Float32Array | null,

@@ -214,10 +214,11 @@ export async function fakeQuantActivations(x: Float32Array, m: number, k: number
 
 /**
  * Relative layer output error ||X W - Qa(X) W'||^2 / ||X W||^2 for X[rows][K] and W, W'[K][N],
- * with Qa the per-token activation fake quantization `act` (default 'none').
+ * with Qa the per-token activation fake quantization `act` (default 'none'). With inputScale s[K]
+ * (AWQ's scaling), W' is of diag(s) W and the quantized side reads Qa(X diag(1/s)).
  */
 export async function layerOutputError(x: Float32Array, rows: number, k: number, w: Float32Array, wq: Float32Array, n: number,
-  act: ActFormatName = 'none'): Promise<number> {
+  act: ActFormatName = 'none', inputScale?: Float32Array): Promise<number> {
   expectInt('rows', rows, 1, MAX_DIM);
   expectInt('k', k, 1, MAX_DIM);
   expectInt('n', n, 1, MAX_DIM);
@@ -225,8 +226,9 @@ export async function layerOutputError(x: Float32Array, rows: number, k: number,
   checkFloat32('x', x, rows * k, `rows=${rows} x k=${k}`);
   checkFloat32('w', w, k * n, `k=${k} x n=${n}`);
   checkFloat32('wq', wq, k * n, `k=${k} x n=${n}`);
+  const scale = inputScale === undefined ? null : checkFloat32('inputScale', inputScale, k, `k=${k} (one positive scale per input channel)`);
   const b = native();
-  return call('layerOutputError', () => b.layerOutputError(x, rows, k, w, wq, n, code));
+  return call('layerOutputError', () => b.layerOutputError(x, rows, k, w, wq, n, code, scale));
 }
 
 export interface AwqLayerInput {
@@ -378,6 +380,17 @@ export interface GptqOptions {
   actOrder?: boolean;
   /** Columns per lazy batch (default 128). */
   blockSize?: number;
+  /**
+   * MSE clip search per group: this many clip ratios from clipRatio down to clipMin * clipRatio, the
+   * one with the least quantization error of the group's weights (as GPTQ holds them) kept. Default 1 (off).
+   */
+  clipGrid?: number;
+  /** Smallest clip ratio of the search, in (0, 1] (default 0.5). */
+  clipMin?: number;
+  /** Weight each input row's squared error in the clip search by its Hessian diagonal (default false). */
+  clipHWeighted?: boolean;
+  /** AWQ's s[K] > 0: GPTQ of diag(s) W under diag(1/s) H diag(1/s); the outputs quantize diag(s) W. */
+  inputScale?: Float32Array;
   name?: string;
 }
 
@@ -406,10 +419,15 @@ export async function gptqQuantize(w: Float32Array, k: number, n: number, hessia
   const damp = expectNumber('damp', options.damp ?? 0.01, { min: 0, max: 10, maxExclusive: true });
   const blockSize = expectInt('blockSize', options.blockSize ?? 128, 1, 65536);
   const actOrder = expectBoolean('actOrder', options.actOrder, false);
+  const clipGrid = expectInt('clipGrid', options.clipGrid ?? 1, 1, 1000);
+  const clipMin = expectNumber('clipMin', options.clipMin ?? 0.5, { min: 0, minExclusive: true, max: 1 });
+  const clipHWeighted = expectBoolean('clipHWeighted', options.clipHWeighted, false);
+  const inputScale = options.inputScale === undefined ? null : checkFloat32('inputScale', options.inputScale, k, `k=${k} (one positive scale per input channel)`);
   const a = allocate(k, n, nc);
   const b = native();
   const r = await call(`gptqQuantize${options.name ? ` (${options.name})` : ''}`, () =>
-    b.gptqQuantize(w, k, n, hessian, nc, { damp, actOrder, blockSize }, a.codes, a.scales, a.zeroPoints, a.dequantized));
+    b.gptqQuantize(w, k, n, hessian, nc, { damp, actOrder, blockSize, clipGrid, clipMin, clipHWeighted }, a.codes, a.scales, a.zeroPoints,
+      a.dequantized, inputScale));
   return { ...result(cfg, nc, k, n, a), proxyLoss: r.proxyLoss, dampUsed: r.dampUsed, deadInputs: r.deadInputs };
 }
 

@@ -133,7 +133,7 @@ Napi::Value FakeQuantFn(const Napi::CallbackInfo& info) {
                   {info[0], info[4], info[5]});
 }
 
-// layerOutputError(x, s, k, w, wq, n, act) -> Promise<number>
+// layerOutputError(x, s, k, w, wq, n, act, inputScale|null) -> Promise<number>
 Napi::Value LayerErrorFn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   size_t xl, wl, ql;
@@ -146,9 +146,14 @@ Napi::Value LayerErrorFn(const Napi::CallbackInfo& info) {
   const ActFormat act = (ActFormat)IntArg(info, 6, "act", 0, 2);
   if (xl != (size_t)s * k) ThrowRange(env, "layerOutputError: x must hold rows * k values");
   if (wl != (size_t)k * n || ql != wl) ThrowRange(env, "layerOutputError: w and wq must hold k * n values");
+  size_t il;
+  const float* input_scale = OptionalTyped<float>(info, 7, napi_float32_array, "inputScale", &il);
+  if (input_scale && il != (size_t)k) ThrowRange(env, "layerOutputError: inputScale must hold k values");
   auto result = std::make_shared<double>(0.0);
-  return RunKeeping(env, "layerOutputError", [=]() { return LayerOutputError(x, s, k, w, wq, n, act, result.get()); },
-                  {info[0], info[3], info[4]}, [result](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *result); });
+  return RunKeeping(
+      env, "layerOutputError", [=]() { return LayerOutputErrorScaled(x, s, k, input_scale, w, wq, n, act, result.get()); },
+      {info[0], info[3], info[4], info.Length() > 7 ? info[7] : env.Null()},
+      [result](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *result); });
 }
 
 // awqSearch(x, s, k, meanAbs|null, layers[], cfg, awqCfg, scalesOut) -> Promise<result>
@@ -236,7 +241,8 @@ Napi::Value AwqSearchFn(const Napi::CallbackInfo& info) {
 }
 
 // gptqQuantize(w, k, n, hessian (Float64Array|Float32Array), cfg, gptqCfg, codes, scales, zeroPoints|null,
-//              dequantized|null) -> Promise<{proxyLoss, dampUsed, deadInputs}>
+//              dequantized|null, inputScale|null) -> Promise<{proxyLoss, dampUsed, deadInputs}>
+//   gptqCfg = {damp, actOrder, blockSize, clipGrid, clipMin, clipHWeighted}
 Napi::Value GptqFn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   size_t wl, hl = 0, cl, sl, zl, dl;
@@ -256,6 +262,14 @@ Napi::Value GptqFn(const Napi::CallbackInfo& info) {
   gc.damp = NumProp(go, "damp", 0.01);
   gc.act_order = BoolProp(go, "actOrder", false);
   gc.block_size = (int32_t)NumProp(go, "blockSize", 128);
+  gc.clip_grid = (int32_t)NumProp(go, "clipGrid", 1);
+  gc.clip_min = (float)NumProp(go, "clipMin", 0.5);
+  gc.clip_h_weighted = BoolProp(go, "clipHWeighted", false);
+  size_t il;
+  gc.input_scale = OptionalTyped<float>(info, 10, napi_float32_array, "inputScale", &il);
+  if (gc.input_scale && il != (size_t)k) ThrowRange(env, "gptqQuantize: inputScale must hold k values");
+  if (gc.clip_grid < 1 || gc.clip_grid > 1000 || !(gc.clip_min > 0 && gc.clip_min <= 1))
+    ThrowRange(env, "gptqQuantize: clipGrid must be 1..1000 and clipMin in (0, 1]");
   uint8_t* codes = TypedArg<uint8_t>(info, 6, napi_uint8_array, "codes", &cl);
   float* scales = TypedArg<float>(info, 7, napi_float32_array, "scales", &sl);
   uint8_t* zp = OptionalTyped<uint8_t>(info, 8, napi_uint8_array, "zeroPoints", &zl);
@@ -273,7 +287,7 @@ Napi::Value GptqFn(const Napi::CallbackInfo& info) {
         std::vector<double> h(h32, h32 + (size_t)k * k);
         return GptqQuantize(w, k, n, h.data(), c, gc, out, result.get());
       },
-      {info[0], info[3], info[6], info[7], info[8], info[9]},
+      {info[0], info[3], info[6], info[7], info[8], info[9], info.Length() > 10 ? info[10] : env.Null()},
       [result](Napi::Env e) -> Napi::Value {
         Napi::Object o = Napi::Object::New(e);
         o.Set("proxyLoss", result->proxy_loss);

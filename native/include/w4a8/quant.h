@@ -98,6 +98,10 @@ Status FakeQuantActivationsRef(const float* x, int64_t m, int64_t k, ActFormat f
 // With grouping kAlongN weights this is the same call (W' is just a dense matrix).
 Status LayerOutputError(const float* x, int64_t s, int32_t k, const float* w, const float* w_dequantized, int32_t n,
                         ActFormat act, double* relative_error, int threads = 0);
+// The same for a layer quantized in AWQ's scaled space: ||X W - Qa(X diag(1/s)) W'||^2 / ||X W||^2,
+// with W' the dequantized diag(s) W (input_scale null: as LayerOutputError).
+Status LayerOutputErrorScaled(const float* x, int64_t s, int32_t k, const float* input_scale, const float* w,
+                              const float* w_dequantized, int32_t n, ActFormat act, double* relative_error, int threads = 0);
 
 // ---- AWQ -----------------------------------------------------------------------------------
 // Activation-aware scaling (AWQ, Lin et al. 2024) for layers that share one input (q,k,v or gate,up).
@@ -162,10 +166,21 @@ Status AwqSearch(const float* x, int64_t s, int32_t k, const float* mean_abs, Aw
 // are visited by descending H_kk and the groups are static (computed from the original W up front)
 // so that the result stays in the canonical layout (no g_idx). With grouping kAlongN, the groups of
 // input row k are computed from that row when it is reached (outputs as for QuantizeWeight).
+//
+// input_scale (optional, s[K] > 0): GPTQ of diag(s) W under the Hessian of the scaled activations
+// X diag(1/s), i.e. diag(1/s) H diag(1/s) (AWQ's scaling folded first, then GPTQ: "awq+gptq"); the
+// outputs then quantize diag(s) W, as AWQ's do. clip_grid > 1: every group's parameters come from
+// an MSE clip search over clip_grid ratios from cfg.clip_ratio down to clip_min * cfg.clip_ratio
+// (quant/group_codec.h MseClipParams), on the weights as GPTQ holds them when the group is entered,
+// each input row's squared error weighted by its Hessian diagonal when clip_h_weighted.
 struct GptqConfig {
   double damp = 0.01;
   bool act_order = false;
   int32_t block_size = 128;
+  const float* input_scale = nullptr;
+  int32_t clip_grid = 1;
+  float clip_min = 0.5f;
+  bool clip_h_weighted = false;
 };
 struct GptqResult {
   double proxy_loss = 0;       // sum over inputs of ||(w - q) / U_kk||^2 / 2 (GPTQ's reported loss)

@@ -17,9 +17,19 @@
 namespace w4a8 {
 namespace {
 
-// Group parameters per output channel from rows [r0, r1) of w (leading dimension n), columns [j0, j1).
+// Group parameters per output channel from rows [r0, r1) of w (leading dimension n), columns [j0, j1):
+// from the range, or by the MSE clip search (row_weight: per-row error weights indexed by row, or null).
 void RangeParams(const float* w, int32_t n, int32_t r0, int32_t r1, int32_t j0, int32_t j1,
-                 const WeightQuantConfig& cfg, quant::GroupParams* out /* indexed by j */) {
+                 const WeightQuantConfig& cfg, const GptqConfig& gptq, const double* row_weight,
+                 quant::GroupParams* out /* indexed by j */) {
+  if (gptq.clip_grid > 1) {
+    std::vector<float> weight;
+    if (row_weight) weight.assign(row_weight + r0, row_weight + r1);
+    for (int32_t j = j0; j < j1; ++j)
+      out[j] = quant::MseClipParams(w + (size_t)r0 * n + j, n, r1 - r0, row_weight ? weight.data() : nullptr, cfg,
+                                    gptq.clip_grid, gptq.clip_min);
+    return;
+  }
   for (int32_t j = j0; j < j1; ++j) {
     float lo = w[(size_t)r0 * n + j], hi = lo;
     for (int32_t r = r0 + 1; r < r1; ++r) {
@@ -38,6 +48,7 @@ static Status GptqQuantizeUnguarded(const float* w, int32_t k, int32_t n, const 
   if (k <= 0 || n <= 0 || !w || !hessian || !out.codes || !out.scales || gptq.block_size < 1 || !(gptq.damp >= 0))
     return Status::kInvalidArgument;
   if (HasZeroPoints(cfg) && !out.zero_points) return Status::kInvalidArgument;
+  if (gptq.clip_grid < 1 || !(gptq.clip_min > 0 && gptq.clip_min <= 1)) return Status::kInvalidArgument;
   const int t = ChunkCount(threads);
   const size_t kn = (size_t)k * n, kk = (size_t)k * k;
   for (size_t i = 0; i < kn; ++i)
@@ -60,6 +71,13 @@ static Status GptqQuantizeUnguarded(const float* w, int32_t k, int32_t n, const 
     mean_diag += d == 0 ? 1.0 : d;
   }
   mean_diag /= k;
+  // The clip search's error weight per input row (original order): E[x_r^2] = H_rr.
+  std::vector<double> hdiag;
+  if (gptq.clip_h_weighted) {
+    hdiag.resize(k);
+    for (int32_t r = 0; r < k; ++r) hdiag[r] = hessian[(size_t)r * k + r];
+  }
+  const double* row_weight = hdiag.empty() ? nullptr : hdiag.data();
   std::vector<float> wp(kn);
   int32_t dead = 0;
   for (int32_t r = 0; r < k; ++r) {
@@ -86,7 +104,7 @@ static Status GptqQuantizeUnguarded(const float* w, int32_t k, int32_t n, const 
     std::vector<float> orig(kn);  // original order, dead rows zeroed
     for (int32_t r = 0; r < k; ++r) std::copy(wp.data() + (size_t)r * n, wp.data() + (size_t)(r + 1) * n, orig.data() + (size_t)perm[r] * n);
     for (int32_t b = 0; b < blocks; ++b)
-      RangeParams(orig.data(), n, b * g, std::min(k, (b + 1) * g), 0, n, cfg, params.data() + (size_t)b * n);
+      RangeParams(orig.data(), n, b * g, std::min(k, (b + 1) * g), 0, n, cfg, gptq, row_weight, params.data() + (size_t)b * n);
   }
 
   // U: upper Cholesky factor of (H + damp * mean(diag) I)^-1 (dead diagonals set to 1), retried
@@ -130,15 +148,12 @@ static Status GptqQuantizeUnguarded(const float* w, int32_t k, int32_t n, const 
         if (along_n) {
           for (int32_t b = j0 / gn; b * gn < j1; ++b) {
             const int32_t b0 = b * gn, b1 = std::min(n, b0 + gn);
-            float lo = row[b0], hi = row[b0];
-            for (int32_t j = b0; j < b1; ++j) {
-              lo = std::min(lo, row[j]);
-              hi = std::max(hi, row[j]);
-            }
-            row_params[(size_t)orig * row_blocks + b] = quant::ParamsFromRange(lo, hi, cfg, cfg.clip_ratio);
+            // One input row: the Hessian weight is the same for every element, so the search is unweighted.
+            row_params[(size_t)orig * row_blocks + b] =
+                quant::MseClipParams(row + b0, 1, b1 - b0, nullptr, cfg, gptq.clip_grid, gptq.clip_min);
           }
         } else if (!static_groups && r % g == 0) {
-          RangeParams(wp.data(), n, r, std::min(k, r + g), j0, j1, cfg, params.data() + (size_t)(r / g) * n);
+          RangeParams(wp.data(), n, r, std::min(k, r + g), j0, j1, cfg, gptq, row_weight, params.data() + (size_t)(r / g) * n);
         }
         const quant::GroupParams* p = params.data() + (size_t)(orig / g) * n;
         const quant::GroupParams* rp = along_n ? row_params.data() + (size_t)orig * row_blocks : nullptr;
@@ -206,7 +221,24 @@ static Status GptqQuantizeUnguarded(const float* w, int32_t k, int32_t n, const 
 
 Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian, const WeightQuantConfig& cfg,
                     const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads) {
-  return StatusFromExceptions([&] { return GptqQuantizeUnguarded(w, k, n, hessian, cfg, gptq, out, result, threads); });
+  return StatusFromExceptions([&] {
+    if (!gptq.input_scale) return GptqQuantizeUnguarded(w, k, n, hessian, cfg, gptq, out, result, threads);
+    // awq+gptq: the problem in AWQ's scaled space. W becomes diag(s) W (the fp32 product AWQ's search
+    // quantizes) and the activations X diag(1/s), whose Hessian is diag(1/s) H diag(1/s).
+    if (k <= 0 || n <= 0 || !w || !hessian) return Status::kInvalidArgument;
+    const float* sc = gptq.input_scale;
+    for (int32_t i = 0; i < k; ++i)
+      if (!(sc[i] > 0) || !std::isfinite(sc[i])) return Status::kInvalidArgument;
+    std::vector<float> ws((size_t)k * n);
+    for (int32_t i = 0; i < k; ++i)
+      for (int32_t j = 0; j < n; ++j) ws[(size_t)i * n + j] = w[(size_t)i * n + j] * sc[i];
+    std::vector<double> hs((size_t)k * k);
+    for (int32_t i = 0; i < k; ++i)
+      for (int32_t j = 0; j < k; ++j) hs[(size_t)i * k + j] = hessian[(size_t)i * k + j] / ((double)sc[i] * (double)sc[j]);
+    GptqConfig inner = gptq;
+    inner.input_scale = nullptr;
+    return GptqQuantizeUnguarded(ws.data(), k, n, hs.data(), cfg, inner, out, result, threads);
+  });
 }
 
 }  // namespace w4a8

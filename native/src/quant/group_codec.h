@@ -78,6 +78,44 @@ inline float QuantDequant(float w, const GroupParams& p, WeightFormat format) {
   return DequantizeCode(QuantizeCode(w, p, format), p, format);
 }
 
+// MSE clip search for one group (GPTQ's `mse` option; AutoAWQ's clip search in weight space):
+// among the clip ratios r_i = cfg.clip_ratio * (1 - i (1 - clip_min) / (grid - 1)), i = 0..grid-1,
+// the parameters whose quantize-dequantize error sum_e weight_e (v_e - Q(v_e))^2 over the group's
+// `count` values (stride apart) is least; weight null = 1, ties keep the larger ratio. r_0 is the
+// unsearched ratio, so the result is never worse than no search on the values it was chosen on.
+// Scalar on purpose: it runs once per group, off the GEMM path.
+inline GroupParams MseClipParams(const float* v, int64_t stride, int32_t count, const float* weight,
+                                 const WeightQuantConfig& cfg, int32_t grid, float clip_min, float* chosen_ratio = nullptr) {
+  float lo = v[0], hi = v[0];
+  for (int32_t e = 1; e < count; ++e) {
+    lo = std::min(lo, v[e * stride]);
+    hi = std::max(hi, v[e * stride]);
+  }
+  GroupParams best = ParamsFromRange(lo, hi, cfg, cfg.clip_ratio);
+  if (chosen_ratio) *chosen_ratio = cfg.clip_ratio;
+  if (grid <= 1) return best;
+  auto error = [&](const GroupParams& p) {
+    double sum = 0;
+    for (int32_t e = 0; e < count; ++e) {
+      const double d = (double)v[e * stride] - QuantDequant(v[e * stride], p, cfg.format);
+      sum += (weight ? (double)weight[e] : 1.0) * d * d;
+    }
+    return sum;
+  };
+  double best_error = error(best);
+  for (int32_t i = 1; i < grid; ++i) {
+    const float r = cfg.clip_ratio * (1.0f - (float)i * (1.0f - clip_min) / (float)(grid - 1));
+    const GroupParams p = ParamsFromRange(lo, hi, cfg, r);
+    const double e = error(p);
+    if (e < best_error) {
+      best_error = e;
+      best = p;
+      if (chosen_ratio) *chosen_ratio = r;
+    }
+  }
+  return best;
+}
+
 // Quantization group b (g elements along K) covers canonical layout blocks [*lb0, *lb1) of size lg:
 // one block when g == lg, every block of the row for per-channel quantization.
 inline void LayoutBlocksOf(int32_t b, int32_t g, int32_t k, int32_t lg, int32_t* lb0, int32_t* lb1) {

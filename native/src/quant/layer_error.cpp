@@ -10,14 +10,21 @@
 
 namespace w4a8 {
 
-static Status LayerOutputErrorUnguarded(const float* x, int64_t s, int32_t k, const float* w, const float* w_dequantized, int32_t n,
-                                        ActFormat act, double* relative_error, int threads) {
+static Status LayerOutputErrorUnguarded(const float* x, int64_t s, int32_t k, const float* input_scale, const float* w,
+                                        const float* w_dequantized, int32_t n, ActFormat act, double* relative_error, int threads) {
   if (s <= 0 || k <= 0 || n <= 0 || !x || !w || !w_dequantized || !relative_error) return Status::kInvalidArgument;
+  if (input_scale)
+    for (int32_t i = 0; i < k; ++i)
+      if (!(input_scale[i] > 0) || !std::isfinite(input_scale[i])) return Status::kInvalidArgument;
   const int t = ChunkCount(threads);
   const int64_t chunk = 512;
   std::vector<float> y((size_t)std::min(chunk, s) * n), yq(y.size()), xq;
-  std::vector<float> delta;
-  if (act == ActFormat::kNone) {
+  std::vector<float> delta, xs;
+  if (input_scale) {
+    // The quantized side reads X diag(1/s): always the two-product path, on a scaled copy of each chunk.
+    xs.resize((size_t)std::min(chunk, s) * k);
+    xq.resize(xs.size());
+  } else if (act == ActFormat::kNone) {
     // X W - X W' = X (W - W'): one product instead of two.
     delta.resize((size_t)k * n);
     for (size_t i = 0; i < delta.size(); ++i) delta[i] = w[i] - w_dequantized[i];
@@ -29,7 +36,22 @@ static Status LayerOutputErrorUnguarded(const float* x, int64_t s, int32_t k, co
     const int64_t rows = std::min(chunk, s - r0);
     const float* xc = x + r0 * k;
     GemmF32(false, false, rows, n, k, 1.0f, xc, k, w, n, 0.0f, y.data(), n, t);
-    if (act == ActFormat::kNone) {
+    if (input_scale) {
+      for (int64_t r = 0; r < rows; ++r)
+        for (int32_t i = 0; i < k; ++i) xs[r * k + i] = xc[r * k + i] / input_scale[i];
+      const float* xin = xs.data();
+      if (act != ActFormat::kNone) {
+        Status st = FakeQuantActivations(xs.data(), rows, k, act, xq.data(), nullptr, t);
+        if (st != Status::kOk) return st;
+        xin = xq.data();
+      }
+      GemmF32(false, false, rows, n, k, 1.0f, xin, k, w_dequantized, n, 0.0f, yq.data(), n, t);
+      for (int64_t i = 0; i < rows * n; ++i) {
+        const double d = (double)y[i] - yq[i];
+        den += (double)y[i] * y[i];
+        num += d * d;
+      }
+    } else if (act == ActFormat::kNone) {
       GemmF32(false, false, rows, n, k, 1.0f, xc, k, delta.data(), n, 0.0f, yq.data(), n, t);
       for (int64_t i = 0; i < rows * n; ++i) {
         den += (double)y[i] * y[i];
@@ -52,7 +74,13 @@ static Status LayerOutputErrorUnguarded(const float* x, int64_t s, int32_t k, co
 
 Status LayerOutputError(const float* x, int64_t s, int32_t k, const float* w, const float* w_dequantized, int32_t n,
                         ActFormat act, double* relative_error, int threads) {
-  return StatusFromExceptions([&] { return LayerOutputErrorUnguarded(x, s, k, w, w_dequantized, n, act, relative_error, threads); });
+  return StatusFromExceptions([&] { return LayerOutputErrorUnguarded(x, s, k, nullptr, w, w_dequantized, n, act, relative_error, threads); });
+}
+
+Status LayerOutputErrorScaled(const float* x, int64_t s, int32_t k, const float* input_scale, const float* w,
+                              const float* w_dequantized, int32_t n, ActFormat act, double* relative_error, int threads) {
+  return StatusFromExceptions(
+      [&] { return LayerOutputErrorUnguarded(x, s, k, input_scale, w, w_dequantized, n, act, relative_error, threads); });
 }
 
 }  // namespace w4a8
