@@ -18,7 +18,7 @@ import { readRegularFile } from '../util/regular_file';
 import { CancelToken, neverCancelled } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
 import { calibrate, type Calibration } from './calibrate';
-import { EXPORT_FORMATS, resolveConfig, type ExportFormat, type QuantConfig } from '../quant/config';
+import { EXPORT_FORMATS, resolveConfig, usesGptq, type ExportFormat, type QuantConfig } from '../quant/config';
 import { planLayers, type LayerPlan } from '../quant/plan';
 import { quantizeLayers, readLayerWeight } from '../quant/quantize_layers';
 import type { LayerReport } from '../quant/types';
@@ -89,7 +89,7 @@ export function needsCalibration(c: QuantConfig): boolean {
 
 /** GPTQ and the activation-aware corrections need X^T X per input. */
 export function needsHessian(c: QuantConfig): boolean {
-  return c.method === 'gptq' || c.compensate === 'lorc-aware' || c.compensate === 'kron-aware';
+  return usesGptq(c.method) || c.compensate === 'lorc-aware' || c.compensate === 'kron-aware';
 }
 
 export function checkPlan(plan: LayerPlan, label: string): void {

@@ -13,7 +13,7 @@ function cells(r: SweepRow): string[] {
   const acts = c ? (c.aformat === 'none' ? 'none (A16)' : c.aformat) : '-';
   const delta = r.config ? `${r.deltaPct >= 0 ? '+' : ''}${fmt(r.deltaPct, 2)}%` : '-';
   return [
-    c ? c.method + (c.actOrder ? ' act-order' : '') + (c.compensate ? ` +${c.compensate} ${c.compensateBudget !== undefined ? `${+(c.compensateBudget * 100).toFixed(2)}%` : `r${c.compensateRank}`}` : '') : 'none',
+    c ? c.method + (c.actOrder ? ' act-order' : '') + (c.clipSearch ? ' clip-search' : '') + (c.compensate ? ` +${c.compensate} ${c.compensateBudget !== undefined ? `${+(c.compensateBudget * 100).toFixed(2)}%` : `r${c.compensateRank}`}` : '') : 'none',
     weights,
     group,
     c ? c.grouping : '-',

@@ -18,6 +18,7 @@ interface JsonEntry {
   aformat?: string;
   format?: string;
   actOrder?: boolean;
+  clipSearch?: boolean;
   pow2Scales?: boolean;
   /** Error correction: "lorc", "lorc-aware" or "kron-aware", with compensateBudget (fraction of K*N) or compensateRank. */
   compensate?: string;
@@ -37,6 +38,7 @@ export function entryFromJson(e: JsonEntry, where: string): SweepEntry {
     symmetric: e.sym,
     aformat: e.aformat as QuantConfig['aformat'],
     actOrder: e.actOrder,
+    clipSearch: e.clipSearch,
     pow2Scales: e.pow2Scales,
     compensate: e.compensate as QuantConfig['compensate'],
     compensateBudget: e.compensateBudget,

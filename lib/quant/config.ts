@@ -3,7 +3,8 @@
 import { UsageError } from '../util/errors';
 import { GROUP_SIZES as BLOCK_SIZES, PER_CHANNEL } from '../native/formats';
 
-export const METHODS = ['rtn', 'awq', 'gptq'] as const;
+/** awq+gptq: AWQ's activation-aware input scaling first, then GPTQ on diag(s) W with the scaled activations' Hessian. */
+export const METHODS = ['rtn', 'awq', 'gptq', 'awq+gptq'] as const;
 export const WEIGHT_FORMATS = ['int4', 'fp4'] as const;
 export const GROUPINGS = ['oc', 'ic', 'auto'] as const;
 export const ACT_FORMATS = ['int8', 'fp8', 'none'] as const;
@@ -33,6 +34,8 @@ export interface QuantConfig {
   aformat: ActFormat;
   /** GPTQ: quantize columns in order of decreasing Hessian diagonal. */
   actOrder: boolean;
+  /** GPTQ: choose each group's clip ratio by an MSE search (Hessian-diagonal weighted) instead of the full range. */
+  clipSearch?: boolean;
   /** A correction C beside each quantized weight (absent = none). */
   compensate?: Exclude<Compensation, 'none'>;
   /** Extra parameters per layer as a fraction of K * N (fp16 factors); or a fixed rank / term count. */
@@ -58,6 +61,11 @@ function oneOf<T extends string>(list: readonly T[], value: unknown, what: strin
   return value as T;
 }
 
+/** Methods that run GPTQ (and so take --act-order, --clip-search and need the calibration Hessian). */
+export function usesGptq(method: QuantMethod): boolean {
+  return method === 'gptq' || method === 'awq+gptq';
+}
+
 /** Completes and checks a partial configuration. fp4 is symmetric by construction; int4 defaults to asymmetric. */
 export function resolveConfig(partial: Partial<QuantConfig> & { symmetric?: boolean }): QuantConfig {
   const method = oneOf(METHODS, partial.method ?? DEFAULT_CONFIG.method, 'method');
@@ -72,8 +80,11 @@ export function resolveConfig(partial: Partial<QuantConfig> & { symmetric?: bool
     throw new UsageError('fp4 weights are symmetric (a sign bit, no zero point); drop --asym or use --wformat int4');
   }
   const symmetric = wformat === 'fp4' ? true : (partial.symmetric ?? DEFAULT_CONFIG.symmetric);
-  if (partial.actOrder && method !== 'gptq') {
-    throw new UsageError(`--act-order applies to --method gptq only; got --method ${method}`);
+  if (partial.actOrder && !usesGptq(method)) {
+    throw new UsageError(`--act-order applies to --method gptq or awq+gptq only; got --method ${method}`);
+  }
+  if (partial.clipSearch && !usesGptq(method)) {
+    throw new UsageError(`--clip-search applies to --method gptq or awq+gptq only (AWQ searches its own clips); got --method ${method}`);
   }
   const out: QuantConfig = {
     method,
@@ -85,6 +96,7 @@ export function resolveConfig(partial: Partial<QuantConfig> & { symmetric?: bool
     aformat,
     actOrder: partial.actOrder ?? false,
   };
+  if (partial.clipSearch) out.clipSearch = true;
   const comp = oneOf(COMPENSATIONS, partial.compensate ?? 'none', 'compensation (--compensate)');
   const budget = partial.compensateBudget;
   const rank = partial.compensateRank;
@@ -113,6 +125,6 @@ export function configLabel(c: QuantConfig): string {
   const g = c.groupSize === PER_CHANNEL ? 'per-channel' : `g${c.groupSize}`;
   const a = c.aformat === 'none' ? 'A16' : c.aformat === 'int8' ? 'A8 int8' : 'A8 fp8';
   const comp = !c.compensate ? '' : `+${c.compensate} ${c.compensateBudget !== undefined ? `${+(c.compensateBudget * 100).toFixed(2)}%` : `r${c.compensateRank}`}`;
-  const extras = [c.grouping !== 'oc' ? c.grouping : '', c.pow2Scales ? 'pow2' : '', c.actOrder ? 'act-order' : '', comp].filter(Boolean);
+  const extras = [c.grouping !== 'oc' ? c.grouping : '', c.pow2Scales ? 'pow2' : '', c.actOrder ? 'act-order' : '', c.clipSearch ? 'clip-search' : '', comp].filter(Boolean);
   return [c.method, w, g, a, ...extras].join(' ');
 }

@@ -20,9 +20,10 @@ export function rtn(w: Float32Array, k: number, n: number, c: QuantConfig, group
   return nq.quantizeWeight(w, k, n, weightOptions(c, grouping), { name });
 }
 
-/** Relative output error ||XW - Qa(X)W'||^2 / ||XW||^2 on the calibration sample. */
-export function outputError(sample: Float32Array, rows: number, k: number, w: Float32Array, deq: Float32Array, n: number, act: ActFormat): Promise<number> {
-  return nq.layerOutputError(sample, rows, k, w, deq, n, act);
+/** Relative output error ||XW - Qa(X)W'||^2 / ||XW||^2 on the calibration sample (Qa(X/s) and W' of diag(s) W with AWQ's inputScale). */
+export function outputError(sample: Float32Array, rows: number, k: number, w: Float32Array, deq: Float32Array, n: number, act: ActFormat,
+  inputScale?: Float32Array): Promise<number> {
+  return nq.layerOutputError(sample, rows, k, w, deq, n, act, inputScale);
 }
 
 export { nq };

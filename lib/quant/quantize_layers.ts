@@ -74,7 +74,7 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
   // Every method groups along K ('oc') or along N ('ic'); along N AWQ searches the scales only
   // (a clip per group would mix input channels) and GPTQ quantizes each input row's groups as it reaches it.
   const method = c.method;
-  if (method === 'awq') {
+  if (method === 'awq' || method === 'awq+gptq') {
     if (!stats || stats.sampleRows === 0) throw new W4A8Error('AWQ needs calibration activations; give --calib <text>');
     const res = await nq.awqSearch({
       x: stats.sample,
@@ -85,11 +85,19 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
       config: weightOptions(c, grouping),
       act: c.aformat,
       kernelActQuant: awqKernelActQuant(c, grouping, exportFormat),
+      // awq+gptq keeps only the scales: GPTQ sets every group's range again as it goes.
+      ...(method === 'awq+gptq' ? { clipGrid: 1 } : {}),
     });
     for (const [i, lw] of weights.entries()) {
-      const r = res.layers[i];
+      let r: WeightQuant & { meanClip?: number; errorBefore: number; errorAfter: number } = res.layers[i];
+      if (method === 'awq+gptq') {
+        const hessian = requireHessian(stats);
+        const g = await nq.gptqQuantize(lw.w, lw.layer.k, lw.layer.n, hessian, { ...gptqOptions(c, grouping), inputScale: res.scales, name: lw.layer.weightName });
+        const after = await outputError(stats.sample, stats.sampleRows, lw.layer.k, lw.w, g.dequantized, lw.layer.n, c.aformat, res.scales);
+        r = { ...g, errorBefore: r.errorBefore, errorAfter: after };
+      }
       const ql = toLayer(lw, r, grouping);
-      const report: LayerReport = { ...baseReport(lw, c, grouping, r.groupSize), alpha: res.alpha, awqDuoScaling: res.duoScaling, clipRatio: r.meanClip, errorBefore: r.errorBefore, errorAfter: r.errorAfter };
+      const report: LayerReport = { ...baseReport(lw, c, grouping, r.groupSize), alpha: res.alpha, awqDuoScaling: res.duoScaling, ...(r.meanClip !== undefined ? { clipRatio: r.meanClip } : {}), errorBefore: r.errorBefore, errorAfter: r.errorAfter };
       // The weights are of diag(s) W and the layer reads x / s: the correction is fitted in that space.
       await addCompensation(ql, report, lw, c, stats, res.scales, false);
       layers.push(ql);
@@ -107,8 +115,7 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
     const before = await errorOf(stats, lw, plain.dequantized, c);
     let chosen = plain;
     if (method === 'gptq') {
-      if (!stats?.hessian) throw new W4A8Error('GPTQ needs the calibration Hessian; give --calib <text>');
-      chosen = await nq.gptqQuantize(lw.w, lw.layer.k, lw.layer.n, stats.hessian, { ...weightOptions(c, grouping), damp: 0.01, actOrder: c.actOrder, blockSize: 128, name: lw.layer.weightName });
+      chosen = await nq.gptqQuantize(lw.w, lw.layer.k, lw.layer.n, requireHessian(stats), { ...gptqOptions(c, grouping), name: lw.layer.weightName });
     }
     const after = method === 'rtn' ? before : await errorOf(stats, lw, chosen.dequantized, c);
     const ql = toLayer(lw, chosen, grouping);
@@ -119,6 +126,26 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
     total += after ?? NaN;
   }
   return { layers, reports, error: total };
+}
+
+function requireHessian(stats: CalibStats | undefined): Float64Array | Float32Array {
+  if (!stats?.hessian) throw new W4A8Error('GPTQ needs the calibration Hessian; give --calib <text>');
+  return stats.hessian;
+}
+
+/** Clip ratios of --clip-search: 1, 0.99, ..., 0.6 (GPTQ's own `mse` grid walks down in steps of 0.01 too). */
+export const CLIP_SEARCH_GRID = 41;
+export const CLIP_SEARCH_MIN = 0.6;
+
+/** GPTQ's options for a config (damp 0.01, lazy blocks of 128, as the reference implementation). */
+function gptqOptions(c: QuantConfig, grouping: 'oc' | 'ic'): nq.WeightQuantOptions & nq.GptqOptions {
+  return {
+    ...weightOptions(c, grouping),
+    damp: 0.01,
+    actOrder: c.actOrder,
+    blockSize: 128,
+    ...(c.clipSearch ? { clipGrid: CLIP_SEARCH_GRID, clipMin: CLIP_SEARCH_MIN, clipHWeighted: true } : {}),
+  };
 }
 
 /** Fits the configured correction beside a quantized layer and records it (and the bits per weight) in its report. */
@@ -196,7 +223,7 @@ export async function quantizeLayers(model: OnnxModel, plan: LayerPlan, c: Quant
       if (!st || st.sampleRows === 0) throw new W4A8Error('--grouping auto compares calibration output errors; give --calib <text>');
       const oc = await quantizeGroupWith(model, group, weights, c, 'oc', st);
       const ic = await quantizeGroupWith(model, group, weights, c, 'ic', st);
-      outcome = c.method === 'awq' ? (ic.error < oc.error ? ic : oc) : perLayerChoice(oc, ic);
+      outcome = c.method === 'awq' || c.method === 'awq+gptq' ? (ic.error < oc.error ? ic : oc) : perLayerChoice(oc, ic);
     } else {
       outcome = await quantizeGroupWith(model, group, weights, c, c.grouping, st, opts.exportFormat ?? 'matmulnbits');
     }

@@ -24,6 +24,7 @@ interface QuantizeArgs extends CommonArgs {
   'calib-seqlen': number;
   exclude?: string[];
   'act-order': boolean;
+  'clip-search': boolean;
   'pow2-scales': boolean;
   compensate: (typeof COMPENSATIONS)[number];
   'compensate-budget'?: number;
@@ -62,6 +63,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       .option('calib-seqlen', { type: 'number', default: 512, describe: 'Calibration window length in tokens' })
       .option('exclude', { type: 'string', array: true, describe: 'Glob(s) of layer or weight names to keep in float (the logits layer always is)' })
       .option('act-order', { type: 'boolean', default: false, describe: 'GPTQ: visit inputs by decreasing Hessian diagonal' })
+      .option('clip-search', { type: 'boolean', default: false, describe: 'GPTQ: choose each group\'s clip ratio by the least (Hessian-diagonal weighted) squared quantization error' })
       .option('pow2-scales', { type: 'boolean', default: false, describe: 'Round scales up to powers of two' })
       .option('compensate', { type: 'string', choices: COMPENSATIONS, default: 'none' as const, describe: 'Error correction beside each quantized weight: rank-r SVD of W - Q(W) (lorc), its activation-aware optimum (lorc-aware), or an activation-aware Kronecker sum (kron-aware); fp16 factors, exported as standard MatMul/Add nodes' })
       .option('compensate-budget', { type: 'number', describe: 'Extra parameters per layer as a fraction of its K*N (0.05 = 5 %)' })
@@ -89,6 +91,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
         calibSeqlen,
         exclude: args.exclude ?? [],
         actOrder: args['act-order'],
+        clipSearch: args['clip-search'],
         pow2Scales: args['pow2-scales'],
         compensate: args.compensate === 'none' ? undefined : args.compensate,
         compensateBudget: args['compensate-budget'],
