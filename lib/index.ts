@@ -3,7 +3,7 @@
 export { W4A8Error, UsageError, CancelledError } from './util/errors';
 
 // ONNX model I/O
-export { loadModel, saveModel, modelFromBytes, serializeForOrt, hasExternalData, type OnnxModel, type SaveOptions } from './onnx/model';
+export { loadModel, saveModel, modelFromBytes, serializeForOrt, ortModelSource, hasExternalData, type OnnxModel, type SaveOptions } from './onnx/model';
 export { findQuantizableLayers, type QuantizableLayer } from './onnx/graph';
 export { summarizeModel } from './onnx/inspect';
 

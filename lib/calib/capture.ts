@@ -4,7 +4,7 @@
 // bounded: targets are split into passes whose statistics fit `budgetBytes`; each pass runs the
 // whole calibration text again.
 import { DataType } from '../onnx/dtype';
-import { serializeForOrt, type OnnxModel } from '../onnx/model';
+import { ortModelSource, type OnnxModel } from '../onnx/model';
 import { createCalibStats, type CalibStats } from '../native/calib_stats';
 import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
@@ -83,8 +83,9 @@ export async function captureStatistics(
     const pass = passes[p];
     const names = pass.map((t) => t.input);
     const captureModel = withCaptureOutputs(model, names, (n) => typeOf.get(n) ?? DataType.FLOAT);
-    const { bytes, externalData } = serializeForOrt(captureModel);
-    const runner = await openDecoder(bytes, { externalData, label: 'the calibration copy of the model' });
+    // ORT reads the original side files itself (mapped), so no side file passes through a Node buffer.
+    const { bytes, externalDataFolder } = ortModelSource(captureModel);
+    const runner = await openDecoder(bytes, { externalDataFolder, label: 'the calibration copy of the model' });
     const handles = pass.map((t) => createCalibStats({ k: t.k, sampleRows, hessian: opts.hessian, seed: opts.seed ?? 0 }));
     try {
       progress.start(passes.length > 1 ? `calibration pass ${p + 1}/${passes.length}` : 'calibration', windows.length);

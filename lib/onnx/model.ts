@@ -286,9 +286,21 @@ export function modelBytes(model: OnnxModel): Uint8Array {
 }
 
 /**
+ * What ONNX Runtime needs to open the model from memory: the proto's bytes, and the folder its
+ * external-data locations are relative to (session config entry
+ * `session.model_external_initializers_file_folder_path`). ORT then opens the side files itself,
+ * memory-mapping large initializers, so no side file passes through a Node buffer: any size,
+ * any number of files, any layout (offset/length ranges, several tensors per file, one file per tensor).
+ */
+export function ortModelSource(model: OnnxModel): { bytes: Uint8Array; externalDataFolder?: string } {
+  const bytes = modelBytes(model);
+  return hasExternalData(model) ? { bytes, externalDataFolder: model.dir } : { bytes };
+}
+
+/**
  * Bytes for `InferenceSession.create(bytes, { externalData })`: the proto as is, plus the whole
  * content of each side file it references (keyed by the location string ORT looks up).
- * Meant for small models; large ones should be saved and opened by path.
+ * Meant for small models; the library's own sessions use ortModelSource, which reads no side file.
  */
 export function serializeForOrt(model: OnnxModel): { bytes: Uint8Array; externalData?: { path: string; data: Uint8Array }[] } {
   const locations = new Set<string>();

@@ -16,6 +16,8 @@ export interface OpenDecoderOptions {
   intraOpNumThreads?: number;
   /** External data for a model given as bytes: [{path: location in the model, data}]. */
   externalData?: { path: string; data: Uint8Array }[];
+  /** For a model given as bytes: the folder its external-data locations are relative to (ORT reads the side files itself). */
+  externalDataFolder?: string;
   /** A name for error messages (default: the path, or "the in-memory model"). */
   label?: string;
   /** ORT session config entries (extra.session.*), e.g. { qdq_matmulnbits_accuracy_level: '0' }. */
@@ -318,6 +320,10 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
     label = opts.label ?? 'the in-memory model';
     if (opts.engine === 'w4a8') throw new W4A8Error('the w4a8 engine opens models from a path; save the model first');
     if (opts.externalData) options.externalData = opts.externalData.map((e) => ({ path: e.path, data: e.data }));
+    if (opts.externalDataFolder !== undefined) {
+      const session = { ...(options.extra as { session?: Record<string, string> } | undefined)?.session, model_external_initializers_file_folder_path: opts.externalDataFolder };
+      options.extra = { ...options.extra, session };
+    }
     try {
       session = await ort.InferenceSession.create(model, options);
     } catch (err) {

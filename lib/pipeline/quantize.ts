@@ -10,7 +10,7 @@ import { openDecoder } from '../ort/session';
 import { resolveTokenizer } from '../tokenize/model_tokenizer';
 import { checkExportSupports } from '../export/compat';
 import { exportQuantized, type ExportInfo } from '../export/export_model';
-import { defaultExternalDataName, hasExternalData, loadModel, saveModelAsync, serializeForOrt, type OnnxModel } from '../onnx/model';
+import { defaultExternalDataName, hasExternalData, loadModel, ortModelSource, saveModelAsync, type OnnxModel } from '../onnx/model';
 import { findTokenizerBeside } from '../tokenize/load';
 import type { Tokenizer } from '../tokenize/tokenizer';
 import { OutputSet, checkOutputPath } from '../util/output_set';
@@ -198,9 +198,9 @@ async function quantizeInto(
 
 /** After raising the default opset, the model must still load in ONNX Runtime. */
 export async function checkLoads(model: OnnxModel, info: ExportInfo): Promise<void> {
-  const { bytes, externalData } = serializeForOrt(model);
+  const { bytes, externalDataFolder } = ortModelSource(model);
   try {
-    const runner = await openDecoder(bytes, { externalData, label: 'the quantized model', sessionConfig: info.sessionConfig });
+    const runner = await openDecoder(bytes, { externalDataFolder, label: 'the quantized model', sessionConfig: info.sessionConfig });
     await runner.release();
   } catch (err) {
     throw new W4A8Error(`after raising its opset from ${info.opsetRaisedFrom} to ${info.opset}, the model no longer loads: ${(err as Error).message}; use --format matmulnbits or sim`);

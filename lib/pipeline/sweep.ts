@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { W4A8Error } from '../util/errors';
 import { exportQuantized } from '../export/export_model';
-import { loadModel, serializeForOrt } from '../onnx/model';
+import { loadModel, ortModelSource } from '../onnx/model';
 import { calibrate, type Calibration } from './calibrate';
 import { configLabel } from '../quant/config';
 import { planLayers, type LayerPlan } from '../quant/plan';
@@ -58,9 +58,9 @@ export async function evaluateEntry(sc: SweepContext, entry: SweepEntry, ev: { t
   const plan: LayerPlan = planLayers(model, sc.exclude);
   const parts = await quantizeLayers(model, plan, entry.config, sc.calibration.stats, { weights: sc.weights, cancel: ev.cancel, exportFormat: entry.format });
   const info = await exportQuantized(model, parts, entry.format);
-  const { bytes, externalData } = serializeForOrt(model);
+  const { bytes, externalDataFolder } = ortModelSource(model);
   const t1 = Date.now();
-  const session = await openDecoder(bytes, { externalData, sessionConfig: info.sessionConfig, label: `${sc.model} quantized (${configLabel(entry.config)})` });
+  const session = await openDecoder(bytes, { externalDataFolder, sessionConfig: info.sessionConfig, label: `${sc.model} quantized (${configLabel(entry.config)})` });
   try {
     const result = await evaluatePerplexity({ session, text: ev.text, tokenizer: ev.tokenizer, ctx: ev.ctx, maxTokens: ev.maxTokens, cancel: ev.cancel });
     const errs = parts.reports.map((r) => r.errorAfter).filter((e): e is number => e !== undefined && Number.isFinite(e));
