@@ -49,6 +49,19 @@ inline Status KroneckerAdapterAdd(const KronTerms& kt, int32_t m, const float* x
 // Scalar twin, accumulating each (token, output) in double and adding it to y once.
 Status KroneckerAdapterAddReference(const KronTerms& kt, int32_t m, const float* x, float* y);
 
+// ---- Low-rank term ------------------------------------------------------------------------
+// y [m][n] += (x [m][k] U [k][r]) V [r][n], row-major, fp32 (the LoRC / LoRA correction x U V).
+// T = x U is formed first (m*k*r + m*r*n multiply-adds); each y element's sum runs in a fixed order
+// (fma over r in order) independent of the thread count.
+struct LowRankTerm {
+  int32_t k, r, n;
+  const float* u;  // [k][r]
+  const float* v;  // [r][n]
+};
+Status LowRankAdd(const LowRankTerm& lr, int32_t m, const float* x, float* y, Isa isa);
+// Scalar twin: each (token, output) accumulated in double and added to y once.
+Status LowRankAddReference(const LowRankTerm& lr, int32_t m, const float* x, float* y);
+
 // ---- Fused W4A8 + Kronecker ----------------------------------------------------------------
 // y = W4A8(x) (+bias) + sum_i (A_i kron B_i) x. The Kronecker shapes must match w (n, k).
 Status GemmW4A8Kron(const PackedWeight& w, const KronTerms& kt, const GemmArgs& a);

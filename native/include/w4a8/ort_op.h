@@ -1,11 +1,15 @@
 // The com.w4a8 custom-op domain for ONNX Runtime: op W4A8MatMul, run by the CPU kernels.
 //
-//   Y = W4A8MatMul(A, codes, scales[, zero_points[, bias]])
+//   Y = W4A8MatMul(A, codes, scales[, zero_points[, bias[, lowrank_u, lowrank_v[, kron_a, kron_b]]]])
 //     A            float or float16 [..., K]
 //     codes        uint8 [N, blocks, block_size / 2]   canonical layout (formats.h), an initializer
 //     scales       float [N * blocks]                  an initializer
 //     zero_points  uint8 [N * ceil(blocks / 2)]        optional (int4 asymmetric), an initializer
 //     bias         float or float16 [N]                optional
+//     lowrank_u    float or float16 [K, r]  } optional pair: Y += (A U) V (LoRC / LoRA correction)
+//     lowrank_v    float or float16 [r, N]  }
+//     kron_a       float or float16 [R, k1, n1]  } optional pair, k1 * k2 = K, n1 * n2 = N:
+//     kron_b       float or float16 [R, k2, n2]  } Y += A (sum_i kron_a[i] (x) kron_b[i])
 //     Y            the type of A, [..., N]
 //   attributes: K, N, bits (4), block_size, weight_format "int4" | "fp4",
 //               activation_format "int8" | "fp8" | "none" (W4A16)
@@ -13,7 +17,12 @@
 // Numerics: activations are quantized per token (the whole row of K, act_quant_def.h), the
 // quantizer of the `sim` export: int8 runs GemmW4A8 (ActQuant::kPerToken) on weights prepacked once
 // at kernel creation; fp8 fake-quantizes each row to E4M3 then runs W4A16; none runs W4A16, which
-// reads ORT's own initializer arrays with no copy.
+// reads ORT's own initializer arrays with no copy. The correction terms read A before its
+// quantization, in fp32 (the sim export's side branch does the same), and are added after the
+// quantized product: the low-rank term by cpu::LowRankAdd, the Kronecker sum by
+// cpu::KroneckerAdapterAdd (never materialized). Constant factors are converted once at kernel
+// creation; factors that are graph inputs (or initializers overridable as inputs) are read on every
+// run, which is how one session serves several adapters (docs/ARCHITECTURE.md).
 #pragma once
 #include "w4a8/ort_abi.h"
 

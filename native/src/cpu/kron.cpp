@@ -98,6 +98,48 @@ Status KroneckerAdapterAddReference(const KronTerms& kt, int32_t m, const float*
   return Status::kOk;
 }
 
+Status LowRankAdd(const LowRankTerm& lr, int32_t m, const float* x, float* y, Isa isa) {
+  if (lr.k < 1 || lr.r < 1 || lr.n < 1 || !lr.u || !lr.v || m < 1 || !x || !y) return Status::kInvalidArgument;
+  if (!IsaAvailable(isa)) return Status::kUnsupported;
+  const kron::MatMulAddFn mm = DispatchFor(isa).kron_matmul_add;
+  const int32_t k = lr.k, r = lr.r, n = lr.n;
+  std::vector<float> t((size_t)m * r, 0.f);
+  // Columns are split among tasks, so M = 1 runs in parallel as well as M = 128; chunks of 16 keep
+  // the SIMD rows whole.
+  const auto column_tasks = [](int32_t cols) { return std::max<int64_t>(1, std::min<int64_t>((cols + 15) / 16, 4LL * NumThreads())); };
+  const int64_t t_tasks = column_tasks(r);
+  ParallelFor(t_tasks, [&](int64_t task) {
+    const int32_t c0 = (int32_t)(r * task / t_tasks), c1 = (int32_t)(r * (task + 1) / t_tasks);
+    if (c1 > c0) mm(m, c1 - c0, k, x, k, lr.u + c0, r, t.data() + c0, r);
+  });
+  const int64_t y_tasks = column_tasks(n);
+  ParallelFor(y_tasks, [&](int64_t task) {
+    const int32_t c0 = (int32_t)(n * task / y_tasks), c1 = (int32_t)(n * (task + 1) / y_tasks);
+    if (c1 > c0) mm(m, c1 - c0, r, t.data(), r, lr.v + c0, n, y + c0, n);
+  });
+  return Status::kOk;
+}
+
+Status LowRankAddReference(const LowRankTerm& lr, int32_t m, const float* x, float* y) {
+  if (lr.k < 1 || lr.r < 1 || lr.n < 1 || !lr.u || !lr.v || m < 1 || !x || !y) return Status::kInvalidArgument;
+  std::vector<double> t((size_t)lr.r);
+  for (int32_t i = 0; i < m; ++i) {
+    const float* xi = x + (size_t)i * lr.k;
+    for (int32_t c = 0; c < lr.r; ++c) {
+      double s = 0;
+      for (int32_t kk = 0; kk < lr.k; ++kk) s += (double)xi[kk] * lr.u[(size_t)kk * lr.r + c];
+      t[c] = s;
+    }
+    float* yi = y + (size_t)i * lr.n;
+    for (int32_t j = 0; j < lr.n; ++j) {
+      double s = 0;
+      for (int32_t c = 0; c < lr.r; ++c) s += t[c] * lr.v[(size_t)c * lr.n + j];
+      yi[j] = (float)((double)yi[j] + s);
+    }
+  }
+  return Status::kOk;
+}
+
 Status GemmW4A8Kron(const PackedWeight& w, const KronTerms& kt, const GemmArgs& a) {
   if (!ValidKron(kt) || KronN(kt) != w.n() || KronK(kt) != w.k()) return Status::kInvalidArgument;
   // Two passes over y in one call: the adapter is a few percent of the GEMM's work, and y is still

@@ -60,6 +60,20 @@ std::string DimsText(const std::vector<int64_t>& d) {
   return s + "]";
 }
 
+// Optional inputs after bias (ort_op.h).
+constexpr size_t kLowRankU = 5, kLowRankV = 6, kKronA = 7, kKronB = 8, kInputCount = 9;
+
+struct LowRankFactors {
+  int32_t r = 0;
+  std::vector<float> u, v;  // [K][r], [r][N]
+};
+// The Kronecker terms in the kernel's orientation: a [R][n1][k1], b [R][n2][k2].
+struct KronFactors {
+  int32_t r = 0, k1 = 0, n1 = 0, k2 = 0, n2 = 0;
+  std::vector<float> a, b;
+  cpu::KronTerms terms() const { return cpu::KronTerms{r, n1, k1, n2, k2, a.data(), b.data()}; }
+};
+
 class Kernel {
  public:
   explicit Kernel(const OrtApiView& api) : api_(api) {}
@@ -115,6 +129,28 @@ class Kernel {
     if (inputs > 4) W4A8_ORT_TRY(Constant(info, 4, &bias, &has_bias));
     if (has_bias) W4A8_ORT_TRY(ToFloat(bias, &bias_f32_, "bias"));
     constant_bias_ = has_bias;
+    // Constant correction factors are converted once; factors fed per run (an adapter chosen per
+    // request: graph inputs, or initializers that are also graph inputs) are converted in Compute.
+    if (inputs > kLowRankU) {
+      TensorView u, v;
+      bool has_u = false, has_v = false;
+      W4A8_ORT_TRY(Constant(info, kLowRankU, &u, &has_u));
+      if (inputs > kLowRankV) W4A8_ORT_TRY(Constant(info, kLowRankV, &v, &has_v));
+      if (has_u && has_v) {
+        W4A8_ORT_TRY(LowRankFrom(u, v, &const_lowrank_));
+        constant_lowrank_ = true;
+      }
+    }
+    if (inputs > kKronA) {
+      TensorView a, b;
+      bool has_a = false, has_b = false;
+      W4A8_ORT_TRY(Constant(info, kKronA, &a, &has_a));
+      if (inputs > kKronB) W4A8_ORT_TRY(Constant(info, kKronB, &b, &has_b));
+      if (has_a && has_b) {
+        W4A8_ORT_TRY(KronFrom(a, b, &const_kron_));
+        constant_kron_ = true;
+      }
+    }
     return nullptr;
   }
 
@@ -165,20 +201,51 @@ class Kernel {
       }
     }
 
+    // The correction terms (optional inputs 5..8), constant or fed with this run.
+    LowRankFactors lowrank_now;
+    KronFactors kron_now;
+    const LowRankFactors* lowrank = constant_lowrank_ ? &const_lowrank_ : nullptr;
+    const KronFactors* kron = constant_kron_ ? &const_kron_ : nullptr;
+    if (!lowrank) {
+      TensorView u, v;
+      bool has_u = false, has_v = false;
+      W4A8_ORT_TRY(RunInput(ctx, inputs, kLowRankU, &u, &has_u));
+      W4A8_ORT_TRY(RunInput(ctx, inputs, kLowRankV, &v, &has_v));
+      if (has_u != has_v) return Fail("lowrank_u and lowrank_v come together: one is missing");
+      if (has_u) {
+        W4A8_ORT_TRY(LowRankFrom(u, v, &lowrank_now));
+        lowrank = &lowrank_now;
+      }
+    }
+    if (!kron) {
+      TensorView ka, kb;
+      bool has_a = false, has_b = false;
+      W4A8_ORT_TRY(RunInput(ctx, inputs, kKronA, &ka, &has_a));
+      W4A8_ORT_TRY(RunInput(ctx, inputs, kKronB, &kb, &has_b));
+      if (has_a != has_b) return Fail("kron_a and kron_b come together: one is missing");
+      if (has_a) {
+        W4A8_ORT_TRY(KronFrom(ka, kb, &kron_now));
+        kron = &kron_now;
+      }
+    }
+
     const size_t xk = m * (size_t)weight_.k, yn = m * (size_t)weight_.n;
-    std::vector<float> x_buf, y_buf;
+    std::vector<float> x_buf, x_fp8, y_buf;
     const float* x = static_cast<const float*>(a.data);
     float* y = static_cast<float*>(y_raw);
-    if (half || act_ == ActFormat::kFp8) x_buf.resize(xk);
     if (half) {
+      x_buf.resize(xk);
       HalfToFloatArray(static_cast<const uint16_t*>(a.data), x_buf.data(), xk);
       x = x_buf.data();
       y_buf.resize(yn);
       y = y_buf.data();
     }
+    // The corrections read the activation before its quantization (the sim export's branch does).
+    const float* x_float = x;
     if (act_ == ActFormat::kFp8) {
-      FakeQuantFp8Rows(x, m, x_buf.data());
-      x = x_buf.data();
+      x_fp8.resize(xk);
+      FakeQuantFp8Rows(x, m, x_fp8.data());
+      x = x_fp8.data();
     }
     cpu::GemmArgs args;
     args.m = (int32_t)m;
@@ -190,7 +257,82 @@ class Kernel {
       return act_ == ActFormat::kInt8 ? cpu::GemmW4A8(*packed_, args) : cpu::GemmW4A16(weight_, cpu::DefaultIsa(), args);
     });
     if (s != Status::kOk) return Fail(std::string("kernel failed: ") + StatusName(s));
+    if (lowrank) {
+      const cpu::LowRankTerm lr{weight_.k, lowrank->r, weight_.n, lowrank->u.data(), lowrank->v.data()};
+      const Status ls = StatusFromExceptions([&] { return cpu::LowRankAdd(lr, (int32_t)m, x_float, y, cpu::DefaultIsa()); });
+      if (ls != Status::kOk) return Fail(std::string("low-rank term failed: ") + StatusName(ls));
+    }
+    if (kron) {
+      const Status ks = StatusFromExceptions([&] { return cpu::KroneckerAdapterAdd(kron->terms(), (int32_t)m, x_float, y); });
+      if (ks != Status::kOk) return Fail(std::string("Kronecker term failed: ") + StatusName(ks));
+    }
     if (half) FloatToHalfArray(y, static_cast<uint16_t*>(y_raw), yn);
+    return nullptr;
+  }
+
+  // Input `index` of this run; *found is false when the node lacks it or it is not fed.
+  OrtStatus* RunInput(OrtKernelContext* ctx, size_t inputs, size_t index, TensorView* out, bool* found) const {
+    *found = false;
+    if (index >= inputs) return nullptr;
+    const OrtValue* v = nullptr;
+    W4A8_ORT_TRY(api_.KernelContext_GetInput(ctx, index, &v));
+    if (!v) return nullptr;
+    *found = true;
+    return Describe(api_, v, out);
+  }
+
+  // Float or float16 values as fp32, `count` of them.
+  OrtStatus* Floats(const TensorView& t, std::vector<float>* out, const char* what) const {
+    out->resize(t.count);
+    if (t.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+      if (t.count) std::memcpy(out->data(), t.data, t.count * sizeof(float));
+    } else if (t.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
+      HalfToFloatArray(static_cast<const uint16_t*>(t.data), out->data(), t.count);
+    } else {
+      return Fail(std::string(what) + " must be float or float16");
+    }
+    for (float f : *out)
+      if (!std::isfinite(f)) return Fail(std::string(what) + " holds a value that is not finite");
+    return nullptr;
+  }
+
+  // lowrank_u [K, r] and lowrank_v [r, N].
+  OrtStatus* LowRankFrom(const TensorView& u, const TensorView& v, LowRankFactors* out) const {
+    if (u.dims.size() != 2 || v.dims.size() != 2 || u.dims[0] != weight_.k || v.dims[1] != weight_.n ||
+        u.dims[1] != v.dims[0] || u.dims[1] < 1 || u.dims[1] > INT32_MAX)
+      return Fail("lowrank_u is " + DimsText(u.dims) + " and lowrank_v " + DimsText(v.dims) + "; expected [K = " +
+                  std::to_string(weight_.k) + ", r] and [r, N = " + std::to_string(weight_.n) + "] with r >= 1");
+    out->r = (int32_t)u.dims[1];
+    W4A8_ORT_TRY(Floats(u, &out->u, "lowrank_u"));
+    return Floats(v, &out->v, "lowrank_v");
+  }
+
+  // kron_a [R, k1, n1] and kron_b [R, k2, n2] with k1 * k2 = K, n1 * n2 = N: the term x (sum_i
+  // A_i (x) B_i), the export's layout ([K, N] like a MatMul weight). The kernel (cpu_adapters.h)
+  // takes the [N, K] orientation, so each factor is stored transposed.
+  OrtStatus* KronFrom(const TensorView& a, const TensorView& b, KronFactors* out) const {
+    const bool ranks = a.dims.size() == 3 && b.dims.size() == 3;
+    if (!ranks || a.dims[0] != b.dims[0] || a.dims[0] < 1 || a.dims[1] < 1 || a.dims[2] < 1 || b.dims[1] < 1 || b.dims[2] < 1 ||
+        a.dims[0] > INT32_MAX || a.dims[1] * b.dims[1] != weight_.k || a.dims[2] * b.dims[2] != weight_.n)
+      return Fail("kron_a is " + DimsText(a.dims) + " and kron_b " + DimsText(b.dims) + "; expected [R, k1, n1] and [R, k2, n2] with k1 * k2 = K = " +
+                  std::to_string(weight_.k) + " and n1 * n2 = N = " + std::to_string(weight_.n));
+    std::vector<float> af, bf;
+    W4A8_ORT_TRY(Floats(a, &af, "kron_a"));
+    W4A8_ORT_TRY(Floats(b, &bf, "kron_b"));
+    const int32_t r = (int32_t)a.dims[0], k1 = (int32_t)a.dims[1], n1 = (int32_t)a.dims[2], k2 = (int32_t)b.dims[1], n2 = (int32_t)b.dims[2];
+    out->r = r;
+    out->k1 = k1;
+    out->n1 = n1;
+    out->k2 = k2;
+    out->n2 = n2;
+    out->a.resize(af.size());
+    out->b.resize(bf.size());
+    for (int32_t i = 0; i < r; ++i) {
+      for (int32_t p = 0; p < k1; ++p)
+        for (int32_t q = 0; q < n1; ++q) out->a[((size_t)i * n1 + q) * k1 + p] = af[((size_t)i * k1 + p) * n1 + q];
+      for (int32_t p = 0; p < k2; ++p)
+        for (int32_t q = 0; q < n2; ++q) out->b[((size_t)i * n2 + q) * k2 + p] = bf[((size_t)i * k2 + p) * n2 + q];
+    }
     return nullptr;
   }
 
@@ -270,6 +412,9 @@ class Kernel {
   std::unique_ptr<cpu::PackedWeight> packed_;
   std::vector<float> bias_f32_;
   bool constant_bias_ = false;
+  LowRankFactors const_lowrank_;
+  KronFactors const_kron_;
+  bool constant_lowrank_ = false, constant_kron_ = false;
 };
 
 // ---- OrtCustomOp callbacks ---------------------------------------------------------------------
@@ -287,7 +432,7 @@ ONNXTensorElementDataType OpInputType(const OrtCustomOp* op, size_t i) {
   if (i == 2) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   return FloatTypeOf(op);
 }
-size_t OpInputCount(const OrtCustomOp*) { return 5; }
+size_t OpInputCount(const OrtCustomOp*) { return kInputCount; }
 ONNXTensorElementDataType OpOutputType(const OrtCustomOp* op, size_t) { return FloatTypeOf(op); }
 size_t OpOutputCount(const OrtCustomOp*) { return 1; }
 OrtCustomOpInputOutputCharacteristic OpInputCharacteristic(const OrtCustomOp*, size_t i) {

@@ -1,0 +1,275 @@
+// W4A8MatMul's correction terms (low rank U V, Kronecker sum) through a real ONNX Runtime session,
+// against an independent float64 reference: the dense C = U V + sum_i A_i (x) B_i [K, N] is built
+// explicitly and y = GemmW4A8Reference / GemmW4A16Reference (+bias) + x C. Odd shapes, fp32 and
+// fp16 A, int8 / none activations, factors as constant initializers, as graph inputs fed per run
+// (two adapters on one session, switched run to run), and as initializers overridable by a feed.
+#include <unistd.h>
+
+#include <cmath>
+#include <random>
+
+#include "ort_test_util.h"
+#include "test_check.h"
+#include "w4a8/cpu_adapters.h"
+#include "w4a8/ort_runtime.h"
+
+using namespace w4a8;
+
+namespace {
+
+struct Shape { int32_t k1, k2, n1, n2, group, rank, terms, m; };
+
+struct Adapter {
+  int32_t rank = 0, terms = 0;
+  std::vector<float> u, v, ka, kb;  // [K, r], [r, N], [R, k1, n1], [R, k2, n2]
+};
+
+std::vector<float> Uniform(size_t count, float scale, std::mt19937& rng) {
+  std::uniform_real_distribution<float> d(-scale, scale);
+  std::vector<float> out(count);
+  for (auto& f : out) f = d(rng);
+  return out;
+}
+
+// Values exactly representable in fp16, so fp16 and fp32 models see the same factors.
+void RoundToHalf(std::vector<float>* v) {
+  std::vector<uint16_t> h(v->size());
+  FloatToHalfArray(v->data(), h.data(), h.size());
+  HalfToFloatArray(h.data(), v->data(), h.size());
+}
+
+Adapter RandomAdapter(const Shape& s, std::mt19937& rng) {
+  const int32_t k = s.k1 * s.k2, n = s.n1 * s.n2;
+  Adapter a;
+  a.rank = s.rank;
+  a.terms = s.terms;
+  a.u = Uniform((size_t)k * s.rank, 0.1f, rng);
+  a.v = Uniform((size_t)s.rank * n, 0.1f, rng);
+  a.ka = Uniform((size_t)s.terms * s.k1 * s.n1, 0.2f, rng);
+  a.kb = Uniform((size_t)s.terms * s.k2 * s.n2, 0.2f, rng);
+  for (auto* f : {&a.u, &a.v, &a.ka, &a.kb}) RoundToHalf(f);
+  return a;
+}
+
+// Dense C [K][N] in double: U V + sum_i kron(A_i, B_i) with C[(p, s)][(q, t)] = A[p][q] B[s][t].
+std::vector<double> DenseCorrection(const Shape& s, const Adapter& a, bool lowrank, bool kron) {
+  const int32_t k = s.k1 * s.k2, n = s.n1 * s.n2;
+  std::vector<double> c((size_t)k * n, 0.0);
+  if (lowrank)
+    for (int32_t i = 0; i < k; ++i)
+      for (int32_t j = 0; j < n; ++j)
+        for (int32_t r = 0; r < a.rank; ++r) c[(size_t)i * n + j] += (double)a.u[(size_t)i * a.rank + r] * a.v[(size_t)r * n + j];
+  if (kron)
+    for (int32_t t = 0; t < a.terms; ++t)
+      for (int32_t p = 0; p < s.k1; ++p)
+        for (int32_t q = 0; q < s.n1; ++q)
+          for (int32_t u = 0; u < s.k2; ++u)
+            for (int32_t w = 0; w < s.n2; ++w)
+              c[(size_t)(p * s.k2 + u) * n + q * s.n2 + w] += (double)a.ka[((size_t)t * s.k1 + p) * s.n1 + q] * a.kb[((size_t)t * s.k2 + u) * s.n2 + w];
+  return c;
+}
+
+enum class Feed { kConstant, kGraphInput, kOverridable };
+const char* FeedName(Feed f) { return f == Feed::kConstant ? "initializers" : f == Feed::kGraphInput ? "graph inputs" : "overridable initializers"; }
+
+void WriteModel(const std::string& path, const test::RandomWeight& w, const Shape& s, const std::string& act, bool half, bool lowrank, bool kron,
+                Feed feed, const Adapter& defaults) {
+  using test::Proto;
+  const int ftype = half ? ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 : ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  const int32_t blocks = BlocksPerRow(w.k, w.group_size);
+  Proto graph, node;
+  node.Str(1, "A").Str(1, "codes").Str(1, "scales").Str(1, w.zero_points.empty() ? "" : "zero_points").Str(1, "");
+  node.Str(1, lowrank ? "U" : "").Str(1, lowrank ? "V" : "");
+  if (kron) node.Str(1, "KA").Str(1, "KB");
+  node.Str(2, "Y").Str(3, "w4a8_matmul").Str(4, "W4A8MatMul").Str(7, "com.w4a8");
+  node.Msg(5, test::IntAttr("K", w.k)).Msg(5, test::IntAttr("N", w.n)).Msg(5, test::IntAttr("bits", 4)).Msg(5, test::IntAttr("block_size", w.group_size));
+  node.Msg(5, test::StrAttr("weight_format", "int4")).Msg(5, test::StrAttr("activation_format", act));
+  graph.Msg(1, node).Str(2, "w4a8_op_terms_test");
+  graph.Msg(5, test::Initializer("codes", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, {w.n, blocks, w.group_size / 2}, w.codes.data(), w.codes.size()));
+  graph.Msg(5, test::Initializer("scales", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {(int64_t)w.scales.size()}, w.scales.data(), w.scales.size() * 4));
+  if (!w.zero_points.empty())
+    graph.Msg(5, test::Initializer("zero_points", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, {(int64_t)w.zero_points.size()}, w.zero_points.data(), w.zero_points.size()));
+  struct Factor { const char* name; std::vector<int64_t> dims; const std::vector<float>* values; };
+  std::vector<Factor> factors;
+  if (lowrank) {
+    factors.push_back({"U", {w.k, s.rank}, &defaults.u});
+    factors.push_back({"V", {s.rank, w.n}, &defaults.v});
+  }
+  if (kron) {
+    factors.push_back({"KA", {s.terms, s.k1, s.n1}, &defaults.ka});
+    factors.push_back({"KB", {s.terms, s.k2, s.n2}, &defaults.kb});
+  }
+  graph.Msg(11, test::ValueInfo("A", ftype, {"rows", std::to_string(w.k)}));
+  for (const Factor& f : factors) {
+    std::vector<std::string> dims;
+    for (int64_t d : f.dims) dims.push_back(std::to_string(d));
+    if (feed != Feed::kConstant) graph.Msg(11, test::ValueInfo(f.name, ftype, dims));
+    if (feed == Feed::kGraphInput) continue;
+    if (half) {
+      std::vector<uint16_t> h(f.values->size());
+      FloatToHalfArray(f.values->data(), h.data(), h.size());
+      graph.Msg(5, test::Initializer(f.name, ftype, f.dims, h.data(), h.size() * 2));
+    } else {
+      graph.Msg(5, test::Initializer(f.name, ftype, f.dims, f.values->data(), f.values->size() * 4));
+    }
+  }
+  graph.Msg(12, test::ValueInfo("Y", ftype, {"rows", std::to_string(w.n)}));
+  Proto opset_default, opset_w4a8;
+  opset_default.Str(1, "").Varint(2, 17);
+  opset_w4a8.Str(1, "com.w4a8").Varint(2, 1);
+  Proto model;
+  model.Varint(1, 8).Str(2, "w4a8-tests").Msg(7, graph).Msg(8, opset_default).Msg(8, opset_w4a8);
+  std::ofstream(path, std::ios::binary) << model.bytes();
+}
+
+struct Blob {
+  std::vector<float> f;
+  std::vector<uint16_t> h;
+  ort::InputTensor Tensor(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& values, bool half) {
+    if (half) {
+      h.resize(values.size());
+      FloatToHalfArray(values.data(), h.data(), h.size());
+      return {name, ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, dims, (void*)h.data(), h.size() * 2};
+    }
+    f = values;
+    return {name, ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, dims, (void*)f.data(), f.size() * 4};
+  }
+};
+
+}  // namespace
+
+int main() {
+  const std::string lib = test::FindOrtLibrary();
+  if (lib.empty()) {
+    std::printf("SKIP: no libonnxruntime.so.1 (run npm ci to install onnxruntime-node, or set W4A8_ORT_LIBRARY)\n");
+    return 77;
+  }
+  std::string error;
+  const ort::Runtime* rt = ort::OpenRuntime(lib, &error);
+  if (!rt) {
+    std::printf("FAIL: %s\n", error.c_str());
+    return 1;
+  }
+  const unsigned seed = std::random_device{}();
+  std::printf("ONNX Runtime %s from %s; seed %u\n", rt->version.c_str(), lib.c_str(), seed);
+  std::mt19937 rng(seed);
+  const std::string dir = "/tmp/w4a8_ort_op_terms_test_" + std::to_string(getpid());
+  std::system(("mkdir -p " + dir).c_str());
+
+  // K = k1 k2, N = n1 n2: odd sizes, a prime K (k1 = 1), one term / rank 1, more terms than rows.
+  const Shape shapes[] = {{5, 8, 3, 7, 16, 3, 2, 3}, {4, 25, 3, 11, 32, 5, 1, 1}, {1, 257, 7, 10, 64, 1, 3, 6}, {16, 16, 4, 12, 128, 17, 4, 33}};
+  int cases = 0;
+  for (const Shape& sh : shapes) {
+    const int32_t k = sh.k1 * sh.k2, n = sh.n1 * sh.n2;
+    for (const char* act : {"int8", "none"}) {
+      for (int half = 0; half < 2; ++half) {
+        for (Feed feed : {Feed::kConstant, Feed::kGraphInput, Feed::kOverridable}) {
+          for (int terms = 1; terms < 4; ++terms) {  // 1 low rank, 2 Kronecker, 3 both
+            const bool lowrank = terms & 1, kron = terms & 2;
+            test::RandomWeight w(test::WeightKind::kInt4Asymmetric, n, k, sh.group, rng);
+            // Two adapters: the first is the model's default (initializers), the second only fed.
+            const Adapter adapters[2] = {RandomAdapter(sh, rng), RandomAdapter(sh, rng)};
+            const std::string path = dir + "/op.onnx";
+            WriteModel(path, w, sh, act, half == 1, lowrank, kron, feed, adapters[0]);
+            ort::SessionConfig config;
+            config.intra_op_threads = 2;
+            auto session = ort::Session::Create(*rt, path, config, &error);
+            const std::string label = std::string(act) + (half ? " fp16" : " fp32") + (lowrank ? " lowrank" : "") + (kron ? " kron" : "") + " as " +
+                                      FeedName(feed) + " K=" + std::to_string(k) + " N=" + std::to_string(n) + " M=" + std::to_string(sh.m);
+            CHECK(session != nullptr, "%s: session: %s", label.c_str(), error.c_str());
+            if (!session) continue;
+            // Constant: one run with the built-in factors. Graph inputs: both adapters, switched run to
+            // run on the same session. Overridable: the default, then the second adapter fed, then the default again.
+            std::vector<int> runs = feed == Feed::kConstant ? std::vector<int>{0} : feed == Feed::kGraphInput ? std::vector<int>{0, 1, 0} : std::vector<int>{-1, 1, -1};
+            for (int which : runs) {
+              const Adapter& ad = adapters[which < 0 ? 0 : which];
+              std::vector<float> x = test::RandomActivations(sh.m, k, rng);
+              Blob bx, bu, bv, ba, bb;
+              std::vector<ort::InputTensor> feeds{bx.Tensor("A", {sh.m, k}, x, half == 1)};
+              if (half) HalfToFloatArray(bx.h.data(), x.data(), x.size());
+              if (feed != Feed::kConstant && which >= 0) {
+                if (lowrank) {
+                  feeds.push_back(bu.Tensor("U", {k, sh.rank}, ad.u, half == 1));
+                  feeds.push_back(bv.Tensor("V", {sh.rank, n}, ad.v, half == 1));
+                }
+                if (kron) {
+                  feeds.push_back(ba.Tensor("KA", {sh.terms, sh.k1, sh.n1}, ad.ka, half == 1));
+                  feeds.push_back(bb.Tensor("KB", {sh.terms, sh.k2, sh.n2}, ad.kb, half == 1));
+                }
+              }
+              std::vector<ort::OutputTensor> out;
+              const bool ok = session->Run(feeds, {"Y"}, &out, &error);
+              const std::string run_label = label + " adapter " + std::to_string(which < 0 ? 0 : which);
+              CHECK(ok, "%s: run: %s", run_label.c_str(), error.c_str());
+              if (!ok) continue;
+              std::vector<float> y((size_t)sh.m * n);
+              if (half) HalfToFloatArray(reinterpret_cast<const uint16_t*>(out[0].bytes.data()), y.data(), y.size());
+              else std::memcpy(y.data(), out[0].bytes.data(), y.size() * 4);
+              // Reference: quantized product (exact twin), plus x C in double.
+              std::vector<float> base((size_t)sh.m * n);
+              cpu::GemmArgs a;
+              a.m = sh.m;
+              a.x = x.data();
+              a.y = base.data();
+              a.act = cpu::ActQuant::kPerToken;
+              const Status rs = std::string(act) == "int8" ? cpu::GemmW4A8Reference(w.view(), a) : cpu::GemmW4A16Reference(w.view(), a);
+              CHECK(rs == Status::kOk, "%s: reference failed", run_label.c_str());
+              const std::vector<double> c = DenseCorrection(sh, ad, lowrank, kron);
+              double cmax = 0, wmax = 0;
+              for (double v : c) cmax = std::fmax(cmax, std::fabs(v));
+              for (float sc : w.scales) wmax = std::fmax(wmax, 15.0 * std::fabs(sc));
+              bool good = true;
+              for (int32_t r = 0; r < sh.m && good; ++r) {
+                double l1 = 0, mag = 1e-6;
+                for (int32_t i = 0; i < k; ++i) l1 += std::fabs(x[(size_t)r * k + i]);
+                std::vector<double> ref(n);
+                for (int32_t j = 0; j < n; ++j) {
+                  double s = base[(size_t)r * n + j];
+                  for (int32_t i = 0; i < k; ++i) s += (double)x[(size_t)r * k + i] * c[(size_t)i * n + j];
+                  ref[j] = s;
+                  mag = std::fmax(mag, std::fabs(s));
+                }
+                // fp32: rounding of the terms' sums, bounded by ||x||_1 (max|C| + max|w|); fp16: output rounding.
+                const double tol = half ? 2e-3 * std::fmax(mag, 1e-3 * l1 * (cmax + wmax)) : 2e-5 * std::fmax(mag, l1 * (cmax + wmax));
+                for (int32_t j = 0; j < n && good; ++j) {
+                  good = std::fabs(y[(size_t)r * n + j] - ref[j]) <= tol;
+                  CHECK(good, "%s: y[%d][%d] = %.7g, reference %.7g (tolerance %.3g)", run_label.c_str(), r, j, y[(size_t)r * n + j], ref[j], tol);
+                }
+              }
+              // The correction is really there: without it the result differs by more than the tolerance.
+              double moved = 0;
+              for (size_t i = 0; i < y.size(); ++i) moved = std::fmax(moved, std::fabs(y[i] - base[i]));
+              CHECK(moved > 1e-3, "%s: the correction left the output unchanged (max change %.3g)", run_label.c_str(), moved);
+              ++cases;
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // Bad shapes are refused with a message, not a crash: U of the wrong K, and half a pair.
+  {
+    const Shape sh{5, 8, 3, 7, 16, 3, 2, 2};
+    test::RandomWeight w(test::WeightKind::kInt4Symmetric, 21, 40, 16, rng);
+    const Adapter ad = RandomAdapter(sh, rng);
+    const std::string path = dir + "/bad.onnx";
+    WriteModel(path, w, sh, "int8", false, true, true, Feed::kGraphInput, ad);
+    ort::SessionConfig config;
+    auto session = ort::Session::Create(*rt, path, config, &error);
+    CHECK(session != nullptr, "bad-shape model: session: %s", error.c_str());
+    if (session) {
+      std::vector<float> x = test::RandomActivations(2, 40, rng), wrong_u((size_t)39 * 3, 0.f);
+      Blob bx, bu, bv, ba, bb;
+      std::vector<ort::InputTensor> feeds{bx.Tensor("A", {2, 40}, x, false), bu.Tensor("U", {39, 3}, wrong_u, false), bv.Tensor("V", {3, 21}, ad.v, false),
+                                          ba.Tensor("KA", {2, 5, 3}, ad.ka, false), bb.Tensor("KB", {2, 8, 7}, ad.kb, false)};
+      std::vector<ort::OutputTensor> out;
+      // ORT checks declared input shapes first; either way the run fails with a message.
+      CHECK(!session->Run(feeds, {"Y"}, &out, &error) && !error.empty(), "a U of the wrong shape was accepted");
+      std::printf("wrong U refused: %s\n", error.c_str());
+    }
+  }
+  std::system(("rm -rf " + dir).c_str());
+  std::printf("%d runs\n", cases);
+  return Finish();
+}
