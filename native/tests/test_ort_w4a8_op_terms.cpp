@@ -1,7 +1,7 @@
 // W4A8MatMul's correction terms (low rank U V, Kronecker sum) through a real ONNX Runtime session,
 // against an independent float64 reference: the dense C = U V + sum_i A_i (x) B_i [K, N] is built
 // explicitly and y = GemmW4A8Reference / GemmW4A16Reference (+bias) + x C. Odd shapes, fp32 and
-// fp16 A, int8 / none activations, factors as constant initializers, as graph inputs fed per run
+// fp16 A (and fp32 A with fp16 factors), int8 / none activations, factors as constant initializers, as graph inputs fed per run
 // (two adapters on one session, switched run to run), and as initializers overridable by a feed.
 #include <unistd.h>
 
@@ -73,9 +73,10 @@ enum class Feed { kConstant, kGraphInput, kOverridable };
 const char* FeedName(Feed f) { return f == Feed::kConstant ? "initializers" : f == Feed::kGraphInput ? "graph inputs" : "overridable initializers"; }
 
 void WriteModel(const std::string& path, const test::RandomWeight& w, const Shape& s, const std::string& act, bool half, bool lowrank, bool kron,
-                Feed feed, const Adapter& defaults) {
+                Feed feed, const Adapter& defaults, bool half_factors) {
   using test::Proto;
   const int ftype = half ? ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 : ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  const int factor_type = half_factors ? ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 : ftype;
   const int32_t blocks = BlocksPerRow(w.k, w.group_size);
   Proto graph, node;
   node.Str(1, "A").Str(1, "codes").Str(1, "scales").Str(1, w.zero_points.empty() ? "" : "zero_points").Str(1, "");
@@ -103,12 +104,12 @@ void WriteModel(const std::string& path, const test::RandomWeight& w, const Shap
   for (const Factor& f : factors) {
     std::vector<std::string> dims;
     for (int64_t d : f.dims) dims.push_back(std::to_string(d));
-    if (feed != Feed::kConstant) graph.Msg(11, test::ValueInfo(f.name, ftype, dims));
+    if (feed != Feed::kConstant) graph.Msg(11, test::ValueInfo(f.name, factor_type, dims));
     if (feed == Feed::kGraphInput) continue;
-    if (half) {
+    if (factor_type == ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
       std::vector<uint16_t> h(f.values->size());
       FloatToHalfArray(f.values->data(), h.data(), h.size());
-      graph.Msg(5, test::Initializer(f.name, ftype, f.dims, h.data(), h.size() * 2));
+      graph.Msg(5, test::Initializer(f.name, factor_type, f.dims, h.data(), h.size() * 2));
     } else {
       graph.Msg(5, test::Initializer(f.name, ftype, f.dims, f.values->data(), f.values->size() * 4));
     }
@@ -162,7 +163,8 @@ int main() {
   for (const Shape& sh : shapes) {
     const int32_t k = sh.k1 * sh.k2, n = sh.n1 * sh.n2;
     for (const char* act : {"int8", "none"}) {
-      for (int half = 0; half < 2; ++half) {
+      for (int half = 0; half < 3; ++half) {  // 0 fp32, 1 fp16, 2 fp32 A with fp16 factors
+        const bool half_a = half == 1, half_factors = half >= 1;
         for (Feed feed : {Feed::kConstant, Feed::kGraphInput, Feed::kOverridable}) {
           for (int terms = 1; terms < 4; ++terms) {  // 1 low rank, 2 Kronecker, 3 both
             const bool lowrank = terms & 1, kron = terms & 2;
@@ -170,11 +172,11 @@ int main() {
             // Two adapters: the first is the model's default (initializers), the second only fed.
             const Adapter adapters[2] = {RandomAdapter(sh, rng), RandomAdapter(sh, rng)};
             const std::string path = dir + "/op.onnx";
-            WriteModel(path, w, sh, act, half == 1, lowrank, kron, feed, adapters[0]);
+            WriteModel(path, w, sh, act, half_a, lowrank, kron, feed, adapters[0], half_factors);
             ort::SessionConfig config;
             config.intra_op_threads = 2;
             auto session = ort::Session::Create(*rt, path, config, &error);
-            const std::string label = std::string(act) + (half ? " fp16" : " fp32") + (lowrank ? " lowrank" : "") + (kron ? " kron" : "") + " as " +
+            const std::string label = std::string(act) + (half_a ? " fp16" : half_factors ? " fp32 (fp16 factors)" : " fp32") + (lowrank ? " lowrank" : "") + (kron ? " kron" : "") + " as " +
                                       FeedName(feed) + " K=" + std::to_string(k) + " N=" + std::to_string(n) + " M=" + std::to_string(sh.m);
             CHECK(session != nullptr, "%s: session: %s", label.c_str(), error.c_str());
             if (!session) continue;
@@ -185,16 +187,16 @@ int main() {
               const Adapter& ad = adapters[which < 0 ? 0 : which];
               std::vector<float> x = test::RandomActivations(sh.m, k, rng);
               Blob bx, bu, bv, ba, bb;
-              std::vector<ort::InputTensor> feeds{bx.Tensor("A", {sh.m, k}, x, half == 1)};
-              if (half) HalfToFloatArray(bx.h.data(), x.data(), x.size());
+              std::vector<ort::InputTensor> feeds{bx.Tensor("A", {sh.m, k}, x, half_a)};
+              if (half_a) HalfToFloatArray(bx.h.data(), x.data(), x.size());
               if (feed != Feed::kConstant && which >= 0) {
                 if (lowrank) {
-                  feeds.push_back(bu.Tensor("U", {k, sh.rank}, ad.u, half == 1));
-                  feeds.push_back(bv.Tensor("V", {sh.rank, n}, ad.v, half == 1));
+                  feeds.push_back(bu.Tensor("U", {k, sh.rank}, ad.u, half_factors));
+                  feeds.push_back(bv.Tensor("V", {sh.rank, n}, ad.v, half_factors));
                 }
                 if (kron) {
-                  feeds.push_back(ba.Tensor("KA", {sh.terms, sh.k1, sh.n1}, ad.ka, half == 1));
-                  feeds.push_back(bb.Tensor("KB", {sh.terms, sh.k2, sh.n2}, ad.kb, half == 1));
+                  feeds.push_back(ba.Tensor("KA", {sh.terms, sh.k1, sh.n1}, ad.ka, half_factors));
+                  feeds.push_back(bb.Tensor("KB", {sh.terms, sh.k2, sh.n2}, ad.kb, half_factors));
                 }
               }
               std::vector<ort::OutputTensor> out;
@@ -203,7 +205,7 @@ int main() {
               CHECK(ok, "%s: run: %s", run_label.c_str(), error.c_str());
               if (!ok) continue;
               std::vector<float> y((size_t)sh.m * n);
-              if (half) HalfToFloatArray(reinterpret_cast<const uint16_t*>(out[0].bytes.data()), y.data(), y.size());
+              if (half_a) HalfToFloatArray(reinterpret_cast<const uint16_t*>(out[0].bytes.data()), y.data(), y.size());
               else std::memcpy(y.data(), out[0].bytes.data(), y.size() * 4);
               // Reference: quantized product (exact twin), plus x C in double.
               std::vector<float> base((size_t)sh.m * n);
@@ -230,7 +232,7 @@ int main() {
                   mag = std::fmax(mag, std::fabs(s));
                 }
                 // fp32: rounding of the terms' sums, bounded by ||x||_1 (max|C| + max|w|); fp16: output rounding.
-                const double tol = half ? 2e-3 * std::fmax(mag, 1e-3 * l1 * (cmax + wmax)) : 2e-5 * std::fmax(mag, l1 * (cmax + wmax));
+                const double tol = half_a ? 2e-3 * std::fmax(mag, 1e-3 * l1 * (cmax + wmax)) : 2e-5 * std::fmax(mag, l1 * (cmax + wmax));
                 for (int32_t j = 0; j < n && good; ++j) {
                   good = std::fabs(y[(size_t)r * n + j] - ref[j]) <= tol;
                   CHECK(good, "%s: y[%d][%d] = %.7g, reference %.7g (tolerance %.3g)", run_label.c_str(), r, j, y[(size_t)r * n + j], ref[j], tol);
@@ -254,7 +256,7 @@ int main() {
     test::RandomWeight w(test::WeightKind::kInt4Symmetric, 21, 40, 16, rng);
     const Adapter ad = RandomAdapter(sh, rng);
     const std::string path = dir + "/bad.onnx";
-    WriteModel(path, w, sh, "int8", false, true, true, Feed::kGraphInput, ad);
+    WriteModel(path, w, sh, "int8", false, true, true, Feed::kGraphInput, ad, false);
     ort::SessionConfig config;
     auto session = ort::Session::Create(*rt, path, config, &error);
     CHECK(session != nullptr, "bad-shape model: session: %s", error.c_str());

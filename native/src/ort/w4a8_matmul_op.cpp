@@ -430,6 +430,9 @@ ONNXTensorElementDataType FloatTypeOf(const OrtCustomOp* op) { return reinterpre
 ONNXTensorElementDataType OpInputType(const OrtCustomOp* op, size_t i) {
   if (i == 1 || i == 3) return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
   if (i == 2) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  // Correction factors: float or float16 whatever A is (fp16 factors beside an fp32 model need no
+  // Cast); UNDEFINED lets ORT accept any type, and the kernel refuses all but these two.
+  if (i >= kLowRankU) return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
   return FloatTypeOf(op);
 }
 size_t OpInputCount(const OrtCustomOp*) { return kInputCount; }
