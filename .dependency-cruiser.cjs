@@ -6,7 +6,7 @@ const FLOORS = [
   ['pipeline'],
   ['eval'],
   ['export'],
-  ['quant', 'calib', 'import', 'bench'],
+  ['quant', 'calib', 'import', 'bench', 'adapter'],
   ['ort'],
   ['onnx', 'tokenize'],
   ['native'],
