@@ -3,8 +3,9 @@
 // the library's sweep, writes docs/quality/sweep.{md,json,svg} and the generated blocks of
 // docs/QUALITY.md. Needs a built package (npm ci) and ../shared beside the checkout (or W4A8_SHARED).
 // Options: --max-tokens N (eval tokens, default 20000), --out DIR (default docs/quality), --doc FILE,
-// --only compensation (just the error-compensation rows: rewrites only that block of the doc, and
-// writes the sweep files to DIR/compensation).
+// --only compensation (just the error-compensation rows and the calibration study: rewrites only
+// their blocks of the doc, and writes the sweep files to DIR/compensation), --no-calibration-study
+// (skip the sweeps at other calibration sizes, DIR/calibration/<tokens>).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -13,7 +14,7 @@ const { sweep, writeSweep } = require('../dist/pipeline/sweep');
 const { createProgress, chooseProgressMode } = require('../dist/util/progress');
 const { withSigint } = require('../dist/util/cancel');
 const { writeBlocks, shownPath } = require('./docs/doc_blocks');
-const { qualityGrid, qualityFollowUps, qualityCompensation, bestMethod, qualityBlocks, compensationTable } = require('./docs/quality_doc');
+const { qualityGrid, qualityFollowUps, qualityCompensation, qualityCalibrationStudy, CALIBRATION_TOKENS, bestMethod, qualityBlocks, compensationBlocks } = require('./docs/quality_doc');
 
 function option(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -56,8 +57,20 @@ async function main() {
     }),
   );
   writeSweep(report, outDir);
+  // The same model and eval at other calibration sizes, for the rows the calibration sample moves most.
+  const studies = [];
+  if (!process.argv.includes('--no-calibration-study')) {
+    for (const tokens of CALIBRATION_TOKENS) {
+      const study = await withSigint((cancel) =>
+        sweep({ model: path.join(modelDir, 'model.onnx'), calib: rel(calib), evalText: rel(evalText), configs: qualityCalibrationStudy(), ctx: 512, maxTokens, calibTokens: tokens, progress, cancel }),
+      );
+      writeSweep(study, path.resolve(root, option('out', 'docs/quality'), 'calibration', String(tokens)));
+      studies.push({ tokens, report: study });
+    }
+  }
   const command = `npm run quality${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-  writeBlocks(doc, only ? { 'quality-compensation': compensationTable(report, command) } : qualityBlocks(report, command));
+  const blocks = compensationBlocks(report, studies, command);
+  writeBlocks(doc, only ? blocks : { ...qualityBlocks(report, command), ...blocks });
   process.stderr.write(`wrote ${shownPath(outDir, root)}/sweep.{md,json,svg} and the generated blocks of ${shownPath(doc, root)}\n`);
 }
 
