@@ -12,9 +12,10 @@ import { LLAMA7B, runQuantBench, type BenchActFormat } from '../../bench/quant';
 import { quantBenchTable } from '../../bench/quant_report';
 import type { CommandContext } from '../run_command';
 import { applyThreads, MAX_THREADS } from '../threads_option';
+import { benchE2e, benchE2eOptions, type BenchE2eArgs } from './bench_e2e';
 
-interface BenchArgs extends CommonArgs {
-  target: 'cpu' | 'quant' | 'all';
+interface BenchArgs extends CommonArgs, BenchE2eArgs {
+  target: 'cpu' | 'quant' | 'e2e' | 'all';
   tokens: number;
   'awq-rows': number;
   aformat: 'int8' | 'none' | 'both';
@@ -60,10 +61,11 @@ export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
   describe: 'Benchmark the CPU W4A8 kernels (cpu) and quantization time (quant)',
   builder: (y) =>
     y
-      .positional('target', { type: 'string', choices: ['cpu', 'quant', 'all'] as const, demandOption: true, describe: 'cpu kernels, quant(ization) time, or all (cpu then quant)' })
+      .positional('target', { type: 'string', choices: ['cpu', 'quant', 'e2e', 'all'] as const, demandOption: true, describe: 'cpu kernels, quant(ization) time, e2e (whole-model prefill/decode), or all (cpu then quant)' })
+      .options(benchE2eOptions)
       .option('shapes', { type: 'string', describe: `Weight shapes KxN, comma-separated (default ${DEFAULT_SHAPES})` })
       .option('m', { type: 'string', describe: `Token counts M, comma-separated (default ${DEFAULT_MS})` })
-      .option('rounds', { type: 'number', describe: 'Interleaved timing rounds (default 7; 3 with --quick)' })
+      .option('rounds', { type: 'number', describe: 'Interleaved timing rounds (cpu: default 7, 3 with --quick; e2e: default 3, 1 with --quick)' })
       .option('threads', { type: 'number', describe: 'Threads for our kernels and quantizers, and ORT intraOpNumThreads (default: all hardware threads)' })
       .option('set-mb', { type: 'number', default: 1024, describe: 'MiB of distinct weights each variant rotates through (>= 1024 measures DRAM at M=1)' })
       .option('batch-ms', { type: 'number', default: 20, describe: 'Target duration of one timed batch of calls' })
@@ -79,7 +81,8 @@ export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
       const json: Record<string, unknown> = {};
       if (args.target === 'cpu' || args.target === 'all') json.cpu = await benchCpu(args, ctx);
       if (args.target === 'quant' || args.target === 'all') json.quant = await benchQuant(args, ctx);
-      if (ctx.json) ctx.out(JSON.stringify(args.target === 'all' ? json : (json.cpu ?? json.quant)));
+      if (args.target === 'e2e') json.e2e = await benchE2e(args, ctx);
+      if (ctx.json) ctx.out(JSON.stringify(args.target === 'all' ? json : (json.cpu ?? json.quant ?? json.e2e)));
     }),
 };
 

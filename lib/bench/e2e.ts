@@ -1,0 +1,272 @@
+// `w4a8 bench e2e`: whole-model prefill and decode speed, and peak memory, of one model's variants
+// (the float model and its quantizations, all from the same quantized arrays; lib/pipeline/e2e_models.ts
+// writes them), in one process.
+//
+// Method (docs/BENCHMARKS.md repeats it next to the numbers):
+// - Memory first, one variant at a time: VmHWM is reset (`5` written to /proc/self/clear_refs),
+//   the variant's session is opened and runs one prefill plus the decode steps, VmHWM is read, the
+//   session is released. The reading is the process peak, so it includes Node and whatever the
+//   allocator kept from earlier variants: `rssBeforeMb` (VmRSS at the reset) is reported beside it.
+// - Then every session is opened, warmed once (prefill plus one step), and timed in interleaved
+//   rounds (the order rotates each round) per prompt length: prefill = one forward over the prompt
+//   with an empty KV cache (until the last-row logits are in JS); decode = `newTokens` greedy steps
+//   of one token each, feeding the cache back, including the argmax. Medians over rounds.
+// - Prompts are seeded random token ids after BOS (1): speed does not depend on the text, and a
+//   random-weight model has no text to prefer.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { argmaxRow } from '../native/eval_ops';
+import { cpuDefaultIsa, fillRandom, numThreads, setNumThreads } from '../native/kernels';
+import { openDecoder, type DecoderSession, type KvCache } from '../ort/session';
+import type { Engine } from '../ort/engine_session';
+import { type CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
+import { type Progress, silentProgress } from '../util/progress';
+import { W4A8Error } from '../util/errors';
+import { cpuModel } from './cpu';
+import { elapsedMs, summarize, type Timing } from './stats';
+
+/** The variants, in report order; the first is the reference of the greedy-token comparison. */
+export const E2E_VARIANTS = ['ort-fp32', 'ort-nbits-acc4', 'w4a8-int8', 'w4a8-a16'] as const;
+export type E2eVariant = (typeof E2E_VARIANTS)[number];
+/** The baseline of the targets. */
+export const E2E_BASELINE: E2eVariant = 'ort-nbits-acc4';
+
+export interface E2eVariantModel {
+  variant: E2eVariant;
+  modelPath: string;
+  engine: Engine;
+}
+
+export interface E2eBenchOptions {
+  models: E2eVariantModel[];
+  /** Prompt lengths in tokens (BOS included); each is timed in its own rounds. */
+  promptTokens: number[];
+  /** Decode steps after the prefill. */
+  newTokens: number;
+  rounds: number;
+  /** Threads of our kernel pool and ORT's intra-op pool. */
+  threads: number;
+  /** Seed of the prompt ids (printed in the report). */
+  seed: number;
+  /** The model's vocabulary (prompt ids are drawn below it); default: learnt from the session. */
+  vocab?: number;
+  /** The model's maximum length, when known: prompt + newTokens must fit. */
+  maxLength?: number;
+  progress?: Progress;
+  cancel?: CancelToken;
+}
+
+export interface E2eResult {
+  variant: E2eVariant;
+  promptTokens: number;
+  newTokens: number;
+  prefillTokPerS: number;
+  decodeTokPerS: number;
+  /** Peak RSS of the memory phase (null where /proc/self/clear_refs does not reset VmHWM). */
+  peakRssMb: number | null;
+  /** VmRSS when the variant's memory phase began. */
+  rssBeforeMb: number | null;
+  /** Session creation time in the memory phase. */
+  loadMs: number;
+  prefill: Timing;
+  /** Time of one decode step. */
+  decodeStep: Timing;
+  /** Greedy tokens: the one chosen after the prefill, then one per decode step. */
+  tokens: number[];
+  /** How many leading tokens equal ort-fp32's (tokens.length when all do). */
+  sameAsFp32: number;
+}
+
+export interface E2eBenchReport {
+  cpu: string;
+  isa: string;
+  threads: number;
+  rounds: number;
+  seed: number;
+  /** 1-minute load average before and after. */
+  loadAvg: [number, number];
+  /** How peakRssMb was measured. */
+  rssMethod: string;
+  results: E2eResult[];
+}
+
+function statusKb(field: 'VmHWM' | 'VmRSS'): number | undefined {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resets the process's peak RSS to its current RSS; false where the kernel does not allow it. */
+export function resetPeakRss(): boolean {
+  try {
+    fs.writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    return false;
+  }
+  const hwm = statusKb('VmHWM'), rss = statusKb('VmRSS');
+  // A reset leaves VmHWM at (about) the current RSS; memory freed since the last peak shows it worked.
+  return hwm !== undefined && rss !== undefined && hwm <= rss * 1.05 + 1024;
+}
+
+/** BOS then seeded random ids in [3, vocab): the same prompt for every variant. */
+export function randomPrompt(length: number, vocab: number, seed: number): number[] {
+  const draws = new Float32Array(Math.max(0, length - 1));
+  fillRandom(draws, seed, 0, 1);
+  return [1, ...Array.from(draws, (u) => Math.min(vocab - 1, 3 + Math.floor(u * (vocab - 3))))];
+}
+
+interface RunTimes {
+  prefillMs: number;
+  decodeMs: number;
+  tokens: number[];
+}
+
+/** One generation: prefill, then `newTokens` greedy steps. */
+async function generate(session: DecoderSession, prompt: number[], newTokens: number, cancel: CancelToken): Promise<RunTimes> {
+  const t0 = process.hrtime.bigint();
+  let r = await session.step!(prompt);
+  let next = argmaxRow(r.logits, r.logits.seq - 1);
+  const prefillMs = elapsedMs(t0);
+  const tokens = [next];
+  let cache: KvCache = r.cache;
+  const t1 = process.hrtime.bigint();
+  for (let i = 0; i < newTokens; ++i) {
+    cancel.throwIfCancelled();
+    r = await session.step!([next], cache);
+    cache = r.cache;
+    next = argmaxRow(r.logits, r.logits.seq - 1);
+    tokens.push(next);
+  }
+  return { prefillMs, decodeMs: elapsedMs(t1), tokens };
+}
+
+async function open(m: E2eVariantModel, threads: number): Promise<DecoderSession> {
+  const session = await openDecoder(m.modelPath, { engine: m.engine, intraOpNumThreads: threads, label: `${m.variant} (${m.modelPath})` });
+  if (!session.step) {
+    await session.release();
+    throw new W4A8Error(`${m.modelPath} has no key/value cache (past/present inputs and outputs); bench e2e times cached decoding only`);
+  }
+  return session;
+}
+
+function checkOptions(o: E2eBenchOptions): void {
+  if (!Array.isArray(o.models) || o.models.length === 0) throw new TypeError('Expected models to be a non-empty array of { variant, modelPath, engine }');
+  for (const m of o.models) {
+    if (!(E2E_VARIANTS as readonly string[]).includes(m.variant)) throw new RangeError(`Expected variant to be one of ${E2E_VARIANTS.join(', ')} but received ${JSON.stringify(m.variant)}`);
+  }
+  const int = (name: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min) throw new RangeError(`Expected ${name} to be an integer >= ${min} but received ${v}`);
+  };
+  if (!Array.isArray(o.promptTokens) || o.promptTokens.length === 0) throw new TypeError('Expected promptTokens to be a non-empty array of token counts');
+  for (const p of o.promptTokens) int('promptTokens', p, 1);
+  int('newTokens', o.newTokens, 1);
+  int('rounds', o.rounds, 1);
+  int('threads', o.threads, 1);
+  if (o.maxLength !== undefined) {
+    const longest = Math.max(...o.promptTokens);
+    if (longest + o.newTokens > o.maxLength) {
+      throw new RangeError(
+        `Expected prompt + new tokens to fit the model's maximum length ${o.maxLength} but received ${longest} + ${o.newTokens}; lower --prompt-tokens or --new-tokens`,
+      );
+    }
+  }
+}
+
+export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
+  checkOptions(o);
+  const progress = o.progress ?? silentProgress;
+  const cancel = o.cancel ?? neverCancelled;
+  const loadBefore = os.loadavg()[0];
+  const previousThreads = numThreads();
+  setNumThreads(o.threads);
+  const models = E2E_VARIANTS.map((v) => o.models.find((m) => m.variant === v)).filter((m): m is E2eVariantModel => m !== undefined);
+  const longest = Math.max(...o.promptTokens);
+  const sessions = new Map<E2eVariant, DecoderSession>();
+  try {
+    // Memory, one variant at a time, with the longest prompt.
+    const memory = new Map<E2eVariant, { peakMb: number | null; beforeMb: number | null; loadMs: number }>();
+    let vocab = o.vocab;
+    let rssWorks = true;
+    progress.start('peak memory per variant', models.length);
+    for (const [i, m] of models.entries()) {
+      cancel.throwIfCancelled();
+      const reset = resetPeakRss();
+      rssWorks &&= reset;
+      const before = statusKb('VmRSS');
+      const t0 = process.hrtime.bigint();
+      const s = await open(m, o.threads);
+      const loadMs = elapsedMs(t0);
+      try {
+        vocab ??= s.vocab;
+        await generate(s, randomPrompt(longest, vocab, o.seed), o.newTokens, cancel);
+      } finally {
+        await s.release();
+      }
+      const hwm = statusKb('VmHWM');
+      memory.set(m.variant, { peakMb: reset && hwm !== undefined ? hwm / 1024 : null, beforeMb: before !== undefined ? before / 1024 : null, loadMs });
+      progress.update(i + 1, m.variant);
+      await yieldToEventLoop();
+    }
+    progress.stop();
+
+    for (const m of models) {
+      const s = await open(m, o.threads);
+      sessions.set(m.variant, s);
+      await generate(s, randomPrompt(Math.min(8, longest), vocab!, o.seed + 1), 1, cancel); // warm
+    }
+
+    const results: E2eResult[] = [];
+    for (const promptTokens of o.promptTokens) {
+      const prompt = randomPrompt(promptTokens, vocab!, o.seed);
+      const prefill = new Map<E2eVariant, number[]>(models.map((m) => [m.variant, []]));
+      const decode = new Map<E2eVariant, number[]>(models.map((m) => [m.variant, []]));
+      const tokens = new Map<E2eVariant, number[]>();
+      progress.start(`timing prompt ${promptTokens} + ${o.newTokens} new tokens`, o.rounds * models.length);
+      for (let r = 0; r < o.rounds; ++r) {
+        for (let j = 0; j < models.length; ++j) {
+          cancel.throwIfCancelled();
+          const m = models[(j + r) % models.length];
+          const t = await generate(sessions.get(m.variant)!, prompt, o.newTokens, cancel);
+          prefill.get(m.variant)!.push(t.prefillMs);
+          decode.get(m.variant)!.push(t.decodeMs / o.newTokens);
+          if (!tokens.has(m.variant)) tokens.set(m.variant, t.tokens);
+          progress.update(r * models.length + j + 1, `${m.variant} prefill ${t.prefillMs.toFixed(0)} ms, decode ${(t.decodeMs / o.newTokens).toFixed(1)} ms/token`);
+          await yieldToEventLoop();
+        }
+      }
+      progress.stop();
+      const reference = tokens.get('ort-fp32');
+      for (const m of models) {
+        const p = summarize(prefill.get(m.variant)!, o.rounds);
+        const d = summarize(decode.get(m.variant)!, o.rounds * o.newTokens);
+        const mine = tokens.get(m.variant)!;
+        let same = 0;
+        while (reference && same < mine.length && mine[same] === reference[same]) same++;
+        const mem = memory.get(m.variant)!;
+        results.push({
+          variant: m.variant, promptTokens, newTokens: o.newTokens,
+          prefillTokPerS: (promptTokens * 1000) / p.medianMs,
+          decodeTokPerS: 1000 / d.medianMs,
+          peakRssMb: mem.peakMb === null ? null : Math.round(mem.peakMb),
+          rssBeforeMb: mem.beforeMb === null ? null : Math.round(mem.beforeMb),
+          loadMs: Math.round(mem.loadMs),
+          prefill: p, decodeStep: d, tokens: mine, sameAsFp32: reference ? same : 0,
+        });
+      }
+    }
+    return {
+      cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, loadAvg: [loadBefore, os.loadavg()[0]],
+      rssMethod: rssWorks
+        ? `VmHWM after resetting it (/proc/self/clear_refs) before each variant's load + one prefill of ${longest} tokens + ${o.newTokens} decode steps, in this process, one variant at a time`
+        : 'unavailable: /proc/self/clear_refs does not reset VmHWM here',
+      results,
+    };
+  } finally {
+    for (const s of sessions.values()) await s.release();
+    setNumThreads(previousThreads);
+  }
+}
+
