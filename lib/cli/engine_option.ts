@@ -1,4 +1,4 @@
-// `--engine ort|w4a8` for the commands that run a model (eval; generate may share it): which
+// `--engine ort|w4a8` for the commands that run a model (eval, generate): which
 // session runs it. Without it the model decides: com.w4a8 nodes -> w4a8, anything else -> ort.
 import { ENGINES } from '../ort/engine_session';
 

@@ -10,6 +10,7 @@ import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
 import { checkIdsFit, resolveTokenizer } from '../tokenize/model_tokenizer';
 import { checkModelFile, DecoderSession, KvCache, openDecoder } from '../ort/session';
+import type { Engine } from '../ort/engine_session';
 import { modelMaxLength, type MaxLength } from '../onnx/max_length';
 
 export interface GenerateOptions {
@@ -20,6 +21,8 @@ export interface GenerateOptions {
   /** New tokens at most (default 256). */
   maxNewTokens?: number;
   tokenizer?: Tokenizer | string;
+  /** Which session runs a model opened from modelPath (default: w4a8 for models with com.w4a8 nodes, else ort). */
+  engine?: Engine;
   /** Use the model's key/value cache when it has one (default true); false recomputes every step. */
   kvCache?: boolean;
   /**
@@ -117,7 +120,7 @@ export async function* generateStream(opts: GenerateOptions): AsyncGenerator<Gen
   }
   const promptText = text;
 
-  const session = opts.session ?? (await openDecoder(opts.modelPath!));
+  const session = opts.session ?? (await openDecoder(opts.modelPath!, opts.engine !== undefined ? { engine: opts.engine } : {}));
   const useCache = (opts.kvCache ?? true) && session.step !== undefined;
   let stop: StopReason = 'max-new-tokens';
   let prefillMs = 0;

@@ -5,6 +5,7 @@ import { UsageError } from '../../util/errors';
 import { generateStream, type GenerateResult } from '../../eval/generate';
 import { runCommand, CommonArgs } from '../run_command';
 import { integerOption } from '../numeric_options';
+import { engineOption, type Engine } from '../engine_option';
 
 interface GenerateArgs extends CommonArgs {
   model: string;
@@ -12,6 +13,7 @@ interface GenerateArgs extends CommonArgs {
   'max-new-tokens': number;
   tokenizer?: string;
   'kv-cache': boolean;
+  engine?: Engine;
 }
 
 export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
@@ -23,7 +25,8 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       .option('prompt', { type: 'string', default: '', describe: 'Text to continue (default: start from BOS)' })
       .option('max-new-tokens', { type: 'number', default: 256, describe: 'New tokens at most' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json or llama2.c tok*.bin (default: the one beside the model)' })
-      .option('kv-cache', { type: 'boolean', default: true, describe: "Use the model's key/value cache when it has one (--no-kv-cache recomputes every step)" }) as unknown as Argv<GenerateArgs>,
+      .option('kv-cache', { type: 'boolean', default: true, describe: "Use the model's key/value cache when it has one (--no-kv-cache recomputes every step)" })
+      .option('engine', engineOption) as unknown as Argv<GenerateArgs>,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const maxNewTokens = integerOption('max-new-tokens', args['max-new-tokens'], 0);
@@ -38,7 +41,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       };
       process.stdout.on('error', onStdoutError);
       // Text goes to stdout as it is decided; a progress bar would garble it, so none here.
-      const stream = generateStream({ modelPath: args.model, prompt: args.prompt, maxNewTokens, tokenizer: args.tokenizer, kvCache: args['kv-cache'], cancel: ctx.cancel });
+      const stream = generateStream({ modelPath: args.model, prompt: args.prompt, maxNewTokens, tokenizer: args.tokenizer, kvCache: args['kv-cache'], engine: args.engine, cancel: ctx.cancel });
       let result: GenerateResult;
       try {
         for (;;) {
