@@ -1,0 +1,68 @@
+// The generated blocks of the "End to end" section of docs/BENCHMARKS.md, from `w4a8 bench e2e --json`
+// reports (one per model). The method and observations are hand-written in the doc; these blocks
+// hold what the runs measured: the setting, the commands, the targets computed from the runs, the tables.
+'use strict';
+const { E2E_BASELINE } = require('../../dist/bench/e2e');
+const { e2eBenchTable } = require('../../dist/bench/e2e_report');
+
+/** The runs `npm run bench -- e2e` makes: stories260K holds 512 positions, so its long prompt is 448 (+ 64 new). */
+const E2E_RUNS = [
+  { model: 'tinyllama-1.1b', promptTokens: '128,512', newTokens: 64 },
+  { model: 'stories260K', promptTokens: '128,448', newTokens: 64 },
+];
+
+function verdict(ratio, goal) {
+  return ratio >= goal ? `met (${ratio.toFixed(2)}x)` : `missed (${ratio.toFixed(2)}x of ${goal}x)`;
+}
+
+/**
+ * Targets on tinyllama-1.1b (w4a8-int8 vs ort-nbits-acc4): decode tokens/s >= 1.5x at every prompt
+ * length, prefill of 512 tokens >= 1.5x, peak RSS <= 1.2x.
+ */
+function e2eTargetLines(report) {
+  const find = (variant, p) => report.results.find((r) => r.variant === variant && r.promptTokens === p);
+  const lines = [];
+  for (const p of [...new Set(report.results.map((r) => r.promptTokens))]) {
+    const ours = find('w4a8-int8', p), base = find(E2E_BASELINE, p);
+    if (!ours || !base) continue;
+    lines.push(`- decode after a ${p}-token prompt: w4a8-int8 ${ours.decodeTokPerS.toFixed(2)} tokens/s vs ${E2E_BASELINE} ${base.decodeTokPerS.toFixed(2)} (target >= 1.5x): ${verdict(ours.decodeTokPerS / base.decodeTokPerS, 1.5)}.`);
+    if (p === 512) lines.push(`- prefill of 512 tokens: w4a8-int8 ${ours.prefillTokPerS.toFixed(1)} tokens/s vs ${base.prefillTokPerS.toFixed(1)} (target >= 1.5x): ${verdict(ours.prefillTokPerS / base.prefillTokPerS, 1.5)}.`);
+  }
+  const ours = report.results.find((r) => r.variant === 'w4a8-int8'), base = report.results.find((r) => r.variant === E2E_BASELINE);
+  if (ours && base && ours.peakRssMb && base.peakRssMb) {
+    const r = ours.peakRssMb / base.peakRssMb;
+    lines.push(`- peak RSS: w4a8-int8 ${ours.peakRssMb} MB vs ${E2E_BASELINE} ${base.peakRssMb} MB (target <= 1.2x): ${r <= 1.2 ? 'met' : 'missed'} (${r.toFixed(2)}x).`);
+  }
+  return lines;
+}
+
+function runLines(report) {
+  return [
+    `${report.model}; ${report.quantization}; ${report.rounds} round(s); prompt ids seeded (${report.seed}); ` +
+      `models prepared in ${report.prepareSeconds.toFixed(0)} s, timed in ${report.benchSeconds.toFixed(0)} s.`,
+    '',
+    '```',
+    report.command,
+    '```',
+  ];
+}
+
+/** reports: [{ report, command }] for the E2E_RUNS, in order. */
+function e2eBlocks(reports, date) {
+  const first = reports[0].report;
+  const setting = [
+    `Measured ${date.toISOString().slice(0, 10)} on ${first.cpu} (${first.threads} threads, default ISA ${first.isa}; ` +
+      `1-minute load average ${first.loadAvg[0].toFixed(1)} before, ${reports[reports.length - 1].report.loadAvg[1].toFixed(1)} after: above ~${first.threads} the machine was shared and the numbers are noisy).`,
+    '',
+    `Peak RSS: ${first.rssMethod}.`,
+  ];
+  const results = [];
+  for (const { report, command } of reports) {
+    results.push(`### ${report.model}`, '', ...runLines({ ...report, command }), '');
+    if (report.results.some((r) => r.variant === 'w4a8-int8') && /tinyllama/.test(report.model)) results.push('Targets, from this run:', '', ...e2eTargetLines(report), '');
+    results.push(e2eBenchTable(report), '');
+  }
+  return { 'e2e-setting': setting.join('\n'), 'e2e-results': results.join('\n') };
+}
+
+module.exports = { E2E_RUNS, e2eBlocks, e2eTargetLines };
