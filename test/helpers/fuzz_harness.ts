@@ -3,8 +3,13 @@
 // a llama2.c checkpoint, tokenizer files), feeds each mutant to inspect / eval / quantize / import
 // through the built CLI, and checks the contract of every run: exit 0, 1 or 2; a failure is one
 // "w4a8: error:" line (no stack trace); no hang; no output left behind by a failed run; and every
-// model quantize accepted loads in ONNX Runtime. Seeded: the seed is printed and replays the run.
-import { spawnSync } from 'node:child_process';
+// model quantize accepted loads in ONNX Runtime. Besides mutated bytes it tries the hostile
+// situations of a shared machine: special files (FIFO, /dev/zero, a folder) as any input or as -o,
+// two quantize runs on one -o at once (the second is refused naming the first's pid, or runs after
+// it), SIGINT/SIGTERM/SIGHUP at random points (exit 130/143/129, nothing staged left, no output
+// half-written) and non-finite weights (quantize refuses naming the tensor; eval names the window).
+// Seeded: the seed is printed and replays the run.
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { toBinary, fromBinary, create } from '@bufbuild/protobuf';
@@ -195,9 +200,54 @@ function cli(args: string[], timeoutMs: number): Run {
   return { status: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr: r.stderr ?? '', timedOut };
 }
 
-function judge(run: Run): string[] {
+const CODES: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+
+/** Starts the CLI without waiting; `signals` are sent after `delayMs` (then 0-100 ms apart). */
+function cliAsync(args: string[], timeoutMs: number, signals: { names: NodeJS.Signals[]; delayMs: number; r: Rand } | undefined = undefined): { pid: number; done: Promise<Run> } {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, NO_COLOR: '1', W4A8_DEBUG: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += String(d)));
+  child.stderr!.on('data', (d) => (stderr += String(d)));
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  if (signals) {
+    let at = signals.delayMs;
+    for (const sig of signals.names) {
+      setTimeout(() => child.exitCode === null && child.signalCode === null && child.kill(sig), at);
+      at += Math.floor(signals.r() * 100);
+    }
+  }
+  const done = new Promise<Run>((resolve) =>
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout, stderr, timedOut });
+    }),
+  );
+  return { pid: child.pid ?? -1, done };
+}
+
+function mkfifo(p: string): void {
+  const r = spawnSync('mkfifo', [p]);
+  if (r.status !== 0) throw new Error(`mkfifo ${p} failed: ${r.stderr}`);
+}
+
+/** A run stopped by the signal the harness sent: its exit code, or death by it before the CLI's handlers exist. */
+export interface SignalSent {
+  signal: NodeJS.Signals;
+}
+
+function judge(run: Run, sent?: SignalSent): string[] {
   const problems: string[] = [];
   if (run.timedOut) return ['hang (timeout)'];
+  if (sent && (run.signal === sent.signal || run.status === CODES[sent.signal])) {
+    // Stopped: a notice line, then the one error line (checked by the caller); no crash text.
+    if (/^\s+at .+:\d+:\d+\)?$/m.test(run.stderr)) problems.push('stack trace on stderr');
+    return problems;
+  }
   if (run.signal) problems.push(`killed by ${run.signal}`);
   if (run.status === null || ![0, 1, 2].includes(run.status)) problems.push(`exit ${run.status}`);
   if (/^\s+at .+:\d+:\d+\)?$/m.test(run.stderr)) problems.push('stack trace on stderr');
@@ -260,6 +310,163 @@ function writeModelMutant(base: string, dir: string, r: Rand): string {
   return `model bytes: ${what}`;
 }
 
+type Record_ = (mutation: string, command: string[], run: Run, extra?: string[], sent?: SignalSent) => void;
+type Situation = (base: FuzzBase, dir: string, r: Rand, timeoutMs: number, record: Record_, report: FuzzReport) => Promise<void>;
+
+/** A copy of a base model (and its side file, tokenizer) in `dir`; returns the model path. */
+function copyBase(model: string, dir: string): string {
+  for (const f of fs.readdirSync(path.dirname(model))) fs.copyFileSync(path.join(path.dirname(model), f), path.join(dir, f));
+  return path.join(dir, path.basename(model));
+}
+
+const quantizeArgs = (model: string, out: string, extra: string[] = []): string[] => ['quantize', model, '-o', out, '--method', 'rtn', '--format', 'matmulnbits', '--quiet', ...extra];
+
+/** The output folder holds the whole set (a model ORT loads) or nothing, and nothing hidden. */
+async function wholeOrNothing(outDir: string, model: string, finished: boolean, report: FuzzReport): Promise<string[]> {
+  const names = listing(outDir);
+  const problems: string[] = [];
+  const hidden = names.filter((n) => n.split(path.sep).some((part) => part.startsWith('.')));
+  if (hidden.length > 0) problems.push(`left staged files or a lock: ${hidden.join(', ')}`);
+  if (!finished) {
+    if (names.length > 0) problems.push(`a stopped or failed run left ${names.join(', ')}`);
+  } else if (!names.includes(path.basename(model))) {
+    problems.push(`exit 0 but no ${path.basename(model)}`);
+  } else {
+    report.quantizeAccepted++;
+    const refused = await ortLoads(path.join(outDir, path.basename(model)));
+    if (refused) {
+      report.ortRefused++;
+      problems.push(`the output does not load in ORT: ${refused}`);
+    }
+  }
+  return problems;
+}
+
+/** A FIFO, /dev/zero or a folder where a regular file belongs: refused with one line, never read or replaced. */
+const specialFiles: Situation = async (base, dir, r, timeoutMs, record) => {
+  const fifo = path.join(dir, 'fifo');
+  mkfifo(fifo);
+  const special = pick(r, [fifo, '/dev/zero']);
+  const model = copyBase(pick(r, base.models), dir);
+  const out = path.join(dir, 'out', 'q.onnx');
+  const cases: [string, string[]][] = [
+    ['model', ['inspect', special]],
+    ['model', ['eval', special, '--text', base.text, '--max-tokens', '64', '--ctx', '32', '--quiet']],
+    ['model', quantizeArgs(special, out)],
+    ['tokenizer', ['eval', model, '--text', base.text, '--tokenizer', special, '--max-tokens', '64', '--ctx', '32', '--quiet']],
+    ['evaluation text', ['eval', model, '--text', special, '--max-tokens', '64', '--ctx', '32', '--quiet']],
+    ['calibration text', quantizeArgs(model, out, ['--calib', special])],
+    ['-o', quantizeArgs(model, special)],
+    ['-o (a folder)', quantizeArgs(model, dir)],
+  ];
+  const side = fs.readdirSync(dir).find((f) => f.endsWith('.onnx_data'));
+  if (side) {
+    // The side file replaced by a special file (a symlink for /dev/zero: the open follows it).
+    const sideCase: [string, string[]] = [`side file ${side}`, pick(r, [['eval', model, '--text', base.text, '--max-tokens', '64', '--ctx', '32', '--quiet'], quantizeArgs(model, out)])];
+    cases.push(sideCase);
+  }
+  const [what, command] = pick(r, cases);
+  if (what.startsWith('side file')) {
+    fs.rmSync(path.join(dir, side!));
+    if (special === fifo) fs.renameSync(fifo, path.join(dir, side!));
+    else fs.symlinkSync('/dev/zero', path.join(dir, side!));
+  }
+  const run = cli(command, timeoutMs);
+  const extra: string[] = [];
+  if (run.status === 0) extra.push(`${special} as the ${what} was accepted`);
+  for (const f of [fifo, ...(side ? [path.join(dir, side)] : [])]) {
+    const st = fs.existsSync(f) ? fs.lstatSync(f) : undefined;
+    if (st && !st.isFIFO() && !st.isFile() && !st.isSymbolicLink()) extra.push(`${f} changed kind`);
+  }
+  if (fs.existsSync(fifo) && !fs.lstatSync(fifo).isFIFO()) extra.push('the FIFO was replaced');
+  if (!fs.lstatSync('/dev/zero').isCharacterDevice()) extra.push('/dev/zero was replaced');
+  if (listing(path.join(dir, 'out')).length > 0) extra.push(`a refused run left ${listing(path.join(dir, 'out')).join(', ')}`);
+  record(`special file: ${special} as the ${what}`, command, run, extra);
+};
+
+/** Two quantize runs on one -o at once: the second is refused naming the first's pid, or runs after it. */
+const concurrentWriters: Situation = async (base, dir, r, timeoutMs, record, report) => {
+  const model = copyBase(pick(r, base.models), dir);
+  const out = path.join(dir, 'out', 'q.onnx');
+  const command = quantizeArgs(model, out);
+  const a = cliAsync(command, timeoutMs);
+  const b = cliAsync(command, timeoutMs);
+  const runs = await Promise.all([a.done, b.done]);
+  const pids = [a.pid, b.pid];
+  const problems = await wholeOrNothing(path.dirname(out), out, runs.some((x) => x.status === 0), report);
+  runs.forEach((run, i) => {
+    const extra: string[] = i === 0 ? [...problems] : [];
+    if (run.status !== 0 && !run.timedOut) {
+      const other = pids[1 - i];
+      if (!run.stderr.includes(`another w4a8 run (pid ${other}) is writing`) && !/another w4a8 run is starting to write/.test(run.stderr)) extra.push(`refused without naming the other run (pid ${other}): ${run.stderr.trim()}`);
+    }
+    record('two quantize runs on one -o at once', command, run, extra);
+  });
+  if (runs.every((x) => x.status !== 0)) record('two quantize runs on one -o at once', command, runs[0], ['neither run wrote the output']);
+};
+
+/** A stop signal (once or twice) at a random point of a quantize or eval run. */
+const signalsAtRandom: Situation = async (base, dir, r, timeoutMs, record, report) => {
+  const model = copyBase(pick(r, base.models), dir);
+  const out = path.join(dir, 'out', 'q.onnx');
+  const sig = pick(r, ['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]);
+  const twice = r() < 0.25;
+  const delayMs = Math.floor(r() * 1500);
+  const command = r() < 0.75 ? quantizeArgs(model, out) : ['eval', model, '--text', base.text, '--max-tokens', '256', '--ctx', '32', '--quiet'];
+  const run = await cliAsync(command, timeoutMs, { names: twice ? [sig, sig] : [sig], delayMs, r }).done;
+  const mutation = `${sig}${twice ? ' twice' : ''} after ${delayMs} ms`;
+  const extra: string[] = [];
+  // Killed by the signal itself: only while Node starts, before the CLI installs its handlers
+  // (a shell reports 128+n then too); nothing can be staged yet.
+  const stopped = run.status === CODES[sig] || run.signal === sig;
+  if (!run.timedOut && run.status !== 0 && !stopped) extra.push(`exit ${run.status ?? run.signal} after ${sig}, not ${CODES[sig]}`);
+  if (run.status === CODES[sig]) {
+    const lines = run.stderr.trim().split('\n');
+    if (!/^w4a8: error: (interrupted|stopped by)/.test(lines[lines.length - 1] ?? '')) extra.push(`the last stderr line does not say it was stopped: ${JSON.stringify(run.stderr.slice(-300))}`);
+  }
+  if (command[0] === 'quantize') extra.push(...(await wholeOrNothing(path.dirname(out), out, run.status === 0, report)));
+  record(`signal: ${mutation}`, command, run, extra, { signal: sig });
+};
+
+/**
+ * NaN or an infinity in a MatMul weight. quantize refuses a weight it quantizes, naming the
+ * tensor (a scale of a group holding one is undefined); a weight it keeps in float (the logits
+ * layer) is copied as it is. eval stops naming the window when the loss is not finite, and may
+ * finish when the model absorbs the value (tanh(inf) = 1).
+ */
+const nonFiniteWeights: Situation = async (base, dir, r, timeoutMs, record, report) => {
+  const source = base.models.find((m) => !fs.readdirSync(path.dirname(m)).some((f) => f.endsWith('.onnx_data'))) ?? base.models[0];
+  const model = copyBase(source, dir);
+  const proto = fromBinary(ModelProtoSchema, fs.readFileSync(model));
+  const g = proto.graph!;
+  const matmuls = g.node.filter((n) => n.opType === 'MatMul' && g.initializer.some((t) => t.name === n.input[1] && t.rawData.length >= 4 && t.dataType === 1));
+  if (matmuls.length === 0) return;
+  const node = pick(r, matmuls);
+  const t = g.initializer.find((x) => x.name === node.input[1])!;
+  const keptInFloat = g.output.some((o) => o.name === node.output[0]);
+  const bad = pick(r, [NaN, Infinity, -Infinity]);
+  const at = 4 * int(r, 0, t.rawData.length / 4 - 1);
+  const copy = Uint8Array.from(t.rawData);
+  new DataView(copy.buffer).setFloat32(at, bad, true);
+  t.rawData = copy;
+  fs.writeFileSync(model, toBinary(ModelProtoSchema, proto));
+  const mutation = `non-finite weight: ${t.name}[${at / 4}] = ${bad}`;
+  const out = path.join(dir, 'out', 'q.onnx');
+  const q = cli(quantizeArgs(model, out), timeoutMs);
+  const qExtra: string[] = [];
+  if (!keptInFloat && (q.status !== 1 || !q.stderr.includes(`"${t.name}"`))) qExtra.push(`quantize did not refuse naming "${t.name}" (exit ${q.status})`);
+  qExtra.push(...(await wholeOrNothing(path.dirname(out), out, q.status === 0, report)));
+  record(mutation, quantizeArgs(model, out), q, qExtra);
+  const evalArgs = ['eval', model, '--text', base.text, '--max-tokens', '64', '--ctx', '32', '--quiet'];
+  const e = cli(evalArgs, timeoutMs);
+  const eExtra: string[] = [];
+  const finished = e.status === 0 && /^ppl \d+(\.\d+)? /m.test(e.stdout);
+  if (!finished && (e.status !== 1 || !/non-finite .* in window \d+/.test(e.stderr))) eExtra.push(`eval neither finished with a finite perplexity nor stopped naming the window (exit ${e.status}: ${e.stderr.trim().slice(0, 200)})`);
+  record(mutation, evalArgs, e, eExtra);
+};
+
+const SITUATIONS: Situation[] = [specialFiles, concurrentWriters, signalsAtRandom, nonFiniteWeights];
+
 export interface FuzzOptions {
   seed: number;
   seconds: number;
@@ -277,12 +484,12 @@ export async function fuzzCli(base: FuzzBase, opts: FuzzOptions): Promise<FuzzRe
   const started = Date.now();
   const report: FuzzReport = { seed: opts.seed, runs: 0, mutants: 0, exitCodes: {}, hangs: 0, ortRefused: 0, quantizeAccepted: 0, failures: [], seconds: 0 };
   let id = 0;
-  const record = (mutation: string, command: string[], run: Run, extra: string[] = []): void => {
+  const record = (mutation: string, command: string[], run: Run, extra: string[] = [], sent?: SignalSent): void => {
     report.runs++;
-    const key = run.timedOut ? 'hang' : run.signal ? run.signal : String(run.status);
+    const key = run.timedOut ? 'hang' : run.signal ? `killed by ${run.signal}` : String(run.status);
     report.exitCodes[key] = (report.exitCodes[key] ?? 0) + 1;
     if (run.timedOut) report.hangs++;
-    const problems = [...judge(run), ...extra];
+    const problems = [...judge(run, sent), ...extra];
     if (problems.length > 0) {
       const c: FuzzCase = { id, mutation, command, status: run.status, signal: run.signal, timedOut: run.timedOut, problems };
       report.failures.push(c);
@@ -295,7 +502,12 @@ export async function fuzzCli(base: FuzzBase, opts: FuzzOptions): Promise<FuzzRe
     report.mutants++;
     const dir = path.join(opts.workDir, `m${id}`);
     const kind = r();
-    if (kind < 0.7 || (!base.checkpoint && kind < 0.9)) {
+    // Every fifth mutant is one of the shared-machine situations, in turn, so that a short run has each.
+    if (id % 5 === 0) {
+      fs.mkdirSync(dir, { recursive: true });
+      await SITUATIONS[(id / 5) % SITUATIONS.length](base, dir, r, runTimeout, record, report);
+      fs.rmSync(dir, { recursive: true, force: true });
+    } else if (kind < 0.7 || (!base.checkpoint && kind < 0.9)) {
       const model = writeModelMutant(pick(r, base.models), dir, r);
       const file = path.join(dir, 'model.onnx');
       const commands: string[][] = [

@@ -151,8 +151,8 @@ describe('files (CLI)', () => {
     const span = Date.now() - t0;
     const t1 = Date.now();
     w4a8(['--version']);
-    // A signal before the command installs its handlers (or after it has committed and removed
-    // them) kills the process by default: nothing is staged yet, or the set is already whole.
+    // A signal while Node itself starts, before the CLI installs its handlers, kills the process
+    // by default (a shell reports 128+n then too): nothing is staged yet.
     const startup = Date.now() - t1;
     const codes: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
     const seen: string[] = [];
