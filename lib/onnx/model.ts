@@ -22,6 +22,7 @@ import {
   writeAll,
 } from './external_data';
 import { DataType } from './dtype';
+import type { SideFileWriter } from './side_writer';
 import { tensorByteSize, tensorRawBytes } from './tensor';
 import { forEachTensor } from './walk';
 import { checkModelGraph } from './graph_check';
@@ -32,6 +33,12 @@ export interface OnnxModel {
   path?: string;
   /** The folder external-data locations are relative to. */
   dir: string;
+  /**
+   * Set during a streamed write: replaceInitializer passes each new tensor through it (its bytes
+   * go to the output's side file at once). Tensors it took point into the output's side file,
+   * not into `dir`: only saveModel with the same writer may read them.
+   */
+  tensorSink?: (t: TensorProto) => TensorProto;
 }
 
 export type ExternalDataMode = 'auto' | 'always' | 'never';
@@ -47,6 +54,11 @@ export interface SaveOptions {
   autoExternalBytes?: number;
   /** Stage the files in this output set (the caller commits it) instead of committing them alone. */
   into?: OutputSet;
+  /**
+   * Continue this side file (already staged in `into`, named like the side file of this save):
+   * the tensors it holds stay where they are, the others are appended. Finished (synced, closed) here.
+   */
+  sideWriter?: SideFileWriter;
 }
 
 export interface SaveAsyncOptions extends SaveOptions {
@@ -206,13 +218,18 @@ function* saveSteps(model: OnnxModel, file: string, set: OutputSet, opts: SaveOp
     total += size;
     if (isExternal(t) || (where.isGraphInitializer && t.dataType !== DataType.STRING && size > 0)) candidates.push({ t, size });
   });
+  const writer = opts.sideWriter;
+  if (writer && (writer.location !== sideName || mode !== 'always')) {
+    throw new RangeError(`saveModel: a sideWriter needs externalData 'always' and the side file name ${sideName}, got ${writer.location}`);
+  }
   const external = mode === 'always' || (mode === 'auto' && total > autoLimit);
-  const toSide = external ? candidates.filter((c) => c.size >= threshold) : [];
+  // Tensors already streamed into the writer's file stay where they are.
+  const toSide = external ? candidates.filter((c) => c.size >= threshold && !writer?.owns(c.t)) : [];
   const sideSet = new Set(toSide);
-  const toInline = candidates.filter((c) => isExternal(c.t) && !sideSet.has(c));
+  const toInline = candidates.filter((c) => isExternal(c.t) && !sideSet.has(c) && !writer?.owns(c.t));
 
   // Never write over a file this model still reads lazily: the rename would pull it away.
-  const sources = externalFiles(model.proto, model.dir);
+  const sources = externalFiles({ ...model.proto, graph: model.proto.graph && { ...model.proto.graph, initializer: model.proto.graph.initializer.filter((t) => !writer?.owns(t)) } }, model.dir);
   for (const src of sources) {
     if (sameFile(src, target) || (toSide.length > 0 && sameFile(src, sidePath))) {
       throw new W4A8Error(
@@ -234,10 +251,13 @@ function* saveSteps(model: OnnxModel, file: string, set: OutputSet, opts: SaveOp
   };
   let sideFd: number | undefined;
   try {
-    if (toSide.length > 0) {
-      set.add(sidePath, 'external data file');
-      sideFd = fs.openSync(set.staged(sidePath), 'w');
-      let pos = 0;
+    if (toSide.length > 0 || writer) {
+      if (writer) sideFd = writer.descriptor;
+      else {
+        set.add(sidePath, 'external data file');
+        sideFd = fs.openSync(set.staged(sidePath), 'w');
+      }
+      let pos = writer?.position ?? 0;
       for (const { t } of toSide) {
         pos = Math.ceil(pos / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
         let written: number;
@@ -258,10 +278,14 @@ function* saveSteps(model: OnnxModel, file: string, set: OutputSet, opts: SaveOp
           ],
         });
         pos += written;
+        writer?.advanceTo(pos);
         yield;
       }
-      fs.fsyncSync(sideFd);
-      fs.closeSync(sideFd);
+      if (writer) writer.finish();
+      else {
+        fs.fsyncSync(sideFd);
+        fs.closeSync(sideFd);
+      }
       sideFd = undefined;
     }
     for (const { t } of toInline) {
@@ -271,7 +295,8 @@ function* saveSteps(model: OnnxModel, file: string, set: OutputSet, opts: SaveOp
     set.add(target, 'output model');
     fs.writeFileSync(set.staged(target), bytes);
   } catch (err) {
-    if (sideFd !== undefined) fs.closeSync(sideFd);
+    if (writer) writer.close();
+    else if (sideFd !== undefined) fs.closeSync(sideFd);
     throw err;
   } finally {
     for (const s of saved.reverse()) {

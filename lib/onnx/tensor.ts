@@ -181,10 +181,14 @@ export function makeFloatTensorLike(name: string, dataType: DataType, dims: numb
   }
 }
 
-/** Replaces the main graph's initializer of the same name (appends it when there is none). */
-export function replaceInitializer(model: { proto: ModelProto }, t: TensorProto): void {
+/**
+ * Replaces the main graph's initializer of the same name (appends it when there is none). A model
+ * with a tensor sink (a streamed write, onnx/side_writer.ts) hands the tensor's bytes over first.
+ */
+export function replaceInitializer(model: { proto: ModelProto; tensorSink?: (t: TensorProto) => TensorProto }, t: TensorProto): void {
   const graph = model.proto.graph;
   if (!graph) throw new W4A8Error('the model has no graph');
+  if (model.tensorSink) t = model.tensorSink(t);
   const i = graph.initializer.findIndex((x) => x.name === t.name);
   if (i >= 0) graph.initializer[i] = t;
   else graph.initializer.push(t);

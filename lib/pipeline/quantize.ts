@@ -9,8 +9,11 @@ import { readText } from '../tokenize/documents';
 import { openDecoder } from '../ort/session';
 import { resolveTokenizer } from '../tokenize/model_tokenizer';
 import { checkExportSupports } from '../export/compat';
-import { exportQuantized, type ExportInfo } from '../export/export_model';
-import { defaultExternalDataName, hasExternalData, loadModel, ortModelSource, saveModelAsync, type OnnxModel } from '../onnx/model';
+import { exportLayerWeight, exportQuantized, type ExportInfo } from '../export/export_model';
+import { DEFAULT_INLINE_THRESHOLD, defaultExternalDataName, hasExternalData, loadModel, ortModelSource, saveModelAsync, type OnnxModel } from '../onnx/model';
+import { SideFileWriter } from '../onnx/side_writer';
+import { DEFAULT_CAPTURE_BUDGET, DEFAULT_SAMPLE_ROWS, planPasses } from '../calib/capture';
+import type { CalibStats } from '../native/calib_stats';
 import { findTokenizerBeside } from '../tokenize/load';
 import type { Tokenizer } from '../tokenize/tokenizer';
 import { OutputSet, checkOutputPath } from '../util/output_set';
@@ -19,9 +22,9 @@ import { CancelToken, neverCancelled } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
 import { calibrate, type Calibration } from './calibrate';
 import { EXPORT_FORMATS, resolveConfig, usesGptq, type ExportFormat, type QuantConfig } from '../quant/config';
-import { planLayers, type LayerPlan } from '../quant/plan';
+import { planLayers, type InputGroup, type LayerPlan } from '../quant/plan';
 import { quantizeLayers, readLayerWeight } from '../quant/quantize_layers';
-import type { LayerReport } from '../quant/types';
+import type { LayerReport, QuantizedLayer, QuantizedModelParts } from '../quant/types';
 
 export interface QuantizeModelOptions extends Partial<QuantConfig> {
   input: string;
@@ -155,45 +158,94 @@ async function quantizeInto(
   for (const l of plan.layers) await readLayerWeight(model, l);
   const tokenizerFile = typeof opts.tokenizer === 'string' ? opts.tokenizer : findTokenizerBeside(opts.input);
 
-  let calibration: Calibration | undefined;
-  if (calibText !== undefined) {
-    const tokenizer = resolveTokenizer(opts.tokenizer, opts.input);
-    calibration = await calibrate(model, plan, {
-      text: calibText,
-      label: calibLabel,
-      tokenizer,
-      seqlen: opts.calibSeqlen ?? DEFAULT_CALIB_SEQLEN,
-      tokens: opts.calibTokens ?? DEFAULT_CALIB_TOKENS,
-      hessian: needsHessian(config),
-      budgetBytes: opts.captureBudgetBytes,
-      progress,
-      cancel,
-    });
-    if (calibration.warning) warnings.push(calibration.warning);
+  // With external data in, the output is streamed: each layer's quantized tensors go to the
+  // output's (staged) side file as soon as its group is done, and its arrays are dropped, so
+  // memory holds one group's weights and statistics, not the model. Calibration runs in chunks
+  // of groups whose statistics fit the capture budget (the passes the capture would make
+  // anyway), on an untouched copy of the graph, and each chunk is quantized before the next.
+  let writer: SideFileWriter | undefined;
+  if (externalInput) {
+    const sidePath = outputs.add(path.join(outputs.dir, defaultExternalDataName(outputs.primary)), 'external data file');
+    writer = new SideFileWriter(outputs.staged(sidePath), path.basename(sidePath), DEFAULT_INLINE_THRESHOLD);
   }
+  try {
+    const tokenizer = calibText !== undefined ? resolveTokenizer(opts.tokenizer, opts.input) : undefined;
+    const calibModel = calibText !== undefined && writer ? loadModel(opts.input) : model;
+    const seqlen = opts.calibSeqlen ?? DEFAULT_CALIB_SEQLEN;
+    const chunks = calibText !== undefined && writer ? groupChunks(plan, needsHessian(config), seqlen, opts.captureBudgetBytes) : [plan.groups];
+    const parts: QuantizedModelParts = { config, layers: [], scalings: [], reports: [] };
+    let calibTokens = 0;
+    const streamOut = async (layers: QuantizedLayer[]): Promise<void> => {
+      model.tensorSink = (t) => writer!.take(t);
+      try {
+        for (const q of layers) {
+          await exportLayerWeight(model, q, format, config);
+          q.codes = new Uint8Array(0);
+          q.scales = new Float32Array(0);
+          q.dequantized = new Float32Array(0);
+          if (q.zeroPoints) q.zeroPoints = new Uint8Array(0);
+        }
+      } finally {
+        model.tensorSink = undefined;
+      }
+      cancel.throwIfCancelled();
+    };
+    for (const groups of chunks) {
+      const sub: LayerPlan = { ...plan, groups, layers: groups.flatMap((g) => g.layers) };
+      let stats = new Map<string, CalibStats>();
+      if (calibText !== undefined) {
+        const calibration: Calibration = await calibrate(calibModel, sub, {
+          text: calibText,
+          label: calibLabel,
+          tokenizer: tokenizer!,
+          seqlen,
+          tokens: opts.calibTokens ?? DEFAULT_CALIB_TOKENS,
+          hessian: needsHessian(config),
+          budgetBytes: opts.captureBudgetBytes,
+          progress,
+          cancel,
+        });
+        if (calibration.warning && !warnings.includes(calibration.warning)) warnings.push(calibration.warning);
+        calibTokens = calibration.tokens;
+        stats = calibration.stats;
+      }
+      const done = await quantizeLayers(model, sub, config, stats, { progress, cancel, exportFormat: format, onGroupDone: writer ? streamOut : undefined });
+      parts.layers.push(...done.layers);
+      parts.scalings.push(...done.scalings);
+      parts.reports.push(...done.reports);
+    }
+    cancel.throwIfCancelled();
+    const info = await exportQuantized(model, parts, format);
+    // A streamed model is checked as staged (its new tensors are in the staged side file).
+    if (info.opsetRaisedFrom !== undefined && !writer) await checkLoads(model, info);
+    cancel.throwIfCancelled();
 
-  const parts = await quantizeLayers(model, plan, config, calibration?.stats ?? new Map(), { progress, cancel, exportFormat: format });
-  cancel.throwIfCancelled();
-  const info = await exportQuantized(model, parts, format);
-  if (info.opsetRaisedFrom !== undefined) await checkLoads(model, info);
-  cancel.throwIfCancelled();
+    const reportPath = `${opts.output}.report.json`;
+    const summary: QuantizeSummary = {
+      input: opts.input,
+      output: opts.output,
+      report: reportPath,
+      config,
+      format,
+      calibTokens,
+      layers: parts.reports,
+      excluded: plan.excluded,
+      export: info,
+      warnings,
+      seconds: (Date.now() - started) / 1000,
+    };
+    await writeQuantized(model, outputs, externalInput, tokenizerFile, summary, cancel, writer);
+    return summary;
+  } finally {
+    writer?.close(); // no-op once saveModel finished it
+  }
+}
 
-  const reportPath = `${opts.output}.report.json`;
-  const summary: QuantizeSummary = {
-    input: opts.input,
-    output: opts.output,
-    report: reportPath,
-    config,
-    format,
-    calibTokens: calibration?.tokens ?? 0,
-    layers: parts.reports,
-    excluded: plan.excluded,
-    export: info,
-    warnings,
-    seconds: (Date.now() - started) / 1000,
-  };
-  await writeQuantized(model, outputs, externalInput, tokenizerFile, summary, cancel);
-  return summary;
+/** Input groups in chunks whose calibration statistics fit the capture budget (capture's own pass plan). */
+function groupChunks(plan: LayerPlan, hessian: boolean, seqlen: number, budgetBytes: number | undefined): InputGroup[][] {
+  const targets = plan.groups.map((g) => ({ input: g.input, k: g.k, dataType: g.layers[0].dataType }));
+  const byInput = new Map(plan.groups.map((g) => [g.input, g]));
+  return planPasses(targets, hessian, DEFAULT_SAMPLE_ROWS, seqlen, budgetBytes ?? DEFAULT_CAPTURE_BUDGET).map((pass) => pass.map((t) => byInput.get(t.input)!));
 }
 
 /** After raising the default opset, the model must still load in ONNX Runtime. */
@@ -201,6 +253,16 @@ export async function checkLoads(model: OnnxModel, info: ExportInfo): Promise<vo
   const { bytes, externalDataFolder } = ortModelSource(model);
   try {
     const runner = await openDecoder(bytes, { externalDataFolder, label: 'the quantized model', sessionConfig: info.sessionConfig });
+    await runner.release();
+  } catch (err) {
+    throw new W4A8Error(`after raising its opset from ${info.opsetRaisedFrom} to ${info.opset}, the model no longer loads: ${(err as Error).message}; use --format matmulnbits or sim`);
+  }
+}
+
+/** checkLoads for a streamed model: ORT opens the staged model by path, its side file beside it. */
+async function checkStagedLoads(staged: string, info: ExportInfo): Promise<void> {
+  try {
+    const runner = await openDecoder(staged, { label: 'the quantized model', sessionConfig: info.sessionConfig });
     await runner.release();
   } catch (err) {
     throw new W4A8Error(`after raising its opset from ${info.opsetRaisedFrom} to ${info.opset}, the model no longer loads: ${(err as Error).message}; use --format matmulnbits or sim`);
@@ -218,9 +280,11 @@ export async function writeQuantized(
   tokenizerFile: string | undefined,
   summary: QuantizeSummary,
   cancel: CancelToken = neverCancelled,
+  sideWriter?: SideFileWriter,
 ): Promise<void> {
   const output = outputs.primary;
-  await saveModelAsync(model, output, { externalData: externalInput ? 'always' : 'auto', into: outputs, cancel });
+  await saveModelAsync(model, output, { externalData: externalInput ? 'always' : 'auto', into: outputs, cancel, sideWriter });
+  if (sideWriter && summary.export.opsetRaisedFrom !== undefined) await checkStagedLoads(outputs.staged(output), summary.export);
   if (tokenizerFile) {
     const dest = path.join(outputs.dir, path.basename(tokenizerFile));
     if (!sameFile(tokenizerFile, dest)) fs.writeFileSync(outputs.staged(outputs.add(dest, 'tokenizer')), readRegularFile(tokenizerFile, 'tokenizer'));

@@ -200,6 +200,8 @@ export interface QuantizeLayersOptions {
   weights?: Map<string, Float32Array>;
   /** The export that will run the result (default matmulnbits): AWQ scores int8 candidates with its activation grain. */
   exportFormat?: ExportFormat;
+  /** Called with each input group's layers as soon as they are quantized (a streamed write exports and drops them). */
+  onGroupDone?: (layers: QuantizedLayer[]) => Promise<void>;
 }
 
 export async function quantizeLayers(model: OnnxModel, plan: LayerPlan, c: QuantConfig, stats: Map<string, CalibStats>, opts: QuantizeLayersOptions = {}): Promise<QuantizedModelParts> {
@@ -227,6 +229,8 @@ export async function quantizeLayers(model: OnnxModel, plan: LayerPlan, c: Quant
     } else {
       outcome = await quantizeGroupWith(model, group, weights, c, c.grouping, st, opts.exportFormat ?? 'matmulnbits');
     }
+    weights.length = 0; // the float weights of this group are no longer needed
+    if (opts.onGroupDone) await opts.onGroupDone(outcome.layers);
     parts.layers.push(...outcome.layers);
     parts.reports.push(...outcome.reports);
     if (outcome.scaling) parts.scalings.push(outcome.scaling);

@@ -19,6 +19,8 @@ export interface QuantizedLayer {
   dequantized: Float32Array;
   /** The correction C beside the weight (exported as standard MatMul/Add nodes reading the layer's input). */
   compensation?: LayerCompensation;
+  /** Set once the weight is in the model (a streamed quantization exports each layer as it is done and drops its arrays). */
+  exported?: boolean;
 }
 
 export interface InputScaling {
