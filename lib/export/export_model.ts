@@ -4,8 +4,8 @@
 import { DataType } from '../onnx/dtype';
 import type { OnnxModel } from '../onnx/model';
 import { writeSessionConfig } from '../onnx/session_config';
-import type { ExportFormat } from '../quant/config';
-import type { QuantizedModelParts } from '../quant/types';
+import type { ExportFormat, QuantConfig } from '../quant/config';
+import type { QuantizedLayer, QuantizedModelParts } from '../quant/types';
 import { actQuantGraph, actQuantMinOpset } from './act_quant_graph';
 import { defaultOpset, ensureOpset, firstInGraph, insertBefore, rewireInputs, uniqueName } from './graph_edit';
 import { applyInputScalings } from './input_scaling';
@@ -26,6 +26,18 @@ export interface ExportInfo {
 
 /** ORT rewrites QDQ int4 DequantizeLinear -> MatMul into MatMulNBits with accuracy_level 4 (int8 activations) at load; this entry keeps it exact. */
 export const QDQ_EXACT_SESSION_CONFIG = { qdq_matmulnbits_accuracy_level: '0' };
+
+/**
+ * Replaces one layer's weight by its quantized form now (a streamed quantization calls it as each
+ * layer is done, then drops the arrays); exportQuantized skips the layers marked exported.
+ */
+export async function exportLayerWeight(model: OnnxModel, q: QuantizedLayer, format: ExportFormat, config: QuantConfig): Promise<void> {
+  if (format === 'sim') await replaceWithDequantized(model, q);
+  else if (format === 'matmulnbits') replaceWithMatMulNBits(model, q, config.aformat);
+  else if (format === 'qdq') await replaceWithDequantizeLinear(model, q);
+  else replaceWithW4A8MatMul(model, q, config);
+  q.exported = true;
+}
 
 export async function exportQuantized(model: OnnxModel, parts: QuantizedModelParts, format: ExportFormat): Promise<ExportInfo> {
   const notes: string[] = [];
@@ -53,12 +65,7 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
     }
   }
 
-  for (const q of parts.layers) {
-    if (format === 'sim') await replaceWithDequantized(model, q);
-    else if (format === 'matmulnbits') replaceWithMatMulNBits(model, q, aformat);
-    else if (format === 'qdq') await replaceWithDequantizeLinear(model, q);
-    else replaceWithW4A8MatMul(model, q, parts.config);
-  }
+  for (const q of parts.layers) if (!q.exported) await exportLayerWeight(model, q, format, parts.config);
   // Corrections read the activation before its fake-quant (after AWQ's scaling, where C was fitted).
   // w4a8 fuses them into its W4A8MatMul node (compensation_fused.ts).
   for (const q of parts.layers) {
