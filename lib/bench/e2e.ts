@@ -4,7 +4,8 @@
 //
 // Method (docs/BENCHMARKS.md repeats it next to the numbers):
 // - Memory first, one variant at a time: VmHWM is reset (`5` written to /proc/self/clear_refs),
-//   the variant's session is opened and runs one prefill plus the decode steps, VmHWM is read, the
+//   the variant's session is opened and runs one prefill of the longest prompt plus a few decode steps
+//   (MEMORY_DECODE_STEPS: the cache grows by a few kB a step, the time would not), VmHWM is read, the
 //   session is released. The reading is the process peak, so it includes Node and whatever the
 //   allocator kept from earlier variants: `rssBeforeMb` (VmRSS at the reset) is reported beside it.
 // - Then every session is opened, warmed once (prefill plus one step), and timed in interleaved
@@ -89,6 +90,9 @@ export interface E2eBenchReport {
   rssMethod: string;
   results: E2eResult[];
 }
+
+/** Decode steps of the memory phase. */
+export const MEMORY_DECODE_STEPS = 8;
 
 function statusKb(field: 'VmHWM' | 'VmRSS'): number | undefined {
   try {
@@ -201,7 +205,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
       const loadMs = elapsedMs(t0);
       try {
         vocab ??= s.vocab;
-        await generate(s, randomPrompt(longest, vocab, o.seed), o.newTokens, cancel);
+        await generate(s, randomPrompt(longest, vocab, o.seed), Math.min(o.newTokens, MEMORY_DECODE_STEPS), cancel);
       } finally {
         await s.release();
       }
@@ -260,7 +264,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
     return {
       cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, loadAvg: [loadBefore, os.loadavg()[0]],
       rssMethod: rssWorks
-        ? `VmHWM after resetting it (/proc/self/clear_refs) before each variant's load + one prefill of ${longest} tokens + ${o.newTokens} decode steps, in this process, one variant at a time`
+        ? `VmHWM after resetting it (/proc/self/clear_refs) before each variant's load + one prefill of ${longest} tokens + ${Math.min(o.newTokens, MEMORY_DECODE_STEPS)} decode steps, in this process, one variant at a time`
         : 'unavailable: /proc/self/clear_refs does not reset VmHWM here',
       results,
     };
