@@ -11,9 +11,14 @@
 //   by the exact dequantization of the first of them (fp32 is 8x larger, so its set has fewer
 //   matrices); ort-nbits-bs32-acc4 and w4a8-fp4 have their own random matrices of their format.
 // - One sample = the mean time of a batch of calls lasting about batchMs; rounds visit the variants
-//   in a rotating order; medians over rounds are reported. Our kernels are timed through the
-//   synchronous wrapper (no thread hop); ONNX Runtime through `await session.run()` (its only API;
-//   it runs on the main thread).
+//   in a rotating order; medians over rounds are reported.
+// - Like for like: both sides go through the same kind of call, an awaited Promise (ONNX Runtime's
+//   `await session.run()` is its only API; our `gemmW4A8`, which runs on the libuv pool), and both
+//   write into output buffers allocated once per M (ORT: a preallocated Tensor in `fetches`). The
+//   empty-call cost of each side (a 128 x 16 matrix, M=1) is measured and reported. Before timing,
+//   every matrix a variant will touch is run once at this M (ORT plans memory per input shape).
+//   Two variants keep the older method for comparison: w4a8-sync (synchronous call) and
+//   ort-nbits-bs128-acc4-alloc (ORT allocates the output).
 // - relErr = ||y - y64|| / ||y64|| over the first min(M, 4) tokens, y64 = x times the exactly
 //   dequantized weight in float64 (native), for matrix 0 of the variant's set.
 import * as fs from 'node:fs';
@@ -27,7 +32,7 @@ import { type Progress, silentProgress } from '../util/progress';
 import { type CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { summarize, elapsedMs } from './stats';
 import { canonicalBytes, randomCanonicalWeight, type WeightSpec } from './quantized_set';
-import { createMatMulNBitsSession, createMatMulSession, inputTensor, runMatMul } from './ort_matmul';
+import { createMatMulNBitsSession, createMatMulSession, inputTensor, outputTensor, runMatMul, runMatMulInto } from './ort_matmul';
 
 export const BASELINE_VARIANT = 'ort-nbits-bs128-acc4';
 
@@ -44,8 +49,22 @@ export interface CpuBenchOptions {
   batchMs: number;
   /** The scalar ISA path runs only up to this M (it is ~100x slower). */
   scalarMaxM: number;
+  /** ORT intra-op threads spin between runs (default false: ort_matmul.ts says why). */
+  ortSpinning?: boolean;
   progress?: Progress;
   cancel?: CancelToken;
+}
+
+/** Median cost of one call that does almost no work (a 128 x 16 matrix, M=1), microseconds. */
+export interface EmptyCallCost {
+  /** `await gemmW4A8(...)`: a hop to the libuv pool and back. */
+  oursAsync: number;
+  /** `gemmW4A8Sync(...)` on the main thread. */
+  oursSync: number;
+  /** `await session.run(feeds, fetches)` with a preallocated output. */
+  ort: number;
+  /** `await session.run(feeds)`: ORT allocates the output. */
+  ortAlloc: number;
 }
 
 export interface CpuBenchResult {
@@ -69,6 +88,8 @@ export interface CpuBenchReport {
   isa: string;
   threads: number;
   setBytes: number;
+  ortSpinning: boolean;
+  emptyCallUs: EmptyCallCost;
   /** 1-minute load average before and after (the machine may be shared; high values mean noisy numbers). */
   loadAvg: [number, number];
   results: CpuBenchResult[];
@@ -108,7 +129,8 @@ const INT4_G128: WeightSpec = { format: 'int4', groupSize: 128, asymmetric: true
 const INT4_G32: WeightSpec = { format: 'int4', groupSize: 32, asymmetric: true };
 const FP4_G128: WeightSpec = { format: 'fp4', groupSize: 128, asymmetric: false };
 
-function oursVariant(name: string, handles: CpuPackedWeight[], isa: CpuIsa | undefined, weightBytes: number, refKey: string, maxM: number): Variant {
+function oursVariant(name: string, handles: CpuPackedWeight[], isa: CpuIsa | undefined, weightBytes: number, refKey: string, maxM: number,
+  sync = false): Variant {
   let x: Float32Array = new Float32Array(0), m = 0, out: Float32Array = new Float32Array(0);
   const n = handles[0].n;
   return {
@@ -119,29 +141,72 @@ function oursVariant(name: string, handles: CpuPackedWeight[], isa: CpuIsa | und
       out = new Float32Array(m * n);
     },
     call(i) {
-      gemmW4A8Sync(handles[i % handles.length], x, m, { out, isa });
+      if (sync) return gemmW4A8Sync(handles[i % handles.length], x, m, { out, isa });
+      return gemmW4A8(handles[i % handles.length], x, m, { out, isa });
     },
     output0: () => gemmW4A8(handles[0], x, m, { isa }),
   };
 }
 
-function ortVariant(name: string, sessions: ort.InferenceSession[], k: number, weightBytes: number, refKey: string): Variant {
-  let tensor: ort.Tensor | undefined;
+function ortVariant(name: string, sessions: ort.InferenceSession[], k: number, n: number, weightBytes: number, refKey: string,
+  preallocated = true): Variant {
+  let tensor: ort.Tensor | undefined, y: ort.Tensor | undefined;
   return {
     name, weightBytes, matrices: sessions.length, maxM: Infinity, refKey,
     bind(m, x) {
       tensor = inputTensor(x, m, k);
+      y = outputTensor(m, n);
     },
     call(i) {
-      return sessions[i % sessions.length].run({ A: tensor as ort.Tensor });
+      const s = sessions[i % sessions.length];
+      return preallocated ? runMatMulInto(s, tensor as ort.Tensor, y as ort.Tensor) : s.run({ A: tensor as ort.Tensor });
     },
     output0: () => runMatMul(sessions[0], tensor as ort.Tensor),
   };
 }
 
+/** The fixed cost of each kind of call, on a matrix too small to matter (medians of interleaved rounds). */
+async function measureEmptyCalls(threads: number, spinning: boolean, rounds: number): Promise<EmptyCallCost> {
+  const k = 128, n = 16;
+  const w = randomCanonicalWeight(INT4_G128, n, k, 4242);
+  const h = await prepackWeight({ ...w });
+  const s = await createMatMulNBitsSession(w, 4, { intraOpNumThreads: threads, spinning });
+  try {
+    const x = new Float32Array(k);
+    fillRandom(x, 4243, 0, 1, true);
+    const out = new Float32Array(n);
+    const xt = inputTensor(x, 1, k), yt = outputTensor(1, n);
+    const calls: [keyof EmptyCallCost, () => unknown][] = [
+      ['oursAsync', () => gemmW4A8(h, x, 1, { out })],
+      ['oursSync', () => gemmW4A8Sync(h, x, 1, { out })],
+      ['ort', () => runMatMulInto(s, xt, yt)],
+      ['ortAlloc', () => s.run({ A: xt })],
+    ];
+    const perCall = 200;
+    const samples = new Map<keyof EmptyCallCost, number[]>(calls.map(([name]) => [name, []]));
+    for (let r = -1; r < rounds; ++r) {  // round -1 warms up
+      for (let j = 0; j < calls.length; ++j) {
+        const [name, f] = calls[(j + Math.max(r, 0)) % calls.length];
+        const t0 = process.hrtime.bigint();
+        for (let c = 0; c < perCall; ++c) {
+          const p = f();
+          if (p instanceof Promise) await p;
+        }
+        if (r >= 0) (samples.get(name) as number[]).push((elapsedMs(t0) * 1000) / perCall);
+      }
+      await yieldToEventLoop();
+    }
+    const median = (name: keyof EmptyCallCost) => summarize(samples.get(name) as number[], rounds * perCall).medianMs;
+    return { oursAsync: median('oursAsync'), oursSync: median('oursSync'), ort: median('ort'), ortAlloc: median('ortAlloc') };
+  } finally {
+    h.dispose();
+    await s.release();
+  }
+}
+
 /** Builds every variant's rotation set for one shape (the slow part: ~1 GiB of weights per variant). */
 async function buildShape(k: number, n: number, o: CpuBenchOptions, progress: Progress, cancel: CancelToken): Promise<ShapeState> {
-  const threads = { intraOpNumThreads: o.threads };
+  const threads = { intraOpNumThreads: o.threads, spinning: o.ortSpinning ?? false };
   const state: ShapeState = { variants: [], refs: new Map(), handles: [], sessions: [] };
   const count = (bytes: number) => Math.max(1, Math.ceil(o.setBytes / bytes));
   const b128 = canonicalBytes(INT4_G128, n, k), b32 = canonicalBytes(INT4_G32, n, k), bfp4 = canonicalBytes(FP4_G128, n, k);
@@ -192,13 +257,15 @@ async function buildShape(k: number, n: number, o: CpuBenchOptions, progress: Pr
   state.sessions.push(...ort128, ...ort32, ...ortF32);
 
   state.variants.push(oursVariant('w4a8', ours128, undefined, b128, 'int4-g128', Infinity));
+  state.variants.push(oursVariant('w4a8-sync', ours128, undefined, b128, 'int4-g128', Infinity, true));
   state.variants.push(oursVariant('w4a8-fp4', oursFp4, undefined, bfp4, 'fp4-g128', Infinity));
   for (const isa of cpuIsas()) {
     state.variants.push(oursVariant(`w4a8-${isa}`, ours128, isa, b128, 'int4-g128', isa === 'scalar' ? o.scalarMaxM : Infinity));
   }
-  state.variants.push(ortVariant(BASELINE_VARIANT, ort128, k, b128, 'int4-g128'));
-  state.variants.push(ortVariant('ort-nbits-bs32-acc4', ort32, k, b32, 'int4-g32'));
-  state.variants.push(ortVariant('ort-fp32', ortF32, k, bf32, 'int4-g128'));
+  state.variants.push(ortVariant(BASELINE_VARIANT, ort128, k, n, b128, 'int4-g128'));
+  state.variants.push(ortVariant(`${BASELINE_VARIANT}-alloc`, ort128, k, n, b128, 'int4-g128', false));
+  state.variants.push(ortVariant('ort-nbits-bs32-acc4', ort32, k, n, b32, 'int4-g32'));
+  state.variants.push(ortVariant('ort-fp32', ortF32, k, n, bf32, 'int4-g128'));
   return state;
 }
 
@@ -215,7 +282,13 @@ export async function runCpuBench(o: CpuBenchOptions): Promise<CpuBenchReport> {
   const loadBefore = os.loadavg()[0];
   setNumThreads(o.threads);
   const results: CpuBenchResult[] = [];
+  const ortSpinning = o.ortSpinning ?? false;
+  let emptyCallUs: EmptyCallCost;
   try {
+    progress.start('empty-call cost', 1);
+    emptyCallUs = await measureEmptyCalls(o.threads, ortSpinning, Math.max(3, o.rounds));
+    progress.update(1);
+    progress.stop();
     for (const { k, n } of o.shapes) {
       const state = await buildShape(k, n, o, progress, cancel);
       try {
@@ -227,7 +300,7 @@ export async function runCpuBench(o: CpuBenchOptions): Promise<CpuBenchReport> {
   } finally {
     setNumThreads(previousThreads);
   }
-  return { cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, setBytes: o.setBytes, loadAvg: [loadBefore, os.loadavg()[0]], results };
+  return { cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, setBytes: o.setBytes, ortSpinning, emptyCallUs, loadAvg: [loadBefore, os.loadavg()[0]], results };
 }
 
 async function timeShape(state: ShapeState, k: number, n: number, m: number, o: CpuBenchOptions, progress: Progress,
@@ -243,7 +316,8 @@ async function timeShape(state: ShapeState, k: number, n: number, m: number, o: 
     if (r instanceof Promise) await r;
   };
 
-  // Warm up (first calls fault pages in and let ORT allocate), then size each variant's batch.
+  // Size each variant's batch, then run once, at this M, every matrix the timed calls will touch
+  // (first calls fault pages in; ORT plans its memory per input shape), and restart the rotation.
   const reps = new Map<Variant, number>();
   for (const v of active) {
     v.bind(m, x);
@@ -251,7 +325,13 @@ async function timeShape(state: ShapeState, k: number, n: number, m: number, o: 
     const t0 = process.hrtime.bigint();
     await callNext(v);
     const once = Math.max(elapsedMs(t0), 1e-3);
-    reps.set(v, Math.min(1000, Math.max(1, Math.ceil(o.batchMs / once))));
+    const count = Math.min(1000, Math.max(1, Math.ceil(o.batchMs / once)));
+    reps.set(v, count);
+    for (let i = 2; i < Math.min(v.matrices, count * o.rounds); ++i) {
+      cancel.throwIfCancelled();
+      await callNext(v);
+    }
+    next.set(v, 0);
   }
 
   const samples = new Map<Variant, number[]>(active.map((v) => [v, []]));

@@ -9,15 +9,18 @@ import { blocksPerRow, zeroPointBytes, type CanonicalWeight } from '../native/fo
 
 export interface OrtThreads {
   intraOpNumThreads: number;
+  /** Intra-op threads spin between runs (ORT's default). Off unless asked: see below. */
+  spinning?: boolean;
 }
 
-// Spinning is off: the benchmark holds hundreds of sessions (one per matrix), each with its own
-// intra-op pool, and a spinning pool of the previous session steals the cores from the next one.
+// Spinning is off by default: the benchmark holds hundreds of sessions (one per matrix), each with its
+// own intra-op pool, and a spinning pool of the previous session steals the cores from the next one.
 // Measured on the 2-vCPU machine, 4096x4096 bs128 acc4, M=1: 8 sessions in rotation 3.76 ms/run with
 // spinning vs 0.60 without; even one hot session 1.37 vs 0.16 ms. So this choice favours ORT here.
+// `bench cpu --ort-spinning on` measures the other setting (docs/BENCHMARKS.md has both).
 function sessionOptions(t: OrtThreads): ort.InferenceSession.SessionOptions {
   return {
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
+    extra: { session: { intra_op: { allow_spinning: t.spinning ? '1' : '0' } } },
     intraOpNumThreads: t.intraOpNumThreads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
@@ -69,6 +72,19 @@ export async function runMatMul(session: ort.InferenceSession, x: ort.Tensor): P
   return out.Y.data as Float32Array;
 }
 
+/**
+ * Runs the session on x writing Y into a preallocated tensor (onnxruntime-node 1.30 fills a fetched
+ * Tensor's own buffer: checked by test/unit/kernels_bench.test.ts).
+ */
+export async function runMatMulInto(session: ort.InferenceSession, x: ort.Tensor, y: ort.Tensor): Promise<void> {
+  await session.run({ A: x }, { Y: y });
+}
+
 export function inputTensor(x: Float32Array, m: number, k: number): ort.Tensor {
   return new ort.Tensor('float32', x, [m, k]);
+}
+
+/** A preallocated [m][n] fp32 output for runMatMulInto. */
+export function outputTensor(m: number, n: number): ort.Tensor {
+  return new ort.Tensor('float32', new Float32Array(m * n), [m, n]);
 }

@@ -3,7 +3,7 @@
 // run measured: the setting line, the command, the targets computed from the run, the tables.
 'use strict';
 const { BASELINE_VARIANT } = require('../../dist/bench/cpu');
-const { cpuBenchTable } = require('../../dist/bench/cpu_report');
+const { cpuBenchTable, emptyCallLine } = require('../../dist/bench/cpu_report');
 const { quantBenchTable } = require('../../dist/bench/quant_report');
 
 function settingLine(date, report, what) {
@@ -35,7 +35,8 @@ function cpuTargetLines(report) {
 function cpuBlocks(report, command, date) {
   const setMiB = Math.round(report.setBytes / 2 ** 20);
   return {
-    'cpu-setting': [settingLine(date, report, 'threads'), '', '```', command, '```', '', `Rotation set: ${setMiB} MiB of distinct weights per variant.`].join('\n'),
+    'cpu-setting': [settingLine(date, report, 'threads'), '', '```', command, '```', '', `Rotation set: ${setMiB} MiB of distinct weights per variant.`,
+      ...(report.emptyCallUs ? ['', emptyCallLine(report)] : [])].join('\n'),
     'cpu-results': ['Targets, from this run:', '', ...cpuTargetLines(report), '', cpuBenchTable(report)].join('\n'),
   };
 }

@@ -6,7 +6,7 @@ import type { CommandModule } from 'yargs';
 import { UsageError } from '../../util/errors';
 import { runCommand, CommonArgs } from '../run_command';
 import { runCpuBench } from '../../bench/cpu';
-import { cpuBenchTable } from '../../bench/cpu_report';
+import { cpuBenchTable, emptyCallLine } from '../../bench/cpu_report';
 import { cpuIsaOverrideIgnored, numThreads } from '../../native/kernels';
 import { LLAMA7B, runQuantBench, type BenchActFormat } from '../../bench/quant';
 import { quantBenchTable } from '../../bench/quant_report';
@@ -28,20 +28,27 @@ interface BenchArgs extends CommonArgs, BenchE2eArgs {
   'set-mb': number;
   'batch-ms': number;
   quick: boolean;
+  'ort-spinning': 'on' | 'off';
 }
 
-const DEFAULT_SHAPES = '4096x4096,4096x11008,11008x4096';
+// Named shape sets for --shapes (K x N of a decoder layer's projections and the LM head).
+export const SHAPE_PRESETS: Record<string, string> = {
+  llama7b: '4096x4096,4096x11008,11008x4096',
+  tinyllama: '2048x2048,2048x5632,5632x2048,2048x32000',
+};
+const DEFAULT_SHAPES = 'llama7b';
 const DEFAULT_MS = '1,8,32,128,512';
 const QUICK_SHAPES = '4096x4096';
 const QUICK_MS = '1,32,128';
 
-/** "4096x4096,4096x11008" -> [{k, n}] (shapes are K x N). */
+/** "4096x4096,4096x11008" or a preset name ("tinyllama,4096x4096") -> [{k, n}] (shapes are K x N). */
 export function parseShapes(text: string): { k: number; n: number }[] {
-  return text.split(',').map((part) => {
+  const expanded = text.split(',').map((part) => SHAPE_PRESETS[part.trim().toLowerCase()] ?? part).join(',');
+  return expanded.split(',').map((part) => {
     const m = /^\s*(\d+)\s*x\s*(\d+)\s*$/i.exec(part);
     const k = m ? Number(m[1]) : NaN, n = m ? Number(m[2]) : NaN;
     if (!m || k < 1 || n < 1 || k > 65536 || n > 65536) {
-      throw new UsageError(`--shapes: "${part}" is not KxN with 1 <= K, N <= 65536 (e.g. 4096x11008)`);
+      throw new UsageError(`--shapes: "${part}" is not KxN with 1 <= K, N <= 65536 (e.g. 4096x11008) or a preset (${Object.keys(SHAPE_PRESETS).join(', ')})`);
     }
     return { k, n };
   });
@@ -63,12 +70,13 @@ export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
     y
       .positional('target', { type: 'string', choices: ['cpu', 'quant', 'e2e', 'all'] as const, demandOption: true, describe: 'cpu kernels, quant(ization) time, e2e (whole-model prefill/decode), or all (cpu then quant)' })
       .options(benchE2eOptions)
-      .option('shapes', { type: 'string', describe: `Weight shapes KxN, comma-separated (default ${DEFAULT_SHAPES})` })
+      .option('shapes', { type: 'string', describe: `Weight shapes KxN or presets (${Object.entries(SHAPE_PRESETS).map(([k, v]) => `${k} = ${v}`).join('; ')}), comma-separated (default ${DEFAULT_SHAPES})` })
       .option('m', { type: 'string', describe: `Token counts M, comma-separated (default ${DEFAULT_MS})` })
       .option('rounds', { type: 'number', describe: 'Interleaved timing rounds (cpu: default 7, 3 with --quick; e2e: default 3, 1 with --quick)' })
       .option('threads', { type: 'number', describe: 'Threads for our kernels and quantizers, and ORT intraOpNumThreads (default: all hardware threads)' })
       .option('set-mb', { type: 'number', default: 1024, describe: 'MiB of distinct weights each variant rotates through (>= 1024 measures DRAM at M=1)' })
       .option('batch-ms', { type: 'number', default: 20, describe: 'Target duration of one timed batch of calls' })
+      .option('ort-spinning', { type: 'string', choices: ['on', 'off'] as const, default: 'off' as const, describe: 'cpu: ONNX Runtime intra-op threads spin between runs (off measured faster on 2 cores)' })
       .option('quick', { type: 'boolean', default: false, describe: `Fewer shapes and M (${QUICK_SHAPES}; M ${QUICK_MS}; 3 rounds) unless given` })
       .option('tokens', { type: 'number', default: 8192, describe: 'quant: calibration tokens per activation' })
       .option('awq-rows', { type: 'number', default: 1024, describe: 'quant: rows AWQ searches on (a sample of the tokens)' })
@@ -122,11 +130,12 @@ async function benchCpu(args: BenchArgs, ctx: CommandContext): Promise<unknown> 
 
   if (cpuIsaOverrideIgnored()) ctx.progress.log(`W4A8_ISA=${process.env.W4A8_ISA} is not available on this CPU; using the best ISA instead`, 'warn');
   const report = await runCpuBench({
-    shapes, ms, rounds, threads, setBytes: setMb * 2 ** 20, batchMs, scalarMaxM: 8, progress: ctx.progress, cancel: ctx.cancel,
+    shapes, ms, rounds, threads, setBytes: setMb * 2 ** 20, batchMs, scalarMaxM: 8, ortSpinning: args['ort-spinning'] === 'on', progress: ctx.progress, cancel: ctx.cancel,
   });
   const command = `w4a8 ${process.argv.slice(2).join(' ')}`;
   if (!ctx.json) {
     ctx.out(`CPU: ${report.cpu}; threads ${report.threads}; default ISA ${report.isa}; rotation set ${Math.round(report.setBytes / 2 ** 20)} MiB per variant\n`);
+    ctx.out(`${emptyCallLine(report)}\n`);
     ctx.out(cpuBenchTable(report));
   }
   return { ...report, command };
