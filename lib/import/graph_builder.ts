@@ -3,9 +3,12 @@
 import type { NodeProto, TensorProto, ValueInfoProto } from 'onnx-buf';
 import { makeNode, type AttrValue } from '../onnx/build';
 import { makeTensor, DataType } from '../onnx/tensor';
+import { transposeMatrix } from '../native/tensor_layout';
 
 /** Takes an initializer's values as soon as it is made (e.g. to a side file) and returns the tensor to keep. */
 export type WeightSink = (name: string, dims: number[], data: Float32Array) => TensorProto;
+/** Takes the transpose of `src` ([rows, cols]) as initializer `name` [cols, rows], without making the transpose whole. */
+export type TransposedWeightSink = (name: string, src: Float32Array, rows: number, cols: number) => Promise<TensorProto>;
 
 export class GraphBuilder {
   readonly nodes: NodeProto[] = [];
@@ -20,6 +23,7 @@ export class GraphBuilder {
   constructor(
     private readonly sink?: WeightSink,
     private readonly sinkMinElements = 256,
+    private readonly transposedSink?: TransposedWeightSink,
   ) {}
 
   /**
@@ -42,6 +46,13 @@ export class GraphBuilder {
   addFloat(name: string, dims: number[], data: Float32Array): string {
     const toSink = this.sink !== undefined && data.length >= this.sinkMinElements;
     this.initializers.push(toSink ? this.sink!(name, dims, data) : makeTensor(name, DataType.FLOAT, dims, data));
+    return name;
+  }
+
+  /** An fp32 initializer holding the transpose of `src` ([rows, cols] -> [cols, rows]); streamed when a transposed sink is set. */
+  async addFloatTransposed(name: string, src: Float32Array, rows: number, cols: number): Promise<string> {
+    if (this.transposedSink && src.length >= this.sinkMinElements) this.initializers.push(await this.transposedSink(name, src, rows, cols));
+    else this.addFloat(name, [cols, rows], await transposeMatrix(src, rows, cols));
     return name;
   }
 

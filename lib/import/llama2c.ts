@@ -2,7 +2,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { W4A8Error } from '../util/errors';
-import { saveModel } from '../onnx/model';
+import { AUTO_EXTERNAL_BYTES, modelBytes, saveModel } from '../onnx/model';
+import { GraphBuilder } from './graph_builder';
+import { ImportSideFile } from './side_sink';
 import { Llama2cTokenizer } from '../tokenize/llama2c';
 import { OutputSet, checkOutputPath } from '../util/output_set';
 import { readRegularFile } from '../util/regular_file';
@@ -22,7 +24,12 @@ function tokenizerTargetName(tokenizer: string): string {
   return /^tok.*\.bin$/.test(base) ? base : 'tokenizer.bin';
 }
 
-export async function importLlama2c(checkpoint: string, tokenizer: string, outDir: string, progress?: Progress): Promise<ImportResult> {
+export interface ImportLlama2cOptions {
+  /** Checkpoints larger than this stream their weights into a side file as they are read (default: saveModel's external-data threshold). */
+  streamAboveBytes?: number;
+}
+
+export async function importLlama2c(checkpoint: string, tokenizer: string, outDir: string, progress?: Progress, opts: ImportLlama2cOptions = {}): Promise<ImportResult> {
   for (const [name, value] of Object.entries({ checkpoint, tokenizer, outDir })) {
     if (typeof value !== 'string' || value.length === 0) throw new TypeError(`Expected a non-empty path for ${name} but received ${String(value)}`);
   }
@@ -53,8 +60,23 @@ export async function importLlama2c(checkpoint: string, tokenizer: string, outDi
     // Folder, lock and staging before the build; model, side file and tokenizer appear together.
     const outputs = new OutputSet(modelPath, { inputs: [checkpoint, tokenizer] });
     try {
-      const model = await buildLlama2cModel(ckpt, progress);
-      saveModel(model, modelPath, { into: outputs });
+      if (ckpt.fileBytes > (opts.streamAboveBytes ?? AUTO_EXTERNAL_BYTES)) {
+        // As large as saveModel would put in a side file anyway: stream each weight there as it is
+        // read, so the import holds about one tensor, not the model.
+        const dataPath = outputs.add(path.join(outDir, 'model.onnx_data'), 'external data file of the output');
+        const side = new ImportSideFile(outputs.staged(dataPath), 'model.onnx_data');
+        try {
+          const g = new GraphBuilder((name, dims, data) => side.write(name, dims, data), undefined, (name, src, rows, cols) => side.writeTransposed(name, src, rows, cols));
+          const model = await buildLlama2cModel(ckpt, progress, g);
+          side.finish();
+          fs.writeFileSync(outputs.staged(outputs.add(modelPath, 'output model')), modelBytes(model));
+        } finally {
+          side.close();
+        }
+      } else {
+        const model = await buildLlama2cModel(ckpt, progress);
+        saveModel(model, modelPath, { into: outputs });
+      }
       if (path.resolve(tokenizerPath) !== path.resolve(tokenizer)) fs.writeFileSync(outputs.staged(outputs.add(tokenizerPath, 'tokenizer')), tokBytes);
       outputs.commit();
     } finally {

@@ -104,6 +104,8 @@ export class Llama2cCheckpoint {
     readonly file: string,
     config: Llama2cConfig,
     tensors: CheckpointTensor[],
+    /** The checkpoint's size in bytes. */
+    readonly fileBytes: number,
   ) {
     this.config = config;
     for (const t of tensors) this.tensors.set(t.name, t);
@@ -124,7 +126,7 @@ export class Llama2cCheckpoint {
             `has ${fileBytes}; is it a newer llama2.c export (version 1/2 with a magic header) or an incomplete download?`,
         );
       }
-      return new Llama2cCheckpoint(fd, file, config, tensors);
+      return new Llama2cCheckpoint(fd, file, config, tensors, fileBytes);
     } catch (err) {
       fs.closeSync(fd);
       throw err;

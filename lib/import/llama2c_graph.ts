@@ -10,7 +10,7 @@ import { DataType } from '../onnx/tensor';
 import type { Progress } from '../util/progress';
 import { GraphBuilder } from './graph_builder';
 import type { Llama2cConfig } from './llama2c_checkpoint';
-import { ropeTables, transposeMatrix } from '../native/tensor_layout';
+import { ropeTables } from '../native/tensor_layout';
 
 /** Where the decoder's weights come from: a checkpoint file, or a random generator. */
 export interface Llama2cWeights {
@@ -56,8 +56,7 @@ export async function buildLlama2cModel(ckpt: Llama2cWeights, progress?: Progres
   // A linear layer: run.c computes W x with W [out, in]; the MatMul needs W^T [in, out].
   const linear = async (scope: string, x: string, weightName: string, source: string, layer: number, output?: string): Promise<string> => {
     const [rows, cols] = ckpt.shape(source);
-    const wT = await transposeMatrix(ckpt.read(source, layer), rows, cols);
-    g.addFloat(weightName, [cols, rows], wT);
+    await g.addFloatTransposed(weightName, ckpt.read(source, layer), rows, cols);
     step(weightName);
     return g.op1(scope, 'MatMul', [x, weightName], {}, output);
   };

@@ -9,9 +9,8 @@ import { W4A8Error } from '../util/errors';
 import { OutputSet } from '../util/output_set';
 import type { Progress } from '../util/progress';
 import { fillRandom } from '../native/kernels';
-import { DataType, makeExternalTensor } from '../onnx/tensor';
 import { modelBytes } from '../onnx/model';
-import { EXTERNAL_ALIGNMENT } from '../onnx/external_data';
+import { ImportSideFile } from './side_sink';
 import { placeholderLlama2cTokenizer, PLACEHOLDER_MIN_VOCAB } from '../tokenize/llama2c_placeholder';
 import { checkpointLayout, type Llama2cConfig } from './llama2c_checkpoint';
 import { buildLlama2cModel, type Llama2cWeights } from './llama2c_graph';
@@ -112,27 +111,17 @@ export async function importRandomLlama(preset: string, outDir: string, opts: Ra
   const outputs = new OutputSet(modelPath);
   const staged = new Map([dataPath, tokenizerPath].map((p) => [p, outputs.staged(outputs.add(p))]));
   staged.set(modelPath, outputs.staged(modelPath));
-  let fd: number | undefined = fs.openSync(staged.get(dataPath)!, 'w');
+  const side = new ImportSideFile(staged.get(dataPath)!, dataName);
   try {
-    let pos = 0;
-    const sink = (name: string, dims: number[], data: Float32Array) => {
-      pos = Math.ceil(pos / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
-      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      for (let done = 0; done < bytes.length; ) done += fs.writeSync(fd!, bytes, done, bytes.length - done, pos + done);
-      const t = makeExternalTensor(name, DataType.FLOAT, dims, dataName, pos, bytes.length);
-      pos += bytes.length;
-      return t;
-    };
-    const model = await buildLlama2cModel(new RandomWeights(config, seed), opts.progress, new GraphBuilder(sink), `random weights, preset ${preset}, seed ${seed}`);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
+    const g = new GraphBuilder((name, dims, data) => side.write(name, dims, data), undefined, (name, src, rows, cols) => side.writeTransposed(name, src, rows, cols));
+    const model = await buildLlama2cModel(new RandomWeights(config, seed), opts.progress, g, `random weights, preset ${preset}, seed ${seed}`);
+    side.finish();
     fs.writeFileSync(staged.get(modelPath)!, modelBytes(model));
     fs.writeFileSync(staged.get(tokenizerPath)!, placeholderLlama2cTokenizer(config.vocabSize));
     outputs.commit();
     return { modelPath, dataPath, tokenizerPath, config, preset, seed };
   } finally {
-    if (fd !== undefined) fs.closeSync(fd);
+    side.close();
     outputs.abort(); // no-op once committed
   }
 }

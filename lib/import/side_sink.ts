@@ -1,0 +1,75 @@
+// The importers' side file: fp32 weights go to the (staged) side file as soon as they are made,
+// each at the next aligned offset, and the graph keeps external references, so an import holds
+// about one tensor at a time however large the model. A weight that must be transposed is
+// written in blocks of source rows, so its transpose never exists whole in memory either.
+import * as fs from 'node:fs';
+import type { TensorProto } from 'onnx-buf';
+import { DataType, makeExternalTensor } from '../onnx/tensor';
+import { EXTERNAL_ALIGNMENT, writeAll } from '../onnx/external_data';
+import { transposeMatrix } from '../native/tensor_layout';
+
+/** Values per transposed block (64 MiB of fp32). */
+const BLOCK_VALUES = 16 * 2 ** 20;
+
+export class ImportSideFile {
+  private fd: number | undefined;
+  private pos = 0;
+
+  constructor(
+    stagedPath: string,
+    /** The side file's name as the model references it. */
+    readonly location: string,
+    /** Values per transposed block (tests lower it). */
+    private readonly blockValues = BLOCK_VALUES,
+  ) {
+    this.fd = fs.openSync(stagedPath, 'w');
+  }
+
+  private next(length: number): number {
+    const at = Math.ceil(this.pos / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
+    this.pos = at + length;
+    return at;
+  }
+
+  private get descriptor(): number {
+    if (this.fd === undefined) throw new Error('the import side file is already closed');
+    return this.fd;
+  }
+
+  /** Writes `data` as the tensor `name` [dims] and returns its external reference. */
+  write(name: string, dims: number[], data: Float32Array): TensorProto {
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const at = this.next(bytes.length);
+    writeAll(this.descriptor, bytes, at);
+    return makeExternalTensor(name, DataType.FLOAT, dims, this.location, at, bytes.length);
+  }
+
+  /**
+   * Writes the transpose of `src` ([rows, cols] -> [cols, rows]) as the tensor `name`: blocks of
+   * source rows are transposed natively and each of their rows lands at its place in the file.
+   */
+  async writeTransposed(name: string, src: Float32Array, rows: number, cols: number): Promise<TensorProto> {
+    const at = this.next(rows * cols * 4);
+    const blockRows = Math.max(1, Math.min(rows, Math.floor(this.blockValues / Math.max(cols, 1))));
+    for (let r0 = 0; r0 < rows; r0 += blockRows) {
+      const r = Math.min(blockRows, rows - r0);
+      const t = await transposeMatrix(src.subarray(r0 * cols, (r0 + r) * cols), r, cols); // [cols, r]
+      const bytes = new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
+      if (r === rows) writeAll(this.descriptor, bytes, at);
+      else for (let c = 0; c < cols; c++) writeAll(this.descriptor, bytes.subarray(c * r * 4, (c + 1) * r * 4), at + (c * rows + r0) * 4);
+    }
+    return makeExternalTensor(name, DataType.FLOAT, [cols, rows], this.location, at, rows * cols * 4);
+  }
+
+  /** fsyncs and closes. */
+  finish(): void {
+    fs.fsyncSync(this.descriptor);
+    this.close();
+  }
+
+  close(): void {
+    if (this.fd === undefined) return;
+    fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
