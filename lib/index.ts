@@ -20,6 +20,11 @@ export { resolveConfig, configLabel, type QuantConfig, type ExportFormat } from 
 export { planLayers } from './quant/plan';
 export { quantizeLayers } from './quant/quantize_layers';
 export { quantizeModel, type QuantizeModelOptions, type QuantizeSummary } from './pipeline/quantize';
+export { attachAdapter, type AttachAdapterOptions, type AttachSummary, type AttachedLayer } from './pipeline/adapter';
+export { readAdapter } from './adapter/read';
+export { parseSafetensors, readSafetensors, type SafetensorsFile, type SafetensorsTensor } from './adapter/safetensors';
+export type { Adapter, AdapterDelta, AdapterFactor, AdapterKind, KroneckerTerm } from './adapter/types';
+export { attachAdapterToModel, matchAdapter } from './export/adapter';
 
 // Export formats
 export { exportQuantized, QDQ_EXACT_SESSION_CONFIG, type ExportInfo } from './export/export_model';

@@ -9,6 +9,7 @@ import { quantizeCommand } from './quantize';
 import { sweepCommand } from './sweep';
 import { demoCommand } from './demo';
 import { benchCommand } from './bench';
+import { adapterCommand } from './adapter';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, importCommand, inspectCommand, evalCommand, generateCommand, quantizeCommand, sweepCommand, demoCommand, benchCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, importCommand, inspectCommand, evalCommand, generateCommand, quantizeCommand, adapterCommand, sweepCommand, demoCommand, benchCommand];
