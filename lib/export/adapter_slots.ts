@@ -26,13 +26,12 @@ export interface AdapterSlot {
   n: number;
   lowRank?: { u: string; v: string; rank: number };
   kron?: { a: string; b: string; dims: [number[], number[]] };
+  /** The factor inputs stored (and so fed) as fp32. */
+  float32: Set<string>;
 }
 
-/** A feed for a factor input: fp16 values (onnxruntime's 'float16' tensor takes this Uint16Array as is). */
-export interface FactorFeed {
-  dims: number[];
-  data: Uint16Array;
-}
+/** A feed for a factor input: fp16 values (onnxruntime's 'float16' tensor takes the Uint16Array as is) or fp32. */
+export type FactorFeed = { type: 'float16'; dims: number[]; data: Uint16Array } | { type: 'float32'; dims: number[]; data: Float32Array };
 
 function intAttr(node: NodeProto, name: string): number {
   const a = node.attribute.find((x) => x.name === name);
@@ -65,15 +64,16 @@ function checkFactors(node: NodeProto, f: FusedFactors): void {
 }
 
 /**
- * Stores `f` as fp16 initializers named `<prefix>_lora_u` / `_lora_v` / `_kron_a` / `_kron_b` and
- * sets them as the node's factor inputs (replacing any it had): the node then computes its adapter
- * on every run, like a model with the adapter merged.
+ * Stores `f` as initializers (fp16 by default; 'float32' doubles the bytes but lets a run feed fp32
+ * low-rank factors that the op reads in place, with no conversion) named `<prefix>_lora_u` /
+ * `_lora_v` / `_kron_a` / `_kron_b` and sets them as the node's factor inputs (replacing any it
+ * had): the node then computes its adapter on every run, like a model with the adapter merged.
  */
-export function attachFusedFactors(model: OnnxModel, node: NodeProto, f: FusedFactors, prefix: string): void {
+export function attachFusedFactors(model: OnnxModel, node: NodeProto, f: FusedFactors, prefix: string, dtype: 'float16' | 'float32' = 'float16'): void {
   checkFactors(node, f);
   const k = intAttr(node, 'K'), n = intAttr(node, 'N');
   const put = (at: number, name: string, dims: number[], values: Float32Array) => {
-    replaceInitializer(model, makeFloatTensorLike(name, DataType.FLOAT16, dims, values));
+    replaceInitializer(model, makeFloatTensorLike(name, dtype === 'float32' ? DataType.FLOAT : DataType.FLOAT16, dims, values));
     while (node.input.length <= at) node.input.push('');
     node.input[at] = name;
   };
@@ -97,10 +97,13 @@ export function exposeAdapterInputs(model: OnnxModel): AdapterSlot[] {
   const inits = new Map(g.initializer.map((t) => [t.name, t]));
   const declared = new Set(g.input.map((v) => v.name));
   const slots: AdapterSlot[] = [];
+  let current = new Set<string>();
   const declare = (name: string): number[] => {
     const t = inits.get(name);
     if (!t) throw new Error(`factor "${name}" is not an initializer; only stored factors can be exposed as adapter inputs`);
     const dims = t.dims.map(Number);
+    if (t.dataType === DataType.FLOAT) current.add(name);
+    else if (t.dataType !== DataType.FLOAT16) throw new Error(`factor "${name}" is ${t.dataType}; adapter inputs are float or float16`);
     if (!declared.has(name)) {
       g.input.push(makeValueInfo(name, t.dataType as DataType, dims));
       declared.add(name);
@@ -108,13 +111,15 @@ export function exposeAdapterInputs(model: OnnxModel): AdapterSlot[] {
     return dims;
   };
   for (const node of w4a8MatMulNodes(model)) {
-    const slot: AdapterSlot = { node: node.name, k: intAttr(node, 'K'), n: intAttr(node, 'N') };
+    current = new Set<string>();
+    const slot: AdapterSlot = { node: node.name, k: intAttr(node, 'K'), n: intAttr(node, 'N'), float32: new Set() };
     const [u, v, a, b] = [5, 6, 7, 8].map((i) => node.input[i] ?? '');
     if (u && v) {
       slot.lowRank = { u, v, rank: declare(u)[1] ?? 0 };
       declare(v);
     }
     if (a && b) slot.kron = { a, b, dims: [declare(a), declare(b)] };
+    slot.float32 = current;
     if (slot.lowRank || slot.kron) slots.push(slot);
   }
   return slots;
@@ -127,9 +132,11 @@ export function exposeAdapterInputs(model: OnnxModel): AdapterSlot[] {
  */
 export function adapterFeeds(slots: readonly AdapterSlot[], factors: ReadonlyMap<string, FusedFactors>): Record<string, FactorFeed> {
   const feeds: Record<string, FactorFeed> = {};
-  const half = (dims: number[], values: Float32Array): FactorFeed => {
+  // Each feed takes the type its slot declares (the stored default's).
+  const half = (dims: number[], values: Float32Array, name: string): FactorFeed => {
+    if (slots.some((s) => s.float32.has(name))) return { type: 'float32', dims, data: values };
     const t = makeFloatTensorLike('feed', DataType.FLOAT16, dims, values);
-    return { dims, data: new Uint16Array(t.rawData.buffer, t.rawData.byteOffset, t.rawData.byteLength / 2) };
+    return { type: 'float16', dims, data: new Uint16Array(t.rawData.buffer, t.rawData.byteOffset, t.rawData.byteLength / 2) };
   };
   for (const [node, f] of factors) {
     const slot = slots.find((s) => s.node === node);
@@ -138,8 +145,8 @@ export function adapterFeeds(slots: readonly AdapterSlot[], factors: ReadonlyMap
       if (!slot.lowRank || slot.lowRank.rank !== f.lowRank.rank) {
         throw new RangeError(`"${node}": low-rank factors of rank ${f.lowRank.rank}; the session's slot takes rank ${slot.lowRank?.rank ?? 'none'}`);
       }
-      feeds[slot.lowRank.u] = half([slot.k, f.lowRank.rank], f.lowRank.u);
-      feeds[slot.lowRank.v] = half([f.lowRank.rank, slot.n], f.lowRank.v);
+      feeds[slot.lowRank.u] = half([slot.k, f.lowRank.rank], f.lowRank.u, slot.lowRank.u);
+      feeds[slot.lowRank.v] = half([f.lowRank.rank, slot.n], f.lowRank.v, slot.lowRank.v);
     }
     if (f.kron) {
       if (!slot.kron) throw new RangeError(`"${node}": Kronecker factors given; the session's slot has none`);
@@ -148,8 +155,8 @@ export function adapterFeeds(slots: readonly AdapterSlot[], factors: ReadonlyMap
       if (da.join() !== slot.kron.dims[0].join() || db.join() !== slot.kron.dims[1].join()) {
         throw new RangeError(`"${node}": Kronecker factors [${da}] and [${db}]; the session's slot takes [${slot.kron.dims[0]}] and [${slot.kron.dims[1]}]`);
       }
-      feeds[slot.kron.a] = half(da, f.kron.a);
-      feeds[slot.kron.b] = half(db, f.kron.b);
+      feeds[slot.kron.a] = half(da, f.kron.a, slot.kron.a);
+      feeds[slot.kron.b] = half(db, f.kron.b, slot.kron.b);
     }
   }
   return feeds;

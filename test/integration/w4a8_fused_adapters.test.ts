@@ -130,7 +130,7 @@ describeIf('W4A8MatMul with fused correction / adapter terms on stories260K', ()
     const feeds = decoderFeeds(ids, { layers: pastInputs.length, kvHeads: pastDims[1], headSize: pastDims[3] });
     const logits = async (s: EngineSession, extra: Record<string, ort.Tensor> = {}) =>
       Float32Array.from((await s.run({ ...feeds, ...extra }, ['logits'])).logits.data as Float32Array);
-    const asTensors = (which: number) => Object.fromEntries(Object.entries(adapterFeeds(slots, adapters[which])).map(([name, f]) => [name, new ort.Tensor('float16', f.data, f.dims)]));
+    const asTensors = (which: number) => Object.fromEntries(Object.entries(adapterFeeds(slots, adapters[which])).map(([name, f]) => [name, f.type === 'float16' ? new ort.Tensor('float16', f.data, f.dims) : new ort.Tensor('float32', f.data, f.dims)]));
 
     const sessions: EngineSession[] = [];
     try {

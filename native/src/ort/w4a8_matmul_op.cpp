@@ -65,7 +65,9 @@ constexpr size_t kLowRankU = 5, kLowRankV = 6, kKronA = 7, kKronB = 8, kInputCou
 
 struct LowRankFactors {
   int32_t r = 0;
-  std::vector<float> u, v;  // [K][r], [r][N]
+  std::vector<float> u, v;  // [K][r], [r][N] converted to fp32 (empty when read in place)
+  const float* u_at = nullptr;  // the values used: u / v, or a fed fp32 tensor read in place
+  const float* v_at = nullptr;
 };
 // The Kronecker terms in the kernel's orientation: a [R][n1][k1], b [R][n2][k2].
 struct KronFactors {
@@ -137,7 +139,7 @@ class Kernel {
       W4A8_ORT_TRY(Constant(info, kLowRankU, &u, &has_u));
       if (inputs > kLowRankV) W4A8_ORT_TRY(Constant(info, kLowRankV, &v, &has_v));
       if (has_u && has_v) {
-        W4A8_ORT_TRY(LowRankFrom(u, v, &const_lowrank_));
+        W4A8_ORT_TRY(LowRankFrom(u, v, &const_lowrank_, false));
         constant_lowrank_ = true;
       }
     }
@@ -213,7 +215,7 @@ class Kernel {
       W4A8_ORT_TRY(RunInput(ctx, inputs, kLowRankV, &v, &has_v));
       if (has_u != has_v) return Fail("lowrank_u and lowrank_v come together: one is missing");
       if (has_u) {
-        W4A8_ORT_TRY(LowRankFrom(u, v, &lowrank_now));
+        W4A8_ORT_TRY(LowRankFrom(u, v, &lowrank_now, true));
         lowrank = &lowrank_now;
       }
     }
@@ -258,7 +260,7 @@ class Kernel {
     });
     if (s != Status::kOk) return Fail(std::string("kernel failed: ") + StatusName(s));
     if (lowrank) {
-      const cpu::LowRankTerm lr{weight_.k, lowrank->r, weight_.n, lowrank->u.data(), lowrank->v.data()};
+      const cpu::LowRankTerm lr{weight_.k, lowrank->r, weight_.n, lowrank->u_at, lowrank->v_at};
       const Status ls = StatusFromExceptions([&] { return cpu::LowRankAdd(lr, (int32_t)m, x_float, y, cpu::DefaultIsa()); });
       if (ls != Status::kOk) return Fail(std::string("low-rank term failed: ") + StatusName(ls));
     }
@@ -297,14 +299,24 @@ class Kernel {
   }
 
   // lowrank_u [K, r] and lowrank_v [r, N].
-  OrtStatus* LowRankFrom(const TensorView& u, const TensorView& v, LowRankFactors* out) const {
+  OrtStatus* LowRankFrom(const TensorView& u, const TensorView& v, LowRankFactors* out, bool in_place) const {
     if (u.dims.size() != 2 || v.dims.size() != 2 || u.dims[0] != weight_.k || v.dims[1] != weight_.n ||
         u.dims[1] != v.dims[0] || u.dims[1] < 1 || u.dims[1] > INT32_MAX)
       return Fail("lowrank_u is " + DimsText(u.dims) + " and lowrank_v " + DimsText(v.dims) + "; expected [K = " +
                   std::to_string(weight_.k) + ", r] and [r, N = " + std::to_string(weight_.n) + "] with r >= 1");
     out->r = (int32_t)u.dims[1];
-    W4A8_ORT_TRY(Floats(u, &out->u, "lowrank_u"));
-    return Floats(v, &out->v, "lowrank_v");
+    // fp32 factors fed with a run are read in place (no copy per run); fp16 ones are converted.
+    const auto take = [&](const TensorView& t, std::vector<float>* buf, const float** at, const char* what) -> OrtStatus* {
+      if (in_place && t.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+        *at = static_cast<const float*>(t.data);
+        return nullptr;
+      }
+      W4A8_ORT_TRY(Floats(t, buf, what));
+      *at = buf->data();
+      return nullptr;
+    };
+    W4A8_ORT_TRY(take(u, &out->u, &out->u_at, "lowrank_u"));
+    return take(v, &out->v, &out->v_at, "lowrank_v");
   }
 
   // kron_a [R, k1, n1] and kron_b [R, k2, n2] with k1 * k2 = K, n1 * n2 = N: the term x (sum_i
