@@ -51,6 +51,8 @@ export interface E2eBenchOptions {
   seed: number;
   /** The model's vocabulary (prompt ids are drawn below it); default: learnt from the session. */
   vocab?: number;
+  /** onnxruntime-node variants: keep ORT's intra-op spinning on (default false: off, as the w4a8 engine runs). */
+  ortSpinning?: boolean;
   /** The model's maximum length, when known: prompt + newTokens must fit. */
   maxLength?: number;
   progress?: Progress;
@@ -88,6 +90,8 @@ export interface E2eBenchReport {
   loadAvg: [number, number];
   /** How peakRssMb was measured. */
   rssMethod: string;
+  /** Whether ORT's intra-op threads of the onnxruntime-node variants spin. */
+  ortSpinning: boolean;
   results: E2eResult[];
 }
 
@@ -147,8 +151,14 @@ async function generate(session: DecoderSession, prompt: number[], newTokens: nu
   return { prefillMs, decodeMs: elapsedMs(t1), tokens };
 }
 
-async function open(m: E2eVariantModel, threads: number): Promise<DecoderSession> {
-  const session = await openDecoder(m.modelPath, { engine: m.engine, intraOpNumThreads: threads, label: `${m.variant} (${m.modelPath})` });
+// ORT's intra-op spinning is off for the onnxruntime-node variants too, as the w4a8 engine sets it: on
+// a shared 2-vCPU machine spinning workers steal the cores (measured in bench cpu: a hot MatMulNBits
+// call 0.46 ms with spinning off, 53 ms on), and like for like means the same setting on both sides.
+const ORT_SPINNING_OFF = { 'intra_op.allow_spinning': '0' };
+
+async function open(m: E2eVariantModel, threads: number, ortSpinning: boolean): Promise<DecoderSession> {
+  const sessionConfig = m.engine === 'ort' && !ortSpinning ? ORT_SPINNING_OFF : undefined;
+  const session = await openDecoder(m.modelPath, { engine: m.engine, intraOpNumThreads: threads, label: `${m.variant} (${m.modelPath})`, sessionConfig });
   if (!session.step) {
     await session.release();
     throw new W4A8Error(`${m.modelPath} has no key/value cache (past/present inputs and outputs); bench e2e times cached decoding only`);
@@ -201,7 +211,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
       rssWorks &&= reset;
       const before = statusKb('VmRSS');
       const t0 = process.hrtime.bigint();
-      const s = await open(m, o.threads);
+      const s = await open(m, o.threads, o.ortSpinning ?? false);
       const loadMs = elapsedMs(t0);
       try {
         vocab ??= s.vocab;
@@ -217,7 +227,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
     progress.stop();
 
     for (const m of models) {
-      const s = await open(m, o.threads);
+      const s = await open(m, o.threads, o.ortSpinning ?? false);
       sessions.set(m.variant, s);
       await generate(s, randomPrompt(Math.min(8, longest), vocab!, o.seed + 1), 1, cancel); // warm
     }
@@ -262,7 +272,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
       }
     }
     return {
-      cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, loadAvg: [loadBefore, os.loadavg()[0]],
+      cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, ortSpinning: o.ortSpinning ?? false, loadAvg: [loadBefore, os.loadavg()[0]],
       rssMethod: rssWorks
         ? `VmHWM after resetting it (/proc/self/clear_refs) before each variant's load + one prefill of ${longest} tokens + ${Math.min(o.newTokens, MEMORY_DECODE_STEPS)} decode steps, in this process, one variant at a time`
         : 'unavailable: /proc/self/clear_refs does not reset VmHWM here',
