@@ -8,6 +8,7 @@
 #include "kron_internal.h"
 #include "thread_pool.h"
 #include "w4a8/cpu_adapters.h"
+#include "w4a8/linalg.h"
 
 namespace w4a8::cpu {
 namespace {
@@ -98,12 +99,21 @@ Status KroneckerAdapterAddReference(const KronTerms& kt, int32_t m, const float*
   return Status::kOk;
 }
 
+// From this many rows LowRankAdd runs the linalg GEMM; below it (decode) a streaming product.
+constexpr int32_t kLowRankGemmRows = 8;
+
 Status LowRankAdd(const LowRankTerm& lr, int32_t m, const float* x, float* y, Isa isa) {
   if (lr.k < 1 || lr.r < 1 || lr.n < 1 || !lr.u || !lr.v || m < 1 || !x || !y) return Status::kInvalidArgument;
   if (!IsaAvailable(isa)) return Status::kUnsupported;
-  const kron::MatMulAddFn mm = DispatchFor(isa).kron_matmul_add;
   const int32_t k = lr.k, r = lr.r, n = lr.n;
   std::vector<float> t((size_t)m * r, 0.f);
+  if (m >= kLowRankGemmRows) {
+    // Several tokens: the blocked, packed linalg GEMM (its result does not depend on the thread count).
+    GemmF32(false, false, m, r, k, 1.0f, x, k, lr.u, r, 0.0f, t.data(), r);
+    GemmF32(false, false, m, n, r, 1.0f, t.data(), r, lr.v, n, 1.0f, y, n);
+    return Status::kOk;
+  }
+  const kron::MatMulAddFn mm = DispatchFor(isa).kron_matmul_add;
   // Columns are split among tasks, so M = 1 runs in parallel as well as M = 128; chunks of 16 keep
   // the SIMD rows whole.
   const auto column_tasks = [](int32_t cols) { return std::max<int64_t>(1, std::min<int64_t>((cols + 15) / 16, 4LL * NumThreads())); };
