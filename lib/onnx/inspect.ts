@@ -43,6 +43,23 @@ export interface ModelSummary {
   externalData: boolean;
   weights: WeightSummary[];
   corrections: CorrectionSummary[];
+  adapters: AdapterSummary[];
+}
+
+/**
+ * Factors `adapter attach` writes beside a layer: initializers <layer output>/adapter[_n]/a<i>, b<i>
+ * (or a<i>_left/_right, b<i>_left/_right for a factor given as a product). A factor shared by
+ * several layers (Compacter's rule) is stored, and counted, once: under the first of them.
+ */
+export const ADAPTER_FACTOR_PATTERN = /^(.*\/adapter(?:_\d+)?)\/([ab])(\d+)(?:_left|_right)?$/;
+
+/** One adapted layer: its Kronecker terms, factor shapes and parameter count. */
+export interface AdapterSummary {
+  /** The adapted layer's node name (or its output tensor when the node is not found). */
+  layer: string;
+  terms: number;
+  shapes: number[][];
+  params: number;
 }
 
 export function opKey(node: NodeProto): string {
@@ -83,7 +100,29 @@ export function summarizeModel(model: OnnxModel): ModelSummary {
       quantizable: layerNode !== undefined,
     });
   }
-  return { opsets, ops, externalData: hasExternalData(model), weights, corrections: summarizeCorrections(model) };
+  return { opsets, ops, externalData: hasExternalData(model), weights, corrections: summarizeCorrections(model), adapters: summarizeAdapters(model) };
+}
+
+function summarizeAdapters(model: OnnxModel): AdapterSummary[] {
+  const nodes = model.proto.graph?.node ?? [];
+  const byTag = new Map<string, AdapterSummary>();
+  for (const t of model.proto.graph?.initializer ?? []) {
+    const m = ADAPTER_FACTOR_PATTERN.exec(t.name);
+    if (!m) continue;
+    const dims = tensorDims(t);
+    let s = byTag.get(m[1]);
+    if (!s) {
+      // The branch's Add reads the layer's renamed output; its producer is the layer.
+      const add = nodes.find((n) => n.name === `${m[1]}/Add`);
+      const layer = add ? nodes.find((n) => n.output.includes(add.input[0])) : undefined;
+      s = { layer: layer?.name || m[1], terms: 0, shapes: [], params: 0 };
+      byTag.set(m[1], s);
+    }
+    s.terms = Math.max(s.terms, Number(m[3]) + 1);
+    s.shapes.push(dims);
+    s.params += dims.reduce((x, y) => x * y, 1);
+  }
+  return [...byTag.values()];
 }
 
 function summarizeCorrections(model: OnnxModel): CorrectionSummary[] {

@@ -16,6 +16,7 @@ import { halvesToFloat32, float32ToHalves } from '../../lib/native/tensor_codecs
 import { loadModel, modelBytes, type OnnxModel } from '../../lib/onnx/model';
 import { makeFloatTensorLike, replaceInitializer, tensorDims, tensorToFloat32 } from '../../lib/onnx/tensor';
 import { initializerMap } from '../../lib/onnx/graph';
+import { summarizeModel } from '../../lib/onnx/inspect';
 import { decoderFeeds } from '../helpers/llama2c_feeds';
 import { safetensorsBytes, writeAdapterDir, type TensorToWrite } from '../helpers/safetensors_writer';
 import { SHARED_DIR } from '../helpers/shared_paths';
@@ -187,6 +188,19 @@ describeIf(`adapter attach on stories260K (seed ${SEED})`, () => {
       const reshape = m.proto.graph!.node.find((n) => n.name === '/layers.0/attn/q_proj/MatMul_output_0/adapter/Reshape');
       expect(reshape?.input[0]).toBe(loadModel(floatModel).proto.graph!.node.find((n) => n.name === '/layers.0/attn/q_proj/MatMul')!.input[0]);
     }
+  });
+
+  it('inspect lists the adapter parameters per layer', () => {
+    const out = path.join(tmp, 'matmulnbits-lokr.onnx');
+    const adapters = summarizeModel(loadModel(out)).adapters;
+    expect(adapters).toHaveLength(11);
+    expect(adapters.find((a) => a.layer === '/layers.2/attn/v_proj/MatMul')).toEqual({ layer: '/layers.2/attn/v_proj/MatMul', terms: 1, shapes: [[4, 8], [8, 8]], params: 96 });
+    expect(adapters.find((a) => a.layer === '/layers.0/mlp/down_proj/MatMul')).toEqual({ layer: '/layers.0/mlp/down_proj/MatMul', terms: 1, shapes: [[8, 2], [2, 4], [8, 3], [3, 43]], params: 16 + 8 + 24 + 129 });
+    assertBuiltCli();
+    const r = spawnSync(process.execPath, [CLI, 'inspect', out], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`adapters (adapter attach): 11 layers, ${5 * (128 + 96) + 177} parameters`);
+    expect(r.stdout).toMatch(/\/layers\.0\/mlp\/down_proj\/MatMul\s+1\s+8x2 \+ 2x4 \+ 8x3 \+ 3x43\s+177/);
   });
 
   it('LoKr on the W4A16 sim model equals that model with W_q + delta W (the branch adds no error)', async () => {

@@ -54,6 +54,17 @@ export function formatSummary(file: string, summary: ModelSummary, bytesOf: (nam
       ),
     );
   }
+  if (summary.adapters.length > 0) {
+    const total = summary.adapters.reduce((s, a) => s + a.params, 0);
+    out.push('');
+    out.push(`adapters (adapter attach): ${summary.adapters.length} layers, ${total} parameters`);
+    out.push(
+      ...table(
+        ['layer', 'kronecker terms', 'factor shapes', 'parameters'],
+        summary.adapters.map((a) => [a.layer, String(a.terms), a.shapes.map((d) => d.join('x')).join(' + '), String(a.params)]),
+      ),
+    );
+  }
   return out;
 }
 
@@ -68,7 +79,8 @@ export const inspectCommand: CommandModule<CommonArgs, InspectArgs> = {
       if (ctx.json) {
         // corrections only when the model has some (quantize --compensate), so other models keep the same keys.
         const corrections = summary.corrections.length > 0 ? { corrections: summary.corrections } : {};
-        ctx.out(JSON.stringify({ opsets: summary.opsets, ops: summary.ops, externalData: summary.externalData, weights: summary.weights, ...corrections }));
+        const adapters = summary.adapters.length > 0 ? { adapters: summary.adapters } : {};
+        ctx.out(JSON.stringify({ opsets: summary.opsets, ops: summary.ops, externalData: summary.externalData, weights: summary.weights, ...corrections, ...adapters }));
         return;
       }
       ctx.out(formatSummary(args.model, summary, (names) => weightBytes(model, names)).join('\n'));
