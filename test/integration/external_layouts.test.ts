@@ -12,7 +12,9 @@ import { captureStatistics } from '../../lib/calib/capture';
 import { DataType } from '../../lib/onnx/dtype';
 import { externalRef, isExternal } from '../../lib/onnx/external_data';
 import { loadModel, modelBytes, serializeForOrt, type OnnxModel } from '../../lib/onnx/model';
-import { makeExternalTensor, tensorDims, tensorRawBytes } from '../../lib/onnx/tensor';
+import { makeExternalTensor, makeFloatTensorLike, tensorDims, tensorRawBytes } from '../../lib/onnx/tensor';
+import { makeModel, makeNode, makeValueInfo } from '../../lib/onnx/build';
+import { randomFloats } from '../helpers/onnx_fixtures';
 import { quantizeModel } from '../../lib/pipeline/quantize';
 import { loadTokenizer } from '../../lib/tokenize/load';
 import { CALIB_TEXT, STORIES_TOKENIZER, writeToyLm } from '../helpers/quant_fixtures';
@@ -152,4 +154,77 @@ describe('external data layouts', () => {
       expect({ name: t.name, same: Buffer.from(tensorRawBytes(b, u)).equals(Buffer.from(tensorRawBytes(a, t))) }).toEqual({ name: t.name, same: true });
     }
   });
+});
+
+// A side file over 2 GiB (more than fs.readFileSync takes; handing it to ORT as bytes needed a
+// 2 GiB Buffer): GPTQ calibrates through ORT, which
+// maps the file itself, and the 2.15 GB embedding is copied streamed into the output. The input
+// side file is sparse (ftruncate plus markers), so only the output costs disk.
+const VOCAB = 8_400_000;
+const DIM = 64;
+const EMBED_BYTES = VOCAB * DIM * 4; // 2,150,400,000 > 2^31
+const NEED_BYTES = EMBED_BYTES + 512 * 2 ** 20;
+const free = (() => {
+  const st = fs.statfsSync(os.tmpdir());
+  return st.bavail * st.bsize;
+})();
+if (free < NEED_BYTES) console.log(`SKIP: external_layouts: ${os.tmpdir()} has ${free} bytes free, the 2 GiB side-file test needs ${NEED_BYTES}`);
+const withRoom = free >= NEED_BYTES ? it : it.skip;
+
+describe('a side file over 2 GiB', () => {
+  withRoom('calibrates (GPTQ) with ORT reading the side file itself, and the embedding is copied streamed', async () => {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-big-side-'));
+    try {
+      const inDir = path.join(base, 'in');
+      fs.mkdirSync(inDir);
+      const side = path.join(inDir, 'model.onnx_data');
+      const fd = fs.openSync(side, 'w');
+      fs.ftruncateSync(fd, EMBED_BYTES);
+      const marker = EMBED_BYTES - 4;
+      fs.writeSync(fd, Buffer.from(new Float32Array([3.125]).buffer), 0, 4, marker);
+      // Token ids below 512 read the first rows: give them values so the activations are not all zero.
+      fs.writeSync(fd, Buffer.from(randomFloats(512 * DIM, 21, 1).buffer), 0, 512 * DIM * 4, 0);
+      fs.closeSync(fd);
+      const model = makeModel(
+        {
+          name: 'big_side_file',
+          nodes: [
+            makeNode('Gather', ['embed.weight', 'input_ids'], ['emb'], {}, { name: 'embed/Gather' }),
+            makeNode('MatMul', ['emb', 'q_proj.weight'], ['q'], {}, { name: 'q_proj/MatMul' }),
+            makeNode('MatMul', ['q', 'lm_head.weight'], ['logits'], {}, { name: 'lm_head/MatMul' }),
+          ],
+          inputs: [makeValueInfo('input_ids', DataType.INT64, ['batch', 'seq'])],
+          outputs: [makeValueInfo('logits', DataType.FLOAT, ['batch', 'seq', 512])],
+          initializers: [
+            makeExternalTensor('embed.weight', DataType.FLOAT, [VOCAB, DIM], 'model.onnx_data', 0, EMBED_BYTES),
+            makeFloatTensorLike('q_proj.weight', DataType.FLOAT, [DIM, DIM], randomFloats(DIM * DIM, 22, 0.3)),
+            makeFloatTensorLike('lm_head.weight', DataType.FLOAT, [DIM, 512], randomFloats(DIM * 512, 23, 0.3)),
+          ],
+        },
+        [{ domain: '', version: 17 }],
+        { dir: inDir },
+      );
+      fs.writeFileSync(path.join(inDir, 'model.onnx'), modelBytes(model));
+
+      const out = path.join(base, 'out', 'model.onnx');
+      const summary = await quantizeModel({
+        input: path.join(inDir, 'model.onnx'), output: out, method: 'gptq', wformat: 'int4', groupSize: 32, format: 'matmulnbits',
+        calib: CALIB_TEXT, tokenizer: STORIES_TOKENIZER, calibTokens: 256, calibSeqlen: 64,
+      });
+      expect(summary.calibTokens).toBe(256);
+      expect(summary.layers.map((l) => [l.name, l.method])).toEqual([['q_proj/MatMul', 'gptq']]);
+      expect(summary.layers[0].errorAfter).toBeGreaterThan(0);
+      const written = loadModel(out);
+      const embed = written.proto.graph!.initializer.find((t) => t.name === 'embed.weight')!;
+      const ref = externalRef(embed);
+      expect(ref.length).toBe(EMBED_BYTES);
+      const b = Buffer.alloc(4);
+      const ofd = fs.openSync(path.join(path.dirname(out), ref.location), 'r');
+      fs.readSync(ofd, b, 0, 4, ref.offset + marker);
+      fs.closeSync(ofd);
+      expect(b.readFloatLE(0)).toBe(3.125);
+    } finally {
+      fs.rmSync(base, { recursive: true, force: true });
+    }
+  }, 600_000);
 });
