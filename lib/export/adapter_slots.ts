@@ -6,6 +6,8 @@
 // transposed), so switching adapters costs a feed, never a new session or a re-pack of the base.
 // docs/ARCHITECTURE.md ("Several adapters on one session") has the measured per-run cost.
 import type { NodeProto } from 'onnx-buf';
+import type { AdapterDelta, AdapterFactor } from '../adapter/types';
+import { divideVectors, transposeMatrix } from '../native/tensor_layout';
 import { makeValueInfo } from '../onnx/build';
 import { DataType } from '../onnx/dtype';
 import type { OnnxModel } from '../onnx/model';
@@ -160,4 +162,39 @@ export function adapterFeeds(slots: readonly AdapterSlot[], factors: ReadonlyMap
     }
   }
   return feeds;
+}
+
+async function denseTransposed(f: AdapterFactor, what: string): Promise<Float32Array> {
+  if (f.kind !== 'dense') {
+    throw new RangeError(`${what} is given as a product (rank ${f.rank}); the fused W4A8MatMul takes dense Kronecker factors: attach this adapter as standard ops (lib/export/adapter.ts)`);
+  }
+  return transposeMatrix(f.values, f.rows, f.cols);
+}
+
+/**
+ * The fused form of one adapter delta (lib/adapter/types.ts: delta W [out][in] = scale * sum_i
+ * A_i kron B_i with A_i [n1][k1], B_i [n2][k2]): kron_a [R, k1, n1] = scale * A_i^T and
+ * kron_b [R, k2, n2] = B_i^T, the MatMul orientation W4A8MatMul reads. Every term must have the
+ * same factor shapes and dense factors.
+ */
+export async function fusedFactorsFromDelta(delta: AdapterDelta): Promise<FusedFactors> {
+  const terms = delta.terms;
+  if (terms.length === 0) throw new RangeError(`adapter delta "${delta.module}" has no terms`);
+  const [n1, k1, n2, k2] = [terms[0].a.rows, terms[0].a.cols, terms[0].b.rows, terms[0].b.cols];
+  if (n1 * n2 !== delta.outFeatures || k1 * k2 !== delta.inFeatures) {
+    throw new RangeError(`adapter delta "${delta.module}": A ${n1}x${k1} kron B ${n2}x${k2} is not ${delta.outFeatures}x${delta.inFeatures}`);
+  }
+  if (!Number.isFinite(delta.scale)) throw new RangeError(`adapter delta "${delta.module}": scale ${delta.scale} is not finite`);
+  const a = new Float32Array(terms.length * k1 * n1), b = new Float32Array(terms.length * k2 * n2);
+  for (let i = 0; i < terms.length; i++) {
+    const t = terms[i];
+    if (t.a.rows !== n1 || t.a.cols !== k1 || t.b.rows !== n2 || t.b.cols !== k2) {
+      throw new RangeError(`adapter delta "${delta.module}": term ${i} has A ${t.a.rows}x${t.a.cols}, B ${t.b.rows}x${t.b.cols}; the fused op takes one shape for all terms (term 0: A ${n1}x${k1}, B ${n2}x${k2})`);
+    }
+    a.set(await denseTransposed(t.a, `adapter delta "${delta.module}" term ${i} A`), i * k1 * n1);
+    b.set(await denseTransposed(t.b, `adapter delta "${delta.module}" term ${i} B`), i * k2 * n2);
+  }
+  // The scale goes into A (a / (1 / s), natively; the factors are stored in fp16 anyway).
+  const scaledA = delta.scale === 1 ? a : await divideVectors(a, new Float32Array(a.length).fill(1 / delta.scale));
+  return { kron: { terms: terms.length, k1, n1, k2, n2, a: scaledA, b } };
 }
