@@ -52,8 +52,8 @@ Status KroneckerAdapterAddReference(const KronTerms& kt, int32_t m, const float*
 // ---- Low-rank term ------------------------------------------------------------------------
 // y [m][n] += (x [m][k] U [k][r]) V [r][n], row-major, fp32 (the LoRC / LoRA correction x U V).
 // T = x U is formed first (m*k*r + m*r*n multiply-adds): for m < 8 by the Kronecker kernels'
-// multiply-add (fma in order), from 8 rows by the blocked linalg GemmF32; either way the result
-// does not depend on the thread count.
+// multiply-add over fixed 512-row chunks of K (partials added in chunk order), from 8 rows by the
+// blocked linalg GemmF32; either way the result does not depend on the thread count.
 struct LowRankTerm {
   int32_t k, r, n;
   const float* u;  // [k][r]

@@ -114,14 +114,21 @@ Status LowRankAdd(const LowRankTerm& lr, int32_t m, const float* x, float* y, Is
     return Status::kOk;
   }
   const kron::MatMulAddFn mm = DispatchFor(isa).kron_matmul_add;
-  // Columns are split among tasks, so M = 1 runs in parallel as well as M = 128; chunks of 16 keep
+  // Decode: both factors stream from memory once. x U is split along K into fixed chunks of whole
+  // rows of U (contiguous reads), each task summing its chunk into its own partial T, and the
+  // partials are added in chunk order: the split, hence the result, does not depend on the threads.
+  constexpr int32_t kChunkK = 512;
+  const int64_t k_chunks = (k + kChunkK - 1) / kChunkK;
+  std::vector<float> partial((size_t)k_chunks * m * r, 0.f);
+  ParallelFor(k_chunks, [&](int64_t c) {
+    const int32_t k0 = (int32_t)(c * kChunkK), k1 = std::min(k, k0 + kChunkK);
+    mm(m, r, k1 - k0, x + k0, k, lr.u + (size_t)k0 * r, r, partial.data() + (size_t)c * m * r, r);
+  });
+  for (int64_t c = 0; c < k_chunks; ++c)
+    for (size_t i = 0; i < t.size(); ++i) t[i] += partial[(size_t)c * m * r + i];
+  // (x U) V: columns of V split among tasks (each reads whole runs of V's rows); 16-wide chunks keep
   // the SIMD rows whole.
   const auto column_tasks = [](int32_t cols) { return std::max<int64_t>(1, std::min<int64_t>((cols + 15) / 16, 4LL * NumThreads())); };
-  const int64_t t_tasks = column_tasks(r);
-  ParallelFor(t_tasks, [&](int64_t task) {
-    const int32_t c0 = (int32_t)(r * task / t_tasks), c1 = (int32_t)(r * (task + 1) / t_tasks);
-    if (c1 > c0) mm(m, c1 - c0, k, x, k, lr.u + c0, r, t.data() + c0, r);
-  });
   const int64_t y_tasks = column_tasks(n);
   ParallelFor(y_tasks, [&](int64_t task) {
     const int32_t c0 = (int32_t)(n * task / y_tasks), c1 = (int32_t)(n * (task + 1) / y_tasks);
