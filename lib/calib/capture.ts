@@ -3,7 +3,9 @@
 // into native statistics (mean|x|, max|x|, Hessian X^T X, a bounded row sample). Memory stays
 // bounded: targets are split into passes whose statistics fit `budgetBytes`; each pass runs the
 // whole calibration text again.
+import * as fs from 'node:fs';
 import { DataType } from '../onnx/dtype';
+import { externalFiles } from '../onnx/external_data';
 import { ortModelSource, type OnnxModel } from '../onnx/model';
 import { createCalibStats, type CalibStats } from '../native/calib_stats';
 import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
@@ -58,6 +60,23 @@ export function planPasses(targets: CaptureTarget[], hessian: boolean, sampleRow
   return passes;
 }
 
+/** Side files above this total make calibration sessions skip prepacking. */
+export const NO_PREPACK_ABOVE_BYTES = 2 ** 30;
+
+/**
+ * ORT prepacks every constant MatMul weight into an anonymous copy when it creates a session, so
+ * a large model would sit in memory twice (mapped file pages plus packed copies). A calibration
+ * session runs a few windows and is thrown away: for models with large side files it keeps the
+ * weights as mapped file pages instead (measured on a 4.3 GB fp32 side file, one 512-token run:
+ * peak RSS 4.1 GB -> 2.8 GB, mostly reclaimable file pages; session creation 18 s -> 0.4 s; the run
+ * about 30 % slower).
+ */
+function calibrationSessionConfig(model: OnnxModel): Record<string, string> | undefined {
+  let total = 0;
+  for (const file of externalFiles(model.proto, model.dir)) total += fs.statSync(file).size;
+  return total > NO_PREPACK_ABOVE_BYTES ? { disable_prepacking: '1' } : undefined;
+}
+
 /** Fetched activations: fp32, or fp16 bits (the accumulator widens them natively). */
 function asRows(data: unknown): Float32Array | Uint16Array {
   if (data instanceof Float32Array || data instanceof Uint16Array) return data;
@@ -85,7 +104,7 @@ export async function captureStatistics(
     const captureModel = withCaptureOutputs(model, names, (n) => typeOf.get(n) ?? DataType.FLOAT);
     // ORT reads the original side files itself (mapped), so no side file passes through a Node buffer.
     const { bytes, externalDataFolder } = ortModelSource(captureModel);
-    const runner = await openDecoder(bytes, { externalDataFolder, label: 'the calibration copy of the model' });
+    const runner = await openDecoder(bytes, { externalDataFolder, label: 'the calibration copy of the model', sessionConfig: calibrationSessionConfig(model) });
     const handles = pass.map((t) => createCalibStats({ k: t.k, sampleRows, hessian: opts.hessian, seed: opts.seed ?? 0 }));
     try {
       progress.start(passes.length > 1 ? `calibration pass ${p + 1}/${passes.length}` : 'calibration', windows.length);
