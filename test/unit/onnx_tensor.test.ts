@@ -86,7 +86,10 @@ describe('building graphs', () => {
         name: 'g',
         nodes: [
           makeNode('MatMul', ['x', 'w'], ['h'], {}, { name: 'mm' }),
-          makeNode('Gemm', ['h', 'wt'], ['g'], { transB: 1, alpha: floatAttr(1) }, { name: 'gemm' }),
+          // Gemm takes one element type on both inputs, so the fp16 weight gets an fp16 activation.
+          makeNode('Cast', ['h'], ['h16'], { to: DataType.FLOAT16 }, { name: 'to_half' }),
+          makeNode('Gemm', ['h16', 'wt'], ['g16'], { transB: 1, alpha: floatAttr(1) }, { name: 'gemm' }),
+          makeNode('Cast', ['g16'], ['g'], { to: DataType.FLOAT }, { name: 'to_float' }),
           makeNode('MatMul', ['h', 's'], ['z'], {}, { name: 'too_small' }),
           makeNode('Add', ['g', 'x'], ['y']),
         ],
@@ -98,14 +101,15 @@ describe('building graphs', () => {
     );
     const reread = modelFromBytes(toBinary(ModelProtoSchema, model.proto), '.');
     expect(reread.proto).toEqual(model.proto);
-    expect(reread.proto.graph!.node[3].name).toBe(''); // unset, not written as an empty string
+    expect(reread.proto.graph!.node[5].name).toBe(''); // unset, not written as an empty string
     const layers = findQuantizableLayers(reread);
     expect(layers.map((l) => [l.node.name, l.weightName, l.k, l.n, l.dataType, l.transB])).toEqual([
       ['mm', 'w', 32, 8, DataType.FLOAT, undefined],
       ['gemm', 'wt', 32, 8, DataType.FLOAT16, true],
     ]);
-    expect(consumers(reread).get('h')!.map((n) => n.name)).toEqual(['gemm', 'too_small']);
-    expect(producers(reread).get('g')!.name).toBe('gemm');
+    expect(consumers(reread).get('h')!.map((n) => n.name)).toEqual(['to_half', 'too_small']);
+    expect(consumers(reread).get('h16')!.map((n) => n.name)).toEqual(['gemm']);
+    expect(producers(reread).get('g16')!.name).toBe('gemm');
     expect([...initializerMap(reread).keys()]).toEqual(['w', 'wt', 's']);
     replaceInitializer(reread, makeFloatTensorLike('s', DataType.FLOAT, [16, 8], randomFloats(128, 7)));
     expect(findQuantizableLayers(reread).map((l) => l.weightName)).toEqual(['w', 'wt', 's']);
