@@ -25,6 +25,7 @@ export { readAdapter } from './adapter/read';
 export { parseSafetensors, readSafetensors, type SafetensorsFile, type SafetensorsTensor } from './adapter/safetensors';
 export type { Adapter, AdapterDelta, AdapterFactor, AdapterKind, KroneckerTerm } from './adapter/types';
 export { attachAdapterToModel, matchAdapter } from './export/adapter';
+export { attachAdapterWithMode, type AdapterMode } from './export/adapter_fused';
 
 // Export formats
 export { exportQuantized, QDQ_EXACT_SESSION_CONFIG, type ExportInfo } from './export/export_model';

@@ -3,7 +3,8 @@
 // files use it, and so does the native KronFactors: (A kron B)[p*bRows + q][r*bCols + s] = A[p][r] B[q][s]).
 // An ONNX MatMul weight is [in][out], i.e. the transpose: exporters transpose in the graph (a folded
 // constant), never here. Factors are never multiplied out in TypeScript: a factor given as a product
-// (PEFT's w1_a @ w1_b) stays a product, and the scale (alpha / r) stays a number.
+// (PEFT's w1_a @ w1_b) stays a product (the fused W4A8MatMul path multiplies it out natively), and
+// the scale (alpha / r) stays a number.
 
 /** A row-major matrix [rows][cols], given whole or as left [rows][rank] x right [rank][cols]. */
 export type AdapterFactor =

@@ -116,9 +116,15 @@ function int64s(model: OnnxModel, base: string, values: number[]): string {
   return name;
 }
 
-/** Adds every delta of `adapter` to `model` (in place); returns the targets. */
+/** Adds every delta of `adapter` to `model` (in place) as a standard-op branch; returns the targets. */
 export function attachAdapterToModel(model: OnnxModel, adapter: Adapter, prefix = 'adapter'): AdapterTarget[] {
   const targets = matchAdapter(model, adapter);
+  addAdapterBranches(model, targets, prefix);
+  return targets;
+}
+
+/** Adds the standard-op branch of each matched target (matchAdapter) to `model`, in place. */
+export function addAdapterBranches(model: OnnxModel, targets: readonly AdapterTarget[], prefix = 'adapter'): void {
   const g = mainGraph(model);
   // A factor array shared by several layers (Compacter's A_i) becomes one initializer.
   const shared = new Map<Float32Array, string>();
@@ -179,5 +185,4 @@ export function attachAdapterToModel(model: OnnxModel, adapter: Adapter, prefix 
     if (at < 0) throw new Error(`node "${node.name}" is not in the main graph`);
     g.node.splice(at + 1, 0, ...nodes);
   }
-  return targets;
 }

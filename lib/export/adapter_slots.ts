@@ -7,7 +7,7 @@
 // docs/ARCHITECTURE.md ("Several adapters on one session") has the measured per-run cost.
 import type { NodeProto } from 'onnx-buf';
 import type { AdapterDelta, AdapterFactor } from '../adapter/types';
-import { divideVectors, transposeMatrix } from '../native/tensor_layout';
+import { divideVectors, matrixProduct, transposeMatrix } from '../native/tensor_layout';
 import { makeValueInfo } from '../onnx/build';
 import { DataType } from '../onnx/dtype';
 import type { OnnxModel } from '../onnx/model';
@@ -65,13 +65,18 @@ function checkFactors(node: NodeProto, f: FusedFactors): void {
   }
 }
 
+/** Initializer name suffixes of the factor inputs (after a per-node prefix). */
+export interface FactorSuffixes { u: string; v: string; a: string; b: string }
+const DEFAULT_SUFFIXES: FactorSuffixes = { u: '_lora_u', v: '_lora_v', a: '_kron_a', b: '_kron_b' };
+
 /**
  * Stores `f` as initializers (fp16 by default; 'float32' doubles the bytes but lets a run feed fp32
  * low-rank factors that the op reads in place, with no conversion) named `<prefix>_lora_u` /
  * `_lora_v` / `_kron_a` / `_kron_b` and sets them as the node's factor inputs (replacing any it
  * had): the node then computes its adapter on every run, like a model with the adapter merged.
  */
-export function attachFusedFactors(model: OnnxModel, node: NodeProto, f: FusedFactors, prefix: string, dtype: 'float16' | 'float32' = 'float16'): void {
+export function attachFusedFactors(model: OnnxModel, node: NodeProto, f: FusedFactors, prefix: string, dtype: 'float16' | 'float32' = 'float16',
+  suffixes: FactorSuffixes = DEFAULT_SUFFIXES): void {
   checkFactors(node, f);
   const k = intAttr(node, 'K'), n = intAttr(node, 'N');
   const put = (at: number, name: string, dims: number[], values: Float32Array) => {
@@ -80,13 +85,13 @@ export function attachFusedFactors(model: OnnxModel, node: NodeProto, f: FusedFa
     node.input[at] = name;
   };
   if (f.lowRank) {
-    put(5, `${prefix}_lora_u`, [k, f.lowRank.rank], f.lowRank.u);
-    put(6, `${prefix}_lora_v`, [f.lowRank.rank, n], f.lowRank.v);
+    put(5, `${prefix}${suffixes.u}`, [k, f.lowRank.rank], f.lowRank.u);
+    put(6, `${prefix}${suffixes.v}`, [f.lowRank.rank, n], f.lowRank.v);
   }
   if (f.kron) {
     const { terms, k1, n1, k2, n2 } = f.kron;
-    put(7, `${prefix}_kron_a`, [terms, k1, n1], f.kron.a);
-    put(8, `${prefix}_kron_b`, [terms, k2, n2], f.kron.b);
+    put(7, `${prefix}${suffixes.a}`, [terms, k1, n1], f.kron.a);
+    put(8, `${prefix}${suffixes.b}`, [terms, k2, n2], f.kron.b);
   }
 }
 
@@ -164,18 +169,19 @@ export function adapterFeeds(slots: readonly AdapterSlot[], factors: ReadonlyMap
   return feeds;
 }
 
-async function denseTransposed(f: AdapterFactor, what: string): Promise<Float32Array> {
-  if (f.kind !== 'dense') {
-    throw new RangeError(`${what} is given as a product (rank ${f.rank}); the fused W4A8MatMul takes dense Kronecker factors: attach this adapter as standard ops (lib/export/adapter.ts)`);
-  }
-  return transposeMatrix(f.values, f.rows, f.cols);
+/** The factor [rows][cols] transposed to [cols][rows] and times `alpha`; a product (PEFT's w1_a @ w1_b) is multiplied out natively. */
+async function denseTransposed(f: AdapterFactor, alpha: number): Promise<Float32Array> {
+  if (f.kind === 'product') return matrixProduct(f.left, f.right, f.rows, f.rank, f.cols, { alpha, transpose: true });
+  const t = await transposeMatrix(f.values, f.rows, f.cols);
+  // The scale goes into A as a / (1 / s), natively.
+  return alpha === 1 ? t : divideVectors(t, new Float32Array(t.length).fill(1 / alpha));
 }
 
 /**
  * The fused form of one adapter delta (lib/adapter/types.ts: delta W [out][in] = scale * sum_i
  * A_i kron B_i with A_i [n1][k1], B_i [n2][k2]): kron_a [R, k1, n1] = scale * A_i^T and
  * kron_b [R, k2, n2] = B_i^T, the MatMul orientation W4A8MatMul reads. Every term must have the
- * same factor shapes and dense factors.
+ * same factor shapes; a factor given as a product (PEFT's w1_a @ w1_b) is multiplied out natively.
  */
 export async function fusedFactorsFromDelta(delta: AdapterDelta): Promise<FusedFactors> {
   const terms = delta.terms;
@@ -191,10 +197,8 @@ export async function fusedFactorsFromDelta(delta: AdapterDelta): Promise<FusedF
     if (t.a.rows !== n1 || t.a.cols !== k1 || t.b.rows !== n2 || t.b.cols !== k2) {
       throw new RangeError(`adapter delta "${delta.module}": term ${i} has A ${t.a.rows}x${t.a.cols}, B ${t.b.rows}x${t.b.cols}; the fused op takes one shape for all terms (term 0: A ${n1}x${k1}, B ${n2}x${k2})`);
     }
-    a.set(await denseTransposed(t.a, `adapter delta "${delta.module}" term ${i} A`), i * k1 * n1);
-    b.set(await denseTransposed(t.b, `adapter delta "${delta.module}" term ${i} B`), i * k2 * n2);
+    a.set(await denseTransposed(t.a, delta.scale), i * k1 * n1);
+    b.set(await denseTransposed(t.b, 1), i * k2 * n2);
   }
-  // The scale goes into A (a / (1 / s), natively; the factors are stored in fp16 anyway).
-  const scaledA = delta.scale === 1 ? a : await divideVectors(a, new Float32Array(a.length).fill(1 / delta.scale));
-  return { kron: { terms: terms.length, k1, n1, k2, n2, a: scaledA, b } };
+  return { kron: { terms: terms.length, k1, n1, k2, n2, a, b } };
 }

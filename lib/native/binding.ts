@@ -162,6 +162,9 @@ export interface NativeBinding {
   // tensor_layout_bindings.cpp: element-wise fp32 a / b and 1 / a (IEEE, as ONNX Div / Reciprocal); see tensor_layout.ts.
   divideF32(a: Float32Array, b: Float32Array, out: Float32Array): Promise<void>;
   reciprocalF32(a: Float32Array, out: Float32Array): Promise<void>;
+  // out = alpha * left @ right ([rows][cols]) or its transpose; see tensor_layout.ts matrixProduct.
+  matrixProductF32(left: Float32Array, right: Float32Array, rows: number, rank: number, cols: number, alpha: number,
+    transposeOut: boolean, out: Float32Array): Promise<void>;
 
   // quant_bindings.cpp: outputs are allocated by the caller from quantSizes; see quant.ts.
   quantSizes(k: number, n: number, cfg: NativeWeightConfig): NativeQuantSizes;
@@ -235,7 +238,7 @@ export const NATIVE_EXPORTS: { readonly [K in keyof NativeBinding]-?: 'always' |
   float16ToFloat32: 'always', bfloat16ToFloat32: 'always', float32ToFloat16: 'always', float32ToBfloat16: 'always', countNonFinite: 'always',
   tokenNll: 'always', tokenNllAsync: 'always', rowArgmax: 'always',
   transposeF32: 'always', ropeTablesF32: 'always',
-  transposeNibbles: 'always', divideF32: 'always', reciprocalF32: 'always',
+  transposeNibbles: 'always', divideF32: 'always', reciprocalF32: 'always', matrixProductF32: 'always',
   quantSizes: 'always', quantizeWeight: 'always', fakeQuantActivations: 'always', layerOutputError: 'always', awqSearch: 'always',
   gptqQuantize: 'always', truncatedSvd: 'always', compensateError: 'always', gemmIsa: 'always',
   CalibStats: 'always',

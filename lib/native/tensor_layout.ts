@@ -70,3 +70,22 @@ export async function reciprocal(a: Float32Array): Promise<Float32Array> {
   if (out.length > 0) await callNative('reciprocal', () => native().reciprocalF32(a, out));
   return out;
 }
+
+/**
+ * alpha * left [rows][rank] @ right [rank][cols] as a new [rows][cols] matrix, or its transpose
+ * [cols][rows] with `transpose` (a PEFT LoKr factor given as w1_a @ w1_b, multiplied out for the
+ * fused W4A8MatMul). Natively (blocked fp32 GEMM) off the main thread.
+ */
+export async function matrixProduct(left: Float32Array, right: Float32Array, rows: number, rank: number, cols: number,
+  options: { alpha?: number; transpose?: boolean } = {}): Promise<Float32Array> {
+  expectInt('rows', rows, 1, MAX_DIM);
+  expectInt('rank', rank, 1, MAX_DIM);
+  expectInt('cols', cols, 1, MAX_DIM);
+  expectTypedArray('left', left, 'Float32Array', rows * rank, `rows=${rows} x rank=${rank}`);
+  expectTypedArray('right', right, 'Float32Array', rank * cols, `rank=${rank} x cols=${cols}`);
+  const alpha = expectNumber('alpha', options.alpha ?? 1);
+  const transpose = expectBoolean('transpose', options.transpose, false);
+  const out = new Float32Array(rows * cols);
+  await callNative('matrixProduct', () => native().matrixProductF32(left, right, rows, rank, cols, alpha, transpose, out));
+  return out;
+}

@@ -52,6 +52,8 @@ export interface ModelSummary {
  * several layers (Compacter's rule) is stored, and counted, once: under the first of them.
  */
 export const ADAPTER_FACTOR_PATTERN = /^(.*\/adapter(?:_\d+)?)\/([ab])(\d+)(?:_left|_right)?$/;
+/** Factors `adapter attach` fused into a W4A8MatMul: <layer output>/adapter[_n]/fused_a [R][k1][n1], fused_b [R][k2][n2]. */
+export const FUSED_ADAPTER_FACTOR_PATTERN = /^(.*\/adapter(?:_\d+)?)\/fused_([ab])$/;
 
 /** One adapted layer: its Kronecker terms, factor shapes and parameter count. */
 export interface AdapterSummary {
@@ -107,6 +109,19 @@ function summarizeAdapters(model: OnnxModel): AdapterSummary[] {
   const nodes = model.proto.graph?.node ?? [];
   const byTag = new Map<string, AdapterSummary>();
   for (const t of model.proto.graph?.initializer ?? []) {
+    const fused = FUSED_ADAPTER_FACTOR_PATTERN.exec(t.name);
+    if (fused) {
+      const dims = tensorDims(t);
+      let s = byTag.get(fused[1]);
+      if (!s) {
+        const layer = nodes.find((n) => n.input.includes(t.name));
+        s = { layer: layer?.name || fused[1], terms: dims[0] ?? 0, shapes: [], params: 0 };
+        byTag.set(fused[1], s);
+      }
+      s.shapes.push(dims);
+      s.params += dims.reduce((x, y) => x * y, 1);
+      continue;
+    }
     const m = ADAPTER_FACTOR_PATTERN.exec(t.name);
     if (!m) continue;
     const dims = tensorDims(t);

@@ -3,6 +3,7 @@
 //   ropeTablesF32(seqLen, headSize, theta, cos, sin) -> Promise<void>
 //   transposeNibbles(packed, rows, packedCols, validCols, flipSign, out) -> Promise<void>
 //   divideF32(a, b, out) -> Promise<void>;  reciprocalF32(a, out) -> Promise<void>
+//   matrixProductF32(left, right, rows, rank, cols, alpha, transposeOut, out) -> Promise<void>
 // The TypeScript wrapper validates; these checks only keep a bad call from crashing.
 #include "napi_util.h"
 #include "registry.h"
@@ -78,12 +79,34 @@ Napi::Value ReciprocalF32Async(const Napi::CallbackInfo& info) {
   return RunAsync(env, "reciprocalF32", [=]() { return ReciprocalF32(a, out, n_a); }, {info[0], info[1]});
 }
 
+Napi::Value MatrixProductF32Async(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t n_l = 0, n_r = 0, n_out = 0;
+  const float* left = TypedArg<float>(info, 0, napi_float32_array, "left", &n_l);
+  const float* right = TypedArg<float>(info, 1, napi_float32_array, "right", &n_r);
+  const size_t rows = (size_t)IntArg(info, 2, "rows", 1, (int64_t)1 << 30);
+  const size_t rank = (size_t)IntArg(info, 3, "rank", 1, (int64_t)1 << 30);
+  const size_t cols = (size_t)IntArg(info, 4, "cols", 1, (int64_t)1 << 30);
+  if (info.Length() <= 5 || !info[5].IsNumber()) ThrowType(env, "alpha must be a number");
+  const float alpha = info[5].As<Napi::Number>().FloatValue();
+  if (info.Length() <= 6 || !info[6].IsBoolean()) ThrowType(env, "transposeOut must be a boolean");
+  const bool transpose_out = info[6].As<Napi::Boolean>().Value();
+  float* out = TypedArg<float>(info, 7, napi_float32_array, "out", &n_out);
+  if (rank > n_l / rows || n_l != rows * rank) ThrowRange(env, "left length is not rows * rank");
+  if (cols > n_r / rank || n_r != rank * cols) ThrowRange(env, "right length is not rank * cols");
+  if (n_out != rows * cols) ThrowRange(env, "out length is not rows * cols");
+  return RunAsync(
+      env, "matrixProductF32", [=]() { return MatrixProductF32(left, right, rows, rank, cols, alpha, transpose_out, out); },
+      {info[0], info[1], info[7]});
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("transposeF32", Napi::Function::New(env, TransposeF32Async));
   exports.Set("ropeTablesF32", Napi::Function::New(env, RopeTablesF32Async));
   exports.Set("transposeNibbles", Napi::Function::New(env, TransposeNibblesAsync));
   exports.Set("divideF32", Napi::Function::New(env, DivideF32Async));
   exports.Set("reciprocalF32", Napi::Function::New(env, ReciprocalF32Async));
+  exports.Set("matrixProductF32", Napi::Function::New(env, MatrixProductF32Async));
 }
 
 }  // namespace

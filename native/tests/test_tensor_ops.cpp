@@ -1,7 +1,9 @@
 // The nibble transpose (tiled, and its scalar definition) against a naive unpack -> transpose ->
 // repack written here from the ONNX INT4 packing rule, over random odd shapes (tile edges, odd
 // element counts, unused packed columns, sign flip); the element-wise division and reciprocal
-// against a plain loop, bit for bit, specials included. Prints its seed.
+// against a plain loop, bit for bit, specials included; the factor product (GemmF32, plain and
+// transposed) against its fp64 definition on odd shapes. Prints its seed.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -109,11 +111,36 @@ static void TestVectorOps(std::mt19937_64& rng) {
   CHECK(DivideF32(buf.data(), buf.data(), buf.data() + 1, 8) == Status::kInvalidArgument, "shifted overlap refused");
 }
 
+static void TestMatrixProduct(std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  struct Shape {
+    size_t rows, rank, cols;
+  };
+  for (Shape sh : std::vector<Shape>{{1, 1, 1}, {8, 2, 4}, {3, 43, 8}, {17, 5, 33}, {64, 7, 129}}) {
+    std::vector<float> l(sh.rows * sh.rank), r(sh.rank * sh.cols);
+    for (auto& v : l) v = u(rng);
+    for (auto& v : r) v = u(rng);
+    for (bool t : {false, true}) {
+      std::vector<float> got(sh.rows * sh.cols), want(got.size());
+      const float alpha = 0.75f;
+      CHECK(MatrixProductF32(l.data(), r.data(), sh.rows, sh.rank, sh.cols, alpha, t, got.data()) == Status::kOk, "product");
+      CHECK(MatrixProductF32Ref(l.data(), r.data(), sh.rows, sh.rank, sh.cols, alpha, t, want.data()) == Status::kOk, "ref");
+      double worst = 0;
+      for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs((double)got[i] - want[i]) / (1.0 + std::fabs(want[i])));
+      CHECK(worst < 1e-5, "%zux%zux%zu transpose %d: worst relative difference %.3g", sh.rows, sh.rank, sh.cols, (int)t, worst);
+    }
+  }
+  std::vector<float> buf(64, 1.0f);
+  CHECK(MatrixProductF32(buf.data(), buf.data() + 16, 4, 4, 4, 1.0f, false, buf.data() + 8) == Status::kInvalidArgument, "overlap refused");
+  CHECK(MatrixProductF32(buf.data(), buf.data(), 0, 4, 4, 1.0f, false, buf.data() + 32) == Status::kInvalidArgument, "empty refused");
+}
+
 int main() {
   const uint64_t seed = std::getenv("W4A8_TEST_SEED") ? std::strtoull(std::getenv("W4A8_TEST_SEED"), nullptr, 10) : 20261205;
   std::printf("seed %llu (W4A8_TEST_SEED overrides)\n", (unsigned long long)seed);
   std::mt19937_64 rng(seed);
   TestNibbles(rng);
   TestVectorOps(rng);
+  TestMatrixProduct(rng);
   return Finish();
 }

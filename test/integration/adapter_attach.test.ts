@@ -1,7 +1,9 @@
 // adapter attach: LoKr (PEFT's key layout) and Compacter adapters written by the test with seeded
 // random factors, attached to stories260K (float, and quantized as sim / matmulnbits / qdq), run in
 // stock ONNX Runtime and compared with the float model whose MatMul weights hold W + delta W
-// (delta W from a float64 reference of the Kronecker product, independent of the exporter).
+// (delta W from a float64 reference of the Kronecker product, independent of the exporter); on a
+// --format w4a8 model, fused into W4A8MatMul's Kronecker inputs (the default) against the branch
+// form and against W + delta W.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -228,12 +230,12 @@ describeIf(`adapter attach on stories260K (seed ${SEED})`, () => {
     expect(err).toBeLessThan(1e-5);
   });
 
-  it('w4a8 format: the branch beside W4A8MatMul runs in the addon\'s session like the sim model with the same branch', async () => {
+  it('w4a8 format: the branch beside W4A8MatMul runs in the addon\'s session like the sim model with the same branch, and so does the fused form', async () => {
     const w4 = path.join(tmp, 'w4a8-a16', 'model.onnx');
     await quantizeModel({ input: floatModel, output: w4, format: 'w4a8', groupSize: 32, aformat: 'none' });
     const w4Out = path.join(tmp, 'w4a8-a16-lokr.onnx');
     const simOut = path.join(tmp, 'sim-a16-lokr-2.onnx');
-    await attachAdapter({ input: w4, adapter: lokr.dir, output: w4Out });
+    await attachAdapter({ input: w4, adapter: lokr.dir, output: w4Out, mode: 'branch' });
     await attachAdapter({ input: quantized.simA16, adapter: lokr.dir, output: simOut });
     const ids = TOKENS[0];
     const a = await openDecoder(w4Out);
@@ -244,10 +246,71 @@ describeIf(`adapter attach on stories260K (seed ${SEED})`, () => {
       const err = relErr(x, y);
       console.log(`w4a8 (W4A8MatMul, A16) + LoKr vs sim A16 + LoKr: ${err.toExponential(2)}`);
       expect(err).toBeLessThan(1e-4);
+      // Fused into the W4A8MatMul inputs (the default mode): the same logits as the branch, to rounding.
+      const fusedOut = path.join(tmp, 'w4a8-a16-lokr-fused.onnx');
+      await attachAdapter({ input: w4, adapter: lokr.dir, output: fusedOut });
+      const c = await openDecoder(fusedOut);
+      try {
+        const z = (await c.logits(ids)).data as Float32Array;
+        const fusedErr = relErr(z, y);
+        console.log(`w4a8 A16 + LoKr fused vs sim A16 + LoKr branch: ${fusedErr.toExponential(2)}`);
+        expect(fusedErr).toBeLessThan(1e-5);
+      } finally {
+        await c.release();
+      }
     } finally {
       await a.release();
       await b.release();
     }
+  }, 120_000);
+
+  it('fused (default on a w4a8 model): LoKr in the W4A8MatMul Kronecker inputs gives the branch form\'s logits and W + delta W within the quantization error', async () => {
+    const w4 = path.join(tmp, 'w4a8-int8', 'model.onnx');
+    await quantizeModel({ input: floatModel, output: w4, format: 'w4a8', groupSize: 32, aformat: 'int8' });
+    const fusedOut = path.join(tmp, 'w4a8-int8-lokr-fused.onnx');
+    const branchOut = path.join(tmp, 'w4a8-int8-lokr-branch.onnx');
+    const fused = await attachAdapter({ input: w4, adapter: lokr.dir, output: fusedOut });
+    await attachAdapter({ input: w4, adapter: lokr.dir, output: branchOut, mode: 'branch' });
+    expect(fused.layers.map((l) => l.form)).toEqual(Array(11).fill('fused'));
+    // No branch nodes; the q_proj node reads its factors at inputs 7, 8 (fp32, the product-form
+    // down_proj factors multiplied out).
+    const m = loadModel(fusedOut);
+    expect(m.proto.graph!.node.some((n) => n.name.includes('/adapter/'))).toBe(false);
+    const q = m.proto.graph!.node.find((n) => n.name === '/layers.0/attn/q_proj/MatMul')!;
+    expect(q.opType).toBe('W4A8MatMul');
+    expect(q.input.slice(7)).toEqual(['/layers.0/attn/q_proj/MatMul_output_0/adapter/fused_a', '/layers.0/attn/q_proj/MatMul_output_0/adapter/fused_b']);
+    const adapters = summarizeModel(m).adapters;
+    expect(adapters).toHaveLength(11);
+    expect(adapters.find((a) => a.layer === '/layers.0/mlp/down_proj/MatMul')).toEqual({ layer: '/layers.0/mlp/down_proj/MatMul', terms: 1, shapes: [[1, 4, 8], [1, 43, 8]], params: 32 + 344 });
+    const run = async (file: string) => {
+      const d = await openDecoder(file);
+      try {
+        return Float32Array.from((await d.logits(TOKENS[0])).data as Float32Array);
+      } finally {
+        await d.release();
+      }
+    };
+    const gotFused = await run(fusedOut), gotBranch = await run(branchOut);
+    const quantErr = relErr(await logits(withDeltas(quantized.sim, lokr.deltas)), adaptedRef);
+    const effect = relErr(adaptedRef, floatLogits);
+    const vsBranch = relErr(gotFused, gotBranch), vsFloat = relErr(gotFused, adaptedRef);
+    console.log(`w4a8 int8 + LoKr fused: vs branch ${vsBranch.toExponential(2)}, vs float W + delta W ${vsFloat.toExponential(2)} (quantization error ${quantErr.toExponential(2)}, adapter effect ${effect.toExponential(2)})`);
+    // With int8 activations the two forms differ by fp32 summation order only, but a last-bit
+    // difference in one layer's output can move a later layer's int8 rounding, so the gap is
+    // bounded by a small share of the quantization error here; the A16 test above holds it to 1e-5.
+    expect(vsBranch).toBeLessThan(0.05 * quantErr);
+    expect(vsFloat).toBeLessThan(1.5 * quantErr);
+    expect(vsFloat).toBeLessThan(0.5 * effect);
+    // A second adapter cannot take the occupied slot: refused with the way out, nothing written.
+    const again = path.join(tmp, 'w4a8-int8-lokr-twice.onnx');
+    await expect(attachAdapter({ input: fusedOut, adapter: lokr.dir, output: again }))
+      .rejects.toThrow(/cannot be fused into "\/layers\.0\/attn\/q_proj\/MatMul": its W4A8MatMul's Kronecker inputs already hold .*--adapter-mode branch/);
+    expect(fs.existsSync(again)).toBe(false);
+    // The CLI: --mode branch keeps the standard ops.
+    assertBuiltCli();
+    const r = spawnSync(process.execPath, [CLI, 'adapter', 'attach', w4, lokr.dir, '--mode', 'branch', '-o', path.join(tmp, 'cli-branch.onnx'), '--json'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout).layers.every((l: { form: string }) => l.form === 'branch')).toBe(true);
   }, 120_000);
 
   it('alpha / r scales the delta: a delta planted on lm_head moves the logits linearly with alpha', async () => {

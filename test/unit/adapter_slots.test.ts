@@ -40,13 +40,30 @@ describe('fusedFactorsFromDelta', () => {
     }
   });
 
-  it('refuses a factor given as a product and terms of different shapes, naming the module', async () => {
-    const dense = (rows: number, cols: number) => ({ kind: 'dense' as const, rows, cols, values: rand(rows * cols) });
-    const product: AdapterDelta = {
-      module: 'm.q_proj', outFeatures: 4, inFeatures: 4, scale: 1,
-      terms: [{ a: { kind: 'product', rows: 2, cols: 2, rank: 1, left: rand(2), right: rand(2) }, b: dense(2, 2) }],
+  it('multiplies out a factor given as a product (PEFT w1_a @ w1_b), scale included', async () => {
+    const [n1, k1, n2, k2, r1, r2, scale] = [3, 5, 4, 2, 2, 3, 1.5];
+    const la = rand(n1 * r1), ra = rand(r1 * k1), lb = rand(n2 * r2), rb = rand(r2 * k2);
+    const delta: AdapterDelta = {
+      module: 'model.layers.0.mlp.down_proj', outFeatures: n1 * n2, inFeatures: k1 * k2, scale,
+      terms: [{ a: { kind: 'product', rows: n1, cols: k1, rank: r1, left: la, right: ra }, b: { kind: 'product', rows: n2, cols: k2, rank: r2, left: lb, right: rb } }],
     };
-    await expect(fusedFactorsFromDelta(product)).rejects.toThrow(/m\.q_proj.*product/);
+    const f = await fusedFactorsFromDelta(delta);
+    expect(f.kron).toMatchObject({ terms: 1, k1, n1, k2, n2 });
+    const prod = (l: Float32Array, rr: Float32Array, rank: number, cols: number, i: number, j: number) => {
+      let v = 0;
+      for (let t = 0; t < rank; t++) v += l[i * rank + t] * rr[t * cols + j];
+      return v;
+    };
+    for (let p = 0; p < n1; p++) for (let r = 0; r < k1; r++) {
+      expect(Math.abs(f.kron!.a[r * n1 + p] - scale * prod(la, ra, r1, k1, p, r))).toBeLessThan(1e-6);
+    }
+    for (let q = 0; q < n2; q++) for (let s = 0; s < k2; s++) {
+      expect(Math.abs(f.kron!.b[s * n2 + q] - prod(lb, rb, r2, k2, q, s))).toBeLessThan(1e-6);
+    }
+  });
+
+  it('refuses terms of different shapes, naming the module', async () => {
+    const dense = (rows: number, cols: number) => ({ kind: 'dense' as const, rows, cols, values: rand(rows * cols) });
     const mixed: AdapterDelta = { module: 'm.k_proj', outFeatures: 4, inFeatures: 4, scale: 1, terms: [{ a: dense(2, 2), b: dense(2, 2) }, { a: dense(1, 1), b: dense(4, 4) }] };
     await expect(fusedFactorsFromDelta(mixed)).rejects.toThrow(/m\.k_proj.*term 1/);
   });

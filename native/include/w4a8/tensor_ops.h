@@ -38,4 +38,13 @@ Status TransposeNibblesRef(const uint8_t* packed, size_t rows, size_t packed_col
 Status DivideF32(const float* a, const float* b, float* out, size_t n);
 Status ReciprocalF32(const float* a, float* out, size_t n);
 
+// ---- a factor given as a product (PEFT LoKr's w1_a @ w1_b) multiplied out ----------------------
+// out = alpha * (left [rows][rank] @ right [rank][cols]), [rows][cols], or its transpose [cols][rows]
+// with `transpose_out` (the fused W4A8MatMul reads Kronecker factors in MatMul orientation). By the
+// blocked GemmF32; MatrixProductF32Ref (fp64 triple loop) is its definition. out must not overlap.
+Status MatrixProductF32(const float* left, const float* right, size_t rows, size_t rank, size_t cols, float alpha,
+                        bool transpose_out, float* out);
+Status MatrixProductF32Ref(const float* left, const float* right, size_t rows, size_t rank, size_t cols, float alpha,
+                           bool transpose_out, float* out);
+
 }  // namespace w4a8
