@@ -75,7 +75,11 @@ double WorstRelative(const std::vector<float>& y, const std::vector<double>& tru
 void TestAgainstDense(std::mt19937& rng) {
   struct Shape { int32_t terms, ar, ac, br, bc, m; };
   const Shape shapes[] = {{1, 1, 1, 1, 1, 1},   {1, 2, 3, 4, 5, 1},  {2, 3, 2, 17, 9, 3},  {3, 5, 7, 33, 3, 2},
-                          {1, 8, 8, 8, 8, 5},   {2, 4, 16, 40, 6, 4}, {4, 6, 5, 1, 7, 6},   {1, 13, 11, 31, 29, 9}};
+                          {1, 8, 8, 8, 8, 5},   {2, 4, 16, 40, 6, 4}, {4, 6, 5, 1, 7, 6},   {1, 13, 11, 31, 29, 9},
+                          // 8-row register blocks with a remainder, several 32-column panels, many terms.
+                          {37, 19, 9, 45, 21, 3}, {5, 23, 17, 70, 13, 2},
+                          // T of one token is 1 MiB: 32-term groups, one token per chunk.
+                          {64, 8, 64, 64, 8, 3}};
   for (const Shape& sh : shapes) {
     Adapter ad = MakeAdapter(rng, sh.terms, sh.ar, sh.ac, sh.br, sh.bc);
     const int64_t n = KronN(ad.kt), k = KronK(ad.kt);
@@ -99,6 +103,22 @@ void TestAgainstDense(std::mt19937& rng) {
       } else {
         CHECK(y == first, "%s differs bitwise from %s", IsaName(isa), IsaName(AvailableIsas()[0]));
       }
+      // B^T given (W4A8MatMul's orientation) instead of transposed inside: the same bits.
+      std::vector<float> bt((size_t)sh.terms * sh.bc * sh.br), y_t = y0;
+      for (int32_t i = 0; i < sh.terms; ++i)
+        for (int32_t q = 0; q < sh.br; ++q)
+          for (int32_t s = 0; s < sh.bc; ++s) bt[((size_t)i * sh.bc + s) * sh.br + q] = ad.b[((size_t)i * sh.br + q) * sh.bc + s];
+      KronTerms with_t = ad.kt;
+      with_t.b_t = bt.data();
+      CHECK(KroneckerAdapterAdd(with_t, sh.m, x.data(), y_t.data(), isa) == Status::kOk, "%s status with b_t", IsaName(isa));
+      CHECK(y_t == y, "%s: with b_t differs bitwise from without", IsaName(isa));
+      with_t.b = nullptr;  // b_t alone (how W4A8MatMul passes its factors), reference included
+      y_t = y0;
+      CHECK(KroneckerAdapterAdd(with_t, sh.m, x.data(), y_t.data(), isa) == Status::kOk, "%s status b_t only", IsaName(isa));
+      CHECK(y_t == y, "%s: b_t alone differs bitwise", IsaName(isa));
+      std::vector<float> ref_t = y0;
+      CHECK(KroneckerAdapterAddReference(with_t, sh.m, x.data(), ref_t.data()) == Status::kOk, "reference b_t only");
+      CHECK(ref_t == ref, "reference with b_t alone differs");
     }
   }
 }

@@ -35,13 +35,20 @@ Status GemmW4A16Reference(const QuantizedWeight& w, const GemmArgs& a);
 struct KronTerms {
   int32_t terms, a_rows, a_cols, b_rows, b_cols;
   const float* a;  // [terms][a_rows][a_cols]
-  const float* b;  // [terms][b_rows][b_cols]
+  const float* b;  // [terms][b_rows][b_cols]; may be null when b_t is given
+  // Optional: the same B_i transposed, [terms][b_cols][b_rows] (W4A8MatMul's kron_b orientation).
+  // KroneckerAdapterAdd needs B^T; given here it skips transposing every factor on every call.
+  // When both are given they must agree (b_t is used).
+  const float* b_t = nullptr;
 };
 inline int64_t KronN(const KronTerms& kt) { return (int64_t)kt.a_rows * kt.b_rows; }
 inline int64_t KronK(const KronTerms& kt) { return (int64_t)kt.a_cols * kt.b_cols; }
 
 // y [m][n] += sum_i (A_i kron B_i) x [m][k]. Each y element's sum runs in a fixed order
-// (terms, then r), independent of the thread count.
+// (terms, then r), independent of the thread count. Tokens and terms go in chunks whose T = X B_i^T
+// stays cache-resident; per chunk one parallel pass forms T (tasks over terms and rows) and one adds
+// A_i T_i into Y (tasks over output rows, the chunk's terms in order), so a decode step with 100
+// terms costs a few pool dispatches, not two per term.
 Status KroneckerAdapterAdd(const KronTerms& kt, int32_t m, const float* x, float* y, Isa isa);
 inline Status KroneckerAdapterAdd(const KronTerms& kt, int32_t m, const float* x, float* y) {
   return KroneckerAdapterAdd(kt, m, x, y, DefaultIsa());

@@ -14,12 +14,10 @@ namespace w4a8::cpu {
 namespace {
 
 bool ValidKron(const KronTerms& kt) {
-  return kt.terms >= 1 && kt.a_rows >= 1 && kt.a_cols >= 1 && kt.b_rows >= 1 && kt.b_cols >= 1 && kt.a && kt.b &&
+  return kt.terms >= 1 && kt.a_rows >= 1 && kt.a_cols >= 1 && kt.b_rows >= 1 && kt.b_cols >= 1 && kt.a && (kt.b || kt.b_t) &&
          KronN(kt) <= INT32_MAX && KronK(kt) <= INT32_MAX;
 }
 
-// Splits `rows` into about 4 tasks per thread; each row belongs to one task.
-int64_t TaskCount(int64_t rows) { return std::max<int64_t>(1, std::min<int64_t>(rows, 4LL * NumThreads())); }
 
 }  // namespace
 
@@ -38,34 +36,65 @@ Status KroneckerAdapterAdd(const KronTerms& kt, int32_t m, const float* x, float
   if (!ValidKron(kt) || m < 1 || !x || !y) return Status::kInvalidArgument;
   if (!IsaAvailable(isa)) return Status::kUnsupported;
   const kron::MatMulAddFn mm = DispatchFor(isa).kron_matmul_add;
-  const int32_t ar = kt.a_rows, ac = kt.a_cols, br = kt.b_rows, bc = kt.b_cols;
-  // All tokens' X stacked are one [m * ac][bc] matrix, so T = X B^T is a single product.
-  const int64_t t_rows = (int64_t)m * ac, y_rows = (int64_t)m * ar;
-  std::vector<float> bt((size_t)bc * br), tmat((size_t)t_rows * br);
-  for (int32_t i = 0; i < kt.terms; ++i) {
-    const float* A = kt.a + (size_t)i * ar * ac;
-    const float* B = kt.b + (size_t)i * br * bc;
-    // Tiled transpose: a plain strided one costs as much as the adapter itself for 256x256 factors.
-    for (int32_t q0 = 0; q0 < br; q0 += 16)
-      for (int32_t s0 = 0; s0 < bc; s0 += 16)
-        for (int32_t q = q0; q < std::min(q0 + 16, br); ++q)
-          for (int32_t s = s0; s < std::min(s0 + 16, bc); ++s) bt[(size_t)s * br + q] = B[(size_t)q * bc + s];
-    std::fill(tmat.begin(), tmat.end(), 0.f);
-    const int64_t t_tasks = TaskCount(t_rows);
-    ParallelFor(t_tasks, [&](int64_t task) {
-      const int64_t r0 = t_rows * task / t_tasks, r1 = t_rows * (task + 1) / t_tasks;
-      mm((int32_t)(r1 - r0), br, bc, x + r0 * bc, bc, bt.data(), br, tmat.data() + r0 * br, br);
-    });
-    // Row (t, p) of Y: y[t][p * br ..] += A[p][:] * T[t]; a task may span tokens.
-    const int64_t y_tasks = TaskCount(y_rows);
-    ParallelFor(y_tasks, [&](int64_t task) {
-      const int64_t r0 = y_rows * task / y_tasks, r1 = y_rows * (task + 1) / y_tasks;
-      for (int64_t r = r0; r < r1;) {
-        const int64_t t = r / ar, p = r % ar, run = std::min<int64_t>(r1 - r, ar - p);
-        mm((int32_t)run, br, ac, A + p * ac, ac, tmat.data() + t * ac * br, br, y + t * KronN(kt) + p * br, br);
-        r += run;
-      }
-    });
+  const int32_t terms = kt.terms, ar = kt.a_rows, ac = kt.a_cols, br = kt.b_rows, bc = kt.b_cols;
+  const int64_t n = KronN(kt);
+  // B_i^T [bc][br] per term: given, or transposed here (tiled: a plain strided transpose costs as
+  // much as the adapter itself for 256x256 factors).
+  std::vector<float> bt_own;
+  const float* bt = kt.b_t;
+  if (!bt) {
+    bt_own.resize((size_t)terms * bc * br);
+    for (int32_t i = 0; i < terms; ++i) {
+      const float* B = kt.b + (size_t)i * br * bc;
+      float* D = bt_own.data() + (size_t)i * bc * br;
+      for (int32_t q0 = 0; q0 < br; q0 += 16)
+        for (int32_t s0 = 0; s0 < bc; s0 += 16)
+          for (int32_t q = q0; q < std::min(q0 + 16, br); ++q)
+            for (int32_t s = s0; s < std::min(s0 + 16, bc); ++s) D[(size_t)s * br + q] = B[(size_t)q * bc + s];
+    }
+    bt = bt_own.data();
+  }
+  // T = X B_i^T for a chunk of tokens and a group of terms: rows (token, r), term i at columns
+  // (i - first) * br. Chunk and group are sized so T stays near 512 KiB (cache-resident between
+  // the two passes); a decode step with 100 terms of 64 x 64 takes 4 groups, 8 pool dispatches.
+  constexpr int64_t kTFloats = (int64_t)1 << 17;
+  const int64_t per = (int64_t)ac * br;  // T values per token and term
+  const int32_t group = (int32_t)std::max<int64_t>(1, std::min<int64_t>(terms, kTFloats / per));
+  const int32_t chunk = (int32_t)std::max<int64_t>(1, std::min<int64_t>(m, kTFloats / (per * group)));
+  const int64_t t_cols = (int64_t)group * br;
+  std::vector<float> tmat((size_t)chunk * ac * t_cols);
+  const int64_t threads = NumThreads();
+  for (int32_t t0 = 0; t0 < m; t0 += chunk) {
+    const int32_t mc = std::min(chunk, m - t0);
+    const int64_t rows = (int64_t)mc * ac, y_rows = (int64_t)mc * ar;
+    for (int32_t g0 = 0; g0 < terms; g0 += group) {
+      const int32_t gc = std::min(group, terms - g0);
+      // Pass 1: tasks are (term, row block); each zeroes and fills its own block of T.
+      const int64_t row_splits = std::max<int64_t>(1, std::min<int64_t>((rows + 7) / 8, (4 * threads + gc - 1) / gc));
+      ParallelFor((int64_t)gc * row_splits, [&](int64_t task) {
+        const int64_t i = task / row_splits, part = task % row_splits;
+        const int64_t r0 = rows * part / row_splits, r1 = rows * (part + 1) / row_splits;
+        float* T = tmat.data() + r0 * t_cols + i * br;
+        for (int64_t r = r0; r < r1; ++r) std::fill(T + (r - r0) * t_cols, T + (r - r0) * t_cols + br, 0.f);
+        if (r1 > r0)
+          mm((int32_t)(r1 - r0), br, bc, x + ((int64_t)t0 * ac + r0) * bc, bc, bt + (size_t)(g0 + i) * bc * br, br, T,
+             (int32_t)t_cols);
+      });
+      // Pass 2: row (t, p) of Y += sum_i A_i[p][:] T_i[t], terms in order; one task per thread,
+      // since each task reads the whole of T.
+      const int64_t y_tasks = std::max<int64_t>(1, std::min<int64_t>((y_rows + 7) / 8, threads));
+      ParallelFor(y_tasks, [&](int64_t task) {
+        const int64_t r0 = y_rows * task / y_tasks, r1 = y_rows * (task + 1) / y_tasks;
+        for (int64_t r = r0; r < r1;) {
+          const int64_t t = r / ar, p = r % ar, run = std::min<int64_t>(r1 - r, ar - p);
+          float* yt = y + (t0 + t) * n + p * br;
+          const float* T = tmat.data() + t * ac * t_cols;
+          for (int32_t i = 0; i < gc; ++i)
+            mm((int32_t)run, br, ac, kt.a + (size_t)(g0 + i) * ar * ac + p * ac, ac, T + (size_t)i * br, (int32_t)t_cols, yt, br);
+          r += run;
+        }
+      });
+    }
   }
   return Status::kOk;
 }
@@ -79,11 +108,14 @@ Status KroneckerAdapterAddReference(const KronTerms& kt, int32_t m, const float*
     std::fill(acc.begin(), acc.end(), 0.0);
     for (int32_t i = 0; i < kt.terms; ++i) {
       const float* A = kt.a + (size_t)i * ar * ac;
-      const float* B = kt.b + (size_t)i * br * bc;
+      // B[q][c], from b or (when only it is given) from b_t.
+      const auto B = [&](int32_t q, int32_t c) {
+        return kt.b ? kt.b[((size_t)i * br + q) * bc + c] : kt.b_t[((size_t)i * bc + c) * br + q];
+      };
       for (int32_t r = 0; r < ac; ++r)
         for (int32_t q = 0; q < br; ++q) {
           double s = 0;
-          for (int32_t c = 0; c < bc; ++c) s += (double)xt[(size_t)r * bc + c] * B[(size_t)q * bc + c];
+          for (int32_t c = 0; c < bc; ++c) s += (double)xt[(size_t)r * bc + c] * B(q, c);
           tmat[(size_t)r * br + q] = s;
         }
       for (int32_t p = 0; p < ar; ++p)

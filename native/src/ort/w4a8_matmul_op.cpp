@@ -69,11 +69,12 @@ struct LowRankFactors {
   const float* u_at = nullptr;  // the values used: u / v, or a fed fp32 tensor read in place
   const float* v_at = nullptr;
 };
-// The Kronecker terms in the kernel's orientation: a [R][n1][k1], b [R][n2][k2].
+// The Kronecker terms: a in the kernel's orientation [R][n1][k1]; b as the input holds it,
+// [R][k2][n2], which is the B^T the kernel wants (KronTerms::b_t), so it is never transposed.
 struct KronFactors {
   int32_t r = 0, k1 = 0, n1 = 0, k2 = 0, n2 = 0;
-  std::vector<float> a, b;
-  cpu::KronTerms terms() const { return cpu::KronTerms{r, n1, k1, n2, k2, a.data(), b.data()}; }
+  std::vector<float> a, b_t;
+  cpu::KronTerms terms() const { return cpu::KronTerms{r, n1, k1, n2, k2, a.data(), nullptr, b_t.data()}; }
 };
 
 class Kernel {
@@ -321,7 +322,7 @@ class Kernel {
 
   // kron_a [R, k1, n1] and kron_b [R, k2, n2] with k1 * k2 = K, n1 * n2 = N: the term x (sum_i
   // A_i (x) B_i), the export's layout ([K, N] like a MatMul weight). The kernel (cpu_adapters.h)
-  // takes the [N, K] orientation, so each factor is stored transposed.
+  // takes A in the [N, K] orientation (stored transposed) and B in this one (as b_t).
   OrtStatus* KronFrom(const TensorView& a, const TensorView& b, KronFactors* out) const {
     const bool ranks = a.dims.size() == 3 && b.dims.size() == 3;
     if (!ranks || a.dims[0] != b.dims[0] || a.dims[0] < 1 || a.dims[1] < 1 || a.dims[2] < 1 || b.dims[1] < 1 || b.dims[2] < 1 ||
@@ -338,13 +339,10 @@ class Kernel {
     out->k2 = k2;
     out->n2 = n2;
     out->a.resize(af.size());
-    out->b.resize(bf.size());
-    for (int32_t i = 0; i < r; ++i) {
+    for (int32_t i = 0; i < r; ++i)
       for (int32_t p = 0; p < k1; ++p)
         for (int32_t q = 0; q < n1; ++q) out->a[((size_t)i * n1 + q) * k1 + p] = af[((size_t)i * k1 + p) * n1 + q];
-      for (int32_t p = 0; p < k2; ++p)
-        for (int32_t q = 0; q < n2; ++q) out->b[((size_t)i * n2 + q) * k2 + p] = bf[((size_t)i * k2 + p) * n2 + q];
-    }
+    out->b_t = std::move(bf);
     return nullptr;
   }
 
