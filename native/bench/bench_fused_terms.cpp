@@ -1,8 +1,10 @@
 // Times W4A8MatMul's fused correction / adapter terms against plain W4A8: for each shape and M, one
 // call of GemmW4A8 (int4 asymmetric, group 128, per-token int8 activations) alone, plus the low-rank
-// term (cpu::LowRankAdd, fp32 factors as the op holds them) and plus the Kronecker sum
-// (cpu::KroneckerAdapterAdd, PEFT-style balanced factor shapes) at a parameter budget (default 5 % of
-// K*N). The variants interleave within each round; medians and the ratio to plain W4A8 are printed.
+// term (cpu::LowRankAdd, fp32 factors as the op holds them), plus the same term with int8 factors
+// (cpu::LowRankAddInt8, formats.h Int8Rows), plus the Kronecker sum (cpu::KroneckerAdapterAdd,
+// PEFT-style balanced factor shapes, B given transposed as the op holds it) at a parameter budget
+// (default 5 % of K*N), and plus one Kronecker term of those shapes (a PEFT LoKr adapter with whole
+// w1, w2). The variants interleave within each round; medians and the ratio to plain W4A8 are printed.
 // M = 1 rotates through distinct layers (weights and factors) so they stream from DRAM, as in decode.
 //
 // usage: bench_fused_terms [--rounds R] [--budget F] [--rotate-mib MiB] [--threads T] [--shape KxN]... [--json]
@@ -47,7 +49,8 @@ std::pair<int32_t, int32_t> Factorization(int32_t d) {
 
 struct Layer {
   std::vector<uint8_t> codes, zps;
-  std::vector<float> scales, u, v, ka, kb;
+  std::vector<float> scales, u, v, ka, kb, us, vs;
+  std::vector<int8_t> ut8, v8;
   std::unique_ptr<PackedWeight> packed;
 };
 
@@ -109,6 +112,16 @@ int main(int argc, char** argv) {
       l.v.resize((size_t)rank * n);
       for (auto& f : l.u) f = uf(rng);
       for (auto& f : l.v) f = uf(rng);
+      // The int8 form: U transposed to [r][K], each row with its scale; V [r][N] likewise.
+      std::vector<float> ut((size_t)rank * k);
+      for (int32_t kk = 0; kk < k; ++kk)
+        for (int32_t c = 0; c < rank; ++c) ut[(size_t)c * k + kk] = l.u[(size_t)kk * rank + c];
+      l.ut8.resize(ut.size());
+      l.v8.resize(l.v.size());
+      l.us.resize(rank);
+      l.vs.resize(rank);
+      if (QuantizeInt8Rows(ut.data(), rank, k, l.ut8.data(), l.us.data()) != Status::kOk ||
+          QuantizeInt8Rows(l.v.data(), rank, n, l.v8.data(), l.vs.data()) != Status::kOk) { std::fprintf(stderr, "int8 factors failed\n"); return 1; }
       l.ka.resize((size_t)terms * n1 * k1);
       l.kb.resize((size_t)terms * n2 * k2);
       for (auto& f : l.ka) f = uf(rng);
@@ -118,10 +131,11 @@ int main(int argc, char** argv) {
       std::vector<float> x((size_t)m * k), y((size_t)m * n);
       for (auto& f : x) f = uf(rng) * 20;
       const int calls = m == 1 ? layers : std::max(3, (int)(4e9 / (2.0 * m * n * k)));
-      const char* names[3] = {"w4a8", "w4a8+lowrank", "w4a8+kron"};
-      std::vector<double> t[3];
+      constexpr int kVariants = 5;
+      const char* names[kVariants] = {"w4a8", "w4a8+lowrank", "w4a8+lowrank-i8", "w4a8+kron", "w4a8+lokr1"};
+      std::vector<double> t[kVariants];
       for (int r = 0; r <= rounds; ++r) {
-        for (int variant = 0; variant < 3; ++variant) {
+        for (int variant = 0; variant < kVariants; ++variant) {
           const double t0 = Now();
           for (int c = 0; c < calls; ++c) {
             const Layer& l = rot[m == 1 ? c % layers : 0];
@@ -132,28 +146,35 @@ int main(int argc, char** argv) {
             a.act = ActQuant::kPerToken;
             Status s = GemmW4A8(*l.packed, a);
             if (s == Status::kOk && variant == 1) s = LowRankAdd(LowRankTerm{k, rank, n, l.u.data(), l.v.data()}, m, x.data(), y.data(), DefaultIsa());
-            if (s == Status::kOk && variant == 2) s = KroneckerAdapterAdd(KronTerms{terms, n1, k1, n2, k2, l.ka.data(), l.kb.data()}, m, x.data(), y.data());
+            if (s == Status::kOk && variant == 2)
+              s = LowRankAddInt8(LowRankInt8Term{k, rank, n, l.ut8.data(), l.us.data(), l.v8.data(), l.vs.data()}, m, x.data(), y.data(), DefaultIsa());
+            // kb holds [terms][k2][n2]: B^T, as W4A8MatMul passes it (KronTerms::b_t).
+            if (s == Status::kOk && variant == 3) s = KroneckerAdapterAdd(KronTerms{terms, n1, k1, n2, k2, l.ka.data(), nullptr, l.kb.data()}, m, x.data(), y.data());
+            if (s == Status::kOk && variant == 4) s = KroneckerAdapterAdd(KronTerms{1, n1, k1, n2, k2, l.ka.data(), nullptr, l.kb.data()}, m, x.data(), y.data());
             if (s != Status::kOk) { std::fprintf(stderr, "%s failed: %s\n", names[variant], StatusName(s)); return 1; }
           }
           if (r > 0) t[variant].push_back((Now() - t0) / calls);
         }
       }
       const double base = Median(t[0]);
-      for (int variant = 0; variant < 3; ++variant) {
+      for (int variant = 0; variant < kVariants; ++variant) {
         const double med = Median(t[variant]);
         // Per-round ratios to the same round's plain call, then their median: robust to a busy round.
         std::vector<double> ratios;
         for (size_t i = 0; i < t[variant].size(); ++i) ratios.push_back(t[variant][i] / t[0][i]);
         const double ratio = Median(ratios);
-        const std::string detail = variant == 1 ? "rank " + std::to_string(rank)
-                                   : variant == 2 ? std::to_string(terms) + " terms A " + std::to_string(k1) + "x" + std::to_string(n1) + " B " + std::to_string(k2) + "x" + std::to_string(n2)
+        const std::string shapes = "A " + std::to_string(k1) + "x" + std::to_string(n1) + " B " + std::to_string(k2) + "x" + std::to_string(n2);
+        const std::string detail = variant == 1 ? "rank " + std::to_string(rank) + " fp32"
+                                   : variant == 2 ? "rank " + std::to_string(rank) + " int8"
+                                   : variant == 3 ? std::to_string(terms) + " terms " + shapes
+                                   : variant == 4 ? "1 term " + shapes
                                                   : "";
         if (json) {
           std::printf("%s\n{\"k\":%d,\"n\":%d,\"m\":%d,\"variant\":\"%s\",\"detail\":\"%s\",\"median_us\":%.2f,\"ratio\":%.4f,\"budget\":%.4g,\"threads\":%d,\"isa\":\"%s\"}",
                       first_row ? "" : ",", k, n, m, names[variant], detail.c_str(), med * 1e6, ratio, budget, NumThreads(), IsaName(DefaultIsa()));
           first_row = false;
         } else {
-          std::printf("K %5d N %5d M %4d  %-13s %10.1f us  x%.3f vs w4a8  %s\n", k, n, m, names[variant], med * 1e6, ratio, detail.c_str());
+          std::printf("K %5d N %5d M %4d  %-16s %10.1f us  x%.3f vs w4a8  %s\n", k, n, m, names[variant], med * 1e6, ratio, detail.c_str());
         }
         (void)base;
       }

@@ -70,6 +70,26 @@ Status LowRankAdd(const LowRankTerm& lr, int32_t m, const float* x, float* y, Is
 // Scalar twin: each (token, output) accumulated in double and added to y once.
 Status LowRankAddReference(const LowRankTerm& lr, int32_t m, const float* x, float* y);
 
+// ---- Low-rank term with int8 factors (formats.h "Int8Rows") ---------------------------------
+// y [m][n] += (x U) V with U = dequantized ut [r][k] (transposed) and V = dequantized v [r][n].
+// m < 8 (decode) reads the int8 factors directly: T[t][c] = us[c] * dot(x[t], ut[c]) (a 16-lane
+// dot, Int8DotRow's order), then y[t][j] = fma(T[t][c] * vs[c], v[c][j], y[t][j]) for c in order.
+// From 8 rows the factors are dequantized to fp32 and LowRankAdd's GEMM path runs. Results do not
+// depend on the thread count, and every ISA gives the same bits.
+struct LowRankInt8Term {
+  int32_t k, r, n;
+  const int8_t* ut;  // [r][k]
+  const float* us;   // [r]
+  const int8_t* v;   // [r][n]
+  const float* vs;   // [r]
+};
+Status LowRankAddInt8(const LowRankInt8Term& lr, int32_t m, const float* x, float* y, Isa isa);
+// Scalar twin: the dequantized factors (Int8RowValue), each (token, output) accumulated in double.
+Status LowRankAddInt8Reference(const LowRankInt8Term& lr, int32_t m, const float* x, float* y);
+// Quantizes each row of src [rows][cols] to int8 with its own scale (the Int8Rows definition).
+// kNumericalError on a value that is not finite.
+Status QuantizeInt8Rows(const float* src, int32_t rows, int32_t cols, int8_t* q, float* scales);
+
 // ---- Fused W4A8 + Kronecker ----------------------------------------------------------------
 // y = W4A8(x) (+bias) + sum_i (A_i kron B_i) x. The Kronecker shapes must match w (n, k).
 Status GemmW4A8Kron(const PackedWeight& w, const KronTerms& kt, const GemmArgs& a);

@@ -106,6 +106,21 @@ static_assert(kMaxGroupSize / 2 <= 255, "a group's bytes are addressed with 8-bi
 static_assert((kMinGroupSize & (kMinGroupSize - 1)) == 0, "group sizes are powers of two");
 
 // ---------------------------------------------------------------------------------------------
+// Int8 correction factors ("Int8Rows"): the low-rank correction y += (x U) V of W4A8MatMul
+// (lowrank_u / lowrank_v as int8) stored as two int8 matrices with one fp32 scale per row, both
+// rows indexed by the rank component c (so U is stored transposed):
+//   ut  int8 [r][K]   ut[c][k] = q(U[k][c]),  us[c] = amax(U[:, c]) / 127
+//   v   int8 [r][N]   v[c][n]  = q(V[c][n]),  vs[c] = amax(V[c, :]) / 127
+// q is the per-token int8 activation quantizer of act_quant_def.h applied to each row (inv = 127 /
+// amax in fp32, round half to even, symmetric, -128 never produced; a zero row has scale 0).
+// Dequantized: U[k][c] = ut[c][k] * us[c], V[c][n] = v[c][n] * vs[c] (Int8RowValue). At a 5 %
+// budget the int8 factors are 1/4 of the fp32 bytes a decode step streams (1/2 of fp16).
+// ---------------------------------------------------------------------------------------------
+constexpr int kInt8FactorMax = 127;
+W4A8_HD float Int8RowValue(int8_t q, float row_scale) { return (float)q * row_scale; }
+static_assert(sizeof(int8_t) == 1 && (int8_t)-kInt8FactorMax == -127, "int8 factors are symmetric, -127..127");
+
+// ---------------------------------------------------------------------------------------------
 // CPU prepacked layouts (native/src/cpu): declared below by the CPU kernels.
 // ---------------------------------------------------------------------------------------------
 

@@ -32,18 +32,24 @@ constexpr CpuDispatch kTables[] = {
      PlanScalar,
      GemmW4A16Reference,
      kron::MatMulAddScalar,
+     kron::Int8DotScalar,
+     kron::Int8RowsAddScalar,
      kLinalgGeneric},  // SSE2-width vectors: the x86-64 baseline
     {Isa::kAvx2, "avx2",
      w4a8k::QuantizeRowsAvx2,
      PlanAvx2,
      w4a16::GemmAvx2,
      kron::MatMulAddAvx2,
+     kron::Int8DotAvx2,
+     kron::Int8RowsAddAvx2,
      kLinalgAvx2},
     {Isa::kAvx512Vnni, "avx512vnni",
      w4a8k::QuantizeRowsAvx512,
      PlanAvx512Vnni,
      w4a16::GemmAvx512,
      kron::MatMulAddAvx512,
+     kron::Int8DotAvx512,
+     kron::Int8RowsAddAvx512,
      kLinalgAvx512},
     // AMX has int8 tiles only: everything but the W4A8 tiles of 16 rows and more is AVX-512's.
     {Isa::kAmx, "amx",
@@ -51,6 +57,8 @@ constexpr CpuDispatch kTables[] = {
      PlanAmx,
      w4a16::GemmAvx512,
      kron::MatMulAddAvx512,
+     kron::Int8DotAvx512,
+     kron::Int8RowsAddAvx512,
      kLinalgAvx512},
 };
 static_assert(sizeof(kTables) / sizeof(kTables[0]) == 4, "one table per Isa");

@@ -42,6 +42,9 @@ struct CpuDispatch {
   W4A16Fn w4a16;
   // Kronecker adapter (kron.cpp)
   kron::MatMulAddFn kron_matmul_add;
+  // Low-rank term with int8 factors (lowrank_int8.cpp)
+  kron::Int8DotFn int8_dot;
+  kron::Int8RowsAddFn int8_rows_add;
   // linalg: GemmF32/GemmF64 behind every routine in linalg.h; linalg.name is what GemmIsa() reports
   LinalgKernels linalg;
 };

@@ -2,6 +2,7 @@
 // defines the index convention), its float64 reference, and the fused W4A8 + Kronecker call.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "cpu/dispatch.h"
@@ -12,6 +13,9 @@
 
 namespace w4a8::cpu {
 namespace {
+
+// Below this many multiply-adds per call the adapter terms run on the calling thread.
+constexpr double kSerialMultiplyAdds = 1 << 20;
 
 bool ValidKron(const KronTerms& kt) {
   return kt.terms >= 1 && kt.a_rows >= 1 && kt.a_cols >= 1 && kt.b_rows >= 1 && kt.b_cols >= 1 && kt.a && (kt.b || kt.b_t) &&
@@ -64,6 +68,13 @@ Status KroneckerAdapterAdd(const KronTerms& kt, int32_t m, const float* x, float
   const int64_t t_cols = (int64_t)group * br;
   std::vector<float> tmat((size_t)chunk * ac * t_cols);
   const int64_t threads = NumThreads();
+  // A small call (one LoKr term at decode: a few hundred thousand multiply-adds) runs on this
+  // thread: waking the pool costs more than the work, and far more on a busy machine.
+  const bool serial = (double)m * terms * ac * br * (bc + ar) < kSerialMultiplyAdds;
+  const auto run = [serial](int64_t count, const std::function<void(int64_t)>& fn) {
+    if (!serial) return ParallelFor(count, fn);
+    for (int64_t i = 0; i < count; ++i) fn(i);
+  };
   for (int32_t t0 = 0; t0 < m; t0 += chunk) {
     const int32_t mc = std::min(chunk, m - t0);
     const int64_t rows = (int64_t)mc * ac, y_rows = (int64_t)mc * ar;
@@ -71,7 +82,7 @@ Status KroneckerAdapterAdd(const KronTerms& kt, int32_t m, const float* x, float
       const int32_t gc = std::min(group, terms - g0);
       // Pass 1: tasks are (term, row block); each zeroes and fills its own block of T.
       const int64_t row_splits = std::max<int64_t>(1, std::min<int64_t>((rows + 7) / 8, (4 * threads + gc - 1) / gc));
-      ParallelFor((int64_t)gc * row_splits, [&](int64_t task) {
+      run((int64_t)gc * row_splits, [&](int64_t task) {
         const int64_t i = task / row_splits, part = task % row_splits;
         const int64_t r0 = rows * part / row_splits, r1 = rows * (part + 1) / row_splits;
         float* T = tmat.data() + r0 * t_cols + i * br;
@@ -83,15 +94,15 @@ Status KroneckerAdapterAdd(const KronTerms& kt, int32_t m, const float* x, float
       // Pass 2: row (t, p) of Y += sum_i A_i[p][:] T_i[t], terms in order; one task per thread,
       // since each task reads the whole of T.
       const int64_t y_tasks = std::max<int64_t>(1, std::min<int64_t>((y_rows + 7) / 8, threads));
-      ParallelFor(y_tasks, [&](int64_t task) {
+      run(y_tasks, [&](int64_t task) {
         const int64_t r0 = y_rows * task / y_tasks, r1 = y_rows * (task + 1) / y_tasks;
         for (int64_t r = r0; r < r1;) {
-          const int64_t t = r / ar, p = r % ar, run = std::min<int64_t>(r1 - r, ar - p);
+          const int64_t t = r / ar, p = r % ar, rows_now = std::min<int64_t>(r1 - r, ar - p);
           float* yt = y + (t0 + t) * n + p * br;
           const float* T = tmat.data() + t * ac * t_cols;
           for (int32_t i = 0; i < gc; ++i)
-            mm((int32_t)run, br, ac, kt.a + (size_t)(g0 + i) * ar * ac + p * ac, ac, T + (size_t)i * br, (int32_t)t_cols, yt, br);
-          r += run;
+            mm((int32_t)rows_now, br, ac, kt.a + (size_t)(g0 + i) * ar * ac + p * ac, ac, T + (size_t)i * br, (int32_t)t_cols, yt, br);
+          r += rows_now;
         }
       });
     }
