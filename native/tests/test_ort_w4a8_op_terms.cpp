@@ -2,9 +2,11 @@
 // against an independent float64 reference: the dense C = U V + sum_i A_i (x) B_i [K, N] is built
 // explicitly and y = GemmW4A8Reference / GemmW4A16Reference (+bias) + x C. Odd shapes, fp32 and
 // fp16 A (and fp32 A with fp16 factors), int8 / none activations, factors as constant initializers, as graph inputs fed per run
-// (two adapters on one session, switched run to run), and as initializers overridable by a feed.
+// (two adapters on one session, switched run to run), and as initializers overridable by a feed;
+// the int8 low-rank form (formats.h Int8Rows) against its dequantized factors, and its refusals.
 #include <unistd.h>
 
+#include <array>
 #include <cmath>
 #include <random>
 
@@ -115,6 +117,69 @@ void WriteModel(const std::string& path, const test::RandomWeight& w, const Shap
     }
   }
   graph.Msg(12, test::ValueInfo("Y", ftype, {"rows", std::to_string(w.n)}));
+  Proto opset_default, opset_w4a8;
+  opset_default.Str(1, "").Varint(2, 17);
+  opset_w4a8.Str(1, "com.w4a8").Varint(2, 1);
+  Proto model;
+  model.Varint(1, 8).Str(2, "w4a8-tests").Msg(7, graph).Msg(8, opset_default).Msg(8, opset_w4a8);
+  std::ofstream(path, std::ios::binary) << model.bytes();
+}
+
+// The int8 low-rank form (formats.h Int8Rows): inputs 5, 6 int8 [r, K] / [r, N], 9, 10 their row
+// scales; as initializers, or (fed) as graph inputs.
+struct Int8Factors {
+  int32_t r = 0;
+  std::vector<int8_t> ut, v;
+  std::vector<float> us, vs;
+  std::vector<float> u_deq, v_deq;  // U [K][r], V [r][N] dequantized, for the reference
+};
+
+Int8Factors RandomInt8Factors(int32_t k, int32_t r, int32_t n, std::mt19937& rng) {
+  Int8Factors f;
+  f.r = r;
+  const std::vector<float> ut = Uniform((size_t)r * k, 0.1f, rng), v = Uniform((size_t)r * n, 0.1f, rng);
+  f.ut.resize(ut.size());
+  f.v.resize(v.size());
+  f.us.resize(r);
+  f.vs.resize(r);
+  cpu::QuantizeInt8Rows(ut.data(), r, k, f.ut.data(), f.us.data());
+  cpu::QuantizeInt8Rows(v.data(), r, n, f.v.data(), f.vs.data());
+  f.u_deq.resize((size_t)k * r);
+  f.v_deq.resize((size_t)r * n);
+  for (int32_t c = 0; c < r; ++c) {
+    for (int32_t i = 0; i < k; ++i) f.u_deq[(size_t)i * r + c] = Int8RowValue(f.ut[(size_t)c * k + i], f.us[c]);
+    for (int32_t j = 0; j < n; ++j) f.v_deq[(size_t)c * n + j] = Int8RowValue(f.v[(size_t)c * n + j], f.vs[c]);
+  }
+  return f;
+}
+
+void WriteInt8Model(const std::string& path, const test::RandomWeight& w, const Int8Factors& f, bool fed) {
+  using test::Proto;
+  const int ft = ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, i8 = ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+  const int32_t blocks = BlocksPerRow(w.k, w.group_size);
+  Proto graph, node;
+  node.Str(1, "A").Str(1, "codes").Str(1, "scales").Str(1, w.zero_points.empty() ? "" : "zero_points").Str(1, "");
+  node.Str(1, "U8").Str(1, "V8").Str(1, "").Str(1, "").Str(1, "US").Str(1, "VS");
+  node.Str(2, "Y").Str(3, "w4a8_matmul").Str(4, "W4A8MatMul").Str(7, "com.w4a8");
+  node.Msg(5, test::IntAttr("K", w.k)).Msg(5, test::IntAttr("N", w.n)).Msg(5, test::IntAttr("bits", 4)).Msg(5, test::IntAttr("block_size", w.group_size));
+  node.Msg(5, test::StrAttr("weight_format", "int4")).Msg(5, test::StrAttr("activation_format", "int8"));
+  graph.Msg(1, node).Str(2, "w4a8_op_int8_factors_test");
+  graph.Msg(5, test::Initializer("codes", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, {w.n, blocks, w.group_size / 2}, w.codes.data(), w.codes.size()));
+  graph.Msg(5, test::Initializer("scales", ft, {(int64_t)w.scales.size()}, w.scales.data(), w.scales.size() * 4));
+  if (!w.zero_points.empty())
+    graph.Msg(5, test::Initializer("zero_points", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, {(int64_t)w.zero_points.size()}, w.zero_points.data(), w.zero_points.size()));
+  graph.Msg(11, test::ValueInfo("A", ft, {"rows", std::to_string(w.k)}));
+  const std::string r = std::to_string(f.r);
+  if (fed) {
+    graph.Msg(11, test::ValueInfo("U8", i8, {r, std::to_string(w.k)})).Msg(11, test::ValueInfo("V8", i8, {r, std::to_string(w.n)}));
+    graph.Msg(11, test::ValueInfo("US", ft, {r})).Msg(11, test::ValueInfo("VS", ft, {r}));
+  } else {
+    graph.Msg(5, test::Initializer("U8", i8, {f.r, w.k}, f.ut.data(), f.ut.size()));
+    graph.Msg(5, test::Initializer("V8", i8, {f.r, w.n}, f.v.data(), f.v.size()));
+    graph.Msg(5, test::Initializer("US", ft, {f.r}, f.us.data(), f.us.size() * 4));
+    graph.Msg(5, test::Initializer("VS", ft, {f.r}, f.vs.data(), f.vs.size() * 4));
+  }
+  graph.Msg(12, test::ValueInfo("Y", ft, {"rows", std::to_string(w.n)}));
   Proto opset_default, opset_w4a8;
   opset_default.Str(1, "").Varint(2, 17);
   opset_w4a8.Str(1, "com.w4a8").Varint(2, 1);
@@ -247,6 +312,85 @@ int main() {
           }
         }
       }
+    }
+  }
+
+  // int8 low-rank factors (formats.h Int8Rows), constant and fed, decode (M < 8) and GEMM (M >= 8)
+  // paths: y = GemmW4A8Reference + x U V with the dequantized factors, in double.
+  for (const auto& [k, n, r, group] : std::vector<std::array<int32_t, 4>>{{40, 21, 3, 16}, {257, 70, 17, 64}, {96, 130, 1, 32}}) {
+    for (bool fed : {false, true}) {
+      test::RandomWeight w(test::WeightKind::kInt4Asymmetric, n, k, group, rng);
+      const Int8Factors f = RandomInt8Factors(k, r, n, rng);
+      const std::string path = dir + "/int8.onnx";
+      WriteInt8Model(path, w, f, fed);
+      ort::SessionConfig config;
+      config.intra_op_threads = 2;
+      auto session = ort::Session::Create(*rt, path, config, &error);
+      const std::string label = std::string("int8 low-rank factors as ") + (fed ? "graph inputs" : "initializers") + " K=" + std::to_string(k) +
+                                " N=" + std::to_string(n) + " r=" + std::to_string(r);
+      CHECK(session != nullptr, "%s: session: %s", label.c_str(), error.c_str());
+      if (!session) continue;
+      for (int32_t m : {1, 5, 9}) {
+        std::vector<float> x = test::RandomActivations(m, k, rng);
+        Blob bx;
+        std::vector<ort::InputTensor> feeds{bx.Tensor("A", {m, k}, x, false)};
+        std::vector<int8_t> ut = f.ut, v = f.v;
+        std::vector<float> us = f.us, vs = f.vs;
+        if (fed) {
+          feeds.push_back({"U8", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, {r, k}, (void*)ut.data(), ut.size()});
+          feeds.push_back({"V8", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, {r, n}, (void*)v.data(), v.size()});
+          feeds.push_back({"US", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {r}, (void*)us.data(), us.size() * 4});
+          feeds.push_back({"VS", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {r}, (void*)vs.data(), vs.size() * 4});
+        }
+        std::vector<ort::OutputTensor> out;
+        const bool ok = session->Run(feeds, {"Y"}, &out, &error);
+        CHECK(ok, "%s M=%d: run: %s", label.c_str(), m, error.c_str());
+        if (!ok) continue;
+        std::vector<float> y((size_t)m * n), base((size_t)m * n);
+        std::memcpy(y.data(), out[0].bytes.data(), y.size() * 4);
+        cpu::GemmArgs a;
+        a.m = m;
+        a.x = x.data();
+        a.y = base.data();
+        a.act = cpu::ActQuant::kPerToken;
+        CHECK(cpu::GemmW4A8Reference(w.view(), a) == Status::kOk, "%s: reference failed", label.c_str());
+        double worst = 0, moved = 0, mag = 1e-6;
+        for (int32_t t = 0; t < m; ++t)
+          for (int32_t j = 0; j < n; ++j) {
+            double s = base[(size_t)t * n + j];
+            for (int32_t c = 0; c < r; ++c) {
+              double xu = 0;
+              for (int32_t i = 0; i < k; ++i) xu += (double)x[(size_t)t * k + i] * f.u_deq[(size_t)i * r + c];
+              s += xu * f.v_deq[(size_t)c * n + j];
+            }
+            worst = std::fmax(worst, std::fabs(y[(size_t)t * n + j] - s));
+            moved = std::fmax(moved, std::fabs(y[(size_t)t * n + j] - base[(size_t)t * n + j]));
+            mag = std::fmax(mag, std::fabs(s));
+          }
+        CHECK(worst <= 1e-5 * mag, "%s M=%d: max difference %.3g from the reference (magnitude %.3g)", label.c_str(), m, worst, mag);
+        CHECK(moved > 1e-3, "%s M=%d: the correction left the output unchanged", label.c_str(), m);
+        ++cases;
+      }
+    }
+  }
+  // int8 factors without their scales are refused with a message.
+  {
+    test::RandomWeight w(test::WeightKind::kInt4Symmetric, 21, 40, 16, rng);
+    const Int8Factors f = RandomInt8Factors(40, 3, 21, rng);
+    const std::string path = dir + "/int8_fed.onnx";
+    WriteInt8Model(path, w, f, true);
+    ort::SessionConfig config;
+    auto session = ort::Session::Create(*rt, path, config, &error);
+    CHECK(session != nullptr, "int8 refusal model: session: %s", error.c_str());
+    if (session) {
+      std::vector<float> x = test::RandomActivations(1, 40, rng);
+      std::vector<int8_t> ut = f.ut, v = f.v;
+      Blob bx;
+      std::vector<ort::InputTensor> feeds{bx.Tensor("A", {1, 40}, x, false), {"U8", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, {3, 40}, (void*)ut.data(), ut.size()},
+                                          {"V8", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, {3, 21}, (void*)v.data(), v.size()}};
+      std::vector<ort::OutputTensor> out;
+      CHECK(!session->Run(feeds, {"Y"}, &out, &error) && !error.empty(), "int8 factors without scales were accepted");
+      std::printf("int8 factors without scales refused: %s\n", error.c_str());
     }
   }
 

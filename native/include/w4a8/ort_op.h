@@ -1,6 +1,7 @@
 // The com.w4a8 custom-op domain for ONNX Runtime: op W4A8MatMul, run by the CPU kernels.
 //
-//   Y = W4A8MatMul(A, codes, scales[, zero_points[, bias[, lowrank_u, lowrank_v[, kron_a, kron_b]]]])
+//   Y = W4A8MatMul(A, codes, scales[, zero_points[, bias[, lowrank_u, lowrank_v[, kron_a, kron_b
+//                  [, lowrank_u_scale, lowrank_v_scale]]]]])
 //     A            float or float16 [..., K]
 //     codes        uint8 [N, blocks, block_size / 2]   canonical layout (formats.h), an initializer
 //     scales       float [N * blocks]                  an initializer
@@ -10,6 +11,10 @@
 //     lowrank_v    float or float16 [r, N]  }
 //     kron_a       float or float16 [R, k1, n1]  } optional pair, k1 * k2 = K, n1 * n2 = N:
 //     kron_b       float or float16 [R, k2, n2]  } Y += A (sum_i kron_a[i] (x) kron_b[i])
+//   or the low-rank pair in int8 (formats.h Int8Rows; a quarter of the fp32 bytes a decode step reads):
+//     lowrank_u    int8 [r, K]   U transposed, one scale per row: U[k][c] = lowrank_u[c][k] * lowrank_u_scale[c]
+//     lowrank_v    int8 [r, N]   V[c][n] = lowrank_v[c][n] * lowrank_v_scale[c]
+//     lowrank_u_scale, lowrank_v_scale   float [r]   inputs 9 and 10, required with int8 factors
 //     Y            the type of A, [..., N]
 //   attributes: K, N, bits (4), block_size, weight_format "int4" | "fp4",
 //               activation_format "int8" | "fp8" | "none" (W4A16)
@@ -19,7 +24,7 @@
 // at kernel creation; fp8 fake-quantizes each row to E4M3 then runs W4A16; none runs W4A16, which
 // reads ORT's own initializer arrays with no copy. The correction terms read A before its
 // quantization, in fp32 (the sim export's side branch does the same), and are added after the
-// quantized product: the low-rank term by cpu::LowRankAdd, the Kronecker sum by
+// quantized product: the low-rank term by cpu::LowRankAdd (int8 factors: cpu::LowRankAddInt8), the Kronecker sum by
 // cpu::KroneckerAdapterAdd (never materialized). Constant factors are converted once at kernel
 // creation; factors that are graph inputs (or initializers overridable as inputs) are read on every
 // run, which is how one session serves several adapters (docs/ARCHITECTURE.md).

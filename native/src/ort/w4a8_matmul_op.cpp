@@ -61,13 +61,23 @@ std::string DimsText(const std::vector<int64_t>& d) {
 }
 
 // Optional inputs after bias (ort_op.h).
-constexpr size_t kLowRankU = 5, kLowRankV = 6, kKronA = 7, kKronB = 8, kInputCount = 9;
+constexpr size_t kLowRankU = 5, kLowRankV = 6, kKronA = 7, kKronB = 8, kLowRankUScale = 9, kLowRankVScale = 10,
+                 kInputCount = 11;
 
 struct LowRankFactors {
   int32_t r = 0;
   std::vector<float> u, v;  // [K][r], [r][N] converted to fp32 (empty when read in place)
   const float* u_at = nullptr;  // the values used: u / v, or a fed fp32 tensor read in place
   const float* v_at = nullptr;
+  // int8 factors (formats.h Int8Rows): ut [r][K], v [r][N] and their row scales; copies for
+  // constants, fed tensors read in place.
+  bool int8 = false;
+  std::vector<int8_t> ut8, v8;
+  std::vector<float> us, vs;
+  const int8_t* ut8_at = nullptr;
+  const int8_t* v8_at = nullptr;
+  const float* us_at = nullptr;
+  const float* vs_at = nullptr;
 };
 // The Kronecker terms: a in the kernel's orientation [R][n1][k1]; b as the input holds it,
 // [R][k2][n2], which is the B^T the kernel wants (KronTerms::b_t), so it is never transposed.
@@ -135,12 +145,15 @@ class Kernel {
     // Constant correction factors are converted once; factors fed per run (an adapter chosen per
     // request: graph inputs, or initializers that are also graph inputs) are converted in Compute.
     if (inputs > kLowRankU) {
-      TensorView u, v;
-      bool has_u = false, has_v = false;
+      TensorView u, v, us, vs;
+      bool has_u = false, has_v = false, has_us = false, has_vs = false;
       W4A8_ORT_TRY(Constant(info, kLowRankU, &u, &has_u));
       if (inputs > kLowRankV) W4A8_ORT_TRY(Constant(info, kLowRankV, &v, &has_v));
-      if (has_u && has_v) {
-        W4A8_ORT_TRY(LowRankFrom(u, v, &const_lowrank_, false));
+      if (inputs > kLowRankUScale) W4A8_ORT_TRY(Constant(info, kLowRankUScale, &us, &has_us));
+      if (inputs > kLowRankVScale) W4A8_ORT_TRY(Constant(info, kLowRankVScale, &vs, &has_vs));
+      const bool int8 = has_u && u.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+      if (has_u && has_v && (!int8 || (has_us && has_vs))) {
+        W4A8_ORT_TRY(LowRankFrom(u, v, int8 ? &us : nullptr, int8 ? &vs : nullptr, &const_lowrank_, false));
         constant_lowrank_ = true;
       }
     }
@@ -210,13 +223,16 @@ class Kernel {
     const LowRankFactors* lowrank = constant_lowrank_ ? &const_lowrank_ : nullptr;
     const KronFactors* kron = constant_kron_ ? &const_kron_ : nullptr;
     if (!lowrank) {
-      TensorView u, v;
-      bool has_u = false, has_v = false;
+      TensorView u, v, us, vs;
+      bool has_u = false, has_v = false, has_us = false, has_vs = false;
       W4A8_ORT_TRY(RunInput(ctx, inputs, kLowRankU, &u, &has_u));
       W4A8_ORT_TRY(RunInput(ctx, inputs, kLowRankV, &v, &has_v));
+      W4A8_ORT_TRY(RunInput(ctx, inputs, kLowRankUScale, &us, &has_us));
+      W4A8_ORT_TRY(RunInput(ctx, inputs, kLowRankVScale, &vs, &has_vs));
       if (has_u != has_v) return Fail("lowrank_u and lowrank_v come together: one is missing");
       if (has_u) {
-        W4A8_ORT_TRY(LowRankFrom(u, v, &lowrank_now, true));
+        const bool int8 = u.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+        W4A8_ORT_TRY(LowRankFrom(u, v, int8 && has_us ? &us : nullptr, int8 && has_vs ? &vs : nullptr, &lowrank_now, true));
         lowrank = &lowrank_now;
       }
     }
@@ -261,8 +277,14 @@ class Kernel {
     });
     if (s != Status::kOk) return Fail(std::string("kernel failed: ") + StatusName(s));
     if (lowrank) {
-      const cpu::LowRankTerm lr{weight_.k, lowrank->r, weight_.n, lowrank->u_at, lowrank->v_at};
-      const Status ls = StatusFromExceptions([&] { return cpu::LowRankAdd(lr, (int32_t)m, x_float, y, cpu::DefaultIsa()); });
+      const Status ls = StatusFromExceptions([&] {
+        if (lowrank->int8) {
+          const cpu::LowRankInt8Term lr{weight_.k, lowrank->r, weight_.n, lowrank->ut8_at, lowrank->us_at, lowrank->v8_at, lowrank->vs_at};
+          return cpu::LowRankAddInt8(lr, (int32_t)m, x_float, y, cpu::DefaultIsa());
+        }
+        const cpu::LowRankTerm lr{weight_.k, lowrank->r, weight_.n, lowrank->u_at, lowrank->v_at};
+        return cpu::LowRankAdd(lr, (int32_t)m, x_float, y, cpu::DefaultIsa());
+      });
       if (ls != Status::kOk) return Fail(std::string("low-rank term failed: ") + StatusName(ls));
     }
     if (kron) {
@@ -299,8 +321,50 @@ class Kernel {
     return nullptr;
   }
 
-  // lowrank_u [K, r] and lowrank_v [r, N].
-  OrtStatus* LowRankFrom(const TensorView& u, const TensorView& v, LowRankFactors* out, bool in_place) const {
+  // int8 lowrank_u [r, K] (U transposed) and lowrank_v [r, N] with row scales [r] each (formats.h Int8Rows).
+  OrtStatus* LowRankInt8From(const TensorView& u, const TensorView& v, const TensorView* us, const TensorView* vs,
+                             LowRankFactors* out, bool in_place) const {
+    if (v.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) return Fail("lowrank_u is int8, so lowrank_v must be int8 too");
+    if (!us || !vs) return Fail("int8 lowrank_u / lowrank_v need their row scales (inputs 9 and 10)");
+    if (u.dims.size() != 2 || v.dims.size() != 2 || u.dims[1] != weight_.k || v.dims[1] != weight_.n || u.dims[0] != v.dims[0] ||
+        u.dims[0] < 1 || u.dims[0] > INT32_MAX)
+      return Fail("int8 lowrank_u is " + DimsText(u.dims) + " and lowrank_v " + DimsText(v.dims) + "; expected [r, K = " +
+                  std::to_string(weight_.k) + "] and [r, N = " + std::to_string(weight_.n) + "] with r >= 1");
+    const int64_t r = u.dims[0];
+    for (const TensorView* t : {us, vs})
+      if (t->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || t->count != (size_t)r)
+        return Fail("lowrank row scales are " + DimsText(t->dims) + "; expected float [r = " + std::to_string(r) + "]");
+    for (const TensorView* t : {us, vs})
+      for (size_t i = 0; i < t->count; ++i) {
+        const float f = static_cast<const float*>(t->data)[i];
+        if (!std::isfinite(f) || f < 0.f) return Fail("lowrank row scales must be finite and >= 0");
+      }
+    out->r = (int32_t)r;
+    out->int8 = true;
+    if (in_place) {
+      out->ut8_at = static_cast<const int8_t*>(u.data);
+      out->v8_at = static_cast<const int8_t*>(v.data);
+      out->us_at = static_cast<const float*>(us->data);
+      out->vs_at = static_cast<const float*>(vs->data);
+      return nullptr;
+    }
+    const auto* ub = static_cast<const int8_t*>(u.data);
+    const auto* vb = static_cast<const int8_t*>(v.data);
+    out->ut8.assign(ub, ub + u.count);
+    out->v8.assign(vb, vb + v.count);
+    out->us.assign(static_cast<const float*>(us->data), static_cast<const float*>(us->data) + r);
+    out->vs.assign(static_cast<const float*>(vs->data), static_cast<const float*>(vs->data) + r);
+    out->ut8_at = out->ut8.data();
+    out->v8_at = out->v8.data();
+    out->us_at = out->us.data();
+    out->vs_at = out->vs.data();
+    return nullptr;
+  }
+
+  // lowrank_u [K, r] and lowrank_v [r, N] (float / float16), or the int8 form with row scales.
+  OrtStatus* LowRankFrom(const TensorView& u, const TensorView& v, const TensorView* us, const TensorView* vs,
+                         LowRankFactors* out, bool in_place) const {
+    if (u.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) return LowRankInt8From(u, v, us, vs, out, in_place);
     if (u.dims.size() != 2 || v.dims.size() != 2 || u.dims[0] != weight_.k || v.dims[1] != weight_.n ||
         u.dims[1] != v.dims[0] || u.dims[1] < 1 || u.dims[1] > INT32_MAX)
       return Fail("lowrank_u is " + DimsText(u.dims) + " and lowrank_v " + DimsText(v.dims) + "; expected [K = " +
@@ -441,7 +505,8 @@ ONNXTensorElementDataType OpInputType(const OrtCustomOp* op, size_t i) {
   if (i == 1 || i == 3) return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
   if (i == 2) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   // Correction factors: float or float16 whatever A is (fp16 factors beside an fp32 model need no
-  // Cast); UNDEFINED lets ORT accept any type, and the kernel refuses all but these two.
+  // Cast), or int8 low-rank factors with float row scales; UNDEFINED lets ORT accept any type, and
+  // the kernel refuses the others.
   if (i >= kLowRankU) return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
   return FloatTypeOf(op);
 }
