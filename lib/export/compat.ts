@@ -8,6 +8,9 @@ import type { ExportFormat, QuantConfig } from '../quant/config';
 
 /** Throws a UsageError naming `--format sim` when `format` cannot represent `config`. */
 export function checkExportSupports(format: ExportFormat, config: QuantConfig): void {
+  if (config.compensateFactors === 'int8' && format !== 'w4a8') {
+    throw new UsageError(`--compensate-factors int8 is read by W4A8MatMul only: use --format w4a8 (the ${format} export keeps fp16 factors)`);
+  }
   if (format === 'sim') return;
   const why: string[] = [];
   if (config.groupSize !== PER_CHANNEL && !GROUP_SIZES.includes(config.groupSize)) {

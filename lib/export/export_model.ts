@@ -71,7 +71,7 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
   for (const q of parts.layers) {
     if (!q.compensation) continue;
     const reads = readsNow.get(q.layer.input) ?? q.layer.input;
-    if (format === 'w4a8') addFusedCompensation(model, q, reads);
+    if (format === 'w4a8') await addFusedCompensation(model, q, reads, parts.config);
     else addCompensationBranch(model, q, reads);
   }
 

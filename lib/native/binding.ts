@@ -170,6 +170,7 @@ export interface NativeBinding {
   quantSizes(k: number, n: number, cfg: NativeWeightConfig): NativeQuantSizes;
   quantizeWeight(w: Float32Array, k: number, n: number, cfg: NativeWeightConfig, groupClip: Float32Array | null, codes: Uint8Array,
     scales: Float32Array, zeroPoints: Uint8Array | null, dequantized: Float32Array | null): Promise<void>;
+  quantizeInt8Rows(src: Float32Array, rows: number, cols: number, q: Int8Array, scales: Float32Array): Promise<void>;
   fakeQuantActivations(x: Float32Array, m: number, k: number, format: 0 | 1 | 2, out: Float32Array, rowScales: Float32Array | null): Promise<void>;
   layerOutputError(x: Float32Array, rows: number, k: number, w: Float32Array, wq: Float32Array, n: number, act: 0 | 1 | 2,
     inputScale: Float32Array | null): Promise<number>;
@@ -239,7 +240,7 @@ export const NATIVE_EXPORTS: { readonly [K in keyof NativeBinding]-?: 'always' |
   tokenNll: 'always', tokenNllAsync: 'always', rowArgmax: 'always',
   transposeF32: 'always', ropeTablesF32: 'always',
   transposeNibbles: 'always', divideF32: 'always', reciprocalF32: 'always', matrixProductF32: 'always',
-  quantSizes: 'always', quantizeWeight: 'always', fakeQuantActivations: 'always', layerOutputError: 'always', awqSearch: 'always',
+  quantSizes: 'always', quantizeWeight: 'always', fakeQuantActivations: 'always', quantizeInt8Rows: 'always', layerOutputError: 'always', awqSearch: 'always',
   gptqQuantize: 'always', truncatedSvd: 'always', compensateError: 'always', gemmIsa: 'always',
   CalibStats: 'always',
   CpuPackedWeight: 'always', cpuIsas: 'always', cpuDefaultIsa: 'always', cpuIsaUnavailableReason: 'always', cpuIsaOverrideIgnored: 'always',

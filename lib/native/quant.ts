@@ -212,6 +212,18 @@ export async function fakeQuantActivations(x: Float32Array, m: number, k: number
   return { values, rowScales };
 }
 
+/** Int8 rows with one fp32 scale each (formats.h "Int8Rows", the per-token int8 quantizer per row): int8 low-rank factors. */
+export async function quantizeInt8Rows(src: Float32Array, rows: number, cols: number): Promise<{ q: Int8Array; scales: Float32Array }> {
+  expectInt('rows', rows, 1, MAX_DIM);
+  expectInt('cols', cols, 1, MAX_DIM);
+  checkFloat32('src', src, rows * cols, `rows=${rows} x cols=${cols}`);
+  const q = new Int8Array(rows * cols);
+  const scales = new Float32Array(rows);
+  const b = native();
+  await call('quantizeInt8Rows', () => b.quantizeInt8Rows(src, rows, cols, q, scales));
+  return { q, scales };
+}
+
 /**
  * Relative layer output error ||X W - Qa(X) W'||^2 / ||X W||^2 for X[rows][K] and W, W'[K][N],
  * with Qa the per-token activation fake quantization `act` (default 'none'). With inputScale s[K]

@@ -1,7 +1,7 @@
 // A summary of a model for `w4a8 inspect`: opsets, op counts, whether weights live in external
 // data, and each weight initializer with the layer that uses it.
 import type { NodeProto } from 'onnx-buf';
-import { dataTypeName, isFloatType } from './dtype';
+import { DataType, dataTypeName, isFloatType } from './dtype';
 import { isExternal } from './external_data';
 import { consumers, initializerMap, quantizableLayerOf } from './graph';
 import { hasExternalData, type OnnxModel } from './model';
@@ -152,7 +152,9 @@ function summarizeCorrections(model: OnnxModel): CorrectionSummary[] {
       const da = tensorDims(a);
       const db = tensorDims(b);
       const count = (d: number[]) => d.reduce((x, y) => x * y, 1);
-      out.push({ weight, kind, rank: kind === 'low-rank' ? (da[1] ?? 0) : (da[0] ?? 0), shapes: [da, db], params: count(da) + count(db) });
+      // int8 low-rank factors (formats.h Int8Rows) store U transposed, [r, K].
+      const rank = kind === 'low-rank' && a.dataType !== DataType.INT8 ? (da[1] ?? 0) : (da[0] ?? 0);
+      out.push({ weight, kind, rank, shapes: [da, db], params: count(da) + count(db) });
     }
   }
   return out;

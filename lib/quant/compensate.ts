@@ -90,11 +90,15 @@ export function kronShapeCandidates(k: number, n: number): KronShape[] {
   return out;
 }
 
-/** Bits per weight of the deployable form: 4-bit codes, one fp16 scale (and a 4-bit zero point when asymmetric) per group, fp16 factors. */
-export function bitsPerWeight(c: QuantConfig, k: number, n: number, extraParams: number): number {
+/**
+ * Bits per weight of the deployable form: 4-bit codes, one fp16 scale (and a 4-bit zero point when
+ * asymmetric) per group, fp16 factors, or int8 factors plus two fp32 row scales per rank (`rank`).
+ */
+export function bitsPerWeight(c: QuantConfig, k: number, n: number, extraParams: number, rank = 0): number {
   const groupsPerRow = c.groupSize === PER_CHANNEL ? 1 : Math.ceil(k / c.groupSize);
   const perGroup = 16 + (c.symmetric ? 0 : 4);
-  return 4 + (perGroup * groupsPerRow) / k + (16 * extraParams) / (k * n);
+  const factorBits = c.compensateFactors === 'int8' ? 8 * extraParams + 2 * 32 * rank : 16 * extraParams;
+  return 4 + (perGroup * groupsPerRow) / k + factorBits / (k * n);
 }
 
 export interface CompensateLayerInput {

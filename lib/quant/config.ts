@@ -11,6 +11,8 @@ export const ACT_FORMATS = ['int8', 'fp8', 'none'] as const;
 export const EXPORT_FORMATS = ['matmulnbits', 'qdq', 'sim', 'w4a8'] as const;
 /** Error compensation after the weight method (lib/quant/compensate.ts). */
 export const COMPENSATIONS = ['none', 'lorc', 'lorc-aware', 'kron-aware'] as const;
+/** How correction factors are stored: fp16, or int8 with one fp32 scale per row (low rank, --format w4a8). */
+export const COMPENSATE_FACTORS = ['fp16', 'int8'] as const;
 /** --group: a block size of the canonical layout (formats.ts), or 0 for one scale per output channel. */
 export const GROUP_SIZES: readonly number[] = [...BLOCK_SIZES, PER_CHANNEL];
 
@@ -22,6 +24,7 @@ export type Grouping = (typeof GROUPINGS)[number];
 export type ActFormat = (typeof ACT_FORMATS)[number];
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 export type Compensation = (typeof COMPENSATIONS)[number];
+export type CompensateFactors = (typeof COMPENSATE_FACTORS)[number];
 
 export interface QuantConfig {
   method: QuantMethod;
@@ -41,6 +44,8 @@ export interface QuantConfig {
   /** Extra parameters per layer as a fraction of K * N (fp16 factors); or a fixed rank / term count. */
   compensateBudget?: number;
   compensateRank?: number;
+  /** int8 low-rank factors with per-row scales (formats.h Int8Rows; fused --format w4a8 only); absent = fp16. */
+  compensateFactors?: 'int8';
 }
 
 export const DEFAULT_CONFIG: QuantConfig = {
@@ -100,9 +105,14 @@ export function resolveConfig(partial: Partial<QuantConfig> & { symmetric?: bool
   const comp = oneOf(COMPENSATIONS, partial.compensate ?? 'none', 'compensation (--compensate)');
   const budget = partial.compensateBudget;
   const rank = partial.compensateRank;
+  const factors = oneOf(COMPENSATE_FACTORS, partial.compensateFactors ?? 'fp16', 'factor storage (--compensate-factors)');
   if (comp === 'none') {
     if (budget !== undefined || rank !== undefined) throw new UsageError('--compensate-budget and --compensate-rank need --compensate lorc|lorc-aware|kron-aware');
+    if (factors !== 'fp16') throw new UsageError('--compensate-factors int8 needs --compensate lorc|lorc-aware');
     return out;
+  }
+  if (factors === 'int8' && comp === 'kron-aware') {
+    throw new UsageError('--compensate-factors int8 applies to the low-rank corrections (lorc, lorc-aware); kron-aware factors stay fp16');
   }
   if ((budget === undefined) === (rank === undefined)) {
     throw new UsageError(`--compensate ${comp} needs exactly one of --compensate-budget <fraction of each layer's parameters, e.g. 0.05> or --compensate-rank <r>`);
@@ -116,6 +126,7 @@ export function resolveConfig(partial: Partial<QuantConfig> & { symmetric?: bool
   out.compensate = comp;
   if (budget !== undefined) out.compensateBudget = budget;
   if (rank !== undefined) out.compensateRank = rank;
+  if (factors === 'int8') out.compensateFactors = 'int8';
   return out;
 }
 
@@ -124,7 +135,7 @@ export function configLabel(c: QuantConfig): string {
   const w = c.wformat === 'fp4' ? 'fp4' : `int4-${c.symmetric ? 'sym' : 'asym'}`;
   const g = c.groupSize === PER_CHANNEL ? 'per-channel' : `g${c.groupSize}`;
   const a = c.aformat === 'none' ? 'A16' : c.aformat === 'int8' ? 'A8 int8' : 'A8 fp8';
-  const comp = !c.compensate ? '' : `+${c.compensate} ${c.compensateBudget !== undefined ? `${+(c.compensateBudget * 100).toFixed(2)}%` : `r${c.compensateRank}`}`;
+  const comp = !c.compensate ? '' : `+${c.compensate} ${c.compensateBudget !== undefined ? `${+(c.compensateBudget * 100).toFixed(2)}%` : `r${c.compensateRank}`}${c.compensateFactors === 'int8' ? ' int8' : ''}`;
   const extras = [c.grouping !== 'oc' ? c.grouping : '', c.pow2Scales ? 'pow2' : '', c.actOrder ? 'act-order' : '', c.clipSearch ? 'clip-search' : '', comp].filter(Boolean);
   return [c.method, w, g, a, ...extras].join(' ');
 }

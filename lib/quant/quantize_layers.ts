@@ -162,7 +162,7 @@ async function addCompensation(ql: QuantizedLayer, report: LayerReport, lw: Laye
   const errorCompensated = measure && comp.compensated ? await errorOf(stats, lw, comp.compensated, c) : undefined;
   delete comp.compensated;
   ql.compensation = comp;
-  report.bitsPerWeight = bitsPerWeight(c, k, n, comp.extraParams);
+  report.bitsPerWeight = bitsPerWeight(c, k, n, comp.extraParams, comp.shapes ? 0 : comp.rank);
   report.compensation = {
     method: comp.method,
     rank: comp.rank,

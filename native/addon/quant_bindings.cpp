@@ -7,6 +7,7 @@
 
 #include "napi_util.h"
 #include "registry.h"
+#include "w4a8/cpu_adapters.h"
 #include "w4a8/cpu_kernels.h"
 #include "w4a8/linalg.h"
 #include "w4a8/quant.h"
@@ -131,6 +132,21 @@ Napi::Value FakeQuantFn(const Napi::CallbackInfo& info) {
   if (rs && sl != (size_t)m) ThrowRange(env, "fakeQuantActivations: rowScales must hold m values");
   return RunKeeping(env, "fakeQuantActivations", [=]() { return FakeQuantActivations(x, m, k, fmt, out, rs); },
                   {info[0], info[4], info[5]});
+}
+
+// quantizeInt8Rows(src, rows, cols, q, scales) -> Promise<void>: formats.h Int8Rows (int8 low-rank factors)
+Napi::Value QuantizeInt8RowsFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t sl, ql, cl;
+  const float* src = TypedArg<float>(info, 0, napi_float32_array, "src", &sl);
+  const int32_t rows = (int32_t)IntArg(info, 1, "rows", 1, 1 << 30);
+  const int32_t cols = (int32_t)IntArg(info, 2, "cols", 1, 1 << 30);
+  int8_t* q = TypedArg<int8_t>(info, 3, napi_int8_array, "q", &ql);
+  float* scales = TypedArg<float>(info, 4, napi_float32_array, "scales", &cl);
+  if (sl != (size_t)rows * cols || ql != sl) ThrowRange(env, "quantizeInt8Rows: src and q must hold rows * cols values");
+  if (cl != (size_t)rows) ThrowRange(env, "quantizeInt8Rows: scales must hold rows values");
+  return RunKeeping(env, "quantizeInt8Rows", [=]() { return cpu::QuantizeInt8Rows(src, rows, cols, q, scales); },
+                    {info[0], info[3], info[4]});
 }
 
 // layerOutputError(x, s, k, w, wq, n, act, inputScale|null) -> Promise<number>
@@ -322,6 +338,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("quantSizes", Napi::Function::New(env, QuantSizes));
   exports.Set("quantizeWeight", Napi::Function::New(env, QuantizeWeightFn));
   exports.Set("fakeQuantActivations", Napi::Function::New(env, FakeQuantFn));
+  exports.Set("quantizeInt8Rows", Napi::Function::New(env, QuantizeInt8RowsFn));
   exports.Set("layerOutputError", Napi::Function::New(env, LayerErrorFn));
   exports.Set("awqSearch", Napi::Function::New(env, AwqSearchFn));
   exports.Set("gptqQuantize", Napi::Function::New(env, GptqFn));

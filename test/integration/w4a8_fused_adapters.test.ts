@@ -1,7 +1,8 @@
 // Correction and adapter terms fused in com.w4a8.W4A8MatMul, on stories260K:
 // - quantize --format w4a8 --compensate lorc-aware|kron-aware puts the factors on the W4A8MatMul
 //   nodes (inputs 5..8, no side branch) and its perplexity equals the sim export of the same
-//   quantization and compensation within 0.05 %;
+//   quantization and compensation within 0.05 %; with --compensate-factors int8 the low-rank pair
+//   is int8 with row scales (inputs 5, 6, 9, 10), perplexity within 0.5 % of fp16 factors;
 // - several adapters on one session (lib/export/adapter_slots.ts): the factors exposed as
 //   overridable graph inputs, two random adapters fed run by run on one session give the logits of
 //   two separately attached models, and a run without feeds gives the default's.
@@ -83,6 +84,39 @@ describeIf('W4A8MatMul with fused correction / adapter terms on stories260K', ()
     },
     300_000,
   );
+
+  it('--compensate-factors int8: int8 low-rank factors with row scales on W4A8MatMul (inputs 5, 6, 9, 10), perplexity next to fp16 factors', () => {
+    const args = ['--compensate', 'lorc-aware', '--compensate-budget', '0.05'];
+    const fp16Path = path.join(dir, 'w4a8-lorc-aware.onnx');
+    const fp16 = fs.existsSync(fp16Path) ? fp16Path : quantize('w4a8', args, 'w4a8-lorc-aware');
+    const int8 = quantize('w4a8', [...args, '--compensate-factors', 'int8'], 'w4a8-lorc-aware-int8');
+    const proto = loadModel(int8).proto;
+    const inits = new Map(proto.graph!.initializer.map((t) => [t.name, t]));
+    const nodes = proto.graph!.node.filter((n) => n.domain === 'com.w4a8' && (n.input[5] ?? '') !== '');
+    expect(nodes.length).toBeGreaterThan(0);
+    for (const n of nodes) {
+      const [u, v, us, vs] = [5, 6, 9, 10].map((i) => inits.get(n.input[i])!);
+      expect([u.dataType, v.dataType, us.dataType, vs.dataType]).toEqual([3, 3, 1, 1]); // INT8, INT8, FLOAT, FLOAT
+      const k = Number(n.attribute.find((a) => a.name === 'K')!.i), nn = Number(n.attribute.find((a) => a.name === 'N')!.i);
+      const r = Number(u.dims[0]);
+      expect([u.dims.map(Number), v.dims.map(Number), us.dims.map(Number)]).toEqual([[r, k], [r, nn], [r]]);
+    }
+    const report = JSON.parse(fs.readFileSync(`${int8}.report.json`, 'utf8'));
+    const layer = report.layers.find((l: { compensation?: { rank: number } }) => (l.compensation?.rank ?? 0) > 0);
+    const fp16Layer = JSON.parse(fs.readFileSync(`${fp16}.report.json`, 'utf8')).layers.find((l: { name: string }) => l.name === layer.name);
+    // 8-bit factors (plus two fp32 scales per rank) count fewer bits per weight than fp16 ones.
+    expect(layer.bitsPerWeight).toBeLessThan(fp16Layer.bitsPerWeight);
+    const tokens = 20000;
+    const none = ppl(quantize('w4a8', [], 'w4a8-none'), tokens);
+    const p16 = ppl(fp16, tokens), p8 = ppl(int8, tokens);
+    console.log(`stories260K rtn int4-asym g32 int8 + lorc-aware 5 %, ${tokens} tokens, fused w4a8: no correction ${none.toFixed(4)}, fp16 factors ${p16.toFixed(4)}, ` +
+      `int8 factors ${p8.toFixed(4)} (${((p8 / p16 - 1) * 100).toFixed(3)} % vs fp16)`);
+    expect(Math.abs(p8 / p16 - 1)).toBeLessThan(5e-3);
+    // Other formats keep fp16 factors: refused as a usage error.
+    const r = w4a8(['quantize', fp32, '--format', 'sim', '--compensate', 'lorc', '--compensate-rank', '2', '--compensate-factors', 'int8', '-o', path.join(dir, 'bad.onnx'), '--quiet']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--compensate-factors int8 is read by W4A8MatMul only: use --format w4a8/);
+  }, 300_000);
 
   it('two adapters on one session give the logits of two separately attached models', async () => {
     const base = quantize('w4a8', [], 'w4a8-base');

@@ -13,7 +13,7 @@ import { resolveConfig, type ExportFormat, type QuantConfig } from '../../lib/qu
 import { planLayers } from '../../lib/quant/plan';
 import { quantizeLayers } from '../../lib/quant/quantize_layers';
 import { exportQuantized } from '../../lib/export/export_model';
-import { factorization, kronShapeCandidates, lowRankForBudget } from '../../lib/quant/compensate';
+import { bitsPerWeight, factorization, kronShapeCandidates, lowRankForBudget } from '../../lib/quant/compensate';
 import { randomFloats } from '../helpers/onnx_fixtures';
 
 const SEED = 1205;
@@ -167,5 +167,12 @@ describe(`error compensation (seed ${SEED})`, () => {
     expect(() => resolveConfig({ compensate: 'lorc' })).toThrow(/--compensate-budget/);
     expect(() => resolveConfig({ compensate: 'lorc', compensateBudget: 1.5 })).toThrow(/fraction/);
     expect(() => resolveConfig({ compensateBudget: 0.05 })).toThrow(/need --compensate/);
+    // int8 factors: low rank only, and counted as 8 bits plus two fp32 scales per rank.
+    expect(() => resolveConfig({ compensateFactors: 'int8' })).toThrow(/needs --compensate lorc\|lorc-aware/);
+    expect(() => resolveConfig({ compensate: 'kron-aware', compensateRank: 2, compensateFactors: 'int8' })).toThrow(/kron-aware factors stay fp16/);
+    const c8 = resolveConfig({ compensate: 'lorc', compensateRank: 2, compensateFactors: 'int8' });
+    const c16 = resolveConfig({ compensate: 'lorc', compensateRank: 2 });
+    expect(c8.compensateFactors).toBe('int8');
+    expect(bitsPerWeight(c16, 64, 128, 2 * 192) - bitsPerWeight(c8, 64, 128, 2 * 192, 2)).toBeCloseTo((8 * 2 * 192 - 64 * 2) / (64 * 128), 12);
   });
 });

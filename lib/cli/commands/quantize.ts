@@ -5,7 +5,7 @@ import { runCommand, CommonArgs } from '../run_command';
 import { applyThreads, threadsOption } from '../threads_option';
 import { integerOption, numberOption } from '../numeric_options';
 import { quantizeModel } from '../../pipeline/quantize';
-import { ACT_FORMATS, COMPENSATIONS, EXPORT_FORMATS, GROUP_SIZES, GROUPINGS, METHODS, WEIGHT_FORMATS, configLabel } from '../../quant/config';
+import { ACT_FORMATS, COMPENSATE_FACTORS, COMPENSATIONS, EXPORT_FORMATS, GROUP_SIZES, GROUPINGS, METHODS, WEIGHT_FORMATS, configLabel } from '../../quant/config';
 
 interface QuantizeArgs extends CommonArgs {
   input: string;
@@ -29,6 +29,7 @@ interface QuantizeArgs extends CommonArgs {
   compensate: (typeof COMPENSATIONS)[number];
   'compensate-budget'?: number;
   'compensate-rank'?: number;
+  'compensate-factors': (typeof COMPENSATE_FACTORS)[number];
   'calib-budget-mb': number;
   threads?: number;
 }
@@ -67,6 +68,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       .option('pow2-scales', { type: 'boolean', default: false, describe: 'Round scales up to powers of two' })
       .option('compensate', { type: 'string', choices: COMPENSATIONS, default: 'none' as const, describe: 'Error correction beside each quantized weight: rank-r SVD of W - Q(W) (lorc), its activation-aware optimum (lorc-aware), or an activation-aware Kronecker sum (kron-aware); fp16 factors, exported as standard MatMul/Add nodes' })
       .option('compensate-budget', { type: 'number', describe: 'Extra parameters per layer as a fraction of its K*N (0.05 = 5 %)' })
+      .option('compensate-factors', { type: 'string', choices: COMPENSATE_FACTORS, default: 'fp16' as const, describe: 'How low-rank factors are stored: fp16, or int8 with one scale per row (--format w4a8: half the bytes a decode step reads for them)' })
       .option('compensate-rank', { type: 'number', describe: 'Fixed rank (lorc, lorc-aware) or number of Kronecker terms (kron-aware), instead of a budget' })
       .option('calib-budget-mb', { type: 'number', default: 1024, describe: 'Memory for calibration statistics per pass; more layers -> more passes over the text' })
       .option('threads', threadsOption) as never,
@@ -96,6 +98,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
         compensate: args.compensate === 'none' ? undefined : args.compensate,
         compensateBudget: args['compensate-budget'],
         compensateRank: args['compensate-rank'],
+        compensateFactors: args['compensate-factors'] === 'fp16' ? undefined : args['compensate-factors'],
         captureBudgetBytes: budgetMb * 2 ** 20,
         progress: ctx.progress,
         cancel: ctx.cancel,
