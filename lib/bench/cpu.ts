@@ -19,15 +19,22 @@
 //   every matrix a variant will touch is run once at this M (ORT plans memory per input shape).
 //   Two variants keep the older method for comparison: w4a8-sync (synchronous call) and
 //   ort-nbits-bs128-acc4-alloc (ORT allocates the output).
+// - The fused terms of W4A8MatMul on the same int4 g128 matrices, each matrix with its own factors
+//   at a 5 % parameter budget (so they stream with the weights at M=1): w4a8+lorc5% (fp32 factors,
+//   rank 0.05 K N / (K + N)), w4a8+lorc5%-int8 (the same rank, int8 factors with row scales), and
+//   w4a8+kron5% (a Kronecker sum with PEFT's balanced factor shapes, B^T as the op holds it; up to
+//   M=128: it costs several times the GEMM). Their relErr adds the term's own float reference to y64.
 // - relErr = ||y - y64|| / ||y64|| over the first min(M, 4) tokens, y64 = x times the exactly
 //   dequantized weight in float64 (native), for matrix 0 of the variant's set.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type * as ort from 'onnxruntime-node';
 import {
-  cpuDefaultIsa, cpuIsas, fillRandom, gemmDequantizedF64, gemmW4A8, gemmW4A8Sync, numThreads, prepackWeight,
-  dequantizeKN, relativeErrorL2, setNumThreads, type CpuIsa, type CpuPackedWeight,
+  cpuDefaultIsa, cpuIsas, fillRandom, gemmDequantizedF64, gemmW4A8, gemmW4A8Kron, gemmW4A8LowRank, gemmW4A8Reference, gemmW4A8Sync,
+  numThreads, prepackWeight, dequantizeKN, relativeErrorL2, setNumThreads, type CpuIsa, type CpuPackedWeight, type KronFactors, type LowRankFactors,
 } from '../native/kernels';
+import { quantizeInt8Rows } from '../native/quant';
+import { transposeMatrix } from '../native/tensor_layout';
 import { type Progress, silentProgress } from '../util/progress';
 import { type CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { summarize, elapsedMs } from './stats';
@@ -116,6 +123,8 @@ interface Variant {
   bind(m: number, x: Float32Array): void;
   call(i: number): Promise<unknown> | unknown;
   output0(): Promise<Float32Array>;
+  /** The fused term on the first rows of x (reference twin minus the W4A8 reference), added to y64. */
+  delta0?(rows: number): Promise<Float32Array>;
 }
 
 interface ShapeState {
@@ -145,6 +154,73 @@ function oursVariant(name: string, handles: CpuPackedWeight[], isa: CpuIsa | und
       return gemmW4A8(handles[i % handles.length], x, m, { out, isa });
     },
     output0: () => gemmW4A8(handles[0], x, m, { isa }),
+  };
+}
+
+/** The fused-term budget of the bench variants: 5 % of K * N extra parameters. */
+export const FUSED_BUDGET = 0.05;
+
+/** PEFT's factorization(d, -1): the divisor pair (m <= n) of d closest to sqrt(d). */
+function balancedFactors(d: number): [number, number] {
+  let m = 1, n = d;
+  while (m < n) {
+    let next = m + 1;
+    while (d % next !== 0) next++;
+    if (next + d / next > m + n) break;
+    m = next;
+    n = d / next;
+  }
+  return [Math.min(m, n), Math.max(m, n)];
+}
+
+type Fused = { kind: 'lowrank'; factors: LowRankFactors[] } | { kind: 'kron'; factors: KronFactors[] };
+
+/** GemmW4A8 plus a fused term, each matrix of the rotation with its own factors. */
+function fusedVariant(name: string, handles: CpuPackedWeight[], fused: Fused, weightBytes: number, maxM: number): Variant {
+  let x: Float32Array = new Float32Array(0), m = 0, out: Float32Array = new Float32Array(0);
+  const n = handles[0].n, k = handles[0].k;
+  const run = (i: number, xx: Float32Array, mm: number, o: { out?: Float32Array; reference?: boolean }) => {
+    const h = handles[i % handles.length];
+    return fused.kind === 'lowrank'
+      ? gemmW4A8LowRank(h, fused.factors[i % handles.length], xx, mm, o)
+      : gemmW4A8Kron(h, fused.factors[i % handles.length], xx, mm, { bTransposed: true, ...o });
+  };
+  return {
+    name, weightBytes, matrices: handles.length, maxM, refKey: 'int4-g128',
+    bind(mm, xx) {
+      m = mm;
+      x = xx;
+      out = new Float32Array(m * n);
+    },
+    call: (i) => run(i, x, m, { out }),
+    output0: () => run(0, x, m, {}),
+    async delta0(rows) {
+      const xr = x.subarray(0, rows * k);
+      const withTerm = await run(0, xr, rows, { reference: true });
+      const base = await gemmW4A8Reference(handles[0], xr, rows);
+      return withTerm.map((v, i) => v - base[i]);
+    },
+  };
+}
+
+/** Random factors of the fused terms at FUSED_BUDGET for a k x n matrix (seeded). */
+async function fusedFactors(k: number, n: number, seed: number): Promise<{ fp32: LowRankFactors; int8: LowRankFactors; kron: KronFactors }> {
+  const rank = Math.max(1, Math.floor((FUSED_BUDGET * k * n) / (k + n)));
+  const scale = 0.02;
+  const u = new Float32Array(k * rank), v = new Float32Array(rank * n);
+  fillRandom(u, seed, -scale, scale);
+  fillRandom(v, seed + 1, -scale, scale);
+  const ut = await quantizeInt8Rows(await transposeMatrix(u, k, rank), rank, k);
+  const v8 = await quantizeInt8Rows(v, rank, n);
+  const [k1, k2] = balancedFactors(k), [n1, n2] = balancedFactors(n);
+  const terms = Math.max(1, Math.floor((FUSED_BUDGET * k * n) / (k1 * n1 + k2 * n2)));
+  const a = new Float32Array(terms * n1 * k1), b = new Float32Array(terms * k2 * n2);
+  fillRandom(a, seed + 2, -scale, scale);
+  fillRandom(b, seed + 3, -scale, scale);
+  return {
+    fp32: { rank, u, v },
+    int8: { rank, ut: ut.q, us: ut.scales, v: v8.q, vs: v8.scales },
+    kron: { terms, aRows: n1, aCols: k1, bRows: n2, bCols: k2, a, b },
   };
 }
 
@@ -218,11 +294,16 @@ async function buildShape(k: number, n: number, o: CpuBenchOptions, progress: Pr
   let seed = 1000 * k + n;
 
   const ours128: CpuPackedWeight[] = [], ort128: ort.InferenceSession[] = [], ortF32: ort.InferenceSession[] = [];
+  const lorc: LowRankFactors[] = [], lorc8: LowRankFactors[] = [], kron: KronFactors[] = [];
   for (let i = 0; i < c128; ++i) {
     cancel.throwIfCancelled();
     const w = randomCanonicalWeight(INT4_G128, n, k, (seed += 7));
     const h = await prepackWeight({ ...w, keepCanonical: i < cf32 });
     ours128.push(h);
+    const f = await fusedFactors(k, n, seed);
+    lorc.push(f.fp32);
+    lorc8.push(f.int8);
+    kron.push(f.kron);
     ort128.push(await createMatMulNBitsSession(w, 4, threads));
     if (i < cf32) ortF32.push(await createMatMulSession(await dequantizeKN(h), k, n, threads));
     if (i === 0) state.refs.set('int4-g128', h);
@@ -259,6 +340,11 @@ async function buildShape(k: number, n: number, o: CpuBenchOptions, progress: Pr
   state.variants.push(oursVariant('w4a8', ours128, undefined, b128, 'int4-g128', Infinity));
   state.variants.push(oursVariant('w4a8-sync', ours128, undefined, b128, 'int4-g128', Infinity, true));
   state.variants.push(oursVariant('w4a8-fp4', oursFp4, undefined, bfp4, 'fp4-g128', Infinity));
+  const pct = `${FUSED_BUDGET * 100}%`;
+  const lrBytes = 4 * lorc[0].rank * (k + n), kronBytes = 4 * (kron[0].a.length + kron[0].b.length);
+  state.variants.push(fusedVariant(`w4a8+lorc${pct}`, ours128, { kind: 'lowrank', factors: lorc }, b128 + lrBytes, Infinity));
+  state.variants.push(fusedVariant(`w4a8+lorc${pct}-int8`, ours128, { kind: 'lowrank', factors: lorc8 }, b128 + lrBytes / 4 + 8 * lorc[0].rank, Infinity));
+  state.variants.push(fusedVariant(`w4a8+kron${pct}`, ours128, { kind: 'kron', factors: kron }, b128 + kronBytes, 128));
   for (const isa of cpuIsas()) {
     state.variants.push(oursVariant(`w4a8-${isa}`, ours128, isa, b128, 'int4-g128', isa === 'scalar' ? o.scalarMaxM : Infinity));
   }
@@ -358,8 +444,13 @@ async function timeShape(state: ShapeState, k: number, n: number, m: number, o: 
   for (const v of active) {
     const y = await v.output0();
     const t = summarize(samples.get(v) as number[], o.rounds * (reps.get(v) as number));
+    let ref = truth.get(v.refKey) as Float64Array;
+    if (v.delta0) {
+      const d = await v.delta0(rows);
+      ref = ref.map((r, i) => r + d[i]);
+    }
     out.push({
-      variant: v.name, m, n, k, ...t, relErr: relativeErrorL2(y, truth.get(v.refKey) as Float64Array, rows * n),
+      variant: v.name, m, n, k, ...t, relErr: relativeErrorL2(y, ref, rows * n),
       weightBytes: v.weightBytes, matrices: v.matrices,
     });
   }

@@ -220,7 +220,10 @@ export interface NativeBinding {
     b: Float32Array, x: Float32Array, m: number, y: Float32Array, isa: string | null, sync?: boolean): Promise<void> | undefined;
   cpuGemmW4A8Kron(w: CpuPackedWeight, x: Float32Array, m: number, y: Float32Array, bias: Float32Array | null, act: 0 | 1,
     terms: number, aRows: number, aCols: number, bRows: number, bCols: number, a: Float32Array, b: Float32Array,
-    reference: boolean, sync?: boolean): Promise<void> | undefined;
+    reference: boolean, sync?: boolean, bTransposed?: boolean): Promise<void> | undefined;
+  cpuGemmW4A8LowRank(w: CpuPackedWeight, x: Float32Array, m: number, y: Float32Array, bias: Float32Array | null, act: 0 | 1, r: number,
+    u: Float32Array | Int8Array, us: Float32Array | null, v: Float32Array | Int8Array, vs: Float32Array | null, reference: boolean,
+    sync?: boolean): Promise<void> | undefined;
   cpuFillRandom(out: Float32Array | Uint8Array, seed: number, lo: number, hi: number, normal?: boolean): void;
   cpuRelativeErrorL2(y: Float32Array, ref: Float64Array, count: number): number;
 
@@ -246,7 +249,7 @@ export const NATIVE_EXPORTS: { readonly [K in keyof NativeBinding]-?: 'always' |
   CpuPackedWeight: 'always', cpuIsas: 'always', cpuDefaultIsa: 'always', cpuIsaUnavailableReason: 'always', cpuIsaOverrideIgnored: 'always',
   setNumThreads: 'always', getNumThreads: 'always', cpuPrepackWeight: 'always', cpuGemmW4A8: 'always', cpuGemmW4A8Reference: 'always',
   cpuGemmW4A16: 'always', cpuGemmW4A16Reference: 'always', cpuGemmDequantizedF64: 'always', cpuDequantizeKN: 'always',
-  cpuKroneckerAdd: 'always', cpuGemmW4A8Kron: 'always', cpuFillRandom: 'always', cpuRelativeErrorL2: 'always',
+  cpuKroneckerAdd: 'always', cpuGemmW4A8Kron: 'always', cpuGemmW4A8LowRank: 'always', cpuFillRandom: 'always', cpuRelativeErrorL2: 'always',
   ortOpen: 'always', ortCreateSession: 'always', ortRun: 'always', ortRelease: 'always',
   cudaLinear: 'cuda', cudaQuantizeActivations: 'cuda', cudaKroneckerAdd: 'cuda',
 };

@@ -250,18 +250,53 @@ export async function kroneckerAdd(kron: KronFactors, x: Float32Array, m: number
     native().cpuKroneckerAdd(kt.terms, kt.aRows, kt.aCols, kt.bRows, kt.bCols, kt.a, kt.b, xs, tokens, ys, isa, false) as Promise<void>);
 }
 
-/** y = W4A8(x) (+bias) + sum_i (A_i kron B_i) x; `reference` runs both scalar twins. */
+/**
+ * y = W4A8(x) (+bias) + sum_i (A_i kron B_i) x; `reference` runs both scalar twins. With
+ * `bTransposed`, kron.b holds each B_i transposed, [terms][bCols][bRows] (W4A8MatMul's kron_b).
+ */
 export async function gemmW4A8Kron(weight: CpuPackedWeight, kron: KronFactors, x: Float32Array, m: number,
-  options?: Omit<GemmOptions, 'isa'> & { reference?: boolean }): Promise<Float32Array> {
+  options?: Omit<GemmOptions, 'isa'> & { reference?: boolean; bTransposed?: boolean }): Promise<Float32Array> {
   const a = gemmArgs(weight, x, m, options);
   const kt = kronArgs(kron);
+  const bTransposed = expectBoolean('bTransposed', (options as { bTransposed?: unknown } | undefined)?.bTransposed, false);
   if (kt.aRows * kt.bRows !== a.w.n || kt.aCols * kt.bCols !== a.w.k) {
     throw new RangeError(`Expected kron to map k=${a.w.k} to n=${a.w.n} but aCols*bCols=${kt.aCols * kt.bCols} and aRows*bRows=${kt.aRows * kt.bRows}`);
   }
   expectDisjoint('out', a.y, { 'kron.a': kt.a, 'kron.b': kt.b });
   const reference = expectBoolean('reference', (options as { reference?: unknown } | undefined)?.reference, false);
   await callNative('gemmW4A8Kron', () => native().cpuGemmW4A8Kron(a.w, a.x, a.m, a.y, a.bias, a.act, kt.terms, kt.aRows, kt.aCols,
-    kt.bRows, kt.bCols, kt.a, kt.b, reference, false) as Promise<void>);
+    kt.bRows, kt.bCols, kt.a, kt.b, reference, false, bTransposed) as Promise<void>);
+  return a.y;
+}
+
+/**
+ * The low-rank term of W4A8MatMul: fp32 factors u [k][r], v [r][n], or int8 ones (formats.h
+ * Int8Rows) ut = U^T [r][k] and v [r][n] with one scale per row (quantizeInt8Rows).
+ */
+export type LowRankFactors =
+  | { rank: number; u: Float32Array; v: Float32Array }
+  | { rank: number; ut: Int8Array; us: Float32Array; v: Int8Array; vs: Float32Array };
+
+/** y = W4A8(x) (+bias) + (x U) V; `reference` runs both scalar twins. */
+export async function gemmW4A8LowRank(weight: CpuPackedWeight, lowRank: LowRankFactors, x: Float32Array, m: number,
+  options?: Omit<GemmOptions, 'isa'> & { reference?: boolean }): Promise<Float32Array> {
+  const a = gemmArgs(weight, x, m, options);
+  const o = expectObject('lowRank', lowRank, '{ rank, u, v } or { rank, ut, us, v, vs }');
+  const r = expectInt('lowRank.rank', o.rank, 1, MAX_DIM);
+  const k = a.w.k, n = a.w.n;
+  let u: Float32Array | Int8Array, v: Float32Array | Int8Array, us: Float32Array | null = null, vs: Float32Array | null = null;
+  if ('ut' in o) {
+    u = expectTypedArray('lowRank.ut', o.ut, 'Int8Array', r * k, `rank=${r} x k=${k}`);
+    v = expectTypedArray('lowRank.v', o.v, 'Int8Array', r * n, `rank=${r} x n=${n}`);
+    us = expectTypedArray('lowRank.us', o.us, 'Float32Array', r, `rank=${r}`);
+    vs = expectTypedArray('lowRank.vs', o.vs, 'Float32Array', r, `rank=${r}`);
+  } else {
+    u = expectTypedArray('lowRank.u', o.u, 'Float32Array', k * r, `k=${k} x rank=${r}`);
+    v = expectTypedArray('lowRank.v', o.v, 'Float32Array', r * n, `rank=${r} x n=${n}`);
+  }
+  expectDisjoint('out', a.y, { 'lowRank.u': u, 'lowRank.v': v, ...(us ? { 'lowRank.us': us } : {}), ...(vs ? { 'lowRank.vs': vs } : {}) });
+  const reference = expectBoolean('reference', (options as { reference?: unknown } | undefined)?.reference, false);
+  await callNative('gemmW4A8LowRank', () => native().cpuGemmW4A8LowRank(a.w, a.x, a.m, a.y, a.bias, a.act, r, u, us, v, vs, reference, false) as Promise<void>);
   return a.y;
 }
 

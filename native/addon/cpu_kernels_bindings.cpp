@@ -402,13 +402,18 @@ Napi::Value KroneckerAdd(const Napi::CallbackInfo& info) {
 }
 
 // cpuGemmW4A8Kron(weight, x, m, y, bias|null, act 0|1, terms, aRows, aCols, bRows, bCols, a, b,
-//                 reference: boolean, sync?)
+//                 reference: boolean, sync?, bTransposed?): with bTransposed, b holds B_i^T
+//                 [terms][bCols][bRows], as W4A8MatMul passes it (KronTerms::b_t)
 Napi::Value GemmW4A8Kron(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = PackedWeightWrap::From(info, 0);
   GemmIo io = GemmIoArgs(info, *h, "cpuGemmW4A8Kron");
   io.args.act = ActArg(info, 5);
-  const cpu::KronTerms kt = KronArgs(info, 6, "cpuGemmW4A8Kron");
+  cpu::KronTerms kt = KronArgs(info, 6, "cpuGemmW4A8Kron");
+  if (info.Length() > 15 && info[15].IsBoolean() && info[15].As<Napi::Boolean>().Value()) {
+    kt.b_t = kt.b;
+    kt.b = nullptr;
+  }
   if (cpu::KronN(kt) != h->canonical.n || cpu::KronK(kt) != h->canonical.k)
     ThrowRange(env, "cpuGemmW4A8Kron: aRows * bRows must equal n and aCols * bCols must equal k");
   RequireNoAlias(info, 3, {11, 12}, "cpuGemmW4A8Kron");
@@ -423,6 +428,47 @@ Napi::Value GemmW4A8Kron(const Napi::CallbackInfo& info) {
                                      : cpu::GemmW4A8Kron(*h->packed, kt, a);
                   },
                   {1, 3, 4, 11, 12}, Napi::Value());
+}
+
+// cpuGemmW4A8LowRank(weight, x, m, y, bias|null, act 0|1, r, u, us|null, v, vs|null, reference, sync?):
+// y = W4A8(x) (+bias) + (x U) V. fp32 factors: u [k][r], v [r][n] (LowRankAdd); int8 factors
+// (formats.h Int8Rows): u = U^T [r][k] and v [r][n] as Int8Array with row scales us, vs [r] (LowRankAddInt8).
+Napi::Value GemmW4A8LowRank(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = PackedWeightWrap::From(info, 0);
+  GemmIo io = GemmIoArgs(info, *h, "cpuGemmW4A8LowRank");
+  io.args.act = ActArg(info, 5);
+  const int32_t k = h->canonical.k, n = h->canonical.n;
+  const int32_t r = (int32_t)IntArg(info, 6, "r", 1, kMaxDim);
+  const bool int8 = info.Length() > 7 && info[7].IsTypedArray() && info[7].As<Napi::TypedArray>().TypedArrayType() == napi_int8_array;
+  cpu::LowRankTerm lr{k, r, n, nullptr, nullptr};
+  cpu::LowRankInt8Term l8{k, r, n, nullptr, nullptr, nullptr, nullptr};
+  size_t u_len = 0, v_len = 0, us_len = 0, vs_len = 0;
+  if (int8) {
+    l8.ut = TypedArg<int8_t>(info, 7, napi_int8_array, "u", &u_len);
+    l8.us = TypedArg<float>(info, 8, napi_float32_array, "us", &us_len);
+    l8.v = TypedArg<int8_t>(info, 9, napi_int8_array, "v", &v_len);
+    l8.vs = TypedArg<float>(info, 10, napi_float32_array, "vs", &vs_len);
+    if (us_len != (size_t)r || vs_len != (size_t)r) ThrowRange(env, "cpuGemmW4A8LowRank: us and vs must hold r values");
+  } else {
+    lr.u = TypedArg<float>(info, 7, napi_float32_array, "u", &u_len);
+    lr.v = TypedArg<float>(info, 9, napi_float32_array, "v", &v_len);
+  }
+  if (u_len != (size_t)k * r || v_len != (size_t)r * n) ThrowRange(env, "cpuGemmW4A8LowRank: u must hold k * r values and v r * n");
+  RequireNoAlias(info, 3, {7, 8, 9, 10}, "cpuGemmW4A8LowRank");
+  if (info.Length() <= 11 || !info[11].IsBoolean()) ThrowType(env, "reference must be a boolean");
+  const bool reference = info[11].As<Napi::Boolean>().Value();
+  if (reference && !h->canonical.codes)
+    ThrowRange(env, "cpuGemmW4A8LowRank reference needs the canonical weights: prepack with keepCanonical: true");
+  const cpu::GemmArgs a = io.args;
+  return Dispatch(info, SyncArg(info, 12), "cpuGemmW4A8LowRank",
+                  [h, lr, l8, int8, a, reference]() {
+                    const Status s = reference ? cpu::GemmW4A8Reference(h->canonical, a) : cpu::GemmW4A8(*h->packed, a);
+                    if (s != Status::kOk) return s;
+                    if (int8) return reference ? cpu::LowRankAddInt8Reference(l8, a.m, a.x, a.y) : cpu::LowRankAddInt8(l8, a.m, a.x, a.y, h->packed->isa());
+                    return reference ? cpu::LowRankAddReference(lr, a.m, a.x, a.y) : cpu::LowRankAdd(lr, a.m, a.x, a.y, h->packed->isa());
+                  },
+                  {1, 3, 4, 7, 8, 9, 10}, Napi::Value());
 }
 
 // cpuDequantizeKN(weight, out: Float32Array [k][n], sync?): the fp32 ONNX MatMul B of the weight.
@@ -543,6 +589,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuGemmDequantizedF64", Napi::Function::New(env, GemmDequantizedF64));
   exports.Set("cpuKroneckerAdd", Napi::Function::New(env, KroneckerAdd));
   exports.Set("cpuGemmW4A8Kron", Napi::Function::New(env, GemmW4A8Kron));
+  exports.Set("cpuGemmW4A8LowRank", Napi::Function::New(env, GemmW4A8LowRank));
   exports.Set("cpuDequantizeKN", Napi::Function::New(env, DequantizeKN));
   exports.Set("cpuFillRandom", Napi::Function::New(env, FillRandom));
   exports.Set("cpuRelativeErrorL2", Napi::Function::New(env, RelativeErrorL2));
