@@ -17,9 +17,10 @@ void MatMulAddAvx2(int32_t M, int32_t N, int32_t K, const float* A, int32_t lda,
                    float* C, int32_t ldc);
 
 // Int8 low-rank building blocks (lowrank_int8*.cpp), one per ISA in the dispatch table.
-// Dot: sum_k x[k] * q[k] in 16 fp32 lanes, lane l = fma over k = l, l + 16, ... in order (a tail
-// shorter than 16 fills the low lanes), then the lanes are summed as a fixed tree: l += l + 8,
-// l += l + 4, l += l + 2, l += l + 1. Every ISA follows it, so all give the same bits.
+// Dot: sum_k x[k] * q[k] in 64 fp32 lanes (four independent 16-wide FMA chains on AVX-512, so
+// the dot is not bound by FMA latency), lane l = fma over k = l, l + 64, ... in order (a tail
+// shorter than 64 fills the low lanes), then the lanes are summed as a fixed tree: l += l + 32,
+// l += l + 16, l += l + 8, l += l + 4, l += l + 2, l += l + 1. Every ISA follows it: same bits.
 using Int8DotFn = float (*)(const float* x, const int8_t* q, int32_t k);
 // Rows: y[t][j] = fma(w[t * ldw + c], q[c * ldq + j], y[t][j]) for c = 0..r-1 in order, for t < m
 // and j < cols.

@@ -26,9 +26,9 @@ constexpr int32_t kGemmRows = 8;
 }  // namespace
 
 float kron::Int8DotScalar(const float* x, const int8_t* q, int32_t k) {
-  float lane[16] = {};
-  for (int32_t i = 0; i < k; ++i) lane[i % 16] = std::fma(x[i], (float)q[i], lane[i % 16]);
-  for (int h = 8; h >= 1; h /= 2)
+  float lane[64] = {};
+  for (int32_t i = 0; i < k; ++i) lane[i % 64] = std::fma(x[i], (float)q[i], lane[i % 64]);
+  for (int h = 32; h >= 1; h /= 2)
     for (int l = 0; l < h; ++l) lane[l] += lane[l + h];
   return lane[0];
 }
@@ -36,11 +36,9 @@ float kron::Int8DotScalar(const float* x, const int8_t* q, int32_t k) {
 void kron::Int8RowsAddScalar(int32_t m, int32_t cols, int32_t r, const float* w, int32_t ldw, const int8_t* q,
                              int32_t ldq, float* y, int32_t ldy) {
   for (int32_t t = 0; t < m; ++t)
-    for (int32_t j = 0; j < cols; ++j) {
-      float acc = y[(size_t)t * ldy + j];
-      for (int32_t c = 0; c < r; ++c) acc = std::fma(w[(size_t)t * ldw + c], (float)q[(size_t)c * ldq + j], acc);
-      y[(size_t)t * ldy + j] = acc;
-    }
+    for (int32_t c = 0; c < r; ++c)
+      for (int32_t j = 0; j < cols; ++j)
+        y[(size_t)t * ldy + j] = std::fma(w[(size_t)t * ldw + c], (float)q[(size_t)c * ldq + j], y[(size_t)t * ldy + j]);
 }
 
 Status QuantizeInt8Rows(const float* src, int32_t rows, int32_t cols, int8_t* q, float* scales) {
@@ -85,9 +83,10 @@ Status LowRankAddInt8(const LowRankInt8Term& lr, int32_t m, const float* x, floa
       for (int32_t t = 0; t < m; ++t)
         w[(size_t)t * r + c] = lr.us[c] * d.int8_dot(x + (size_t)t * k, lr.ut + (size_t)c * k, k) * lr.vs[c];
   });
-  // y += w V: tasks over 64-column strips of V (each reads its strip of every row).
+  // y += w V: a task per thread over a wide strip of columns, reading each row's strip in order
+  // (long contiguous runs of V; y's strip stays in cache across the rows).
   const int64_t strips = (n + 63) / 64;
-  const int64_t y_tasks = threads == 1 ? 1 : std::max<int64_t>(1, std::min<int64_t>(strips, 4 * threads));
+  const int64_t y_tasks = std::max<int64_t>(1, std::min<int64_t>(strips, threads));
   ParallelFor(y_tasks, [&](int64_t task) {
     const int32_t j0 = (int32_t)std::min<int64_t>(n, strips * task / y_tasks * 64);
     const int32_t j1 = (int32_t)std::min<int64_t>(n, strips * (task + 1) / y_tasks * 64);
