@@ -2,7 +2,7 @@
 // com.w4a8.W4A8MatMul node are its optional inputs 5..8 (native/include/w4a8/ort_op.h). A serving
 // model keeps one adapter's factors as initializers (the default) and also declares them as graph
 // inputs: ONNX Runtime then treats them as overridable initializers, and a run that feeds them uses
-// the fed values instead. The op converts fed factors on every run (fp16 -> fp32, Kronecker factors
+// the fed values instead. The op converts fed factors on every run (fp16 -> fp32, Kronecker A
 // transposed), so switching adapters costs a feed, never a new session or a re-pack of the base.
 // docs/ARCHITECTURE.md ("Several adapters on one session") has the measured per-run cost.
 import type { NodeProto } from 'onnx-buf';
