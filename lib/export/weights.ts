@@ -33,11 +33,17 @@ function checkPlainGemm(node: NodeProto, name: string): void {
 /** sim: the dequantized weight, same type and layout as before. A weight shared with other nodes (tied embeddings) gets a new name. */
 export async function replaceWithDequantized(model: OnnxModel, q: QuantizedLayer): Promise<void> {
   const l = q.layer;
-  const values = l.transB ? await transposeMatrix(q.dequantized, l.k, l.n) : q.dequantized;
-  const dims = l.transB ? [l.n, l.k] : [l.k, l.n];
   const shared = readerCount(model, l.weightName) > 1;
   const name = shared ? uniqueName(model, `${l.weightName}_dequantized`) : l.weightName;
-  replaceInitializer(model, makeFloatTensorLike(name, l.dataType, dims, values));
+  if (q.dequantizedTensor) {
+    // Quantized in slices: the tensor already points into the output's side file.
+    q.dequantizedTensor.name = name;
+    replaceInitializer(model, q.dequantizedTensor);
+  } else {
+    const values = l.transB ? await transposeMatrix(q.dequantized, l.k, l.n) : q.dequantized;
+    const dims = l.transB ? [l.n, l.k] : [l.k, l.n];
+    replaceInitializer(model, makeFloatTensorLike(name, l.dataType, dims, values));
+  }
   if (shared) l.node.input[1] = name;
 }
 

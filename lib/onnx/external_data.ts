@@ -78,7 +78,7 @@ function openForRead(dir: string, file: string, tensor: string): number {
   return openContained(dir, file, `external data file (for tensor "${tensor}")`, 'the model').fd;
 }
 
-interface OpenRange {
+export interface OpenRange {
   file: string;
   fd: number;
   offset: number;
@@ -110,6 +110,11 @@ function openRange(dir: string, t: TensorProto, expected: number | undefined): O
     fs.closeSync(fd);
     throw err;
   }
+}
+
+/** openRange for readers of part of a tensor (onnx/weight_slices.ts): the caller closes `fd`. */
+export function openExternalRange(dir: string, t: TensorProto, expected: number | undefined): OpenRange {
+  return openRange(dir, t, expected);
 }
 
 function readFully(r: OpenRange, t: TensorProto, into: Buffer, at: number, count: number, from: number): void {

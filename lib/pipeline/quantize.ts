@@ -24,9 +24,10 @@ import { calibrate, type Calibration } from './calibrate';
 import { EXPORT_FORMATS, resolveConfig, usesGptq, type ExportFormat, type QuantConfig } from '../quant/config';
 import { planLayers, type InputGroup, type LayerPlan } from '../quant/plan';
 import { quantizeLayers, readLayerWeight } from '../quant/quantize_layers';
+import { checkStreamedFinite, checkStreamedLayers, isStreamedLayer, type StreamedOptions } from '../quant/streamed_layer';
 import type { LayerReport, QuantizedLayer, QuantizedModelParts } from '../quant/types';
 
-export interface QuantizeModelOptions extends Partial<QuantConfig> {
+export interface QuantizeModelOptions extends Partial<QuantConfig>, StreamedOptions {
   input: string;
   output: string;
   format?: ExportFormat;
@@ -78,6 +79,9 @@ export function checkQuantizeArgs(opts: QuantizeModelOptions): { config: QuantCo
   if (typeof opts.input !== 'string' || opts.input === '') throw new UsageError('give the input model (<in.onnx>)');
   if (typeof opts.output !== 'string' || opts.output === '') throw new UsageError('give the output model with -o <out.onnx>');
   if (sameFile(opts.input, opts.output)) throw new UsageError(`the output ${opts.output} is the input model; inputs are never overwritten: choose another -o`);
+  for (const [name, v] of [['streamedWeightBytes', opts.streamedWeightBytes], ['sliceBytes', opts.sliceBytes]] as const) {
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new RangeError(`Expected ${name} to be a positive integer (bytes) but received ${v}`);
+  }
   const format = opts.format ?? 'matmulnbits';
   if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${EXPORT_FORMATS.join(', ')}; got ${JSON.stringify(format)}`);
   const config = resolveConfig(opts);
@@ -154,8 +158,15 @@ async function quantizeInto(
   const externalInput = hasExternalData(model);
   const plan = planLayers(model, opts.exclude ?? [], opts.keepLogits ?? true);
   checkPlan(plan, opts.input);
-  // Refuse NaN/Inf weights before the (slow) calibration; one weight in memory at a time.
-  for (const l of plan.layers) await readLayerWeight(model, l);
+  const streamed: StreamedOptions = { streamedWeightBytes: opts.streamedWeightBytes, sliceBytes: opts.sliceBytes };
+  checkStreamedLayers(plan, config, format, externalInput, streamed);
+  // Refuse NaN/Inf weights before the (slow) calibration; one weight in memory at a time. A
+  // weight too large for one buffer is read in slices: without calibration, its quantization
+  // (which refuses NaN/Inf slice by slice, before anything is committed) is the only pass.
+  for (const l of plan.layers) {
+    if (!isStreamedLayer(l, streamed.streamedWeightBytes)) await readLayerWeight(model, l);
+    else if (calibText !== undefined) await checkStreamedFinite(model, l, { ...streamed, cancel });
+  }
   const tokenizerFile = typeof opts.tokenizer === 'string' ? opts.tokenizer : findTokenizerBeside(opts.input);
 
   // With external data in, the output is streamed: each layer's quantized tensors go to the
@@ -209,7 +220,7 @@ async function quantizeInto(
         calibTokens = calibration.tokens;
         stats = calibration.stats;
       }
-      const done = await quantizeLayers(model, sub, config, stats, { progress, cancel, exportFormat: format, onGroupDone: writer ? streamOut : undefined });
+      const done = await quantizeLayers(model, sub, config, stats, { progress, cancel, exportFormat: format, onGroupDone: writer ? streamOut : undefined, sideWriter: writer, ...streamed });
       parts.layers.push(...done.layers);
       parts.scalings.push(...done.scalings);
       parts.reports.push(...done.reports);

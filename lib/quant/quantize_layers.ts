@@ -17,6 +17,8 @@ import { foldTarget, type InputGroup, type LayerPlan, type PlannedLayer } from '
 import type { InputScaling, LayerReport, QuantizedLayer, QuantizedModelParts } from './types';
 import { reciprocal } from '../native/tensor_layout';
 import { bitsPerWeight, compensateLayer } from './compensate';
+import { isStreamedLayer, quantizeInSlices, type StreamedOptions } from './streamed_layer';
+import type { SideFileWriter } from '../onnx/side_writer';
 
 export interface LayerWeights {
   layer: PlannedLayer;
@@ -138,7 +140,7 @@ export const CLIP_SEARCH_GRID = 41;
 export const CLIP_SEARCH_MIN = 0.6;
 
 /** GPTQ's options for a config (damp 0.01, lazy blocks of 128, as the reference implementation). */
-function gptqOptions(c: QuantConfig, grouping: 'oc' | 'ic'): nq.WeightQuantOptions & nq.GptqOptions {
+export function gptqOptions(c: QuantConfig, grouping: 'oc' | 'ic'): nq.WeightQuantOptions & nq.GptqOptions {
   return {
     ...weightOptions(c, grouping),
     damp: 0.01,
@@ -193,7 +195,7 @@ function perLayerChoice(oc: GroupOutcome, ic: GroupOutcome): GroupOutcome {
   return out;
 }
 
-export interface QuantizeLayersOptions {
+export interface QuantizeLayersOptions extends StreamedOptions {
   progress?: Progress;
   cancel?: CancelToken;
   /** Weights already read (the sweep reuses them across configurations). */
@@ -202,6 +204,29 @@ export interface QuantizeLayersOptions {
   exportFormat?: ExportFormat;
   /** Called with each input group's layers as soon as they are quantized (a streamed write exports and drops them). */
   onGroupDone?: (layers: QuantizedLayer[]) => Promise<void>;
+  /** The output's side file, written as layers are done: the sim export of a streamed layer puts its dequantized slices there. */
+  sideWriter?: SideFileWriter;
+}
+
+/**
+ * A layer too large for one buffer (streamed_layer.ts), quantized slice by slice with RTN or
+ * GPTQ (the pipeline refused other configurations before any work). No output error is
+ * measured: that needs the whole float weight.
+ */
+async function quantizeStreamed(model: OnnxModel, layer: PlannedLayer, c: QuantConfig, stats: CalibStats | undefined, opts: QuantizeLayersOptions): Promise<{ q: QuantizedLayer; report: LayerReport }> {
+  const config = weightOptions(c, 'oc');
+  const hessian = c.method === 'gptq' ? requireHessian(stats) : undefined;
+  const r = await quantizeInSlices(model, layer, {
+    ...opts,
+    sizes: nq.quantizedSizes(layer.k, layer.n, config),
+    quantizeSlice: (w, cols) => (hessian
+      ? nq.gptqQuantize(w, layer.k, cols, hessian, { ...gptqOptions(c, 'oc'), name: layer.weightName })
+      : rtn(w, layer.k, cols, c, 'oc', layer.weightName)),
+    dequantizedTo: opts.exportFormat === 'sim' ? opts.sideWriter : undefined,
+  });
+  const q: QuantizedLayer = { layer, grouping: 'oc', groupSize: r.groupSize, codes: r.codes, scales: r.scales, zeroPoints: r.zeroPoints, dequantized: r.dequantized, ...(r.dequantizedTensor ? { dequantizedTensor: r.dequantizedTensor } : {}) };
+  const report: LayerReport = { name: layer.name, weight: layer.weightName, k: layer.k, n: layer.n, method: c.method, format: c.wformat, grouping: 'oc', groupSize: r.groupSize, slices: r.slices, bitsPerWeight: bitsPerWeight(c, layer.k, layer.n, 0) };
+  return { q, report };
 }
 
 export async function quantizeLayers(model: OnnxModel, plan: LayerPlan, c: QuantConfig, stats: Map<string, CalibStats>, opts: QuantizeLayersOptions = {}): Promise<QuantizedModelParts> {
@@ -212,22 +237,33 @@ export async function quantizeLayers(model: OnnxModel, plan: LayerPlan, c: Quant
   let done = 0;
   for (const group of plan.groups) {
     cancel.throwIfCancelled();
-    const weights: LayerWeights[] = [];
+    const streamed = new Map<PlannedLayer, { q: QuantizedLayer; report: LayerReport }>();
     for (const layer of group.layers) {
+      if (isStreamedLayer(layer, opts.streamedWeightBytes)) streamed.set(layer, await quantizeStreamed(model, layer, c, stats.get(group.input), opts));
+    }
+    const rest: InputGroup = { ...group, layers: group.layers.filter((l) => !streamed.has(l)) };
+    const weights: LayerWeights[] = [];
+    for (const layer of rest.layers) {
       const cached = opts.weights?.get(layer.weightName);
       const w = cached ?? (await readLayerWeight(model, layer));
       if (!cached) opts.weights?.set(layer.weightName, w);
       weights.push({ layer, w });
     }
     const st = stats.get(group.input);
-    let outcome: GroupOutcome;
-    if (c.grouping === 'auto') {
+    let outcome: GroupOutcome = { layers: [], reports: [], error: 0 };
+    if (rest.layers.length === 0) {
+      // every layer of the group was streamed
+    } else if (c.grouping === 'auto') {
       if (!st || st.sampleRows === 0) throw new W4A8Error('--grouping auto compares calibration output errors; give --calib <text>');
-      const oc = await quantizeGroupWith(model, group, weights, c, 'oc', st);
-      const ic = await quantizeGroupWith(model, group, weights, c, 'ic', st);
+      const oc = await quantizeGroupWith(model, rest, weights, c, 'oc', st);
+      const ic = await quantizeGroupWith(model, rest, weights, c, 'ic', st);
       outcome = c.method === 'awq' || c.method === 'awq+gptq' ? (ic.error < oc.error ? ic : oc) : perLayerChoice(oc, ic);
     } else {
-      outcome = await quantizeGroupWith(model, group, weights, c, c.grouping, st, opts.exportFormat ?? 'matmulnbits');
+      outcome = await quantizeGroupWith(model, rest, weights, c, c.grouping, st, opts.exportFormat ?? 'matmulnbits');
+    }
+    for (const { q, report } of streamed.values()) {
+      outcome.layers.push(q);
+      outcome.reports.push(report);
     }
     weights.length = 0; // the float weights of this group are no longer needed
     if (opts.onGroupDone) await opts.onGroupDone(outcome.layers);

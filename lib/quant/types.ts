@@ -15,8 +15,10 @@ export interface QuantizedLayer {
   codes: Uint8Array;
   scales: Float32Array;
   zeroPoints?: Uint8Array;
-  /** Dequantized weight, fp32 [K, N] (what the sim export stores and every error is measured on). */
+  /** Dequantized weight, fp32 [K, N] (what the sim export stores and every error is measured on); empty for a layer quantized in slices. */
   dequantized: Float32Array;
+  /** A layer quantized in slices, sim export: its dequantized weight, already written to the output's side file. */
+  dequantizedTensor?: TensorProto;
   /** The correction C beside the weight (exported as standard MatMul/Add nodes reading the layer's input). */
   compensation?: LayerCompensation;
   /** Set once the weight is in the model (a streamed quantization exports each layer as it is done and drops its arrays). */
@@ -44,6 +46,8 @@ export interface LayerReport {
   format: string;
   grouping: 'oc' | 'ic';
   groupSize: number;
+  /** Set when the weight was too large for one buffer: the number of slices of output channels it was quantized in (no output error is measured then). */
+  slices?: number;
   alpha?: number;
   /** AWQ: the alpha is of the weight-aware (duo) scale family. */
   awqDuoScaling?: boolean;
