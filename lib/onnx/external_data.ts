@@ -8,6 +8,7 @@ import type { ModelProto } from 'onnx-buf';
 import { W4A8Error } from '../util/errors';
 import { openContained } from '../util/containment';
 import { readExactly, writeExactly } from '../util/regular_file';
+import { byteSizeOf } from './dtype';
 import { forEachTensor } from './walk';
 
 export interface ExternalRef {
@@ -66,6 +67,32 @@ function checkLocation(location: string, tensor: string, label: string): void {
 export function validateExternalRefs(proto: ModelProto, label: string): void {
   forEachTensor(proto, (t) => {
     if (isExternal(t)) externalRef(t, label);
+  });
+}
+
+/**
+ * Every external tensor's bytes lie inside its side file, as ONNX Runtime will need them: each
+ * side file is opened once (a regular file inside the model's folder) and its size compared with
+ * the tensors' ranges (the length entry, or the size dims and type give). Nothing is read.
+ */
+export function checkExternalRanges(proto: ModelProto, dir: string, label: string): void {
+  const sizes = new Map<string, number>();
+  forEachTensor(proto, (t) => {
+    if (!isExternal(t)) return;
+    const ref = externalRef(t, label);
+    const file = externalPath(dir, ref.location);
+    let size = sizes.get(file);
+    if (size === undefined) {
+      const f = openContained(dir, file, `external data file (for tensor "${t.name}")`, 'the model');
+      fs.closeSync(f.fd);
+      size = f.size;
+      sizes.set(file, size);
+    }
+    const count = t.dims.reduce((a, d) => a * Number(d), 1);
+    const length = ref.length ?? byteSizeOf(t.dataType, count) ?? size - ref.offset;
+    if (ref.offset + length > size) {
+      throw new W4A8Error(`${label} is not a loadable ONNX model: tensor "${t.name}" needs bytes ${ref.offset}..${ref.offset + length} of ${file}, which has only ${size} bytes (truncated file?)`);
+    }
   });
 }
 

@@ -19,6 +19,7 @@ import {
   isExternal,
   readExternalBytes,
   validateExternalRefs,
+  checkExternalRanges,
   writeAll,
 } from './external_data';
 import { DataType } from './dtype';
@@ -107,6 +108,7 @@ export function loadModel(file: string): OnnxModel {
     fs.closeSync(f.fd);
   }
   const model = { proto: parseModel(bytes, file), path: abs, dir: path.dirname(abs) };
+  checkExternalRanges(model.proto, model.dir, file);
   signalPoint('model-loaded');
   return model;
 }

@@ -1,6 +1,8 @@
 // `w4a8 inspect`: the --json shape on the shared GPT-2 model and on an external-data model,
 // the human table, and the one-line error for a missing file.
 import { spawnSync } from 'node:child_process';
+import { toBinary } from '@bufbuild/protobuf';
+import { ModelProtoSchema } from 'onnx-buf';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { inspectCommand } from '../../lib/cli/commands/inspect';
@@ -77,6 +79,39 @@ describe('w4a8 inspect', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('/nonexistent/x.onnx does not exist');
+  });
+
+  it('a model ONNX Runtime would refuse: inspect names the first fault on one line and exits 1', async () => {
+    const dir = tempDir('inspect-broken');
+    try {
+      const { model } = tinyMlp(DataType.FLOAT, 32, 16, 8, 41);
+      const file = path.join(dir, 'model.onnx');
+      saveModel(model, file, { externalData: 'always', inlineThresholdBytes: 0 });
+      const side = path.join(dir, 'model.onnx_data');
+      const size = fs.statSync(side).size;
+      expect((await runInspect(file, true)).exitCode).toBeUndefined();
+      // A side file shorter than the ranges the tensors name (ORT: "external data ... out of bounds").
+      fs.truncateSync(side, size - 4);
+      const short = await runInspect(file, true);
+      expect(short.exitCode).toBe(1);
+      expect(short.stdout).toBe('');
+      expect(short.stderr.trim().split('\n')).toHaveLength(1);
+      expect(short.stderr).toMatch(new RegExp(`is not a loadable ONNX model: tensor "\\w+" needs bytes \\d+\\.\\.${size} of ${side.replace(/[/.]/g, '\\$&')}, which has only ${size - 4} bytes`));
+      fs.rmSync(side);
+      const missing = await runInspect(file, true);
+      expect(missing.exitCode).toBe(1);
+      expect(missing.stderr).toContain(`${side} does not exist`);
+      // An initializer whose dims disagree with its data.
+      const inline = tinyMlp(DataType.FLOAT, 32, 16, 8, 42).model;
+      inline.proto.graph!.initializer.find((t) => t.name === 'w1')!.dims = [32n, 15n];
+      const bad = path.join(dir, 'dims.onnx');
+      fs.writeFileSync(bad, toBinary(ModelProtoSchema, inline.proto));
+      const dims = await runInspect(bad, false);
+      expect(dims.exitCode).toBe(1);
+      expect(dims.stderr).toMatch(/is not a loadable ONNX model: initializer "w1" \(FLOAT \[32, 15\]\) needs 1920 bytes of raw_data; it holds 2048/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the built CLI prints the same JSON (node bin/w4a8.js)', async () => {
