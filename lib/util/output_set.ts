@@ -76,10 +76,34 @@ function lockPath(primary: string): string {
   return path.join(path.dirname(primary), `.${path.basename(primary)}${LOCK_SUFFIX}`);
 }
 
-function takeLock(primary: string): string {
-  const lock = lockPath(primary);
-  for (let attempt = 0; attempt < 3; attempt++) {
-    step('lock');
+/** The pid a lock file names; undefined when it is empty, unreadable or not a pid; null when it is gone. */
+function lockHolder(lock: string): number | undefined | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(lock, 'utf8').trim();
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? null : undefined;
+  }
+  return /^\d+$/.test(text) ? Number(text) : undefined;
+}
+
+/**
+ * Creates the lock holding our pid, complete from its first instant: the pid is written to a
+ * file of our own, which is then hard-linked to the lock's name (atomic; fails if it exists).
+ * A lock created empty and written afterwards would read as pid 0 (dead) to a second run in
+ * between, which would then take it over: two writers on one output.
+ */
+function createLock(lock: string): boolean {
+  const mine = `${lock}.${process.pid}`;
+  fs.writeFileSync(mine, `${process.pid}\n`);
+  try {
+    fs.linkSync(mine, lock);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EOPNOTSUPP') throw err;
+    // A file system without hard links: create, then write (a reader in between sees no pid and waits).
     try {
       const fd = fs.openSync(lock, 'wx');
       try {
@@ -87,25 +111,52 @@ function takeLock(primary: string): string {
       } finally {
         fs.closeSync(fd);
       }
-      return lock;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new W4A8Error(`cannot create the lock file ${lock}: ${(err as Error).message}`);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw e;
     }
-    let holder = NaN;
+  } finally {
+    fs.rmSync(mine, { force: true });
+  }
+}
+
+function takeLock(primary: string): string {
+  const lock = lockPath(primary);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    step('lock');
     try {
-      holder = Number(fs.readFileSync(lock, 'utf8').trim());
-    } catch {
-      continue; // removed meanwhile: try again
+      if (createLock(lock)) return lock;
+    } catch (err) {
+      throw new W4A8Error(`cannot create the lock file ${lock}: ${(err as Error).message}`);
     }
-    if (pidAlive(holder)) {
+    const holder = lockHolder(lock);
+    if (holder === null) continue; // removed meanwhile: try again
+    if (holder !== undefined && pidAlive(holder)) {
       throw new W4A8Error(`another w4a8 run (pid ${holder}) is writing ${primary}; wait for it to finish or choose another -o (lock: ${lock})`);
     }
     // A lock of a dead process (or an unreadable one left by a crash between create and write).
     const st = lstatOrUndefined(lock);
-    if (Number.isNaN(holder) && st && Date.now() - st.mtimeMs < 5000) {
+    if (holder === undefined && st && Date.now() - st.mtimeMs < 5000) {
       throw new W4A8Error(`another w4a8 run is starting to write ${primary}; wait for it or choose another -o (lock: ${lock})`);
     }
-    fs.rmSync(lock, { force: true });
+    // Take the stale lock away by renaming it to a name of our own: of several runs doing this
+    // at once one wins, and none removes a lock another has just created in its place.
+    const claimed = `${lock}.stale-${process.pid}`;
+    try {
+      fs.renameSync(lock, claimed);
+    } catch {
+      continue; // another run took it over first
+    }
+    if (lockHolder(claimed) !== holder) {
+      // Not the stale lock any more: a live run's fresh one. Put it back.
+      try {
+        fs.linkSync(claimed, lock);
+      } catch {
+        // a third run holds the name now; the run whose lock this was still owns the output set's staging
+      }
+    }
+    fs.rmSync(claimed, { force: true });
   }
   throw new W4A8Error(`cannot take the lock ${lockPath(primary)} for ${primary}; remove it if no w4a8 run is writing there`);
 }
@@ -294,8 +345,9 @@ export class OutputSet {
     }
   }
 
+  /** Removes the lock if it is still ours (never another run's). */
   private releaseLock(): void {
-    if (this.lock) fs.rmSync(this.lock, { force: true });
+    if (this.lock && lockHolder(this.lock) === process.pid) fs.rmSync(this.lock, { force: true });
     this.lock = undefined;
   }
 }

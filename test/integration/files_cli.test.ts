@@ -128,6 +128,40 @@ describe('files (CLI)', () => {
     }
   });
 
+  it('processes racing for one output (a stale lock to take over in every other round): never two holders at once', async () => {
+    // The lock used to be created empty and written afterwards: a racer reading it in between saw
+    // pid 0 (dead) and took it over, and two racers taking over one stale lock could remove each
+    // other's fresh lock. The same race, run by hand for 15 rounds, had two holders in 2 of them before the fix.
+    const holderScript = [
+      `const { OutputSet } = require(${JSON.stringify(path.join(ROOT, 'dist', 'util', 'output_set.js'))});`,
+      'const start = Number(process.argv[2]); while (Date.now() < start) {}',
+      'try { const s = new OutputSet(process.argv[1]); const t0 = Date.now(); while (Date.now() < t0 + 250) {} console.log(`got ${t0} ${Date.now()}`); s.abort(); }',
+      'catch (e) { console.log(`refused ${e.message.split("\\n")[0]}`); }',
+    ].join('\n');
+    for (let round = 0; round < 8; round++) {
+      const d = path.join(dir, `race-${round}`);
+      fs.mkdirSync(d);
+      const out = path.join(d, 'm.onnx');
+      if (round % 2 === 1) fs.writeFileSync(path.join(d, '.m.onnx.w4a8-lock'), '999999999\n'); // no such pid
+      const start = Date.now() + 600;
+      const runs = await Promise.all([0, 1, 2, 3].map(() => new Promise<string>((resolve) => {
+        const child = spawn(process.execPath, ['-e', holderScript, out, String(start)], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let stdout = '';
+        child.stdout!.on('data', (b) => (stdout += String(b)));
+        child.on('exit', () => resolve(stdout.trim()));
+      })));
+      const held = runs.filter((r) => r.startsWith('got ')).map((r) => r.split(' ').slice(1).map(Number));
+      const refused = runs.filter((r) => r.startsWith('refused '));
+      expect({ round, runs: held.length + refused.length }).toEqual({ round, runs: 4 });
+      expect(refused.every((r) => /another w4a8 run( \(pid \d+\))? is (writing|starting to write)/.test(r))).toBe(true);
+      // Holds may follow one another (a racer that came late), but never overlap.
+      held.sort((a, b) => a[0] - b[0]);
+      for (let i = 1; i < held.length; i++) expect({ round, overlap: held[i][0] < held[i - 1][1] }).toEqual({ round, overlap: false });
+      expect(held.length).toBeGreaterThanOrEqual(1);
+      expect(fs.readdirSync(d)).toEqual([]);
+    }
+  }, 120_000);
+
   async function runAndSignal(out: string, signals: NodeJS.Signals[], delayMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
     const child: ChildProcess = spawn(process.execPath, [BIN, ...quantizeArgs(out)], { env: ENV, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';

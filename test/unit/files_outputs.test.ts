@@ -289,6 +289,27 @@ describe('all-or-nothing output sets', () => {
     fs.rmSync(dir, { recursive: true });
   });
 
+  it('a lock with no pid yet (another run between creating and writing it) is not taken over; a lock that is not ours is never removed', () => {
+    const dir = tempDir('lock-race');
+    const lock = path.join(dir, '.m.onnx.w4a8-lock');
+    // What a second run saw under the old create-then-write lock: an empty file, which read as
+    // pid 0 (dead), so it removed the lock and both runs wrote the same output.
+    fs.writeFileSync(lock, '');
+    expect(() => new OutputSet(path.join(dir, 'm.onnx'))).toThrow(`another w4a8 run is starting to write ${path.join(dir, 'm.onnx')}`);
+    expect(fs.readdirSync(dir)).toEqual(['.m.onnx.w4a8-lock']);
+    fs.rmSync(lock);
+    // Our lock is created complete (hard link of a file already holding the pid).
+    const set = new OutputSet(path.join(dir, 'm.onnx'));
+    expect(fs.readFileSync(lock, 'utf8')).toBe(`${process.pid}\n`);
+    expect(fs.readdirSync(dir).sort()).toEqual(['.m.onnx.w4a8-lock', path.basename(set.stagingDir)].sort());
+    // Someone else's lock in its place (e.g. taken over after ours was removed by hand): left alone.
+    const other = deadPid();
+    fs.writeFileSync(lock, `${other}\n`);
+    set.abort();
+    expect(fs.readFileSync(lock, 'utf8')).toBe(`${other}\n`);
+    fs.rmSync(dir, { recursive: true });
+  });
+
   it('removes staging folders of dead processes; keeps those of live ones', () => {
     const dir = tempDir('stale');
     const dead = path.join(dir, `.m.onnx.w4a8-staging-${deadPid()}-x`);
