@@ -54,7 +54,7 @@ export { tokenNll, argmaxRow } from './native/eval_ops';
 export { quantizeWeight, fakeQuantActivations, layerOutputError, awqSearch, gptqQuantize } from './native/quant';
 export { createCalibStats } from './native/calib_stats';
 export {
-  cpuIsas, cpuDefaultIsa, cpuIsaUnavailableReason, setNumThreads, numThreads, prepackWeight, prepackWeightSync, gemmW4A8, gemmW4A8Sync,
+  cpuIsas, cpuDefaultIsa, cpuIsaUnavailableReason, setNumThreads, numThreads, prepackWeight, prepackWeightSync, gemmW4A8, gemmW4A8Sync, gemmRunsInline, INLINE_MAX_MACS,
   gemmW4A16, gemmW4A16Sync, gemmW4A8Reference, gemmW4A16Reference, gemmDequantizedF64, dequantizeKN, kroneckerAdd, gemmW4A8Kron,
   type CpuIsa, type CpuPackedWeight, type CpuWeightFormat, type PrepackOptions, type GemmOptions, type KronFactors, type ActQuantName,
 } from './native/kernels';

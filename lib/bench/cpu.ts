@@ -17,7 +17,9 @@
 //   write into output buffers allocated once per M (ORT: a preallocated Tensor in `fetches`). The
 //   empty-call cost of each side (a 128 x 16 matrix, M=1) is measured and reported. Before timing,
 //   every matrix a variant will touch is run once at this M (ORT plans memory per input shape).
-//   Two variants keep the older method for comparison: w4a8-sync (synchronous call) and
+//   Short calls of ours run on the calling thread inside that Promise (gemmRunsInline), as ORT's do.
+//   Three variants keep other methods for comparison: w4a8-sync (synchronous call), w4a8-pool (every
+//   call hops to the libuv pool, the default before short calls ran inline) and
 //   ort-nbits-bs128-acc4-alloc (ORT allocates the output).
 // - The fused terms of W4A8MatMul on the same int4 g128 matrices, each matrix with its own factors
 //   at a 5 % parameter budget (so they stream with the weights at M=1): w4a8+lorc5% (fp32 factors,
@@ -64,8 +66,10 @@ export interface CpuBenchOptions {
 
 /** Median cost of one call that does almost no work (a 128 x 16 matrix, M=1), microseconds. */
 export interface EmptyCallCost {
-  /** `await gemmW4A8(...)`: a hop to the libuv pool and back. */
+  /** `await gemmW4A8(...)`: short calls like this one run on the calling thread (gemmRunsInline). */
   oursAsync: number;
+  /** `await gemmW4A8(..., {inline: false})`: a hop to the libuv pool and back. */
+  oursPool: number;
   /** `gemmW4A8Sync(...)` on the main thread. */
   oursSync: number;
   /** `await session.run(feeds, fetches)` with a preallocated output. */
@@ -139,7 +143,7 @@ const INT4_G32: WeightSpec = { format: 'int4', groupSize: 32, asymmetric: true }
 const FP4_G128: WeightSpec = { format: 'fp4', groupSize: 128, asymmetric: false };
 
 function oursVariant(name: string, handles: CpuPackedWeight[], isa: CpuIsa | undefined, weightBytes: number, refKey: string, maxM: number,
-  sync = false): Variant {
+  call: 'async' | 'sync' | 'pool' = 'async'): Variant {
   let x: Float32Array = new Float32Array(0), m = 0, out: Float32Array = new Float32Array(0);
   const n = handles[0].n;
   return {
@@ -150,8 +154,8 @@ function oursVariant(name: string, handles: CpuPackedWeight[], isa: CpuIsa | und
       out = new Float32Array(m * n);
     },
     call(i) {
-      if (sync) return gemmW4A8Sync(handles[i % handles.length], x, m, { out, isa });
-      return gemmW4A8(handles[i % handles.length], x, m, { out, isa });
+      if (call === 'sync') return gemmW4A8Sync(handles[i % handles.length], x, m, { out, isa });
+      return gemmW4A8(handles[i % handles.length], x, m, { out, isa, inline: call === 'pool' ? false : undefined });
     },
     output0: () => gemmW4A8(handles[0], x, m, { isa }),
   };
@@ -254,6 +258,7 @@ async function measureEmptyCalls(threads: number, spinning: boolean, rounds: num
     const xt = inputTensor(x, 1, k), yt = outputTensor(1, n);
     const calls: [keyof EmptyCallCost, () => unknown][] = [
       ['oursAsync', () => gemmW4A8(h, x, 1, { out })],
+      ['oursPool', () => gemmW4A8(h, x, 1, { out, inline: false })],
       ['oursSync', () => gemmW4A8Sync(h, x, 1, { out })],
       ['ort', () => runMatMulInto(s, xt, yt)],
       ['ortAlloc', () => s.run({ A: xt })],
@@ -273,7 +278,7 @@ async function measureEmptyCalls(threads: number, spinning: boolean, rounds: num
       await yieldToEventLoop();
     }
     const median = (name: keyof EmptyCallCost) => summarize(samples.get(name) as number[], rounds * perCall).medianMs;
-    return { oursAsync: median('oursAsync'), oursSync: median('oursSync'), ort: median('ort'), ortAlloc: median('ortAlloc') };
+    return { oursAsync: median('oursAsync'), oursPool: median('oursPool'), oursSync: median('oursSync'), ort: median('ort'), ortAlloc: median('ortAlloc') };
   } finally {
     h.dispose();
     await s.release();
@@ -338,7 +343,8 @@ async function buildShape(k: number, n: number, o: CpuBenchOptions, progress: Pr
   state.sessions.push(...ort128, ...ort32, ...ortF32);
 
   state.variants.push(oursVariant('w4a8', ours128, undefined, b128, 'int4-g128', Infinity));
-  state.variants.push(oursVariant('w4a8-sync', ours128, undefined, b128, 'int4-g128', Infinity, true));
+  state.variants.push(oursVariant('w4a8-sync', ours128, undefined, b128, 'int4-g128', Infinity, 'sync'));
+  state.variants.push(oursVariant('w4a8-pool', ours128, undefined, b128, 'int4-g128', Infinity, 'pool'));
   state.variants.push(oursVariant('w4a8-fp4', oursFp4, undefined, bfp4, 'fp4-g128', Infinity));
   const pct = `${FUSED_BUDGET * 100}%`;
   const lrBytes = 4 * lorc[0].rank * (k + n), kronBytes = 4 * (kron[0].a.length + kron[0].b.length);

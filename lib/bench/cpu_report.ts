@@ -28,7 +28,8 @@ export function cpuBenchTable(report: CpuBenchReport): string {
 /** One line: the fixed cost of each kind of call, next to which the M=1 times should be read. */
 export function emptyCallLine(report: CpuBenchReport): string {
   const e = report.emptyCallUs;
-  return `Empty-call cost (128 x 16 matrix, M=1, median us): ours \`await gemmW4A8\` ${e.oursAsync.toFixed(1)}, ` +
+  return `Empty-call cost (128 x 16 matrix, M=1, median us): ours \`await gemmW4A8\` ${e.oursAsync.toFixed(1)} ` +
+    `(on the libuv pool: ${e.oursPool.toFixed(1)}), ` +
     `ours synchronous ${e.oursSync.toFixed(1)}; ONNX Runtime \`await run\` with preallocated output ${e.ort.toFixed(1)}, ` +
     `allocating ${e.ortAlloc.toFixed(1)}. ORT intra-op spinning ${report.ortSpinning ? 'on' : 'off'}.`;
 }

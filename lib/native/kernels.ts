@@ -121,6 +121,11 @@ export interface GemmOptions {
   out?: Float32Array;
   /** Kernels to run instead of the weight's own. */
   isa?: CpuIsa;
+  /**
+   * gemmW4A8 only: where the async call runs. Unset: short calls (see INLINE_MAX_MACS) run on the
+   * calling thread, longer ones on the libuv pool; true / false force one or the other.
+   */
+  inline?: boolean;
 }
 
 interface CheckedGemm {
@@ -146,9 +151,29 @@ function gemmArgs(weight: unknown, x: unknown, m: unknown, options: unknown): Ch
   return { w, x: xs, m: tokens, y, bias, act: expectAct(o.act), isa: expectIsa(o.isa) };
 }
 
-/** W4A8: y = x W^T (+bias), x quantized to int8 inside the call. */
+/**
+ * The largest m * n * k (multiply-adds) that an async gemmW4A8 runs on the calling thread by default:
+ * about 0.1-0.3 ms of work on 2 cores (an M=1 TinyLlama MLP matrix, 2048 x 5632, is 11.5 M). The hop
+ * to the libuv pool and back costs 40-150 us per call on the 2-vCPU EPYC (docs/BENCHMARKS.md, empty-call
+ * line), as much as such a call's work, and ONNX Runtime's own `await run()` runs on the calling thread
+ * too. Longer calls keep the event loop free.
+ */
+export const INLINE_MAX_MACS = 2 ** 25;
+
+/** Whether an async W4A8 call of this size runs on the calling thread (scalar kernels never do: ~50x slower). */
+export function gemmRunsInline(weight: CpuPackedWeight, m: number, options?: Pick<GemmOptions, 'isa' | 'inline'>): boolean {
+  if (options?.inline !== undefined) return expectBoolean('inline', options.inline, false);
+  const isa = options?.isa ?? weight.isa;
+  return isa !== 'scalar' && m * weight.n * weight.k <= INLINE_MAX_MACS;
+}
+
+/** W4A8: y = x W^T (+bias), x quantized to int8 inside the call (short calls inline: gemmRunsInline). */
 export async function gemmW4A8(weight: CpuPackedWeight, x: Float32Array, m: number, options?: GemmOptions): Promise<Float32Array> {
   const a = gemmArgs(weight, x, m, options);
+  if (gemmRunsInline(a.w, a.m, options)) {
+    callNativeSync('gemmW4A8', () => native().cpuGemmW4A8(a.w, a.x, a.m, a.y, a.bias, a.act, a.isa, true));
+    return a.y;
+  }
   await callNative('gemmW4A8', () => native().cpuGemmW4A8(a.w, a.x, a.m, a.y, a.bias, a.act, a.isa, false) as Promise<void>);
   return a.y;
 }

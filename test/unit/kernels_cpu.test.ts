@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import {
   CPU_ISAS, GROUP_SIZES, cpuIsaUnavailableReason, dequantizeKN, fillRandom, gemmDequantizedF64, gemmW4A16,
-  gemmW4A16Reference, gemmW4A16Sync, gemmW4A8, gemmW4A8Kron, gemmW4A8Reference, gemmW4A8Sync, kroneckerAdd,
+  gemmRunsInline, gemmW4A16Reference, gemmW4A16Sync, gemmW4A8, INLINE_MAX_MACS, gemmW4A8Kron, gemmW4A8Reference, gemmW4A8Sync, kroneckerAdd,
   numThreads, prepackWeight, prepackWeightSync, setNumThreads,
   type CpuIsa, type CpuPackedWeight, type CpuWeightFormat, type KronFactors,
 } from '../../lib/native/kernels';
@@ -155,7 +155,8 @@ describe('CPU kernels: threads, async, lifetime', () => {
     const c: Case = { format: 'fp4', n: 40, k: 256, groupSize: 64, m: 3, withZeroPoints: false, withBias: true };
     const w = await prepackWeight({ format: 'fp4', n: c.n, k: c.k, groupSize: 64, ...randomWeightArrays(c) });
     const xs = [0, 1, 2, 3].map(() => randomFloats(c.m * c.k));
-    const results = await Promise.all(xs.map((x) => gemmW4A8(w, x, c.m)));
+    // inline: false keeps these on the libuv pool, at the same time (a call this small runs inline by default).
+    const results = await Promise.all(xs.map((x) => gemmW4A8(w, x, c.m, { inline: false })));
     xs.forEach((x, i) => expect(results[i]).toEqual(gemmW4A8Sync(w, x, c.m)));
     const out = new Float32Array(c.m * c.n);
     const y = await gemmW4A16(w, xs[0], c.m, { out });
@@ -168,10 +169,34 @@ describe('CPU kernels: threads, async, lifetime', () => {
     const w = await prepackWeight({ format: 'int4', n: c.n, k: c.k, groupSize: 128, ...randomWeightArrays(c) });
     const x = randomFloats(c.m * c.k);
     const expected = gemmW4A8Sync(w, x, c.m);
-    const pending = gemmW4A8(w, x, c.m);
+    const pending = gemmW4A8(w, x, c.m, { inline: false });
     w.dispose();
     expect(w.disposed).toBe(true);
     expect(await pending).toEqual(expected);
+    await expect(gemmW4A8(w, x, c.m)).rejects.toThrow(/disposed/);
+  });
+
+  test('short async W4A8 calls run on the calling thread, long ones on the pool, with the same result', async () => {
+    const c: Case = { format: 'int4', n: 48, k: 96, groupSize: 32, m: 3, withZeroPoints: true, withBias: true };
+    const arrays = randomWeightArrays(c);
+    const w = await prepackWeight({ format: 'int4', n: c.n, k: c.k, groupSize: 32, ...arrays });
+    const x = randomFloats(c.m * c.k);
+    const bias = randomFloats(c.n);
+    expect(gemmRunsInline(w, c.m)).toBe(true);
+    expect(gemmRunsInline(w, c.m, { isa: 'scalar' })).toBe(false);  // ~50x slower kernels stay off the event loop
+    expect(gemmRunsInline(w, c.m, { inline: false })).toBe(false);
+    expect(gemmRunsInline(w, Math.floor(INLINE_MAX_MACS / (c.n * c.k)) + 1)).toBe(false);
+    // Inline: the call has finished when gemmW4A8 returns its Promise (no event-loop turn needed).
+    const out = new Float32Array(c.m * c.n);
+    const pending = gemmW4A8(w, x, c.m, { bias, out });
+    expect(out).toEqual(gemmW4A8Sync(w, x, c.m, { bias }));
+    expect(await pending).toBe(out);
+    expect(await gemmW4A8(w, x, c.m, { bias, inline: false })).toEqual(out);
+    expect(await gemmW4A8(w, x, c.m, { bias, inline: true })).toEqual(out);
+    // Errors of an inline call still arrive as rejections, and the option is checked.
+    await expect(gemmW4A8(w, new Float32Array(5), c.m)).rejects.toThrow(RangeError);
+    await expect(gemmW4A8(w, x, c.m, { inline: 'yes' as unknown as boolean })).rejects.toThrow(TypeError);
+    w.dispose();
     await expect(gemmW4A8(w, x, c.m)).rejects.toThrow(/disposed/);
   });
 

@@ -34,7 +34,7 @@ interface BenchArgs extends CommonArgs, BenchE2eArgs {
 // Named shape sets for --shapes (K x N of a decoder layer's projections and the LM head).
 export const SHAPE_PRESETS: Record<string, string> = {
   llama7b: '4096x4096,4096x11008,11008x4096',
-  tinyllama: '2048x2048,2048x5632,5632x2048,2048x32000',
+  tinyllama: '2048x2048,2048x256,2048x5632,5632x2048,2048x32000',
 };
 // The default keeps `npm run bench -- cpu` near 8 minutes on 2 cores (building each shape's 1 GiB
 // rotation sets dominates): LLaMA-7B's square projection and all of TinyLlama-1.1B's shapes.
