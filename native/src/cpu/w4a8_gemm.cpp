@@ -17,6 +17,50 @@ namespace {
 using w4a8k::QuantizedActs;
 using w4a8k::Tile;
 
+// Quantized-activation buffers kept per calling thread between calls: a decode step makes hundreds of
+// small calls, and three allocations (one zero-filled) per call were a visible part of a 10 us GEMV.
+// Large buffers (prefill) are allocated per call so that no thread keeps megabytes for good; `busy`
+// covers a GemmW4A8 nested inside a task on the same thread (it allocates its own).
+constexpr size_t kScratchKeepBytes = 1 << 20;
+struct ActScratch {
+  std::vector<int8_t> q;
+  std::vector<float> scale;
+  std::vector<int32_t> sum;
+  bool busy = false;
+};
+thread_local ActScratch tls_scratch;
+
+class ActBuffers {
+ public:
+  ActBuffers(size_t q_bytes, size_t meta) {
+    ActScratch* s = &tls_scratch;
+    if (s->busy || q_bytes > kScratchKeepBytes) {
+      s = &own_;
+    } else {
+      s->busy = true;
+      held_ = s;
+    }
+    if (s->q.size() < q_bytes) s->q.resize(q_bytes);
+    if (s->scale.size() < meta) s->scale.resize(meta);
+    if (s->sum.size() < meta) s->sum.resize(meta);
+    q = s->q.data();
+    scale = s->scale.data();
+    sum = s->sum.data();
+  }
+  ~ActBuffers() {
+    if (held_) held_->busy = false;
+  }
+  ActBuffers(const ActBuffers&) = delete;
+  ActBuffers& operator=(const ActBuffers&) = delete;
+  int8_t* q;
+  float* scale;
+  int32_t* sum;
+
+ private:
+  ActScratch own_;
+  ActScratch* held_ = nullptr;
+};
+
 bool Overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
   const auto pa = (uintptr_t)a, pb = (uintptr_t)b;
   return pa < pb + b_bytes && pb < pa + a_bytes;
@@ -37,10 +81,13 @@ Status GemmImpl(const PackedWeight& w, Isa isa, const GemmArgs& a) {
   const CpuDispatch& d = DispatchFor(isa);
   const W4A8Plan plan = d.w4a8_plan(a.m);
   const int32_t m_rows = (a.m + plan.row_multiple - 1) / plan.row_multiple * plan.row_multiple;
-  std::vector<int8_t> q((size_t)m_rows * v.k_padded);  // zero-filled: padding rows stay 0
-  std::vector<float> x_scale((size_t)m_rows * v.blocks_per_row);
-  std::vector<int32_t> x_sum((size_t)m_rows * v.blocks_per_row);
-  const QuantizedActs acts{a.m, m_rows, v.k_padded, v.blocks_per_row, q.data(), x_scale.data(), x_sum.data()};
+  // Rows [0, m) are written whole by the quantizer (k >= K included); padding rows are zeroed here.
+  ActBuffers buf((size_t)m_rows * v.k_padded, (size_t)m_rows * v.blocks_per_row);
+  const size_t pad_rows = (size_t)(m_rows - a.m);
+  std::fill_n(buf.q + (size_t)a.m * v.k_padded, pad_rows * v.k_padded, (int8_t)0);
+  std::fill_n(buf.scale + (size_t)a.m * v.blocks_per_row, pad_rows * v.blocks_per_row, 0.0f);
+  std::fill_n(buf.sum + (size_t)a.m * v.blocks_per_row, pad_rows * v.blocks_per_row, 0);
+  const QuantizedActs acts{a.m, m_rows, v.k_padded, v.blocks_per_row, buf.q, buf.scale, buf.sum};
 
   const QuantizeRowsFn quantize_rows = d.quantize_rows;
   constexpr int32_t kQuantRows = 8;
