@@ -89,6 +89,10 @@ void RunIsa(Isa isa) {
   CheckCase(isa, WeightKind::kInt4Asymmetric, 1, 4096, 4096, 128, ActQuant::kPerTokenPerGroup, true, rng);
   CheckCase(isa, WeightKind::kFp4, 1, 4096, 4096, 32, ActQuant::kPerTokenPerGroup, false, rng);
   CheckCase(isa, WeightKind::kInt4Symmetric, 3, 300, 4096, 128, ActQuant::kPerToken, false, rng);
+  // Activation buffers: the calls above reuse the calling thread's kept buffers with stale contents from
+  // other shapes; this one (> 1 MiB of int8 rows) gets buffers of its own, and the next reuses the kept ones.
+  CheckCase(isa, WeightKind::kInt4Asymmetric, 260, 40, 4100, 128, ActQuant::kPerTokenPerGroup, true, rng);
+  CheckCase(isa, WeightKind::kFp4, 5, 33, 4100, 64, ActQuant::kPerToken, true, rng);
   std::printf("%s: %d cases, %d failures\n", IsaName(isa), g_cases - cases_before, g_failures - before);
 }
 
