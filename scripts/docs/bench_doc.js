@@ -29,6 +29,26 @@ function cpuTargetLines(report) {
     const errVerdict = ours.relErr <= base.relErr * (1 + 1e-3) ? 'no larger' : 'LARGER';
     lines.push(`- M=${m}, 4096 x 4096: w4a8 ${speedup.toFixed(2)}x ${BASELINE_VARIANT} (target >= ${goal}x): ${verdict}; rel. error ${ours.relErr.toExponential(2)} vs ${base.relErr.toExponential(2)}: ${errVerdict}.`);
   }
+  lines.push(...tinyLlamaLines(report));
+  return lines;
+}
+
+// The TinyLlama-1.1B decoder projections (q/o, k/v, gate/up, down). Issue 9 asks for M=1 (decode) clearly
+// faster than ORT on the default (AVX-512) and the forced AVX2 path, and for prefill (M=512).
+const TINYLLAMA_LAYERS = [[2048, 2048], [2048, 256], [2048, 5632], [5632, 2048]];
+
+function tinyLlamaLines(report) {
+  const lines = [];
+  for (const m of [1, 512]) {
+    const parts = [];
+    for (const [k, n] of TINYLLAMA_LAYERS) {
+      const find = (variant) => report.results.find((r) => r.variant === variant && r.m === m && r.k === k && r.n === n);
+      const base = find(BASELINE_VARIANT);
+      const ratios = ['w4a8', 'w4a8-avx2'].map((v) => find(v)).map((r) => (r && base ? `${(base.medianMs / r.medianMs).toFixed(2)}x` : 'n/a'));
+      if (base) parts.push(`${k} x ${n} ${ratios.join(' / ')}`);
+    }
+    if (parts.length) lines.push(`- M=${m}, TinyLlama-1.1B layers, w4a8 / w4a8-avx2 vs ${BASELINE_VARIANT}: ${parts.join('; ')}.`);
+  }
   return lines;
 }
 

@@ -115,6 +115,15 @@ describe('benchmark doc', () => {
     expect(lines[1]).toMatch(/M=128, .* 2\.50x .*: missed by 50 % \(2\.50x of 5x\); .*: LARGER\./);
   });
 
+  test('the TinyLlama layer lines give w4a8 and w4a8-avx2 against ORT per shape', () => {
+    const t = (variant: string, k: number, n: number, medianMs: number) => ({ ...r(variant, 1, medianMs, 0.006), k, n });
+    const lines = bench.cpuTargetLines({ ...report, results: [
+      t(BASELINE_VARIANT, 2048, 2048, 0.3), t('w4a8', 2048, 2048, 0.2), t('w4a8-avx2', 2048, 2048, 0.25),
+      t(BASELINE_VARIANT, 2048, 256, 0.1), t('w4a8', 2048, 256, 0.04),
+    ] });
+    expect(lines).toEqual(['- M=1, TinyLlama-1.1B layers, w4a8 / w4a8-avx2 vs ort-nbits-bs128-acc4: 2048 x 2048 1.50x / 1.20x; 2048 x 256 2.50x / n/a.']);
+  });
+
   test('the CPU and quantization blocks carry the run: date, CPU, threads, command, table', () => {
     const cpu = bench.cpuBlocks(report, 'w4a8 bench cpu --quick', new Date('2026-01-02T00:00:00Z'));
     expect(cpu['cpu-setting']).toMatch(/^Measured 2026-01-02 on Test CPU \(2 threads, default ISA avx512vnni; 1-minute load average 0.5 before, 0.7 after/);

@@ -14,7 +14,7 @@ describe('bench cpu', () => {
       shapes: [{ k: 200, n: 48 }], ms: [1, 3], rounds: 2, threads: 2, setBytes: 64 * 1024, batchMs: 1, scalarMaxM: 8,
     });
     const names = new Set(report.results.map((r) => r.variant));
-    for (const v of ['w4a8', 'w4a8-sync', 'w4a8-fp4', 'w4a8+lorc5%', 'w4a8+lorc5%-int8', 'w4a8+kron5%', BASELINE_VARIANT, `${BASELINE_VARIANT}-alloc`, 'ort-nbits-bs32-acc4', 'ort-fp32', ...cpuIsas().map((i) => `w4a8-${i}`)]) {
+    for (const v of ['w4a8', 'w4a8-sync', 'w4a8-pool', 'w4a8-fp4', 'w4a8+lorc5%', 'w4a8+lorc5%-int8', 'w4a8+kron5%', BASELINE_VARIANT, `${BASELINE_VARIANT}-alloc`, 'ort-nbits-bs32-acc4', 'ort-fp32', ...cpuIsas().map((i) => `w4a8-${i}`)]) {
       expect(names).toContain(v);
     }
     for (const r of report.results) {
