@@ -62,7 +62,7 @@ describe('bench cpu', () => {
 
   test('shape and token-count parsing refuses bad input', () => {
     expect(parseShapes('4096x11008, 11008X4096')).toEqual([{ k: 4096, n: 11008 }, { k: 11008, n: 4096 }]);
-    expect(parseShapes('tinyllama')).toEqual([{ k: 2048, n: 2048 }, { k: 2048, n: 5632 }, { k: 5632, n: 2048 }, { k: 2048, n: 32000 }]);
+    expect(parseShapes('tinyllama')).toEqual([{ k: 2048, n: 2048 }, { k: 2048, n: 256 }, { k: 2048, n: 5632 }, { k: 5632, n: 2048 }, { k: 2048, n: 32000 }]);
     expect(parseShapes('llama7b,2048x2048')).toHaveLength(4);
     expect(() => parseShapes('tinyllam')).toThrow(/preset/);
     expect(parseTokenCounts('1,8, 32')).toEqual([1, 8, 32]);
