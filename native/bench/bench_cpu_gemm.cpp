@@ -4,8 +4,12 @@
 // they do in a real decode step; larger M reuse one weight (it is compute-bound there). Rounds interleave
 // the ISAs; the medians are printed with GB/s (packed weight bytes read per call) and TOPS (2*M*N*K),
 // and the process CPU time per call (all threads; the pool's brief spin-waits included).
+// --gap-us G sleeps G microseconds before each call, outside the timed part, as a decode step's other
+// ops do between two GEMVs: past the pool's spin window (thread_pool.cpp) the workers are asleep and
+// the time includes waking them.
 //
 // usage: bench_cpu_gemm [--rounds R] [--rotate-mib MiB] [--threads T] [--isa name] [--m 1,8,...] [--shape KxN]...
+//                       [--gap-us G]
 #include <algorithm>
 #include <chrono>
 #include <ctime>
@@ -15,6 +19,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu/thread_pool.h"
@@ -95,7 +100,7 @@ std::vector<int> ParseList(const char* s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int rounds = 7, threads = 0, group = 128;
+  int rounds = 7, threads = 0, group = 128, gap_us = 0;
   double rotate_mib = 1100.0;
   std::vector<int> ms = {1, 8, 32, 128, 512};
   std::vector<Shape> shapes;
@@ -107,6 +112,7 @@ int main(int argc, char** argv) {
     else if (arg == "--rotate-mib") rotate_mib = std::atof(val), ++i;
     else if (arg == "--threads") threads = std::atoi(val), ++i;
     else if (arg == "--group") group = std::atoi(val), ++i;
+    else if (arg == "--gap-us") gap_us = std::max(0, std::atoi(val)), ++i;
     else if (arg == "--m") ms = ParseList(val), ++i;
     else if (arg == "--shape") {
       Shape s{};
@@ -127,8 +133,8 @@ int main(int argc, char** argv) {
     for (Isa isa : AvailableIsas()) if (isa != Isa::kScalar) isas.push_back(isa);
   }
   if (threads > 0) SetNumThreads(threads);
-  std::printf("threads %d, group %d, int4 asymmetric, per-(token, group) activation quantization, %d rounds\n",
-              NumThreads(), group, rounds);
+  std::printf("threads %d, group %d, int4 asymmetric, per-(token, group) activation quantization, %d rounds%s\n",
+              NumThreads(), group, rounds, gap_us ? (", " + std::to_string(gap_us) + " us idle before each call").c_str() : "");
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx}) {
     if (!IsaAvailable(isa)) std::printf("(%s not available: %s)\n", IsaName(isa), IsaUnavailableReason(isa));
   }
@@ -169,14 +175,21 @@ int main(int argc, char** argv) {
           a.m = m;
           a.x = x.data();
           a.y = y.data();
-          const double t0 = Now(), c0 = CpuNow();
+          double busy = 0.0, cpu = 0.0;
+          double t0 = Now(), c0 = CpuNow();
           for (int c = 0; c < calls; ++c) {
             const PackedWeight& pw = *rotation[m == 1 ? c % rotation.size() : 0];
+            if (gap_us > 0) {
+              std::this_thread::sleep_for(std::chrono::microseconds(gap_us));
+              t0 = Now(), c0 = CpuNow();
+            }
             if (GemmW4A8WithIsa(pw, isas[i], a) != Status::kOk) { std::fprintf(stderr, "gemm failed\n"); return 1; }
+            if (gap_us > 0) busy += Now() - t0, cpu += CpuNow() - c0;
           }
+          if (gap_us == 0) busy = Now() - t0, cpu = CpuNow() - c0;
           if (r > 0) {
-            per_call[i].push_back((Now() - t0) / calls);
-            cpu_per_call[i].push_back((CpuNow() - c0) / calls);
+            per_call[i].push_back(busy / calls);
+            cpu_per_call[i].push_back(cpu / calls);
           }
         }
         if (m == 1) {
