@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,18 @@ inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+}
+
+// How long an idle worker polls for the next job before sleeping (W4A8_POOL_SPIN_US, default 100).
+int64_t SpinMicros() {
+  static const int64_t us = [] {
+    const char* v = std::getenv("W4A8_POOL_SPIN_US");
+    if (!v || !*v) return (int64_t)100;
+    char* end = nullptr;
+    const long long x = std::strtoll(v, &end, 10);
+    return (*end == 0 && x >= 0 && x <= 1000000) ? (int64_t)x : (int64_t)100;
+  }();
+  return us;
 }
 
 int HardwareThreads() {
@@ -112,7 +125,7 @@ class Pool {
       std::shared_ptr<Job> job;
       // pause between polls and read the clock every 64th: a clock read per poll showed up as several
       // per cent of a decode step's CPU time (vdso clock_gettime in perf).
-      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(SpinMicros());
       for (uint32_t polls = 1; generation_.load(std::memory_order_acquire) == seen; ++polls) {
         CpuRelax();
         if (polls % 64 == 0 && std::chrono::steady_clock::now() >= spin_until) break;
