@@ -99,7 +99,7 @@ class RunWorker : public OrtWorker {
     std::string error;
     bool ok = false;
     try {
-      ok = session_->Run(feeds, fetches, &outputs_, &error);
+      ok = session_->Run(feeds, fetches, &outputs_, &error, /*keep_values=*/true);
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -115,9 +115,11 @@ class RunWorker : public OrtWorker {
       Napi::Array dims = Napi::Array::New(env, t.dims.size());
       for (size_t d = 0; d < t.dims.size(); ++d) dims.Set(d, Napi::Number::New(env, (double)t.dims[d]));
       o.Set("dims", dims);
-      Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, t.bytes.size());
-      if (!t.bytes.empty()) std::memcpy(buf.Data(), t.bytes.data(), t.bytes.size());
-      std::vector<uint8_t>().swap(t.bytes);
+      // One copy, from ORT's output buffer straight into JS memory (decode steps return the whole KV
+      // cache: an intermediate copy cost a measurable part of a step).
+      Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, t.size);
+      if (t.size) std::memcpy(buf.Data(), t.data, t.size);
+      t.value.reset();
       o.Set("data", buf);
       arr.Set(i, o);
     }

@@ -57,7 +57,11 @@ struct OutputTensor {
   std::string name;
   ONNXTensorElementDataType type;
   std::vector<int64_t> dims;
-  std::vector<uint8_t> bytes;
+  std::vector<uint8_t> bytes;  // the values, unless Run was asked to keep ORT's own buffer:
+  // then `data` / `size` point into ORT's output value, which `value` keeps alive (bytes stays empty).
+  std::shared_ptr<void> value;
+  const uint8_t* data = nullptr;
+  size_t size = 0;
 };
 
 class Session {
@@ -69,8 +73,10 @@ class Session {
   const std::vector<ValueInfo>& inputs() const { return inputs_; }
   const std::vector<ValueInfo>& outputs() const { return outputs_; }
   // Runs once; thread-safe (ORT sessions allow concurrent runs). false and *error on failure.
+  // keep_values: outputs keep ORT's buffers (OutputTensor::value) instead of copying them into `bytes`,
+  // so a caller that copies them once more (into JS memory) does not copy twice.
   bool Run(const std::vector<InputTensor>& feeds, const std::vector<std::string>& fetches,
-           std::vector<OutputTensor>* out, std::string* error) const;
+           std::vector<OutputTensor>* out, std::string* error, bool keep_values = false) const;
 
  private:
   explicit Session(const Runtime& rt) : rt_(rt) {}

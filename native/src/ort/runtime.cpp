@@ -163,7 +163,7 @@ Session::~Session() {
 }
 
 bool Session::Run(const std::vector<InputTensor>& feeds, const std::vector<std::string>& fetches,
-                  std::vector<OutputTensor>* out, std::string* error) const {
+                  std::vector<OutputTensor>* out, std::string* error, bool keep_values) const {
   const OrtApiView& a = rt_.api;
   OrtMemoryInfo* mem = nullptr;
   if (OrtStatus* s = a.CreateCpuMemoryInfo(OrtDeviceAllocator, OrtMemTypeDefault, &mem)) return *error = TakeMessage(a, s), false;
@@ -221,8 +221,17 @@ bool Session::Run(const std::vector<InputTensor>& feeds, const std::vector<std::
       cleanup();
       return false;
     }
-    t.bytes.resize(count * eb);
-    if (count) std::memcpy(t.bytes.data(), data, count * eb);
+    if (keep_values) {
+      // The value now belongs to the output (released with its last reference, on whichever thread).
+      const OrtApiView* api = &a;
+      t.value = std::shared_ptr<void>(out_values[i], [api](void* v) { api->ReleaseValue(static_cast<OrtValue*>(v)); });
+      out_values[i] = nullptr;
+      t.data = static_cast<const uint8_t*>(data);
+      t.size = count * eb;
+    } else {
+      // Not resize(): its zero fill is a third pass over outputs that can be megabytes (KV caches).
+      t.bytes.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + count * eb);
+    }
     out->push_back(std::move(t));
   }
   cleanup();
