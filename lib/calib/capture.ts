@@ -31,6 +31,16 @@ export interface CaptureOptions {
   seed?: number;
   progress?: Progress;
   cancel?: CancelToken;
+  /** Opens the capture copy of the model (default: a decoder session fed the window's tokens); sequential calibration feeds a block the previous block's outputs. */
+  open?: (captureModel: OnnxModel) => Promise<WindowRunner>;
+  /** Progress phase name (default "calibration"). */
+  phase?: string;
+}
+
+/** Runs the capture copy on calibration window `w`, returning the fetched outputs. */
+export interface WindowRunner {
+  run(w: number, fetches: string[]): Promise<Record<string, { dims: readonly number[]; size: number; data: unknown }>>;
+  release(): Promise<void>;
 }
 
 export const DEFAULT_SAMPLE_ROWS = 4096;
@@ -71,7 +81,7 @@ export const NO_PREPACK_ABOVE_BYTES = 2 ** 30;
  * peak RSS 4.1 GB -> 2.8 GB, mostly reclaimable file pages; session creation 18 s -> 0.4 s; the run
  * about 30 % slower).
  */
-function calibrationSessionConfig(model: OnnxModel): Record<string, string> | undefined {
+export function calibrationSessionConfig(model: OnnxModel): Record<string, string> | undefined {
   let total = 0;
   for (const file of externalFiles(model.proto, model.dir)) total += fs.statSync(file).size;
   return total > NO_PREPACK_ABOVE_BYTES ? { disable_prepacking: '1' } : undefined;
@@ -81,6 +91,13 @@ function calibrationSessionConfig(model: OnnxModel): Record<string, string> | un
 function asRows(data: unknown): Float32Array | Uint16Array {
   if (data instanceof Float32Array || data instanceof Uint16Array) return data;
   throw new W4A8Error('a captured activation is neither float32 nor float16; cannot calibrate this model');
+}
+
+/** The whole model's calibration copy in a decoder session. ORT reads the original side files itself (mapped), so no side file passes through a Node buffer. */
+async function openDecoderRunner(model: OnnxModel, captureModel: OnnxModel, windows: number[][]): Promise<WindowRunner> {
+  const { bytes, externalDataFolder } = ortModelSource(captureModel);
+  const decoder = await openDecoder(bytes, { externalDataFolder, label: 'the calibration copy of the model', sessionConfig: calibrationSessionConfig(model) });
+  return { run: (w, fetches) => decoder.run(windows[w], fetches), release: () => decoder.release() };
 }
 
 export async function captureStatistics(
@@ -102,15 +119,14 @@ export async function captureStatistics(
     const pass = passes[p];
     const names = pass.map((t) => t.input);
     const captureModel = withCaptureOutputs(model, names, (n) => typeOf.get(n) ?? DataType.FLOAT);
-    // ORT reads the original side files itself (mapped), so no side file passes through a Node buffer.
-    const { bytes, externalDataFolder } = ortModelSource(captureModel);
-    const runner = await openDecoder(bytes, { externalDataFolder, label: 'the calibration copy of the model', sessionConfig: calibrationSessionConfig(model) });
+    const runner = opts.open ? await opts.open(captureModel) : await openDecoderRunner(model, captureModel, windows);
     const handles = pass.map((t) => createCalibStats({ k: t.k, sampleRows, hessian: opts.hessian, seed: opts.seed ?? 0 }));
     try {
-      progress.start(passes.length > 1 ? `calibration pass ${p + 1}/${passes.length}` : 'calibration', windows.length);
+      const phase = opts.phase ?? 'calibration';
+      progress.start(passes.length > 1 ? `${phase} pass ${p + 1}/${passes.length}` : phase, windows.length);
       for (let w = 0; w < windows.length; w++) {
         cancel.throwIfCancelled();
-        const out = await runner.run(windows[w], names);
+        const out = await runner.run(w, names);
         for (let i = 0; i < pass.length; i++) {
           const t = out[pass[i].input];
           const rows = t.size / pass[i].k;

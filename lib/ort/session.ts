@@ -59,9 +59,9 @@ export function presentNameFor(pastName: string): string {
 type Meta = ort.InferenceSession.ValueMetadata;
 type TensorMeta = ort.InferenceSession.TensorValueMetadata;
 
-type InputRole = 'input_ids' | 'attention_mask' | 'position_ids' | 'cache_position' | 'past' | 'use_cache_branch';
+export type InputRole = 'input_ids' | 'attention_mask' | 'position_ids' | 'cache_position' | 'past' | 'use_cache_branch';
 
-interface InputPlan {
+export interface InputPlan {
   name: string;
   role: InputRole;
   type: ort.Tensor.Type;
@@ -72,7 +72,7 @@ interface InputPlan {
 const PAST_NAME = /past/i;
 const BATCH_NAME = /batch/i;
 
-function roleOf(name: string): InputRole | undefined {
+export function roleOf(name: string): InputRole | undefined {
   if (name === 'input_ids') return 'input_ids';
   if (name === 'attention_mask') return 'attention_mask';
   if (name === 'position_ids') return 'position_ids';
@@ -104,28 +104,35 @@ function emptyPastDims(label: string, meta: TensorMeta): number[] {
   return dims.map((d, i) => (batch.includes(i) ? 1 : i === rest[0] ? 0 : (d as number)));
 }
 
+/** How to feed one decoder input (undefined: not a decoder input, e.g. a value a sub-graph reads). */
+export function planDecoderInput(label: string, meta: Meta): InputPlan | undefined {
+  if (!meta.isTensor) throw new W4A8Error(`${label}: input "${meta.name}" is not a tensor; not a decoder this tool can run`);
+  const role = roleOf(meta.name);
+  if (!role) return undefined;
+  const plan: InputPlan = { name: meta.name, role, type: meta.type };
+  if (role === 'input_ids' || role === 'attention_mask' || role === 'position_ids' || role === 'cache_position') {
+    if (meta.type !== 'int64' && meta.type !== 'int32') {
+      throw new W4A8Error(`${label}: input "${meta.name}" is ${meta.type}; expected int64 or int32`);
+    }
+  } else if (role === 'past') {
+    if (meta.type !== 'float32' && meta.type !== 'float16') {
+      throw new W4A8Error(`${label}: past input "${meta.name}" is ${meta.type}; expected float32 or float16`);
+    }
+    plan.emptyDims = emptyPastDims(label, meta);
+  } else if (meta.type !== 'bool') {
+    throw new W4A8Error(`${label}: input "${meta.name}" is ${meta.type}; expected bool`);
+  }
+  return plan;
+}
+
 function planInputs(label: string, inputs: readonly Meta[]): InputPlan[] {
   const plans: InputPlan[] = [];
   for (const meta of inputs) {
-    if (!meta.isTensor) throw new W4A8Error(`${label}: input "${meta.name}" is not a tensor; not a decoder this tool can run`);
-    const role = roleOf(meta.name);
-    if (!role) {
+    const plan = planDecoderInput(label, meta);
+    if (!plan) {
       throw new W4A8Error(
         `${label}: input "${meta.name}" is not one a decoder session can feed (input_ids, attention_mask, position_ids, cache_position, past key/values)`,
       );
-    }
-    const plan: InputPlan = { name: meta.name, role, type: meta.type };
-    if (role === 'input_ids' || role === 'attention_mask' || role === 'position_ids' || role === 'cache_position') {
-      if (meta.type !== 'int64' && meta.type !== 'int32') {
-        throw new W4A8Error(`${label}: input "${meta.name}" is ${meta.type}; expected int64 or int32`);
-      }
-    } else if (role === 'past') {
-      if (meta.type !== 'float32' && meta.type !== 'float16') {
-        throw new W4A8Error(`${label}: past input "${meta.name}" is ${meta.type}; expected float32 or float16`);
-      }
-      plan.emptyDims = emptyPastDims(label, meta);
-    } else if (meta.type !== 'bool') {
-      throw new W4A8Error(`${label}: input "${meta.name}" is ${meta.type}; expected bool`);
     }
     plans.push(plan);
   }
@@ -133,6 +140,23 @@ function planInputs(label: string, inputs: readonly Meta[]): InputPlan[] {
     throw new W4A8Error(`${label} has no "input_ids" input (inputs: ${inputs.map((m) => m.name).join(', ') || 'none'}); not a decoder LLM`);
   }
   return plans;
+}
+
+/** The decoder inputs for one sequence of `ids` at positions start.., past inputs empty (start 0) unless given. */
+export function decoderFeeds(plans: readonly InputPlan[], ids: number[], start = 0): Record<string, ort.Tensor> {
+  const seq = ids.length;
+  const feeds: Record<string, ort.Tensor> = {};
+  const positions = Array.from({ length: seq }, (_, i) => start + i);
+  for (const p of plans) {
+    if (p.role === 'input_ids') feeds[p.name] = intTensor(p.type, ids, [1, seq]);
+    else if (p.role === 'attention_mask') feeds[p.name] = intTensor(p.type, new Array<number>(start + seq).fill(1), [1, start + seq]);
+    else if (p.role === 'position_ids') feeds[p.name] = intTensor(p.type, positions, [1, seq]);
+    // Newer Optimum exports: the same positions without a batch dimension.
+    else if (p.role === 'cache_position') feeds[p.name] = intTensor(p.type, positions, [seq]);
+    else if (p.role === 'use_cache_branch') feeds[p.name] = new ort.Tensor('bool', Uint8Array.from([start > 0 ? 1 : 0]), [1]);
+    else if (p.role === 'past') feeds[p.name] = emptyTensor(p.type, p.emptyDims!);
+  }
+  return feeds;
 }
 
 function findLogits(label: string, outputs: readonly Meta[]): TensorMeta {
@@ -157,7 +181,7 @@ function emptyTensor(type: ort.Tensor.Type, dims: number[]): ort.Tensor {
   return type === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims);
 }
 
-function firstLine(err: unknown): string {
+export function firstLine(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
   return msg.split('\n')[0].trim();
 }
@@ -226,16 +250,8 @@ class OrtDecoder implements DecoderSession {
         throw new W4A8Error(`token id ${bad} is outside the model's vocabulary [0, ${this.vocab}); the tokenizer does not fit ${this.label} (pass its own --tokenizer)`);
       }
     }
-    const feeds: Record<string, ort.Tensor> = { ...this.pastFeeds, ...past?.tensors };
-    const positions = Array.from({ length: seq }, (_, i) => start + i);
-    for (const p of this.inputs) {
-      if (p.role === 'input_ids') feeds[p.name] = intTensor(p.type, ids, [1, seq]);
-      else if (p.role === 'attention_mask') feeds[p.name] = intTensor(p.type, new Array<number>(start + seq).fill(1), [1, start + seq]);
-      else if (p.role === 'position_ids') feeds[p.name] = intTensor(p.type, positions, [1, seq]);
-      // Newer Optimum exports: the same positions without a batch dimension.
-      else if (p.role === 'cache_position') feeds[p.name] = intTensor(p.type, positions, [seq]);
-      else if (p.role === 'use_cache_branch' && start > 0) feeds[p.name] = new ort.Tensor('bool', Uint8Array.from([1]), [1]);
-    }
+    const feeds: Record<string, ort.Tensor> = { ...decoderFeeds(this.inputs, ids, start), ...this.pastFeeds, ...past?.tensors };
+    if (start > 0) for (const p of this.inputs) if (p.role === 'use_cache_branch') feeds[p.name] = new ort.Tensor('bool', Uint8Array.from([1]), [1]);
     try {
       return await this.session.run(feeds, fetches);
     } catch (err) {

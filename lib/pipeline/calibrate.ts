@@ -2,7 +2,7 @@
 // layer input. The statistics depend only on the model and the text, so the sweep computes them
 // once (with the Hessian when any configuration uses GPTQ) and reuses them for every configuration.
 import type { CalibStats } from '../native/calib_stats';
-import { calibrationWindows } from '../calib/calib_text';
+import { calibrationWindows, type CalibWindows } from '../calib/calib_text';
 import { captureStatistics } from '../calib/capture';
 import type { OnnxModel } from '../onnx/model';
 import { modelMaxLength } from '../onnx/max_length';
@@ -32,7 +32,8 @@ export interface CalibrateOptions {
   cancel?: CancelToken;
 }
 
-export async function calibrate(model: OnnxModel, plan: LayerPlan, opts: CalibrateOptions): Promise<Calibration> {
+/** The calibration windows of `opts` for `model`, its position limit checked first. */
+export function calibrationWindowsFor(model: OnnxModel, opts: Pick<CalibrateOptions, 'text' | 'label' | 'tokenizer' | 'seqlen' | 'tokens' | 'progress'>): CalibWindows {
   // A window past the model's position table fails deep inside ONNX Runtime (a Gather out of
   // bounds) after the slow part has started: check the limit first and name it.
   const max = model.path ? modelMaxLength(model.path) : undefined;
@@ -41,6 +42,11 @@ export async function calibrate(model: OnnxModel, plan: LayerPlan, opts: Calibra
   }
   const cw = calibrationWindows(opts.text, opts.label, opts.tokenizer, opts.seqlen, opts.tokens);
   if (cw.warning) opts.progress?.log(cw.warning, 'warn');
+  return cw;
+}
+
+export async function calibrate(model: OnnxModel, plan: LayerPlan, opts: CalibrateOptions): Promise<Calibration> {
+  const cw = calibrationWindowsFor(model, opts);
   const targets = plan.groups.map((g) => ({ input: g.input, k: g.k, dataType: g.layers[0].dataType }));
   const stats = await captureStatistics(model, targets, cw.windows, {
     hessian: opts.hessian,

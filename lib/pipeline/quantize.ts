@@ -20,7 +20,8 @@ import { OutputSet, checkOutputPath } from '../util/output_set';
 import { readRegularFile } from '../util/regular_file';
 import { CancelToken, neverCancelled } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
-import { calibrate, type Calibration } from './calibrate';
+import { calibrate, calibrationWindowsFor, type Calibration } from './calibrate';
+import { blocksOf, checkCalibMode, defaultCalibMode, quantizeSequential, type CalibMode } from './sequential';
 import { EXPORT_FORMATS, resolveConfig, usesGptq, type ExportFormat, type QuantConfig } from '../quant/config';
 import { planLayers, type InputGroup, type LayerPlan } from '../quant/plan';
 import { quantizeLayers, readLayerWeight } from '../quant/quantize_layers';
@@ -42,6 +43,13 @@ export interface QuantizeModelOptions extends Partial<QuantConfig>, StreamedOpti
   /** Keep the layer producing a graph output (logits) in full precision (default true). */
   keepLogits?: boolean;
   captureBudgetBytes?: number;
+  /**
+   * 'sequential': calibrate and quantize block by block, each block on the outputs of the quantized
+   * blocks before it; 'all': every layer's statistics from one run of the float model. Default
+   * (defaultCalibMode): sequential for AWQ and for models with more than 1 GiB of side files, else
+   * all; sequential falls back to all, with a warning, when the node names do not give the blocks.
+   */
+  calibMode?: CalibMode;
   progress?: Progress;
   cancel?: CancelToken;
 }
@@ -53,6 +61,8 @@ export interface QuantizeSummary {
   config: QuantConfig;
   format: ExportFormat;
   calibTokens: number;
+  /** How the calibration ran (absent without calibration). */
+  calibMode?: CalibMode;
   layers: LayerReport[];
   excluded: { name: string; reason: string }[];
   export: ExportInfo;
@@ -86,6 +96,7 @@ export function checkQuantizeArgs(opts: QuantizeModelOptions): { config: QuantCo
   if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${EXPORT_FORMATS.join(', ')}; got ${JSON.stringify(format)}`);
   const config = resolveConfig(opts);
   checkExportSupports(format, config);
+  checkCalibMode(opts.calibMode);
   checkOutputPath(opts.output, 'output model'); // its folder is created when the run starts
   return { config, format };
 }
@@ -201,7 +212,40 @@ async function quantizeInto(
       }
       cancel.throwIfCancelled();
     };
-    for (const groups of chunks) {
+    // Sequential mode where the graph gives its blocks (refused with the reason when asked for and it does not).
+    let calibMode: CalibMode | undefined;
+    let split: ReturnType<typeof blocksOf> | undefined;
+    if (calibText !== undefined) {
+      calibMode = opts.calibMode ?? defaultCalibMode(config, model);
+      if (calibMode === 'sequential') {
+        split = blocksOf(calibModel, plan, opts.input);
+        if ('refused' in split) {
+          if (opts.calibMode === 'sequential') throw new W4A8Error(`--calib-mode sequential: ${split.refused}; use --calib-mode all`);
+          progress.log(`calibrating all layers at once: ${split.refused}`, 'info');
+          calibMode = 'all';
+          split = undefined;
+        }
+      }
+    }
+    if (split && !('refused' in split)) {
+      const cw = calibrationWindowsFor(calibModel, { text: calibText!, label: calibLabel, tokenizer: tokenizer!, seqlen, tokens: opts.calibTokens ?? DEFAULT_CALIB_TOKENS, progress });
+      if (cw.warning) warnings.push(cw.warning);
+      calibTokens = cw.tokens;
+      const done = await quantizeSequential(model, calibModel, plan, split, {
+        config,
+        format,
+        windows: cw.windows,
+        hessian: needsHessian(config),
+        budgetBytes: opts.captureBudgetBytes,
+        progress,
+        cancel,
+        onGroupDone: writer ? streamOut : undefined,
+      });
+      parts.layers.push(...done.layers);
+      parts.scalings.push(...done.scalings);
+      parts.reports.push(...done.reports);
+    }
+    for (const groups of split ? [] : chunks) {
       const sub: LayerPlan = { ...plan, groups, layers: groups.flatMap((g) => g.layers) };
       let stats = new Map<string, CalibStats>();
       if (calibText !== undefined) {
@@ -239,6 +283,7 @@ async function quantizeInto(
       config,
       format,
       calibTokens,
+      ...(calibMode ? { calibMode } : {}),
       layers: parts.reports,
       excluded: plan.excluded,
       export: info,

@@ -5,6 +5,7 @@ import { runCommand, CommonArgs } from '../run_command';
 import { applyThreads, threadsOption } from '../threads_option';
 import { integerOption, numberOption } from '../numeric_options';
 import { quantizeModel } from '../../pipeline/quantize';
+import { CALIB_MODES, type CalibMode } from '../../pipeline/sequential';
 import { ACT_FORMATS, COMPENSATE_FACTORS, COMPENSATIONS, EXPORT_FORMATS, GROUP_SIZES, GROUPINGS, METHODS, WEIGHT_FORMATS, configLabel } from '../../quant/config';
 
 interface QuantizeArgs extends CommonArgs {
@@ -31,6 +32,7 @@ interface QuantizeArgs extends CommonArgs {
   'compensate-rank'?: number;
   'compensate-factors': (typeof COMPENSATE_FACTORS)[number];
   'calib-budget-mb': number;
+  'calib-mode'?: CalibMode;
   threads?: number;
 }
 
@@ -71,6 +73,14 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       .option('compensate-factors', { type: 'string', choices: COMPENSATE_FACTORS, default: 'fp16' as const, describe: 'How low-rank factors are stored: fp16, or int8 with one scale per row (--format w4a8: half the bytes a decode step reads for them)' })
       .option('compensate-rank', { type: 'number', describe: 'Fixed rank (lorc, lorc-aware) or number of Kronecker terms (kron-aware), instead of a budget' })
       .option('calib-budget-mb', { type: 'number', default: 1024, describe: 'Memory for calibration statistics per pass; more layers -> more passes over the text' })
+      .option('calib-mode', {
+        type: 'string',
+        choices: CALIB_MODES,
+        describe:
+          'sequential: block by block, each block calibrated on the outputs of the quantized blocks before it (one block in memory at a time); ' +
+          'all: every layer from one run of the float model. Default: sequential for --method awq and for models with over 1 GiB of external data, else all ' +
+          '(sequential needs node names that give the blocks, layers.N / h.N; the default falls back to all without them)',
+      })
       .option('threads', threadsOption) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
@@ -100,6 +110,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
         compensateRank: args['compensate-rank'],
         compensateFactors: args['compensate-factors'] === 'fp16' ? undefined : args['compensate-factors'],
         captureBudgetBytes: budgetMb * 2 ** 20,
+        calibMode: args['calib-mode'],
         progress: ctx.progress,
         cancel: ctx.cancel,
       });
@@ -110,6 +121,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       for (const w of summary.warnings) ctx.progress.log(w, 'warn');
       ctx.out(`${summary.output}: ${configLabel(summary.config)}, --format ${summary.format}, ${summary.layers.length} layers quantized, ${summary.excluded.length} kept in float`);
       for (const note of summary.export.notes) ctx.out(`note: ${note}`);
+      if (summary.calibMode) ctx.out(`calibration: ${summary.calibMode === 'sequential' ? 'sequential (block by block, on the quantized prefix)' : 'all layers at once'}, ${summary.calibTokens} tokens`);
       ctx.out(`per-layer report: ${summary.report}`);
     }),
 };

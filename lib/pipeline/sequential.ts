@@ -1,0 +1,217 @@
+// Sequential (block by block) calibration and quantization, as GPTQ and AutoAWQ do it: block i
+// is calibrated on the outputs of blocks 0..i-1 already quantized, so each layer's statistics
+// describe the inputs it will see in the quantized model, and memory holds one block at a time.
+// Per block: a sub-graph of the block alone (ORT maps only its initializers from the side file),
+// fed the previous block's outputs kept in memory, captures the statistics of its layers
+// (in chunks that fit the capture budget); the layers are quantized; the block is exported into
+// a second sub-graph and run once more to produce the inputs of the next block.
+import * as fs from 'node:fs';
+import type * as ort from 'onnxruntime-node';
+import type { NodeProto } from 'onnx-buf';
+import { nodesComputing, splitBlocks, type BlockSplit, type BlockStage } from '../calib/blocks';
+import { calibrationSessionConfig, captureStatistics, NO_PREPACK_ABOVE_BYTES, DEFAULT_CAPTURE_BUDGET, DEFAULT_SAMPLE_ROWS, planPasses, type WindowRunner } from '../calib/capture';
+import type { CalibStats } from '../native/calib_stats';
+import type { DataType } from '../onnx/dtype';
+import { ortModelSource, type OnnxModel } from '../onnx/model';
+import { externalFiles } from '../onnx/external_data';
+import { extractSubgraph, type Subgraph } from '../onnx/subgraph';
+import { dataTypeOfOrt, openStage } from '../ort/stage_session';
+import { exportLayerWeight, exportQuantized } from '../export/export_model';
+import type { ExportFormat, QuantConfig } from '../quant/config';
+import type { InputGroup, LayerPlan } from '../quant/plan';
+import { quantizeLayers } from '../quant/quantize_layers';
+import type { QuantizedLayer, QuantizedModelParts } from '../quant/types';
+import { W4A8Error, UsageError } from '../util/errors';
+import { neverCancelled, yieldToEventLoop, type CancelToken } from '../util/cancel';
+import { silentProgress, type Progress } from '../util/progress';
+
+export const CALIB_MODES = ['sequential', 'all'] as const;
+export type CalibMode = (typeof CALIB_MODES)[number];
+
+export function checkCalibMode(mode: unknown): CalibMode | undefined {
+  if (mode === undefined) return undefined;
+  if (typeof mode !== 'string' || !(CALIB_MODES as readonly string[]).includes(mode)) {
+    throw new UsageError(`--calib-mode must be one of ${CALIB_MODES.join(', ')}; got ${JSON.stringify(mode)}`);
+  }
+  return mode as CalibMode;
+}
+
+/** Side files above this total make sequential calibration the default whatever the method (memory: one block at a time). */
+export const SEQUENTIAL_ABOVE_BYTES = NO_PREPACK_ABOVE_BYTES;
+
+/**
+ * The default mode. Measured on stories260K (docs/QUALITY.md, "Sequential vs all-at-once"): AWQ is
+ * better sequential, GPTQ better all at once (it fits each layer to its float function on the
+ * inputs it is given, and the drift of the quantized prefix then counts against it). So: all at once
+ * where the model is small and the method is not AWQ; sequential for AWQ and for models whose side
+ * files pass 1 GiB, where an all-at-once forward maps the whole model per pass.
+ */
+export function defaultCalibMode(config: QuantConfig, model: OnnxModel): CalibMode {
+  if (config.method === 'awq') return 'sequential';
+  let total = 0;
+  for (const file of externalFiles(model.proto, model.dir)) total += fs.statSync(file).size;
+  return total > SEQUENTIAL_ABOVE_BYTES ? 'sequential' : 'all';
+}
+
+/** The model's blocks for the planned layers, or why it has none. */
+export function blocksOf(model: OnnxModel, plan: LayerPlan, label: string): BlockSplit | { refused: string } {
+  return splitBlocks(model, plan.layers.map((l) => ({ node: l.node, input: l.input })), label);
+}
+
+export interface SequentialOptions {
+  config: QuantConfig;
+  format: ExportFormat;
+  windows: number[][];
+  hessian: boolean;
+  budgetBytes?: number;
+  progress?: Progress;
+  cancel?: CancelToken;
+  /** Called with each group's quantized layers (the streamed write exports and drops them). */
+  onGroupDone?: (layers: QuantizedLayer[]) => Promise<void>;
+  /** Called with each block's statistics before its layers are quantized (tests compare them). */
+  onStats?: (stage: BlockStage, stats: Map<string, CalibStats>) => void;
+}
+
+/**
+ * How the quantized block runs to feed the next one: as the chosen export computes it where ONNX
+ * Runtime runs that export (MatMulNBits, QDQ), else the standard-op simulation of the same numbers.
+ */
+function forwardFormat(format: ExportFormat): ExportFormat {
+  return format === 'matmulnbits' || format === 'qdq' ? format : 'sim';
+}
+
+/** Per window, the values later blocks read. */
+type Carried = Map<string, ort.Tensor[]>;
+
+function carriedType(carried: Carried) {
+  return (name: string): DataType | undefined => {
+    const t = carried.get(name)?.[0];
+    return t ? dataTypeOfOrt(t.type) : undefined;
+  };
+}
+
+function stageRunner(sub: Subgraph, label: string, windows: number[][], carried: Carried, sessionConfig?: Record<string, string>) {
+  return async (model: OnnxModel): Promise<WindowRunner> => {
+    const { bytes, externalDataFolder } = ortModelSource(model);
+    const stage = await openStage(bytes, { externalDataFolder, label, sessionConfig });
+    return {
+      run: (w, fetches) => {
+        const feeds: Record<string, ort.Tensor> = {};
+        for (const name of sub.carriedInputs) feeds[name] = carried.get(name)![w];
+        return stage.run(windows[w], feeds, fetches);
+      },
+      release: () => stage.release(),
+    };
+  };
+}
+
+/** A quantized layer as it belongs to the block's forward sub-graph (the original stays for the model's own export). */
+function layerInSub(q: QuantizedLayer, sub: Subgraph, copyOf: Map<string, NodeProto>): QuantizedLayer | undefined {
+  const node = copyOf.get(q.layer.node.output[0]);
+  return node ? { ...q, layer: { ...q.layer, node }, exported: false } : undefined;
+}
+
+function dropArrays(q: QuantizedLayer): void {
+  q.codes = new Uint8Array(0);
+  q.scales = new Float32Array(0);
+  q.dequantized = new Float32Array(0);
+  if (q.zeroPoints) q.zeroPoints = new Uint8Array(0);
+}
+
+/**
+ * Calibrates and quantizes `plan` block by block. `model` is the model the quantization is
+ * written into (weights read from it); `source` is an untouched copy whose nodes the block
+ * sub-graphs are cut from (the same object when nothing is exported before the end).
+ */
+export async function quantizeSequential(model: OnnxModel, source: OnnxModel, plan: LayerPlan, split: BlockSplit, opts: SequentialOptions): Promise<QuantizedModelParts> {
+  const progress = opts.progress ?? silentProgress;
+  const cancel = opts.cancel ?? neverCancelled;
+  const { windows, config } = opts;
+  const parts: QuantizedModelParts = { config, layers: [], scalings: [], reports: [] };
+  const groupOf = new Map(plan.groups.map((g) => [g.input, g]));
+  const maxWindow = Math.max(...windows.map((w) => w.length));
+  const fwdFormat = forwardFormat(opts.format);
+  const sessionConfig = calibrationSessionConfig(source);
+  const carried: Carried = new Map();
+  const stages = split.stages;
+  for (let si = 0; si < stages.length; si++) {
+    const stage = stages[si];
+    const tag = `${stage.label} (${si + 1}/${stages.length})`;
+    const typeOf = carriedType(carried);
+    // The block's forward copy receives each layer as soon as it is quantized.
+    const fwd = stage.carriedOut.length > 0 ? extractSubgraph(source, stage.forwardNodes, stage.carriedOut, typeOf) : undefined;
+    const copyOf = new Map<string, NodeProto>();
+    if (fwd) for (const c of fwd.nodeCopy.values()) if (c.output[0] !== undefined) copyOf.set(c.output[0], c);
+    const fwdLayers: QuantizedLayer[] = [];
+    const fwdScalings: QuantizedModelParts['scalings'] = [];
+
+    const groups = stage.targets.map((t) => groupOf.get(t)).filter((g): g is InputGroup => g !== undefined);
+    const targets = groups.map((g) => ({ input: g.input, k: g.k, dataType: g.layers[0].dataType }));
+    const chunks = planPasses(targets, opts.hessian, DEFAULT_SAMPLE_ROWS, maxWindow, opts.budgetBytes ?? DEFAULT_CAPTURE_BUDGET);
+    for (const chunk of chunks) {
+      cancel.throwIfCancelled();
+      const names = chunk.map((t) => t.input);
+      const sub = extractSubgraph(source, nodesComputing(stage.captureNodes, names), [], typeOf);
+      const stats = await captureStatistics(sub.model, chunk, windows, {
+        hessian: opts.hessian,
+        budgetBytes: opts.budgetBytes,
+        progress,
+        cancel,
+        phase: `${tag} calibration`,
+        open: stageRunner(sub, `${stage.label} of the model (calibration)`, windows, carried, sessionConfig),
+      });
+      opts.onStats?.(stage, stats);
+      const chunkGroups = names.map((n) => groupOf.get(n)!);
+      const chunkPlan: LayerPlan = { ...plan, groups: chunkGroups, layers: chunkGroups.flatMap((g) => g.layers) };
+      const done = await quantizeLayers(model, chunkPlan, config, stats, {
+        progress,
+        cancel,
+        exportFormat: opts.format,
+        onGroupDone: async (layers) => {
+          if (fwd) {
+            for (const q of layers) {
+              const copy = layerInSub(q, fwd, copyOf);
+              if (!copy) continue;
+              await exportLayerWeight(fwd.model, copy, fwdFormat, config);
+              dropArrays(copy);
+              fwdLayers.push(copy);
+            }
+          }
+          if (opts.onGroupDone) await opts.onGroupDone(layers);
+        },
+      });
+      parts.layers.push(...done.layers);
+      parts.reports.push(...done.reports);
+      parts.scalings.push(...done.scalings);
+      // Folding 1/s into a norm weight would edit the shared initializer: the block copy takes a Mul.
+      fwdScalings.push(...done.scalings.map((s) => ({ ...s, fold: undefined })));
+    }
+
+    if (fwd) {
+      cancel.throwIfCancelled();
+      const info = await exportQuantized(fwd.model, { config, layers: fwdLayers, scalings: fwdScalings, reports: [] }, fwdFormat);
+      const runner = await stageRunner(fwd, `${stage.label} of the model (quantized)`, windows, carried, { ...sessionConfig, ...info.sessionConfig })(fwd.model);
+      const outputs: Carried = new Map(stage.carriedOut.map((n) => [n, []]));
+      try {
+        progress.start(`${tag} forward`, windows.length);
+        for (let w = 0; w < windows.length; w++) {
+          cancel.throwIfCancelled();
+          const out = await runner.run(w, stage.carriedOut);
+          for (const n of stage.carriedOut) {
+            const t = out[n] as ort.Tensor | undefined;
+            if (!t) throw new W4A8Error(`${stage.label}: ONNX Runtime returned no "${n}"`);
+            outputs.get(n)!.push(t);
+          }
+          progress.update(w + 1, `${windows[w].length} tokens`);
+          await yieldToEventLoop();
+        }
+        progress.stop();
+      } finally {
+        await runner.release();
+      }
+      for (const [n, ts] of outputs) carried.set(n, ts);
+    }
+    for (const [name, last] of split.lastReader) if (last <= si) carried.delete(name);
+  }
+  return parts;
+}

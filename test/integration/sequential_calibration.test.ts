@@ -1,0 +1,147 @@
+// Sequential (block by block) calibration on stories260K: block 0 sees exactly the inputs of the
+// all-at-once capture, so its statistics must equal those; every later block runs on the quantized
+// prefix, so its statistics must differ. The quantized model must be valid and close to fp32, the
+// streamed path (external data in) must give the same quantization as the inline one, and a model
+// whose node names carry no block index is refused (asked for) or calibrated all at once (default).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { importLlama2c } from '../../lib/import/llama2c';
+import { loadModel, saveModel } from '../../lib/onnx/model';
+import { planLayers } from '../../lib/quant/plan';
+import { resolveConfig } from '../../lib/quant/config';
+import { loadTokenizer } from '../../lib/tokenize/load';
+import type { CalibStats } from '../../lib/native/calib_stats';
+import { calibrate, calibrationWindowsFor } from '../../lib/pipeline/calibrate';
+import { blocksOf, quantizeSequential } from '../../lib/pipeline/sequential';
+import { checkQuantizeArgs, quantizeModel } from '../../lib/pipeline/quantize';
+import { openDecoder } from '../../lib/ort/session';
+import { UsageError } from '../../lib/util/errors';
+import { SHARED_DIR } from '../helpers/shared_paths';
+import { CALIB_TEXT, STORIES_TOKENIZER, writeToyLm } from '../helpers/quant_fixtures';
+
+const STORIES_BIN = path.join(SHARED_DIR, 'models', 'stories260K', 'stories260K.bin');
+const missing = [STORIES_BIN, STORIES_TOKENIZER, CALIB_TEXT].filter((p) => !fs.existsSync(p));
+if (missing.length > 0) console.warn(`sequential calibration tests skipped: missing ${missing.join(', ')}`);
+const describeIf = missing.length === 0 ? describe : describe.skip;
+
+/** max |a - b| / max |b| over the whole matrix. */
+function relativeDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / scale;
+}
+
+describeIf('sequential calibration (stories260K)', () => {
+  let dir: string;
+  let modelPath: string;
+  const calibText = () => fs.readFileSync(CALIB_TEXT, 'utf8');
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-sequential-'));
+    modelPath = (await importLlama2c(STORIES_BIN, STORIES_TOKENIZER, path.join(dir, 'fp32'))).modelPath;
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('block 0 statistics equal the all-at-once ones; later blocks see the quantized prefix', async () => {
+    const model = loadModel(modelPath);
+    const plan = planLayers(model, [], true);
+    const split = blocksOf(model, plan, 'stories260K');
+    if ('refused' in split) throw new Error(split.refused);
+    expect(split.stages.map((s) => s.block)).toEqual([0, 1, 2, 3, 4]);
+    // Each block captures its q/k/v, o, gate/up and down inputs: 4 per block.
+    expect(split.stages.map((s) => s.targets.length)).toEqual([4, 4, 4, 4, 4]);
+
+    const opts = { text: calibText(), label: 'calib.txt', tokenizer: loadTokenizer(STORIES_TOKENIZER), seqlen: 256, tokens: 1024 };
+    const all = await calibrate(model, plan, { ...opts, hessian: true });
+    const { windows } = calibrationWindowsFor(model, opts);
+    const sequential = new Map<string, { block?: number; stats: CalibStats }>();
+    const config = resolveConfig({ method: 'gptq', groupSize: 32, symmetric: false, aformat: 'int8' });
+    const parts = await quantizeSequential(model, model, plan, split, {
+      config,
+      format: 'sim',
+      windows,
+      hessian: true,
+      onStats: (stage, stats) => stats.forEach((s, input) => sequential.set(input, { block: stage.block, stats: s })),
+    });
+    expect(parts.layers.map((q) => q.layer.name)).toEqual(plan.layers.map((l) => l.name));
+    expect(sequential.size).toBe(all.stats.size);
+    for (const [input, { block, stats }] of sequential) {
+      const reference = all.stats.get(input)!;
+      expect(stats.rows).toBe(reference.rows);
+      const d = relativeDifference(stats.hessian!, reference.hessian!);
+      const m = relativeDifference(stats.meanAbs, reference.meanAbs);
+      console.log(`block ${block} ${input}: Hessian relative difference ${d.toExponential(3)}, mean|x| ${m.toExponential(3)}`);
+      if (block === 0) {
+        expect(d).toBeLessThan(1e-6);
+        expect(m).toBeLessThan(1e-6);
+      } else {
+        expect(d).toBeGreaterThan(1e-4);
+      }
+    }
+  });
+
+  test('quantize --calib-mode sequential: a valid model, the same with external data in (streamed) as inline', async () => {
+    // The same model with its weights in a side file: the streamed path (blocks cut from a second copy).
+    const extDir = path.join(dir, 'external');
+    fs.mkdirSync(extDir);
+    const extPath = path.join(extDir, 'model.onnx');
+    saveModel(loadModel(modelPath), extPath, { externalData: 'always' });
+    fs.copyFileSync(STORIES_TOKENIZER, path.join(extDir, path.basename(STORIES_TOKENIZER)));
+
+    const run = (input: string, name: string) =>
+      quantizeModel({ input, output: path.join(dir, name, 'model.onnx'), method: 'awq', groupSize: 32, symmetric: false, aformat: 'int8',
+        format: 'matmulnbits', calibText: calibText(), calibTokens: 1024, calibSeqlen: 256, calibMode: 'sequential' });
+    const inline = await run(modelPath, 'seq-inline');
+    const streamed = await run(extPath, 'seq-external');
+    expect(inline.calibMode).toBe('sequential');
+    expect(streamed.calibMode).toBe('sequential');
+    expect(streamed.layers.map((l) => l.errorAfter)).toEqual(inline.layers.map((l) => l.errorAfter));
+    expect(streamed.layers.map((l) => l.alpha)).toEqual(inline.layers.map((l) => l.alpha));
+    expect(fs.existsSync(path.join(dir, 'seq-external', 'model.onnx_data'))).toBe(true);
+
+    // Runs in ONNX Runtime with logits close to the float model's on a calibration window.
+    const ids = loadTokenizer(STORIES_TOKENIZER).encode('Once upon a time, there was a little girl named Lily.', { bos: true });
+    const fp32 = await openDecoder(modelPath);
+    const quant = await openDecoder(path.join(dir, 'seq-external', 'model.onnx'));
+    try {
+      const a = (await fp32.logits(ids)).data as Float32Array;
+      const b = (await quant.logits(ids)).data as Float32Array;
+      expect(b.every(Number.isFinite)).toBe(true);
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < a.length; i++) {
+        num += (b[i] - a[i]) ** 2;
+        den += a[i] ** 2;
+      }
+      const d = Math.sqrt(num / den);
+      console.log(`sequential AWQ vs fp32 logits: ||b - a|| / ||a|| = ${d.toExponential(3)}`);
+      expect(d).toBeLessThan(0.1);
+    } finally {
+      await fp32.release();
+      await quant.release();
+    }
+  });
+
+  test('a model without block names: refused when asked for, all at once by default', async () => {
+    const toy = writeToyLm(path.join(dir, 'toy'), { dtype: 'float32', external: false });
+    const base = { input: toy, method: 'awq' as const, calibText: calibText(), calibTokens: 256, calibSeqlen: 64 };
+    await expect(quantizeModel({ ...base, output: path.join(dir, 'toy-seq', 'model.onnx'), calibMode: 'sequential' })).rejects.toThrow(
+      /--calib-mode sequential: no decoder blocks found in .*layers\.N.*; use --calib-mode all/,
+    );
+    expect(fs.existsSync(path.join(dir, 'toy-seq', 'model.onnx'))).toBe(false);
+    const summary = await quantizeModel({ ...base, output: path.join(dir, 'toy-default', 'model.onnx') });
+    expect(summary.calibMode).toBe('all');
+  });
+
+  test('--calib-mode is checked before any work', () => {
+    expect(() => checkQuantizeArgs({ input: modelPath, output: path.join(dir, 'x', 'model.onnx'), calibMode: 'blockwise' as never })).toThrow(UsageError);
+    expect(() => checkQuantizeArgs({ input: modelPath, output: path.join(dir, 'x', 'model.onnx'), calibMode: 'blockwise' as never })).toThrow(
+      /--calib-mode must be one of sequential, all; got "blockwise"/,
+    );
+  });
+});
