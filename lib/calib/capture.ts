@@ -46,9 +46,20 @@ export interface WindowRunner {
 export const DEFAULT_SAMPLE_ROWS = 4096;
 export const DEFAULT_CAPTURE_BUDGET = 1 << 30;
 
+/**
+ * Hessians larger than this are accumulated and kept in fp32 (K = 11008: 0.48 GB instead of
+ * 0.97 GB; GPTQ widens them as it reads them, its factorization stays fp64). Each window's
+ * X^T X is an fp32 GEMM either way; only the sum over windows loses the fp64 accumulator.
+ */
+export const HESSIAN_F32_ABOVE_BYTES = 256 * 2 ** 20;
+
+export function hessianPrecision(k: number): 'float64' | 'float32' {
+  return k * k * 8 > HESSIAN_F32_ABOVE_BYTES ? 'float32' : 'float64';
+}
+
 function statsBytes(t: CaptureTarget, hessian: boolean, sampleRows: number, maxWindow: number): number {
-  // Hessian in float64, sample rows and one fetched window in float32.
-  return (hessian ? t.k * t.k * 8 : 0) + sampleRows * t.k * 4 + maxWindow * t.k * 4;
+  // Hessian (fp64, or fp32 when large), sample rows and one fetched window in float32.
+  return (hessian ? t.k * t.k * (hessianPrecision(t.k) === 'float32' ? 4 : 8) : 0) + sampleRows * t.k * 4 + maxWindow * t.k * 4;
 }
 
 /** Splits targets into passes whose statistics fit the budget (a single target over budget gets a pass of its own). */
@@ -120,7 +131,7 @@ export async function captureStatistics(
     const names = pass.map((t) => t.input);
     const captureModel = withCaptureOutputs(model, names, (n) => typeOf.get(n) ?? DataType.FLOAT);
     const runner = opts.open ? await opts.open(captureModel) : await openDecoderRunner(model, captureModel, windows);
-    const handles = pass.map((t) => createCalibStats({ k: t.k, sampleRows, hessian: opts.hessian, seed: opts.seed ?? 0 }));
+    const handles = pass.map((t) => createCalibStats({ k: t.k, sampleRows, hessian: opts.hessian ? hessianPrecision(t.k) : false, seed: opts.seed ?? 0 }));
     try {
       const phase = opts.phase ?? 'calibration';
       progress.start(passes.length > 1 ? `${phase} pass ${p + 1}/${passes.length}` : phase, windows.length);

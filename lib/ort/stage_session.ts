@@ -12,6 +12,9 @@ export function dataTypeOfOrt(type: string): DataType | undefined {
   return (ONNX_ELEMENT_TYPES as Record<string, number>)[type] as DataType | undefined;
 }
 
+/** A value one part computed and a later part reads (an ORT tensor, kept on the CPU). */
+export type StageValue = ort.Tensor;
+
 export interface StageSession {
   /** Inputs the caller feeds (values computed by earlier parts). */
   readonly carriedInputs: readonly string[];

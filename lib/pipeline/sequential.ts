@@ -6,7 +6,6 @@
 // (in chunks that fit the capture budget); the layers are quantized; the block is exported into
 // a second sub-graph and run once more to produce the inputs of the next block.
 import * as fs from 'node:fs';
-import type * as ort from 'onnxruntime-node';
 import type { NodeProto } from 'onnx-buf';
 import { nodesComputing, splitBlocks, type BlockSplit, type BlockStage } from '../calib/blocks';
 import { calibrationSessionConfig, captureStatistics, NO_PREPACK_ABOVE_BYTES, DEFAULT_CAPTURE_BUDGET, DEFAULT_SAMPLE_ROWS, planPasses, type WindowRunner } from '../calib/capture';
@@ -15,7 +14,7 @@ import type { DataType } from '../onnx/dtype';
 import { ortModelSource, type OnnxModel } from '../onnx/model';
 import { externalFiles } from '../onnx/external_data';
 import { extractSubgraph, type Subgraph } from '../onnx/subgraph';
-import { dataTypeOfOrt, openStage } from '../ort/stage_session';
+import { dataTypeOfOrt, openStage, type StageValue } from '../ort/stage_session';
 import { exportLayerWeight, exportQuantized } from '../export/export_model';
 import type { ExportFormat, QuantConfig } from '../quant/config';
 import type { InputGroup, LayerPlan } from '../quant/plan';
@@ -80,8 +79,17 @@ function forwardFormat(format: ExportFormat): ExportFormat {
   return format === 'matmulnbits' || format === 'qdq' ? format : 'sim';
 }
 
+/** 95 s -> "1m35s", 4000 s -> "1h06m". */
+export function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
 /** Per window, the values later blocks read. */
-type Carried = Map<string, ort.Tensor[]>;
+type Carried = Map<string, StageValue[]>;
 
 function carriedType(carried: Carried) {
   return (name: string): DataType | undefined => {
@@ -96,7 +104,7 @@ function stageRunner(sub: Subgraph, label: string, windows: number[][], carried:
     const stage = await openStage(bytes, { externalDataFolder, label, sessionConfig });
     return {
       run: (w, fetches) => {
-        const feeds: Record<string, ort.Tensor> = {};
+        const feeds: Record<string, StageValue> = {};
         for (const name of sub.carriedInputs) feeds[name] = carried.get(name)![w];
         return stage.run(windows[w], feeds, fetches);
       },
@@ -134,9 +142,12 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
   const sessionConfig = calibrationSessionConfig(source);
   const carried: Carried = new Map();
   const stages = split.stages;
+  const started = Date.now();
   for (let si = 0; si < stages.length; si++) {
     const stage = stages[si];
-    const tag = `${stage.label} (${si + 1}/${stages.length})`;
+    // Blocks cost about the same: the time left is the mean block time so far times the blocks left.
+    const left = si > 0 ? ((Date.now() - started) / si) * (stages.length - si) : undefined;
+    const tag = `${stage.label} (${si + 1}/${stages.length}${left !== undefined ? `, about ${formatDuration(left)} left` : ''})`;
     const typeOf = carriedType(carried);
     // The block's forward copy receives each layer as soon as it is quantized.
     const fwd = stage.carriedOut.length > 0 ? extractSubgraph(source, stage.forwardNodes, stage.carriedOut, typeOf) : undefined;
@@ -198,7 +209,7 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
           cancel.throwIfCancelled();
           const out = await runner.run(w, stage.carriedOut);
           for (const n of stage.carriedOut) {
-            const t = out[n] as ort.Tensor | undefined;
+            const t = out[n] as StageValue | undefined;
             if (!t) throw new W4A8Error(`${stage.label}: ONNX Runtime returned no "${n}"`);
             outputs.get(n)!.push(t);
           }
@@ -212,6 +223,7 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
       for (const [n, ts] of outputs) carried.set(n, ts);
     }
     for (const [name, last] of split.lastReader) if (last <= si) carried.delete(name);
+    progress.log(`${stage.label} done (${si + 1}/${stages.length}), ${formatDuration(Date.now() - started)} so far`, 'info');
   }
   return parts;
 }

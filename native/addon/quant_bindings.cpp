@@ -300,8 +300,7 @@ Napi::Value GptqFn(const Napi::CallbackInfo& info) {
       env, "gptqQuantize",
       [=]() {
         if (h64) return GptqQuantize(w, k, n, h64, c, gc, out, result.get());
-        std::vector<double> h(h32, h32 + (size_t)k * k);
-        return GptqQuantize(w, k, n, h.data(), c, gc, out, result.get());
+        return GptqQuantize(w, k, n, h32, c, gc, out, result.get());
       },
       {info[0], info[3], info[6], info[7], info[8], info[9], info.Length() > 10 ? info[10] : env.Null()},
       [result](Napi::Env e) -> Napi::Value {

@@ -130,6 +130,28 @@ int main() {
     GptqQuantize(w.data(), k, n, h.data(), cfg, GptqConfig{}, b.View(), nullptr, 2);
     CHECK(a.codes == b.codes && a.deq == b.deq, "1 thread vs 2 threads differ");
   }
+  // An fp32 Hessian is read in place: the same result as the fp64 path fed its widened values
+  // (act order and awq+gptq's input scale included), and NaN in it fails the same way.
+  {
+    std::vector<float> h32(h.begin(), h.end());
+    std::vector<double> widened(h32.begin(), h32.end());
+    std::vector<float> scale(k);
+    for (int32_t i = 0; i < k; ++i) scale[i] = 0.5f + (float)(i % 5) * 0.25f;
+    for (int variant = 0; variant < 3; ++variant) {
+      WeightQuantConfig cfg;
+      cfg.group_size = 32;
+      GptqConfig gc;
+      gc.act_order = variant == 1;
+      if (variant == 2) gc.input_scale = scale.data();
+      Out a = Alloc(cfg, k, n), b = Alloc(cfg, k, n);
+      CHECK(GptqQuantize(w.data(), k, n, h32.data(), cfg, gc, a.View(), nullptr, 2) == Status::kOk, "gptq fp32 H");
+      CHECK(GptqQuantize(w.data(), k, n, widened.data(), cfg, gc, b.View(), nullptr, 2) == Status::kOk, "gptq widened H");
+      CHECK(a.codes == b.codes && a.scales == b.scales && a.deq == b.deq, "fp32 Hessian differs from its fp64 widening");
+    }
+    Out o = Alloc(WeightQuantConfig{}, k, n);
+    h32[7] = NAN;
+    CHECK(GptqQuantize(w.data(), k, n, h32.data(), WeightQuantConfig{}, GptqConfig{}, o.View(), nullptr) == Status::kNumericalError, "NaN fp32 H");
+  }
   // Non-finite H or W fails with a status, no crash.
   {
     WeightQuantConfig cfg;

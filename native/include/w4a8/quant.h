@@ -189,5 +189,8 @@ struct GptqResult {
 };
 Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian, const WeightQuantConfig& cfg,
                     const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads = 0);
+// The same with an fp32 Hessian (read in place, never copied; the factorization is fp64 either way).
+Status GptqQuantize(const float* w, int32_t k, int32_t n, const float* hessian, const WeightQuantConfig& cfg,
+                    const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads = 0);
 
 }  // namespace w4a8

@@ -4,7 +4,10 @@
 // output channel (threads split N). The lazy block update is one GEMM with U's off-diagonal panel.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <mutex>
 #include <numeric>
 #include <vector>
@@ -42,7 +45,9 @@ void RangeParams(const float* w, int32_t n, int32_t r0, int32_t r1, int32_t j0, 
 
 }  // namespace
 
-static Status GptqQuantizeUnguarded(const float* w, int32_t k, int32_t n, const double* hessian, const WeightQuantConfig& cfg,
+// H may be fp64 or fp32 (a K = 11008 Hessian is 1 GB in fp64): it is only read, widened, into U.
+template <typename HT>
+static Status GptqQuantizeUnguarded(const float* w, int32_t k, int32_t n, const HT* hessian, const WeightQuantConfig& cfg,
                                     const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads) {
   if (CheckWeightQuantConfig(cfg) != Status::kOk) return Status::kInvalidArgument;
   if (k <= 0 || n <= 0 || !w || !hessian || !out.codes || !out.scales || gptq.block_size < 1 || !(gptq.damp >= 0))
@@ -109,23 +114,36 @@ static Status GptqQuantizeUnguarded(const float* w, int32_t k, int32_t n, const 
 
   // U: upper Cholesky factor of (H + damp * mean(diag) I)^-1 (dead diagonals set to 1), retried
   // with more dampening.
+  // U is factored in fp64 and used in fp32: it is narrowed in place (float i lands in bytes of
+  // double i/2, already read) and the buffer shrunk with realloc, so fp64 and fp32 copies never
+  // coexist (K = 11008: 0.97 GB + 0.48 GB otherwise).
   double damp = gptq.damp;
-  std::vector<double> u(kk);
+  std::unique_ptr<void, void (*)(void*)> ubuf(std::malloc(kk * sizeof(double)), std::free);
+  if (!ubuf) throw std::bad_alloc();
+  double* u = static_cast<double*>(ubuf.get());
   Status st = Status::kNumericalError;
   for (int attempt = 0; attempt < 4; ++attempt, damp = damp > 0 ? damp * 10 : 1e-6) {
     for (int32_t r = 0; r < k; ++r) {
-      const double* src = hessian + (size_t)perm[r] * k;
-      double* dst = u.data() + (size_t)r * k;
-      for (int32_t c = 0; c < k; ++c) dst[c] = src[perm[c]];
+      const HT* src = hessian + (size_t)perm[r] * k;
+      double* dst = u + (size_t)r * k;
+      for (int32_t c = 0; c < k; ++c) dst[c] = (double)src[perm[c]];
       if (dead_row[r]) dst[r] = 1;
       dst[r] += damp * mean_diag;
     }
-    st = UpperCholeskyOfInverse(u.data(), k, u.data(), t);
+    st = UpperCholeskyOfInverse(u, k, u, t);
     if (st == Status::kOk) break;
   }
   if (st != Status::kOk) return st;
-  std::vector<float> uf(u.begin(), u.end());
-  std::vector<double>().swap(u);
+  char* bytes = static_cast<char*>(ubuf.get());
+  for (size_t i = 0; i < kk; ++i) {
+    const float f = (float)u[i];
+    std::memcpy(bytes + i * sizeof(float), &f, sizeof(float));
+  }
+  if (void* shrunk = std::realloc(ubuf.get(), kk * sizeof(float))) {
+    ubuf.release();
+    ubuf.reset(shrunk);
+  }
+  const float* uf = static_cast<const float*>(ubuf.get());
 
   std::vector<uint8_t> codes(kn);  // one code per byte, original row order
   std::vector<float> deq(out.dequantized ? 0 : kn);
@@ -178,7 +196,7 @@ static Status GptqQuantizeUnguarded(const float* w, int32_t k, int32_t n, const 
       loss += local;
     });
     if (i2 < k)  // W[i2:] -= U[i1:i2, i2:]^T E
-      GemmF32(true, false, k - i2, n, count, -1.0f, uf.data() + (size_t)i1 * k + i2, k, err.data(), n, 1.0f,
+      GemmF32(true, false, k - i2, n, count, -1.0f, uf + (size_t)i1 * k + i2, k, err.data(), n, 1.0f,
               wp.data() + (size_t)i2 * n, n, t);
   }
 
@@ -219,8 +237,9 @@ static Status GptqQuantizeUnguarded(const float* w, int32_t k, int32_t n, const 
   return Status::kOk;
 }
 
-Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian, const WeightQuantConfig& cfg,
-                    const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads) {
+template <typename HT>
+static Status GptqQuantizeAny(const float* w, int32_t k, int32_t n, const HT* hessian, const WeightQuantConfig& cfg,
+                              const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads) {
   return StatusFromExceptions([&] {
     if (!gptq.input_scale) return GptqQuantizeUnguarded(w, k, n, hessian, cfg, gptq, out, result, threads);
     // awq+gptq: the problem in AWQ's scaled space. W becomes diag(s) W (the fp32 product AWQ's search
@@ -234,11 +253,21 @@ Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian,
       for (int32_t j = 0; j < n; ++j) ws[(size_t)i * n + j] = w[(size_t)i * n + j] * sc[i];
     std::vector<double> hs((size_t)k * k);
     for (int32_t i = 0; i < k; ++i)
-      for (int32_t j = 0; j < k; ++j) hs[(size_t)i * k + j] = hessian[(size_t)i * k + j] / ((double)sc[i] * (double)sc[j]);
+      for (int32_t j = 0; j < k; ++j) hs[(size_t)i * k + j] = (double)hessian[(size_t)i * k + j] / ((double)sc[i] * (double)sc[j]);
     GptqConfig inner = gptq;
     inner.input_scale = nullptr;
     return GptqQuantizeUnguarded(ws.data(), k, n, hs.data(), cfg, inner, out, result, threads);
   });
+}
+
+Status GptqQuantize(const float* w, int32_t k, int32_t n, const double* hessian, const WeightQuantConfig& cfg,
+                    const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads) {
+  return GptqQuantizeAny(w, k, n, hessian, cfg, gptq, out, result, threads);
+}
+
+Status GptqQuantize(const float* w, int32_t k, int32_t n, const float* hessian, const WeightQuantConfig& cfg,
+                    const GptqConfig& gptq, const QuantizedOutputs& out, GptqResult* result, int threads) {
+  return GptqQuantizeAny(w, k, n, hessian, cfg, gptq, out, result, threads);
 }
 
 }  // namespace w4a8
