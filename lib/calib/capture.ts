@@ -131,6 +131,7 @@ export async function captureStatistics(
     const names = pass.map((t) => t.input);
     const captureModel = withCaptureOutputs(model, names, (n) => typeOf.get(n) ?? DataType.FLOAT);
     const runner = opts.open ? await opts.open(captureModel) : await openDecoderRunner(model, captureModel, windows);
+    let released = false;
     const handles = pass.map((t) => createCalibStats({ k: t.k, sampleRows, hessian: opts.hessian ? hessianPrecision(t.k) : false, seed: opts.seed ?? 0 }));
     try {
       const phase = opts.phase ?? 'calibration';
@@ -159,10 +160,16 @@ export async function captureStatistics(
         await yieldToEventLoop();
       }
       progress.stop();
-      for (let i = 0; i < pass.length; i++) result.set(pass[i].input, await handles[i].finalize());
+      // The session (its weights) goes before finalize copies the statistics out: they never coexist.
+      released = true;
+      await runner.release();
+      for (let i = 0; i < pass.length; i++) {
+        result.set(pass[i].input, await handles[i].finalize());
+        handles[i].dispose();
+      }
     } finally {
       for (const h of handles) h.dispose();
-      await runner.release();
+      if (!released) await runner.release();
     }
   }
   return result;

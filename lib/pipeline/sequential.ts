@@ -22,6 +22,7 @@ import { quantizeLayers } from '../quant/quantize_layers';
 import type { QuantizedLayer, QuantizedModelParts } from '../quant/types';
 import { W4A8Error, UsageError } from '../util/errors';
 import { neverCancelled, yieldToEventLoop, type CancelToken } from '../util/cancel';
+import { collectGarbage } from '../util/gc';
 import { silentProgress, type Progress } from '../util/progress';
 
 export const CALIB_MODES = ['sequential', 'all'] as const;
@@ -161,6 +162,7 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
     const chunks = planPasses(targets, opts.hessian, DEFAULT_SAMPLE_ROWS, maxWindow, opts.budgetBytes ?? DEFAULT_CAPTURE_BUDGET);
     for (const chunk of chunks) {
       cancel.throwIfCancelled();
+      collectGarbage();
       const names = chunk.map((t) => t.input);
       const sub = extractSubgraph(source, nodesComputing(stage.captureNodes, names), [], typeOf);
       const stats = await captureStatistics(sub.model, chunk, windows, {
@@ -200,6 +202,7 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
 
     if (fwd) {
       cancel.throwIfCancelled();
+      collectGarbage();
       const info = await exportQuantized(fwd.model, { config, layers: fwdLayers, scalings: fwdScalings, reports: [] }, fwdFormat);
       const runner = await stageRunner(fwd, `${stage.label} of the model (quantized)`, windows, carried, { ...sessionConfig, ...info.sessionConfig })(fwd.model);
       const outputs: Carried = new Map(stage.carriedOut.map((n) => [n, []]));
