@@ -21,7 +21,7 @@ import type { InputGroup, LayerPlan } from '../quant/plan';
 import { quantizeLayers } from '../quant/quantize_layers';
 import type { QuantizedLayer, QuantizedModelParts } from '../quant/types';
 import { W4A8Error, UsageError } from '../util/errors';
-import { neverCancelled, yieldToEventLoop, type CancelToken } from '../util/cancel';
+import { neverCancelled, signalPoint, yieldToEventLoop, type CancelToken } from '../util/cancel';
 import { collectGarbage } from '../util/gc';
 import { silentProgress, type Progress } from '../util/progress';
 
@@ -227,6 +227,7 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
     }
     for (const [name, last] of split.lastReader) if (last <= si) carried.delete(name);
     progress.log(`${stage.label} done (${si + 1}/${stages.length}), ${formatDuration(Date.now() - started)} so far`, 'info');
+    signalPoint('block-done');
   }
   return parts;
 }

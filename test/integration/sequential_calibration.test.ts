@@ -18,6 +18,8 @@ import { checkQuantizeArgs, quantizeModel } from '../../lib/pipeline/quantize';
 import { openDecoder } from '../../lib/ort/session';
 import { UsageError } from '../../lib/util/errors';
 import { SHARED_DIR } from '../helpers/shared_paths';
+import { BIN, assertBuiltCli } from '../helpers/built_cli';
+import { spawnSync } from 'node:child_process';
 import { CALIB_TEXT, STORIES_TOKENIZER, writeToyLm } from '../helpers/quant_fixtures';
 
 const STORIES_BIN = path.join(SHARED_DIR, 'models', 'stories260K', 'stories260K.bin');
@@ -144,6 +146,24 @@ describeIf('sequential calibration (stories260K)', () => {
     expect(fs.existsSync(path.join(dir, 'toy-seq', 'model.onnx'))).toBe(false);
     const summary = await quantizeModel({ ...base, output: path.join(dir, 'toy-default', 'model.onnx') });
     expect(summary.calibMode).toBe('all');
+  });
+
+  test('CLI: progress names the block and the time left; Ctrl-C after a block stops cleanly with nothing written', () => {
+    assertBuiltCli();
+    const out = path.join(dir, 'cli-seq');
+    const args = [BIN, 'quantize', modelPath, '-o', path.join(out, 'model.onnx'), '--method', 'awq', '--calib', CALIB_TEXT, '--calib-tokens', '512',
+      '--calib-seqlen', '256', '--calib-mode', 'sequential'];
+    const env = { ...process.env, NO_COLOR: '1', CI: '1' };
+    const stopped = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...env, W4A8_SIGNAL_AT: 'block-done:SIGINT' }, timeout: 120_000 });
+    expect(stopped.status).toBe(130);
+    expect(stopped.stderr).toMatch(/block 0 done \(1\/5\)/);
+    expect(stopped.stderr.trim().split('\n').pop()).toMatch(/interrupted \(Ctrl-C\): stopped cleanly, nothing written/);
+    expect(fs.existsSync(out) ? fs.readdirSync(out) : []).toEqual([]);
+    const done = spawnSync(process.execPath, [...args, '--json'], { encoding: 'utf8', env, timeout: 120_000 });
+    expect(done.status).toBe(0);
+    expect(JSON.parse(done.stdout).calibMode).toBe('sequential');
+    // JSON progress lines name each block, from the second one on with an estimate of the time left.
+    expect(done.stderr).toMatch(/block 1 \(2\/5, about \d+s left\) calibration/);
   });
 
   test('--calib-mode is checked before any work', () => {
