@@ -2,6 +2,9 @@
 // (RegisterCustomOpsLibrary_V2) registers it, with no built-in com.w4a8 domain, and a model of two
 // chained W4A8MatMul nodes (int4 asymmetric with bias, then fp4 W4A16; batch 2) runs and matches the
 // scalar references.
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -95,5 +98,20 @@ int main() {
   }
   std::printf("max |y - reference| = %.3g (max |reference| %.3g)\n", max_err, mag);
   CHECK(max_err <= 1e-5 * mag, "library output differs from the reference by %.3g", max_err);
+
+  // ORT dlcloses the library when its environment goes (at exit), while the kernel pool's
+  // threads live on and run the library's code: it must be marked never to be unmapped.
+  session.reset();
+  void* self = dlopen(W4A8_ORT_LIBRARY_FILE, RTLD_NOW | RTLD_NOLOAD);
+  CHECK(self != nullptr, "%s is not loaded after the run", W4A8_ORT_LIBRARY_FILE);
+  if (self) {
+    link_map* map = nullptr;
+    bool nodelete = false;
+    if (dlinfo(self, RTLD_DI_LINKMAP, &map) == 0 && map)
+      for (const ElfW(Dyn)* d = map->l_ld; d->d_tag != DT_NULL; ++d)
+        if (d->d_tag == DT_FLAGS_1 && (d->d_un.d_val & DF_1_NODELETE)) nodelete = true;
+    CHECK(nodelete, "%s lacks DF_1_NODELETE: an unload at exit leaves its worker threads on unmapped code", W4A8_ORT_LIBRARY_FILE);
+    dlclose(self);
+  }
   return Finish();
 }
