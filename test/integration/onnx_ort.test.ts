@@ -158,12 +158,14 @@ describe('external data', () => {
     expect(await outputsFromModel(loadModel(extFile), 3)).toEqual(expected);
   });
 
-  it('reads lazily: loading does not touch the side file; reading a tensor does', () => {
+  it('checks the side file at load (it must exist), and reads tensor bytes lazily, when asked', () => {
     const side = path.join(dir, 'ext.onnx_data');
     const moved = path.join(dir, 'moved.bin');
+    const loaded = loadModel(extFile);
     fs.renameSync(side, moved);
     try {
-      const loaded = loadModel(extFile);
+      expect(() => loadModel(extFile)).toThrow(/ext\.onnx_data .*does not exist/);
+      // Loaded while the file was there: no bytes were read then, so reading now finds it gone.
       const w1 = loaded.proto.graph!.initializer.find((t) => t.name === 'w1')!;
       expect(() => tensorRawBytes(loaded, w1)).toThrow(/ext\.onnx_data .*does not exist/);
     } finally {
@@ -232,8 +234,11 @@ describe('external data', () => {
   it('a truncated side file gives a clear error and a failed save leaves no files behind', () => {
     const tdir = tempDir('trunc');
     for (const f of ['ext.onnx', 'ext.onnx_data']) fs.copyFileSync(path.join(dir, f), path.join(tdir, f));
-    fs.truncateSync(path.join(tdir, 'ext.onnx_data'), 5000);
     const loaded = loadModel(path.join(tdir, 'ext.onnx'));
+    fs.truncateSync(path.join(tdir, 'ext.onnx_data'), 5000);
+    // Truncated before loading: refused at load, naming the tensor and the file's size.
+    expect(() => loadModel(path.join(tdir, 'ext.onnx'))).toThrow(/tensor "w1" needs bytes 0\.\.\d+ of .*which has only 5000 bytes \(truncated file\?\)/);
+    // Truncated after loading: reading the tensor and saving fail the same way, and save leaves nothing.
     const w2 = loaded.proto.graph!.initializer.find((t) => t.name === 'w2')!;
     expect(() => tensorRawBytes(loaded, w2)).toThrow(/which has only 5000 bytes \(truncated file\?\)/);
     const out = path.join(tdir, 'out');
