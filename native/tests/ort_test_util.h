@@ -109,6 +109,16 @@ struct OpModelSpec {
   int leading_dims = 2;            // A is [batch, seq, K] (2) or [rows, K] (1)
 };
 
+// Writes a graph as a model importing the default domain (opset 17) and com.w4a8 (version 1).
+inline void WriteGraphModel(const std::string& path, const Proto& graph) {
+  Proto opset_default, opset_w4a8;
+  opset_default.Str(1, "").Varint(2, 17);
+  opset_w4a8.Str(1, "com.w4a8").Varint(2, 1);
+  Proto model;
+  model.Varint(1, 8).Str(2, "w4a8-tests").Msg(7, graph).Msg(8, opset_default).Msg(8, opset_w4a8);
+  std::ofstream(path, std::ios::binary) << model.bytes();
+}
+
 // One W4A8MatMul node: A [.., K] -> Y [.., N], weights as initializers. Written to `path`.
 inline void WriteOpModel(const std::string& path, const OpModelSpec& s) {
   const RandomWeight& w = *s.weight;
@@ -140,12 +150,7 @@ inline void WriteOpModel(const std::string& path, const OpModelSpec& s) {
   auto with = [&](std::vector<std::string> d, int32_t last) { d.push_back(std::to_string(last)); return d; };
   graph.Msg(11, ValueInfo("A", ftype, with(lead, w.k)));
   graph.Msg(12, ValueInfo("Y", ftype, with(lead, w.n)));
-  Proto opset_default, opset_w4a8;
-  opset_default.Str(1, "").Varint(2, 17);
-  opset_w4a8.Str(1, "com.w4a8").Varint(2, 1);
-  Proto model;
-  model.Varint(1, 8).Str(2, "w4a8-tests").Msg(7, graph).Msg(8, opset_default).Msg(8, opset_w4a8);
-  std::ofstream(path, std::ios::binary) << model.bytes();
+  WriteGraphModel(path, graph);
 }
 
 }  // namespace w4a8::test

@@ -117,12 +117,7 @@ void WriteModel(const std::string& path, const test::RandomWeight& w, const Shap
     }
   }
   graph.Msg(12, test::ValueInfo("Y", ftype, {"rows", std::to_string(w.n)}));
-  Proto opset_default, opset_w4a8;
-  opset_default.Str(1, "").Varint(2, 17);
-  opset_w4a8.Str(1, "com.w4a8").Varint(2, 1);
-  Proto model;
-  model.Varint(1, 8).Str(2, "w4a8-tests").Msg(7, graph).Msg(8, opset_default).Msg(8, opset_w4a8);
-  std::ofstream(path, std::ios::binary) << model.bytes();
+  test::WriteGraphModel(path, graph);
 }
 
 // The int8 low-rank form (formats.h Int8Rows): inputs 5, 6 int8 [r, K] / [r, N], 9, 10 their row
@@ -181,12 +176,7 @@ void WriteInt8Model(const std::string& path, const test::RandomWeight& w, const 
     graph.Msg(5, test::Initializer("VS", ft, {f.r}, f.vs.data(), f.vs.size() * 4));
   }
   graph.Msg(12, test::ValueInfo("Y", ft, {"rows", std::to_string(w.n)}));
-  Proto opset_default, opset_w4a8;
-  opset_default.Str(1, "").Varint(2, 17);
-  opset_w4a8.Str(1, "com.w4a8").Varint(2, 1);
-  Proto model;
-  model.Varint(1, 8).Str(2, "w4a8-tests").Msg(7, graph).Msg(8, opset_default).Msg(8, opset_w4a8);
-  std::ofstream(path, std::ios::binary) << model.bytes();
+  test::WriteGraphModel(path, graph);
 }
 
 struct Blob {
