@@ -56,8 +56,12 @@ export async function createOrtSession(modelPath: string, opts: OrtSessionOption
   return native().ortCreateSession(modelPath, threads, entries);
 }
 
-/** One run: feeds by value, outputs copied into fresh ArrayBuffers. */
-export async function runOrtSession(session: OrtSessionHandle, feeds: NativeOrtFeed[], fetches: string[]): Promise<NativeOrtOutput[]> {
+/**
+ * One run. Feeds are read in place. Outputs of 256 KiB or more come back as ArrayBuffers over ONNX
+ * Runtime's own output memory (released when the buffer is collected), smaller ones as copies.
+ * `lastRowOf` names fetches of which only the last row along dimension -2 is returned (dims [..., 1, n]).
+ */
+export async function runOrtSession(session: OrtSessionHandle, feeds: NativeOrtFeed[], fetches: string[], lastRowOf: string[] = []): Promise<NativeOrtOutput[]> {
   if (!Array.isArray(feeds)) throw new TypeError(`Expected feeds to be an array but received ${describe(feeds)}`);
   if (!Array.isArray(fetches) || fetches.length === 0 || fetches.some((f) => typeof f !== 'string')) {
     throw new TypeError(`Expected fetches to be a non-empty array of output names but received ${describe(fetches)}`);
@@ -68,7 +72,10 @@ export async function runOrtSession(session: OrtSessionHandle, feeds: NativeOrtF
     }
     f.dims.forEach((d, i) => expectInt(`dims[${i}] of feed "${f.name}"`, d, 0));
   }
-  return native().ortRun(session.handle, feeds, fetches);
+  if (!Array.isArray(lastRowOf) || lastRowOf.some((n) => !fetches.includes(n))) {
+    throw new RangeError(`Expected lastRowOf to list fetched output names but received ${describe(lastRowOf)}`);
+  }
+  return native().ortRun(session.handle, feeds, fetches, lastRowOf);
 }
 
 export function releaseOrtSession(session: OrtSessionHandle): void {

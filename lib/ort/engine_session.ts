@@ -24,8 +24,26 @@ export const W4A8_OP_DOMAIN = 'com.w4a8';
 export interface EngineSession {
   readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
   readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
-  run(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Record<string, ort.Tensor>>;
+  /**
+   * One run. `opts.lastRowOf`: fetches the caller reads only the last row of (dimension -2); an
+   * engine may then return just that row (dims [..., 1, n]) instead of the whole tensor.
+   */
+  run(feeds: Record<string, ort.Tensor>, fetches: readonly string[], opts?: RunOptions): Promise<Record<string, ort.Tensor>>;
   release(): Promise<void>;
+}
+
+export interface RunOptions {
+  lastRowOf?: readonly string[];
+}
+
+/** onnxruntime-node's session as an EngineSession (it returns whole tensors: lastRowOf is not passed on). */
+export function ortEngineSession(session: ort.InferenceSession): EngineSession {
+  return {
+    inputMetadata: session.inputMetadata,
+    outputMetadata: session.outputMetadata,
+    run: (feeds, fetches) => session.run(feeds, [...fetches]) as Promise<Record<string, ort.Tensor>>,
+    release: () => session.release(),
+  };
 }
 
 /** 'w4a8' when the model imports the com.w4a8 domain (its opset imports), else 'ort'. */
@@ -99,13 +117,15 @@ class W4A8Session implements EngineSession {
     this.outputMetadata = handle.outputs.map(metadata);
   }
 
-  async run(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Record<string, ort.Tensor>> {
+  // The w4a8 engine takes lastRowOf: a prefill's next-token logits leave as one row ([1, 1, vocab])
+  // instead of [1, seq, vocab] (64 MiB at 512 tokens of a 32000 vocabulary, copied and then dropped).
+  async run(feeds: Record<string, ort.Tensor>, fetches: readonly string[], opts: RunOptions = {}): Promise<Record<string, ort.Tensor>> {
     const list: OrtFeed[] = Object.entries(feeds).map(([name, t]) => {
       const type = ONNX_ELEMENT_TYPES[t.type as keyof typeof ONNX_ELEMENT_TYPES];
       if (type === undefined) throw new W4A8Error(`feed "${name}" is a ${t.type} tensor; the w4a8 engine takes numeric and bool tensors`);
       return { name, type, dims: [...t.dims], data: t.data as ArrayBufferView };
     });
-    const out = await runOrtSession(this.handle, list, [...fetches]);
+    const out = await runOrtSession(this.handle, list, [...fetches], [...(opts.lastRowOf ?? [])]);
     const result: Record<string, ort.Tensor> = {};
     for (const o of out) {
       const type = TYPE_BY_NUMBER.get(o.type);

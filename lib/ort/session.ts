@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { W4A8Error } from '../util/errors';
 import type { Logits } from '../native/eval_ops';
-import { ENGINES, engineFor, openW4A8Session, W4A8_OP_DOMAIN, type Engine, type EngineSession } from './engine_session';
+import { ENGINES, engineFor, openW4A8Session, ortEngineSession, W4A8_OP_DOMAIN, type Engine, type EngineSession } from './engine_session';
 import { loadModel } from '../onnx/model';
 import { readSessionConfig } from '../onnx/session_config';
 
@@ -219,15 +219,17 @@ class OrtDecoder implements DecoderSession {
     }
     const start = past?.length ?? 0;
     const fetches = [this.logitsName, ...this.presentByPast!.values()];
-    const out = await this.run(ids, fetches, past && start > 0 ? { start, tensors: past.tensors } : undefined);
+    const out = await this.run(ids, fetches, past && start > 0 ? { start, tensors: past.tensors } : undefined, [this.logitsName]);
     const t = out[this.logitsName];
     const vocab = t.dims[t.dims.length - 1];
-    if (t.size !== ids.length * vocab) {
+    // The engine returns every row (onnxruntime-node) or only the last one (the w4a8 engine).
+    const rows = t.dims.length >= 2 ? t.dims[t.dims.length - 2] : 0;
+    if (!((rows === ids.length || rows === 1) && t.size === rows * vocab)) {
       throw new W4A8Error(`${this.label}: logits have shape [${t.dims.join(', ')}] for ${ids.length} tokens; expected [1, ${ids.length}, vocab]`);
     }
     if (this.vocab === 0) this.vocab = vocab;
     // Only the last row leaves: a prefill of n tokens keeps 1/n of its logits.
-    const from = (ids.length - 1) * vocab;
+    const from = (rows - 1) * vocab;
     const logits: Logits =
       t.type === 'float16'
         ? { data: (t.data as unknown as Uint16Array).slice(from, from + vocab), dtype: 'float16', seq: 1, vocab }
@@ -237,7 +239,7 @@ class OrtDecoder implements DecoderSession {
     return { logits, cache: { length: start + ids.length, tensors } };
   }
 
-  async run(ids: number[], fetches: string[], past?: { start: number; tensors: Readonly<Record<string, ort.Tensor>> }): Promise<Record<string, ort.Tensor>> {
+  async run(ids: number[], fetches: string[], past?: { start: number; tensors: Readonly<Record<string, ort.Tensor>> }, lastRowOf?: string[]): Promise<Record<string, ort.Tensor>> {
     if (!Array.isArray(ids) || ids.length === 0) throw new RangeError('Expected a non-empty array of token ids');
     if (!Array.isArray(fetches) || fetches.length === 0 || fetches.some((f) => typeof f !== 'string')) {
       throw new TypeError('Expected fetches to be a non-empty array of output names');
@@ -253,7 +255,7 @@ class OrtDecoder implements DecoderSession {
     const feeds: Record<string, ort.Tensor> = { ...decoderFeeds(this.inputs, ids, start), ...this.pastFeeds, ...past?.tensors };
     if (start > 0) for (const p of this.inputs) if (p.role === 'use_cache_branch') feeds[p.name] = new ort.Tensor('bool', Uint8Array.from([1]), [1]);
     try {
-      return await this.session.run(feeds, fetches);
+      return await this.session.run(feeds, fetches, lastRowOf ? { lastRowOf } : undefined);
     } catch (err) {
       throw new W4A8Error(`ONNX Runtime failed running ${this.label} on ${seq} tokens: ${firstLine(err)}`);
     }
@@ -325,7 +327,7 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
     try {
       session = engine === 'w4a8'
         ? await openW4A8Session(model, { intraOpNumThreads: opts.intraOpNumThreads, sessionConfig: { ...carried, ...opts.sessionConfig } })
-        : await ort.InferenceSession.create(model, options);
+        : ortEngineSession(await ort.InferenceSession.create(model, options));
     } catch (err) {
       if (engine === 'ort' && engineFor(proto) === 'w4a8') {
         throw new W4A8Error(`${model} holds ${W4A8_OP_DOMAIN} nodes, which onnxruntime-node cannot run; use the w4a8 engine (--engine w4a8, the default for such models)`);
@@ -341,7 +343,7 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
       options.extra = { ...options.extra, session };
     }
     try {
-      session = await ort.InferenceSession.create(model, options);
+      session = ortEngineSession(await ort.InferenceSession.create(model, options));
     } catch (err) {
       throw new W4A8Error(`cannot load ${label} as an ONNX model: ${firstLine(err)}`);
     }

@@ -89,11 +89,20 @@ class CreateWorker : public OrtWorker {
   std::unique_ptr<ort::Session> session_;
 };
 
+// Outputs of at least this many bytes reach JS without a copy: an external ArrayBuffer over ORT's
+// own output buffer, which the buffer's finalizer releases (a decode step's KV cache is megabytes,
+// and a fresh ArrayBuffer costs a zero fill and a page fault per 4 KiB on top of the copy). Smaller
+// ones are copied: a few kB are cheaper to copy than to track until a collection.
+constexpr size_t kZeroCopyMinBytes = 256 * 1024;
+
 class RunWorker : public OrtWorker {
  public:
   RunWorker(Napi::Env env, SessionPtr session) : OrtWorker(env), session_(std::move(session)) {}
   std::vector<ort::InputTensor> feeds;
   std::vector<std::string> fetches;
+  // Per fetch: return only the last row (dimension -2) of each leading index, e.g. the next-token
+  // logits [1, 1, vocab] of a prefill's [1, seq, vocab].
+  std::vector<bool> last_row;
   std::vector<Napi::Reference<Napi::Value>> keep;
   void Execute() override {
     std::string error;
@@ -112,14 +121,19 @@ class RunWorker : public OrtWorker {
       Napi::Object o = Napi::Object::New(env);
       o.Set("name", t.name);
       o.Set("type", (double)t.type);
+      Napi::ArrayBuffer buf;
+      if (i < last_row.size() && last_row[i] && t.dims.size() >= 2) {
+        buf = LastRows(env, &t);
+      } else if (t.size >= kZeroCopyMinBytes) {
+        buf = Borrowed(env, &t);
+      } else {
+        buf = Napi::ArrayBuffer::New(env, t.size);
+        if (t.size) std::memcpy(buf.Data(), t.data, t.size);
+      }
+      t.value.reset();
       Napi::Array dims = Napi::Array::New(env, t.dims.size());
       for (size_t d = 0; d < t.dims.size(); ++d) dims.Set(d, Napi::Number::New(env, (double)t.dims[d]));
       o.Set("dims", dims);
-      // One copy, from ORT's output buffer straight into JS memory (decode steps return the whole KV
-      // cache: an intermediate copy cost a measurable part of a step).
-      Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, t.size);
-      if (t.size) std::memcpy(buf.Data(), t.data, t.size);
-      t.value.reset();
       o.Set("data", buf);
       arr.Set(i, o);
     }
@@ -127,6 +141,37 @@ class RunWorker : public OrtWorker {
   }
 
  private:
+  // The last row of every leading index, copied; t->dims becomes [..., 1, cols].
+  static Napi::ArrayBuffer LastRows(Napi::Env env, ort::OutputTensor* t) {
+    const size_t rank = t->dims.size();
+    const size_t rows = (size_t)t->dims[rank - 2];
+    const size_t row_bytes = (size_t)t->dims[rank - 1] * ort::ElementBytes(t->type);
+    size_t lead = 1;
+    for (size_t d = 0; d + 2 < rank; ++d) lead *= (size_t)t->dims[d];
+    if (rows == 0) return Napi::ArrayBuffer::New(env, 0);  // nothing to take: dims stay as they are
+    Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, lead * row_bytes);
+    for (size_t b = 0; b < lead && row_bytes != 0; ++b) {
+      std::memcpy(static_cast<uint8_t*>(buf.Data()) + b * row_bytes, t->data + (b * rows + rows - 1) * row_bytes, row_bytes);
+    }
+    t->dims[rank - 2] = 1;
+    return buf;
+  }
+  // ORT's buffer itself, kept alive by the ArrayBuffer; a copy where external buffers are refused
+  // (runtimes with a V8 sandbox).
+  static Napi::ArrayBuffer Borrowed(Napi::Env env, ort::OutputTensor* t) {
+    auto* owner = new std::shared_ptr<void>(t->value);
+    napi_value value = nullptr;
+    const napi_status st = napi_create_external_arraybuffer(
+        env, const_cast<uint8_t*>(t->data), t->size,
+        [](napi_env, void*, void* hint) { delete static_cast<std::shared_ptr<void>*>(hint); }, owner, &value);
+    if (st == napi_ok) return Napi::ArrayBuffer(env, value);
+    delete owner;
+    const napi_extended_error_info* info = nullptr;
+    napi_get_last_error_info(env, &info);  // clears the failed call's error state
+    Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, t->size);
+    std::memcpy(buf.Data(), t->data, t->size);
+    return buf;
+  }
   SessionPtr session_;
   std::vector<ort::OutputTensor> outputs_;
 };
@@ -177,7 +222,8 @@ Napi::Value OrtCreateSession(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// ortRun(handle, feeds: {name, type, dims, data: TypedArray}[], fetches: string[]) -> Promise<{name, type, dims, data: ArrayBuffer}[]>
+// ortRun(handle, feeds: {name, type, dims, data: TypedArray}[], fetches: string[], lastRowOf?: string[])
+//   -> Promise<{name, type, dims, data: ArrayBuffer}[]>
 Napi::Value OrtRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Handle* h = HandleArg(info, 0);
@@ -217,6 +263,21 @@ Napi::Value OrtRun(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < fetches.Length(); ++i) {
     if (!fetches.Get(i).IsString()) ThrowType(env, "fetches must be output names");
     w->fetches.push_back(fetches.Get(i).As<Napi::String>().Utf8Value());
+  }
+  // Optional 4th argument: the fetches of which only the last row (dimension -2) is returned.
+  w->last_row.assign(w->fetches.size(), false);
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!info[3].IsArray()) ThrowType(env, "lastRowOf must be an array of fetch names");
+    Napi::Array names = info[3].As<Napi::Array>();
+    for (uint32_t i = 0; i < names.Length(); ++i) {
+      if (!names.Get(i).IsString()) ThrowType(env, "lastRowOf must be an array of fetch names");
+      const std::string n = names.Get(i).As<Napi::String>().Utf8Value();
+      bool found = false;
+      for (size_t f = 0; f < w->fetches.size(); ++f) {
+        if (w->fetches[f] == n) w->last_row[f] = found = true;
+      }
+      if (!found) ThrowRange(env, "lastRowOf names \"" + n + "\", which is not fetched");
+    }
   }
   guard.release();
   Napi::Promise p = w->Promise();

@@ -6,8 +6,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { assertBuiltCli } from '../helpers/built_cli';
-import { createOrtSession, runOrtSession, type OrtSessionHandle } from '../../lib/native/ort_runtime';
+import * as ort from 'onnxruntime-node';
+import { DataType } from '../../lib/onnx/dtype';
+import { saveModel } from '../../lib/onnx/model';
+import { createOrtSession, openOrtLibrary, releaseOrtSession, runOrtSession, type OrtSessionHandle } from '../../lib/native/ort_runtime';
 import { onnxruntimeLibraryPath } from '../../lib/ort/engine_session';
+import { randomFloats, tempDir, tinyMlp } from '../helpers/onnx_fixtures';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -53,4 +57,45 @@ describe('addon ONNX Runtime', () => {
     await expect(runOrtSession(fake, [], [])).rejects.toThrow(/non-empty array of output names/);
     await expect(runOrtSession(fake, [{ name: 'a', type: 1, dims: [-1], data: new Float32Array(0) }], ['y'])).rejects.toThrow(RangeError);
   });
+
+  // Outputs of 256 KiB or more come back over ORT's own buffer: they must stay intact after later
+  // runs (whose outputs could reuse freed arena memory) and after the session is gone.
+  test('large outputs are borrowed from ORT and outlive later runs and the session; lastRowOf returns the last row', async () => {
+    const seed = 4242;
+    console.log(`ort_runtime borrowed-output test seed ${seed}`);
+    const [k, h, n, batch] = [16, 24, 257, 300];
+    const dir = tempDir('ort-runtime-outputs');
+    try {
+      const file = path.join(dir, 'mlp.onnx');
+      saveModel(tinyMlp(DataType.FLOAT, k, h, n, seed).model, file, { externalData: 'never' });
+      const reference = await ort.InferenceSession.create(file);
+      const expected = async (x: Float32Array) => (await reference.run({ x: new ort.Tensor('float32', x, [batch, k]) })).y.data as Float32Array;
+      openOrtLibrary(onnxruntimeLibraryPath());
+      const session = await createOrtSession(file, { intraOpNumThreads: 1 });
+      const x1 = randomFloats(batch * k, seed + 10);
+      const x2 = randomFloats(batch * k, seed + 11);
+      const feed = (x: Float32Array) => [{ name: 'x', type: 1, dims: [batch, k], data: x }];
+      const [first] = await runOrtSession(session, feed(x1), ['y']);
+      expect(first.dims).toEqual([batch, n]);
+      expect(first.data.byteLength).toBe(batch * n * 4);  // >= 256 KiB: the borrowed path
+      const firstCopy = new Float32Array(first.data).slice();
+      const [last] = await runOrtSession(session, feed(x2), ['y'], ['y']);
+      expect(last.dims).toEqual([1, n]);
+      for (let r = 0; r < 5; ++r) await runOrtSession(session, feed(r % 2 ? x1 : x2), ['y']);
+      releaseOrtSession(session);
+      const e1 = await expected(x1);
+      const e2 = await expected(x2);
+      await reference.release();
+      const got = new Float32Array(first.data);
+      let worst = 0;
+      for (let i = 0; i < got.length; ++i) worst = Math.max(worst, Math.abs(got[i] - e1[i]));
+      expect(worst).toBeLessThan(1e-4);
+      expect(Array.from(got)).toEqual(Array.from(firstCopy));
+      const lastRow = new Float32Array(last.data);
+      for (let j = 0; j < n; ++j) expect(Math.abs(lastRow[j] - e2[(batch - 1) * n + j])).toBeLessThan(1e-4);
+      await expect(runOrtSession(session, feed(x1), ['y'], ['z'])).rejects.toThrow(/lastRowOf/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
