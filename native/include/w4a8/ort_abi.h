@@ -171,7 +171,10 @@ static_assert(sizeof(OrtCustomOp) == 8 + 25 * sizeof(void*), "OrtCustomOp: versi
   X(230, KernelInfo_GetInputCount, OrtStatus*, (const OrtKernelInfo* info, size_t* out))                            \
   /* API version 15 */                                                                                              \
   X(249, KernelInfoGetConstantInput_tensor, OrtStatus*, (const OrtKernelInfo* info, size_t index, int* is_constant, \
-                                                         const OrtValue** out))
+                                                         const OrtValue** out))                                     \
+  /* API version 18 */                                                                                              \
+  X(274, KernelContext_ParallelFor, OrtStatus*, (const OrtKernelContext* context, void (*fn)(void*, size_t),         \
+                                                 size_t total, size_t num_batch, void* usr_data))
 
 // The table seen through our declarations: one typed pointer per entry, read at its position.
 struct OrtApiView {

@@ -171,7 +171,45 @@ Pool& GlobalPool() {
 
 }  // namespace
 
-void ParallelFor(int64_t count, const std::function<void(int64_t)>& fn) { GlobalPool().Run(count, fn); }
+namespace {
+thread_local ScopedTaskRunner::RunFn t_runner = nullptr;
+thread_local void* t_runner_ctx = nullptr;
+thread_local bool t_in_runner_task = false;
+}  // namespace
+
+ScopedTaskRunner::ScopedTaskRunner(RunFn run, void* ctx) : prev_run_(t_runner), prev_ctx_(t_runner_ctx) {
+  t_runner = run;
+  t_runner_ctx = ctx;
+}
+ScopedTaskRunner::~ScopedTaskRunner() {
+  t_runner = prev_run_;
+  t_runner_ctx = prev_ctx_;
+}
+
+void ParallelFor(int64_t count, const std::function<void(int64_t)>& fn) {
+  if (t_in_runner_task) {
+    for (int64_t i = 0; i < count; ++i) fn(i);
+    return;
+  }
+  if (t_runner == nullptr || count <= 1) return GlobalPool().Run(count, fn);
+  // Tasks run on threads the runner owns: they are marked (nested calls run serially there) and
+  // their first exception comes back here instead of unwinding through the runner's C frames.
+  std::mutex error_mu;
+  std::exception_ptr error;
+  const std::function<void(int64_t)> guarded = [&](int64_t i) {
+    const bool was = t_in_runner_task;
+    t_in_runner_task = true;
+    try {
+      fn(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mu);
+      if (!error) error = std::current_exception();
+    }
+    t_in_runner_task = was;
+  };
+  t_runner(t_runner_ctx, count, guarded);
+  if (error) std::rethrow_exception(error);
+}
 
 void SetNumThreads(int n) {
   constexpr int kMaxThreads = 1024;

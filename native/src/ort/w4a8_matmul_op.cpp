@@ -3,12 +3,15 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "cpu/thread_pool.h"
 #include "w4a8/act_quant_def.h"
 #include "w4a8/cpu_adapters.h"
 #include "w4a8/cpu_kernels.h"
@@ -85,6 +88,33 @@ struct KronFactors {
   int32_t r = 0, k1 = 0, n1 = 0, k2 = 0, n2 = 0;
   std::vector<float> a, b_t;
   cpu::KronTerms terms() const { return cpu::KronTerms{r, n1, k1, n2, k2, a.data(), nullptr, b_t.data()}; }
+};
+
+// The kernels' tasks run on the session's intra-op threads (KernelContext_ParallelFor): one set of
+// threads for the whole graph, sized and configured by whoever made the session (our sessions, or a
+// serving stack loading libw4a8_ort.so). W4A8_OP_THREADS=pool runs them on our own pool instead
+// (cpu::SetNumThreads), as before; docs/ARCHITECTURE.md has the measurements.
+bool UseOrtThreads() {
+  static const bool ort = [] {
+    const char* v = std::getenv("W4A8_OP_THREADS");
+    return !(v && std::string(v) == "pool");
+  }();
+  return ort;
+}
+
+struct OrtThreads {
+  const OrtApiView* api;
+  OrtKernelContext* ctx;
+  static void Run(void* self, int64_t count, const std::function<void(int64_t)>& fn) {
+    auto* t = static_cast<OrtThreads*>(self);
+    OrtStatus* s = t->api->KernelContext_ParallelFor(
+        t->ctx, [](void* f, size_t i) { (*static_cast<const std::function<void(int64_t)>*>(f))((int64_t)i); },
+        (size_t)count, 0, const_cast<std::function<void(int64_t)>*>(&fn));
+    if (s == nullptr) return;
+    // ORT refused (it does not for a live context): run the tasks here rather than lose the result.
+    t->api->ReleaseStatus(s);
+    for (int64_t i = 0; i < count; ++i) fn(i);
+  }
 };
 
 class Kernel {
@@ -172,6 +202,9 @@ class Kernel {
 
   OrtStatus* Compute(OrtKernelContext* ctx) {
     try {
+      if (!UseOrtThreads()) return ComputeUnguarded(ctx);
+      OrtThreads threads{&api_, ctx};
+      cpu::ScopedTaskRunner runner(&OrtThreads::Run, &threads);
       return ComputeUnguarded(ctx);
     } catch (const std::bad_alloc&) {
       return api_.CreateStatus(ORT_FAIL, "W4A8MatMul: out of memory");
