@@ -36,6 +36,8 @@ export interface E2eVariantModel {
   variant: E2eVariant;
   modelPath: string;
   engine: Engine;
+  /** Bytes of the linear layers' weights (codes, scales, zero points; fp32 for the float model): what one decode step reads. */
+  linearWeightBytes?: number;
 }
 
 export interface E2eBenchOptions {
@@ -78,6 +80,8 @@ export interface E2eResult {
   tokens: number[];
   /** How many leading tokens equal ort-fp32's (tokens.length when all do). */
   sameAsFp32: number;
+  /** linearWeightBytes x decode tokens/s: the memory traffic decoding needs from the linear layers alone (null when unknown). */
+  decodeWeightGBps: number | null;
 }
 
 export interface E2eBenchReport {
@@ -268,6 +272,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
           rssBeforeMb: mem.beforeMb === null ? null : Math.round(mem.beforeMb),
           loadMs: Math.round(mem.loadMs),
           prefill: p, decodeStep: d, tokens: mine, sameAsFp32: reference ? same : 0,
+          decodeWeightGBps: m.linearWeightBytes ? (m.linearWeightBytes * (1000 / d.medianMs)) / 1e9 : null,
         });
       }
     }

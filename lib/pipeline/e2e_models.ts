@@ -109,8 +109,11 @@ export async function prepareE2eModels(o: E2eModelOptions): Promise<E2eModels> {
     // Only the sim export reads the dequantized weights; a 1B model's would hold 4 GB.
     for (const q of parts.layers) q.dequantized = new Float32Array(0);
     const byWeight = new Map(parts.layers.map((q) => [q.layer.weightName, q]));
+    // What a decode step must read of the linear layers (every variant reads the same quantized arrays).
+    const quantBytes = parts.layers.reduce((s, q) => s + q.codes.byteLength + q.scales.byteLength + (q.zeroPoints?.byteLength ?? 0), 0);
+    const floatBytes = plan.layers.reduce((s, l) => s + l.k * l.n * 4, 0);
 
-    const models: E2eVariantModel[] = [{ variant: 'ort-fp32', modelPath: fp32.file, engine: 'ort' }];
+    const models: E2eVariantModel[] = [{ variant: 'ort-fp32', modelPath: fp32.file, engine: 'ort', linearWeightBytes: floatBytes }];
     progress.start('export', EXPORTS.length);
     for (const [i, e] of EXPORTS.entries()) {
       cancel.throwIfCancelled();
@@ -132,7 +135,7 @@ export async function prepareE2eModels(o: E2eModelOptions): Promise<E2eModels> {
       } finally {
         outputs.abort();
       }
-      models.push({ variant: e.variant, modelPath: out, engine: e.engine });
+      models.push({ variant: e.variant, modelPath: out, engine: e.engine, linearWeightBytes: quantBytes });
       progress.update(i + 1, e.variant);
     }
     progress.stop();
