@@ -15,6 +15,19 @@ export function dataTypeOfOrt(type: string): DataType | undefined {
 /** A value one part computed and a later part reads (an ORT tensor, kept on the CPU). */
 export type StageValue = ort.Tensor;
 
+/** A stage value as plain data (what the resume state stores), and back. */
+export interface PlainStageValue {
+  type: ort.Tensor.Type;
+  dims: number[];
+  data: ort.Tensor.DataType;
+}
+export function plainStageValue(t: StageValue): PlainStageValue {
+  return { type: t.type, dims: [...t.dims], data: t.data };
+}
+export function stageValueOf(p: PlainStageValue): StageValue {
+  return new ort.Tensor(p.type, p.data as never, p.dims);
+}
+
 export interface StageSession {
   /** Inputs the caller feeds (values computed by earlier parts). */
   readonly carriedInputs: readonly string[];

@@ -4,7 +4,7 @@
 // <out>.report.json are written atomically.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { W4A8Error, UsageError } from '../util/errors';
+import { CancelledError, W4A8Error, UsageError } from '../util/errors';
 import { readText } from '../tokenize/documents';
 import { openDecoder } from '../ort/session';
 import { resolveTokenizer } from '../tokenize/model_tokenizer';
@@ -22,6 +22,8 @@ import { CancelToken, neverCancelled } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
 import { calibrate, calibrationWindowsFor, type Calibration } from './calibrate';
 import { blocksOf, checkCalibMode, defaultCalibMode, quantizeSequential, type CalibMode } from './sequential';
+import { fileIdentity, fingerprintOf, resumeDirFor, ResumeState } from './resume_state';
+import { externalFiles } from '../onnx/external_data';
 import { EXPORT_FORMATS, resolveConfig, usesGptq, type ExportFormat, type QuantConfig } from '../quant/config';
 import { planLayers, type InputGroup, type LayerPlan } from '../quant/plan';
 import { quantizeLayers, readLayerWeight } from '../quant/quantize_layers';
@@ -50,6 +52,13 @@ export interface QuantizeModelOptions extends Partial<QuantConfig>, StreamedOpti
    * all; sequential falls back to all, with a warning, when the node names do not give the blocks.
    */
   calibMode?: CalibMode;
+  /**
+   * Sequential calibration: record each finished block in a hidden folder beside the output
+   * (resume_state.ts) and continue from the blocks an interrupted run with the same input, options
+   * and calibration text recorded. The folder stays when the run stops early and goes once the
+   * output is written.
+   */
+  resume?: boolean;
   progress?: Progress;
   cancel?: CancelToken;
 }
@@ -63,6 +72,8 @@ export interface QuantizeSummary {
   calibTokens: number;
   /** How the calibration ran (absent without calibration). */
   calibMode?: CalibMode;
+  /** --resume: the blocks taken from an interrupted run. */
+  resumedBlocks?: number;
   layers: LayerReport[];
   excluded: { name: string; reason: string }[];
   export: ExportInfo;
@@ -215,6 +226,7 @@ async function quantizeInto(
     // Sequential mode where the graph gives its blocks (refused with the reason when asked for and it does not).
     let calibMode: CalibMode | undefined;
     let split: ReturnType<typeof blocksOf> | undefined;
+    let resumeState: ResumeState | undefined;
     if (calibText !== undefined) {
       calibMode = opts.calibMode ?? defaultCalibMode(config, model);
       if (calibMode === 'sequential') {
@@ -227,10 +239,27 @@ async function quantizeInto(
         }
       }
     }
+    if (opts.resume && !(split && !('refused' in split))) {
+      throw new UsageError(
+        calibText === undefined
+          ? '--resume continues a calibrated run block by block; this one does not calibrate (give --calib, or drop --resume)'
+          : '--resume continues sequential calibration; this run calibrates all layers at once (add --calib-mode sequential, or drop --resume)',
+      );
+    }
     if (split && !('refused' in split)) {
       const cw = calibrationWindowsFor(calibModel, { text: calibText!, label: calibLabel, tokenizer: tokenizer!, seqlen, tokens: opts.calibTokens ?? DEFAULT_CALIB_TOKENS, progress });
       if (cw.warning) warnings.push(cw.warning);
       calibTokens = cw.tokens;
+      if (opts.resume) {
+        // Everything that decides the result: a state made by a different run is refused, not mixed in.
+        const fingerprint = fingerprintOf({
+          input: [opts.input, ...externalFiles(model.proto, model.dir)].map(fileIdentity),
+          config, format, exclude: opts.exclude ?? [], keepLogits: opts.keepLogits ?? true,
+          budget: opts.captureBudgetBytes ?? null, windows: cw.windows, blocks: split.stages.map((st) => st.label),
+        });
+        resumeState = ResumeState.open(resumeDirFor(opts.output), fingerprint);
+        progress.log(`--resume: finished blocks are kept in ${resumeState.dir} until the output is written`, 'info');
+      }
       const done = await quantizeSequential(model, calibModel, plan, split, {
         config,
         format,
@@ -240,6 +269,13 @@ async function quantizeInto(
         progress,
         cancel,
         onGroupDone: writer ? streamOut : undefined,
+        resume: resumeState,
+      }).catch((err: unknown) => {
+        // The output is not written, but the finished blocks are kept: say where, and how to go on.
+        if (err instanceof CancelledError && resumeState && fs.existsSync(path.join(resumeState.dir, 'state.json'))) {
+          throw new CancelledError(`${err.message.replace(/, nothing written$/, ', output not written')}; the finished blocks are kept in ${resumeState.dir}: run the same command with --resume to continue`, err.exitCode);
+        }
+        throw err;
       });
       parts.layers.push(...done.layers);
       parts.scalings.push(...done.scalings);
@@ -284,6 +320,7 @@ async function quantizeInto(
       format,
       calibTokens,
       ...(calibMode ? { calibMode } : {}),
+      ...(resumeState ? { resumedBlocks: resumeState.blocksDone } : {}),
       layers: parts.reports,
       excluded: plan.excluded,
       export: info,
@@ -291,6 +328,10 @@ async function quantizeInto(
       seconds: (Date.now() - started) / 1000,
     };
     await writeQuantized(model, outputs, externalInput, tokenizerFile, summary, cancel, writer);
+    // The output is written: a resume state of this output (this run's, or one an earlier
+    // interrupted run left) describes nothing left to do.
+    if (resumeState) resumeState.remove();
+    else fs.rmSync(resumeDirFor(opts.output), { recursive: true, force: true });
     return summary;
   } finally {
     writer?.close(); // no-op once saveModel finished it

@@ -14,12 +14,13 @@ import type { DataType } from '../onnx/dtype';
 import { ortModelSource, type OnnxModel } from '../onnx/model';
 import { externalFiles } from '../onnx/external_data';
 import { extractSubgraph, type Subgraph } from '../onnx/subgraph';
-import { dataTypeOfOrt, openStage, type StageValue } from '../ort/stage_session';
+import { dataTypeOfOrt, openStage, plainStageValue, stageValueOf, type PlainStageValue, type StageValue } from '../ort/stage_session';
 import { exportLayerWeight, exportQuantized } from '../export/export_model';
 import type { ExportFormat, QuantConfig } from '../quant/config';
-import type { InputGroup, LayerPlan } from '../quant/plan';
+import { foldTarget, type InputGroup, type LayerPlan, type PlannedLayer } from '../quant/plan';
 import { quantizeLayers } from '../quant/quantize_layers';
-import type { QuantizedLayer, QuantizedModelParts } from '../quant/types';
+import type { InputScaling, LayerReport, QuantizedLayer, QuantizedModelParts } from '../quant/types';
+import type { ResumeState } from './resume_state';
 import { W4A8Error, UsageError } from '../util/errors';
 import { neverCancelled, signalPoint, yieldToEventLoop, type CancelToken } from '../util/cancel';
 import { collectGarbage } from '../util/gc';
@@ -70,6 +71,39 @@ export interface SequentialOptions {
   onGroupDone?: (layers: QuantizedLayer[]) => Promise<void>;
   /** Called with each block's statistics before its layers are quantized (tests compare them). */
   onStats?: (stage: BlockStage, stats: Map<string, CalibStats>) => void;
+  /** Where finished blocks are recorded, and restored from when an earlier run recorded some (--resume). */
+  resume?: ResumeState;
+}
+
+/** A finished block as the resume state keeps it (resume_state.ts). */
+interface BlockSnapshot {
+  layers: StoredLayer[];
+  reports: LayerReport[];
+  scalings: Omit<InputScaling, 'fold'>[];
+}
+/** A quantized layer without its graph objects (found again by weight name when restored). */
+type StoredLayer = Omit<QuantizedLayer, 'layer' | 'dequantizedTensor' | 'exported'> & { weightName: string };
+type StoredCarried = Record<string, PlainStageValue[]>;
+
+function storeLayer(q: QuantizedLayer, format: ExportFormat): StoredLayer {
+  return {
+    weightName: q.layer.weightName,
+    grouping: q.grouping,
+    groupSize: q.groupSize,
+    codes: q.codes,
+    scales: q.scales,
+    ...(q.zeroPoints ? { zeroPoints: q.zeroPoints } : {}),
+    // Only the sim export reads the dequantized weight.
+    dequantized: format === 'sim' ? q.dequantized : new Float32Array(0),
+    ...(q.compensation ? { compensation: { ...q.compensation, compensated: undefined } } : {}),
+  };
+}
+
+function restoreLayer(s: StoredLayer, layerOf: Map<string, PlannedLayer>): QuantizedLayer {
+  const layer = layerOf.get(s.weightName);
+  if (!layer) throw new W4A8Error(`the resume state names a layer this model does not plan (${s.weightName}); delete the resume folder to start over`);
+  const { weightName: _w, ...rest } = s;
+  return { ...rest, layer };
 }
 
 /**
@@ -141,10 +175,31 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
   const maxWindow = Math.max(...windows.map((w) => w.length));
   const fwdFormat = forwardFormat(opts.format);
   const sessionConfig = calibrationSessionConfig(source);
-  const carried: Carried = new Map();
+  let carried: Carried = new Map();
   const stages = split.stages;
   const started = Date.now();
-  for (let si = 0; si < stages.length; si++) {
+  const resume = opts.resume;
+  const restored = resume?.blocksDone ?? 0;
+  if (restored > stages.length) throw new W4A8Error(`the resume state in ${resume!.dir} records ${restored} blocks; this model has ${stages.length}; delete it to start over`);
+  if (restored > 0) {
+    const layerOf = new Map(plan.layers.map((l) => [l.weightName, l]));
+    for (let si = 0; si < restored; si++) {
+      cancel.throwIfCancelled();
+      const snap = resume!.loadBlock<BlockSnapshot>(si);
+      const layers = snap.layers.map((s) => restoreLayer(s, layerOf));
+      if (opts.onGroupDone) await opts.onGroupDone(layers);
+      parts.layers.push(...layers);
+      parts.reports.push(...snap.reports);
+      for (const sc of snap.scalings) {
+        const fold = groupOf.has(sc.input) ? foldTarget(model, groupOf.get(sc.input)!) : undefined;
+        parts.scalings.push(fold ? { ...sc, fold } : { ...sc });
+      }
+    }
+    const stored = resume!.loadCarried<StoredCarried>();
+    carried = new Map(Object.entries(stored).map(([n, ts]) => [n, ts.map(stageValueOf)]));
+    progress.log(`resuming after ${stages[restored - 1].label}: ${restored} of ${stages.length} blocks were done (state in ${resume!.dir})`, 'info');
+  }
+  for (let si = restored; si < stages.length; si++) {
     const stage = stages[si];
     // Blocks cost about the same: the time left is the mean block time so far times the blocks left.
     const left = si > 0 ? ((Date.now() - started) / si) * (stages.length - si) : undefined;
@@ -156,6 +211,7 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
     if (fwd) for (const c of fwd.nodeCopy.values()) if (c.output[0] !== undefined) copyOf.set(c.output[0], c);
     const fwdLayers: QuantizedLayer[] = [];
     const fwdScalings: QuantizedModelParts['scalings'] = [];
+    const snapshot: BlockSnapshot = { layers: [], reports: [], scalings: [] };
 
     const groups = stage.targets.map((t) => groupOf.get(t)).filter((g): g is InputGroup => g !== undefined);
     const targets = groups.map((g) => ({ input: g.input, k: g.k, dataType: g.layers[0].dataType }));
@@ -181,6 +237,8 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
         cancel,
         exportFormat: opts.format,
         onGroupDone: async (layers) => {
+          // Kept before the streamed export drops the arrays.
+          if (resume) snapshot.layers.push(...layers.map((q) => storeLayer(q, opts.format)));
           if (fwd) {
             for (const q of layers) {
               const copy = layerInSub(q, fwd, copyOf);
@@ -196,6 +254,10 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
       parts.layers.push(...done.layers);
       parts.reports.push(...done.reports);
       parts.scalings.push(...done.scalings);
+      if (resume) {
+        snapshot.reports.push(...done.reports);
+        snapshot.scalings.push(...done.scalings.map(({ fold: _f, ...sc }) => sc));
+      }
       // Folding 1/s into a norm weight would edit the shared initializer: the block copy takes a Mul.
       fwdScalings.push(...done.scalings.map((s) => ({ ...s, fold: undefined })));
     }
@@ -226,6 +288,11 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
       for (const [n, ts] of outputs) carried.set(n, ts);
     }
     for (const [name, last] of split.lastReader) if (last <= si) carried.delete(name);
+    if (resume) {
+      const storedCarried: StoredCarried = {};
+      for (const [n, ts] of carried) storedCarried[n] = ts.map(plainStageValue);
+      resume.saveBlock(si, snapshot, storedCarried);
+    }
     progress.log(`${stage.label} done (${si + 1}/${stages.length}), ${formatDuration(Date.now() - started)} so far`, 'info');
     signalPoint('block-done');
   }

@@ -166,6 +166,54 @@ describeIf('sequential calibration (stories260K)', () => {
     expect(done.stderr).toMatch(/block 1 \(2\/5, about \d+s left\) calibration/);
   });
 
+  test('CLI --resume: an interrupted run keeps its finished blocks, a different run is refused, the resumed output equals an uninterrupted one', () => {
+    assertBuiltCli();
+    // External data in (the streamed write) and AWQ + GPTQ: restored layers are streamed out again,
+    // their AWQ scalings folded again, and the next block is calibrated on restored activations.
+    const extDir = path.join(dir, 'resume-in');
+    fs.mkdirSync(extDir);
+    const input = path.join(extDir, 'model.onnx');
+    saveModel(loadModel(modelPath), input, { externalData: 'always' });
+    fs.copyFileSync(STORIES_TOKENIZER, path.join(extDir, path.basename(STORIES_TOKENIZER)));
+    const argsFor = (out: string, tokens = '512') => [BIN, 'quantize', input, '-o', path.join(out, 'model.onnx'), '--method', 'awq+gptq', '--group', '32',
+      '--format', 'w4a8', '--calib', CALIB_TEXT, '--calib-tokens', tokens, '--calib-seqlen', '256', '--calib-mode', 'sequential'];
+    const env = { ...process.env, NO_COLOR: '1', CI: '1' };
+    const reference = path.join(dir, 'resume-reference');
+    const clean = spawnSync(process.execPath, argsFor(reference), { encoding: 'utf8', env, timeout: 180_000 });
+    expect(clean.status).toBe(0);
+
+    const out = path.join(dir, 'resume-out');
+    const state = path.join(out, '.model.onnx.w4a8-resume');
+    const stopped = spawnSync(process.execPath, [...argsFor(out), '--resume'], { encoding: 'utf8', env: { ...env, W4A8_SIGNAL_AT: 'block-done:SIGINT' }, timeout: 180_000 });
+    expect(stopped.status).toBe(130);
+    expect(stopped.stderr.trim().split('\n').pop()).toMatch(/interrupted \(Ctrl-C\): stopped cleanly, output not written; the finished blocks are kept in .*\.model\.onnx\.w4a8-resume: run the same command with --resume/);
+    expect(fs.readdirSync(out)).toEqual(['.model.onnx.w4a8-resume']);
+    expect(JSON.parse(fs.readFileSync(path.join(state, 'state.json'), 'utf8')).blocksDone).toBe(1);
+
+    // Other calibration windows: the state is not this run's.
+    const other = spawnSync(process.execPath, [...argsFor(out, '256'), '--resume'], { encoding: 'utf8', env, timeout: 180_000 });
+    expect(other.status).toBe(1);
+    expect(other.stderr).toMatch(/the resume state in .*w4a8-resume belongs to another run/);
+    expect(fs.existsSync(path.join(state, 'state.json'))).toBe(true);
+
+    const resumed = spawnSync(process.execPath, [...argsFor(out), '--resume'], { encoding: 'utf8', env, timeout: 180_000 });
+    expect(resumed.status).toBe(0);
+    expect(resumed.stdout).toMatch(/resumed: 1 block\(s\) taken from the interrupted run/);
+    expect(resumed.stderr).toMatch(/resuming after block 0: 1 of 5 blocks were done/);
+    expect(resumed.stderr).not.toMatch(/block 0 \(1\/5/);  // block 0 was not calibrated again
+    expect(fs.existsSync(state)).toBe(false);
+    for (const f of ['model.onnx', 'model.onnx_data']) {
+      expect(Buffer.compare(fs.readFileSync(path.join(out, f)), fs.readFileSync(path.join(reference, f)))).toBe(0);
+    }
+    const layers = (p: string) => (JSON.parse(fs.readFileSync(path.join(p, 'model.onnx.report.json'), 'utf8')) as { layers: unknown[] }).layers;
+    expect(layers(out)).toEqual(layers(reference));
+
+    // --resume needs sequential calibration.
+    const all = spawnSync(process.execPath, [...argsFor(path.join(dir, 'resume-all')).map((a) => (a === 'sequential' ? 'all' : a)), '--resume'], { encoding: 'utf8', env, timeout: 60_000 });
+    expect(all.status).toBe(2);
+    expect(all.stderr).toMatch(/--resume continues sequential calibration/);
+  }, 600_000);
+
   test('--calib-mode is checked before any work', () => {
     expect(() => checkQuantizeArgs({ input: modelPath, output: path.join(dir, 'x', 'model.onnx'), calibMode: 'blockwise' as never })).toThrow(UsageError);
     expect(() => checkQuantizeArgs({ input: modelPath, output: path.join(dir, 'x', 'model.onnx'), calibMode: 'blockwise' as never })).toThrow(

@@ -33,6 +33,7 @@ interface QuantizeArgs extends CommonArgs {
   'compensate-factors': (typeof COMPENSATE_FACTORS)[number];
   'calib-budget-mb': number;
   'calib-mode'?: CalibMode;
+  resume?: boolean;
   threads?: number;
 }
 
@@ -81,6 +82,13 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
           'all: every layer from one run of the float model. Default: sequential for --method awq and for models with over 1 GiB of external data, else all ' +
           '(sequential needs node names that give the blocks, layers.N / h.N; the default falls back to all without them)',
       })
+      .option('resume', {
+        type: 'boolean',
+        default: false,
+        describe:
+          'Sequential calibration: keep each finished block in a hidden folder beside the output (.<name>.w4a8-resume) and, when an ' +
+          'interrupted run with the same input, options and calibration text left one, continue after its last finished block; the folder goes once the output is written',
+      })
       .option('threads', threadsOption) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
@@ -111,6 +119,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
         compensateFactors: args['compensate-factors'] === 'fp16' ? undefined : args['compensate-factors'],
         captureBudgetBytes: budgetMb * 2 ** 20,
         calibMode: args['calib-mode'],
+        resume: args.resume === true,
         progress: ctx.progress,
         cancel: ctx.cancel,
       });
@@ -122,6 +131,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       ctx.out(`${summary.output}: ${configLabel(summary.config)}, --format ${summary.format}, ${summary.layers.length} layers quantized, ${summary.excluded.length} kept in float`);
       for (const note of summary.export.notes) ctx.out(`note: ${note}`);
       if (summary.calibMode) ctx.out(`calibration: ${summary.calibMode === 'sequential' ? 'sequential (block by block, on the quantized prefix)' : 'all layers at once'}, ${summary.calibTokens} tokens`);
+      if (summary.resumedBlocks) ctx.out(`resumed: ${summary.resumedBlocks} block(s) taken from the interrupted run`);
       ctx.out(`per-layer report: ${summary.report}`);
     }),
 };
