@@ -13,6 +13,10 @@ import { quantBenchTable } from '../../bench/quant_report';
 import type { CommandContext } from '../run_command';
 import { applyThreads, MAX_THREADS } from '../threads_option';
 import { benchE2e, benchE2eOptions, type BenchE2eArgs } from './bench_e2e';
+import { MODEL_BENCH_METHODS, modelQuantBenchTable, runModelQuantBench, type ModelBenchMethod } from '../../pipeline/quant_model_bench';
+import { integerOption } from '../numeric_options';
+import { sharedDir } from '../../pipeline/demo_assets';
+import * as path from 'node:path';
 
 interface BenchArgs extends CommonArgs, BenchE2eArgs {
   target: 'cpu' | 'quant' | 'e2e' | 'all';
@@ -29,6 +33,8 @@ interface BenchArgs extends CommonArgs, BenchE2eArgs {
   'batch-ms': number;
   quick: boolean;
   'ort-spinning': 'on' | 'off';
+  methods: string;
+  calib?: string;
 }
 
 // Named shape sets for --shapes (K x N of a decoder layer's projections and the LM head).
@@ -84,7 +90,9 @@ export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
       .option('awq-rows', { type: 'number', default: 1024, describe: 'quant: rows AWQ searches on (a sample of the tokens)' })
       .option('aformat', { type: 'string', choices: ['int8', 'none', 'both'] as const, default: 'both' as const, describe: 'quant: activations AWQ measures candidates with' })
       .option('hidden', { type: 'number', default: LLAMA7B.hidden, describe: 'quant: hidden size (smaller for a quick run)' })
-      .option('intermediate', { type: 'number', default: LLAMA7B.intermediate, describe: 'quant: MLP size' }) as never,
+      .option('intermediate', { type: 'number', default: LLAMA7B.intermediate, describe: 'quant: MLP size' })
+      .option('methods', { type: 'string', default: MODEL_BENCH_METHODS.join(','), describe: `quant --model: methods to run, comma-separated (${MODEL_BENCH_METHODS.join(', ')})` })
+      .option('calib', { type: 'string', describe: 'quant --model: calibration text (default ../shared/data/tinystories/calib.txt)' }) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       applyThreads(args.threads);
@@ -102,6 +110,7 @@ async function benchQuant(args: BenchArgs, ctx: CommandContext): Promise<unknown
     return v;
   };
   const tokens = int('tokens', args.tokens, 16, 1 << 20);
+  if (args.model !== undefined) return benchQuantModel(args, ctx, tokens);
   const awqRows = int('awq-rows', args['awq-rows'], 16, tokens);
   const hidden = int('hidden', args.hidden, 128, 65536);
   const intermediate = int('intermediate', args.intermediate, 128, 65536);
@@ -112,6 +121,25 @@ async function benchQuant(args: BenchArgs, ctx: CommandContext): Promise<unknown
   if (!ctx.json) {
     ctx.out(`CPU: ${report.cpu}; ${report.threads} quantization threads; ${report.tokens} tokens, AWQ on ${report.awqRows} rows\n`);
     ctx.out(quantBenchTable(report));
+  }
+  return { ...report, command };
+}
+
+/** `bench quant --model`: whole-model quantization, one child process per method (wall time, peak RSS). */
+async function benchQuantModel(args: BenchArgs, ctx: CommandContext, calibTokens: number): Promise<unknown> {
+  const methods = String(args.methods).split(',').map((m) => m.trim());
+  for (const m of methods) {
+    if (!(MODEL_BENCH_METHODS as readonly string[]).includes(m)) throw new UsageError(`--methods: "${m}" is not one of ${MODEL_BENCH_METHODS.join(', ')}`);
+  }
+  const layers = args.layers === undefined ? undefined : integerOption('layers', args.layers, 1, 1024);
+  const calib = args.calib ?? path.join(sharedDir(), 'data', 'tinystories', 'calib.txt');
+  const report = await runModelQuantBench({
+    model: args.model!, layers, methods: methods as ModelBenchMethod[], calib, calibTokens, threads: args.threads ?? numThreads(), progress: ctx.progress, cancel: ctx.cancel,
+  });
+  const command = `w4a8 ${process.argv.slice(2).join(' ')}`;
+  if (!ctx.json) {
+    ctx.out(`CPU: ${report.cpu}; ${report.threads} threads; model ${report.model}, ${report.inputMb} MB on disk\n`);
+    ctx.out(modelQuantBenchTable(report));
   }
   return { ...report, command };
 }

@@ -1,0 +1,168 @@
+// `w4a8 bench quant --model <preset|model.onnx>`: quantizes a whole model end to end once per method
+// (the same `quantizeModel` the quantize command runs, default options otherwise: int4 g128 asymmetric,
+// int8 activations, MatMulNBits export, sequential calibration where quantize picks it) and reports
+// each run's wall time and peak RSS. Each method runs in its own child process, so its peak RSS
+// (getrusage maxrss of that process) is its own and not the largest of the runs before it. A preset
+// is generated first (random weights, lib/import/llama2c_random.ts) into a temporary folder that is
+// removed at the end, with the outputs.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { importRandomLlama, RANDOM_PRESETS } from '../import/llama2c_random';
+import { numThreads } from '../native/kernels';
+import { type CancelToken, neverCancelled } from '../util/cancel';
+import { UsageError, W4A8Error } from '../util/errors';
+import { type Progress, silentProgress } from '../util/progress';
+import { cpuModel } from '../bench/cpu';
+
+export const MODEL_BENCH_METHODS = ['rtn', 'awq', 'gptq'] as const;
+export type ModelBenchMethod = (typeof MODEL_BENCH_METHODS)[number];
+
+export interface ModelBenchOptions {
+  /** A random preset (RANDOM_PRESETS) or a float ONNX model path. */
+  model: string;
+  /** Presets: override the layer count. */
+  layers?: number;
+  methods: ModelBenchMethod[];
+  /** Calibration text (AWQ, GPTQ). */
+  calib: string;
+  calibTokens: number;
+  threads: number;
+  /** Parent of the temporary folder (default os.tmpdir()). */
+  tmpDir?: string;
+  progress?: Progress;
+  cancel?: CancelToken;
+}
+
+export interface ModelBenchRow {
+  method: ModelBenchMethod;
+  wallSeconds: number;
+  /** Peak resident memory of the child process that quantized (getrusage maxrss). */
+  peakRssMb: number;
+  /** How the calibration ran ('sequential' or 'all'; absent for RTN). */
+  calibMode?: string;
+  calibTokens: number;
+  layers: number;
+  /** Output model + side file. */
+  outputMb: number;
+}
+
+export interface ModelBenchReport {
+  cpu: string;
+  threads: number;
+  model: string;
+  /** Float model size on disk (model + side files). */
+  inputMb: number;
+  loadAvg: [number, number];
+  rows: ModelBenchRow[];
+}
+
+function folderMb(dir: string): number {
+  let total = 0;
+  for (const f of fs.readdirSync(dir)) {
+    const st = fs.statSync(path.join(dir, f));
+    if (st.isFile()) total += st.size;
+  }
+  return total / 2 ** 20;
+}
+
+/** Runs quantizeModel in a child process; resolves with its summary and peak RSS. */
+function quantizeInChild(args: Record<string, unknown>, threads: number, cancel: CancelToken): Promise<{ summary: { calibMode?: string; calibTokens: number; layers: unknown[] }; peakRssMb: number }> {
+  const dist = path.resolve(__dirname, '..');
+  const script = `
+    const { quantizeModel } = require(${JSON.stringify(path.join(dist, 'pipeline', 'quantize.js'))});
+    const { setNumThreads } = require(${JSON.stringify(path.join(dist, 'native', 'kernels.js'))});
+    setNumThreads(${threads});
+    quantizeModel(${JSON.stringify(args)}).then((s) => {
+      process.stdout.write(JSON.stringify({ summary: { calibMode: s.calibMode, calibTokens: s.calibTokens, layers: s.layers }, maxRssKb: process.resourceUsage().maxRSS }));
+    }, (e) => { process.stderr.write(String(e && e.message || e)); process.exit(1); });`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const poll = setInterval(() => {
+      if (cancel.isCancelled) child.kill('SIGINT');
+    }, 200);
+    child.on('close', (code) => {
+      clearInterval(poll);
+      if (cancel.isCancelled) {
+        try {
+          cancel.throwIfCancelled();
+        } catch (e) {
+          return reject(e);
+        }
+      }
+      if (code !== 0) return reject(new W4A8Error(`quantizing in the child process failed (exit ${code}): ${err.trim().split('\n').pop() ?? ''}`));
+      try {
+        const r = JSON.parse(out) as { summary: { calibMode?: string; calibTokens: number; layers: unknown[] }; maxRssKb: number };
+        resolve({ summary: r.summary, peakRssMb: r.maxRssKb / 1024 });
+      } catch {
+        reject(new W4A8Error(`the quantizing child process printed no summary: ${out.slice(0, 200)}`));
+      }
+    });
+  });
+}
+
+export async function runModelQuantBench(o: ModelBenchOptions): Promise<ModelBenchReport> {
+  const progress = o.progress ?? silentProgress;
+  const cancel = o.cancel ?? neverCancelled;
+  if (!Array.isArray(o.methods) || o.methods.length === 0 || o.methods.some((m) => !(MODEL_BENCH_METHODS as readonly string[]).includes(m))) {
+    throw new RangeError(`Expected methods to be a non-empty list of ${MODEL_BENCH_METHODS.join(', ')} but received ${JSON.stringify(o.methods)}`);
+  }
+  if (o.methods.some((m) => m !== 'rtn') && !fs.existsSync(o.calib)) throw new UsageError(`calibration text ${o.calib} not found (give --calib)`);
+  const loadBefore = os.loadavg()[0];
+  const dir = fs.mkdtempSync(path.join(o.tmpDir ?? os.tmpdir(), 'w4a8-bench-quant-'));
+  try {
+    let input: string;
+    let label: string;
+    if (Object.prototype.hasOwnProperty.call(RANDOM_PRESETS, o.model)) {
+      progress.log(`bench quant: generating ${o.model} in ${dir} (removed at the end)`);
+      const r = await importRandomLlama(o.model, path.join(dir, 'fp32'), { layers: o.layers, progress });
+      input = r.modelPath;
+      label = `${o.model} (random weights, ${r.config.nLayers} layers)`;
+    } else {
+      if (o.layers !== undefined) throw new UsageError(`--layers applies to the random presets (${Object.keys(RANDOM_PRESETS).join(', ')}), not to ${o.model}`);
+      if (!fs.existsSync(o.model)) throw new UsageError(`--model ${o.model} is neither a preset (${Object.keys(RANDOM_PRESETS).join(', ')}) nor an existing file`);
+      input = o.model;
+      label = path.basename(o.model);
+    }
+    const inputMb = folderMb(path.dirname(input));
+    const rows: ModelBenchRow[] = [];
+    progress.start('quantize', o.methods.length);
+    for (const [i, method] of o.methods.entries()) {
+      cancel.throwIfCancelled();
+      const outDir = path.join(dir, `out-${method}`);
+      const started = Date.now();
+      const { summary, peakRssMb } = await quantizeInChild(
+        { input, output: path.join(outDir, 'model.onnx'), method, ...(method === 'rtn' ? {} : { calib: o.calib, calibTokens: o.calibTokens }) },
+        o.threads,
+        cancel,
+      );
+      const wallSeconds = (Date.now() - started) / 1000;
+      rows.push({
+        method, wallSeconds, peakRssMb: Math.round(peakRssMb), calibTokens: summary.calibTokens, layers: summary.layers.length,
+        outputMb: Math.round(folderMb(outDir)), ...(summary.calibMode ? { calibMode: summary.calibMode } : {}),
+      });
+      fs.rmSync(outDir, { recursive: true, force: true });
+      progress.update(i + 1, `${method} ${wallSeconds.toFixed(0)} s, peak RSS ${Math.round(peakRssMb)} MB`);
+    }
+    progress.stop();
+    return { cpu: cpuModel(), threads: o.threads ?? numThreads(), model: label, inputMb: Math.round(inputMb), loadAvg: [loadBefore, os.loadavg()[0]], rows };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The report as a markdown table. */
+export function modelQuantBenchTable(report: ModelBenchReport): string {
+  const lines = ['| method | calibration | layers | wall | peak RSS MB | output MB |', '|---|---|---|---|---|---|'];
+  for (const r of report.rows) {
+    const calib = r.calibMode ? `${r.calibMode}, ${r.calibTokens} tokens` : 'none';
+    const m = Math.floor(r.wallSeconds / 60), s = Math.round(r.wallSeconds % 60);
+    lines.push(`| ${r.method} | ${calib} | ${r.layers} | ${m}:${String(s).padStart(2, '0')} | ${r.peakRssMb} | ${r.outputMb} |`);
+  }
+  return lines.join('\n');
+}
