@@ -463,9 +463,10 @@ Napi::Value GemmW4A8LowRank(const Napi::CallbackInfo& info) {
   const cpu::GemmArgs a = io.args;
   return Dispatch(info, SyncArg(info, 12), "cpuGemmW4A8LowRank",
                   [h, lr, l8, int8, a, reference]() {
+                    if (int8 && !reference) return cpu::GemmW4A8LowRankInt8(*h->packed, l8, a);
                     const Status s = reference ? cpu::GemmW4A8Reference(h->canonical, a) : cpu::GemmW4A8(*h->packed, a);
                     if (s != Status::kOk) return s;
-                    if (int8) return reference ? cpu::LowRankAddInt8Reference(l8, a.m, a.x, a.y) : cpu::LowRankAddInt8(l8, a.m, a.x, a.y, h->packed->isa());
+                    if (int8) return cpu::LowRankAddInt8Reference(l8, a.m, a.x, a.y);
                     return reference ? cpu::LowRankAddReference(lr, a.m, a.x, a.y) : cpu::LowRankAdd(lr, a.m, a.x, a.y, h->packed->isa());
                   },
                   {1, 3, 4, 7, 8, 9, 10}, Napi::Value());

@@ -1,13 +1,15 @@
 // Times W4A8MatMul's fused correction / adapter terms against plain W4A8: for each shape and M, one
 // call of GemmW4A8 (int4 asymmetric, group 128, per-token int8 activations) alone, plus the low-rank
 // term (cpu::LowRankAdd, fp32 factors as the op holds them), plus the same term with int8 factors
-// (cpu::LowRankAddInt8, formats.h Int8Rows), plus the Kronecker sum (cpu::KroneckerAdapterAdd,
+// (formats.h Int8Rows) in one call as the op runs it (cpu::GemmW4A8LowRankInt8), plus the Kronecker sum (cpu::KroneckerAdapterAdd,
 // PEFT-style balanced factor shapes, B given transposed as the op holds it) at a parameter budget
 // (default 5 % of K*N), and plus one Kronecker term of those shapes (a PEFT LoKr adapter with whole
 // w1, w2). The variants interleave within each round; medians and the ratio to plain W4A8 are printed.
 // M = 1 rotates through distinct layers (weights and factors) so they stream from DRAM, as in decode.
 //
-// usage: bench_fused_terms [--rounds R] [--budget F] [--rotate-mib MiB] [--threads T] [--shape KxN]... [--json]
+// usage: bench_fused_terms [--rounds R] [--budget F] [--rotate-mib MiB] [--threads T] [--shape KxN]...
+//                          [--variants lowrank,lowrank-i8,kron,lokr1] [--m 1,128] [--json]
+// --variants picks the terms to time (plain w4a8 always runs: the ratios need it).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -61,6 +63,8 @@ int main(int argc, char** argv) {
   double budget = 0.05, rotate_mib = 512;
   bool json = false;
   std::vector<std::pair<int32_t, int32_t>> shapes;
+  std::string variants = "lowrank,lowrank-i8,kron,lokr1";
+  std::vector<int> ms = {1, 128};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> const char* {
@@ -72,12 +76,24 @@ int main(int argc, char** argv) {
     else if (a == "--rotate-mib") rotate_mib = std::atof(next());
     else if (a == "--threads") threads = std::atoi(next());
     else if (a == "--json") json = true;
+    else if (a == "--variants") variants = "," + std::string(next()) + ",";
+    else if (a == "--m") {
+      ms.clear();
+      for (const char* p = next(); *p;) {
+        char* end = nullptr;
+        const long v = std::strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 4096) { std::fprintf(stderr, "--m takes a list like 1,128\n"); return 2; }
+        ms.push_back((int)v);
+        p = *end == ',' ? end + 1 : end;
+      }
+    }
     else if (a == "--shape") {
       int k = 0, n = 0;
       if (std::sscanf(next(), "%dx%d", &k, &n) != 2 || k < 16 || n < 1) { std::fprintf(stderr, "--shape KxN\n"); return 2; }
       shapes.push_back({k, n});
     } else {
-      std::fprintf(stderr, "usage: bench_fused_terms [--rounds R] [--budget F] [--rotate-mib MiB] [--threads T] [--shape KxN]... [--json]\n");
+      std::fprintf(stderr, "usage: bench_fused_terms [--rounds R] [--budget F] [--rotate-mib MiB] [--threads T] [--shape KxN]... "
+                           "[--variants lowrank,lowrank-i8,kron,lokr1] [--m 1,128] [--json]\n");
       return 2;
     }
   }
@@ -127,15 +143,19 @@ int main(int argc, char** argv) {
       for (auto& f : l.ka) f = uf(rng);
       for (auto& f : l.kb) f = uf(rng);
     }
-    for (int m : {1, 128}) {
+    for (int m : ms) {
       std::vector<float> x((size_t)m * k), y((size_t)m * n);
       for (auto& f : x) f = uf(rng) * 20;
       const int calls = m == 1 ? layers : std::max(3, (int)(4e9 / (2.0 * m * n * k)));
       constexpr int kVariants = 5;
       const char* names[kVariants] = {"w4a8", "w4a8+lowrank", "w4a8+lowrank-i8", "w4a8+kron", "w4a8+lokr1"};
       std::vector<double> t[kVariants];
+      bool on[kVariants];
+      for (int variant = 0; variant < kVariants; ++variant)
+        on[variant] = variant == 0 || ("," + variants + ",").find("," + std::string(names[variant] + 5) + ",") != std::string::npos;
       for (int r = 0; r <= rounds; ++r) {
         for (int variant = 0; variant < kVariants; ++variant) {
+          if (!on[variant]) continue;
           const double t0 = Now();
           for (int c = 0; c < calls; ++c) {
             const Layer& l = rot[m == 1 ? c % layers : 0];
@@ -144,10 +164,9 @@ int main(int argc, char** argv) {
             a.x = x.data();
             a.y = y.data();
             a.act = ActQuant::kPerToken;
-            Status s = GemmW4A8(*l.packed, a);
+            Status s = variant == 2 ? GemmW4A8LowRankInt8(*l.packed, LowRankInt8Term{k, rank, n, l.ut8.data(), l.us.data(), l.v8.data(), l.vs.data()}, a)
+                                    : GemmW4A8(*l.packed, a);
             if (s == Status::kOk && variant == 1) s = LowRankAdd(LowRankTerm{k, rank, n, l.u.data(), l.v.data()}, m, x.data(), y.data(), DefaultIsa());
-            if (s == Status::kOk && variant == 2)
-              s = LowRankAddInt8(LowRankInt8Term{k, rank, n, l.ut8.data(), l.us.data(), l.v8.data(), l.vs.data()}, m, x.data(), y.data(), DefaultIsa());
             // kb holds [terms][k2][n2]: B^T, as W4A8MatMul passes it (KronTerms::b_t).
             if (s == Status::kOk && variant == 3) s = KroneckerAdapterAdd(KronTerms{terms, n1, k1, n2, k2, l.ka.data(), nullptr, l.kb.data()}, m, x.data(), y.data());
             if (s == Status::kOk && variant == 4) s = KroneckerAdapterAdd(KronTerms{1, n1, k1, n2, k2, l.ka.data(), nullptr, l.kb.data()}, m, x.data(), y.data());
@@ -158,6 +177,7 @@ int main(int argc, char** argv) {
       }
       const double base = Median(t[0]);
       for (int variant = 0; variant < kVariants; ++variant) {
+        if (!on[variant]) continue;
         const double med = Median(t[variant]);
         // Per-round ratios to the same round's plain call, then their median: robust to a busy round.
         std::vector<double> ratios;

@@ -41,7 +41,7 @@ void CheckComplete(Isa isa) {
   CHECK(d.w4a8_plan, "%s: w4a8_plan is null", name);
   CHECK(d.w4a16, "%s: w4a16 is null", name);
   CHECK(d.kron_matmul_add, "%s: kron_matmul_add is null", name);
-  CHECK(d.int8_dot && d.int8_rows_add, "%s: an int8 low-rank entry is null", name);
+  CHECK(d.int8_dots && d.int8_rows_add, "%s: an int8 low-rank entry is null", name);
   CHECK(d.linalg.gemm_f32 && d.linalg.gemm_f64, "%s: a linalg GEMM is null", name);
   CHECK(d.linalg.name && std::strcmp(d.linalg.name, LinalgNameOf(isa)) == 0, "%s: linalg is named %s", name,
         d.linalg.name ? d.linalg.name : "(null)");
@@ -60,7 +60,7 @@ void CheckAmxFallbacks() {
   CHECK(amx.quantize_rows == avx512.quantize_rows, "amx must quantize activations with the avx512 rows");
   CHECK(amx.w4a16 == avx512.w4a16, "amx must run the avx512 W4A16");
   CHECK(amx.kron_matmul_add == avx512.kron_matmul_add, "amx must run the avx512 Kronecker matmul-add");
-  CHECK(amx.int8_dot == avx512.int8_dot && amx.int8_rows_add == avx512.int8_rows_add, "amx must run the avx512 int8 low-rank blocks");
+  CHECK(amx.int8_dots == avx512.int8_dots && amx.int8_rows_add == avx512.int8_rows_add, "amx must run the avx512 int8 low-rank blocks");
   CHECK(amx.linalg.gemm_f32 == avx512.linalg.gemm_f32 && amx.linalg.gemm_f64 == avx512.linalg.gemm_f64,
         "amx must map to the avx512 linalg GEMMs");
   for (int32_t m : {1, 7, 8, 15}) {

@@ -12,6 +12,7 @@
 
 #include "ort_test_util.h"
 #include "test_check.h"
+#include "w4a8/act_quant_def.h"
 #include "w4a8/cpu_adapters.h"
 #include "w4a8/ort_runtime.h"
 
@@ -306,8 +307,9 @@ int main() {
     }
   }
 
-  // int8 low-rank factors (formats.h Int8Rows), constant and fed, decode (M < 8) and GEMM (M >= 8)
-  // paths: y = GemmW4A8Reference + x U V with the dequantized factors, in double.
+  // int8 low-rank factors (formats.h Int8Rows), constant and fed, M from 1 to 33 (1 to 4-token tiles):
+  // y = GemmW4A8Reference then LowRankAddInt8Reference bit for bit (the op runs the fused
+  // GemmW4A8LowRankInt8), and within the int8 term's rounding of x U V with the dequantized factors.
   for (const auto& [k, n, r, group] : std::vector<std::array<int32_t, 4>>{{40, 21, 3, 16}, {257, 70, 17, 64}, {96, 130, 1, 32}}) {
     for (bool fed : {false, true}) {
       test::RandomWeight w(test::WeightKind::kInt4Asymmetric, n, k, group, rng);
@@ -321,7 +323,7 @@ int main() {
                                 " N=" + std::to_string(n) + " r=" + std::to_string(r);
       CHECK(session != nullptr, "%s: session: %s", label.c_str(), error.c_str());
       if (!session) continue;
-      for (int32_t m : {1, 5, 9}) {
+      for (int32_t m : {1, 2, 5, 9, 33}) {
         std::vector<float> x = test::RandomActivations(m, k, rng);
         Blob bx;
         std::vector<ort::InputTensor> feeds{bx.Tensor("A", {m, k}, x, false)};
@@ -345,20 +347,38 @@ int main() {
         a.y = base.data();
         a.act = cpu::ActQuant::kPerToken;
         CHECK(cpu::GemmW4A8Reference(w.view(), a) == Status::kOk, "%s: reference failed", label.c_str());
-        double worst = 0, moved = 0, mag = 1e-6;
-        for (int32_t t = 0; t < m; ++t)
-          for (int32_t j = 0; j < n; ++j) {
-            double s = base[(size_t)t * n + j];
-            for (int32_t c = 0; c < r; ++c) {
-              double xu = 0;
-              for (int32_t i = 0; i < k; ++i) xu += (double)x[(size_t)t * k + i] * f.u_deq[(size_t)i * r + c];
-              s += xu * f.v_deq[(size_t)c * n + j];
-            }
-            worst = std::fmax(worst, std::fabs(y[(size_t)t * n + j] - s));
-            moved = std::fmax(moved, std::fabs(y[(size_t)t * n + j] - base[(size_t)t * n + j]));
-            mag = std::fmax(mag, std::fabs(s));
+        std::vector<float> ref = base;
+        const cpu::LowRankInt8Term lr{k, r, n, f.ut.data(), f.us.data(), f.v.data(), f.vs.data()};
+        CHECK(cpu::LowRankAddInt8Reference(lr, m, x.data(), ref.data()) == Status::kOk, "%s: term reference failed", label.c_str());
+        const int64_t at = test::FirstBitDifference(y, ref);
+        CHECK(at < 0, "%s M=%d: y[%lld] = %.9g, reference %.9g", label.c_str(), m, (long long)at, at < 0 ? 0.0 : y[at], at < 0 ? 0.0 : ref[at]);
+        // Against float64 on the int8 activations (x fake-quantized per token, as the GEMM sees it): the
+        // only other rounding is that of t = x U to int8 per token, at most half a step of t per rank
+        // component, times |V|.
+        double worst_excess = 0, moved = 0;
+        std::vector<double> xt((size_t)r);
+        for (int32_t t = 0; t < m; ++t) {
+          float amax = 0.f;
+          for (int32_t i = 0; i < k; ++i) amax = AbsMaxStep(amax, x[(size_t)t * k + i]);
+          const TokenScale xs = MakeTokenScale(amax, kInt8Max);
+          double tmax = 0;
+          for (int32_t c = 0; c < r; ++c) {
+            double xu = 0;
+            for (int32_t i = 0; i < k; ++i) xu += (double)FakeQuantInt8(x[(size_t)t * k + i], xs) * f.u_deq[(size_t)i * r + c];
+            xt[c] = xu;
+            tmax = std::fmax(tmax, std::fabs(xu * f.vs[c]));  // the requantized value is t * vs (cpu_adapters.h)
           }
-        CHECK(worst <= 1e-5 * mag, "%s M=%d: max difference %.3g from the reference (magnitude %.3g)", label.c_str(), m, worst, mag);
+          for (int32_t j = 0; j < n; ++j) {
+            double s = base[(size_t)t * n + j], bound = 1e-6 * (std::fabs(s) + 1e-3);
+            for (int32_t c = 0; c < r; ++c) {
+              s += xt[c] * f.v_deq[(size_t)c * n + j];
+              bound += 0.5 * (tmax / 127) * 1.001 * std::abs((int)f.v[(size_t)c * n + j]);
+            }
+            worst_excess = std::fmax(worst_excess, std::fabs(y[(size_t)t * n + j] - s) / bound);
+            moved = std::fmax(moved, std::fabs(y[(size_t)t * n + j] - base[(size_t)t * n + j]));
+          }
+        }
+        CHECK(worst_excess <= 1.0, "%s M=%d: off the float64 term on int8 activations by %.3g of the rounding bound", label.c_str(), m, worst_excess);
         CHECK(moved > 1e-3, "%s M=%d: the correction left the output unchanged", label.c_str(), m);
         ++cases;
       }

@@ -71,11 +71,19 @@ Status LowRankAdd(const LowRankTerm& lr, int32_t m, const float* x, float* y, Is
 Status LowRankAddReference(const LowRankTerm& lr, int32_t m, const float* x, float* y);
 
 // ---- Low-rank term with int8 factors (formats.h "Int8Rows") ---------------------------------
-// y [m][n] += (x U) V with U = dequantized ut [r][k] (transposed) and V = dequantized v [r][n].
-// m < 8 (decode) reads the int8 factors directly: T[t][c] = us[c] * dot(x[t], ut[c]) (a 16-lane
-// dot, Int8DotRow's order), then y[t][j] = fma(T[t][c] * vs[c], v[c][j], y[t][j]) for c in order.
-// From 8 rows the factors are dequantized to fp32 and LowRankAdd's GEMM path runs. Results do not
-// depend on the thread count, and every ISA gives the same bits.
+// y [m][n] += (x U) V with U = dequantized ut [r][k] (transposed) and V = dequantized v [r][n], computed
+// as two exact integer products (VNNI / AVX2 byte dot products) per token t:
+//   1. x_q, sx = x[t] quantized per token to int8 as GemmW4A8 does it (act_quant_def.h; the values the
+//      fused call reuses from the GEMM);
+//   2. w[c] = (float)(sum_k x_q[k] * ut[c][k]) * sx * us[c] * vs[c]   (exact int32, then fp32 left to right);
+//   3. w_q, sw = w quantized per token to int8 (act_quant_def.h: the rank-r intermediate in int8);
+//   4. y[t][j] = fma(sw, (float)(sum_c w_q[c] * v[c][j]), y[t][j])   (exact int32, one rounding).
+// Why int8 for w: the second product then runs in integers too. On normal inputs the term is off the
+// float64 product of the dequantized factors by about 1 % rms of the term, half from int8 x (the
+// GEMM's own rounding) and half from int8 w; the term being a few % of y, that is about 1e-4 of y,
+// well below the W4A8 error it corrects (test_cpu_lowrank_int8 bounds it at 2 %). Every
+// ISA and thread count gives the same bits as the reference. k and r are at most 65536 (the int32
+// sums stay exact: 127 * 128 * 65536 < 2^31); beyond, kInvalidArgument.
 struct LowRankInt8Term {
   int32_t k, r, n;
   const int8_t* ut;  // [r][k]
@@ -84,8 +92,12 @@ struct LowRankInt8Term {
   const float* vs;   // [r]
 };
 Status LowRankAddInt8(const LowRankInt8Term& lr, int32_t m, const float* x, float* y, Isa isa);
-// Scalar twin: the dequantized factors (Int8RowValue), each (token, output) accumulated in double.
+// Scalar twin: the four steps above, token by token.
 Status LowRankAddInt8Reference(const LowRankInt8Term& lr, int32_t m, const float* x, float* y);
+// y = W4A8(x) (+bias) + the term in one call: with a.act == kPerToken the term reads the activations
+// the GEMM has quantized (one pass over x) and its first product runs in the GEMM's thread-pool round
+// beside the tiles; same bits as GemmW4A8 then LowRankAddInt8. lr must match w (k, n).
+Status GemmW4A8LowRankInt8(const PackedWeight& w, const LowRankInt8Term& lr, const GemmArgs& a);
 // Quantizes each row of src [rows][cols] to int8 with its own scale (the Int8Rows definition).
 // kNumericalError on a value that is not finite.
 Status QuantizeInt8Rows(const float* src, int32_t rows, int32_t cols, int8_t* q, float* scales);

@@ -114,7 +114,9 @@ static_assert((kMinGroupSize & (kMinGroupSize - 1)) == 0, "group sizes are power
 // q is the per-token int8 activation quantizer of act_quant_def.h applied to each row (inv = 127 /
 // amax in fp32, round half to even, symmetric, -128 never produced; a zero row has scale 0).
 // Dequantized: U[k][c] = ut[c][k] * us[c], V[c][n] = v[c][n] * vs[c] (Int8RowValue). At a 5 %
-// budget the int8 factors are 1/4 of the fp32 bytes a decode step streams (1/2 of fp16).
+// budget the int8 factors are 1/4 of the fp32 bytes a decode step streams (1/2 of fp16). The CPU
+// kernels never dequantize them: the term is two integer products on int8 per-token activations, with
+// t = x U requantized per token to int8 in between (cpu_adapters.h, LowRankInt8Term).
 // ---------------------------------------------------------------------------------------------
 constexpr int kInt8FactorMax = 127;
 W4A8_HD float Int8RowValue(int8_t q, float row_scale) { return (float)q * row_scale; }

@@ -24,8 +24,11 @@
 // at kernel creation; fp8 fake-quantizes each row to E4M3 then runs W4A16; none runs W4A16, which
 // reads ORT's own initializer arrays with no copy. The correction terms read A before its
 // quantization, in fp32 (the sim export's side branch does the same), and are added after the
-// quantized product: the low-rank term by cpu::LowRankAdd (int8 factors: cpu::LowRankAddInt8), the Kronecker sum by
-// cpu::KroneckerAdapterAdd (never materialized). Constant factors are converted once at kernel
+// quantized product: the low-rank term by cpu::LowRankAdd, the Kronecker sum by
+// cpu::KroneckerAdapterAdd (never materialized). Int8 low-rank factors are the exception: their term
+// is integer arithmetic on per-token int8 activations (cpu_adapters.h, LowRankInt8Term), and with
+// activation_format "int8" it runs inside the GEMM call on the GEMM's own quantized A
+// (cpu::GemmW4A8LowRankInt8; otherwise cpu::LowRankAddInt8 quantizes A itself). Constant factors are converted once at kernel
 // creation; factors that are graph inputs (or initializers overridable as inputs) are read on every
 // run, which is how one session serves several adapters (docs/ARCHITECTURE.md).
 #pragma once

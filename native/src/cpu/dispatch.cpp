@@ -32,7 +32,7 @@ constexpr CpuDispatch kTables[] = {
      PlanScalar,
      GemmW4A16Reference,
      kron::MatMulAddScalar,
-     kron::Int8DotScalar,
+     kron::Int8DotsScalar,
      kron::Int8RowsAddScalar,
      kLinalgGeneric},  // SSE2-width vectors: the x86-64 baseline
     {Isa::kAvx2, "avx2",
@@ -40,7 +40,7 @@ constexpr CpuDispatch kTables[] = {
      PlanAvx2,
      w4a16::GemmAvx2,
      kron::MatMulAddAvx2,
-     kron::Int8DotAvx2,
+     kron::Int8DotsAvx2,
      kron::Int8RowsAddAvx2,
      kLinalgAvx2},
     {Isa::kAvx512Vnni, "avx512vnni",
@@ -48,7 +48,7 @@ constexpr CpuDispatch kTables[] = {
      PlanAvx512Vnni,
      w4a16::GemmAvx512,
      kron::MatMulAddAvx512,
-     kron::Int8DotAvx512,
+     kron::Int8DotsAvx512,
      kron::Int8RowsAddAvx512,
      kLinalgAvx512},
     // AMX has int8 tiles only: everything but the W4A8 tiles of 16 rows and more is AVX-512's.
@@ -57,7 +57,7 @@ constexpr CpuDispatch kTables[] = {
      PlanAmx,
      w4a16::GemmAvx512,
      kron::MatMulAddAvx512,
-     kron::Int8DotAvx512,
+     kron::Int8DotsAvx512,
      kron::Int8RowsAddAvx512,
      kLinalgAvx512},
 };

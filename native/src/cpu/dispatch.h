@@ -43,7 +43,7 @@ struct CpuDispatch {
   // Kronecker adapter (kron.cpp)
   kron::MatMulAddFn kron_matmul_add;
   // Low-rank term with int8 factors (lowrank_int8.cpp)
-  kron::Int8DotFn int8_dot;
+  kron::Int8DotsFn int8_dots;
   kron::Int8RowsAddFn int8_rows_add;
   // linalg: GemmF32/GemmF64 behind every routine in linalg.h; linalg.name is what GemmIsa() reports
   LinalgKernels linalg;

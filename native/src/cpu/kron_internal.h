@@ -16,24 +16,29 @@ void MatMulAddAvx512(int32_t M, int32_t N, int32_t K, const float* A, int32_t ld
 void MatMulAddAvx2(int32_t M, int32_t N, int32_t K, const float* A, int32_t lda, const float* B, int32_t ldb,
                    float* C, int32_t ldc);
 
-// Int8 low-rank building blocks (lowrank_int8*.cpp), one per ISA in the dispatch table.
-// Dot: sum_k x[k] * q[k] in 64 fp32 lanes (four independent 16-wide FMA chains on AVX-512, so
-// the dot is not bound by FMA latency), lane l = fma over k = l, l + 64, ... in order (a tail
-// shorter than 64 fills the low lanes), then the lanes are summed as a fixed tree: l += l + 32,
-// l += l + 16, l += l + 8, l += l + 4, l += l + 2, l += l + 1. Every ISA follows it: same bits.
-using Int8DotFn = float (*)(const float* x, const int8_t* q, int32_t k);
-// Rows: y[t][j] = fma(w[t * ldw + c], q[c * ldq + j], y[t][j]) for c = 0..r-1 in order, for t < m
-// and j < cols.
-using Int8RowsAddFn = void (*)(int32_t m, int32_t cols, int32_t r, const float* w, int32_t ldw, const int8_t* q,
-                               int32_t ldq, float* y, int32_t ldy);
-float Int8DotScalar(const float* x, const int8_t* q, int32_t k);
-float Int8DotAvx2(const float* x, const int8_t* q, int32_t k);
-float Int8DotAvx512(const float* x, const int8_t* q, int32_t k);
-void Int8RowsAddScalar(int32_t m, int32_t cols, int32_t r, const float* w, int32_t ldw, const int8_t* q, int32_t ldq,
-                       float* y, int32_t ldy);
-void Int8RowsAddAvx2(int32_t m, int32_t cols, int32_t r, const float* w, int32_t ldw, const int8_t* q, int32_t ldq,
-                     float* y, int32_t ldy);
-void Int8RowsAddAvx512(int32_t m, int32_t cols, int32_t r, const float* w, int32_t ldw, const int8_t* q, int32_t ldq,
-                       float* y, int32_t ldy);
+// Int8 low-rank building blocks (lowrank_int8*.cpp), one per ISA in the dispatch table. Both are
+// exact integer products (int32; the caller keeps |result| < 2^31, cpu_adapters.h), so every ISA gives
+// the same bits. Activations (a) lie in -127..127; factors (f) may be any int8.
+// Dots: out[t * ldo + c] = sum_{i < k} a[t * lda + i] * f[c * ldf + i] for t < m, c < r. a_sum[t] is
+// sum_{i < k} a[t * lda + i] (the VNNI kernel's offset correction).
+using Int8DotsFn = void (*)(int32_t m, int32_t r, int32_t k, const int8_t* a, int32_t lda, const int32_t* a_sum,
+                            const int8_t* f, int32_t ldf, int32_t* out, int32_t ldo);
+// Rows: y[t * ldy + j] = fma(scale[t], (float)sum_{c < r} a[t * lda + c] * f[c * ldf + j], y[t * ldy + j])
+// for t < m, j < cols. Each row of a is readable and zero from r up to r rounded up to 4; a_sum[t] is
+// the sum of row t of a.
+using Int8RowsAddFn = void (*)(int32_t m, int32_t cols, int32_t r, const int8_t* a, int32_t lda, const int32_t* a_sum,
+                               const int8_t* f, int32_t ldf, const float* scale, float* y, int32_t ldy);
+void Int8DotsScalar(int32_t m, int32_t r, int32_t k, const int8_t* a, int32_t lda, const int32_t* a_sum, const int8_t* f,
+                    int32_t ldf, int32_t* out, int32_t ldo);
+void Int8DotsAvx2(int32_t m, int32_t r, int32_t k, const int8_t* a, int32_t lda, const int32_t* a_sum, const int8_t* f,
+                  int32_t ldf, int32_t* out, int32_t ldo);
+void Int8DotsAvx512(int32_t m, int32_t r, int32_t k, const int8_t* a, int32_t lda, const int32_t* a_sum, const int8_t* f,
+                    int32_t ldf, int32_t* out, int32_t ldo);
+void Int8RowsAddScalar(int32_t m, int32_t cols, int32_t r, const int8_t* a, int32_t lda, const int32_t* a_sum,
+                       const int8_t* f, int32_t ldf, const float* scale, float* y, int32_t ldy);
+void Int8RowsAddAvx2(int32_t m, int32_t cols, int32_t r, const int8_t* a, int32_t lda, const int32_t* a_sum,
+                     const int8_t* f, int32_t ldf, const float* scale, float* y, int32_t ldy);
+void Int8RowsAddAvx512(int32_t m, int32_t cols, int32_t r, const int8_t* a, int32_t lda, const int32_t* a_sum,
+                       const int8_t* f, int32_t ldf, const float* scale, float* y, int32_t ldy);
 
 }  // namespace w4a8::cpu::kron

@@ -1,6 +1,13 @@
-// Int8 low-rank building blocks with AVX-512 (kron_internal.h defines the order they follow):
-// int8 -> fp32 widening in registers, fp32 FMA. Compiled with AVX-512 flags (file name).
+// Int8 low-rank building blocks with AVX-512 VNNI (kron_internal.h defines what they compute: exact
+// integer products, so every ISA gives the same bits). vpdpbusd multiplies unsigned by signed bytes:
+// the factor is the unsigned operand, offset by +128 (a xor of the sign bit, right for -128 too), and
+// the activation the signed one; 128 * sum(activation) is taken off at the end. Sums wrap modulo 2^32
+// on the way, which the final subtraction undoes (the true result fits in int32: kron_internal.h).
+// Compiled with AVX-512 flags (file name).
 #include <immintrin.h>
+
+#include <cstring>
+#include <vector>
 
 // GCC 12 flags the undefined-vector idiom inside its own AVX-512 headers (a false positive).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -11,55 +18,159 @@
 namespace w4a8::cpu::kron {
 namespace {
 
-inline __m512 Widen(__m128i bytes) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes)); }
+// Rank components whose regrouped 64-column slice is kept (64 bytes each: 256 KiB at most).
+constexpr int32_t kMaxRegroupedRows = 4096;
+struct alignas(64) Line64 {
+  int8_t bytes[64];
+};
+
+inline __mmask64 TailMask64(int32_t left) { return left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1); }
+
+// out[t][c] for MT tokens (rows a[0..MT)) and up to 4 factor rows (f[0..4), duplicates past the
+// real ones are computed and dropped).
+template <int MT>
+void DotsTile(const int8_t* const* a, const int8_t* const* f, int32_t k, const int32_t* a_sum, int32_t ct, int32_t* out,
+              int32_t ldo) {
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  __m512i acc[MT][4];
+  for (int t = 0; t < MT; ++t)
+    for (int c = 0; c < 4; ++c) acc[t][c] = _mm512_setzero_si512();
+  int32_t i = 0;
+  for (; i + 64 <= k; i += 64) {
+    __m512i fv[4];
+    for (int c = 0; c < 4; ++c) fv[c] = _mm512_xor_si512(_mm512_loadu_si512((const void*)(f[c] + i)), flip);
+    for (int t = 0; t < MT; ++t) {
+      const __m512i av = _mm512_loadu_si512((const void*)(a[t] + i));
+      for (int c = 0; c < 4; ++c) acc[t][c] = _mm512_dpbusd_epi32(acc[t][c], fv[c], av);
+    }
+  }
+  if (i < k) {  // masked-off activation bytes are 0, so their (offset) factor bytes add nothing
+    const __mmask64 mask = TailMask64(k - i);
+    __m512i fv[4];
+    for (int c = 0; c < 4; ++c) fv[c] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, f[c] + i), flip);
+    for (int t = 0; t < MT; ++t) {
+      const __m512i av = _mm512_maskz_loadu_epi8(mask, a[t] + i);
+      for (int c = 0; c < 4; ++c) acc[t][c] = _mm512_dpbusd_epi32(acc[t][c], fv[c], av);
+    }
+  }
+  for (int t = 0; t < MT; ++t)
+    for (int c = 0; c < ct; ++c)
+      out[(size_t)t * ldo + c] = (int32_t)((uint32_t)_mm512_reduce_add_epi32(acc[t][c]) - 128u * (uint32_t)a_sum[t]);
+}
+
+// Rows [r0, r0 + 4) of f at columns [j, j + 64) (zero past `rows` and past `cols`), regrouped so that
+// each dword holds the 4 rows of one column: q[p] 128-bit lane L, dword e = column j + 16 L + 4 p + e.
+inline void Regroup(const int8_t* f, int32_t ldf, int32_t rows, int32_t r0, int32_t j, int32_t cols, __m512i q[4]) {
+  const __mmask64 mask = TailMask64(cols - j);
+  __m512i row[4];
+  for (int c = 0; c < 4; ++c)
+    row[c] = r0 + c < rows ? _mm512_maskz_loadu_epi8(mask, f + (size_t)(r0 + c) * ldf + j) : _mm512_setzero_si512();
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  for (int c = 0; c < 4; ++c) row[c] = _mm512_xor_si512(row[c], flip);
+  const __m512i lo01 = _mm512_unpacklo_epi8(row[0], row[1]), hi01 = _mm512_unpackhi_epi8(row[0], row[1]);
+  const __m512i lo23 = _mm512_unpacklo_epi8(row[2], row[3]), hi23 = _mm512_unpackhi_epi8(row[2], row[3]);
+  q[0] = _mm512_unpacklo_epi16(lo01, lo23);
+  q[1] = _mm512_unpackhi_epi16(lo01, lo23);
+  q[2] = _mm512_unpacklo_epi16(hi01, hi23);
+  q[3] = _mm512_unpackhi_epi16(hi01, hi23);
+}
+
+// y for MT tokens at columns [j, j + 64): the regrouped accumulators put back in column order
+// (a 4 x 4 transpose of 128-bit lanes), the offset taken off, one fma each.
+// `regrouped`, when not null, holds Regroup's output for every 4 rows of this column slice (made once
+// for all the token tiles of a slice); otherwise each tile regroups in registers.
+template <int MT>
+void RowsTile(const int8_t* const* a, const int32_t* a_sum, const float* scale, int32_t r, const int8_t* f, int32_t ldf,
+              int32_t j, int32_t cols, const Line64* regrouped, float* const* y) {
+  __m512i acc[MT][4];
+  for (int t = 0; t < MT; ++t)
+    for (int p = 0; p < 4; ++p) acc[t][p] = _mm512_setzero_si512();
+  for (int32_t c = 0; c < r; c += 4) {
+    __m512i q[4];
+    if (regrouped) {
+      for (int p = 0; p < 4; ++p) q[p] = _mm512_load_si512((const void*)(regrouped + c + p));
+    } else {
+      Regroup(f, ldf, r, c, j, cols, q);
+    }
+    for (int t = 0; t < MT; ++t) {
+      int32_t word;
+      std::memcpy(&word, a[t] + c, 4);  // a is zero-padded to a multiple of 4
+      const __m512i b = _mm512_set1_epi32(word);
+      for (int p = 0; p < 4; ++p) acc[t][p] = _mm512_dpbusd_epi32(acc[t][p], q[p], b);
+    }
+  }
+  const __mmask64 bytes = TailMask64(cols - j);
+  for (int t = 0; t < MT; ++t) {
+    const __m512i t0 = _mm512_shuffle_i32x4(acc[t][0], acc[t][1], 0x44), t1 = _mm512_shuffle_i32x4(acc[t][0], acc[t][1], 0xEE);
+    const __m512i t2 = _mm512_shuffle_i32x4(acc[t][2], acc[t][3], 0x44), t3 = _mm512_shuffle_i32x4(acc[t][2], acc[t][3], 0xEE);
+    const __m512i o[4] = {_mm512_shuffle_i32x4(t0, t2, 0x88), _mm512_shuffle_i32x4(t0, t2, 0xDD),
+                          _mm512_shuffle_i32x4(t1, t3, 0x88), _mm512_shuffle_i32x4(t1, t3, 0xDD)};
+    const __m512i off = _mm512_set1_epi32((int32_t)(128u * (uint32_t)a_sum[t]));
+    const __m512 s = _mm512_set1_ps(scale[t]);
+    for (int h = 0; h < 4; ++h) {
+      const __mmask16 mask = (__mmask16)(bytes >> (16 * h));
+      if (!mask) break;
+      float* yp = y[t] + j + 16 * h;
+      const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(o[h], off));
+      _mm512_mask_storeu_ps(yp, mask, _mm512_fmadd_ps(s, v, _mm512_maskz_loadu_ps(mask, yp)));
+    }
+  }
+}
 
 }  // namespace
 
-float Int8DotAvx512(const float* x, const int8_t* q, int32_t k) {
-  // Lanes 0-15, 16-31, 32-47, 48-63 (kron_internal.h).
-  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-  int32_t i = 0;
-  for (; i + 64 <= k; i += 64) {
-    const __m512i bytes = _mm512_loadu_si512((const void*)(q + i));
-    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), Widen(_mm512_castsi512_si128(bytes)), a0);
-    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), Widen(_mm512_extracti32x4_epi32(bytes, 1)), a1);
-    a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), Widen(_mm512_extracti32x4_epi32(bytes, 2)), a2);
-    a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), Widen(_mm512_extracti32x4_epi32(bytes, 3)), a3);
+void Int8DotsAvx512(int32_t m, int32_t r, int32_t k, const int8_t* a, int32_t lda, const int32_t* a_sum, const int8_t* f,
+                    int32_t ldf, int32_t* out, int32_t ldo) {
+  for (int32_t t = 0; t < m; t += 4) {
+    const int mt = m - t < 4 ? m - t : 4;
+    const int8_t* ar[4];
+    for (int i = 0; i < 4; ++i) ar[i] = a + (size_t)(t + (i < mt ? i : 0)) * lda;
+    for (int32_t c = 0; c < r; c += 4) {
+      const int32_t ct = r - c < 4 ? r - c : 4;
+      const int8_t* fr[4];
+      for (int i = 0; i < 4; ++i) fr[i] = f + (size_t)(c + (i < ct ? i : 0)) * ldf;
+      int32_t* o = out + (size_t)t * ldo + c;
+      switch (mt) {
+        case 1: DotsTile<1>(ar, fr, k, a_sum + t, ct, o, ldo); break;
+        case 2: DotsTile<2>(ar, fr, k, a_sum + t, ct, o, ldo); break;
+        case 3: DotsTile<3>(ar, fr, k, a_sum + t, ct, o, ldo); break;
+        default: DotsTile<4>(ar, fr, k, a_sum + t, ct, o, ldo); break;
+      }
+    }
   }
-  // The tail: lanes past it get fma(0, 0, acc) = acc (the accumulators start at +0 and are never -0).
-  __m512* parts[4] = {&a0, &a1, &a2, &a3};
-  for (int part = 0; i + 16 * part < k && part < 4; ++part) {
-    const int32_t at = i + 16 * part, left = k - at;
-    const __mmask16 mask = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-    *parts[part] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + at), Widen(_mm_maskz_loadu_epi8(mask, q + at)), *parts[part]);
-  }
-  const __m512 acc = _mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3));
-  const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
-  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
-void Int8RowsAddAvx512(int32_t m, int32_t cols, int32_t r, const float* w, int32_t ldw, const int8_t* q, int32_t ldq,
-                       float* y, int32_t ldy) {
-  // Row c outer: V streams row by row; each y element still sees c in order.
-  for (int32_t t = 0; t < m; ++t) {
-    float* yt = y + (size_t)t * ldy;
-    for (int32_t c = 0; c < r; ++c) {
-      const __m512 wv = _mm512_set1_ps(w[(size_t)t * ldw + c]);
-      const int8_t* qc = q + (size_t)c * ldq;
-      int32_t j = 0;
-      for (; j + 64 <= cols; j += 64) {
-        const __m512i bytes = _mm512_loadu_si512((const void*)(qc + j));
-        _mm512_storeu_ps(yt + j, _mm512_fmadd_ps(wv, Widen(_mm512_castsi512_si128(bytes)), _mm512_loadu_ps(yt + j)));
-        _mm512_storeu_ps(yt + j + 16, _mm512_fmadd_ps(wv, Widen(_mm512_extracti32x4_epi32(bytes, 1)), _mm512_loadu_ps(yt + j + 16)));
-        _mm512_storeu_ps(yt + j + 32, _mm512_fmadd_ps(wv, Widen(_mm512_extracti32x4_epi32(bytes, 2)), _mm512_loadu_ps(yt + j + 32)));
-        _mm512_storeu_ps(yt + j + 48, _mm512_fmadd_ps(wv, Widen(_mm512_extracti32x4_epi32(bytes, 3)), _mm512_loadu_ps(yt + j + 48)));
+void Int8RowsAddAvx512(int32_t m, int32_t cols, int32_t r, const int8_t* a, int32_t lda, const int32_t* a_sum,
+                       const int8_t* f, int32_t ldf, const float* scale, float* y, int32_t ldy) {
+  // Columns outer: a 64-column slice of f (r * 64 bytes) stays in L1 while the tokens pass over it,
+  // regrouped once per slice when more than one token tile will read it.
+  const int32_t r4 = (r + 3) / 4 * 4;
+  thread_local std::vector<Line64> slice;
+  const bool buffered = m > 4 && r4 <= kMaxRegroupedRows;
+  if (buffered && slice.size() < (size_t)r4) slice.resize((size_t)r4);
+  for (int32_t j = 0; j < cols; j += 64) {
+    const Line64* regrouped = nullptr;
+    if (buffered) {
+      for (int32_t c = 0; c < r; c += 4) {
+        __m512i q[4];
+        Regroup(f, ldf, r, c, j, cols, q);
+        for (int p = 0; p < 4; ++p) _mm512_store_si512((void*)(slice.data() + c + p), q[p]);
       }
-      for (; j < cols; j += 16) {
-        const __mmask16 mask = cols - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cols - j)) - 1);
-        const __m512 a = _mm512_fmadd_ps(wv, Widen(_mm_maskz_loadu_epi8(mask, qc + j)), _mm512_maskz_loadu_ps(mask, yt + j));
-        _mm512_mask_storeu_ps(yt + j, mask, a);
+      regrouped = slice.data();
+    }
+    for (int32_t t = 0; t < m; t += 4) {
+      const int mt = m - t < 4 ? m - t : 4;
+      const int8_t* ar[4];
+      float* yr[4];
+      for (int i = 0; i < mt; ++i) {
+        ar[i] = a + (size_t)(t + i) * lda;
+        yr[i] = y + (size_t)(t + i) * ldy;
+      }
+      switch (mt) {
+        case 1: RowsTile<1>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
+        case 2: RowsTile<2>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
+        case 3: RowsTile<3>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
+        default: RowsTile<4>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
       }
     }
   }

@@ -66,7 +66,7 @@ bool Overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
   return pa < pb + b_bytes && pb < pa + a_bytes;
 }
 
-Status GemmImpl(const PackedWeight& w, Isa isa, const GemmArgs& a) {
+Status GemmImpl(const PackedWeight& w, Isa isa, const GemmArgs& a, const w4a8k::GemmSideWork* side) {
   if ((int)isa < 0 || (int)isa > 3) return Status::kInvalidArgument;
   if (a.m <= 0 || !a.x || !a.y) return Status::kInvalidArgument;
   if (a.act != ActQuant::kPerTokenPerGroup && a.act != ActQuant::kPerToken) return Status::kInvalidArgument;
@@ -100,21 +100,33 @@ Status GemmImpl(const PackedWeight& w, Isa isa, const GemmArgs& a) {
   const int32_t panels_per_tile = plan.panels_per_tile, rows_per_tile = plan.rows_per_tile;
   const int32_t panel_tiles = (v.n_panels + panels_per_tile - 1) / panels_per_tile;
   const int32_t row_tiles = (a.m + rows_per_tile - 1) / rows_per_tile;
-  ParallelFor((int64_t)panel_tiles * row_tiles, [&](int64_t i) {
+  // Side tasks first: they are claimed before the tiles, so none is left for the end of the call.
+  const int64_t side_tasks = side ? side->tasks : 0;
+  ParallelFor(side_tasks + (int64_t)panel_tiles * row_tiles, [&](int64_t i) {
+    if (i < side_tasks) return side->run(i, acts);
+    i -= side_tasks;
     const int32_t pt = (int32_t)(i / row_tiles), rt = (int32_t)(i % row_tiles);
     const Tile t{rt * rows_per_tile, std::min(a.m, (rt + 1) * rows_per_tile), pt * panels_per_tile,
                  std::min(v.n_panels, (pt + 1) * panels_per_tile)};
     kernel(v, acts, a.bias, a.y, t);
   });
-  return Status::kOk;
+  return side && side->after ? side->after(acts) : Status::kOk;
 }
 
 }  // namespace
 
 Status GemmW4A8WithIsa(const PackedWeight& w, Isa isa, const GemmArgs& a) {
   try {
-    return GemmImpl(w, isa, a);
+    return GemmImpl(w, isa, a, nullptr);
   } catch (const std::bad_alloc&) {  // scratch buffers or the pool's job record
+    return Status::kOutOfMemory;
+  }
+}
+
+Status w4a8k::GemmW4A8WithSideWork(const PackedWeight& w, Isa isa, const GemmArgs& a, const GemmSideWork& side) {
+  try {
+    return GemmImpl(w, isa, a, &side);
+  } catch (const std::bad_alloc&) {
     return Status::kOutOfMemory;
   }
 }

@@ -2,6 +2,7 @@
 // that the dispatch table (dispatch.cpp) hands to w4a8_gemm.cpp.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "w4a8/cpu_kernels.h"
 #include "w4a8/formats.h"
@@ -41,5 +42,15 @@ void TileAmx(const CpuPackedView& v, const QuantizedActs& a, const float* bias, 
 
 // Rows per AMX block (two 16-row A tiles); the activation buffer is padded to a multiple of it.
 constexpr int32_t kAmxRows = 32;
+
+// Work that shares a GemmW4A8 call (the fused int8 low-rank term, lowrank_int8.cpp): `run(i)` for i
+// < tasks runs in the same ParallelFor as the tiles, on the call's quantized activations (it must not
+// touch y); `after` runs once the tiles are done, while the activations are still alive.
+struct GemmSideWork {
+  int64_t tasks = 0;
+  std::function<void(int64_t, const QuantizedActs&)> run;
+  std::function<Status(const QuantizedActs&)> after;
+};
+Status GemmW4A8WithSideWork(const PackedWeight& w, Isa isa, const GemmArgs& a, const GemmSideWork& side);
 
 }  // namespace w4a8::cpu::w4a8k

@@ -292,7 +292,8 @@ class Kernel {
       y_buf.resize(yn);
       y = y_buf.data();
     }
-    // The corrections read the activation before its quantization (the sim export's branch does).
+    // The corrections read the activation before its quantization (the sim export's branch does);
+    // the int8 low-rank term quantizes it per token (cpu_adapters.h), with int8 activations in the GEMM.
     const float* x_float = x;
     if (act_ == ActFormat::kFp8) {
       x_fp8.resize(xk);
@@ -305,11 +306,17 @@ class Kernel {
     args.bias = bias;
     args.y = y;
     args.act = cpu::ActQuant::kPerToken;
+    // Int8 factors with int8 activations: one call, the term on the GEMM's quantized activations.
+    const bool fused_int8 = lowrank && lowrank->int8 && act_ == ActFormat::kInt8;
     const Status s = StatusFromExceptions([&] {
+      if (fused_int8) {
+        const cpu::LowRankInt8Term lr{weight_.k, lowrank->r, weight_.n, lowrank->ut8_at, lowrank->us_at, lowrank->v8_at, lowrank->vs_at};
+        return cpu::GemmW4A8LowRankInt8(*packed_, lr, args);
+      }
       return act_ == ActFormat::kInt8 ? cpu::GemmW4A8(*packed_, args) : cpu::GemmW4A16(weight_, cpu::DefaultIsa(), args);
     });
-    if (s != Status::kOk) return Fail(std::string("kernel failed: ") + StatusName(s));
-    if (lowrank) {
+    if (s != Status::kOk) return Fail(std::string(fused_int8 ? "kernel (with the int8 low-rank term) failed: " : "kernel failed: ") + StatusName(s));
+    if (lowrank && !fused_int8) {
       const Status ls = StatusFromExceptions([&] {
         if (lowrank->int8) {
           const cpu::LowRankInt8Term lr{weight_.k, lowrank->r, weight_.n, lowrank->ut8_at, lowrank->us_at, lowrank->v8_at, lowrank->vs_at};
