@@ -77,26 +77,32 @@ inline void Regroup(const int8_t* f, int32_t ldf, int32_t rows, int32_t r0, int3
 
 // y for MT tokens at columns [j, j + 64): the regrouped accumulators put back in column order
 // (a 4 x 4 transpose of 128-bit lanes), the offset taken off, one fma each.
-// `regrouped`, when not null, holds Regroup's output for every 4 rows of this column slice (made once
+// `regrouped`, when kBuffered, holds Regroup's output for every 4 rows of this column slice (made once
 // for all the token tiles of a slice); otherwise each tile regroups in registers.
-template <int MT>
+template <int MT, bool kBuffered>
 void RowsTile(const int8_t* const* a, const int32_t* a_sum, const float* scale, int32_t r, const int8_t* f, int32_t ldf,
               int32_t j, int32_t cols, const Line64* regrouped, float* const* y) {
   __m512i acc[MT][4];
   for (int t = 0; t < MT; ++t)
     for (int p = 0; p < 4; ++p) acc[t][p] = _mm512_setzero_si512();
   for (int32_t c = 0; c < r; c += 4) {
-    __m512i q[4];
-    if (regrouped) {
-      for (int p = 0; p < 4; ++p) q[p] = _mm512_load_si512((const void*)(regrouped + c + p));
-    } else {
-      Regroup(f, ldf, r, c, j, cols, q);
-    }
+    __m512i b[MT];
     for (int t = 0; t < MT; ++t) {
       int32_t word;
       std::memcpy(&word, a[t] + c, 4);  // a is zero-padded to a multiple of 4
-      const __m512i b = _mm512_set1_epi32(word);
-      for (int p = 0; p < 4; ++p) acc[t][p] = _mm512_dpbusd_epi32(acc[t][p], q[p], b);
+      b[t] = _mm512_set1_epi32(word);
+    }
+    // One regrouped register live at a time (16 accumulators + MT broadcasts: no spills).
+    if constexpr (kBuffered) {
+      for (int p = 0; p < 4; ++p) {
+        const __m512i q = _mm512_load_si512((const void*)(regrouped + c + p));
+        for (int t = 0; t < MT; ++t) acc[t][p] = _mm512_dpbusd_epi32(acc[t][p], q, b[t]);
+      }
+    } else {
+      __m512i q[4];
+      Regroup(f, ldf, r, c, j, cols, q);
+      for (int p = 0; p < 4; ++p)
+        for (int t = 0; t < MT; ++t) acc[t][p] = _mm512_dpbusd_epi32(acc[t][p], q[p], b[t]);
     }
   }
   const __mmask64 bytes = TailMask64(cols - j);
@@ -112,7 +118,11 @@ void RowsTile(const int8_t* const* a, const int32_t* a_sum, const float* scale, 
       if (!mask) break;
       float* yp = y[t] + j + 16 * h;
       const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(o[h], off));
-      _mm512_mask_storeu_ps(yp, mask, _mm512_fmadd_ps(s, v, _mm512_maskz_loadu_ps(mask, yp)));
+      if (mask == 0xffff) {  // plain accesses where whole: masked stores are slow on some cores (Zen 4)
+        _mm512_storeu_ps(yp, _mm512_fmadd_ps(s, v, _mm512_loadu_ps(yp)));
+      } else {
+        _mm512_mask_storeu_ps(yp, mask, _mm512_fmadd_ps(s, v, _mm512_maskz_loadu_ps(mask, yp)));
+      }
     }
   }
 }
@@ -142,21 +152,25 @@ void Int8DotsAvx512(int32_t m, int32_t r, int32_t k, const int8_t* a, int32_t ld
 
 void Int8RowsAddAvx512(int32_t m, int32_t cols, int32_t r, const int8_t* a, int32_t lda, const int32_t* a_sum,
                        const int8_t* f, int32_t ldf, const float* scale, float* y, int32_t ldy) {
-  // Columns outer: a 64-column slice of f (r * 64 bytes) stays in L1 while the tokens pass over it,
-  // regrouped once per slice when more than one token tile will read it.
+  // Columns outer, in slices of kSliceCols: a slice of f (r * kSliceCols bytes) stays in L1/L2 while
+  // the tokens pass over it, regrouped once per slice when more than one token tile will read it, and
+  // each token row of y is read and written in runs of kSliceCols floats (y left the GEMM's cache:
+  // short runs across many rows were the term's largest cost at M = 128).
+  constexpr int32_t kSliceCols = 256;
   const int32_t r4 = (r + 3) / 4 * 4;
   thread_local std::vector<Line64> slice;
   const bool buffered = m > 4 && r4 <= kMaxRegroupedRows;
-  if (buffered && slice.size() < (size_t)r4) slice.resize((size_t)r4);
-  for (int32_t j = 0; j < cols; j += 64) {
-    const Line64* regrouped = nullptr;
+  const size_t per_block = (size_t)r4;  // Line64s per 64 columns
+  if (buffered && slice.size() < per_block * (kSliceCols / 64)) slice.resize(per_block * (kSliceCols / 64));
+  for (int32_t j0 = 0; j0 < cols; j0 += kSliceCols) {
+    const int32_t j1 = cols - j0 < kSliceCols ? cols : j0 + kSliceCols;
     if (buffered) {
-      for (int32_t c = 0; c < r; c += 4) {
-        __m512i q[4];
-        Regroup(f, ldf, r, c, j, cols, q);
-        for (int p = 0; p < 4; ++p) _mm512_store_si512((void*)(slice.data() + c + p), q[p]);
-      }
-      regrouped = slice.data();
+      for (int32_t j = j0; j < j1; j += 64)
+        for (int32_t c = 0; c < r; c += 4) {
+          __m512i q[4];
+          Regroup(f, ldf, r, c, j, cols, q);
+          for (int p = 0; p < 4; ++p) _mm512_store_si512((void*)(slice.data() + per_block * ((j - j0) / 64) + c + p), q[p]);
+        }
     }
     for (int32_t t = 0; t < m; t += 4) {
       const int mt = m - t < 4 ? m - t : 4;
@@ -166,11 +180,23 @@ void Int8RowsAddAvx512(int32_t m, int32_t cols, int32_t r, const int8_t* a, int3
         ar[i] = a + (size_t)(t + i) * lda;
         yr[i] = y + (size_t)(t + i) * ldy;
       }
-      switch (mt) {
-        case 1: RowsTile<1>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
-        case 2: RowsTile<2>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
-        case 3: RowsTile<3>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
-        default: RowsTile<4>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
+      for (int32_t j = j0; j < j1; j += 64) {
+        const Line64* regrouped = buffered ? slice.data() + per_block * ((j - j0) / 64) : nullptr;
+        if (buffered) {
+          switch (mt) {
+            case 1: RowsTile<1, true>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
+            case 2: RowsTile<2, true>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
+            case 3: RowsTile<3, true>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
+            default: RowsTile<4, true>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
+          }
+        } else {
+          switch (mt) {
+            case 1: RowsTile<1, false>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, nullptr, yr); break;
+            case 2: RowsTile<2, false>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, nullptr, yr); break;
+            case 3: RowsTile<3, false>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, nullptr, yr); break;
+            default: RowsTile<4, false>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, nullptr, yr); break;
+          }
+        }
       }
     }
   }
