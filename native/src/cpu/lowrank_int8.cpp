@@ -115,8 +115,29 @@ class TermRun {
 
   // w = the dots scaled (fp32, fixed order), requantized per token; then y += w V on the pool.
   void Finish(const QuantizedActs& acts, float* y) {
+    // Tasks: a strip of 64-column multiples for at most 16 tokens (the kernel keeps slices of V in
+    // cache while its tokens pass). Where each task owns its tokens whole (j_chunks == 1, prefill),
+    // it requantizes them itself; otherwise (few tokens) this thread does it first.
+    const int32_t n = lr_.n, strips = (n + 63) / 64;
+    const int32_t t_chunks = threads_ == 1 ? 1 : (m_ + 15) / 16;
+    const int32_t j_chunks = threads_ == 1 ? 1 : (int32_t)std::clamp<int64_t>((4 * threads_ + t_chunks - 1) / t_chunks, 1, strips);
+    if (j_chunks > 1) Requantize(acts, 0, m_);
+    ParallelFor((int64_t)t_chunks * j_chunks, [this, &acts, y, n, strips, t_chunks, j_chunks](int64_t task) {
+      const int32_t tc = (int32_t)(task / j_chunks), jc = (int32_t)(task % j_chunks);
+      const int32_t t0 = (int32_t)((int64_t)m_ * tc / t_chunks), t1 = (int32_t)((int64_t)m_ * (tc + 1) / t_chunks);
+      const int32_t j0 = std::min(n, (int32_t)((int64_t)strips * jc / j_chunks) * 64);
+      const int32_t j1 = std::min(n, (int32_t)((int64_t)strips * (jc + 1) / j_chunks) * 64);
+      if (j_chunks == 1) Requantize(acts, t0, t1);
+      if (t1 > t0 && j1 > j0)
+        d_.int8_rows_add(t1 - t0, j1 - j0, lr_.r, wq_ + (size_t)t0 * r4_, r4_, wsum_ + t0, lr_.v + j0, n, wscale_ + t0,
+                         y + (size_t)t0 * n + j0, n);
+    });
+  }
+
+  // Tokens [t0, t1): w = the dots scaled (fp32, left to right), then quantized per token to int8.
+  void Requantize(const QuantizedActs& acts, int32_t t0, int32_t t1) const {
     const int32_t r = lr_.r;
-    for (int32_t t = 0; t < m_; ++t) {
+    for (int32_t t = t0; t < t1; ++t) {
       const float sx = acts.scale[(size_t)t * acts.blocks];
       float* w = w_ + (size_t)t * r;
       float amax = 0.f;
@@ -132,20 +153,6 @@ class TermRun {
       wsum_[t] = sum;
       wscale_[t] = ts.scale;
     }
-    // Tasks: a 64-column multiple strip of 16 tokens at most (the kernel keeps a strip's r x 64 slice
-    // of V in L1 while its tokens pass).
-    const int32_t n = lr_.n, strips = (n + 63) / 64;
-    const int32_t t_chunks = threads_ == 1 ? 1 : (m_ + 15) / 16;
-    const int32_t j_chunks = threads_ == 1 ? 1 : (int32_t)std::clamp<int64_t>((4 * threads_ + t_chunks - 1) / t_chunks, 1, strips);
-    ParallelFor((int64_t)t_chunks * j_chunks, [&](int64_t task) {
-      const int32_t tc = (int32_t)(task / j_chunks), jc = (int32_t)(task % j_chunks);
-      const int32_t t0 = (int32_t)((int64_t)m_ * tc / t_chunks), t1 = (int32_t)((int64_t)m_ * (tc + 1) / t_chunks);
-      const int32_t j0 = std::min(n, (int32_t)((int64_t)strips * jc / j_chunks) * 64);
-      const int32_t j1 = std::min(n, (int32_t)((int64_t)strips * (jc + 1) / j_chunks) * 64);
-      if (t1 > t0 && j1 > j0)
-        d_.int8_rows_add(t1 - t0, j1 - j0, r, wq_ + (size_t)t0 * r4_, r4_, wsum_ + t0, lr_.v + j0, n, wscale_ + t0,
-                         y + (size_t)t0 * n + j0, n);
-    });
   }
 
  private:
