@@ -75,13 +75,74 @@ inline void Regroup(const int8_t* f, int32_t ldf, int32_t rows, int32_t r0, int3
   q[3] = _mm512_unpackhi_epi16(hi01, hi23);
 }
 
-// y for MT tokens at columns [j, j + 64): the regrouped accumulators put back in column order
-// (a 4 x 4 transpose of 128-bit lanes), the offset taken off, one fma each.
-// `regrouped`, when kBuffered, holds Regroup's output for every 4 rows of this column slice (made once
-// for all the token tiles of a slice); otherwise each tile regroups in registers.
-template <int MT, bool kBuffered>
-void RowsTile(const int8_t* const* a, const int32_t* a_sum, const float* scale, int32_t r, const int8_t* f, int32_t ldf,
-              int32_t j, int32_t cols, const Line64* regrouped, float* const* y) {
+// One token's 64 columns [j, j + 64) of y from accumulators in Regroup's order: put back in column
+// order (a 4 x 4 transpose of 128-bit lanes), the offset taken off, one fma each.
+inline void StoreColumns(const __m512i acc[4], int32_t a_sum, float scale, int32_t j, int32_t cols, float* y) {
+  const __mmask64 bytes = TailMask64(cols - j);
+  const __m512i t0 = _mm512_shuffle_i32x4(acc[0], acc[1], 0x44), t1 = _mm512_shuffle_i32x4(acc[0], acc[1], 0xEE);
+  const __m512i t2 = _mm512_shuffle_i32x4(acc[2], acc[3], 0x44), t3 = _mm512_shuffle_i32x4(acc[2], acc[3], 0xEE);
+  const __m512i o[4] = {_mm512_shuffle_i32x4(t0, t2, 0x88), _mm512_shuffle_i32x4(t0, t2, 0xDD),
+                        _mm512_shuffle_i32x4(t1, t3, 0x88), _mm512_shuffle_i32x4(t1, t3, 0xDD)};
+  const __m512i off = _mm512_set1_epi32((int32_t)(128u * (uint32_t)a_sum));
+  const __m512 s = _mm512_set1_ps(scale);
+  for (int h = 0; h < 4; ++h) {
+    const __mmask16 mask = (__mmask16)(bytes >> (16 * h));
+    if (!mask) break;
+    float* yp = y + j + 16 * h;
+    const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(o[h], off));
+    if (mask == 0xffff) {  // plain accesses where whole: masked stores are slow on some cores (Zen 4)
+      _mm512_storeu_ps(yp, _mm512_fmadd_ps(s, v, _mm512_loadu_ps(yp)));
+    } else {
+      _mm512_mask_storeu_ps(yp, mask, _mm512_fmadd_ps(s, v, _mm512_maskz_loadu_ps(mask, yp)));
+    }
+  }
+}
+
+// Decode (up to 4 tokens): f streamed row by row, 4 rows at a time over all the columns (4 sequential
+// streams the prefetchers follow; a column-slice order reads r rows at once and waits on DRAM),
+// the accumulators kept in memory in Regroup's order between row groups.
+template <int MT>
+void RowsFewTokens(const int8_t* const* a, const int32_t* a_sum, const float* scale, int32_t r, const int8_t* f,
+                   int32_t ldf, int32_t cols, float* const* y) {
+  const int32_t blocks = (cols + 63) / 64;
+  thread_local std::vector<Line64> acc_lines;
+  if (acc_lines.size() < (size_t)MT * blocks * 4) acc_lines.resize((size_t)MT * blocks * 4);
+  Line64* acc = acc_lines.data();
+  for (size_t i = 0; i < (size_t)MT * blocks * 4; ++i) _mm512_store_si512((void*)(acc + i), _mm512_setzero_si512());
+  for (int32_t c = 0; c < r; c += 4) {
+    __m512i b[MT];
+    for (int t = 0; t < MT; ++t) {
+      int32_t word;
+      std::memcpy(&word, a[t] + c, 4);  // a is zero-padded to a multiple of 4
+      b[t] = _mm512_set1_epi32(word);
+    }
+    for (int32_t blk = 0; blk < blocks; ++blk) {
+      // The next row group's line at this column: each group's 4 streams start warm (a row is only a
+      // few KiB, too short for the hardware prefetchers to ramp up from DRAM on their own).
+      for (int32_t i = c + 4; i < c + 8 && i < r; ++i) _mm_prefetch((const char*)(f + (size_t)i * ldf + 64 * blk), _MM_HINT_T0);
+      __m512i q[4];
+      Regroup(f, ldf, r, c, 64 * blk, cols, q);
+      for (int t = 0; t < MT; ++t) {
+        Line64* at = acc + ((size_t)t * blocks + blk) * 4;
+        for (int p = 0; p < 4; ++p)
+          _mm512_store_si512((void*)(at + p), _mm512_dpbusd_epi32(_mm512_load_si512((const void*)(at + p)), q[p], b[t]));
+      }
+    }
+  }
+  for (int t = 0; t < MT; ++t)
+    for (int32_t blk = 0; blk < blocks; ++blk) {
+      const Line64* at = acc + ((size_t)t * blocks + blk) * 4;
+      const __m512i v[4] = {_mm512_load_si512((const void*)at), _mm512_load_si512((const void*)(at + 1)),
+                            _mm512_load_si512((const void*)(at + 2)), _mm512_load_si512((const void*)(at + 3))};
+      StoreColumns(v, a_sum[t], scale[t], 64 * blk, cols, y[t]);
+    }
+}
+
+// Prefill: y for MT tokens at columns [j, j + 64); `regrouped` holds Regroup's output for every 4
+// rows of this 64-column block (made once for all the token tiles of a slice).
+template <int MT>
+void RowsTile(const int8_t* const* a, const int32_t* a_sum, const float* scale, int32_t r, int32_t j, int32_t cols,
+              const Line64* regrouped, float* const* y) {
   __m512i acc[MT][4];
   for (int t = 0; t < MT; ++t)
     for (int p = 0; p < 4; ++p) acc[t][p] = _mm512_setzero_si512();
@@ -93,38 +154,12 @@ void RowsTile(const int8_t* const* a, const int32_t* a_sum, const float* scale, 
       b[t] = _mm512_set1_epi32(word);
     }
     // One regrouped register live at a time (16 accumulators + MT broadcasts: no spills).
-    if constexpr (kBuffered) {
-      for (int p = 0; p < 4; ++p) {
-        const __m512i q = _mm512_load_si512((const void*)(regrouped + c + p));
-        for (int t = 0; t < MT; ++t) acc[t][p] = _mm512_dpbusd_epi32(acc[t][p], q, b[t]);
-      }
-    } else {
-      __m512i q[4];
-      Regroup(f, ldf, r, c, j, cols, q);
-      for (int p = 0; p < 4; ++p)
-        for (int t = 0; t < MT; ++t) acc[t][p] = _mm512_dpbusd_epi32(acc[t][p], q[p], b[t]);
+    for (int p = 0; p < 4; ++p) {
+      const __m512i q = _mm512_load_si512((const void*)(regrouped + c + p));
+      for (int t = 0; t < MT; ++t) acc[t][p] = _mm512_dpbusd_epi32(acc[t][p], q, b[t]);
     }
   }
-  const __mmask64 bytes = TailMask64(cols - j);
-  for (int t = 0; t < MT; ++t) {
-    const __m512i t0 = _mm512_shuffle_i32x4(acc[t][0], acc[t][1], 0x44), t1 = _mm512_shuffle_i32x4(acc[t][0], acc[t][1], 0xEE);
-    const __m512i t2 = _mm512_shuffle_i32x4(acc[t][2], acc[t][3], 0x44), t3 = _mm512_shuffle_i32x4(acc[t][2], acc[t][3], 0xEE);
-    const __m512i o[4] = {_mm512_shuffle_i32x4(t0, t2, 0x88), _mm512_shuffle_i32x4(t0, t2, 0xDD),
-                          _mm512_shuffle_i32x4(t1, t3, 0x88), _mm512_shuffle_i32x4(t1, t3, 0xDD)};
-    const __m512i off = _mm512_set1_epi32((int32_t)(128u * (uint32_t)a_sum[t]));
-    const __m512 s = _mm512_set1_ps(scale[t]);
-    for (int h = 0; h < 4; ++h) {
-      const __mmask16 mask = (__mmask16)(bytes >> (16 * h));
-      if (!mask) break;
-      float* yp = y[t] + j + 16 * h;
-      const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(o[h], off));
-      if (mask == 0xffff) {  // plain accesses where whole: masked stores are slow on some cores (Zen 4)
-        _mm512_storeu_ps(yp, _mm512_fmadd_ps(s, v, _mm512_loadu_ps(yp)));
-      } else {
-        _mm512_mask_storeu_ps(yp, mask, _mm512_fmadd_ps(s, v, _mm512_maskz_loadu_ps(mask, yp)));
-      }
-    }
-  }
+  for (int t = 0; t < MT; ++t) StoreColumns(acc[t], a_sum[t], scale[t], j, cols, y[t]);
 }
 
 }  // namespace
@@ -152,26 +187,41 @@ void Int8DotsAvx512(int32_t m, int32_t r, int32_t k, const int8_t* a, int32_t ld
 
 void Int8RowsAddAvx512(int32_t m, int32_t cols, int32_t r, const int8_t* a, int32_t lda, const int32_t* a_sum,
                        const int8_t* f, int32_t ldf, const float* scale, float* y, int32_t ldy) {
-  // Columns outer, in slices of kSliceCols: a slice of f (r * kSliceCols bytes) stays in L1/L2 while
-  // the tokens pass over it, regrouped once per slice when more than one token tile will read it, and
-  // each token row of y is read and written in runs of kSliceCols floats (y left the GEMM's cache:
-  // short runs across many rows were the term's largest cost at M = 128).
-  constexpr int32_t kSliceCols = 256;
   const int32_t r4 = (r + 3) / 4 * 4;
+  if (m <= 4 || r4 > kMaxRegroupedRows) {  // decode, or a rank too large to keep a slice regrouped
+    for (int32_t t = 0; t < m; t += 4) {
+      const int mt = m - t < 4 ? m - t : 4;
+      const int8_t* ar[4];
+      float* yr[4];
+      for (int i = 0; i < mt; ++i) {
+        ar[i] = a + (size_t)(t + i) * lda;
+        yr[i] = y + (size_t)(t + i) * ldy;
+      }
+      switch (mt) {
+        case 1: RowsFewTokens<1>(ar, a_sum + t, scale + t, r, f, ldf, cols, yr); break;
+        case 2: RowsFewTokens<2>(ar, a_sum + t, scale + t, r, f, ldf, cols, yr); break;
+        case 3: RowsFewTokens<3>(ar, a_sum + t, scale + t, r, f, ldf, cols, yr); break;
+        default: RowsFewTokens<4>(ar, a_sum + t, scale + t, r, f, ldf, cols, yr); break;
+      }
+    }
+    return;
+  }
+  // Prefill: columns outer, in slices of kSliceCols. A slice of f (r * kSliceCols bytes) is regrouped
+  // once and stays in L1/L2 while the token tiles pass over it, and each token row of y is read and
+  // written in runs of kSliceCols floats (y has left the GEMM's cache: short runs across many rows
+  // were the term's largest cost at M = 128).
+  constexpr int32_t kSliceCols = 256;
   thread_local std::vector<Line64> slice;
-  const bool buffered = m > 4 && r4 <= kMaxRegroupedRows;
   const size_t per_block = (size_t)r4;  // Line64s per 64 columns
-  if (buffered && slice.size() < per_block * (kSliceCols / 64)) slice.resize(per_block * (kSliceCols / 64));
+  if (slice.size() < per_block * (kSliceCols / 64)) slice.resize(per_block * (kSliceCols / 64));
   for (int32_t j0 = 0; j0 < cols; j0 += kSliceCols) {
     const int32_t j1 = cols - j0 < kSliceCols ? cols : j0 + kSliceCols;
-    if (buffered) {
-      for (int32_t j = j0; j < j1; j += 64)
-        for (int32_t c = 0; c < r; c += 4) {
-          __m512i q[4];
-          Regroup(f, ldf, r, c, j, cols, q);
-          for (int p = 0; p < 4; ++p) _mm512_store_si512((void*)(slice.data() + per_block * ((j - j0) / 64) + c + p), q[p]);
-        }
-    }
+    for (int32_t j = j0; j < j1; j += 64)
+      for (int32_t c = 0; c < r; c += 4) {
+        __m512i q[4];
+        Regroup(f, ldf, r, c, j, cols, q);
+        for (int p = 0; p < 4; ++p) _mm512_store_si512((void*)(slice.data() + per_block * ((j - j0) / 64) + c + p), q[p]);
+      }
     for (int32_t t = 0; t < m; t += 4) {
       const int mt = m - t < 4 ? m - t : 4;
       const int8_t* ar[4];
@@ -181,21 +231,12 @@ void Int8RowsAddAvx512(int32_t m, int32_t cols, int32_t r, const int8_t* a, int3
         yr[i] = y + (size_t)(t + i) * ldy;
       }
       for (int32_t j = j0; j < j1; j += 64) {
-        const Line64* regrouped = buffered ? slice.data() + per_block * ((j - j0) / 64) : nullptr;
-        if (buffered) {
-          switch (mt) {
-            case 1: RowsTile<1, true>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
-            case 2: RowsTile<2, true>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
-            case 3: RowsTile<3, true>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
-            default: RowsTile<4, true>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, regrouped, yr); break;
-          }
-        } else {
-          switch (mt) {
-            case 1: RowsTile<1, false>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, nullptr, yr); break;
-            case 2: RowsTile<2, false>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, nullptr, yr); break;
-            case 3: RowsTile<3, false>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, nullptr, yr); break;
-            default: RowsTile<4, false>(ar, a_sum + t, scale + t, r, f, ldf, j, cols, nullptr, yr); break;
-          }
+        const Line64* regrouped = slice.data() + per_block * ((j - j0) / 64);
+        switch (mt) {
+          case 1: RowsTile<1>(ar, a_sum + t, scale + t, r, j, cols, regrouped, yr); break;
+          case 2: RowsTile<2>(ar, a_sum + t, scale + t, r, j, cols, regrouped, yr); break;
+          case 3: RowsTile<3>(ar, a_sum + t, scale + t, r, j, cols, regrouped, yr); break;
+          default: RowsTile<4>(ar, a_sum + t, scale + t, r, j, cols, regrouped, yr); break;
         }
       }
     }
