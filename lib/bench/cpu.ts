@@ -25,7 +25,9 @@
 //   at a 5 % parameter budget (so they stream with the weights at M=1): w4a8+lorc5% (fp32 factors,
 //   rank 0.05 K N / (K + N)), w4a8+lorc5%-int8 (the same rank, int8 factors with row scales), and
 //   w4a8+kron5% (a Kronecker sum with PEFT's balanced factor shapes, B^T as the op holds it; up to
-//   M=128: it costs several times the GEMM). Their relErr adds the term's own float reference to y64.
+//   M=128: it costs several times the GEMM). Their relErr adds the term's own reference twin to y64.
+//   The low-rank variants take w4a8's call path (gemmW4A8LowRank runs short calls inline too, on the
+//   GEMM's size); w4a8+kron5% still hops to the libuv pool on every call.
 // - relErr = ||y - y64|| / ||y64|| over the first min(M, 4) tokens, y64 = x times the exactly
 //   dequantized weight in float64 (native), for matrix 0 of the variant's set.
 import * as fs from 'node:fs';

@@ -302,7 +302,10 @@ export type LowRankFactors =
   | { rank: number; u: Float32Array; v: Float32Array }
   | { rank: number; ut: Int8Array; us: Float32Array; v: Int8Array; vs: Float32Array };
 
-/** y = W4A8(x) (+bias) + (x U) V; `reference` runs both scalar twins. */
+/**
+ * y = W4A8(x) (+bias) + (x U) V; `reference` runs both scalar twins. Short calls run on the calling
+ * thread as gemmW4A8's do (gemmRunsInline on the GEMM's size), so the two compare like for like.
+ */
 export async function gemmW4A8LowRank(weight: CpuPackedWeight, lowRank: LowRankFactors, x: Float32Array, m: number,
   options?: Omit<GemmOptions, 'isa'> & { reference?: boolean }): Promise<Float32Array> {
   const a = gemmArgs(weight, x, m, options);
@@ -321,6 +324,10 @@ export async function gemmW4A8LowRank(weight: CpuPackedWeight, lowRank: LowRankF
   }
   expectDisjoint('out', a.y, { 'lowRank.u': u, 'lowRank.v': v, ...(us ? { 'lowRank.us': us } : {}), ...(vs ? { 'lowRank.vs': vs } : {}) });
   const reference = expectBoolean('reference', (options as { reference?: unknown } | undefined)?.reference, false);
+  if (!reference && gemmRunsInline(a.w, a.m, options)) {
+    callNativeSync('gemmW4A8LowRank', () => native().cpuGemmW4A8LowRank(a.w, a.x, a.m, a.y, a.bias, a.act, r, u, us, v, vs, reference, true));
+    return a.y;
+  }
   await callNative('gemmW4A8LowRank', () => native().cpuGemmW4A8LowRank(a.w, a.x, a.m, a.y, a.bias, a.act, r, u, us, v, vs, reference, false) as Promise<void>);
   return a.y;
 }
