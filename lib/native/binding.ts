@@ -71,6 +71,7 @@ export interface NativeGptqOptions {
   clipGrid: number;
   clipMin: number;
   clipHWeighted: boolean;
+  factorF32: boolean;
 }
 
 /** compensate.h CompensateConfig: method 0 lorc, 1 lorc-aware, 2 kron-aware. */

@@ -403,6 +403,11 @@ export interface GptqOptions {
   clipHWeighted?: boolean;
   /** AWQ's s[K] > 0: GPTQ of diag(s) W under diag(1/s) H diag(1/s); the outputs quantize diag(s) W. */
   inputScale?: Float32Array;
+  /**
+   * Precision of the factorization of H (default 'float64'); 'float32' halves its K x K working copy
+   * (0.48 GB instead of 0.97 GB at K = 11008), as the reference GPTQ factors.
+   */
+  factorPrecision?: 'float64' | 'float32';
   name?: string;
 }
 
@@ -435,10 +440,15 @@ export async function gptqQuantize(w: Float32Array, k: number, n: number, hessia
   const clipMin = expectNumber('clipMin', options.clipMin ?? 0.5, { min: 0, minExclusive: true, max: 1 });
   const clipHWeighted = expectBoolean('clipHWeighted', options.clipHWeighted, false);
   const inputScale = options.inputScale === undefined ? null : checkFloat32('inputScale', options.inputScale, k, `k=${k} (one positive scale per input channel)`);
+  const factorPrecision = options.factorPrecision ?? 'float64';
+  if (factorPrecision !== 'float64' && factorPrecision !== 'float32') {
+    throw new TypeError(`Expected factorPrecision to be 'float64' or 'float32' but received ${describe(factorPrecision)}`);
+  }
+  const factorF32 = factorPrecision === 'float32';
   const a = allocate(k, n, nc);
   const b = native();
   const r = await call(`gptqQuantize${options.name ? ` (${options.name})` : ''}`, () =>
-    b.gptqQuantize(w, k, n, hessian, nc, { damp, actOrder, blockSize, clipGrid, clipMin, clipHWeighted }, a.codes, a.scales, a.zeroPoints,
+    b.gptqQuantize(w, k, n, hessian, nc, { damp, actOrder, blockSize, clipGrid, clipMin, clipHWeighted, factorF32 }, a.codes, a.scales, a.zeroPoints,
       a.dequantized, inputScale));
   return { ...result(cfg, nc, k, n, a), proxyLoss: r.proxyLoss, dampUsed: r.dampUsed, deadInputs: r.deadInputs };
 }

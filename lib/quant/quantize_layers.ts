@@ -94,7 +94,7 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
       let r: WeightQuant & { meanClip?: number; errorBefore: number; errorAfter: number } = res.layers[i];
       if (method === 'awq+gptq') {
         const hessian = requireHessian(stats);
-        const g = await nq.gptqQuantize(lw.w, lw.layer.k, lw.layer.n, hessian, { ...gptqOptions(c, grouping), inputScale: res.scales, name: lw.layer.weightName });
+        const g = await nq.gptqQuantize(lw.w, lw.layer.k, lw.layer.n, hessian, { ...gptqOptions(c, grouping), inputScale: res.scales, factorPrecision: factorPrecisionOf(hessian), name: lw.layer.weightName });
         const after = await outputError(stats.sample, stats.sampleRows, lw.layer.k, lw.w, g.dequantized, lw.layer.n, c.aformat, res.scales);
         r = { ...g, errorBefore: r.errorBefore, errorAfter: after };
       }
@@ -117,7 +117,8 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
     const before = await errorOf(stats, lw, plain.dequantized, c);
     let chosen = plain;
     if (method === 'gptq') {
-      chosen = await nq.gptqQuantize(lw.w, lw.layer.k, lw.layer.n, requireHessian(stats), { ...gptqOptions(c, grouping), name: lw.layer.weightName });
+      const hessian = requireHessian(stats);
+      chosen = await nq.gptqQuantize(lw.w, lw.layer.k, lw.layer.n, hessian, { ...gptqOptions(c, grouping), factorPrecision: factorPrecisionOf(hessian), name: lw.layer.weightName });
     }
     const after = method === 'rtn' ? before : await errorOf(stats, lw, chosen.dequantized, c);
     const ql = toLayer(lw, chosen, grouping);
@@ -128,6 +129,14 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
     total += after ?? NaN;
   }
   return { layers, reports, error: total };
+}
+
+/**
+ * GPTQ factors H in the precision it was kept in: capture keeps only the largest Hessians in fp32
+ * (capture.ts hessianPrecision, K = 11008), and factoring those in fp32 too halves GPTQ's K x K copy.
+ */
+export function factorPrecisionOf(hessian: Float64Array | Float32Array): 'float64' | 'float32' {
+  return hessian instanceof Float32Array ? 'float32' : 'float64';
 }
 
 function requireHessian(stats: CalibStats | undefined): Float64Array | Float32Array {
@@ -220,7 +229,7 @@ async function quantizeStreamed(model: OnnxModel, layer: PlannedLayer, c: QuantC
     ...opts,
     sizes: nq.quantizedSizes(layer.k, layer.n, config),
     quantizeSlice: (w, cols) => (hessian
-      ? nq.gptqQuantize(w, layer.k, cols, hessian, { ...gptqOptions(c, 'oc'), name: layer.weightName })
+      ? nq.gptqQuantize(w, layer.k, cols, hessian, { ...gptqOptions(c, 'oc'), factorPrecision: factorPrecisionOf(hessian), name: layer.weightName })
       : rtn(w, layer.k, cols, c, 'oc', layer.weightName)),
     dequantizedTo: opts.exportFormat === 'sim' ? opts.sideWriter : undefined,
   });

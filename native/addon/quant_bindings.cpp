@@ -258,7 +258,7 @@ Napi::Value AwqSearchFn(const Napi::CallbackInfo& info) {
 
 // gptqQuantize(w, k, n, hessian (Float64Array|Float32Array), cfg, gptqCfg, codes, scales, zeroPoints|null,
 //              dequantized|null, inputScale|null) -> Promise<{proxyLoss, dampUsed, deadInputs}>
-//   gptqCfg = {damp, actOrder, blockSize, clipGrid, clipMin, clipHWeighted}
+//   gptqCfg = {damp, actOrder, blockSize, clipGrid, clipMin, clipHWeighted, factorF32}
 Napi::Value GptqFn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   size_t wl, hl = 0, cl, sl, zl, dl;
@@ -281,6 +281,7 @@ Napi::Value GptqFn(const Napi::CallbackInfo& info) {
   gc.clip_grid = (int32_t)NumProp(go, "clipGrid", 1);
   gc.clip_min = (float)NumProp(go, "clipMin", 0.5);
   gc.clip_h_weighted = BoolProp(go, "clipHWeighted", false);
+  gc.factor_f32 = BoolProp(go, "factorF32", false);
   size_t il;
   gc.input_scale = OptionalTyped<float>(info, 10, napi_float32_array, "inputScale", &il);
   if (gc.input_scale && il != (size_t)k) ThrowRange(env, "gptqQuantize: inputScale must hold k values");

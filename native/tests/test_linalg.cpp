@@ -134,6 +134,36 @@ static void TestCholesky() {
   CHECK(CholeskyLower(bad.data(), 2) == Status::kNumericalError, "indefinite accepted");
 }
 
+// fp32 factorization (GPTQ's largest Hessians) against the fp64 one on odd sizes, blocked and not:
+// the same U to fp32 accuracy, upper with a positive diagonal, in place equal to out of place.
+static void TestCholeskyF32() {
+  for (int64_t n : {3, 129, 301}) {
+    auto a = Spd(n);
+    std::vector<double> u64((size_t)n * n);
+    CHECK(UpperCholeskyOfInverse(a.data(), n, u64.data()) == Status::kOk, "fp64 U n=%lld", (long long)n);
+    std::vector<float> a32(a.begin(), a.end()), u32((size_t)n * n);
+    CHECK(UpperCholeskyOfInverse(a32.data(), n, u32.data()) == Status::kOk, "fp32 U n=%lld", (long long)n);
+    double scale = 0, diff = 0;
+    for (size_t i = 0; i < u64.size(); ++i) {
+      scale = std::max(scale, std::fabs(u64[i]));
+      diff = std::max(diff, std::fabs(u64[i] - (double)u32[i]));
+    }
+    std::printf("  fp32 UpperCholeskyOfInverse n=%lld: max |U32 - U64| / max |U64| = %.3g\n", (long long)n, diff / scale);
+    CHECK(diff < 1e-3 * scale, "fp32 U differs from fp64 by %g of %g (n=%lld)", diff, scale, (long long)n);
+    bool upper = true, positive = true;
+    for (int64_t i = 0; i < n; ++i) {
+      positive &= u32[i * n + i] > 0;
+      for (int64_t j = 0; j < i; ++j) upper &= u32[i * n + j] == 0;
+    }
+    CHECK(upper && positive, "fp32 U is upper with a positive diagonal (n=%lld)", (long long)n);
+    auto in_place = a32;
+    CHECK(UpperCholeskyOfInverse(in_place.data(), n, in_place.data()) == Status::kOk, "fp32 in place");
+    CHECK(in_place == u32, "fp32 in-place UpperCholeskyOfInverse differs");
+  }
+  std::vector<float> bad = {1, 2, 2, 1};
+  CHECK(CholeskyLower(bad.data(), 2) == Status::kNumericalError, "fp32: indefinite accepted");
+}
+
 static void TestQr() {
   const int64_t m = 50, n = 20;
   auto a = Random(m * n);
@@ -244,6 +274,7 @@ int main() {
     const int before = g_failures;
     TestGemm();
     TestCholesky();
+    TestCholeskyF32();
     TestQr();
     TestSvd();
     if (g_failures != before) std::printf("  path %s failed\n", p.name);

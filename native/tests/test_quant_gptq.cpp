@@ -152,6 +152,31 @@ int main() {
     h32[7] = NAN;
     CHECK(GptqQuantize(w.data(), k, n, h32.data(), WeightQuantConfig{}, GptqConfig{}, o.View(), nullptr) == Status::kNumericalError, "NaN fp32 H");
   }
+  // factor_f32 (GPTQ's largest Hessians): H factored in fp32 gives what the fp64 factorization
+  // gives up to fp32 rounding of U: nearly all codes equal, the output error within 2 %.
+  for (int act_order = 0; act_order < 2; ++act_order) {
+    WeightQuantConfig cfg;
+    cfg.group_size = 32;
+    GptqConfig gc;
+    gc.act_order = act_order;
+    GptqConfig gf = gc;
+    gf.factor_f32 = true;
+    std::vector<float> h32(h.begin(), h.end());
+    Out a = Alloc(cfg, k, n), b = Alloc(cfg, k, n);
+    GptqResult ra, rb;
+    CHECK(GptqQuantize(w.data(), k, n, h32.data(), cfg, gc, a.View(), &ra, 2) == Status::kOk, "gptq fp64 factor");
+    CHECK(GptqQuantize(w.data(), k, n, h32.data(), cfg, gf, b.View(), &rb, 2) == Status::kOk, "gptq fp32 factor");
+    size_t same = 0;
+    for (size_t i = 0; i < a.codes.size(); ++i) same += a.codes[i] == b.codes[i];
+    double ea = 0, eb = 0;
+    LayerOutputError(x.data(), s, k, w.data(), a.deq.data(), n, ActFormat::kNone, &ea);
+    LayerOutputError(x.data(), s, k, w.data(), b.deq.data(), n, ActFormat::kNone, &eb);
+    std::printf("factor_f32 act_order=%d: %.4f of code bytes equal, output error %.6g vs %.6g (fp64 factor)\n", act_order,
+                (double)same / a.codes.size(), eb, ea);
+    CHECK(same >= 0.98 * a.codes.size(), "fp32 factorization changed %zu of %zu code bytes", a.codes.size() - same, a.codes.size());
+    CHECK(std::fabs(eb - ea) <= 0.02 * ea, "fp32 factorization output error %g vs %g", eb, ea);
+    CHECK(rb.dead_inputs == 1, "fp32 factorization: one dead input (got %d)", rb.dead_inputs);
+  }
   // Non-finite H or W fails with a status, no crash.
   {
     WeightQuantConfig cfg;

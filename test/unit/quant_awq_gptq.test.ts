@@ -10,7 +10,7 @@ import { gptqQuantize, layerOutputError } from '../../lib/native/quant';
 import type { CalibStats } from '../../lib/native/calib_stats';
 import { configLabel, resolveConfig, type QuantConfig } from '../../lib/quant/config';
 import { planLayers } from '../../lib/quant/plan';
-import { quantizeLayers } from '../../lib/quant/quantize_layers';
+import { factorPrecisionOf, quantizeLayers } from '../../lib/quant/quantize_layers';
 import { exportQuantized } from '../../lib/export/export_model';
 import { randomFloats } from '../helpers/onnx_fixtures';
 
@@ -122,5 +122,25 @@ describe(`awq+gptq and the GPTQ clip search (seed ${SEED})`, () => {
     const plain = await gptqQuantize(w, K, N, h, cfg);
     const ones = await gptqQuantize(w, K, N, h, { ...cfg, inputScale: new Float32Array(K).fill(1) });
     expect(ones.dequantized).toEqual(plain.dequantized);
+  });
+
+  it('factorPrecision float32 (the largest Hessians) is validated and quantizes as the fp64 factorization does, to fp32 rounding', async () => {
+    const h = gram(calib, ROWS);
+    const cfg = { format: 'int4' as const, groupSize: 32 };
+    await expect(gptqQuantize(w, K, N, h, { ...cfg, factorPrecision: 'float16' as never })).rejects.toThrow(/factorPrecision/);
+    const f64 = await gptqQuantize(w, K, N, new Float32Array(h), cfg);
+    const f32 = await gptqQuantize(w, K, N, new Float32Array(h), { ...cfg, factorPrecision: 'float32' });
+    let same = 0;
+    for (let i = 0; i < f64.codes.length; i++) same += f64.codes[i] === f32.codes[i] ? 1 : 0;
+    const e64 = await layerOutputError(calib, ROWS, K, w, f64.dequantized, N);
+    const e32 = await layerOutputError(calib, ROWS, K, w, f32.dequantized, N);
+    console.log(`GPTQ factored in fp32: ${same}/${f64.codes.length} code bytes as fp64, output error ${e32.toExponential(4)} vs ${e64.toExponential(4)}`);
+    expect(same).toBeGreaterThanOrEqual(0.98 * f64.codes.length);
+    expect(Math.abs(e32 - e64)).toBeLessThanOrEqual(0.02 * e64);
+  });
+
+  it('quantizeLayers factors a Hessian in the precision it was kept in', () => {
+    expect(factorPrecisionOf(new Float32Array(4))).toBe('float32');
+    expect(factorPrecisionOf(new Float64Array(4))).toBe('float64');
   });
 });

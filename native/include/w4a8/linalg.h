@@ -66,9 +66,12 @@ const char* GemmIsa();
 // In place: the lower triangle of a[n,n] (symmetric positive definite) becomes L with A = L L^T;
 // the strict upper triangle is zeroed. kNumericalError when A is not positive definite.
 Status CholeskyLower(double* a, int64_t n, int threads = 0);
+// fp32 (GEMM updates in fp32, the small diagonal-block steps accumulated in fp64).
+Status CholeskyLower(float* a, int64_t n, int threads = 0);
 
 // In place inverse of a lower-triangular L[n,n] (upper triangle ignored and zeroed).
 Status InvertLowerTriangular(double* l, int64_t n, int threads = 0);
+Status InvertLowerTriangular(float* l, int64_t n, int threads = 0);
 
 // Solves L X = B (left, lower) or X L^T = B (right, transposed) in place in b[rows, cols].
 //   left:  L[n,n], B[n, nrhs]  -> X = L^-1 B
@@ -82,6 +85,8 @@ Status CholeskyInverse(const double* a, int64_t n, double* out, int threads = 0)
 // U upper-triangular with A^-1 = U^T U (what GPTQ calls "Cholesky of H^-1, upper"), computed as the
 // inverse of R where A = R R^T (R upper: the Cholesky of A with rows and columns reversed). out may equal a.
 Status UpperCholeskyOfInverse(const double* a, int64_t n, double* out, int threads = 0);
+// The same in fp32: GPTQ's K = 11008 factor in half the memory (the reference GPTQ factors in fp32).
+Status UpperCholeskyOfInverse(const float* a, int64_t n, float* out, int threads = 0);
 
 // Householder QR of A[m,n], m >= n: Q[m,n] with orthonormal columns, R[n,n] upper triangular, A = Q R.
 Status HouseholderQr(const double* a, int64_t m, int64_t n, double* q, double* r);

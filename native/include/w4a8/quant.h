@@ -181,6 +181,8 @@ struct GptqConfig {
   int32_t clip_grid = 1;
   float clip_min = 0.5f;
   bool clip_h_weighted = false;
+  // Factor H (build U) in fp32 instead of fp64: half the K x K working memory.
+  bool factor_f32 = false;
 };
 struct GptqResult {
   double proxy_loss = 0;       // sum over inputs of ||(w - q) / U_kk||^2 / 2 (GPTQ's reported loss)
