@@ -13,6 +13,7 @@ import { Progress, silentProgress } from '../util/progress';
 import { W4A8Error } from '../util/errors';
 import { withCaptureOutputs } from './capture_graph';
 import { openDecoder } from '../ort/session';
+import { memTrace } from '../native/mem_trace';
 
 export interface CaptureTarget {
   /** Name of the activation tensor (a MatMul input). */
@@ -130,9 +131,12 @@ export async function captureStatistics(
     const pass = passes[p];
     const names = pass.map((t) => t.input);
     const captureModel = withCaptureOutputs(model, names, (n) => typeOf.get(n) ?? DataType.FLOAT);
+    memTrace(`capture ${names.join(',')}: opening`);
     const runner = opts.open ? await opts.open(captureModel) : await openDecoderRunner(model, captureModel, windows);
+    memTrace('capture: session open');
     let released = false;
     const handles = pass.map((t) => createCalibStats({ k: t.k, sampleRows, hessian: opts.hessian ? hessianPrecision(t.k) : false, seed: opts.seed ?? 0 }));
+    memTrace('capture: statistics created');
     try {
       const phase = opts.phase ?? 'calibration';
       progress.start(passes.length > 1 ? `${phase} pass ${p + 1}/${passes.length}` : phase, windows.length);
@@ -156,6 +160,7 @@ export async function captureStatistics(
             );
           }
         }
+        memTrace(`capture: window ${w + 1} added`);
         progress.update(w + 1, `${windows[w].length} tokens`);
         await yieldToEventLoop();
       }
@@ -163,10 +168,12 @@ export async function captureStatistics(
       // The session (its weights) goes before finalize copies the statistics out: they never coexist.
       released = true;
       await runner.release();
+      memTrace('capture: session released');
       for (let i = 0; i < pass.length; i++) {
         result.set(pass[i].input, await handles[i].finalize());
         handles[i].dispose();
       }
+      memTrace('capture: statistics finalized');
     } finally {
       for (const h of handles) h.dispose();
       if (!released) await runner.release();

@@ -13,6 +13,16 @@ export interface BuildInfo {
   napiVersion: number;
 }
 
+/** glibc's mallinfo2 (available false elsewhere). */
+export interface NativeMallocStats {
+  available: boolean;
+  arenaBytes?: number;
+  mmappedBytes?: number;
+  inUseBytes?: number;
+  freeBytes?: number;
+  topReleasableBytes?: number;
+}
+
 /** quant.h WeightQuantConfig as the glue reads it (format 0 int4 / 1 fp4, grouping 0 along K / 1 along N). */
 export interface NativeWeightConfig {
   format: 0 | 1;
@@ -143,6 +153,10 @@ export interface NativeBinding {
   // build_info_bindings.cpp
   readonly buildInfo: BuildInfo;
 
+  // process_memory_bindings.cpp: glibc's mallinfo2 and malloc_trim(0); see process_memory.ts.
+  mallocStats(): NativeMallocStats;
+  releaseFreedMemory(): boolean;
+
   // tensor_codecs_bindings.cpp: fp16 / bf16 <-> fp32 (round to nearest even) and a NaN/Inf count; see tensor_codecs.ts.
   float16ToFloat32(src: Uint16Array, dst: Float32Array): void;
   bfloat16ToFloat32(src: Uint16Array, dst: Float32Array): void;
@@ -240,6 +254,7 @@ export interface NativeBinding {
 /** Which exports every build has ('always') and which only CUDA builds have; checked when the addon loads. */
 export const NATIVE_EXPORTS: { readonly [K in keyof NativeBinding]-?: 'always' | 'cuda' } = {
   buildInfo: 'always',
+  mallocStats: 'always', releaseFreedMemory: 'always',
   float16ToFloat32: 'always', bfloat16ToFloat32: 'always', float32ToFloat16: 'always', float32ToBfloat16: 'always', countNonFinite: 'always',
   tokenNll: 'always', tokenNllAsync: 'always', rowArgmax: 'always',
   transposeF32: 'always', ropeTablesF32: 'always',
