@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import type { NodeProto } from 'onnx-buf';
 import { nodesComputing, splitBlocks, type BlockSplit, type BlockStage } from '../calib/blocks';
-import { calibrationSessionConfig, captureStatistics, NO_PREPACK_ABOVE_BYTES, DEFAULT_CAPTURE_BUDGET, DEFAULT_SAMPLE_ROWS, planPasses, type WindowRunner } from '../calib/capture';
+import { calibrationSessionConfig, captureStatistics, NO_PREPACK_ABOVE_BYTES, DEFAULT_CAPTURE_BUDGET, DEFAULT_SAMPLE_ROWS, planPasses, type CaptureTarget, type WindowRunner } from '../calib/capture';
 import type { CalibStats } from '../native/calib_stats';
 import type { DataType } from '../onnx/dtype';
 import { ortModelSource, type OnnxModel } from '../onnx/model';
@@ -24,6 +24,8 @@ import type { ResumeState } from './resume_state';
 import { W4A8Error, UsageError } from '../util/errors';
 import { neverCancelled, signalPoint, yieldToEventLoop, type CancelToken } from '../util/cancel';
 import { collectGarbage } from '../util/gc';
+import { memTrace } from '../native/mem_trace';
+import { releaseFreedMemory } from '../native/process_memory';
 import { silentProgress, type Progress } from '../util/progress';
 
 export const CALIB_MODES = ['sequential', 'all'] as const;
@@ -143,9 +145,26 @@ function stageRunner(sub: Subgraph, label: string, windows: number[][], carried:
         for (const name of sub.carriedInputs) feeds[name] = carried.get(name)![w];
         return stage.run(windows[w], feeds, fetches);
       },
-      release: () => stage.release(),
+      // The session's freed buffers go back to the kernel, not into glibc's free lists (measured:
+      // 0.2-0.5 GB of freed C heap stayed resident between sessions).
+      release: async () => {
+        await stage.release();
+        releaseFreedMemory();
+      },
     };
   };
+}
+
+/**
+ * A full V8 collection (dropped weight and statistics arrays) and the freed C heap handed back,
+ * after a turn of the event loop so that the call that just returned has fully unwound. (V8 frees
+ * dead ArrayBuffers' memory shortly after a collection, not during it: right after one,
+ * process.memoryUsage() still counted 0.3-0.9 GB that a heap snapshot found unreachable.)
+ */
+async function reclaimMemory(): Promise<void> {
+  await yieldToEventLoop();
+  collectGarbage();
+  releaseFreedMemory();
 }
 
 /** A quantized layer as it belongs to the block's forward sub-graph (the original stays for the model's own export). */
@@ -159,6 +178,100 @@ function dropArrays(q: QuantizedLayer): void {
   q.scales = new Float32Array(0);
   q.dequantized = new Float32Array(0);
   if (q.zeroPoints) q.zeroPoints = new Uint8Array(0);
+}
+
+/** What one block's chunks share: its forward copy (receiving each layer as it is quantized) and the run's state. */
+interface BlockContext {
+  model: OnnxModel;
+  source: OnnxModel;
+  plan: LayerPlan;
+  stage: BlockStage;
+  tag: string;
+  opts: SequentialOptions;
+  carried: Carried;
+  sessionConfig?: Record<string, string>;
+  fwd?: Subgraph;
+  copyOf: Map<string, NodeProto>;
+  fwdLayers: QuantizedLayer[];
+  fwdFormat: ExportFormat;
+  snapshot: BlockSnapshot;
+}
+
+/**
+ * Captures one chunk's statistics and quantizes its layers. A function of its own so that the
+ * statistics (a K = 11008 Hessian is 0.46 GiB) and the capture session are unreachable once it
+ * returns: values of a finished loop iteration stay alive in the async frame's registers until
+ * they are overwritten (heap snapshots showed the previous chunk's Hessians and the previous
+ * block's forward session kept that way through the next capture).
+ */
+async function calibrateChunk(ctx: BlockContext, chunk: CaptureTarget[]): Promise<QuantizedModelParts> {
+  const { opts, stage, plan } = ctx;
+  const progress = opts.progress ?? silentProgress;
+  const cancel = opts.cancel ?? neverCancelled;
+  const groupOf = new Map(plan.groups.map((g) => [g.input, g]));
+  const names = chunk.map((t) => t.input);
+  const sub = extractSubgraph(ctx.source, nodesComputing(stage.captureNodes, names), [], carriedType(ctx.carried));
+  const stats = await captureStatistics(sub.model, chunk, opts.windows, {
+    hessian: opts.hessian,
+    budgetBytes: opts.budgetBytes,
+    progress,
+    cancel,
+    phase: `${ctx.tag} calibration`,
+    open: stageRunner(sub, `${stage.label} of the model (calibration)`, opts.windows, ctx.carried, ctx.sessionConfig),
+  });
+  opts.onStats?.(stage, stats);
+  const chunkGroups = names.map((n) => groupOf.get(n)!);
+  const chunkPlan: LayerPlan = { ...plan, groups: chunkGroups, layers: chunkGroups.flatMap((g) => g.layers) };
+  return quantizeLayers(ctx.model, chunkPlan, opts.config, stats, {
+    progress,
+    cancel,
+    exportFormat: opts.format,
+    onGroupDone: async (layers) => {
+      // Kept before the streamed export drops the arrays.
+      if (opts.resume) ctx.snapshot.layers.push(...layers.map((q) => storeLayer(q, opts.format)));
+      if (ctx.fwd) {
+        for (const q of layers) {
+          const copy = layerInSub(q, ctx.fwd, ctx.copyOf);
+          if (!copy) continue;
+          await exportLayerWeight(ctx.fwd.model, copy, ctx.fwdFormat, opts.config);
+          dropArrays(copy);
+          ctx.fwdLayers.push(copy);
+        }
+      }
+      if (opts.onGroupDone) await opts.onGroupDone(layers);
+    },
+  });
+}
+
+/** Runs the quantized block (its forward copy) on every window: the values later blocks read. A function of its own for the same reason as calibrateChunk. */
+async function forwardBlock(ctx: BlockContext, fwd: Subgraph, fwdScalings: QuantizedModelParts['scalings']): Promise<Carried> {
+  const { opts, stage } = ctx;
+  const progress = opts.progress ?? silentProgress;
+  const cancel = opts.cancel ?? neverCancelled;
+  const { windows, config } = opts;
+  const info = await exportQuantized(fwd.model, { config, layers: ctx.fwdLayers, scalings: fwdScalings, reports: [] }, ctx.fwdFormat);
+  const runner = await stageRunner(fwd, `${stage.label} of the model (quantized)`, windows, ctx.carried, { ...ctx.sessionConfig, ...info.sessionConfig })(fwd.model);
+  memTrace(`${stage.label}: forward session open`);
+  const outputs: Carried = new Map(stage.carriedOut.map((n) => [n, []]));
+  try {
+    progress.start(`${ctx.tag} forward`, windows.length);
+    for (let w = 0; w < windows.length; w++) {
+      cancel.throwIfCancelled();
+      const out = await runner.run(w, stage.carriedOut);
+      for (const n of stage.carriedOut) {
+        const t = out[n] as StageValue | undefined;
+        if (!t) throw new W4A8Error(`${stage.label}: ONNX Runtime returned no "${n}"`);
+        outputs.get(n)!.push(t);
+      }
+      progress.update(w + 1, `${windows[w].length} tokens`);
+      await yieldToEventLoop();
+    }
+    progress.stop();
+  } finally {
+    await runner.release();
+  }
+  memTrace(`${stage.label}: forward released`);
+  return outputs;
 }
 
 /**
@@ -204,53 +317,23 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
     // Blocks cost about the same: the time left is the mean block time so far times the blocks left.
     const left = si > 0 ? ((Date.now() - started) / si) * (stages.length - si) : undefined;
     const tag = `${stage.label} (${si + 1}/${stages.length}${left !== undefined ? `, about ${formatDuration(left)} left` : ''})`;
-    const typeOf = carriedType(carried);
     // The block's forward copy receives each layer as soon as it is quantized.
-    const fwd = stage.carriedOut.length > 0 ? extractSubgraph(source, stage.forwardNodes, stage.carriedOut, typeOf) : undefined;
+    const fwd = stage.carriedOut.length > 0 ? extractSubgraph(source, stage.forwardNodes, stage.carriedOut, carriedType(carried)) : undefined;
     const copyOf = new Map<string, NodeProto>();
     if (fwd) for (const c of fwd.nodeCopy.values()) if (c.output[0] !== undefined) copyOf.set(c.output[0], c);
-    const fwdLayers: QuantizedLayer[] = [];
-    const fwdScalings: QuantizedModelParts['scalings'] = [];
     const snapshot: BlockSnapshot = { layers: [], reports: [], scalings: [] };
+    const ctx: BlockContext = { model, source, plan, stage, tag, opts, carried, sessionConfig, fwd, copyOf, fwdLayers: [], fwdFormat, snapshot };
+    const fwdScalings: QuantizedModelParts['scalings'] = [];
 
     const groups = stage.targets.map((t) => groupOf.get(t)).filter((g): g is InputGroup => g !== undefined);
     const targets = groups.map((g) => ({ input: g.input, k: g.k, dataType: g.layers[0].dataType }));
     const chunks = planPasses(targets, opts.hessian, DEFAULT_SAMPLE_ROWS, maxWindow, opts.budgetBytes ?? DEFAULT_CAPTURE_BUDGET);
     for (const chunk of chunks) {
       cancel.throwIfCancelled();
-      collectGarbage();
-      const names = chunk.map((t) => t.input);
-      const sub = extractSubgraph(source, nodesComputing(stage.captureNodes, names), [], typeOf);
-      const stats = await captureStatistics(sub.model, chunk, windows, {
-        hessian: opts.hessian,
-        budgetBytes: opts.budgetBytes,
-        progress,
-        cancel,
-        phase: `${tag} calibration`,
-        open: stageRunner(sub, `${stage.label} of the model (calibration)`, windows, carried, sessionConfig),
-      });
-      opts.onStats?.(stage, stats);
-      const chunkGroups = names.map((n) => groupOf.get(n)!);
-      const chunkPlan: LayerPlan = { ...plan, groups: chunkGroups, layers: chunkGroups.flatMap((g) => g.layers) };
-      const done = await quantizeLayers(model, chunkPlan, config, stats, {
-        progress,
-        cancel,
-        exportFormat: opts.format,
-        onGroupDone: async (layers) => {
-          // Kept before the streamed export drops the arrays.
-          if (resume) snapshot.layers.push(...layers.map((q) => storeLayer(q, opts.format)));
-          if (fwd) {
-            for (const q of layers) {
-              const copy = layerInSub(q, fwd, copyOf);
-              if (!copy) continue;
-              await exportLayerWeight(fwd.model, copy, fwdFormat, config);
-              dropArrays(copy);
-              fwdLayers.push(copy);
-            }
-          }
-          if (opts.onGroupDone) await opts.onGroupDone(layers);
-        },
-      });
+      await reclaimMemory();
+      memTrace(`${stage.label}: chunk start after gc`);
+      const done = await calibrateChunk(ctx, chunk);
+      memTrace(`${stage.label}: chunk quantized`);
       parts.layers.push(...done.layers);
       parts.reports.push(...done.reports);
       parts.scalings.push(...done.scalings);
@@ -264,28 +347,9 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
 
     if (fwd) {
       cancel.throwIfCancelled();
-      collectGarbage();
-      const info = await exportQuantized(fwd.model, { config, layers: fwdLayers, scalings: fwdScalings, reports: [] }, fwdFormat);
-      const runner = await stageRunner(fwd, `${stage.label} of the model (quantized)`, windows, carried, { ...sessionConfig, ...info.sessionConfig })(fwd.model);
-      const outputs: Carried = new Map(stage.carriedOut.map((n) => [n, []]));
-      try {
-        progress.start(`${tag} forward`, windows.length);
-        for (let w = 0; w < windows.length; w++) {
-          cancel.throwIfCancelled();
-          const out = await runner.run(w, stage.carriedOut);
-          for (const n of stage.carriedOut) {
-            const t = out[n] as StageValue | undefined;
-            if (!t) throw new W4A8Error(`${stage.label}: ONNX Runtime returned no "${n}"`);
-            outputs.get(n)!.push(t);
-          }
-          progress.update(w + 1, `${windows[w].length} tokens`);
-          await yieldToEventLoop();
-        }
-        progress.stop();
-      } finally {
-        await runner.release();
-      }
-      for (const [n, ts] of outputs) carried.set(n, ts);
+      await reclaimMemory();
+      memTrace(`${stage.label}: forward export start after gc`);
+      for (const [n, ts] of await forwardBlock(ctx, fwd, fwdScalings)) carried.set(n, ts);
     }
     for (const [name, last] of split.lastReader) if (last <= si) carried.delete(name);
     if (resume) {
@@ -293,6 +357,7 @@ export async function quantizeSequential(model: OnnxModel, source: OnnxModel, pl
       for (const [n, ts] of carried) storedCarried[n] = ts.map(plainStageValue);
       resume.saveBlock(si, snapshot, storedCarried);
     }
+    memTrace(`${stage.label}: done`);
     progress.log(`${stage.label} done (${si + 1}/${stages.length}), ${formatDuration(Date.now() - started)} so far`, 'info');
     signalPoint('block-done');
   }

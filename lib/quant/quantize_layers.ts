@@ -19,6 +19,7 @@ import { reciprocal } from '../native/tensor_layout';
 import { bitsPerWeight, compensateLayer } from './compensate';
 import { isStreamedLayer, quantizeInSlices, type StreamedOptions } from './streamed_layer';
 import type { SideFileWriter } from '../onnx/side_writer';
+import { collectGarbage } from '../util/gc';
 
 export interface LayerWeights {
   layer: PlannedLayer;
@@ -35,6 +36,20 @@ export async function readLayerWeight(model: OnnxModel, layer: PlannedLayer): Pr
   if (bad > 0) throw new W4A8Error(`weight "${layer.weightName}" of layer "${layer.name}" holds ${bad} NaN/Inf values; fix the model before quantizing`);
   if (layer.transB) w = await transposeMatrix(w, layer.n, layer.k);
   return w;
+}
+
+/** Layers of at least this many weights (64 MiB in fp32) get a V8 collection before GPTQ. */
+const LARGE_LAYER_ELEMENTS = 2 ** 24;
+
+/**
+ * RTN of a layer and its calibration output error. GPTQ needs only the error: the RTN arrays are
+ * not returned then, and since they lived only in this call's frame nothing keeps them alive
+ * while GPTQ runs (V8 may keep a value of the caller's frame until its register is reused).
+ */
+async function rtnBaseline(stats: CalibStats | undefined, lw: LayerWeights, c: QuantConfig, grouping: 'oc' | 'ic', keep: boolean): Promise<{ error?: number; plain?: WeightQuant }> {
+  const plain = await rtn(lw.w, lw.layer.k, lw.layer.n, c, grouping);
+  const error = await errorOf(stats, lw, plain.dequantized, c);
+  return keep ? { error, plain } : { error };
 }
 
 function toLayer(lw: LayerWeights, q: WeightQuant, grouping: 'oc' | 'ic'): QuantizedLayer {
@@ -113,10 +128,16 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
     return { layers, reports, scaling, error: total };
   }
   for (const lw of weights) {
-    const plain = await rtn(lw.w, lw.layer.k, lw.layer.n, c, grouping);
-    const before = await errorOf(stats, lw, plain.dequantized, c);
-    let chosen = plain;
-    if (method === 'gptq') {
+    const base = await rtnBaseline(stats, lw, c, grouping, method !== 'gptq');
+    const before = base.error;
+    let chosen: WeightQuant;
+    if (method !== 'gptq') chosen = base.plain!;
+    else {
+      // The RTN arrays just dropped (a K = 11008 layer's are 0.2 GB) are freed before GPTQ's working set is allocated.
+      if (lw.w.length >= LARGE_LAYER_ELEMENTS) {
+        await yieldToEventLoop(); // past the settled call's promise chain, which still reaches its frame
+        collectGarbage();
+      }
       const hessian = requireHessian(stats);
       chosen = await nq.gptqQuantize(lw.w, lw.layer.k, lw.layer.n, hessian, { ...gptqOptions(c, grouping), factorPrecision: factorPrecisionOf(hessian), name: lw.layer.weightName });
     }

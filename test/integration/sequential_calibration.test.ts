@@ -17,6 +17,8 @@ import { blocksOf, quantizeSequential } from '../../lib/pipeline/sequential';
 import { checkQuantizeArgs, quantizeModel } from '../../lib/pipeline/quantize';
 import { openDecoder } from '../../lib/ort/session';
 import { UsageError } from '../../lib/util/errors';
+import { collectGarbage } from '../../lib/util/gc';
+import type { Progress } from '../../lib/util/progress';
 import { SHARED_DIR } from '../helpers/shared_paths';
 import { BIN, assertBuiltCli } from '../helpers/built_cli';
 import { spawnSync } from 'node:child_process';
@@ -85,6 +87,42 @@ describeIf('sequential calibration (stories260K)', () => {
         expect(d).toBeGreaterThan(1e-4);
       }
     }
+  });
+
+  test('a block\'s statistics are unreachable once its layers are quantized: the next capture does not hold them', async () => {
+    // The memory bound of sequential calibration: one chunk's Hessians at a time. Each chunk's
+    // statistics are watched through WeakRefs; when the next capture starts (its progress phase),
+    // a full collection must have freed every earlier one.
+    const model = loadModel(modelPath);
+    const plan = planLayers(model, [], true);
+    const split = blocksOf(model, plan, 'stories260K');
+    if ('refused' in split) throw new Error(split.refused);
+    const opts = { text: calibText(), label: 'calib.txt', tokenizer: loadTokenizer(STORIES_TOKENIZER), seqlen: 256, tokens: 512 };
+    const { windows } = calibrationWindowsFor(model, opts);
+    const watched: WeakRef<Float64Array | Float32Array>[] = [];
+    const stillAlive: number[] = [];
+    const progress: Progress = {
+      start: (phase) => {
+        if (!phase.includes('calibration')) return;
+        collectGarbage();
+        stillAlive.push(watched.filter((r) => r.deref() !== undefined).length);
+      },
+      update: () => undefined,
+      stop: () => undefined,
+      log: () => undefined,
+    };
+    await quantizeSequential(model, model, plan, split, {
+      config: resolveConfig({ method: 'gptq', groupSize: 32, symmetric: false, aformat: 'int8' }),
+      format: 'sim',
+      windows,
+      hessian: true,
+      progress,
+      onStats: (_stage, stats) => stats.forEach((s) => watched.push(new WeakRef(s.hessian!))),
+    });
+    // One capture per block (the statistics fit the budget); the first one has nothing to watch yet.
+    expect(stillAlive.length).toBe(split.stages.length);
+    expect(watched.length).toBe(plan.groups.length);
+    expect(stillAlive).toEqual(stillAlive.map(() => 0));
   });
 
   test('quantize --calib-mode sequential: a valid model, the same with external data in (streamed) as inline', async () => {
