@@ -135,7 +135,7 @@ async function quantizeGroupWith(model: OnnxModel, group: InputGroup, weights: L
     else {
       // The RTN arrays just dropped (a K = 11008 layer's are 0.2 GB) are freed before GPTQ's working set is allocated.
       if (lw.w.length >= LARGE_LAYER_ELEMENTS) {
-        await yieldToEventLoop(); // past the settled call's promise chain, which still reaches its frame
+        await yieldToEventLoop(); // the call that just returned fully unwound first
         collectGarbage();
       }
       const hessian = requireHessian(stats);
