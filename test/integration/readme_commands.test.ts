@@ -58,6 +58,28 @@ describeShared('README commands run verbatim', () => {
     expect(ppl).toBeLessThan(5.2);
   }, 300000);
 
+  test('the 7B walkthrough\'s quantize command, run on stories260K with its weights in a side file', () => {
+    // The same flags as written; only the model, the calibration text and the token count are the small
+    // model's, and sequential calibration is asked for (the default only above 1 GiB of side files).
+    const [command] = shellBlockAfter('## Quantizing a real-size (7B) export');
+    expect(command).toMatch(/^w4a8 quantize llama-7b\/model.onnx -o llama-7b-int4\/model.onnx .*--resume$/);
+    const imported = spawnSync(process.execPath, [BIN, 'import', 'llama2c', path.join(SHARED_DIR, 'models', 'stories260K', 'stories260K.bin'),
+      '--tokenizer', path.join(SHARED_DIR, 'models', 'stories260K', 'tok512.bin'), '-o', path.join(cwd, 'llama-7b-src'), '--quiet'], { encoding: 'utf8' });
+    if (imported.status !== 0) throw new Error(`import failed: ${imported.stderr}`);
+    const convert = `require('./dist/onnx/model').saveModel(require('./dist/onnx/model').loadModel(${JSON.stringify(path.join(cwd, 'llama-7b-src', 'model.onnx'))}), ${JSON.stringify(path.join(cwd, 'llama-7b', 'model.onnx'))}, { externalData: 'always' })`;
+    fs.mkdirSync(path.join(cwd, 'llama-7b'));
+    const saved = spawnSync(process.execPath, ['-e', convert], { cwd: ROOT, encoding: 'utf8' });
+    if (saved.status !== 0) throw new Error(`saving with a side file failed: ${saved.stderr}`);
+    fs.copyFileSync(path.join(SHARED_DIR, 'models', 'stories260K', 'tok512.bin'), path.join(cwd, 'llama-7b', 'tok512.bin'));
+    const args = command.split(/\s+/).slice(1)
+      .map((a) => (a === 'my-calibration.txt' ? path.join(SHARED_DIR, 'data', 'tinystories', 'calib.txt') : a === '8192' ? '512' : a));
+    const r = spawnSync(process.execPath, [BIN, ...args, '--calib-mode', 'sequential'], { cwd, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+    if (r.status !== 0) throw new Error(`"${command}" exited ${r.status}: ${r.stderr}`);
+    expect(r.stdout).toMatch(/calibration: sequential/);
+    expect(fs.existsSync(path.join(cwd, 'llama-7b-int4', 'model.onnx_data'))).toBe(true);
+    expect(fs.existsSync(path.join(cwd, 'llama-7b-int4', '.model.onnx.w4a8-resume'))).toBe(false);
+  }, 300000);
+
   test('the quick start: npm run demo (after npm ci)', () => {
     const lines = shellBlockAfter('## Quick start');
     const steps = lines.flatMap((l) => l.split('&&').map((s) => s.trim()));
