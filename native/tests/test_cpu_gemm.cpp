@@ -1,8 +1,10 @@
 // Every W4A8 ISA path present on this CPU against the scalar reference, bit for bit: odd shapes (K not
 // a multiple of the group, N not a multiple of the 16-channel panel, M from 1 up), every group size,
 // int4 symmetric/asymmetric and fp4, both activation quantization modes, with and without bias.
-// Paths the CPU lacks print SKIP with the reason; if only the scalar path exists it still runs.
+// RunManyRows adds the many-row (prefill) paths on a fresh seed, printed. Paths the CPU lacks print SKIP
+// with the reason; if only the scalar path exists it still runs.
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -94,6 +96,33 @@ void RunIsa(Isa isa) {
   CheckCase(isa, WeightKind::kInt4Asymmetric, 260, 40, 4100, 128, ActQuant::kPerTokenPerGroup, true, rng);
   CheckCase(isa, WeightKind::kFp4, 5, 33, 4100, 64, ActQuant::kPerToken, true, rng);
   std::printf("%s: %d cases, %d failures\n", IsaName(isa), g_cases - cases_before, g_failures - before);
+}
+
+// The many-row paths (AVX2 BigBlock from 32 rows, AVX-512 8 x 3 blocks, AMX 32-row blocks) on fresh
+// random inputs: M leaving every remainder of the 4- and 8-row register tiles and of the 64-row blocks,
+// N not a multiple of the panels, K spanning several groups with a partial last one, every format,
+// groups 32/64/128, with and without bias. The seed is printed so that a failure can be replayed
+// (W4A8_TEST_SEED=<seed>).
+void RunManyRows(Isa isa) {
+  const char* env = std::getenv("W4A8_TEST_SEED");
+  const uint32_t seed = env ? (uint32_t)std::strtoul(env, nullptr, 10) : std::random_device{}();
+  std::printf("%s many rows: seed %u\n", IsaName(isa), seed);
+  std::mt19937 rng(seed);
+  const WeightKind kinds[] = {WeightKind::kInt4Symmetric, WeightKind::kInt4Asymmetric, WeightKind::kFp4};
+  const int before = g_failures, cases_before = g_cases;
+  int combo = 0;
+  for (int32_t m : {32, 33, 34, 35, 63, 67, 97}) {
+    for (WeightKind kind : kinds) {
+      for (int32_t group : {32, 64, 128}) {
+        ++combo;
+        const int32_t n = 17 + 16 * (combo % 4) + combo % 7;        // 17..80, rarely a panel multiple
+        const int32_t k = 2 * group + 8 * (1 + combo % 5) + combo % 3;  // 2 groups and a partial third
+        CheckCase(isa, kind, m, n, k, group, combo % 2 ? ActQuant::kPerToken : ActQuant::kPerTokenPerGroup,
+                  combo % 3 != 0, rng);
+      }
+    }
+  }
+  std::printf("%s many rows: %d cases, %d failures\n", IsaName(isa), g_cases - cases_before, g_failures - before);
 }
 
 // The same call with 1, 2 and 3 threads gives identical bits.
@@ -240,6 +269,7 @@ int main() {
       continue;
     }
     RunIsa(isa);
+    RunManyRows(isa);
     CheckThreadCountIndependence(isa);
   }
   std::printf("%s: %d cases, %d failures\n", g_failures ? "FAIL" : "PASS", g_cases, g_failures);

@@ -12,6 +12,7 @@ namespace {
 // W4A8 tiles: panel blocks small enough to spread N over the threads at M = 1 (bandwidth-bound), row
 // blocks that keep a panel block's weights in L2 while the rows stream past.
 W4A8Plan PlanScalar(int32_t) { return {w4a8k::TileScalar, 4, 64, 1}; }
+// AVX2: a tile of 32 rows or more takes the kernel's prefill path (BigBlock in w4a8_avx2.cpp).
 W4A8Plan PlanAvx2(int32_t) { return {w4a8k::TileAvx2, 4, 64, 1}; }
 // The AVX512-VNNI kernel's large-M block is 3 panels wide (w4a8_avx512vnni.cpp).
 W4A8Plan PlanAvx512Vnni(int32_t m) { return {w4a8k::TileAvx512Vnni, m >= 8 ? 6 : 4, 64, 1}; }
