@@ -99,7 +99,7 @@ void RunIsa(Isa isa) {
 }
 
 // The many-row paths (AVX2 BigBlock from 32 rows, AVX-512 8 x 3 blocks, AMX 32-row blocks) on fresh
-// random inputs: M leaving every remainder of the 4- and 8-row register tiles and of the 64-row blocks,
+// random inputs: M leaving remainders of the 4- and 8-row register tiles, the 32-row blocks and 64-row tiles,
 // N not a multiple of the panels, K spanning several groups with a partial last one, every format,
 // groups 32/64/128, with and without bias. The seed is printed so that a failure can be replayed
 // (W4A8_TEST_SEED=<seed>).

@@ -87,7 +87,7 @@ void Micro(const CpuPackedView& v, const QuantizedActs& a, const float* bias, fl
 }
 
 // Many rows: blocks of up to 4 panels x 32 rows, groups outer and rows inner, as the AVX-512 BigBlock. A group's
-// weights are unpacked once (u8, fp4 through its table) into an L1 buffer that every row block reuses,
+// weights are unpacked once (u8, fp4 through its table) into an L1 buffer that every 4-row tile reuses,
 // so the int4 codes are no longer unpacked again for every 4 rows. Micro spends two vpmaddubsw, an int16
 // add, a vpmaddwd and an int32 add per row, half panel and chunk; here the vpmaddubsw results are summed
 // in int16 over Int16Chunks() chunks before one vpmaddwd widens them: |sum| <= 2 nibbles x 2 pairs x
@@ -98,7 +98,7 @@ void Micro(const CpuPackedView& v, const QuantizedActs& a, const float* bias, fl
 constexpr int32_t kBigRows = 4;          // rows per register tile: 8 int16 accumulators + 4 weights + 2 temps
 constexpr int32_t kBigBlockRows = 32;    // rows whose fp32 accumulators (8 KiB) stay in L1 over all groups
 constexpr int32_t kBigPanels = 4;        // panels whose unpacked group weights share one read of the activations
-constexpr int32_t kBigMinRows = 32;      // fewer rows take Micro (measured: at 16 rows Micro is ~10% faster)
+constexpr int32_t kBigMinRows = 32;      // fewer rows take Micro (measured: at 16 rows Micro was ~10% faster)
 constexpr int32_t kHalves = 2;           // 8-channel halves of a panel
 constexpr int32_t kVecsPerChunk = 4;     // unpacked: low half 0, high half 0, low half 1, high half 1
 
