@@ -3,17 +3,18 @@
 // writes them), in one process.
 //
 // Method (docs/BENCHMARKS.md repeats it next to the numbers):
-// - Memory first, one variant at a time: VmHWM is reset (`5` written to /proc/self/clear_refs),
-//   the variant's session is opened and runs one prefill of the longest prompt plus a few decode steps
-//   (MEMORY_DECODE_STEPS: the cache grows by a few kB a step, the time would not), VmHWM is read, the
-//   session is released. The reading is the process peak, so it includes Node and whatever the
-//   allocator kept from earlier variants: `rssBeforeMb` (VmRSS at the reset) is reported beside it.
+// - Memory first, one variant at a time, each in a fresh child process (runMemoryJob): it opens the
+//   variant's session and runs one prefill of the longest prompt plus a few decode steps
+//   (MEMORY_DECODE_STEPS: the cache grows by a few kB a step, the time would not); its peak RSS is
+//   getrusage's maxrss of that process, Node included (`rssBeforeMb`: its RSS before the load). One
+//   process for all variants would report whatever the allocator kept from the variants before.
 // - Then every session is opened, warmed once (prefill plus one step), and timed in interleaved
 //   rounds (the order rotates each round) per prompt length: prefill = one forward over the prompt
 //   with an empty KV cache (until the last-row logits are in JS); decode = `newTokens` greedy steps
 //   of one token each, feeding the cache back, including the argmax. Medians over rounds.
 // - Prompts are seeded random token ids after BOS (1): speed does not depend on the text, and a
 //   random-weight model has no text to prefer.
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { argmaxRow } from '../native/eval_ops';
@@ -111,16 +112,71 @@ function statusKb(field: 'VmHWM' | 'VmRSS'): number | undefined {
   }
 }
 
-/** Resets the process's peak RSS to its current RSS; false where the kernel does not allow it. */
-export function resetPeakRss(): boolean {
+interface MemoryJob {
+  model: E2eVariantModel;
+  threads: number;
+  ortSpinning: boolean;
+  promptTokens: number;
+  steps: number;
+  seed: number;
+  vocab?: number;
+}
+interface MemoryResult {
+  peakKb: number;
+  beforeKb: number | null;
+  loadMs: number;
+  vocab: number;
+}
+
+/**
+ * The memory phase of one variant, in the process that runs it (a child of the bench, so that its peak
+ * is its own and not the largest of the variants before it): open, one prefill of the longest prompt,
+ * a few decode steps; the peak from getrusage (maxrss covers the whole process, Node included).
+ */
+export async function runMemoryJob(job: MemoryJob): Promise<MemoryResult> {
+  setNumThreads(job.threads);
+  const beforeKb = statusKb('VmRSS') ?? null;
+  const t0 = process.hrtime.bigint();
+  const s = await open(job.model, job.threads, job.ortSpinning);
+  const loadMs = elapsedMs(t0);
   try {
-    fs.writeFileSync('/proc/self/clear_refs', '5');
-  } catch {
-    return false;
+    const vocab = job.vocab ?? s.vocab;
+    await generate(s, randomPrompt(job.promptTokens, vocab, job.seed), job.steps, neverCancelled);
+    return { peakKb: process.resourceUsage().maxRSS, beforeKb, loadMs, vocab };
+  } finally {
+    await s.release();
   }
-  const hwm = statusKb('VmHWM'), rss = statusKb('VmRSS');
-  // A reset leaves VmHWM at (about) the current RSS; memory freed since the last peak shows it worked.
-  return hwm !== undefined && rss !== undefined && hwm <= rss * 1.05 + 1024;
+}
+
+function memoryInChild(job: MemoryJob, cancel: CancelToken): Promise<MemoryResult> {
+  const script = `require(${JSON.stringify(__filename)}).runMemoryJob(${JSON.stringify(job)}).then(
+    (r) => process.stdout.write(JSON.stringify(r)), (e) => { process.stderr.write(String(e && e.message || e)); process.exit(1); })`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const poll = setInterval(() => {
+      if (cancel.isCancelled) child.kill('SIGINT');
+    }, 200);
+    child.on('close', (code) => {
+      clearInterval(poll);
+      if (cancel.isCancelled) {
+        try {
+          cancel.throwIfCancelled();
+        } catch (e) {
+          return reject(e);
+        }
+      }
+      if (code !== 0) return reject(new W4A8Error(`${job.model.variant}: the memory run failed (exit ${code}): ${err.trim().split('\n').pop() ?? ''}`));
+      try {
+        resolve(JSON.parse(out) as MemoryResult);
+      } catch {
+        reject(new W4A8Error(`${job.model.variant}: the memory run printed no result: ${out.slice(0, 200)}`));
+      }
+    });
+  });
 }
 
 /** BOS then seeded random ids in [3, vocab): the same prompt for every variant. */
@@ -204,27 +260,15 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
   const longest = Math.max(...o.promptTokens);
   const sessions = new Map<E2eVariant, DecoderSession>();
   try {
-    // Memory, one variant at a time, with the longest prompt.
+    // Memory, one variant at a time, each in a process of its own, with the longest prompt.
     const memory = new Map<E2eVariant, { peakMb: number | null; beforeMb: number | null; loadMs: number }>();
     let vocab = o.vocab;
-    let rssWorks = true;
     progress.start('peak memory per variant', models.length);
     for (const [i, m] of models.entries()) {
       cancel.throwIfCancelled();
-      const reset = resetPeakRss();
-      rssWorks &&= reset;
-      const before = statusKb('VmRSS');
-      const t0 = process.hrtime.bigint();
-      const s = await open(m, o.threads, o.ortSpinning ?? false);
-      const loadMs = elapsedMs(t0);
-      try {
-        vocab ??= s.vocab;
-        await generate(s, randomPrompt(longest, vocab, o.seed), Math.min(o.newTokens, MEMORY_DECODE_STEPS), cancel);
-      } finally {
-        await s.release();
-      }
-      const hwm = statusKb('VmHWM');
-      memory.set(m.variant, { peakMb: reset && hwm !== undefined ? hwm / 1024 : null, beforeMb: before !== undefined ? before / 1024 : null, loadMs });
+      const r = await memoryInChild({ model: m, threads: o.threads, ortSpinning: o.ortSpinning ?? false, promptTokens: longest, steps: Math.min(o.newTokens, MEMORY_DECODE_STEPS), seed: o.seed, vocab }, cancel);
+      vocab ??= r.vocab;
+      memory.set(m.variant, { peakMb: r.peakKb / 1024, beforeMb: r.beforeKb === null ? null : r.beforeKb / 1024, loadMs: r.loadMs });
       progress.update(i + 1, m.variant);
       await yieldToEventLoop();
     }
@@ -278,9 +322,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
     }
     return {
       cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, ortSpinning: o.ortSpinning ?? false, loadAvg: [loadBefore, os.loadavg()[0]],
-      rssMethod: rssWorks
-        ? `VmHWM after resetting it (/proc/self/clear_refs) before each variant's load + one prefill of ${longest} tokens + ${Math.min(o.newTokens, MEMORY_DECODE_STEPS)} decode steps, in this process, one variant at a time`
-        : 'unavailable: /proc/self/clear_refs does not reset VmHWM here',
+      rssMethod: `peak RSS (getrusage maxrss) of a fresh process per variant that loads it and runs one prefill of ${longest} tokens + ${Math.min(o.newTokens, MEMORY_DECODE_STEPS)} decode steps; "RSS before" is that process's RSS before the load (Node and the addon)`,
       results,
     };
   } finally {
