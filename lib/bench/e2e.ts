@@ -6,7 +6,7 @@
 // - Memory first, one variant at a time, each in a fresh child process (runMemoryJob): it opens the
 //   variant's session and runs one prefill of the longest prompt plus a few decode steps
 //   (MEMORY_DECODE_STEPS: the cache grows by a few kB a step, the time would not); its peak RSS is
-//   getrusage's maxrss of that process, Node included (`rssBeforeMb`: its RSS before the load). One
+//   that process's VmHWM, Node included (`rssBeforeMb`: its RSS before the load). One
 //   process for all variants would report whatever the allocator kept from the variants before.
 // - Then every session is opened, warmed once (prefill plus one step), and timed in interleaved
 //   rounds (the order rotates each round) per prompt length: prefill = one forward over the prompt
@@ -17,6 +17,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { argmaxRow } from '../native/eval_ops';
 import { cpuDefaultIsa, fillRandom, numThreads, setNumThreads } from '../native/kernels';
 import { openDecoder, type DecoderSession, type KvCache } from '../ort/session';
@@ -131,7 +132,7 @@ interface MemoryResult {
 /**
  * The memory phase of one variant, in the process that runs it (a child of the bench, so that its peak
  * is its own and not the largest of the variants before it): open, one prefill of the longest prompt,
- * a few decode steps; the peak from getrusage (maxrss covers the whole process, Node included).
+ * a few decode steps; the peak is the process's VmHWM (Node included).
  */
 export async function runMemoryJob(job: MemoryJob): Promise<MemoryResult> {
   setNumThreads(job.threads);
@@ -142,14 +143,20 @@ export async function runMemoryJob(job: MemoryJob): Promise<MemoryResult> {
   try {
     const vocab = job.vocab ?? s.vocab;
     await generate(s, randomPrompt(job.promptTokens, vocab, job.seed), job.steps, neverCancelled);
-    return { peakKb: process.resourceUsage().maxRSS, beforeKb, loadMs, vocab };
+    // VmHWM, not getrusage's maxrss: Linux carries maxrss over fork and exec, so a child would report at
+    // least the bench process's own RSS at the time it was spawned.
+    const peakKb = statusKb('VmHWM');
+    if (peakKb === undefined) throw new W4A8Error('cannot read VmHWM from /proc/self/status: peak RSS is measured on Linux only');
+    return { peakKb, beforeKb, loadMs, vocab };
   } finally {
     await s.release();
   }
 }
 
 function memoryInChild(job: MemoryJob, cancel: CancelToken): Promise<MemoryResult> {
-  const script = `require(${JSON.stringify(__filename)}).runMemoryJob(${JSON.stringify(job)}).then(
+  // The built module (also when this one runs from the TypeScript sources, as in the tests).
+  const built = path.resolve(__dirname, '..', '..', 'dist', 'bench', 'e2e.js');
+  const script = `require(${JSON.stringify(built)}).runMemoryJob(${JSON.stringify(job)}).then(
     (r) => process.stdout.write(JSON.stringify(r)), (e) => { process.stderr.write(String(e && e.message || e)); process.exit(1); })`;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -322,7 +329,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
     }
     return {
       cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, ortSpinning: o.ortSpinning ?? false, loadAvg: [loadBefore, os.loadavg()[0]],
-      rssMethod: `peak RSS (getrusage maxrss) of a fresh process per variant that loads it and runs one prefill of ${longest} tokens + ${Math.min(o.newTokens, MEMORY_DECODE_STEPS)} decode steps; "RSS before" is that process's RSS before the load (Node and the addon)`,
+      rssMethod: `peak RSS (VmHWM) of a fresh process per variant that loads it and runs one prefill of ${longest} tokens + ${Math.min(o.newTokens, MEMORY_DECODE_STEPS)} decode steps; "RSS before" is that process's RSS before the load (Node and the addon)`,
       results,
     };
   } finally {

@@ -2,7 +2,7 @@
 // (the same `quantizeModel` the quantize command runs, default options otherwise: int4 g128 asymmetric,
 // int8 activations, MatMulNBits export, sequential calibration where quantize picks it) and reports
 // each run's wall time and peak RSS. Each method runs in its own child process, so its peak RSS
-// (getrusage maxrss of that process) is its own and not the largest of the runs before it. A preset
+// (VmHWM of that process) is its own and not the largest of the runs before it. A preset
 // is generated first (random weights, lib/import/llama2c_random.ts) into a temporary folder that is
 // removed at the end, with the outputs.
 import { spawn } from 'node:child_process';
@@ -38,7 +38,7 @@ export interface ModelBenchOptions {
 export interface ModelBenchRow {
   method: ModelBenchMethod;
   wallSeconds: number;
-  /** Peak resident memory of the child process that quantized (getrusage maxrss). */
+  /** Peak resident memory of the child process that quantized (its VmHWM). */
   peakRssMb: number;
   /** How the calibration ran ('sequential' or 'all'; absent for RTN). */
   calibMode?: string;
@@ -69,13 +69,16 @@ function folderMb(dir: string): number {
 
 /** Runs quantizeModel in a child process; resolves with its summary and peak RSS. */
 function quantizeInChild(args: Record<string, unknown>, threads: number, cancel: CancelToken): Promise<{ summary: { calibMode?: string; calibTokens: number; layers: unknown[] }; peakRssMb: number }> {
-  const dist = path.resolve(__dirname, '..');
+  // The built modules (also when this one runs from the TypeScript sources, as in the tests).
+  const dist = path.resolve(__dirname, '..', '..', 'dist');
   const script = `
     const { quantizeModel } = require(${JSON.stringify(path.join(dist, 'pipeline', 'quantize.js'))});
     const { setNumThreads } = require(${JSON.stringify(path.join(dist, 'native', 'kernels.js'))});
     setNumThreads(${threads});
     quantizeModel(${JSON.stringify(args)}).then((s) => {
-      process.stdout.write(JSON.stringify({ summary: { calibMode: s.calibMode, calibTokens: s.calibTokens, layers: s.layers }, maxRssKb: process.resourceUsage().maxRSS }));
+      // VmHWM of this process: getrusage's maxrss would include the parent's RSS at the fork.
+      const hwm = /^VmHWM:\\s+(\\d+) kB/m.exec(require('node:fs').readFileSync('/proc/self/status', 'utf8'));
+      process.stdout.write(JSON.stringify({ summary: { calibMode: s.calibMode, calibTokens: s.calibTokens, layers: s.layers }, maxRssKb: hwm ? Number(hwm[1]) : NaN }));
     }, (e) => { process.stderr.write(String(e && e.message || e)); process.exit(1); });`;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });

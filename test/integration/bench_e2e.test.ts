@@ -77,4 +77,24 @@ describeIf('w4a8 bench e2e --model stories260K', () => {
     expect(none.status).toBe(2);
     expect(none.stderr).toMatch(/--model/);
   }, 60_000);
+
+  // Each variant's peak is its own process's: not the bench process's RSS, whatever that holds.
+  it('measures each variant in a fresh process: a bench process holding 768 MiB does not raise the peaks', async () => {
+    const { prepareE2eModels } = await import('../../lib/pipeline/e2e_models');
+    const { runE2eBench } = await import('../../lib/bench/e2e');
+    const ballast = Buffer.alloc(768 * 2 ** 20, 1);  // touched: resident in this process
+    const set = await prepareE2eModels({ model: 'stories260K' });
+    try {
+      const report = await runE2eBench({ models: set.models, promptTokens: [16], newTokens: 2, rounds: 1, threads: 2, seed: 1, vocab: set.vocab, maxLength: set.maxLength });
+      expect(report.rssMethod).toMatch(/fresh process per variant/);
+      for (const r of report.results) {
+        expect(r.peakRssMb).toBeGreaterThan(30);
+        expect(r.peakRssMb!).toBeLessThan(500);  // stories260K in a fresh Node: about 150-200 MB
+        expect(r.peakRssMb!).toBeGreaterThanOrEqual(r.rssBeforeMb!);
+      }
+    } finally {
+      set.dispose();
+    }
+    expect(ballast[ballast.length - 1]).toBe(1);
+  }, 120_000);
 });
