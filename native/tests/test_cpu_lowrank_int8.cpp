@@ -3,8 +3,9 @@
 // bit-exact against its scalar twin on odd shapes (tails of the 64/32-byte dots, of the 4-row groups
 // of V and of the 64/32-column strips; 1 to 4 token tiles) and factors holding -128; the term close
 // to (x U) V with the dequantized factors in float64; the fused GemmW4A8LowRankInt8 bit-exact against
-// GemmW4A8 then LowRankAddInt8; the same bits for 1 and all threads; and the refusals. ISAs the CPU
-// lacks are skipped with the reason. Prints its seed.
+// GemmW4A8 then LowRankAddInt8 (decode and prefill splits); the same bits for 1 and all threads
+// (standalone and fused); and the refusals. ISAs the CPU lacks are skipped with the reason. Prints
+// its seed.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -133,7 +134,10 @@ void TestAgainstReference(std::mt19937& rng) {
 // scales take the term's own quantization.
 void TestFused(std::mt19937& rng) {
   struct Shape { int32_t k, r, n, m; };
-  for (const Shape& sh : {Shape{96, 5, 40, 1}, Shape{200, 9, 70, 3}, Shape{256, 13, 130, 9}, Shape{160, 4, 33, 40}}) {
+  // From m = 16 (with 8 rows for each thread) the term runs inside the GEMM's tiles, below it as
+  // decode does: columns off the 16-wide panels, a row tile under 4 rows (m = 133), 16 rows.
+  for (const Shape& sh : {Shape{96, 5, 40, 1}, Shape{200, 9, 70, 3}, Shape{256, 13, 130, 9}, Shape{160, 4, 33, 40},
+                          Shape{64, 4, 16, 16}, Shape{300, 13, 190, 70}, Shape{257, 7, 97, 133}}) {
     const Factors f = MakeFactors(rng, sh.k, sh.r, sh.n);
     const LowRankInt8Term lr = f.term(sh.k, sh.r, sh.n);
     test::RandomWeight w(test::WeightKind::kInt4Asymmetric, sh.n, sh.k, 32, rng);
@@ -181,6 +185,25 @@ void TestThreads(std::mt19937& rng) {
     SetNumThreads(0);
     CHECK(LowRankAddInt8(f.term(k, r, n), m, x.data(), y2.data(), DefaultIsa()) == Status::kOk, "all threads");
     CHECK(y1 == y2, "m=%d: results differ between 1 and %d threads", m, NumThreads());
+  }
+  // The fused call too (its split of the term depends on the thread count).
+  test::RandomWeight w(test::WeightKind::kInt4Asymmetric, n, k, 32, rng);
+  std::unique_ptr<PackedWeight> packed;
+  CHECK(Prepack(w.view(), DefaultIsa(), &packed) == Status::kOk && packed, "prepack");
+  for (int32_t m : {1, 9, 20, 70}) {
+    const std::vector<float> x = test::RandomActivations(m, k, rng);
+    std::vector<float> y1((size_t)m * n), y2((size_t)m * n);
+    GemmArgs a;
+    a.m = m;
+    a.x = x.data();
+    a.act = ActQuant::kPerToken;
+    SetNumThreads(1);
+    a.y = y1.data();
+    CHECK(GemmW4A8LowRankInt8(*packed, f.term(k, r, n), a) == Status::kOk, "fused, 1 thread");
+    SetNumThreads(0);
+    a.y = y2.data();
+    CHECK(GemmW4A8LowRankInt8(*packed, f.term(k, r, n), a) == Status::kOk, "fused, all threads");
+    CHECK(y1 == y2, "fused m=%d: results differ between 1 and %d threads", m, NumThreads());
   }
 }
 

@@ -2,7 +2,8 @@
 // numerics): two exact integer products (dispatch table: int8_dots, int8_rows_add) on the per-token
 // int8 activations, with the rank-r intermediate requantized per token in between. Also the scalar
 // building blocks, the scalar reference twin, the row quantizer, and GemmW4A8LowRankInt8, which
-// runs the term inside the GEMM call on the activations the GEMM has quantized.
+// runs the term inside the GEMM call on the activations the GEMM has quantized (prefill: inside the
+// GEMM's quantizing tasks and tiles; decode: as side tasks and a round of its own).
 #include <algorithm>
 #include <cmath>
 #include <new>
@@ -100,17 +101,26 @@ class TermRun {
     const int32_t c0 = 4 * (int32_t)((int64_t)groups * cc / chunks);
     const int32_t c1 = std::min(lr_.r, 4 * (int32_t)((int64_t)groups * (cc + 1) / chunks));
     if (c1 <= c0) return;
-    for (int32_t tb = tb0; tb < tb1; ++tb) {
-      const int32_t t0 = 4 * tb, t1 = std::min(m_, t0 + 4);
-      int32_t xsum[4];
-      for (int32_t t = t0; t < t1; ++t) {
-        int32_t sum = 0;
-        for (int32_t b = 0; b < acts.blocks; ++b) sum += acts.sum[(size_t)t * acts.blocks + b];
-        xsum[t - t0] = sum;
-      }
-      d_.int8_dots(t1 - t0, c1 - c0, lr_.k, acts.q + (size_t)t0 * acts.k_padded, acts.k_padded, xsum,
-                   lr_.ut + (size_t)c0 * lr_.k, lr_.k, dots_ + (size_t)t0 * lr_.r + c0, lr_.r);
-    }
+    for (int32_t tb = tb0; tb < tb1; ++tb) DotsBlock(4 * tb, std::min(m_, 4 * tb + 4), c0, c1, acts);
+  }
+
+  // Prefill runs the term inside the GEMM's two rounds instead (RowsQuantized, TileWritten: no third
+  // round, no second pass over y) where every thread gets a quantizing task and the tiles are tall
+  // enough to keep a slice of V busy; decode keeps Dots' finer split over rank components.
+  bool InTiles() const { return m_ >= 16 && (m_ + w4a8k::kQuantRows - 1) / w4a8k::kQuantRows >= NumThreads(); }
+
+  // Tokens [t0, t1) just quantized, still in cache: their dots and requantized intermediate.
+  void RowsQuantized(int32_t t0, int32_t t1, const QuantizedActs& acts) const {
+    for (int32_t t = t0; t < t1; t += 4) DotsBlock(t, std::min(t1, t + 4), 0, lr_.r, acts);
+    Requantize(acts, t0, t1);
+  }
+
+  // y's block [t0, t1) x [j0, j1), just written by the GEMM (bias included), += w V: the same fma per
+  // element as Finish, on the block while it is in cache.
+  void TileWritten(int32_t t0, int32_t t1, int32_t j0, int32_t j1, float* y) const {
+    if (t1 > t0 && j1 > j0)
+      d_.int8_rows_add(t1 - t0, j1 - j0, lr_.r, wq_ + (size_t)t0 * r4_, r4_, wsum_ + t0, lr_.v + j0, lr_.n, wscale_ + t0,
+                       y + (size_t)t0 * lr_.n + j0, lr_.n);
   }
 
   // w = the dots scaled (fp32, fixed order), requantized per token; then y += w V on the pool.
@@ -132,6 +142,18 @@ class TermRun {
         d_.int8_rows_add(t1 - t0, j1 - j0, lr_.r, wq_ + (size_t)t0 * r4_, r4_, wsum_ + t0, lr_.v + j0, n, wscale_ + t0,
                          y + (size_t)t0 * n + j0, n);
     });
+  }
+
+  // Tokens [t0, t1) (at most 4): dots with rank components [c0, c1).
+  void DotsBlock(int32_t t0, int32_t t1, int32_t c0, int32_t c1, const QuantizedActs& acts) const {
+    int32_t xsum[4];
+    for (int32_t t = t0; t < t1; ++t) {
+      int32_t sum = 0;
+      for (int32_t b = 0; b < acts.blocks; ++b) sum += acts.sum[(size_t)t * acts.blocks + b];
+      xsum[t - t0] = sum;
+    }
+    d_.int8_dots(t1 - t0, c1 - c0, lr_.k, acts.q + (size_t)t0 * acts.k_padded, acts.k_padded, xsum,
+                 lr_.ut + (size_t)c0 * lr_.k, lr_.k, dots_ + (size_t)t0 * lr_.r + c0, lr_.r);
   }
 
   // Tokens [t0, t1): w = the dots scaled (fp32, left to right), then quantized per token to int8.
@@ -177,9 +199,8 @@ Status StandaloneImpl(const LowRankInt8Term& lr, int32_t m, const float* x, floa
   TermScratch* s = lease.s;
   const QuantizedActs acts{m, m, k_padded, blocks, Sized(s->xq, (size_t)m * k_padded), Sized(s->x_scale, (size_t)m * blocks),
                            Sized(s->x_sum, (size_t)m * blocks)};
-  constexpr int32_t kQuantRows = 8;
-  ParallelFor((m + kQuantRows - 1) / kQuantRows, [&](int64_t i) {
-    const int32_t m0 = (int32_t)i * kQuantRows, m1 = std::min(m, m0 + kQuantRows);
+  ParallelFor((m + w4a8k::kQuantRows - 1) / w4a8k::kQuantRows, [&](int64_t i) {
+    const int32_t m0 = (int32_t)i * w4a8k::kQuantRows, m1 = std::min(m, m0 + w4a8k::kQuantRows);
     d.quantize_rows(x, lr.k, kBlock, ActQuant::kPerToken, m0, m1, acts);
   });
   TermRun run(lr, m, d, s);
@@ -251,12 +272,17 @@ Status GemmW4A8LowRankInt8(const PackedWeight& w, const LowRankInt8Term& lr, con
     ScratchLease lease((size_t)a.m * (13 * lr.r + 16));
     TermRun run(lr, a.m, DispatchFor(w.isa()), lease.s);
     w4a8k::GemmSideWork side;
-    side.tasks = run.dot_tasks();
-    side.run = [&](int64_t i, const QuantizedActs& acts) { run.Dots(i, acts); };
-    side.after = [&](const QuantizedActs& acts) {
-      run.Finish(acts, a.y);
-      return Status::kOk;
-    };
+    if (run.InTiles()) {
+      side.rows_quantized = [&](int32_t t0, int32_t t1, const QuantizedActs& acts) { run.RowsQuantized(t0, t1, acts); };
+      side.tile_written = [&](int32_t t0, int32_t t1, int32_t j0, int32_t j1) { run.TileWritten(t0, t1, j0, j1, a.y); };
+    } else {
+      side.tasks = run.dot_tasks();
+      side.run = [&](int64_t i, const QuantizedActs& acts) { run.Dots(i, acts); };
+      side.after = [&](const QuantizedActs& acts) {
+        run.Finish(acts, a.y);
+        return Status::kOk;
+      };
+    }
     return w4a8k::GemmW4A8WithSideWork(w, w.isa(), a, side);
   } catch (const std::bad_alloc&) {
     return Status::kOutOfMemory;

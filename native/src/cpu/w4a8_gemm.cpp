@@ -90,10 +90,11 @@ Status GemmImpl(const PackedWeight& w, Isa isa, const GemmArgs& a, const w4a8k::
   const QuantizedActs acts{a.m, m_rows, v.k_padded, v.blocks_per_row, buf.q, buf.scale, buf.sum};
 
   const QuantizeRowsFn quantize_rows = d.quantize_rows;
-  constexpr int32_t kQuantRows = 8;
-  ParallelFor((a.m + kQuantRows - 1) / kQuantRows, [&](int64_t i) {
-    const int32_t m0 = (int32_t)i * kQuantRows, m1 = std::min(a.m, m0 + kQuantRows);
+  const bool rows_hook = side && side->rows_quantized, tile_hook = side && side->tile_written;
+  ParallelFor((a.m + w4a8k::kQuantRows - 1) / w4a8k::kQuantRows, [&](int64_t i) {
+    const int32_t m0 = (int32_t)i * w4a8k::kQuantRows, m1 = std::min(a.m, m0 + w4a8k::kQuantRows);
     quantize_rows(a.x, v.k, v.group_size, a.act, m0, m1, acts);
+    if (rows_hook) side->rows_quantized(m0, m1, acts);
   });
 
   const W4A8TileFn kernel = plan.tile;
@@ -109,6 +110,7 @@ Status GemmImpl(const PackedWeight& w, Isa isa, const GemmArgs& a, const w4a8k::
     const Tile t{rt * rows_per_tile, std::min(a.m, (rt + 1) * rows_per_tile), pt * panels_per_tile,
                  std::min(v.n_panels, (pt + 1) * panels_per_tile)};
     kernel(v, acts, a.bias, a.y, t);
+    if (tile_hook) side->tile_written(t.m0, t.m1, t.p0 * kCpuPanelN, std::min(v.n, t.p1 * kCpuPanelN));
   });
   return side && side->after ? side->after(acts) : Status::kOk;
 }

@@ -43,12 +43,21 @@ void TileAmx(const CpuPackedView& v, const QuantizedActs& a, const float* bias, 
 // Rows per AMX block (two 16-row A tiles); the activation buffer is padded to a multiple of it.
 constexpr int32_t kAmxRows = 32;
 
-// Work that shares a GemmW4A8 call (the fused int8 low-rank term, lowrank_int8.cpp): `run(i)` for i
-// < tasks runs in the same ParallelFor as the tiles, on the call's quantized activations (it must not
-// touch y); `after` runs once the tiles are done, while the activations are still alive.
+// Activation rows per quantizing task of GemmW4A8 (the first of its two pool rounds).
+constexpr int32_t kQuantRows = 8;
+
+// Work that shares a GemmW4A8 call (the fused int8 low-rank term, lowrank_int8.cpp), each hook
+// optional: `rows_quantized(m0, m1)` runs in the quantizing task right after it wrote activation rows
+// [m0, m1) (it may read only those); `run(i)` for i < tasks runs in the same ParallelFor as the tiles,
+// on the call's quantized activations (it must not touch y); `tile_written(m0, m1, j0, j1)` runs in a
+// tile's task right after the kernel wrote y's rows [m0, m1) x columns [j0, j1), while they are in
+// cache (it may update only those); `after` runs once the tiles are done, while the activations are
+// still alive.
 struct GemmSideWork {
+  std::function<void(int32_t, int32_t, const QuantizedActs&)> rows_quantized;
   int64_t tasks = 0;
   std::function<void(int64_t, const QuantizedActs&)> run;
+  std::function<void(int32_t, int32_t, int32_t, int32_t)> tile_written;
   std::function<Status(const QuantizedActs&)> after;
 };
 Status GemmW4A8WithSideWork(const PackedWeight& w, Isa isa, const GemmArgs& a, const GemmSideWork& side);
