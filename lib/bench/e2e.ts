@@ -14,7 +14,6 @@
 //   of one token each, feeding the cache back, including the argmax. Medians over rounds.
 // - Prompts are seeded random token ids after BOS (1): speed does not depend on the text, and a
 //   random-weight model has no text to prefer.
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -25,6 +24,7 @@ import type { Engine } from '../ort/engine_session';
 import { type CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { type Progress, silentProgress } from '../util/progress';
 import { W4A8Error } from '../util/errors';
+import { runJsonChild } from '../util/json_child';
 import { cpuModel } from './cpu';
 import { elapsedMs, summarize, type Timing } from './stats';
 
@@ -158,32 +158,7 @@ function memoryInChild(job: MemoryJob, cancel: CancelToken): Promise<MemoryResul
   const built = path.resolve(__dirname, '..', '..', 'dist', 'bench', 'e2e.js');
   const script = `require(${JSON.stringify(built)}).runMemoryJob(${JSON.stringify(job)}).then(
     (r) => process.stdout.write(JSON.stringify(r)), (e) => { process.stderr.write(String(e && e.message || e)); process.exit(1); })`;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const poll = setInterval(() => {
-      if (cancel.isCancelled) child.kill('SIGINT');
-    }, 200);
-    child.on('close', (code) => {
-      clearInterval(poll);
-      if (cancel.isCancelled) {
-        try {
-          cancel.throwIfCancelled();
-        } catch (e) {
-          return reject(e);
-        }
-      }
-      if (code !== 0) return reject(new W4A8Error(`${job.model.variant}: the memory run failed (exit ${code}): ${err.trim().split('\n').pop() ?? ''}`));
-      try {
-        resolve(JSON.parse(out) as MemoryResult);
-      } catch {
-        reject(new W4A8Error(`${job.model.variant}: the memory run printed no result: ${out.slice(0, 200)}`));
-      }
-    });
-  });
+  return runJsonChild<MemoryResult>(script, `${job.model.variant}: the memory run`, cancel);
 }
 
 /** BOS then seeded random ids in [3, vocab): the same prompt for every variant. */

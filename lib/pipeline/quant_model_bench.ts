@@ -5,14 +5,14 @@
 // (VmHWM of that process) is its own and not the largest of the runs before it. A preset
 // is generated first (random weights, lib/import/llama2c_random.ts) into a temporary folder that is
 // removed at the end, with the outputs.
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { importRandomLlama, RANDOM_PRESETS } from '../import/llama2c_random';
 import { numThreads } from '../native/kernels';
 import { type CancelToken, neverCancelled } from '../util/cancel';
-import { UsageError, W4A8Error } from '../util/errors';
+import { UsageError } from '../util/errors';
+import { runJsonChild } from '../util/json_child';
 import { type Progress, silentProgress } from '../util/progress';
 import { cpuModel } from '../bench/cpu';
 
@@ -68,7 +68,7 @@ function folderMb(dir: string): number {
 }
 
 /** Runs quantizeModel in a child process; resolves with its summary and peak RSS. */
-function quantizeInChild(args: Record<string, unknown>, threads: number, cancel: CancelToken): Promise<{ summary: { calibMode?: string; calibTokens: number; layers: unknown[] }; peakRssMb: number }> {
+async function quantizeInChild(args: Record<string, unknown>, threads: number, cancel: CancelToken): Promise<{ summary: { calibMode?: string; calibTokens: number; layers: unknown[] }; peakRssMb: number }> {
   // The built modules (also when this one runs from the TypeScript sources, as in the tests).
   const dist = path.resolve(__dirname, '..', '..', 'dist');
   const script = `
@@ -80,33 +80,8 @@ function quantizeInChild(args: Record<string, unknown>, threads: number, cancel:
       const hwm = /^VmHWM:\\s+(\\d+) kB/m.exec(require('node:fs').readFileSync('/proc/self/status', 'utf8'));
       process.stdout.write(JSON.stringify({ summary: { calibMode: s.calibMode, calibTokens: s.calibTokens, layers: s.layers }, maxRssKb: hwm ? Number(hwm[1]) : NaN }));
     }, (e) => { process.stderr.write(String(e && e.message || e)); process.exit(1); });`;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const poll = setInterval(() => {
-      if (cancel.isCancelled) child.kill('SIGINT');
-    }, 200);
-    child.on('close', (code) => {
-      clearInterval(poll);
-      if (cancel.isCancelled) {
-        try {
-          cancel.throwIfCancelled();
-        } catch (e) {
-          return reject(e);
-        }
-      }
-      if (code !== 0) return reject(new W4A8Error(`quantizing in the child process failed (exit ${code}): ${err.trim().split('\n').pop() ?? ''}`));
-      try {
-        const r = JSON.parse(out) as { summary: { calibMode?: string; calibTokens: number; layers: unknown[] }; maxRssKb: number };
-        resolve({ summary: r.summary, peakRssMb: r.maxRssKb / 1024 });
-      } catch {
-        reject(new W4A8Error(`the quantizing child process printed no summary: ${out.slice(0, 200)}`));
-      }
-    });
-  });
+  const r = await runJsonChild<{ summary: { calibMode?: string; calibTokens: number; layers: unknown[] }; maxRssKb: number }>(script, 'quantizing in the child process', cancel);
+  return { summary: r.summary, peakRssMb: r.maxRssKb / 1024 };
 }
 
 export async function runModelQuantBench(o: ModelBenchOptions): Promise<ModelBenchReport> {

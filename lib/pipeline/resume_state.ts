@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { writeFileAtomic } from '../util/atomic_write';
 import { W4A8Error } from '../util/errors';
 
 const VERSION = 1;
@@ -75,16 +76,6 @@ function decode<T>(json: string, bin: Buffer): T {
   }) as T;
 }
 
-function writeAtomic(file: string, data: string | Uint8Array): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    fs.writeFileSync(tmp, data);
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
-}
 
 interface StateFile {
   version: number;
@@ -155,14 +146,14 @@ export class ResumeState {
     fs.mkdirSync(this.dir, { recursive: true });
     const base = this.file(`block-${String(index).padStart(4, '0')}`);
     const b = encode(snapshot);
-    writeAtomic(`${base}.bin`, b.bin);
-    writeAtomic(`${base}.json`, b.json);
+    writeFileAtomic(`${base}.bin`, b.bin);
+    writeFileAtomic(`${base}.json`, b.json);
     const carriedBase = this.file(`carried-${String(index).padStart(4, '0')}`);
     const c = encode(carried);
-    writeAtomic(`${carriedBase}.bin`, c.bin);
-    writeAtomic(`${carriedBase}.json`, c.json);
+    writeFileAtomic(`${carriedBase}.bin`, c.bin);
+    writeFileAtomic(`${carriedBase}.json`, c.json);
     const state: StateFile = { version: VERSION, fingerprint: this.fingerprint, blocksDone: index + 1 };
-    writeAtomic(this.file('state.json'), JSON.stringify(state));
+    writeFileAtomic(this.file('state.json'), JSON.stringify(state));
     if (index > 0) {
       const previous = this.file(`carried-${String(index - 1).padStart(4, '0')}`);
       fs.rmSync(`${previous}.bin`, { force: true });

@@ -188,15 +188,20 @@ void Int8DotsAvx512(int32_t m, int32_t r, int32_t k, const int8_t* a, int32_t ld
 void Int8RowsAddAvx512(int32_t m, int32_t cols, int32_t r, const int8_t* a, int32_t lda, const int32_t* a_sum,
                        const int8_t* f, int32_t ldf, const float* scale, float* y, int32_t ldy) {
   const int32_t r4 = (r + 3) / 4 * 4;
+  // Tokens [t, t + 4) (fewer at the end): their rows of a and y; returns how many.
+  const auto token_tile = [&](int32_t t, const int8_t** ar, float** yr) {
+    const int mt = m - t < 4 ? m - t : 4;
+    for (int i = 0; i < mt; ++i) {
+      ar[i] = a + (size_t)(t + i) * lda;
+      yr[i] = y + (size_t)(t + i) * ldy;
+    }
+    return mt;
+  };
   if (m <= 4 || r4 > kMaxRegroupedRows) {  // decode, or a rank too large to keep a slice regrouped
     for (int32_t t = 0; t < m; t += 4) {
-      const int mt = m - t < 4 ? m - t : 4;
       const int8_t* ar[4];
       float* yr[4];
-      for (int i = 0; i < mt; ++i) {
-        ar[i] = a + (size_t)(t + i) * lda;
-        yr[i] = y + (size_t)(t + i) * ldy;
-      }
+      const int mt = token_tile(t, ar, yr);
       switch (mt) {
         case 1: RowsFewTokens<1>(ar, a_sum + t, scale + t, r, f, ldf, cols, yr); break;
         case 2: RowsFewTokens<2>(ar, a_sum + t, scale + t, r, f, ldf, cols, yr); break;
@@ -223,13 +228,9 @@ void Int8RowsAddAvx512(int32_t m, int32_t cols, int32_t r, const int8_t* a, int3
         for (int p = 0; p < 4; ++p) _mm512_store_si512((void*)(slice.data() + per_block * ((j - j0) / 64) + c + p), q[p]);
       }
     for (int32_t t = 0; t < m; t += 4) {
-      const int mt = m - t < 4 ? m - t : 4;
       const int8_t* ar[4];
       float* yr[4];
-      for (int i = 0; i < mt; ++i) {
-        ar[i] = a + (size_t)(t + i) * lda;
-        yr[i] = y + (size_t)(t + i) * ldy;
-      }
+      const int mt = token_tile(t, ar, yr);
       for (int32_t j = j0; j < j1; j += 64) {
         const Line64* regrouped = slice.data() + per_block * ((j - j0) / 64);
         switch (mt) {
