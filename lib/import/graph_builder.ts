@@ -4,6 +4,10 @@ import type { NodeProto, TensorProto, ValueInfoProto } from 'onnx-buf';
 import { makeNode, type AttrValue } from '../onnx/build';
 import { makeTensor, DataType } from '../onnx/tensor';
 import { transposeMatrix } from '../native/tensor_layout';
+import { float32ToHalves } from '../native/tensor_codecs';
+
+/** The float type of a built graph's weights, activations and float constants. */
+export type BuiltFloatType = DataType.FLOAT | DataType.FLOAT16;
 
 /** Takes an initializer's values as soon as it is made (e.g. to a side file) and returns the tensor to keep. */
 export type WeightSink = (name: string, dims: number[], data: Float32Array) => TensorProto;
@@ -24,7 +28,14 @@ export class GraphBuilder {
     private readonly sink?: WeightSink,
     private readonly sinkMinElements = 256,
     private readonly transposedSink?: TransposedWeightSink,
+    /** FLOAT16 narrows every float initializer (natively, round to nearest even); the sinks do it for theirs. */
+    readonly floatType: BuiltFloatType = DataType.FLOAT,
   ) {}
+
+  /** An in-memory float initializer of the graph's float type. */
+  private floatTensor(name: string, dims: number[], data: Float32Array): TensorProto {
+    return this.floatType === DataType.FLOAT16 ? makeTensor(name, DataType.FLOAT16, dims, float32ToHalves(data, 'float16')) : makeTensor(name, DataType.FLOAT, dims, data);
+  }
 
   /**
    * Add `opType` with `inputs`; the node is named `${scope}/${opType}` (suffixed when repeated)
@@ -42,14 +53,14 @@ export class GraphBuilder {
     return this.op(scope, opType, inputs, attrs, output ? [output] : 1)[0];
   }
 
-  /** An fp32 initializer (data copied, or handed to the sink). */
+  /** A float initializer from fp32 values (data copied, or handed to the sink). */
   addFloat(name: string, dims: number[], data: Float32Array): string {
     const toSink = this.sink !== undefined && data.length >= this.sinkMinElements;
-    this.initializers.push(toSink ? this.sink!(name, dims, data) : makeTensor(name, DataType.FLOAT, dims, data));
+    this.initializers.push(toSink ? this.sink!(name, dims, data) : this.floatTensor(name, dims, data));
     return name;
   }
 
-  /** An fp32 initializer holding the transpose of `src` ([rows, cols] -> [cols, rows]); streamed when a transposed sink is set. */
+  /** A float initializer holding the transpose of `src` ([rows, cols] -> [cols, rows]); streamed when a transposed sink is set. */
   async addFloatTransposed(name: string, src: Float32Array, rows: number, cols: number): Promise<string> {
     if (this.transposedSink && src.length >= this.sinkMinElements) this.initializers.push(await this.transposedSink(name, src, rows, cols));
     else this.addFloat(name, [cols, rows], await transposeMatrix(src, rows, cols));
@@ -63,10 +74,10 @@ export class GraphBuilder {
     return name;
   }
 
-  /** An fp32 scalar constant. Repeated calls with one name share it. */
+  /** A float scalar constant of the graph's float type. Repeated calls with one name share it. */
   addScalar(name: string, value: number): string {
     if (this.reuse(name, `float ${value}`)) return name;
-    this.initializers.push(makeTensor(name, DataType.FLOAT, [], Float32Array.of(value)));
+    this.initializers.push(this.floatTensor(name, [], Float32Array.of(value)));
     return name;
   }
 

@@ -2,8 +2,9 @@
 // `forward` computes, for every new position at once, with a key/value cache in the names
 // Optimum and ONNX Runtime GenAI use: input_ids, attention_mask, position_ids and
 // past_key_values.N.key|value in; logits and present.N.key|value out. An empty past (length 0)
-// scores a whole sequence from scratch. Linear layers are MatMuls with [in, out] fp32
+// scores a whole sequence from scratch. Linear layers are MatMuls with [in, out] float
 // initializers, as those exports have them, so the quantizer finds them the same way in every model.
+// The builder's float type makes it an fp32 or an fp16 model (fp16 weights, activations and cache).
 import { makeValueInfo, makeModel } from '../onnx/build';
 import type { OnnxModel } from '../onnx/model';
 import { DataType } from '../onnx/tensor';
@@ -67,13 +68,13 @@ export async function buildLlama2cModel(ckpt: Llama2cWeights, progress?: Progres
   g.inputs.push(makeValueInfo('attention_mask', DataType.INT64, ['batch_size', total]));
   g.inputs.push(makeValueInfo('position_ids', DataType.INT64, ['batch_size', 'sequence_length']));
   for (let l = 0; l < c.nLayers; l++) {
-    g.inputs.push(makeValueInfo(pastKeyName(l), DataType.FLOAT, ['batch_size', c.nKvHeads, past, c.headSize]));
-    g.inputs.push(makeValueInfo(pastValueName(l), DataType.FLOAT, ['batch_size', c.nKvHeads, past, c.headSize]));
+    g.inputs.push(makeValueInfo(pastKeyName(l), g.floatType, ['batch_size', c.nKvHeads, past, c.headSize]));
+    g.inputs.push(makeValueInfo(pastValueName(l), g.floatType, ['batch_size', c.nKvHeads, past, c.headSize]));
   }
-  g.outputs.push(makeValueInfo('logits', DataType.FLOAT, ['batch_size', 'sequence_length', c.vocabSize]));
+  g.outputs.push(makeValueInfo('logits', g.floatType, ['batch_size', 'sequence_length', c.vocabSize]));
   for (let l = 0; l < c.nLayers; l++) {
-    g.outputs.push(makeValueInfo(presentKeyName(l), DataType.FLOAT, ['batch_size', c.nKvHeads, total, c.headSize]));
-    g.outputs.push(makeValueInfo(presentValueName(l), DataType.FLOAT, ['batch_size', c.nKvHeads, total, c.headSize]));
+    g.outputs.push(makeValueInfo(presentKeyName(l), g.floatType, ['batch_size', c.nKvHeads, total, c.headSize]));
+    g.outputs.push(makeValueInfo(presentValueName(l), g.floatType, ['batch_size', c.nKvHeads, total, c.headSize]));
   }
 
   g.addFloat('tok_embeddings.weight', [c.vocabSize, c.dim], ckpt.read('token_embedding_table'));

@@ -15,6 +15,7 @@ import { placeholderLlama2cTokenizer, PLACEHOLDER_MIN_VOCAB } from '../tokenize/
 import { checkpointLayout, type Llama2cConfig } from './llama2c_checkpoint';
 import { buildLlama2cModel, type Llama2cWeights } from './llama2c_graph';
 import { GraphBuilder } from './graph_builder';
+import { DataType } from '../onnx/dtype';
 
 /** A preset's shape: the llama2.c header fields (the derived ones follow from these). */
 export type RandomLlamaShape = Pick<Llama2cConfig, 'dim' | 'hiddenDim' | 'nLayers' | 'nHeads' | 'nKvHeads' | 'vocabSize' | 'seqLen'>;
@@ -26,11 +27,16 @@ export const RANDOM_PRESETS: Readonly<Record<string, RandomLlamaShape>> = {
   'tiny-260k': { dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, vocabSize: 512, seqLen: 512 },
 };
 
+export const RANDOM_MODEL_DTYPES = ['float32', 'float16'] as const;
+export type RandomModelDtype = (typeof RANDOM_MODEL_DTYPES)[number];
+
 export interface RandomImportOptions {
   /** Override the preset's layer count. */
   layers?: number;
   /** Seed of the weights (default 0); one seed gives the same model bytes. */
   seed?: number;
+  /** Weights, activations and cache in float32 (default) or float16, as an fp16 export has them. */
+  dtype?: RandomModelDtype;
   progress?: Progress;
 }
 
@@ -41,6 +47,7 @@ export interface RandomImportResult {
   config: Llama2cConfig;
   preset: string;
   seed: number;
+  dtype: RandomModelDtype;
 }
 
 /** The seed of one tensor: the model seed, the tensor's place in the layout and its layer. */
@@ -93,6 +100,9 @@ export async function importRandomLlama(preset: string, outDir: string, opts: Ra
   if (typeof outDir !== 'string' || outDir.length === 0) throw new TypeError(`Expected a non-empty path for outDir but received ${String(outDir)}`);
   const nLayers = opts.layers === undefined ? shape.nLayers : positiveInt('layers', opts.layers, 1);
   const seed = opts.seed === undefined ? 0 : positiveInt('seed', opts.seed, 0);
+  const dtype = opts.dtype ?? 'float32';
+  if (!(RANDOM_MODEL_DTYPES as readonly unknown[]).includes(dtype)) throw new RangeError(`Expected dtype to be one of ${RANDOM_MODEL_DTYPES.join(', ')} but received ${String(dtype)}`);
+  const floatType = dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
   if (shape.vocabSize < PLACEHOLDER_MIN_VOCAB) throw new Error(`preset ${preset} has a vocabulary too small for a llama2.c tokenizer`);
   const config: Llama2cConfig = {
     ...shape,
@@ -111,15 +121,16 @@ export async function importRandomLlama(preset: string, outDir: string, opts: Ra
   const outputs = new OutputSet(modelPath);
   const staged = new Map([dataPath, tokenizerPath].map((p) => [p, outputs.staged(outputs.add(p))]));
   staged.set(modelPath, outputs.staged(modelPath));
-  const side = new ImportSideFile(staged.get(dataPath)!, dataName);
+  const side = new ImportSideFile(staged.get(dataPath)!, dataName, undefined, floatType);
   try {
-    const g = new GraphBuilder((name, dims, data) => side.write(name, dims, data), undefined, (name, src, rows, cols) => side.writeTransposed(name, src, rows, cols));
-    const model = await buildLlama2cModel(new RandomWeights(config, seed), opts.progress, g, `random weights, preset ${preset}, seed ${seed}`);
+    const g = new GraphBuilder((name, dims, data) => side.write(name, dims, data), undefined, (name, src, rows, cols) => side.writeTransposed(name, src, rows, cols), floatType);
+    const label = `random weights, preset ${preset}, seed ${seed}${dtype === 'float16' ? ', float16' : ''}`;
+    const model = await buildLlama2cModel(new RandomWeights(config, seed), opts.progress, g, label);
     side.finish();
     fs.writeFileSync(staged.get(modelPath)!, modelBytes(model));
     fs.writeFileSync(staged.get(tokenizerPath)!, placeholderLlama2cTokenizer(config.vocabSize));
     outputs.commit();
-    return { modelPath, dataPath, tokenizerPath, config, preset, seed };
+    return { modelPath, dataPath, tokenizerPath, config, preset, seed, dtype };
   } finally {
     side.close();
     outputs.abort(); // no-op once committed

@@ -1,4 +1,4 @@
-// The importers' side file: fp32 weights go to the (staged) side file as soon as they are made,
+// The importers' side file: weights (fp32, or narrowed to fp16) go to the (staged) side file as soon as they are made,
 // each at the next aligned offset, and the graph keeps external references, so an import holds
 // about one tensor at a time however large the model. A weight that must be transposed is
 // written in blocks of source rows, so its transpose never exists whole in memory either.
@@ -7,6 +7,7 @@ import type { TensorProto } from 'onnx-buf';
 import { DataType, makeExternalTensor } from '../onnx/tensor';
 import { EXTERNAL_ALIGNMENT, writeAll } from '../onnx/external_data';
 import { transposeMatrix } from '../native/tensor_layout';
+import { float32ToHalves } from '../native/tensor_codecs';
 
 /** Values per transposed block (64 MiB of fp32). */
 const BLOCK_VALUES = 16 * 2 ** 20;
@@ -21,8 +22,19 @@ export class ImportSideFile {
     readonly location: string,
     /** Values per transposed block (tests lower it). */
     private readonly blockValues = BLOCK_VALUES,
+    /** FLOAT16 narrows each tensor as it is written (natively, round to nearest even). */
+    readonly dataType: DataType.FLOAT | DataType.FLOAT16 = DataType.FLOAT,
   ) {
     this.fd = fs.openSync(stagedPath, 'w');
+  }
+
+  private get elementBytes(): number {
+    return this.dataType === DataType.FLOAT16 ? 2 : 4;
+  }
+
+  private bytesOf(values: Float32Array): Uint8Array {
+    const v = this.dataType === DataType.FLOAT16 ? float32ToHalves(values, 'float16') : values;
+    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
   }
 
   private next(length: number): number {
@@ -38,10 +50,10 @@ export class ImportSideFile {
 
   /** Writes `data` as the tensor `name` [dims] and returns its external reference. */
   write(name: string, dims: number[], data: Float32Array): TensorProto {
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const bytes = this.bytesOf(data);
     const at = this.next(bytes.length);
     writeAll(this.descriptor, bytes, at);
-    return makeExternalTensor(name, DataType.FLOAT, dims, this.location, at, bytes.length);
+    return makeExternalTensor(name, this.dataType, dims, this.location, at, bytes.length);
   }
 
   /**
@@ -49,16 +61,17 @@ export class ImportSideFile {
    * source rows are transposed natively and each of their rows lands at its place in the file.
    */
   async writeTransposed(name: string, src: Float32Array, rows: number, cols: number): Promise<TensorProto> {
-    const at = this.next(rows * cols * 4);
+    const e = this.elementBytes;
+    const at = this.next(rows * cols * e);
     const blockRows = Math.max(1, Math.min(rows, Math.floor(this.blockValues / Math.max(cols, 1))));
     for (let r0 = 0; r0 < rows; r0 += blockRows) {
       const r = Math.min(blockRows, rows - r0);
       const t = await transposeMatrix(src.subarray(r0 * cols, (r0 + r) * cols), r, cols); // [cols, r]
-      const bytes = new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
+      const bytes = this.bytesOf(t);
       if (r === rows) writeAll(this.descriptor, bytes, at);
-      else for (let c = 0; c < cols; c++) writeAll(this.descriptor, bytes.subarray(c * r * 4, (c + 1) * r * 4), at + (c * rows + r0) * 4);
+      else for (let c = 0; c < cols; c++) writeAll(this.descriptor, bytes.subarray(c * r * e, (c + 1) * r * e), at + (c * rows + r0) * e);
     }
-    return makeExternalTensor(name, DataType.FLOAT, [cols, rows], this.location, at, rows * cols * 4);
+    return makeExternalTensor(name, this.dataType, [cols, rows], this.location, at, rows * cols * e);
   }
 
   /** fsyncs and closes. */

@@ -14,15 +14,15 @@ const describeIf = missing.length === 0 ? describe : describe.skip;
 describeIf('bench quant --model', () => {
   beforeAll(assertBuiltCli);
 
-  test('quantizes the tiny-260k preset with RTN and GPTQ, reporting wall time and peak RSS per method, and leaves nothing behind', () => {
+  test('quantizes the tiny-260k preset (fp16) with RTN and GPTQ, reporting wall time and peak RSS per method, runs each result in ORT, and leaves nothing behind', () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-bench-quant-model-test-'));
     try {
-      const r = spawnSync(process.execPath, [BIN, 'bench', 'quant', '--model', 'tiny-260k', '--layers', '2', '--methods', 'rtn,gptq', '--tokens', '512', '--calib', CALIB_TEXT, '--json', '--quiet'],
+      const r = spawnSync(process.execPath, [BIN, 'bench', 'quant', '--model', 'tiny-260k', '--dtype', 'float16', '--layers', '2', '--methods', 'rtn,gptq', '--tokens', '512', '--calib', CALIB_TEXT, '--json', '--quiet'],
         { encoding: 'utf8', env: { ...process.env, TMPDIR: tmp, NO_COLOR: '1' }, timeout: 300_000 });
       expect(r.stderr).not.toMatch(/error/i);
       expect(r.status).toBe(0);
       const report = JSON.parse(r.stdout);
-      expect(report.model).toBe('tiny-260k (random weights, 2 layers)');
+      expect(report.model).toBe('tiny-260k (random weights, float16, 2 layers)');
       expect(report.rows.map((x: { method: string }) => x.method)).toEqual(['rtn', 'gptq']);
       const [rtn, gptq] = report.rows;
       // 7 linear layers per block; the logits projection stays in float by default.
@@ -33,6 +33,10 @@ describeIf('bench quant --model', () => {
         expect(x.peakRssMb).toBeGreaterThan(30);
         expect(x.peakRssMb).toBeLessThan(2000);
         expect(x.outputMb).toBeGreaterThanOrEqual(0);
+        // The quantized model ran in ONNX Runtime: a greedy generation of up to 4 tokens (seed 0 weights).
+        expect(x.ortCheck.newTokens).toBeGreaterThanOrEqual(1);
+        expect(x.ortCheck.newTokens).toBeLessThanOrEqual(4);
+        expect(x.ortCheck.seconds).toBeGreaterThan(0);
       }
       expect(rtn.calibMode).toBeUndefined();
       expect(gptq.calibMode).toBe('all');
@@ -50,5 +54,8 @@ describeIf('bench quant --model', () => {
     const none = spawnSync(process.execPath, [BIN, 'bench', 'quant', '--model', '/nonexistent/model.onnx', '--methods', 'rtn'], { encoding: 'utf8' });
     expect(none.status).toBe(2);
     expect(none.stderr).toMatch(/neither a preset .* nor an existing file/);
+    const dtype = spawnSync(process.execPath, [BIN, 'bench', 'quant', '--dtype', 'float16'], { encoding: 'utf8' });
+    expect(dtype.status).toBe(2);
+    expect(dtype.stderr).toMatch(/--dtype goes with bench quant --model <preset>/);
   });
 });

@@ -8,6 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { SHARED_DIR } from '../helpers/shared_paths';
 import { assertBuiltCli, BIN } from '../helpers/built_cli';
+import { loadModel } from '../../lib/onnx/model';
+import { DataType, tensorToFloat32 } from '../../lib/onnx/tensor';
 
 const STORIES = path.join(SHARED_DIR, 'models', 'stories260K');
 const GPT2_MODEL = path.join(SHARED_DIR, 'models', 'tiny-random-gpt2-fp32', 'past.onnx');
@@ -200,6 +202,48 @@ describe('w4a8 import llama2c --random', () => {
     const data = (d: string) => fs.readFileSync(path.join(d, 'model.onnx_data'));
     expect(data(again).equals(data(out))).toBe(true);
     expect(data(other).equals(data(out))).toBe(false);
+  });
+
+  it('--dtype float16 writes the same weights narrowed to fp16, with fp16 activations and cache, and ORT runs it with and without the cache', () => {
+    const seed = 3;
+    console.log(`seed ${seed}`);
+    const f32 = path.join(dir, 'f32');
+    const f16 = path.join(dir, 'f16');
+    expect(w4a8(['import', 'llama2c', '--random', 'tiny-260k', '--layers', '2', '--seed', String(seed), '-o', f32, '--quiet']).status).toBe(0);
+    const r = w4a8(['import', 'llama2c', '--random', 'tiny-260k', '--layers', '2', '--seed', String(seed), '--dtype', 'float16', '-o', f16, '--json', '--quiet']);
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout).dtype).toBe('float16');
+    const m32 = loadModel(path.join(f32, 'model.onnx'));
+    const m16 = loadModel(path.join(f16, 'model.onnx'));
+    const floats16 = m16.proto.graph!.initializer.filter((t) => t.dataType === DataType.FLOAT16);
+    // Every float initializer (weights, norms, RoPE tables, scalar constants) and every float input/output is fp16.
+    expect(m16.proto.graph!.initializer.filter((t) => t.dataType === DataType.FLOAT)).toEqual([]);
+    expect(floats16.length).toBe(m32.proto.graph!.initializer.filter((t) => t.dataType === DataType.FLOAT).length);
+    for (const v of [...m16.proto.graph!.input, ...m16.proto.graph!.output]) {
+      const elem = v.type?.value.case === 'tensorType' ? v.type.value.value.elemType : undefined;
+      if (v.name !== 'input_ids' && v.name !== 'attention_mask' && v.name !== 'position_ids') expect([v.name, elem]).toEqual([v.name, DataType.FLOAT16]);
+    }
+    // The same values as the fp32 import, rounded to fp16 (relative step 2^-11; tiny values keep an absolute floor).
+    const byName = new Map(m32.proto.graph!.initializer.map((t) => [t.name, t]));
+    let compared = 0;
+    for (const t of floats16) {
+      const want = tensorToFloat32(m32, byName.get(t.name)!);
+      const got = tensorToFloat32(m16, t);
+      expect(got.length).toBe(want.length);
+      for (let i = 0; i < want.length; i++) {
+        if (!Number.isFinite(want[i])) expect(got[i]).toBe(want[i]);
+        else if (Math.abs(got[i] - want[i]) > Math.abs(want[i]) * 2 ** -11 + 2 ** -24) throw new Error(`${t.name}[${i}]: fp16 ${got[i]} vs fp32 ${want[i]}`);
+      }
+      compared += want.length;
+    }
+    expect(compared).toBeGreaterThan(100_000);
+    expect(fs.statSync(path.join(f16, 'model.onnx_data')).size).toBeLessThan(fs.statSync(path.join(f32, 'model.onnx_data')).size * 0.55);
+    const g = expectSameWithAndWithoutCache([path.join(f16, 'model.onnx'), '--prompt', 'hello', '--max-new-tokens', '16']);
+    expect(g.newTokens).toBeGreaterThan(0);
+    // --dtype is an option of --random only.
+    const stray = w4a8(['import', 'llama2c', 'x.bin', '-t', 'tok.bin', '--dtype', 'float16', '-o', path.join(dir, 'z')]);
+    expect(stray.status).toBe(2);
+    expect(oneErrorLine(stray.stderr)).toMatch(/--dtype go with --random/);
   });
 
   it('refuses an unknown preset and a checkpoint given with --random (exit 2)', () => {

@@ -13,6 +13,7 @@ import { quantBenchTable } from '../../bench/quant_report';
 import type { CommandContext } from '../run_command';
 import { applyThreads, MAX_THREADS } from '../threads_option';
 import { benchE2e, benchE2eOptions, type BenchE2eArgs } from './bench_e2e';
+import { RANDOM_MODEL_DTYPES, type RandomModelDtype } from '../../import/llama2c_random';
 import { MODEL_BENCH_METHODS, modelQuantBenchTable, runModelQuantBench, type ModelBenchMethod } from '../../pipeline/quant_model_bench';
 import { integerOption } from '../numeric_options';
 import { sharedDir } from '../../pipeline/demo_assets';
@@ -35,6 +36,7 @@ interface BenchArgs extends CommonArgs, BenchE2eArgs {
   'ort-spinning': 'on' | 'off';
   methods: string;
   calib?: string;
+  dtype?: RandomModelDtype;
 }
 
 // Named shape sets for --shapes (K x N of a decoder layer's projections and the LM head).
@@ -92,10 +94,12 @@ export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
       .option('hidden', { type: 'number', default: LLAMA7B.hidden, describe: 'quant: hidden size (smaller for a quick run)' })
       .option('intermediate', { type: 'number', default: LLAMA7B.intermediate, describe: 'quant: MLP size' })
       .option('methods', { type: 'string', default: MODEL_BENCH_METHODS.join(','), describe: `quant --model: methods to run, comma-separated (${MODEL_BENCH_METHODS.join(', ')})` })
-      .option('calib', { type: 'string', describe: 'quant --model: calibration text (default ../shared/data/tinystories/calib.txt)' }) as never,
+      .option('calib', { type: 'string', describe: 'quant --model: calibration text (default ../shared/data/tinystories/calib.txt)' })
+      .option('dtype', { type: 'string', choices: RANDOM_MODEL_DTYPES, describe: 'quant --model <preset>: float32 (default) or float16 weights' }) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       applyThreads(args.threads);
+      if (args.dtype !== undefined && !(args.target === 'quant' && args.model !== undefined)) throw new UsageError('--dtype goes with bench quant --model <preset>');
       const json: Record<string, unknown> = {};
       if (args.target === 'cpu' || args.target === 'all') json.cpu = await benchCpu(args, ctx);
       if (args.target === 'quant' || args.target === 'all') json.quant = await benchQuant(args, ctx);
@@ -134,7 +138,7 @@ async function benchQuantModel(args: BenchArgs, ctx: CommandContext, calibTokens
   const layers = args.layers === undefined ? undefined : integerOption('layers', args.layers, 1, 1024);
   const calib = args.calib ?? path.join(sharedDir(), 'data', 'tinystories', 'calib.txt');
   const report = await runModelQuantBench({
-    model: args.model!, layers, methods: methods as ModelBenchMethod[], calib, calibTokens, threads: args.threads ?? numThreads(), progress: ctx.progress, cancel: ctx.cancel,
+    model: args.model!, layers, dtype: args.dtype, methods: methods as ModelBenchMethod[], calib, calibTokens, threads: args.threads ?? numThreads(), progress: ctx.progress, cancel: ctx.cancel,
   });
   const command = `w4a8 ${process.argv.slice(2).join(' ')}`;
   if (!ctx.json) {

@@ -6,7 +6,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { runCommand, CommonArgs } from '../run_command';
 import { UsageError } from '../../util/errors';
 import { importLlama2c } from '../../import/llama2c';
-import { importRandomLlama, RANDOM_PRESETS } from '../../import/llama2c_random';
+import { importRandomLlama, RANDOM_MODEL_DTYPES, RANDOM_PRESETS, type RandomModelDtype } from '../../import/llama2c_random';
 import { integerOption } from '../numeric_options';
 
 interface ImportLlama2cArgs extends CommonArgs {
@@ -16,6 +16,7 @@ interface ImportLlama2cArgs extends CommonArgs {
   random?: string;
   layers?: number;
   seed: number;
+  dtype?: RandomModelDtype;
 }
 
 const llama2cCommand: CommandModule<CommonArgs, ImportLlama2cArgs> = {
@@ -28,16 +29,18 @@ const llama2cCommand: CommandModule<CommonArgs, ImportLlama2cArgs> = {
       .option('random', { type: 'string', choices: Object.keys(RANDOM_PRESETS), describe: 'no checkpoint: random weights in this shape' })
       .option('layers', { type: 'number', describe: "with --random: this many layers instead of the preset's" })
       .option('seed', { type: 'number', default: 0, describe: 'with --random: seed of the weights' })
+      .option('dtype', { type: 'string', choices: RANDOM_MODEL_DTYPES, describe: 'with --random: float32 (default) or float16 weights, activations and cache' })
       .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'output folder (model.onnx and the tokenizer go there)' })
       .example('$0 import llama2c stories260K.bin -t tok512.bin -o models/stories260K', '')
-      .example('$0 import llama2c --random tinyllama-1.1b -o models/tinyllama-random', '') as Argv<ImportLlama2cArgs>,
+      .example('$0 import llama2c --random tinyllama-1.1b -o models/tinyllama-random', '')
+      .example('$0 import llama2c --random llama-7b --dtype float16 -o models/llama7b-fp16', '') as Argv<ImportLlama2cArgs>,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       if (args.random !== undefined) {
         if (args.checkpoint !== undefined || args.tokenizer !== undefined) throw new UsageError('--random makes its own weights and tokenizer; give no checkpoint or --tokenizer');
         const layers = args.layers === undefined ? undefined : integerOption('layers', args.layers, 1);
         const seed = integerOption('seed', args.seed, 0);
-        const r = await importRandomLlama(args.random, args.output, { layers, seed, progress: ctx.progress });
+        const r = await importRandomLlama(args.random, args.output, { layers, seed, dtype: args.dtype, progress: ctx.progress });
         if (ctx.json) {
           ctx.out(JSON.stringify(r));
           return;
@@ -46,12 +49,12 @@ const llama2cCommand: CommandModule<CommonArgs, ImportLlama2cArgs> = {
         ctx.out(`model: ${r.modelPath} (weights in ${r.dataPath})`);
         ctx.out(`tokenizer: ${r.tokenizerPath} (placeholder pieces)`);
         ctx.out(
-          `config: preset ${r.preset}, seed ${r.seed}: dim ${c.dim}, hidden ${c.hiddenDim}, ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} kv), ` +
+          `config: preset ${r.preset}, seed ${r.seed}, ${r.dtype}: dim ${c.dim}, hidden ${c.hiddenDim}, ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} kv), ` +
             `vocab ${c.vocabSize}, seq_len ${c.seqLen}`,
         );
         return;
       }
-      if (args.layers !== undefined || args.seed !== 0) throw new UsageError('--layers and --seed go with --random');
+      if (args.layers !== undefined || args.seed !== 0 || args.dtype !== undefined) throw new UsageError('--layers, --seed and --dtype go with --random');
       if (!args.checkpoint) throw new UsageError('give a llama2.c checkpoint, or --random <preset>');
       if (!args.tokenizer) throw new UsageError('give the checkpoint\'s tokenizer with --tokenizer <tok*.bin>');
       const result = await importLlama2c(args.checkpoint, args.tokenizer, args.output, ctx.progress);
