@@ -2,7 +2,7 @@
 import { stderrColors as pc } from '../util/colors';
 import { UsageError, W4A8Error, CancelledError } from '../util/errors';
 import { chooseProgressMode, createProgress, Progress } from '../util/progress';
-import { CancelToken, signalPoint, withSignals } from '../util/cancel';
+import { CancelToken, markCommandFinished, signalPoint, withSignals } from '../util/cancel';
 
 export interface CommonArgs {
   json: boolean;
@@ -45,6 +45,8 @@ export async function runCommand(args: CommonArgs, body: (ctx: CommandContext) =
     progress.stop();
     reportFailure(err);
   }
+  markCommandFinished();
+  signalPoint('finished');
 }
 
 export { W4A8Error, UsageError };

@@ -59,15 +59,23 @@ export function runAbortCleanups(): void {
 // One set of handlers per process. The CLI installs them before it parses arguments (or loads
 // the commands), so a signal at any point after start-up gets its exit code and the cleanups: while
 // a command body runs, the first signal cancels its token (stop at the next safe point); with no body
-// running (argument parsing, start-up, after the body returned) there is nothing to stop gracefully,
-// so it runs the cleanups and exits at once, as a second signal always does.
+// running (argument parsing, start-up) there is nothing to stop gracefully, so it runs the cleanups
+// and exits at once, as a second signal always does. Once the command has finished (its output
+// committed or its failure reported), a signal only ends the process early with the command's own
+// exit code: saying "stopped, nothing written" then would be false.
 const activeTokens = new Set<CancelToken>();
 let signalCount = 0;
+let commandFinished = false;
 let handlersInstalled = false;
 let handlersPermanent = false;
 
 function onStopSignal(sig: StopSignal): void {
   signalCount++;
+  if (commandFinished && activeTokens.size === 0) {
+    const code = typeof process.exitCode === 'number' ? process.exitCode : 0;
+    process.stderr.write(`w4a8: warning: ${sig === 'SIGINT' ? 'Ctrl-C' : sig} after the command had finished: exiting with its own status (${code})\n`);
+    process.exit(code);
+  }
   if (signalCount > 1 || activeTokens.size === 0) {
     runAbortCleanups();
     const what = sig === 'SIGINT' ? 'interrupted (Ctrl-C)' : `stopped by ${sig}`;
@@ -102,6 +110,11 @@ export function installStopSignals(): void {
   handlersPermanent = true;
 }
 
+/** The CLI's command has finished (written its output or reported its failure): see onStopSignal. */
+export function markCommandFinished(): void {
+  commandFinished = true;
+}
+
 /** A token cancelled by SIGINT, SIGTERM or SIGHUP while `fn` runs. */
 export async function withSignals<T>(fn: (token: CancelToken) => Promise<T>): Promise<T> {
   const token = new CancelToken();
@@ -119,7 +132,8 @@ export async function withSignals<T>(fn: (token: CancelToken) => Promise<T>): Pr
  * Test hook for signals at chosen points of a real run: when W4A8_SIGNAL_AT is "<point>:<SIGNAL>"
  * (e.g. "model-loaded:SIGTERM", or "...:SIGTERM*2" for two), the process sends itself that signal
  * when it reaches the point. Points: "start" (before argument parsing), "command" (arguments
- * parsed, before the command body), "staged" (output lock and staging folder made), "model-loaded".
+ * parsed, before the command body), "staged" (output lock and staging folder made), "model-loaded",
+ * "finished" (the command body has returned).
  */
 export function signalPoint(point: string): void {
   const spec = process.env.W4A8_SIGNAL_AT;
@@ -127,6 +141,8 @@ export function signalPoint(point: string): void {
   const m = /^([a-z-]+):(SIGINT|SIGTERM|SIGHUP)(?:\*(\d))?$/.exec(spec);
   if (!m || m[1] !== point) return;
   for (let i = 0; i < Number(m[3] ?? 1); i++) process.kill(process.pid, m[2]);
+  // Signals arrive on a later turn of the event loop; at "finished" nothing else keeps it alive.
+  if (point === 'finished') setTimeout(() => undefined, 2000);
 }
 
 /** The former name: every stop signal, not only SIGINT. */

@@ -65,4 +65,37 @@ describe('signals at chosen points (CLI)', () => {
     if (fresh) expect(fs.existsSync(outDir)).toBe(false);
     else expect(snapshot(outDir)).toEqual(before);
   }, 120_000);
+
+  // The fuzz harness once caught this: a signal after the output was committed exited 129 saying
+  // "staged files removed" although the output stood complete.
+  it.each(['SIGINT', 'SIGHUP'] as const)('%s after the command finished: its own exit code, the output complete', (sig) => {
+    const outDir = path.join(dir, `finished-${sig}`);
+    const plain = path.join(dir, `finished-plain-${sig}`);
+    expect(spawnSync(process.execPath, [BIN, ...quantizeArgs(path.join(plain, 'model.onnx'))], { encoding: 'utf8' }).status).toBe(0);
+    const r = spawnSync(process.execPath, [BIN, ...quantizeArgs(path.join(outDir, 'model.onnx'))], {
+      encoding: 'utf8',
+      env: { ...process.env, NO_COLOR: '1', W4A8_SIGNAL_AT: `finished:${sig}` },
+      timeout: 60_000,
+    });
+    expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null });
+    expect(r.stderr.trim()).toBe(`w4a8: warning: ${sig === 'SIGINT' ? 'Ctrl-C' : sig} after the command had finished: exiting with its own status (0)`);
+    // The same files as an undisturbed run, byte for byte (the report names its own output path).
+    const withoutReport = (d: string) => Object.fromEntries(Object.entries(snapshot(d)).filter(([name]) => !name.endsWith('.report.json')));
+    expect(withoutReport(outDir)).toEqual(withoutReport(plain));
+    expect(Object.keys(snapshot(outDir)).sort()).toEqual(Object.keys(snapshot(plain)).sort());
+    expect(Object.keys(snapshot(outDir))).toContain('model.onnx');
+  }, 120_000);
+
+  it('SIGTERM after a failed command keeps the failure\'s exit code', () => {
+    const r = spawnSync(process.execPath, [BIN, 'quantize', path.join(dir, 'missing.onnx'), '-o', path.join(dir, 'never', 'model.onnx'), '--method', 'rtn', '--quiet'], {
+      encoding: 'utf8',
+      env: { ...process.env, NO_COLOR: '1', W4A8_SIGNAL_AT: 'finished:SIGTERM' },
+      timeout: 60_000,
+    });
+    expect(r.status).not.toBe(0);
+    expect(r.status).not.toBe(CODES.SIGTERM);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines[lines.length - 1]).toBe(`w4a8: warning: SIGTERM after the command had finished: exiting with its own status (${r.status})`);
+    expect(fs.existsSync(path.join(dir, 'never'))).toBe(false);
+  }, 60_000);
 });
