@@ -39,9 +39,28 @@ namespace w4a8::ort {
 constexpr const char* kOpDomain = "com.w4a8";
 constexpr const char* kOpType = "W4A8MatMul";
 
+// The decoder's other steps as single nodes (decoder_ops.h; written by lib/export/fuse_decoder.ts), fp32:
+//
+//   output, present_key, present_value = CachedAttention(query[, key, value], past_key, past_value,
+//                                                        attention_mask, position_ids, cos_cache, sin_cache)
+//     query [batch, seq, num_heads * head_size], or [.., (num_heads + 2 kv_num_heads) * head_size]
+//           with key and value packed after it (key and value left out)
+//     key, value [batch, seq, kv_num_heads * head_size]   rotary is applied here, to query and key
+//     past_key, past_value [batch, kv_num_heads, past, head_size]; attention_mask int64 [batch, past + seq];
+//     position_ids int64 [batch, seq]; cos_cache, sin_cache [rows, head_size / 2] (interleaved pairs)
+//     output [batch, seq, num_heads * head_size]; present_* [batch, kv_num_heads, past + seq, head_size]
+//   attributes: num_heads, kv_num_heads, scale (default 1 / sqrt(head_size))
+//
+//   Y[, Sum] = RmsNorm(X, weight[, residual])   Sum = X + residual; Y = Sum / sqrt(mean(Sum^2) + epsilon) * weight
+//   attribute: epsilon (default 1e-5)
+constexpr const char* kAttentionOpType = "CachedAttention";
+constexpr const char* kRmsNormOpType = "RmsNorm";
+
 // The op definitions, one per type of A (static objects, valid for the life of the process).
 const OrtCustomOp* W4A8MatMulOp(bool float16);
-// Creates the com.w4a8 domain holding W4A8MatMul and adds it to `options`. The domain object must
+const OrtCustomOp* CachedAttentionOp();
+const OrtCustomOp* RmsNormOp();
+// Creates the com.w4a8 domain holding W4A8MatMul, CachedAttention and RmsNorm and adds it to `options`. The domain object must
 // outlive every session created from `options`: it is kept for the life of the process.
 OrtStatus* AddW4A8Domain(const OrtApi* api, OrtSessionOptions* options);
 

@@ -35,6 +35,8 @@ constexpr CpuDispatch kTables[] = {
      kron::MatMulAddScalar,
      kron::Int8DotsScalar,
      kron::Int8RowsAddScalar,
+     attention::DotScalar,
+     attention::AxpyScalar,
      kLinalgGeneric},  // SSE2-width vectors: the x86-64 baseline
     {Isa::kAvx2, "avx2",
      w4a8k::QuantizeRowsAvx2,
@@ -43,6 +45,8 @@ constexpr CpuDispatch kTables[] = {
      kron::MatMulAddAvx2,
      kron::Int8DotsAvx2,
      kron::Int8RowsAddAvx2,
+     attention::DotAvx2,
+     attention::AxpyAvx2,
      kLinalgAvx2},
     {Isa::kAvx512Vnni, "avx512vnni",
      w4a8k::QuantizeRowsAvx512,
@@ -51,6 +55,8 @@ constexpr CpuDispatch kTables[] = {
      kron::MatMulAddAvx512,
      kron::Int8DotsAvx512,
      kron::Int8RowsAddAvx512,
+     attention::DotAvx2,
+     attention::AxpyAvx2,
      kLinalgAvx512},
     // AMX has int8 tiles only: everything but the W4A8 tiles of 16 rows and more is AVX-512's.
     {Isa::kAmx, "amx",
@@ -60,6 +66,8 @@ constexpr CpuDispatch kTables[] = {
      kron::MatMulAddAvx512,
      kron::Int8DotsAvx512,
      kron::Int8RowsAddAvx512,
+     attention::DotAvx2,
+     attention::AxpyAvx2,
      kLinalgAvx512},
 };
 static_assert(sizeof(kTables) / sizeof(kTables[0]) == 4, "one table per Isa");

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 
+#include "cpu/attention_internal.h"
 #include "cpu/kron_internal.h"
 #include "cpu/w4a8_internal.h"
 #include "w4a8/cpu_kernels.h"
@@ -45,6 +46,9 @@ struct CpuDispatch {
   // Low-rank term with int8 factors (lowrank_int8.cpp)
   kron::Int8DotsFn int8_dots;
   kron::Int8RowsAddFn int8_rows_add;
+  // Cached attention (attention.cpp): AVX-512 and AMX use AVX2's (a head of 64 is 8 AVX2 vectors)
+  attention::DotFn attn_dot;
+  attention::AxpyFn attn_axpy;
   // linalg: GemmF32/GemmF64 behind every routine in linalg.h; linalg.name is what GemmIsa() reports
   LinalgKernels linalg;
 };

@@ -624,6 +624,8 @@ OrtStatus* AddW4A8Domain(const OrtApi* api, OrtSessionOptions* options) {
     W4A8_ORT_TRY(a.CreateCustomOpDomain(kOpDomain, &d));
     OrtStatus* s = a.CustomOpDomain_Add(d, W4A8MatMulOp(false));
     if (!s) s = a.CustomOpDomain_Add(d, W4A8MatMulOp(true));
+    if (!s) s = a.CustomOpDomain_Add(d, CachedAttentionOp());
+    if (!s) s = a.CustomOpDomain_Add(d, RmsNormOp());
     if (s) {
       a.ReleaseCustomOpDomain(d);
       return s;

@@ -1,0 +1,192 @@
+// CachedAttention and RmsNorm (decoder_ops.h): the fused decoder steps of `--format w4a8`, their
+// double-precision reference, and the scalar building blocks (attention_internal.h).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "attention_internal.h"
+#include "cpu/dispatch.h"
+#include "thread_pool.h"
+#include "w4a8/decoder_ops.h"
+
+namespace w4a8::cpu {
+
+float attention::DotScalar(const float* a, const float* b, int32_t n) {
+  float s = 0.0f;
+  for (int32_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void attention::AxpyScalar(float* y, float s, const float* x, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) y[i] += s * x[i];
+}
+
+namespace {
+
+bool ValidAttention(const AttentionArgs& a) {
+  if (a.batch < 1 || a.seq < 1 || a.past < 0 || a.heads < 1 || a.kv_heads < 1 || a.heads % a.kv_heads != 0 ||
+      a.head_size < 2 || a.head_size % 2 != 0 || a.rope_rows < 1 || !std::isfinite(a.scale))
+    return false;
+  if ((int64_t)a.past + a.seq > INT32_MAX) return false;
+  if (a.q_stride < (int64_t)a.heads * a.head_size || a.kv_stride < (int64_t)a.kv_heads * a.head_size) return false;
+  if (!a.q || !a.k || !a.v || !a.mask || !a.positions || !a.cos || !a.sin || !a.out || !a.present_k || !a.present_v)
+    return false;
+  if (a.past > 0 && (!a.past_k || !a.past_v)) return false;
+  for (int64_t i = 0; i < (int64_t)a.batch * a.seq; ++i)
+    if (a.positions[i] < 0 || a.positions[i] >= a.rope_rows) return false;
+  return true;
+}
+
+// Rotates the interleaved pairs of one head's row by its position's angles.
+template <typename T>
+void Rotate(const float* x, const float* cos, const float* sin, int32_t half, T* out) {
+  for (int32_t i = 0; i < half; ++i) {
+    const T e = x[2 * i], o = x[2 * i + 1], c = cos[i], s = sin[i];
+    out[2 * i] = e * c - o * s;
+    out[2 * i + 1] = e * s + o * c;
+  }
+}
+
+// The past rows, then the new tokens' (rotated) keys and values, per (batch, kv head).
+void WriteCache(const AttentionArgs& a, int64_t task) {
+  const int32_t b = (int32_t)(task / a.kv_heads), g = (int32_t)(task % a.kv_heads), hs = a.head_size, half = hs / 2;
+  const int64_t total = (int64_t)a.past + a.seq;
+  const size_t row = (size_t)hs * sizeof(float);
+  float* pk = a.present_k + ((int64_t)b * a.kv_heads + g) * total * hs;
+  float* pv = a.present_v + ((int64_t)b * a.kv_heads + g) * total * hs;
+  if (a.past > 0) {
+    const int64_t from = ((int64_t)b * a.kv_heads + g) * a.past * hs;
+    std::memcpy(pk, a.past_k + from, (size_t)a.past * row);
+    std::memcpy(pv, a.past_v + from, (size_t)a.past * row);
+  }
+  for (int32_t s = 0; s < a.seq; ++s) {
+    const int64_t src = ((int64_t)b * a.seq + s) * a.kv_stride + (int64_t)g * hs;
+    const int64_t pos = a.positions[(int64_t)b * a.seq + s];
+    Rotate<float>(a.k + src, a.cos + pos * half, a.sin + pos * half, half, pk + (a.past + s) * (int64_t)hs);
+    std::memcpy(pv + (a.past + s) * (int64_t)hs, a.v + src, row);
+  }
+}
+
+}  // namespace
+
+Status CachedAttention(const AttentionArgs& a, Isa isa) {
+  if (!ValidAttention(a)) return Status::kInvalidArgument;
+  if (!IsaAvailable(isa)) return Status::kUnsupported;
+  const CpuDispatch& d = DispatchFor(isa);
+  const attention::DotFn dot = d.attn_dot;
+  const attention::AxpyFn axpy = d.attn_axpy;
+  const int32_t hs = a.head_size, half = hs / 2, group = a.heads / a.kv_heads;
+  const int64_t total = (int64_t)a.past + a.seq;
+
+  ParallelFor((int64_t)a.batch * a.kv_heads, [&](int64_t task) { WriteCache(a, task); });
+
+  // One task per (batch, head, block of queries): a decode step has heads tasks, a prompt more.
+  const int32_t per_task = std::max<int32_t>(1, std::min<int32_t>(a.seq, 64));
+  const int64_t blocks = (a.seq + per_task - 1) / per_task;
+  ParallelFor((int64_t)a.batch * a.heads * blocks, [&](int64_t task) {
+    const int32_t blk = (int32_t)(task % blocks);
+    const int32_t h = (int32_t)(task / blocks % a.heads), b = (int32_t)(task / blocks / a.heads);
+    const int32_t g = h / group;
+    const float* keys = a.present_k + ((int64_t)b * a.kv_heads + g) * total * hs;
+    const float* values = a.present_v + ((int64_t)b * a.kv_heads + g) * total * hs;
+    const int64_t* mask = a.mask + (int64_t)b * total;
+    thread_local std::vector<float> scores, qrot;
+    scores.resize((size_t)total);
+    qrot.resize((size_t)hs);
+    const int32_t s_end = std::min(a.seq, (blk + 1) * per_task);
+    for (int32_t s = blk * per_task; s < s_end; ++s) {
+      const int64_t pos = a.positions[(int64_t)b * a.seq + s];
+      Rotate<float>(a.q + ((int64_t)b * a.seq + s) * a.q_stride + (int64_t)h * hs, a.cos + pos * half, a.sin + pos * half, half,
+                    qrot.data());
+      for (int32_t i = 0; i < hs; ++i) qrot[i] *= a.scale;
+      const int64_t visible = a.past + s + 1;
+      float max = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < visible; ++j) {
+        if (mask[j] == 0) continue;
+        scores[j] = dot(qrot.data(), keys + j * hs, hs);
+        max = std::max(max, scores[j]);
+      }
+      float* out = a.out + ((int64_t)b * a.seq + s) * ((int64_t)a.heads * hs) + (int64_t)h * hs;
+      std::fill(out, out + hs, 0.0f);
+      if (max == -std::numeric_limits<float>::infinity()) continue;  // no key visible (padding)
+      float sum = 0.0f;
+      for (int64_t j = 0; j < visible; ++j) {
+        if (mask[j] == 0) continue;
+        const float p = std::exp(scores[j] - max);
+        sum += p;
+        axpy(out, p, values + j * hs, hs);
+      }
+      const float inv = 1.0f / sum;
+      for (int32_t i = 0; i < hs; ++i) out[i] *= inv;
+    }
+  });
+  return Status::kOk;
+}
+
+Status CachedAttentionReference(const AttentionArgs& a) {
+  if (!ValidAttention(a)) return Status::kInvalidArgument;
+  const int32_t hs = a.head_size, half = hs / 2, group = a.heads / a.kv_heads;
+  const int64_t total = (int64_t)a.past + a.seq;
+  for (int64_t t = 0; t < (int64_t)a.batch * a.kv_heads; ++t) WriteCache(a, t);
+  std::vector<double> q(hs), w(total), o(hs);
+  for (int32_t b = 0; b < a.batch; ++b)
+    for (int32_t h = 0; h < a.heads; ++h)
+      for (int32_t s = 0; s < a.seq; ++s) {
+        const int64_t pos = a.positions[(int64_t)b * a.seq + s];
+        Rotate<double>(a.q + ((int64_t)b * a.seq + s) * a.q_stride + (int64_t)h * hs, a.cos + pos * half, a.sin + pos * half, half, q.data());
+        const float* keys = a.present_k + ((int64_t)b * a.kv_heads + h / group) * total * hs;
+        const float* values = a.present_v + ((int64_t)b * a.kv_heads + h / group) * total * hs;
+        double max = -std::numeric_limits<double>::infinity(), sum = 0.0;
+        for (int64_t j = 0; j <= a.past + s; ++j) {
+          w[j] = -std::numeric_limits<double>::infinity();
+          if (a.mask[(int64_t)b * total + j] == 0) continue;
+          double d = 0.0;
+          for (int32_t i = 0; i < hs; ++i) d += q[i] * keys[j * hs + i];
+          w[j] = d * a.scale;
+          max = std::max(max, w[j]);
+        }
+        std::fill(o.begin(), o.end(), 0.0);
+        if (max != -std::numeric_limits<double>::infinity()) {
+          for (int64_t j = 0; j <= a.past + s; ++j) {
+            if (w[j] == -std::numeric_limits<double>::infinity()) continue;
+            const double p = std::exp(w[j] - max);
+            sum += p;
+            for (int32_t i = 0; i < hs; ++i) o[i] += p * values[j * hs + i];
+          }
+          for (double& x : o) x /= sum;
+        }
+        float* out = a.out + ((int64_t)b * a.seq + s) * ((int64_t)a.heads * hs) + (int64_t)h * hs;
+        for (int32_t i = 0; i < hs; ++i) out[i] = (float)o[i];
+      }
+  return Status::kOk;
+}
+
+Status RmsNorm(const float* x, const float* residual, const float* weight, int64_t rows, int32_t dim, float eps,
+               float* y, float* sum_out) {
+  if (!x || !weight || !y || rows < 0 || dim < 1 || !(eps >= 0.0f) || !std::isfinite(eps)) return Status::kInvalidArgument;
+  const auto row = [&](int64_t r) {
+    const float* xr = x + r * dim;
+    const float* rr = residual ? residual + r * dim : nullptr;
+    float* yr = y + r * dim;
+    float* sr = sum_out ? sum_out + r * dim : nullptr;
+    double ss = 0.0;
+    for (int32_t i = 0; i < dim; ++i) {
+      const float v = rr ? xr[i] + rr[i] : xr[i];
+      if (sr) sr[i] = v;
+      ss += (double)v * v;
+    }
+    const float inv = (float)(1.0 / std::sqrt(ss / dim + eps));
+    for (int32_t i = 0; i < dim; ++i) yr[i] = (rr ? xr[i] + rr[i] : xr[i]) * inv * weight[i];
+  };
+  // A decode step's one row is cheaper than waking a thread.
+  if (rows * (int64_t)dim < (1 << 16)) {
+    for (int64_t r = 0; r < rows; ++r) row(r);
+  } else {
+    ParallelFor(rows, row);
+  }
+  return Status::kOk;
+}
+
+}  // namespace w4a8::cpu
