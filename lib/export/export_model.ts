@@ -8,6 +8,7 @@ import type { ExportFormat, QuantConfig } from '../quant/config';
 import type { QuantizedLayer, QuantizedModelParts } from '../quant/types';
 import { actQuantGraph, actQuantMinOpset } from './act_quant_graph';
 import { defaultOpset, ensureOpset, firstInGraph, insertBefore, rewireInputs, uniqueName } from './graph_edit';
+import { fuseDecoder } from './fuse_decoder';
 import { applyInputScalings } from './input_scaling';
 import { addCompensationBranch } from './compensation';
 import { addFusedCompensation } from './compensation_fused';
@@ -39,7 +40,12 @@ export async function exportLayerWeight(model: OnnxModel, q: QuantizedLayer, for
   q.exported = true;
 }
 
-export async function exportQuantized(model: OnnxModel, parts: QuantizedModelParts, format: ExportFormat): Promise<ExportInfo> {
+export interface ExportOptions {
+  /** w4a8: also fuse the decoder's attention and RMSNorms into com.w4a8 nodes (fuse_decoder.ts; default true). */
+  fuseDecoder?: boolean;
+}
+
+export async function exportQuantized(model: OnnxModel, parts: QuantizedModelParts, format: ExportFormat, options: ExportOptions = {}): Promise<ExportInfo> {
   const notes: string[] = [];
   const typeOf = new Map(parts.layers.map((q) => [q.layer.input, q.layer.dataType]));
   const elemTypeOf = (input: string) => typeOf.get(input) ?? DataType.FLOAT;
@@ -96,6 +102,17 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
   if (format === 'w4a8') {
     ensureOpset(model, W4A8_DOMAIN, 1);
     notes.push(`${W4A8_DOMAIN}.W4A8MatMul runs on the w4a8 CPU kernels inside ONNX Runtime: w4a8 eval/generate open it with the addon's session (--engine w4a8); other ORT users register libw4a8_ort.so`);
+    if (options.fuseDecoder ?? true) {
+      const f = fuseDecoder(model);
+      if (f.attention + f.rmsNorm + f.projections > 0) {
+        notes.push(`decoder fused: ${f.attention} attention block(s) as ${W4A8_DOMAIN}.CachedAttention, ${f.rmsNorm} RMSNorm(s) as ${W4A8_DOMAIN}.RmsNorm, ` +
+          `${f.projections} group(s) of projections merged (q|k|v, gate|up with SwiGLU)` +
+          (f.attentionSkipped > 0 ? `; ${f.attentionSkipped} attention block(s) did not match the pattern and keep their standard ops` : '') +
+          (f.projectionsSkipped > 0 ? `; ${f.projectionsSkipped} group(s) left apart (weights already in external data)` : ''));
+      } else {
+        notes.push(`decoder not fused: ${f.reason ?? 'no attention block or RMSNorm of the llama2.c importer\'s pattern found'}`);
+      }
+    }
   }
   if (opsetRaisedFrom !== undefined) notes.push(`default opset raised from ${opsetRaisedFrom} to ${defaultOpset(model)}`);
   return { format, opsetRaisedFrom, opset: defaultOpset(model), sessionConfig, notes };

@@ -34,6 +34,8 @@ export interface QuantizeModelOptions extends Partial<QuantConfig>, StreamedOpti
   input: string;
   output: string;
   format?: ExportFormat;
+  /** --format w4a8: fuse the decoder's attention and RMSNorms into com.w4a8 nodes too (default true). */
+  fuseDecoder?: boolean;
   /** Calibration text: a file, or the text itself. */
   calib?: string;
   calibText?: string;
@@ -300,7 +302,7 @@ async function quantizeInto(
       parts.reports.push(...done.reports);
     }
     cancel.throwIfCancelled();
-    const info = await exportQuantized(model, parts, format);
+    const info = await exportQuantized(model, parts, format, { fuseDecoder: opts.fuseDecoder });
     // A streamed model is checked as staged (its new tensors are in the staged side file).
     if (info.opsetRaisedFrom !== undefined && !writer) await checkLoads(model, info);
     cancel.throwIfCancelled();

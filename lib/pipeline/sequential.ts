@@ -249,7 +249,7 @@ async function forwardBlock(ctx: BlockContext, fwd: Subgraph, fwdScalings: Quant
   const progress = opts.progress ?? silentProgress;
   const cancel = opts.cancel ?? neverCancelled;
   const { windows, config } = opts;
-  const info = await exportQuantized(fwd.model, { config, layers: ctx.fwdLayers, scalings: fwdScalings, reports: [] }, ctx.fwdFormat);
+  const info = await exportQuantized(fwd.model, { config, layers: ctx.fwdLayers, scalings: fwdScalings, reports: [] }, ctx.fwdFormat, { fuseDecoder: false });
   const runner = await stageRunner(fwd, `${stage.label} of the model (quantized)`, windows, ctx.carried, { ...ctx.sessionConfig, ...info.sessionConfig })(fwd.model);
   memTrace(`${stage.label}: forward session open`);
   const outputs: Carried = new Map(stage.carriedOut.map((n) => [n, []]));

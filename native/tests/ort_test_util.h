@@ -107,6 +107,7 @@ struct OpModelSpec {
   bool half = false;               // A, bias and Y in float16
   const std::vector<float>* bias = nullptr;
   int leading_dims = 2;            // A is [batch, seq, K] (2) or [rows, K] (1)
+  std::string activation = "none";  // the node's activation attribute: none | swiglu (Y is [.., N / 2])
 };
 
 // Writes a graph as a model importing the default domain (opset 17) and com.w4a8 (version 1).
@@ -132,6 +133,7 @@ inline void WriteOpModel(const std::string& path, const OpModelSpec& s) {
   node.Msg(5, IntAttr("K", w.k)).Msg(5, IntAttr("N", w.n)).Msg(5, IntAttr("bits", 4)).Msg(5, IntAttr("block_size", w.group_size));
   node.Msg(5, StrAttr("weight_format", w.kind == WeightKind::kFp4 ? "fp4" : "int4"));
   node.Msg(5, StrAttr("activation_format", s.activation_format));
+  if (s.activation != "none") node.Msg(5, StrAttr("activation", s.activation));
   graph.Msg(1, node).Str(2, "w4a8_op_test");
   graph.Msg(5, Initializer("codes", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, {w.n, blocks, w.group_size / 2}, w.codes.data(), w.codes.size()));
   graph.Msg(5, Initializer("scales", ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {(int64_t)w.scales.size()}, w.scales.data(), w.scales.size() * 4));
@@ -149,7 +151,7 @@ inline void WriteOpModel(const std::string& path, const OpModelSpec& s) {
   std::vector<std::string> lead = s.leading_dims == 2 ? std::vector<std::string>{"batch", "seq"} : std::vector<std::string>{"rows"};
   auto with = [&](std::vector<std::string> d, int32_t last) { d.push_back(std::to_string(last)); return d; };
   graph.Msg(11, ValueInfo("A", ftype, with(lead, w.k)));
-  graph.Msg(12, ValueInfo("Y", ftype, with(lead, w.n)));
+  graph.Msg(12, ValueInfo("Y", ftype, with(lead, s.activation == "swiglu" ? w.n / 2 : w.n)));
   WriteGraphModel(path, graph);
 }
 

@@ -1,5 +1,5 @@
 // CachedAttention on every ISA against its double-precision reference (odd shapes, grouped-query
-// heads, padding, a past and none, packed q|k|v rows), hand-checked cases that pin its semantics
+// heads, padding, a past and none, packed q|k|v rows, prompts long enough for the GEMM path), SwiGLU, hand-checked cases that pin its semantics
 // (rotary pairs, causality, the masked query), and RmsNorm against a direct computation.
 #include <cmath>
 #include <cstdio>
@@ -184,6 +184,23 @@ void CheckRmsNorm(std::mt19937& rng) {
   CHECK(RmsNorm(bx.data(), nullptr, w.data(), 1, 0, 1e-5f, by.data(), nullptr) == Status::kInvalidArgument, "dim 0 must be refused");
 }
 
+// SwiGLU (and through it the polynomial exp) against double precision, tails and extremes included.
+void CheckSwiGlu(std::mt19937& rng, Isa isa) {
+  const int32_t f = 37;
+  const int64_t rows = 3;
+  std::vector<float> y = Random(rng, rows * 2 * f, 4.0f), out(rows * f);
+  y[0] = -100.0f, y[1] = 100.0f, y[2] = -87.5f, y[3] = 0.0f;
+  CHECK(SwiGlu(y.data(), rows, f, out.data(), isa) == Status::kOk, "%s: SwiGlu failed", IsaName(isa));
+  double worst = 0.0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int32_t i = 0; i < f; ++i) {
+      const double g = y[r * 2 * f + i], u = y[r * 2 * f + f + i];
+      const double want = g * u / (1.0 + std::exp(-g));
+      worst = std::max(worst, std::fabs(out[r * f + i] - want) / std::max(1e-3, std::fabs(want)));
+    }
+  CHECK(worst < 2e-6, "%s: SwiGlu relative error %.3g", IsaName(isa), worst);
+}
+
 }  // namespace
 
 int main() {
@@ -196,6 +213,7 @@ int main() {
   const Case cases[] = {
       {1, 1, 0, 1, 1, 2, false, false},   {1, 1, 7, 4, 2, 6, false, false},   {2, 3, 5, 6, 3, 10, true, true},
       {1, 70, 0, 8, 2, 64, false, false}, {2, 1, 129, 32, 4, 64, true, true}, {3, 5, 0, 3, 1, 18, false, true},
+      {2, 9, 5, 4, 2, 16, true, true},    {1, 131, 3, 2, 2, 8, false, true},
   };
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx}) {
     if (!IsaAvailable(isa)) {
@@ -203,6 +221,7 @@ int main() {
       continue;
     }
     for (const Case& c : cases) CheckAgainstReference(rng, isa, c);
+    CheckSwiGlu(rng, isa);
   }
   return Finish();
 }

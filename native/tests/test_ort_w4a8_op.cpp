@@ -140,6 +140,49 @@ int main() {
       }
     }
   }
+  // activation "swiglu" (a fused gate-and-up MLP weight): Y = silu(P[:, :N/2]) * P[:, N/2:] of the
+  // int8 product P, which is bit-exact with the reference, so only the SwiGLU's own rounding remains.
+  for (const Shape& sh : {Shape{2, 16, 16, 1, 1}, Shape{70, 257, 64, 1, 5}, Shape{48, 256, 256, 4, 1}}) {
+    for (int half = 0; half < 2; ++half) {
+      test::RandomWeight w(test::WeightKind::kInt4Asymmetric, sh.n, sh.k, sh.group, rng);
+      test::OpModelSpec spec{&w, "int8", half == 1, nullptr, 2, "swiglu"};
+      const std::string path = dir + "/swiglu.onnx";
+      test::WriteOpModel(path, spec);
+      ort::SessionConfig config;
+      config.intra_op_threads = 2;
+      auto session = ort::Session::Create(*rt, path, config, &error);
+      const std::string label = std::string("swiglu") + (half ? " fp16" : " fp32") + " N=" + std::to_string(sh.n) + " K=" + std::to_string(sh.k);
+      CHECK(session != nullptr, "%s: session: %s", label.c_str(), error.c_str());
+      if (!session) continue;
+      const int32_t m = sh.batch * sh.seq, f = sh.n / 2;
+      std::vector<float> x = test::RandomActivations(m, sh.k, rng);
+      std::vector<uint16_t> xh(x.size());
+      if (half) {
+        FloatToHalfArray(x.data(), xh.data(), x.size());
+        HalfToFloatArray(xh.data(), x.data(), x.size());
+      }
+      ort::InputTensor in{"A", half ? ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 : ort::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+                          {sh.batch, sh.seq, sh.k}, half ? (void*)xh.data() : (void*)x.data(), x.size() * (half ? 2 : 4)};
+      std::vector<ort::OutputTensor> out;
+      const bool ok = session->Run({in}, {"Y"}, &out, &error);
+      CHECK(ok, "%s: run: %s", label.c_str(), error.c_str());
+      if (!ok) continue;
+      CHECK(out[0].dims == (std::vector<int64_t>{sh.batch, sh.seq, f}), "%s: output shape", label.c_str());
+      std::vector<float> y((size_t)m * f);
+      if (half) HalfToFloatArray(reinterpret_cast<const uint16_t*>(out[0].bytes.data()), y.data(), y.size());
+      else std::memcpy(y.data(), out[0].bytes.data(), y.size() * 4);
+      const std::vector<float> p = Reference(w, "int8", x, m, nullptr);
+      for (int32_t r = 0; r < m; ++r)
+        for (int32_t j = 0; j < f; ++j) {
+          const double g = p[(size_t)r * sh.n + j], u = p[(size_t)r * sh.n + f + j];
+          const double want = g * u / (1.0 + std::exp(-g));
+          const double tol = (half ? 1e-3 : 1e-5) * std::fmax(1e-3, std::fabs(want));
+          CHECK(std::fabs(y[(size_t)r * f + j] - want) <= tol, "%s: y[%d][%d] = %.7g, expected %.7g", label.c_str(), r, j,
+                y[(size_t)r * f + j], want);
+        }
+      ++cases;
+    }
+  }
   std::system(("rm -rf " + dir).c_str());
   std::printf("%d cases\n", cases);
   return Finish();

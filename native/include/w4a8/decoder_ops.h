@@ -50,6 +50,10 @@ Status CachedAttention(const AttentionArgs& a, Isa isa = DefaultIsa());
 // The straightforward loops in double, the reference the ISA versions are held to (tests).
 Status CachedAttentionReference(const AttentionArgs& a);
 
+// The MLP's SwiGLU on rows of [gate | up] (2 f values each, a fused gate-and-up W4A8MatMul's output):
+// out[r][i] = silu(gate[r][i]) * up[r][i], silu(x) = x / (1 + exp(-x)).
+Status SwiGlu(const float* y, int64_t rows, int32_t f, float* out, Isa isa = DefaultIsa());
+
 // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, for `rows` rows of `dim`; with `residual`
 // (nullable) x[r] + residual[r] is normalized instead and written to sum_out (nullable) too: the
 // decoder's "add the block's output, then normalize" in one pass. Sums in double.

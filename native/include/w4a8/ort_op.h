@@ -17,7 +17,9 @@
 //     lowrank_u_scale, lowrank_v_scale   float [r]   inputs 9 and 10, required with int8 factors
 //     Y            the type of A, [..., N]
 //   attributes: K, N, bits (4), block_size, weight_format "int4" | "fp4",
-//               activation_format "int8" | "fp8" | "none" (W4A16)
+//               activation_format "int8" | "fp8" | "none" (W4A16),
+//               activation "none" | "swiglu": with swiglu (N even; the weight holds an MLP's gate columns
+//               then its up columns) Y is [..., N / 2] = silu(P[..., :N/2]) * P[..., N/2:] of the product P
 //
 // Numerics: activations are quantized per token (the whole row of K, act_quant_def.h), the
 // quantizer of the `sim` export: int8 runs GemmW4A8 (ActQuant::kPerToken) on weights prepacked once

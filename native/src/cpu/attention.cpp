@@ -23,6 +23,16 @@ void attention::AxpyScalar(float* y, float s, const float* x, int32_t n) {
   for (int32_t i = 0; i < n; ++i) y[i] += s * x[i];
 }
 
+float attention::ExpShiftSumScalar(float* x, int32_t n, float shift) {
+  float sum = 0.0f;
+  for (int32_t i = 0; i < n; ++i) sum += x[i] = std::exp(x[i] - shift);
+  return sum;
+}
+
+void attention::SiluMulScalar(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] * up[i] / (1.0f + std::exp(-gate[i]));
+}
+
 namespace {
 
 bool ValidAttention(const AttentionArgs& a) {
@@ -79,12 +89,19 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
   const attention::AxpyFn axpy = d.attn_axpy;
   const int32_t hs = a.head_size, half = hs / 2, group = a.heads / a.kv_heads;
   const int64_t total = (int64_t)a.past + a.seq;
+  if (total > INT32_MAX / 2) return Status::kInvalidArgument;
 
   ParallelFor((int64_t)a.batch * a.kv_heads, [&](int64_t task) { WriteCache(a, task); });
 
-  // One task per (batch, head, block of queries): a decode step has heads tasks, a prompt more.
-  const int32_t per_task = std::max<int32_t>(1, std::min<int32_t>(a.seq, 64));
-  const int64_t blocks = (a.seq + per_task - 1) / per_task;
+  // One task per (batch, head, block of queries): a decode step has `heads` tasks, a prompt more.
+  // A block of >= kGemmRows queries runs as two small GEMMs (scores, then probabilities x values);
+  // fewer, a decode step's one, as dots and scaled adds over the keys.
+  constexpr int32_t kBlock = 64, kGemmRows = 4;
+  const int64_t blocks = (a.seq + kBlock - 1) / kBlock;
+  const attention::ExpShiftSumFn exp_sum = d.exp_shift_sum;
+  const GemmF32Fn gemm = d.linalg.gemm_f32;
+  const int64_t out_stride = (int64_t)a.heads * hs;
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   ParallelFor((int64_t)a.batch * a.heads * blocks, [&](int64_t task) {
     const int32_t blk = (int32_t)(task % blocks);
     const int32_t h = (int32_t)(task / blocks % a.heads), b = (int32_t)(task / blocks / a.heads);
@@ -92,34 +109,49 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
     const float* keys = a.present_k + ((int64_t)b * a.kv_heads + g) * total * hs;
     const float* values = a.present_v + ((int64_t)b * a.kv_heads + g) * total * hs;
     const int64_t* mask = a.mask + (int64_t)b * total;
+    const int32_t s0 = blk * kBlock, s1 = std::min(a.seq, s0 + kBlock), rows = s1 - s0;
+    const int64_t cols = a.past + s1;  // keys the block's last query sees
     thread_local std::vector<float> scores, qrot;
-    scores.resize((size_t)total);
-    qrot.resize((size_t)hs);
-    const int32_t s_end = std::min(a.seq, (blk + 1) * per_task);
-    for (int32_t s = blk * per_task; s < s_end; ++s) {
-      const int64_t pos = a.positions[(int64_t)b * a.seq + s];
-      Rotate<float>(a.q + ((int64_t)b * a.seq + s) * a.q_stride + (int64_t)h * hs, a.cos + pos * half, a.sin + pos * half, half,
-                    qrot.data());
-      for (int32_t i = 0; i < hs; ++i) qrot[i] *= a.scale;
-      const int64_t visible = a.past + s + 1;
-      float max = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < visible; ++j) {
-        if (mask[j] == 0) continue;
-        scores[j] = dot(qrot.data(), keys + j * hs, hs);
-        max = std::max(max, scores[j]);
+    scores.resize((size_t)rows * cols);
+    qrot.resize((size_t)rows * hs);
+    for (int32_t i = 0; i < rows; ++i) {
+      const int64_t pos = a.positions[(int64_t)b * a.seq + s0 + i];
+      float* qr = qrot.data() + (size_t)i * hs;
+      Rotate<float>(a.q + ((int64_t)b * a.seq + s0 + i) * a.q_stride + (int64_t)h * hs, a.cos + pos * half, a.sin + pos * half, half, qr);
+      for (int32_t c = 0; c < hs; ++c) qr[c] *= a.scale;
+    }
+    float* out0 = a.out + ((int64_t)b * a.seq + s0) * out_stride + (int64_t)h * hs;
+    const bool gemm_path = rows >= kGemmRows;
+    if (gemm_path) gemm(false, true, rows, cols, hs, 1.0f, qrot.data(), hs, keys, hs, 0.0f, scores.data(), cols, 1);
+    for (int32_t i = 0; i < rows; ++i) {
+      float* row = scores.data() + (size_t)i * cols;
+      const int64_t visible = a.past + s0 + i + 1;
+      float max = kNegInf;
+      for (int64_t j = 0; j < cols; ++j) {
+        if (j >= visible || mask[j] == 0) {
+          row[j] = kNegInf;
+          continue;
+        }
+        if (!gemm_path) row[j] = dot(qrot.data() + (size_t)i * hs, keys + j * hs, hs);
+        max = std::max(max, row[j]);
       }
-      float* out = a.out + ((int64_t)b * a.seq + s) * ((int64_t)a.heads * hs) + (int64_t)h * hs;
+      if (max == kNegInf) {  // no key visible (padding): zeros
+        std::fill(row, row + cols, 0.0f);
+        continue;
+      }
+      const float inv = 1.0f / exp_sum(row, (int32_t)cols, max);
+      for (int64_t j = 0; j < cols; ++j) row[j] *= inv;
+    }
+    if (gemm_path) {
+      gemm(false, false, rows, hs, cols, 1.0f, scores.data(), cols, values, hs, 0.0f, out0, out_stride, 1);
+      return;
+    }
+    for (int32_t i = 0; i < rows; ++i) {
+      float* out = out0 + (int64_t)i * out_stride;
       std::fill(out, out + hs, 0.0f);
-      if (max == -std::numeric_limits<float>::infinity()) continue;  // no key visible (padding)
-      float sum = 0.0f;
-      for (int64_t j = 0; j < visible; ++j) {
-        if (mask[j] == 0) continue;
-        const float p = std::exp(scores[j] - max);
-        sum += p;
-        axpy(out, p, values + j * hs, hs);
-      }
-      const float inv = 1.0f / sum;
-      for (int32_t i = 0; i < hs; ++i) out[i] *= inv;
+      const float* row = scores.data() + (size_t)i * cols;
+      for (int64_t j = 0; j < cols; ++j)
+        if (row[j] != 0.0f) axpy(out, row[j], values + j * hs, hs);
     }
   });
   return Status::kOk;
@@ -160,6 +192,14 @@ Status CachedAttentionReference(const AttentionArgs& a) {
         float* out = a.out + ((int64_t)b * a.seq + s) * ((int64_t)a.heads * hs) + (int64_t)h * hs;
         for (int32_t i = 0; i < hs; ++i) out[i] = (float)o[i];
       }
+  return Status::kOk;
+}
+
+Status SwiGlu(const float* y, int64_t rows, int32_t f, float* out, Isa isa) {
+  if (!y || !out || rows < 0 || f < 1) return Status::kInvalidArgument;
+  if (!IsaAvailable(isa)) return Status::kUnsupported;
+  const attention::SiluMulFn silu_mul = DispatchFor(isa).silu_mul;
+  for (int64_t r = 0; r < rows; ++r) silu_mul(y + r * 2 * (int64_t)f, y + r * 2 * (int64_t)f + f, out + r * f, f);
   return Status::kOk;
 }
 

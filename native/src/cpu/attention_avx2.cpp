@@ -1,9 +1,84 @@
 // AVX2 + FMA building blocks of CachedAttention (attention_internal.h).
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "attention_internal.h"
 
 namespace w4a8::cpu::attention {
+namespace {
+
+// exp(x) by range reduction to [-ln2/2, ln2/2] and a degree-5 polynomial (the Cephes expf
+// coefficients); x below -87.3 (and -inf) gives 0, above 88.38 the largest finite result.
+inline __m256 Exp(__m256 x) {
+  const __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3365f), _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3365f)), _mm256_set1_ps(88.3762626647949f));
+  const __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+
+float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+// The tail of a row through the vector path (a partial load would need masks; a copy is simpler).
+template <typename F>
+void Tail(int64_t n, const F& f) {
+  if (n <= 0) return;
+  alignas(32) float buf[3][8] = {};
+  f(buf, n);
+}
+
+}  // namespace
+
+float ExpShiftSumAvx2(float* x, int32_t n, float shift) {
+  const __m256 vs = _mm256_set1_ps(shift);
+  __m256 acc = _mm256_setzero_ps();
+  int32_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
+    _mm256_storeu_ps(x + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  float sum = HorizontalSum(acc);
+  Tail(n - i, [&](float (*buf)[8], int64_t rest) {
+    for (int64_t j = 0; j < 8; ++j) buf[0][j] = j < rest ? x[i + j] : -INFINITY;
+    _mm256_store_ps(buf[1], Exp(_mm256_sub_ps(_mm256_load_ps(buf[0]), vs)));
+    for (int64_t j = 0; j < rest; ++j) {
+      x[i + j] = buf[1][j];
+      sum += buf[1][j];
+    }
+  });
+  return sum;
+}
+
+void SiluMulAvx2(const float* gate, const float* up, float* out, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  const auto f = [&](__m256 g, __m256 u) { return _mm256_div_ps(_mm256_mul_ps(g, u), _mm256_add_ps(one, Exp(_mm256_sub_ps(zero, g)))); };
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, f(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  Tail(n - i, [&](float (*buf)[8], int64_t rest) {
+    for (int64_t j = 0; j < rest; ++j) {
+      buf[0][j] = gate[i + j];
+      buf[1][j] = up[i + j];
+    }
+    _mm256_store_ps(buf[2], f(_mm256_load_ps(buf[0]), _mm256_load_ps(buf[1])));
+    for (int64_t j = 0; j < rest; ++j) out[i + j] = buf[2][j];
+  });
+}
 
 float DotAvx2(const float* a, const float* b, int32_t n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();

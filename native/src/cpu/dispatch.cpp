@@ -37,6 +37,8 @@ constexpr CpuDispatch kTables[] = {
      kron::Int8RowsAddScalar,
      attention::DotScalar,
      attention::AxpyScalar,
+     attention::ExpShiftSumScalar,
+     attention::SiluMulScalar,
      kLinalgGeneric},  // SSE2-width vectors: the x86-64 baseline
     {Isa::kAvx2, "avx2",
      w4a8k::QuantizeRowsAvx2,
@@ -47,6 +49,8 @@ constexpr CpuDispatch kTables[] = {
      kron::Int8RowsAddAvx2,
      attention::DotAvx2,
      attention::AxpyAvx2,
+     attention::ExpShiftSumAvx2,
+     attention::SiluMulAvx2,
      kLinalgAvx2},
     {Isa::kAvx512Vnni, "avx512vnni",
      w4a8k::QuantizeRowsAvx512,
@@ -57,6 +61,8 @@ constexpr CpuDispatch kTables[] = {
      kron::Int8RowsAddAvx512,
      attention::DotAvx2,
      attention::AxpyAvx2,
+     attention::ExpShiftSumAvx2,
+     attention::SiluMulAvx2,
      kLinalgAvx512},
     // AMX has int8 tiles only: everything but the W4A8 tiles of 16 rows and more is AVX-512's.
     {Isa::kAmx, "amx",
@@ -68,6 +74,8 @@ constexpr CpuDispatch kTables[] = {
      kron::Int8RowsAddAvx512,
      attention::DotAvx2,
      attention::AxpyAvx2,
+     attention::ExpShiftSumAvx2,
+     attention::SiluMulAvx2,
      kLinalgAvx512},
 };
 static_assert(sizeof(kTables) / sizeof(kTables[0]) == 4, "one table per Isa");

@@ -15,6 +15,7 @@
 #include "w4a8/act_quant_def.h"
 #include "w4a8/cpu_adapters.h"
 #include "w4a8/cpu_kernels.h"
+#include "w4a8/decoder_ops.h"
 #include "w4a8/formats.h"
 #include "w4a8/half.h"
 #include "w4a8/ort_op.h"
@@ -129,6 +130,10 @@ class Kernel {
     if (OrtStatus* s = api_.KernelInfoGetAttribute_int64(info, "bits", &bits)) api_.ReleaseStatus(s);
     std::string wf = StringAttr(info, "weight_format", "int4");
     std::string af = StringAttr(info, "activation_format", "int8");
+    const std::string activation = StringAttr(info, "activation", "none");
+    if (activation != "none" && activation != "swiglu") return Fail("activation \"" + activation + "\"; expected none or swiglu");
+    swiglu_ = activation == "swiglu";
+    if (swiglu_ && n % 2 != 0) return Fail("activation swiglu needs an even N (gate and up halves), got " + std::to_string(n));
     if (bits != 4) return Fail("bits is " + std::to_string(bits) + "; only 4 is supported");
     if (k < 1 || n < 1 || k > INT32_MAX || n > INT32_MAX) return Fail("K and N must be positive 32-bit integers");
     if (block < kMinGroupSize || block > kMaxGroupSize || (block & (block - 1)))
@@ -227,7 +232,7 @@ class Kernel {
       return Fail("A is " + DimsText(a.dims) + "; its last dimension must be K = " + std::to_string(weight_.k));
     const size_t m = a.count / (size_t)weight_.k;
     std::vector<int64_t> ydims = a.dims;
-    ydims.back() = weight_.n;
+    ydims.back() = swiglu_ ? weight_.n / 2 : weight_.n;
     OrtValue* y_value = nullptr;
     W4A8_ORT_TRY(api_.KernelContext_GetOutput(ctx, 0, ydims.data(), ydims.size(), &y_value));
     void* y_raw = nullptr;
@@ -285,12 +290,18 @@ class Kernel {
     std::vector<float> x_buf, x_fp8, y_buf;
     const float* x = static_cast<const float*>(a.data);
     float* y = static_cast<float*>(y_raw);
+    // swiglu: the product [m, N] goes to a buffer, the output is its [m, N / 2] SwiGLU.
+    std::vector<float> y_full;
+    if (swiglu_) {
+      y_full.resize(yn);
+      y = y_full.data();
+    }
     if (half) {
       x_buf.resize(xk);
       HalfToFloatArray(static_cast<const uint16_t*>(a.data), x_buf.data(), xk);
       x = x_buf.data();
-      y_buf.resize(yn);
-      y = y_buf.data();
+      y_buf.resize(swiglu_ ? yn / 2 : yn);
+      if (!swiglu_) y = y_buf.data();
     }
     // The corrections read the activation before its quantization (the sim export's branch does);
     // the int8 low-rank term quantizes it per token (cpu_adapters.h), with int8 activations in the GEMM.
@@ -331,7 +342,13 @@ class Kernel {
       const Status ks = StatusFromExceptions([&] { return cpu::KroneckerAdapterAdd(kron->terms(), (int32_t)m, x_float, y); });
       if (ks != Status::kOk) return Fail(std::string("Kronecker term failed: ") + StatusName(ks));
     }
-    if (half) FloatToHalfArray(y, static_cast<uint16_t*>(y_raw), yn);
+    if (swiglu_) {
+      float* dst = half ? y_buf.data() : static_cast<float*>(y_raw);
+      const Status ss = cpu::SwiGlu(y, (int64_t)m, weight_.n / 2, dst);
+      if (ss != Status::kOk) return Fail(std::string("SwiGLU failed: ") + StatusName(ss));
+      y = dst;
+    }
+    if (half) FloatToHalfArray(y, static_cast<uint16_t*>(y_raw), swiglu_ ? yn / 2 : yn);
     return nullptr;
   }
 
@@ -526,6 +543,7 @@ class Kernel {
   std::unique_ptr<cpu::PackedWeight> packed_;
   std::vector<float> bias_f32_;
   bool constant_bias_ = false;
+  bool swiglu_ = false;  // attribute activation "swiglu": Y = silu(P[:, :N/2]) * P[:, N/2:] of the product P
   LowRankFactors const_lowrank_;
   KronFactors const_kron_;
   bool constant_lowrank_ = false, constant_kron_ = false;

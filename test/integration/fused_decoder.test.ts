@@ -1,0 +1,172 @@
+// The fused decoder of `--format w4a8` (lib/export/fuse_decoder.ts): com.w4a8 CachedAttention and
+// RmsNorm through a real session (the addon's) against the standard-op graph in onnxruntime-node,
+// on odd shapes (6 heads over 2 kv heads of 8, batch 2, a hidden key, a prompt then a decode step
+// and a 6-token continuation with a past); and on stories260K, quantized, fused against unfused:
+// the same perplexity and the same greedy tokens. Needs dist/ and the addon built.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { fuseDecoder } from '../../lib/export/fuse_decoder';
+import { buildLlama2cModel, type Llama2cWeights } from '../../lib/import/llama2c_graph';
+import { checkpointLayout, type Llama2cConfig } from '../../lib/import/llama2c_checkpoint';
+import { loadModel, saveModel } from '../../lib/onnx/model';
+import { openW4A8Session, ortEngineSession, type EngineSession } from '../../lib/ort/engine_session';
+import { assertBuiltCli } from '../helpers/built_cli';
+import { xorshift32 } from '../helpers/seeded';
+import { SHARED_DIR } from '../helpers/shared_paths';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BIN = path.join(ROOT, 'bin', 'w4a8.js');
+const STORIES = path.join(SHARED_DIR, 'models', 'stories260K');
+const EVAL_TEXT = path.join(SHARED_DIR, 'data', 'tinystories', 'eval-dev.txt');
+
+beforeAll(assertBuiltCli);
+
+/** Seeded uniform weights in +-1/sqrt(fan_in), RMSNorm gains around 1 (not all 1: the weight must matter). */
+class SeededWeights implements Llama2cWeights {
+  private readonly shapes: Map<string, number[]>;
+  constructor(
+    readonly config: Llama2cConfig,
+    private readonly seed: number,
+  ) {
+    this.shapes = new Map(checkpointLayout(config).tensors.map((t) => [t.name, t.shape]));
+  }
+  shape(name: string): number[] {
+    return this.shapes.get(name)!;
+  }
+  read(name: string, layer = 0): Float32Array {
+    const shape = this.shape(name);
+    const next = xorshift32(this.seed * 7919 + name.length * 131 + layer * 17 + name.charCodeAt(1));
+    const out = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    const bound = shape.length === 1 ? 0.5 : name === 'token_embedding_table' ? 1 : 1 / Math.sqrt(shape[1]);
+    for (let i = 0; i < out.length; i++) out[i] = (shape.length === 1 ? 1 : 0) + bound * (2 * (next() / 2 ** 32) - 1);
+    return out;
+  }
+}
+
+describe('CachedAttention and RmsNorm against the standard-op graph', () => {
+  const seed = Number(process.env.W4A8_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  let dir: string;
+  let standard: EngineSession, fused: EngineSession;
+  const config: Llama2cConfig = {
+    dim: 48, hiddenDim: 40, nLayers: 2, nHeads: 6, nKvHeads: 2, vocabSize: 300, seqLen: 64,
+    sharedClassifier: false, headSize: 8, kvDim: 16,
+  };
+
+  beforeAll(async () => {
+    console.log(`fused decoder odd shapes: seed ${seed} (W4A8_TEST_SEED=${seed} replays it)`);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-fused-'));
+    const model = await buildLlama2cModel(new SeededWeights(config, seed));
+    saveModel(model, path.join(dir, 'standard.onnx'), { externalData: 'never' });
+    const f = fuseDecoder(model);
+    expect(f).toMatchObject({ attention: 2, attentionSkipped: 0, rmsNorm: 5 });
+    const ops = new Set(model.proto.graph!.node.map((n) => n.opType));
+    for (const gone of ['Softmax', 'Expand', 'Concat', 'ReduceMean', 'Sqrt']) expect(ops.has(gone)).toBe(false);
+    saveModel(model, path.join(dir, 'fused.onnx'), { externalData: 'never' });
+    standard = ortEngineSession(await ort.InferenceSession.create(path.join(dir, 'standard.onnx')));
+    fused = await openW4A8Session(path.join(dir, 'fused.onnx'));
+  }, 60_000);
+  afterAll(async () => {
+    await standard?.release();
+    await fused?.release();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const int64 = (v: number[], dims: number[]) => new ort.Tensor('int64', BigInt64Array.from(v.map(BigInt)), dims);
+  function feeds(ids: number[][], past: Record<string, ort.Tensor> | undefined, pastLen: number): Record<string, ort.Tensor> {
+    const b = ids.length, seq = ids[0].length, total = pastLen + seq;
+    // Batch row 1 hides key 1 (a gap, not leading padding: every query still sees key 0).
+    const mask = Array.from({ length: b * total }, (_, i) => (Math.floor(i / total) === 1 && i % total === 1 ? 0 : 1));
+    const f: Record<string, ort.Tensor> = {
+      input_ids: int64(ids.flat(), [b, seq]),
+      attention_mask: int64(mask, [b, total]),
+      position_ids: int64(ids.flatMap(() => Array.from({ length: seq }, (_, i) => pastLen + i)), [b, seq]),
+    };
+    for (let l = 0; l < config.nLayers; l++) {
+      for (const kind of ['key', 'value']) {
+        f[`past_key_values.${l}.${kind}`] = past?.[`present.${l}.${kind}`] ?? new ort.Tensor('float32', new Float32Array(0), [b, config.nKvHeads, 0, config.headSize]);
+      }
+    }
+    return f;
+  }
+  function expectClose(name: string, a: ort.Tensor, b: ort.Tensor): void {
+    expect(a.dims).toEqual(b.dims);
+    const x = a.data as Float32Array, y = b.data as Float32Array;
+    let worst = 0, scale = 1e-6;
+    for (let i = 0; i < x.length; i++) {
+      expect(Number.isFinite(x[i])).toBe(true);
+      worst = Math.max(worst, Math.abs(x[i] - y[i]));
+      scale = Math.max(scale, Math.abs(y[i]));
+    }
+    if (worst > 2e-5 * scale) throw new Error(`${name}: max |fused - standard| ${worst} against max |standard| ${scale}`);
+  }
+
+  it('gives the standard graph\'s logits and cache: prompt, one decode step, then 6 more tokens (the GEMM path)', async () => {
+    const rng = xorshift32(seed + 1);
+    const tok = () => 3 + (rng() % (config.vocabSize - 3));
+    const fetches = ['logits', ...Array.from({ length: config.nLayers }, (_, l) => [`present.${l}.key`, `present.${l}.value`]).flat()];
+    let pastA: Record<string, ort.Tensor> | undefined, pastB: Record<string, ort.Tensor> | undefined;
+    let pastLen = 0;
+    for (const seq of [5, 1, 6]) {
+      const ids = [Array.from({ length: seq }, tok), Array.from({ length: seq }, tok)];
+      const a = await fused.run(feeds(ids, pastA, pastLen), fetches);
+      const b = await standard.run(feeds(ids, pastB, pastLen), fetches);
+      for (const name of fetches) expectClose(`${name} after ${pastLen} + ${seq}`, a[name], b[name]);
+      pastA = a;
+      pastB = b;
+      pastLen += seq;
+    }
+  }, 60_000);
+});
+
+const missing = [path.join(STORIES, 'stories260K.bin'), path.join(STORIES, 'tok512.bin'), EVAL_TEXT].filter((p) => !fs.existsSync(p));
+if (missing.length > 0) console.warn(`fused stories260K tests skipped: missing ${missing.join(', ')}`);
+const describeIf = missing.length === 0 ? describe : describe.skip;
+
+function w4a8(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, maxBuffer: 1 << 26 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describeIf('--format w4a8 fused against --no-fuse-decoder on stories260K', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-fused-stories-'));
+    const r = w4a8(['import', 'llama2c', path.join(STORIES, 'stories260K.bin'), '--tokenizer', path.join(STORIES, 'tok512.bin'), '-o', dir, '--quiet']);
+    if (r.status !== 0) throw new Error(`import failed (${r.status}): ${r.stderr}`);
+  }, 60_000);
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  function quantize(aformat: string, fuse: boolean): string {
+    const out = path.join(dir, `w4a8-${aformat}-${fuse ? 'fused' : 'plain'}.onnx`);
+    const r = w4a8(['quantize', path.join(dir, 'model.onnx'), '--format', 'w4a8', '--group', '32', '--asym', '--aformat', aformat, ...(fuse ? [] : ['--no-fuse-decoder']), '-o', out, '--quiet']);
+    if (r.status !== 0) throw new Error(`quantize failed (${r.status}): ${r.stderr}`);
+    return out;
+  }
+  const ppl = (model: string, tokens: number): number => {
+    const r = w4a8(['eval', model, '--text', EVAL_TEXT, '--tokenizer', path.join(dir, 'tok512.bin'), '--max-tokens', String(tokens), '--json', '--quiet']);
+    if (r.status !== 0) throw new Error(`eval failed (${r.status}): ${r.stderr}`);
+    return JSON.parse(r.stdout).ppl as number;
+  };
+  const generate = (model: string): string => {
+    const r = w4a8(['generate', model, '--tokenizer', path.join(dir, 'tok512.bin'), '--prompt', 'Once upon a time', '--max-new-tokens', '64', '--quiet']);
+    if (r.status !== 0) throw new Error(`generate failed (${r.status}): ${r.stderr}`);
+    return r.stdout;
+  };
+
+  it('fuses every layer (one packed q|k|v node, one gate|up node with SwiGLU) and keeps perplexity and greedy tokens', () => {
+    const fusedA16 = quantize('none', true), plainA16 = quantize('none', false);
+    const counts: Record<string, number> = {};
+    for (const n of loadModel(fusedA16).proto.graph!.node) counts[n.opType] = (counts[n.opType] ?? 0) + 1;
+    // 5 layers: q|k|v, o, gate|up, down = 4 W4A8MatMul each; lm_head stays float (shared with the embedding).
+    expect(counts).toMatchObject({ W4A8MatMul: 20, CachedAttention: 5, RmsNorm: 11 });
+    const a = ppl(fusedA16, 4000), b = ppl(plainA16, 4000);
+    console.log(`stories260K w4a8 a=none, 4000 tokens: fused ppl ${a.toFixed(7)}, unfused ${b.toFixed(7)}`);
+    expect(Math.abs(a / b - 1)).toBeLessThan(1e-5);  // float activations: rounding order only
+    expect(generate(fusedA16)).toBe(generate(plainA16));
+    const fusedInt8 = quantize('int8', true), plainInt8 = quantize('int8', false);
+    expect(generate(fusedInt8)).toBe(generate(plainInt8));
+  }, 240_000);
+});
