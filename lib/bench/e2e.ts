@@ -29,7 +29,10 @@ import { cpuModel } from './cpu';
 import { elapsedMs, summarize, type Timing } from './stats';
 
 /** The variants, in report order; the first is the reference of the greedy-token comparison. */
-export const E2E_VARIANTS = ['ort-fp32', 'ort-nbits-acc4', 'w4a8-int8', 'w4a8-a16'] as const;
+// w4a8-int8 and w4a8-a16 are `quantize --format w4a8` as users get it (the fused decoder:
+// lib/export/fuse_decoder.ts); w4a8-int8-unfused is the same W4A8MatMuls in the standard-op graph
+// of ort-nbits-acc4, node for node: the like-for-like comparison of the kernels alone.
+export const E2E_VARIANTS = ['ort-fp32', 'ort-nbits-acc4', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-a16'] as const;
 export type E2eVariant = (typeof E2E_VARIANTS)[number];
 /** The baseline of the targets. */
 export const E2E_BASELINE: E2eVariant = 'ort-nbits-acc4';

@@ -14,6 +14,7 @@ import type { OnnxModel } from '../onnx/model';
 import { initializerMap, producers } from '../onnx/graph';
 import { makeFloatTensorLike, makeTensor, replaceInitializer, tensorDims } from '../onnx/tensor';
 import { W4A8Error } from '../util/errors';
+import { MERGED_DOC_PREFIX } from './fuse_decoder';
 import { mainGraph, uniqueName } from './graph_edit';
 
 const LAYER_OPS = new Set(['MatMul', 'MatMulNBits', 'W4A8MatMul', 'Gemm']);
@@ -94,6 +95,16 @@ export function matchAdapter(model: OnnxModel, adapter: Adapter): AdapterTarget[
   const byKey = new Map<string, NodeProto>();
   for (const node of g.node) if (LAYER_OPS.has(node.opType) && node.name) byKey.set(layerKey(node.name), node);
   const missing = adapter.deltas.filter((d) => !byKey.has(layerKey(d.module)));
+  // Layers inside a merged W4A8MatMul (q|k|v, gate|up: lib/export/fuse_decoder.ts) have no node of their own.
+  for (const node of g.node) {
+    if (!node.docString.startsWith(MERGED_DOC_PREFIX)) continue;
+    const held = node.docString.slice(MERGED_DOC_PREFIX.length).split(', ').map(layerKey);
+    const inside = missing.find((d) => held.includes(layerKey(d.module)));
+    if (inside) {
+      throw new W4A8Error(`adapter ${adapter.source}: module "${inside.module}" is one of the layers merged into W4A8MatMul "${node.name}" ` +
+        '(quantize --format w4a8 merges q|k|v and gate|up); quantize again with --no-merge-projections to attach adapters to those layers');
+    }
+  }
   if (missing.length > 0) {
     const have = [...byKey.values()].map((n) => n.name).slice(0, 4);
     throw new W4A8Error(`adapter ${adapter.source}: ${missing.length} module(s) match no layer of the model, e.g. ${missing.slice(0, 3).map((d) => `"${d.module}"`).join(', ')}; ` +

@@ -278,8 +278,13 @@ function snapshot(model: OnnxModel): Graph {
   return { model, inits: initializerMap(model), producer: producers(model), readers: consumers(model), inputs: new Set(graph.input.map((v) => v.name)) };
 }
 
+export interface FuseOptions {
+  /** Merge q|k|v and gate|up W4A8MatMuls (default true); adapters cannot attach to merged layers. */
+  mergeProjections?: boolean;
+}
+
 /** Rewrites the decoder's attention blocks and RMSNorms of an fp32 model into com.w4a8 nodes, in place. */
-export function fuseDecoder(model: OnnxModel): DecoderFusion {
+export function fuseDecoder(model: OnnxModel, options: FuseOptions = {}): DecoderFusion {
   const graph = mainGraph(model);
   const result: DecoderFusion = { attention: 0, attentionSkipped: 0, rmsNorm: 0, projections: 0, projectionsSkipped: 0 };
   const layers = graph.output.map((o) => PRESENT_KEY.exec(o.name)?.[1]).filter((x): x is string => x !== undefined);
@@ -322,7 +327,7 @@ export function fuseDecoder(model: OnnxModel): DecoderFusion {
   }
   graph.node = graph.node.filter((n) => !normDrop.has(n)).map((n) => normSwaps.get(n) ?? n);
   pruneDead(model);
-  mergeProjections(model, result);
+  if (options.mergeProjections ?? true) mergeProjections(model, result);
   if (result.attention + result.rmsNorm > 0) ensureOpset(model, W4A8_DOMAIN, 1);
   return result;
 }
@@ -332,6 +337,9 @@ export function fuseDecoder(model: OnnxModel): DecoderFusion {
 // in weight bytes; one node over the concatenated columns reads the same bytes in one call. The
 // canonical arrays are row-major in N (codes [N, blocks, bs/2], scales [N * blocks], zero points
 // [N * ceil(blocks/2)]), so concatenating along N is concatenating the arrays.
+
+/** The doc string of a merged node: this prefix, then its layers' node names, comma-separated. */
+export const MERGED_DOC_PREFIX = 'w4a8 merged projections: ';
 
 const MERGE_ATTRS_EXCEPT_N = ['K', 'bits', 'block_size', 'weight_format', 'activation_format', 'activation'];
 
@@ -389,6 +397,8 @@ function mergeNodes(model: OnnxModel, g: Graph, nodes: NodeProto[], output: stri
     attrs[a.name] = a.s.length > 0 ? new TextDecoder().decode(a.s) : Number(a.i);
   }
   const merged = makeNode('W4A8MatMul', inputs, [output], { ...attrs, N: n, ...extra }, { name: `${nodes[0].name}_merged`, domain: W4A8_DOMAIN });
+  // adapter attach reads this to name the layers a merged node holds (lib/export/adapter.ts).
+  merged.docString = `${MERGED_DOC_PREFIX}${nodes.map((x) => x.name).join(', ')}`;
   const old = new Set(nodes.flatMap((x) => x.input.slice(1)));
   const first = Math.min(...nodes.map((x) => graph.node.indexOf(x)));
   graph.node[first] = merged;

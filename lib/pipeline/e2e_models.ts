@@ -1,6 +1,7 @@
 // The model set of `w4a8 bench e2e`: a float decoder (a random-weight preset, stories260K from the
 // shared folder, or a model file), quantized ONCE, and exported from those same arrays as
-// MatMulNBits (accuracy_level 4) and as com.w4a8.W4A8MatMul with int8 and with float activations.
+// MatMulNBits (accuracy_level 4) and as com.w4a8 (the fused decoder) with int8 and with float
+// activations, and once more with int8 activations in the standard-op graph (W4A8MatMul only).
 // Everything generated goes into one temporary folder that `dispose()` removes.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -60,11 +61,14 @@ interface ExportPlan {
   format: ExportFormat;
   aformat: ActFormat;
   engine: E2eVariantModel['engine'];
+  /** w4a8: the fused decoder (default) or the standard-op graph. */
+  fuse?: boolean;
 }
 
 const EXPORTS: ExportPlan[] = [
   { variant: 'ort-nbits-acc4', format: 'matmulnbits', aformat: 'int8', engine: 'ort' },
   { variant: 'w4a8-int8', format: 'w4a8', aformat: 'int8', engine: 'w4a8' },
+  { variant: 'w4a8-int8-unfused', format: 'w4a8', aformat: 'int8', engine: 'w4a8', fuse: false },
   { variant: 'w4a8-a16', format: 'w4a8', aformat: 'none', engine: 'w4a8' },
 ];
 
@@ -126,7 +130,7 @@ export async function prepareE2eModels(o: E2eModelOptions): Promise<E2eModels> {
         return { ...q, layer };
       });
       const copy: QuantizedModelParts = { config: { ...config, aformat: e.aformat }, layers, scalings: [], reports: [] };
-      await exportQuantized(model, copy, e.format);
+      await exportQuantized(model, copy, e.format, { fuseDecoder: e.fuse ?? true });
       const out = path.join(dir, e.variant, 'model.onnx');
       const outputs = new OutputSet(out);
       try {

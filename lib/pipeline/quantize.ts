@@ -36,6 +36,8 @@ export interface QuantizeModelOptions extends Partial<QuantConfig>, StreamedOpti
   format?: ExportFormat;
   /** --format w4a8: fuse the decoder's attention and RMSNorms into com.w4a8 nodes too (default true). */
   fuseDecoder?: boolean;
+  /** With fuseDecoder: merge q|k|v and gate|up into one W4A8MatMul each (default true; adapters cannot attach to merged layers). */
+  mergeProjections?: boolean;
   /** Calibration text: a file, or the text itself. */
   calib?: string;
   calibText?: string;
@@ -302,7 +304,7 @@ async function quantizeInto(
       parts.reports.push(...done.reports);
     }
     cancel.throwIfCancelled();
-    const info = await exportQuantized(model, parts, format, { fuseDecoder: opts.fuseDecoder });
+    const info = await exportQuantized(model, parts, format, { fuseDecoder: opts.fuseDecoder, mergeProjections: opts.mergeProjections });
     // A streamed model is checked as staged (its new tensors are in the staged side file).
     if (info.opsetRaisedFrom !== undefined && !writer) await checkLoads(model, info);
     cancel.throwIfCancelled();

@@ -197,9 +197,13 @@ describeIf(`adapter attach on stories260K (seed ${SEED})`, () => {
     const effect = relErr(adaptedRef, floatLogits);
     console.log(`${format}: quantization error of the adapted model ${quantErr.toExponential(2)}, attached vs float W + delta W ${err.toExponential(2)}, adapter effect ${effect.toExponential(2)}`);
     // What is left is the quantization error (matmulnbits and qdq quantize activations per block
-    // of K inside ORT, not per token); without the branch the distance would be the whole effect.
+    // of K inside ORT, not per token), well under the distance of the same model without the
+    // adapter (the effect and the quantization error together). Not "err < 0.5 * effect": the
+    // seeded adapters' effect is sometimes under twice the quantization error (seeds 100000, 151003).
+    const without = relErr(await logits(quantized[format]), adaptedRef);
+    console.log(`${format}: the quantized model without the adapter is ${without.toExponential(2)} away`);
     expect(err).toBeLessThan(1.5 * quantErr);
-    expect(err).toBeLessThan(0.5 * effect);
+    expect(err).toBeLessThan(0.75 * without);
     if (format === 'sim') {
       // The branch reads the activation before the int8 fake-quant, as the float delta does.
       const m = loadModel(out);
@@ -232,7 +236,8 @@ describeIf(`adapter attach on stories260K (seed ${SEED})`, () => {
 
   it('w4a8 format: the branch beside W4A8MatMul runs in the addon\'s session like the sim model with the same branch, and so does the fused form', async () => {
     const w4 = path.join(tmp, 'w4a8-a16', 'model.onnx');
-    await quantizeModel({ input: floatModel, output: w4, format: 'w4a8', groupSize: 32, aformat: 'none' });
+    // One node per layer: adapters cannot attach to merged q|k|v / gate|up nodes (the test below).
+    await quantizeModel({ input: floatModel, output: w4, format: 'w4a8', groupSize: 32, aformat: 'none', mergeProjections: false });
     const w4Out = path.join(tmp, 'w4a8-a16-lokr.onnx');
     const simOut = path.join(tmp, 'sim-a16-lokr-2.onnx');
     await attachAdapter({ input: w4, adapter: lokr.dir, output: w4Out, mode: 'branch' });
@@ -264,9 +269,17 @@ describeIf(`adapter attach on stories260K (seed ${SEED})`, () => {
     }
   }, 120_000);
 
+  it('refuses a layer merged into one W4A8MatMul (q|k|v, gate|up) with the flag that keeps it apart, and writes nothing', async () => {
+    const w4 = path.join(tmp, 'w4a8-merged', 'model.onnx');
+    await quantizeModel({ input: floatModel, output: w4, format: 'w4a8', groupSize: 32, aformat: 'none' });
+    const out = path.join(tmp, 'w4a8-merged-lokr.onnx');
+    await expect(attachAdapter({ input: w4, adapter: lokr.dir, output: out })).rejects.toThrow(/merged into W4A8MatMul .*--no-merge-projections/);
+    expect(fs.existsSync(out)).toBe(false);
+  }, 120_000);
+
   it('fused (default on a w4a8 model): LoKr in the W4A8MatMul Kronecker inputs gives the branch form\'s logits and W + delta W within the quantization error', async () => {
     const w4 = path.join(tmp, 'w4a8-int8', 'model.onnx');
-    await quantizeModel({ input: floatModel, output: w4, format: 'w4a8', groupSize: 32, aformat: 'int8' });
+    await quantizeModel({ input: floatModel, output: w4, format: 'w4a8', groupSize: 32, aformat: 'int8', mergeProjections: false });
     const fusedOut = path.join(tmp, 'w4a8-int8-lokr-fused.onnx');
     const branchOut = path.join(tmp, 'w4a8-int8-lokr-branch.onnx');
     const fused = await attachAdapter({ input: w4, adapter: lokr.dir, output: fusedOut });
@@ -300,7 +313,8 @@ describeIf(`adapter attach on stories260K (seed ${SEED})`, () => {
     // bounded by a small share of the quantization error here; the A16 test above holds it to 1e-5.
     expect(vsBranch).toBeLessThan(0.05 * quantErr);
     expect(vsFloat).toBeLessThan(1.5 * quantErr);
-    expect(vsFloat).toBeLessThan(0.5 * effect);
+    // Closer than the base model without the adapter (see the sim test above for why not 0.5 * effect).
+    expect(vsFloat).toBeLessThan(0.75 * relErr(await run(w4), adaptedRef));
     // A second adapter cannot take the occupied slot: refused with the way out, nothing written.
     const again = path.join(tmp, 'w4a8-int8-lokr-twice.onnx');
     await expect(attachAdapter({ input: fusedOut, adapter: lokr.dir, output: again }))

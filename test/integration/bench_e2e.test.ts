@@ -1,5 +1,5 @@
 // `w4a8 bench e2e` on stories260K (small: prompt 16, 4 new tokens, one round): the --json schema,
-// all four variants ran from one quantization, and the greedy tokens agree where the numerics
+// all five variants ran from one quantization, and the greedy tokens agree where the numerics
 // must. No timing is asserted. Needs dist/ built and the shared stories260K checkpoint.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -35,7 +35,7 @@ describeIf('w4a8 bench e2e --model stories260K', () => {
       expect(typeof report.cpu).toBe('string');
       expect(typeof report.isa).toBe('string');
       expect(Number.isInteger(report.threads) && report.threads >= 1).toBe(true);
-      expect(report.results.map((x: { variant: string }) => x.variant)).toEqual(['ort-fp32', 'ort-nbits-acc4', 'w4a8-int8', 'w4a8-a16']);
+      expect(report.results.map((x: { variant: string }) => x.variant)).toEqual(['ort-fp32', 'ort-nbits-acc4', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-a16']);
       const byVariant = new Map<string, { tokens: number[]; decodeTokPerS: number; decodeWeightGBps: number }>();
       for (const x of report.results) {
         for (const key of ['variant', 'promptTokens', 'newTokens', 'prefillTokPerS', 'decodeTokPerS', 'peakRssMb']) expect(x).toHaveProperty(key);
@@ -55,11 +55,13 @@ describeIf('w4a8 bench e2e --model stories260K', () => {
       // Same int4 arrays: MatMulNBits at accuracy_level 4 and our float-activation path pick the same
       // tokens on this prompt (measured; w4a8-int8 and ort-fp32 differ from them within 5 tokens).
       expect(byVariant.get('w4a8-a16')!.tokens).toEqual(byVariant.get('ort-nbits-acc4')!.tokens);
+      // The fused decoder and the standard-op graph around the same W4A8MatMuls choose the same tokens.
+      expect(byVariant.get('w4a8-int8')!.tokens).toEqual(byVariant.get('w4a8-int8-unfused')!.tokens);
       // Decode weight traffic = the linear weights' bytes x tokens/s: the int4 variants read the same
       // arrays; the float model reads 4 bytes per weight against half a byte plus group scales, here
       // padded to a whole 128-group along K = 64 (so about one byte per weight).
       const bytes = (v: string) => (byVariant.get(v)!.decodeWeightGBps * 1e9) / byVariant.get(v)!.decodeTokPerS;
-      for (const v of ['w4a8-int8', 'w4a8-a16']) expect(bytes(v) / bytes('ort-nbits-acc4')).toBeCloseTo(1, 6);
+      for (const v of ['w4a8-int8', 'w4a8-int8-unfused', 'w4a8-a16']) expect(bytes(v) / bytes('ort-nbits-acc4')).toBeCloseTo(1, 6);
       expect(bytes('ort-fp32') / bytes('ort-nbits-acc4')).toBeGreaterThan(3.5);
       expect(bytes('ort-fp32') / bytes('ort-nbits-acc4')).toBeLessThan(8);
       // The temporary model folder is gone.

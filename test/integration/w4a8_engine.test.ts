@@ -61,7 +61,8 @@ describeIf('--format w4a8 on stories260K', () => {
     // CachedAttention, two RmsNorms; the final RmsNorm; the float lm_head is a MatMul.
     const ops: Record<string, number> = {};
     for (const n of proto.graph!.node.filter((x) => x.domain === 'com.w4a8')) ops[n.opType] = (ops[n.opType] ?? 0) + 1;
-    expect(ops).toEqual({ W4A8MatMul: 20, CachedAttention: 5, RmsNorm: 11 });
+    // fp8 keeps the standard graph (export_model.ts: E4M3 rounding amplifies the fused ops' rounding).
+    expect(ops).toEqual(aformat === 'fp8' ? { W4A8MatMul: 35 } : { W4A8MatMul: 20, CachedAttention: 5, RmsNorm: 11 });
     // int8: the two paths round differently (exact integer sums vs fp32 products of fake-quantized
     // values), and a flipped rounding in one layer's activation quantizer moves the next layer by
     // one step; over 4000 tokens that is about 0.04 %, over the protocol's 20000 under 0.01 %.
