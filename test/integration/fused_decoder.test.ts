@@ -9,7 +9,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { fuseDecoder } from '../../lib/export/fuse_decoder';
+import { GraphBuilder } from '../../lib/import/graph_builder';
 import { buildLlama2cModel, type Llama2cWeights } from '../../lib/import/llama2c_graph';
+import { DataType } from '../../lib/onnx/dtype';
 import { checkpointLayout, type Llama2cConfig } from '../../lib/import/llama2c_checkpoint';
 import { loadModel, saveModel } from '../../lib/onnx/model';
 import { openW4A8Session, ortEngineSession, type EngineSession } from '../../lib/ort/engine_session';
@@ -119,6 +121,42 @@ describe('CachedAttention and RmsNorm against the standard-op graph', () => {
       pastLen += seq;
     }
   }, 60_000);
+});
+
+describe('fuseDecoder leaves what it does not recognize', () => {
+  const config: Llama2cConfig = {
+    dim: 32, hiddenDim: 24, nLayers: 1, nHeads: 4, nKvHeads: 4, vocabSize: 300, seqLen: 16,
+    sharedClassifier: false, headSize: 8, kvDim: 32,
+  };
+
+  it('keeps an fp16 decoder as it is, saying why', async () => {
+    const model = await buildLlama2cModel(new SeededWeights(config, 3), undefined, new GraphBuilder(undefined, 256, undefined, DataType.FLOAT16));
+    const before = model.proto.graph!.node.length;
+    expect(fuseDecoder(model)).toMatchObject({ attention: 0, rmsNorm: 0, reason: expect.stringMatching(/fp32/) });
+    expect(model.proto.graph!.node.length).toBe(before);
+  });
+
+  it('leaves an ONNX Runtime GenAI export (contrib attention) untouched', () => {
+    const file = path.join(SHARED_DIR, 'models', 'tiny-random-gpt2-fp32', 'past.onnx');
+    if (!fs.existsSync(file)) {
+      console.warn(`skipped: ${file} is absent`);
+      return;
+    }
+    const model = loadModel(file);
+    const before = model.proto.graph!.node.map((n) => `${n.opType}:${n.output.join(',')}`);
+    const f = fuseDecoder(model);
+    expect(f.attention + f.rmsNorm + f.projections).toBe(0);
+    expect(model.proto.graph!.node.map((n) => `${n.opType}:${n.output.join(',')}`)).toEqual(before);
+  });
+
+  it('keeps a layer whose attention was edited (a Softmax on another axis) and still fuses its norms', async () => {
+    const model = await buildLlama2cModel(new SeededWeights({ ...config, nLayers: 2 }, 4));
+    const softmax = model.proto.graph!.node.filter((n) => n.opType === 'Softmax')[1];
+    softmax.attribute[0].i = 2n;
+    const f = fuseDecoder(model);
+    expect(f).toMatchObject({ attention: 1, attentionSkipped: 1, rmsNorm: 5 });
+    expect(model.proto.graph!.node.filter((n) => n.opType === 'Softmax')).toHaveLength(1);
+  });
 });
 
 const missing = [path.join(STORIES, 'stories260K.bin'), path.join(STORIES, 'tok512.bin'), EVAL_TEXT].filter((p) => !fs.existsSync(p));
