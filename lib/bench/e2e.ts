@@ -58,7 +58,7 @@ export interface E2eBenchOptions {
   seed: number;
   /** The model's vocabulary (prompt ids are drawn below it); default: learnt from the session. */
   vocab?: number;
-  /** onnxruntime-node variants: keep ORT's intra-op spinning on (default false: off, as the w4a8 engine runs). */
+  /** ONNX Runtime's intra-op threads spin between tasks, in every variant (default false: off, as the w4a8 engine runs by default). */
   ortSpinning?: boolean;
   /** The model's maximum length, when known: prompt + newTokens must fit. */
   maxLength?: number;
@@ -196,13 +196,18 @@ async function generate(session: DecoderSession, prompt: number[], newTokens: nu
   return { prefillMs, decodeMs: elapsedMs(t1), tokens };
 }
 
-// ORT's intra-op spinning is off for the onnxruntime-node variants too, as the w4a8 engine sets it: on
-// a shared 2-vCPU machine spinning workers steal the cores (measured in bench cpu: a hot MatMulNBits
-// call 0.46 ms with spinning off, 53 ms on), and like for like means the same setting on both sides.
-const ORT_SPINNING_OFF = { 'intra_op.allow_spinning': '0' };
+// ONNX Runtime's intra-op spinning, the same for every variant (like for like): off by default, as the
+// w4a8 engine sets it (on a shared 2-vCPU machine spinning workers can steal the cores: bench cpu
+// measured a hot MatMulNBits call at 0.46 ms with spinning off, 53 ms on); --ort-spinning on turns it on
+// for both engines (decode loops measured faster with it on 2026-12-06: docs/BENCHMARKS.md, "End to end").
+// The two engines spell the key differently: onnxruntime-node prefixes "session." itself.
+function spinningConfig(engine: E2eVariantModel['engine'], spinning: boolean): Record<string, string> {
+  const v = spinning ? '1' : '0';
+  return engine === 'ort' ? { 'intra_op.allow_spinning': v } : { 'session.intra_op.allow_spinning': v };
+}
 
 async function open(m: E2eVariantModel, threads: number, ortSpinning: boolean): Promise<DecoderSession> {
-  const sessionConfig = m.engine === 'ort' && !ortSpinning ? ORT_SPINNING_OFF : undefined;
+  const sessionConfig = spinningConfig(m.engine, ortSpinning);
   const session = await openDecoder(m.modelPath, { engine: m.engine, intraOpNumThreads: threads, label: `${m.variant} (${m.modelPath})`, sessionConfig });
   if (!session.step) {
     await session.release();

@@ -73,7 +73,9 @@ function fromGraph(modelPath: string): MaxLength | undefined {
   for (const node of graph.node) {
     // Gather(table, position_ids): a RoPE cos/sin table or a learned position embedding.
     if (node.opType === 'Gather' && node.input[1] === 'position_ids') take(rowsOf(node.input[0]), `the ${node.input[0]} table (rows indexed by position_ids)`);
-    // com.microsoft EmbedLayerNormalization: input 3 is the position embedding.
+    // com.w4a8 CachedAttention (the fused decoder): input 7 is the RoPE cos table, indexed by position_ids.
+    if (node.opType === 'CachedAttention' && node.domain === 'com.w4a8') take(rowsOf(node.input[7]), `the ${node.input[7]} table (CachedAttention's cos_cache)`);
+        // com.microsoft EmbedLayerNormalization: input 3 is the position embedding.
     if (node.opType === 'EmbedLayerNormalization') take(rowsOf(node.input[3]), `the ${node.input[3]} position table`);
   }
   if (best) return best;

@@ -57,7 +57,7 @@ function runLines(report) {
 function e2eBlocks(reports, date) {
   const first = reports[0].report;
   const setting = [
-    `Measured ${date.toISOString().slice(0, 10)} on ${first.cpu} (${first.threads} threads, default ISA ${first.isa}; ` +
+    `Measured ${date.toISOString().slice(0, 10)} on ${first.cpu} (${first.threads} threads, default ISA ${first.isa}, ONNX Runtime intra-op spinning ${first.ortSpinning ? 'on' : 'off'} in every variant; ` +
       `1-minute load average ${first.loadAvg[0].toFixed(1)} before, ${reports[reports.length - 1].report.loadAvg[1].toFixed(1)} after: above ~${first.threads} the machine was shared and the numbers are noisy).`,
     '',
     `Peak RSS: ${first.rssMethod}.`,

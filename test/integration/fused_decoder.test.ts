@@ -13,6 +13,7 @@ import { GraphBuilder } from '../../lib/import/graph_builder';
 import { buildLlama2cModel, type Llama2cWeights } from '../../lib/import/llama2c_graph';
 import { DataType } from '../../lib/onnx/dtype';
 import { checkpointLayout, type Llama2cConfig } from '../../lib/import/llama2c_checkpoint';
+import { modelMaxLength } from '../../lib/onnx/max_length';
 import { loadModel, saveModel } from '../../lib/onnx/model';
 import { openW4A8Session, ortEngineSession, type EngineSession } from '../../lib/ort/engine_session';
 import { assertBuiltCli } from '../helpers/built_cli';
@@ -200,6 +201,8 @@ describeIf('--format w4a8 fused against --no-fuse-decoder on stories260K', () =>
     for (const n of loadModel(fusedA16).proto.graph!.node) counts[n.opType] = (counts[n.opType] ?? 0) + 1;
     // 5 layers: q|k|v, o, gate|up, down = 4 W4A8MatMul each; lm_head stays float (shared with the embedding).
     expect(counts).toMatchObject({ W4A8MatMul: 20, CachedAttention: 5, RmsNorm: 11 });
+    // The maximum length still comes from the RoPE table, now read by CachedAttention.
+    expect(modelMaxLength(fusedA16)).toEqual({ tokens: 512, source: expect.stringMatching(/CachedAttention/) });
     const a = ppl(fusedA16, 4000), b = ppl(plainA16, 4000);
     console.log(`stories260K w4a8 a=none, 4000 tokens: fused ppl ${a.toFixed(7)}, unfused ${b.toFixed(7)}`);
     expect(Math.abs(a / b - 1)).toBeLessThan(1e-5);  // float activations: rounding order only
