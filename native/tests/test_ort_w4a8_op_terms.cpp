@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <random>
 
 #include "ort_test_util.h"
@@ -208,7 +209,7 @@ int main() {
     std::printf("FAIL: %s\n", error.c_str());
     return 1;
   }
-  const unsigned seed = std::random_device{}();
+  const unsigned seed = std::getenv("W4A8_TEST_SEED") ? (unsigned)std::strtoul(std::getenv("W4A8_TEST_SEED"), nullptr, 10) : std::random_device{}();
   std::printf("ONNX Runtime %s from %s; seed %u\n", rt->version.c_str(), lib.c_str(), seed);
   std::mt19937 rng(seed);
   const std::string dir = "/tmp/w4a8_ort_op_terms_test_" + std::to_string(getpid());
@@ -355,7 +356,7 @@ int main() {
         // Against float64 on the int8 activations (x fake-quantized per token, as the GEMM sees it): the
         // only other rounding is that of t = x U to int8 per token, at most half a step of t per rank
         // component, times |V|.
-        double worst_excess = 0, moved = 0;
+        double worst_excess = 0, moved = 0, term_max = 0;
         std::vector<double> xt((size_t)r);
         for (int32_t t = 0; t < m; ++t) {
           float amax = 0.f;
@@ -376,10 +377,14 @@ int main() {
             }
             worst_excess = std::fmax(worst_excess, std::fabs(y[(size_t)t * n + j] - s) / bound);
             moved = std::fmax(moved, std::fabs(y[(size_t)t * n + j] - base[(size_t)t * n + j]));
+            term_max = std::fmax(term_max, std::fabs(s - base[(size_t)t * n + j]));
           }
         }
         CHECK(worst_excess <= 1.0, "%s M=%d: off the float64 term on int8 activations by %.3g of the rounding bound", label.c_str(), m, worst_excess);
-        CHECK(moved > 1e-3, "%s M=%d: the correction left the output unchanged", label.c_str(), m);
+        // The term moves the output by about its own size (rank 1 and one token can make it small:
+        // an absolute threshold failed about one run in twenty).
+        CHECK(term_max < 1e-6 || moved > 0.5 * term_max, "%s M=%d: the correction moved the output by %.3g, the term is %.3g", label.c_str(), m,
+              moved, term_max);
         ++cases;
       }
     }

@@ -1,4 +1,6 @@
 // Canonical QuantizedWeight -> Panel16x8 CPU layout (formats.h, "CPU prepacked layouts").
+#include <sys/mman.h>
+
 #include <cstring>
 #include <new>
 #include <vector>
@@ -8,6 +10,28 @@
 namespace w4a8::cpu {
 namespace {
 
+// Packed codes of 2 MiB or more are 2 MiB aligned and asked for transparent huge pages
+// (MADV_HUGEPAGE: the kernel's usual THP mode, "madvise", gives anonymous memory none otherwise).
+// A decode step streams every weight once; with 4 KiB pages that is a TLB miss per 4 KiB read.
+// Smaller ones are 64-byte aligned, so each chunk is one cache line (the kernels stream whole lines).
+constexpr size_t kHugePage = size_t{2} << 20;
+
+struct AlignedDelete {
+  size_t align = 64;
+  void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t(align)); }
+};
+using AlignedBytes = std::unique_ptr<uint8_t[], AlignedDelete>;
+
+AlignedBytes ZeroedCodes(size_t bytes) {
+  const size_t align = bytes >= kHugePage ? kHugePage : 64;
+  AlignedBytes p(static_cast<uint8_t*>(::operator new[](bytes, std::align_val_t(align))), AlignedDelete{align});
+#ifdef MADV_HUGEPAGE
+  if (align == kHugePage) madvise(p.get(), bytes, MADV_HUGEPAGE);  // advice only: failure changes nothing
+#endif
+  std::memset(p.get(), 0, bytes);
+  return p;
+}
+
 class OwnedPackedWeight final : public PackedWeight {
  public:
   OwnedPackedWeight(const QuantizedWeight& w, Isa isa) {
@@ -15,8 +39,7 @@ class OwnedPackedWeight final : public PackedWeight {
     const int32_t k_padded = blocks * w.group_size;
     const int32_t n_panels = (w.n + kCpuPanelN - 1) / kCpuPanelN;
     const size_t chunks_per_panel = (size_t)k_padded / kCpuChunkK;
-    // 64-byte aligned so each chunk is one cache line (the kernels stream whole lines).
-    codes_.reset(new (std::align_val_t(64)) uint8_t[(size_t)n_panels * chunks_per_panel * kCpuChunkBytes]());
+    codes_ = ZeroedCodes((size_t)n_panels * chunks_per_panel * kCpuChunkBytes);
     scales_.assign((size_t)n_panels * blocks * kCpuPanelN, 0.0f);
     zeros_.assign((size_t)n_panels * blocks * kCpuPanelN, 0);
 
@@ -60,10 +83,7 @@ class OwnedPackedWeight final : public PackedWeight {
   }
 
  private:
-  struct AlignedDelete {
-    void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t(64)); }
-  };
-  std::unique_ptr<uint8_t[], AlignedDelete> codes_;
+  AlignedBytes codes_;
   std::vector<float> scales_;
   std::vector<uint8_t> zeros_;
 };
