@@ -17,7 +17,8 @@ testIf('a touched 64 MiB array shows in RssAnon, in V8 ArrayBuffers and (glibc) 
   const a = new Float32Array(16 * MiB);
   for (let i = 0; i < a.length; i += 1024) a[i] = i + 1;
   const after = processMemory();
-  expect(after.arrayBuffers - before.arrayBuffers).toBeGreaterThanOrEqual(64 * MiB);
+  // Within 1 MiB: the worker's other (small) ArrayBuffers may be collected in between (CI saw 64 MiB - 3 KiB).
+  expect(after.arrayBuffers - before.arrayBuffers).toBeGreaterThanOrEqual(63 * MiB);
   expect(after.rssAnon - before.rssAnon).toBeGreaterThanOrEqual(56 * MiB);
   if (before.mallocMmapped !== undefined) expect(after.mallocMmapped! - before.mallocMmapped).toBeGreaterThanOrEqual(64 * MiB);
   else console.warn('mallocinfo2 not available (not glibc 2.33+): C heap counts not checked');
