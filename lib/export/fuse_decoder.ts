@@ -56,7 +56,7 @@ function same(a: number[] | undefined, b: number[]): boolean {
   return a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-/** The node producing `value` when it has op type `op` (and `inputs` inputs, when given). */
+/** The node producing `value` when it is a default-domain `op`. */
 function made(g: Graph, value: string | undefined, op: string): NodeProto | undefined {
   if (!value) return undefined;
   const n = g.producer.get(value);

@@ -10,59 +10,10 @@
 #include "cpu/thread_pool.h"
 #include "w4a8/decoder_ops.h"
 #include "w4a8/ort_op.h"
+#include "op_support.h"
 
 namespace w4a8::ort {
 namespace {
-
-#define W4A8_ORT_TRY(expr)        \
-  do {                            \
-    OrtStatus* _s = (expr);       \
-    if (_s != nullptr) return _s; \
-  } while (0)
-
-struct Tensor {
-  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-  std::vector<int64_t> dims;
-  size_t count = 0;
-  void* data = nullptr;
-};
-
-OrtStatus* Describe(const OrtApiView& a, const OrtValue* v, Tensor* out) {
-  OrtTensorTypeAndShapeInfo* info = nullptr;
-  W4A8_ORT_TRY(a.GetTensorTypeAndShape(v, &info));
-  size_t rank = 0;
-  OrtStatus* s = a.GetTensorElementType(info, &out->type);
-  if (!s) s = a.GetDimensionsCount(info, &rank);
-  if (!s) {
-    out->dims.assign(rank, 0);
-    s = a.GetDimensions(info, out->dims.data(), rank);
-  }
-  if (!s) s = a.GetTensorShapeElementCount(info, &out->count);
-  a.ReleaseTensorTypeAndShapeInfo(info);
-  if (s) return s;
-  return a.GetTensorMutableData(const_cast<OrtValue*>(v), &out->data);
-}
-
-std::string DimsText(const std::vector<int64_t>& d) {
-  std::string s = "[";
-  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
-  return s + "]";
-}
-
-// The kernels' ParallelFor goes to ORT's intra-op threads for the duration of one Compute.
-struct OrtThreads {
-  const OrtApiView* api;
-  OrtKernelContext* ctx;
-  static void Run(void* self, int64_t count, const std::function<void(int64_t)>& fn) {
-    auto* t = static_cast<OrtThreads*>(self);
-    OrtStatus* s = t->api->KernelContext_ParallelFor(
-        t->ctx, [](void* f, size_t i) { (*static_cast<const std::function<void(int64_t)>*>(f))((int64_t)i); },
-        (size_t)count, 0, const_cast<std::function<void(int64_t)>*>(&fn));
-    if (s == nullptr) return;
-    t->api->ReleaseStatus(s);
-    for (int64_t i = 0; i < count; ++i) fn(i);
-  }
-};
 
 // What every op kernel here shares: ORT's API, input access, errors with the op's name.
 class KernelBase {
@@ -88,7 +39,7 @@ class KernelBase {
   OrtStatus* Fail(const std::string& msg) const { return api_.CreateStatus(ORT_INVALID_ARGUMENT, (std::string(name_) + ": " + msg).c_str()); }
 
   // Input `i`; *found is false when the node lacks it.
-  OrtStatus* Input(OrtKernelContext* ctx, size_t i, Tensor* t, bool* found = nullptr) const {
+  OrtStatus* Input(OrtKernelContext* ctx, size_t i, TensorView* t, bool* found = nullptr) const {
     size_t n = 0;
     W4A8_ORT_TRY(api_.KernelContext_GetInputCount(ctx, &n));
     const OrtValue* v = nullptr;
@@ -146,7 +97,7 @@ class AttentionKernel : public KernelBase {
 
  private:
   OrtStatus* Run(OrtKernelContext* ctx) override {
-    Tensor q, k, v, pk, pv, mask, pos, cos, sin;
+    TensorView q, k, v, pk, pv, mask, pos, cos, sin;
     bool has_k = false, has_v = false;
     W4A8_ORT_TRY(Input(ctx, kQuery, &q));
     W4A8_ORT_TRY(Input(ctx, kKey, &k, &has_k));
@@ -158,7 +109,7 @@ class AttentionKernel : public KernelBase {
     W4A8_ORT_TRY(Input(ctx, kCos, &cos));
     W4A8_ORT_TRY(Input(ctx, kSin, &sin));
     if (has_k != has_v) return Fail("key and value come together (or neither, for a packed query)");
-    for (const Tensor* t : {&q, &k, &v, &pk, &pv, &cos, &sin})
+    for (const TensorView* t : {&q, &k, &v, &pk, &pv, &cos, &sin})
       if (t->data && t->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) return Fail("float tensors must be fp32");
     if (mask.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 || pos.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64)
       return Fail("attention_mask and position_ids must be int64");
@@ -239,7 +190,7 @@ class RmsNormKernel : public KernelBase {
  private:
   // Y, [Sum] = RmsNorm(X, weight[, residual]): Sum = X + residual, Y = Sum normalized times weight.
   OrtStatus* Run(OrtKernelContext* ctx) override {
-    Tensor x, w, r;
+    TensorView x, w, r;
     bool has_r = false;
     W4A8_ORT_TRY(Input(ctx, 0, &x));
     W4A8_ORT_TRY(Input(ctx, 1, &w));

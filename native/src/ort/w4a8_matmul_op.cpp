@@ -19,50 +19,12 @@
 #include "w4a8/formats.h"
 #include "w4a8/half.h"
 #include "w4a8/ort_op.h"
+#include "op_support.h"
 
 namespace w4a8::ort {
 namespace {
 
 enum class ActFormat { kInt8, kFp8, kNone };
-
-// A status-returning step; the first failure is returned to ORT with its message.
-#define W4A8_ORT_TRY(expr)          \
-  do {                              \
-    OrtStatus* _s = (expr);         \
-    if (_s != nullptr) return _s;   \
-  } while (0)
-
-struct TensorView {
-  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-  std::vector<int64_t> dims;
-  size_t count = 0;
-  const void* data = nullptr;
-};
-
-OrtStatus* Describe(const OrtApiView& a, const OrtValue* v, TensorView* out) {
-  OrtTensorTypeAndShapeInfo* info = nullptr;
-  W4A8_ORT_TRY(a.GetTensorTypeAndShape(v, &info));
-  size_t rank = 0;
-  OrtStatus* s = a.GetTensorElementType(info, &out->type);
-  if (!s) s = a.GetDimensionsCount(info, &rank);
-  if (!s) {
-    out->dims.assign(rank, 0);
-    s = a.GetDimensions(info, out->dims.data(), rank);
-  }
-  if (!s) s = a.GetTensorShapeElementCount(info, &out->count);
-  a.ReleaseTensorTypeAndShapeInfo(info);
-  if (s) return s;
-  void* data = nullptr;
-  W4A8_ORT_TRY(a.GetTensorMutableData(const_cast<OrtValue*>(v), &data));
-  out->data = data;
-  return nullptr;
-}
-
-std::string DimsText(const std::vector<int64_t>& d) {
-  std::string s = "[";
-  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
-  return s + "]";
-}
 
 // Optional inputs after bias (ort_op.h).
 constexpr size_t kLowRankU = 5, kLowRankV = 6, kKronA = 7, kKronB = 8, kLowRankUScale = 9, kLowRankVScale = 10,
@@ -102,21 +64,6 @@ bool UseOrtThreads() {
   }();
   return ort;
 }
-
-struct OrtThreads {
-  const OrtApiView* api;
-  OrtKernelContext* ctx;
-  static void Run(void* self, int64_t count, const std::function<void(int64_t)>& fn) {
-    auto* t = static_cast<OrtThreads*>(self);
-    OrtStatus* s = t->api->KernelContext_ParallelFor(
-        t->ctx, [](void* f, size_t i) { (*static_cast<const std::function<void(int64_t)>*>(f))((int64_t)i); },
-        (size_t)count, 0, const_cast<std::function<void(int64_t)>*>(&fn));
-    if (s == nullptr) return;
-    // ORT refused (it does not for a live context): run the tasks here rather than lose the result.
-    t->api->ReleaseStatus(s);
-    for (int64_t i = 0; i < count; ++i) fn(i);
-  }
-};
 
 class Kernel {
  public:
