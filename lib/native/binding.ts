@@ -204,7 +204,7 @@ export interface NativeBinding {
   // ort_session_bindings.cpp: ONNX Runtime opened with dlopen, sessions with the com.w4a8 domain; see ort_runtime.ts.
   ortOpen(libraryPath: string): string;
   ortCreateSession(modelPath: string, intraOpThreads: number, configEntries: [string, string][]): Promise<NativeOrtSessionInfo>;
-  ortRun(handle: NativeOrtHandle, feeds: NativeOrtFeed[], fetches: string[], lastRowOf?: string[]): Promise<NativeOrtOutput[]>;
+  ortRun(handle: NativeOrtHandle, feeds: NativeOrtFeed[], fetches: string[], lastRowOf?: string[], into?: NativeOrtFeed[]): Promise<NativeOrtOutput[]>;
   ortRelease(handle: NativeOrtHandle): void;
 
   // calib_bindings.cpp: hessianMode 0 none, 1 fp32, 2 fp64; see calib_stats.ts.

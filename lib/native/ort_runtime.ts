@@ -56,26 +56,37 @@ export async function createOrtSession(modelPath: string, opts: OrtSessionOption
   return native().ortCreateSession(modelPath, threads, entries);
 }
 
+function checkTensors(what: string, list: NativeOrtFeed[]): void {
+  if (!Array.isArray(list)) throw new TypeError(`Expected ${what}s to be an array but received ${describe(list)}`);
+  for (const f of list) {
+    if (typeof f?.name !== 'string' || !Array.isArray(f.dims) || !ArrayBuffer.isView(f.data)) {
+      throw new TypeError(`Expected each ${what} to be {name, type, dims, data} but received ${describe(f)}`);
+    }
+    f.dims.forEach((d, i) => expectInt(`dims[${i}] of ${what} "${f.name}"`, d, 0));
+  }
+}
+
 /**
  * One run. Feeds are read in place. Outputs of 256 KiB or more come back as ArrayBuffers over ONNX
  * Runtime's own output memory (released when the buffer is collected), smaller ones as copies.
  * `lastRowOf` names fetches of which only the last row along dimension -2 is returned (dims [..., 1, n]).
+ * `into` names outputs that ONNX Runtime writes into the given arrays instead (their dims must be the
+ * outputs' shapes; an array may also be a feed's: a KV cache kept in one buffer). They are not returned.
  */
-export async function runOrtSession(session: OrtSessionHandle, feeds: NativeOrtFeed[], fetches: string[], lastRowOf: string[] = []): Promise<NativeOrtOutput[]> {
-  if (!Array.isArray(feeds)) throw new TypeError(`Expected feeds to be an array but received ${describe(feeds)}`);
+export async function runOrtSession(
+  session: OrtSessionHandle, feeds: NativeOrtFeed[], fetches: string[], lastRowOf: string[] = [], into: NativeOrtFeed[] = [],
+): Promise<NativeOrtOutput[]> {
+  checkTensors('feed', feeds);
   if (!Array.isArray(fetches) || fetches.length === 0 || fetches.some((f) => typeof f !== 'string')) {
     throw new TypeError(`Expected fetches to be a non-empty array of output names but received ${describe(fetches)}`);
-  }
-  for (const f of feeds) {
-    if (typeof f?.name !== 'string' || !Array.isArray(f.dims) || !ArrayBuffer.isView(f.data)) {
-      throw new TypeError(`Expected each feed to be {name, type, dims, data} but received ${describe(f)}`);
-    }
-    f.dims.forEach((d, i) => expectInt(`dims[${i}] of feed "${f.name}"`, d, 0));
   }
   if (!Array.isArray(lastRowOf) || lastRowOf.some((n) => !fetches.includes(n))) {
     throw new RangeError(`Expected lastRowOf to list fetched output names but received ${describe(lastRowOf)}`);
   }
-  return native().ortRun(session.handle, feeds, fetches, lastRowOf);
+  checkTensors('output', into);
+  const both = into.find((o) => fetches.includes(o.name));
+  if (both) throw new RangeError(`Expected output "${both.name}" either fetched or written into a given array, not both`);
+  return native().ortRun(session.handle, feeds, fetches, lastRowOf, into);
 }
 
 export function releaseOrtSession(session: OrtSessionHandle): void {

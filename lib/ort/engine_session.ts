@@ -34,6 +34,12 @@ export interface EngineSession {
 
 export interface RunOptions {
   lastRowOf?: readonly string[];
+  /**
+   * Outputs written into these tensors' memory instead of returned (their dims must be the outputs'
+   * shapes); a tensor may also be a feed (CachedAttention's cache kept in one buffer). The w4a8
+   * engine only.
+   */
+  into?: Readonly<Record<string, ort.Tensor>>;
 }
 
 /** onnxruntime-node's session as an EngineSession (it returns whole tensors: lastRowOf is not passed on). */
@@ -41,7 +47,10 @@ export function ortEngineSession(session: ort.InferenceSession): EngineSession {
   return {
     inputMetadata: session.inputMetadata,
     outputMetadata: session.outputMetadata,
-    run: (feeds, fetches) => session.run(feeds, [...fetches]) as Promise<Record<string, ort.Tensor>>,
+    run: (feeds, fetches, opts) => {
+      if (opts?.into && Object.keys(opts.into).length > 0) throw new W4A8Error('onnxruntime-node sessions do not write outputs into given tensors here (the w4a8 engine does)');
+      return session.run(feeds, [...fetches]) as Promise<Record<string, ort.Tensor>>;
+    },
     release: () => session.release(),
   };
 }
@@ -120,12 +129,14 @@ class W4A8Session implements EngineSession {
   // The w4a8 engine takes lastRowOf: a prefill's next-token logits leave as one row ([1, 1, vocab])
   // instead of [1, seq, vocab] (64 MiB at 512 tokens of a 32000 vocabulary, copied and then dropped).
   async run(feeds: Record<string, ort.Tensor>, fetches: readonly string[], opts: RunOptions = {}): Promise<Record<string, ort.Tensor>> {
-    const list: OrtFeed[] = Object.entries(feeds).map(([name, t]) => {
+    const toNative = (what: string) => ([name, t]: [string, ort.Tensor]): OrtFeed => {
       const type = ONNX_ELEMENT_TYPES[t.type as keyof typeof ONNX_ELEMENT_TYPES];
-      if (type === undefined) throw new W4A8Error(`feed "${name}" is a ${t.type} tensor; the w4a8 engine takes numeric and bool tensors`);
+      if (type === undefined) throw new W4A8Error(`${what} "${name}" is a ${t.type} tensor; the w4a8 engine takes numeric and bool tensors`);
       return { name, type, dims: [...t.dims], data: t.data as ArrayBufferView };
-    });
-    const out = await runOrtSession(this.handle, list, [...fetches], [...(opts.lastRowOf ?? [])]);
+    };
+    const list = Object.entries(feeds).map(toNative('feed'));
+    const into = Object.entries(opts.into ?? {}).map(toNative('output'));
+    const out = await runOrtSession(this.handle, list, [...fetches], [...(opts.lastRowOf ?? [])], into);
     const result: Record<string, ort.Tensor> = {};
     for (const o of out) {
       const type = TYPE_BY_NUMBER.get(o.type);

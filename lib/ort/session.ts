@@ -9,7 +9,9 @@ import { W4A8Error } from '../util/errors';
 import type { Logits } from '../native/eval_ops';
 import { ENGINES, engineFor, openW4A8Session, ortEngineSession, W4A8_OP_DOMAIN, type Engine, type EngineSession } from './engine_session';
 import { loadModel } from '../onnx/model';
+import type { ModelProto } from 'onnx-buf';
 import { readSessionConfig } from '../onnx/session_config';
+import { KvBuffers, presentsFromCachedAttention, SharedKvCache, type KvLayout } from './kv_buffers';
 
 export interface OpenDecoderOptions {
   /** Threads ORT uses inside an operator (default: ORT's choice). */
@@ -199,9 +201,17 @@ class OrtDecoder implements DecoderSession {
     logitsMeta: TensorMeta,
     /** present output name by past input name, when every past input has one. */
     private readonly presentByPast?: Map<string, string>,
+    /** Keep the cache in one buffer per past input across steps (kv_buffers.ts): the w4a8 engine on CachedAttention models. */
+    sharedKv = false,
   ) {
     this.logitsDtype = logitsMeta.type as 'float32' | 'float16';
-    if (presentByPast) this.step = (ids, past) => this.cachedStep(ids, past);
+    if (presentByPast) this.step = (ids, past) => (this.kvLayouts ? this.sharedStep(ids, past) : this.cachedStep(ids, past));
+    if (presentByPast && sharedKv && inputs.every((p) => p.role !== 'past' || (p.type === 'float32' && p.emptyDims!.filter((d) => d === 0).length === 1))) {
+      this.kvLayouts = new Map<string, KvLayout>();
+      for (const p of inputs) {
+        if (p.role === 'past') this.kvLayouts.set(p.name, { present: presentByPast.get(p.name)!, emptyDims: p.emptyDims!, lengthAxis: p.emptyDims!.indexOf(0) });
+      }
+    }
     const last = logitsMeta.shape[logitsMeta.shape.length - 1];
     if (typeof last === 'number' && last > 0) this.vocab = last;
     // Empty past tensors never change: build them once.
@@ -212,6 +222,45 @@ class OrtDecoder implements DecoderSession {
   }
 
   readonly step?: (ids: number[], past?: KvCache) => Promise<{ logits: Logits; cache: KvCache }>;
+  private readonly kvLayouts?: Map<string, KvLayout>;
+
+  /** The buffers a step from `past` writes into: past's own when it is their latest cache, else new ones. */
+  private buffersFor(past: KvCache | undefined, rows: number): KvBuffers {
+    const start = past?.length ?? 0;
+    const own = past instanceof SharedKvCache && past.buffers.owner === this ? past.buffers : undefined;
+    if (own && !own.busy && own.filled === start && rows <= own.capacity) return own;
+    const fresh = new KvBuffers(this, this.kvLayouts!, KvBuffers.capacityFor(rows, own?.capacity));
+    if (start > 0) {
+      if (past instanceof SharedKvCache) fresh.copyRows(past.buffers, start);
+      else fresh.copyTensors(past!.tensors, start);
+    }
+    return fresh;
+  }
+
+  private async sharedStep(ids: number[], past?: KvCache): Promise<{ logits: Logits; cache: KvCache }> {
+    if (past !== undefined && (typeof past !== 'object' || past === null || !Number.isInteger(past.length) || past.length < 0)) {
+      throw new TypeError('Expected past to be a KvCache returned by an earlier step');
+    }
+    if (!Array.isArray(ids) || ids.length === 0) throw new RangeError('Expected a non-empty array of token ids');
+    const start = past?.length ?? 0;
+    const buffers = this.buffersFor(past, start + ids.length);
+    const tensors: Record<string, ort.Tensor> = {};
+    const into: Record<string, ort.Tensor> = {};
+    for (const [name, l] of this.kvLayouts!) {
+      const t = new ort.Tensor('float32', buffers.arrays.get(name)!, buffers.dims(name));
+      tensors[name] = t;
+      into[l.present] = t;
+    }
+    buffers.busy = true;
+    let out: Record<string, ort.Tensor>;
+    try {
+      out = await this.run(ids, [this.logitsName], { start, tensors }, [this.logitsName], into);
+    } finally {
+      buffers.busy = false;
+    }
+    buffers.filled = start + ids.length;
+    return { logits: this.lastLogits(out[this.logitsName], ids.length), cache: new SharedKvCache(start + ids.length, buffers) };
+  }
 
   private async cachedStep(ids: number[], past?: KvCache): Promise<{ logits: Logits; cache: KvCache }> {
     if (past !== undefined && (typeof past !== 'object' || !Number.isInteger(past.length) || typeof past.tensors !== 'object')) {
@@ -220,26 +269,31 @@ class OrtDecoder implements DecoderSession {
     const start = past?.length ?? 0;
     const fetches = [this.logitsName, ...this.presentByPast!.values()];
     const out = await this.run(ids, fetches, past && start > 0 ? { start, tensors: past.tensors } : undefined, [this.logitsName]);
-    const t = out[this.logitsName];
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const [pastName, presentName] of this.presentByPast!) tensors[pastName] = out[presentName];
+    return { logits: this.lastLogits(out[this.logitsName], ids.length), cache: { length: start + ids.length, tensors } };
+  }
+
+  /** The last position's logits of a step over `seq` tokens. */
+  private lastLogits(t: ort.Tensor, seq: number): Logits {
     const vocab = t.dims[t.dims.length - 1];
     // The engine returns every row (onnxruntime-node) or only the last one (the w4a8 engine).
     const rows = t.dims.length >= 2 ? t.dims[t.dims.length - 2] : 0;
-    if (!((rows === ids.length || rows === 1) && t.size === rows * vocab)) {
-      throw new W4A8Error(`${this.label}: logits have shape [${t.dims.join(', ')}] for ${ids.length} tokens; expected [1, ${ids.length}, vocab]`);
+    if (!((rows === seq || rows === 1) && t.size === rows * vocab)) {
+      throw new W4A8Error(`${this.label}: logits have shape [${t.dims.join(', ')}] for ${seq} tokens; expected [1, ${seq}, vocab]`);
     }
     if (this.vocab === 0) this.vocab = vocab;
     // Only the last row leaves: a prefill of n tokens keeps 1/n of its logits.
     const from = (rows - 1) * vocab;
-    const logits: Logits =
-      t.type === 'float16'
-        ? { data: (t.data as unknown as Uint16Array).slice(from, from + vocab), dtype: 'float16', seq: 1, vocab }
-        : { data: (t.data as Float32Array).slice(from, from + vocab), dtype: 'float32', seq: 1, vocab };
-    const tensors: Record<string, ort.Tensor> = {};
-    for (const [pastName, presentName] of this.presentByPast!) tensors[pastName] = out[presentName];
-    return { logits, cache: { length: start + ids.length, tensors } };
+    return t.type === 'float16'
+      ? { data: (t.data as unknown as Uint16Array).slice(from, from + vocab), dtype: 'float16', seq: 1, vocab }
+      : { data: (t.data as Float32Array).slice(from, from + vocab), dtype: 'float32', seq: 1, vocab };
   }
 
-  async run(ids: number[], fetches: string[], past?: { start: number; tensors: Readonly<Record<string, ort.Tensor>> }, lastRowOf?: string[]): Promise<Record<string, ort.Tensor>> {
+  async run(
+    ids: number[], fetches: string[], past?: { start: number; tensors: Readonly<Record<string, ort.Tensor>> }, lastRowOf?: string[],
+    into?: Record<string, ort.Tensor>,
+  ): Promise<Record<string, ort.Tensor>> {
     if (!Array.isArray(ids) || ids.length === 0) throw new RangeError('Expected a non-empty array of token ids');
     if (!Array.isArray(fetches) || fetches.length === 0 || fetches.some((f) => typeof f !== 'string')) {
       throw new TypeError('Expected fetches to be a non-empty array of output names');
@@ -255,7 +309,7 @@ class OrtDecoder implements DecoderSession {
     const feeds: Record<string, ort.Tensor> = { ...decoderFeeds(this.inputs, ids, start), ...this.pastFeeds, ...past?.tensors };
     if (start > 0) for (const p of this.inputs) if (p.role === 'use_cache_branch') feeds[p.name] = new ort.Tensor('bool', Uint8Array.from([1]), [1]);
     try {
-      return await this.session.run(feeds, fetches, lastRowOf ? { lastRowOf } : undefined);
+      return await this.session.run(feeds, fetches, lastRowOf || into ? { lastRowOf, into } : undefined);
     } catch (err) {
       throw new W4A8Error(`ONNX Runtime failed running ${this.label} on ${seq} tokens: ${firstLine(err)}`);
     }
@@ -312,6 +366,8 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
   if (opts.sessionConfig) options.extra = { session: { ...opts.sessionConfig } };
   let session: EngineSession;
   let label: string;
+  let engineOf: Engine = 'ort';
+  let proto: ModelProto | undefined;
   if (opts.engine !== undefined && !(ENGINES as readonly string[]).includes(opts.engine)) {
     throw new TypeError(`Expected engine to be one of ${ENGINES.join(', ')} but received ${JSON.stringify(opts.engine)}`);
   }
@@ -320,10 +376,11 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
     checkModelFile(model);
     // Our parse first: graph faults get one clear line, and the session options the model
     // carries (metadata_props, e.g. a QDQ A16 export's accuracy level 0) are applied.
-    const proto = loadModel(model).proto;
+    proto = loadModel(model).proto;
     const carried = readSessionConfig(proto, model);
     if (Object.keys(carried).length > 0) options.extra = { session: { ...carried, ...opts.sessionConfig } };
     const engine = opts.engine ?? engineFor(proto);
+    engineOf = engine;
     try {
       session = engine === 'w4a8'
         ? await openW4A8Session(model, { intraOpNumThreads: opts.intraOpNumThreads, sessionConfig: { ...carried, ...opts.sessionConfig } })
@@ -357,7 +414,9 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
     const pastNames = plans.filter((p) => p.role === 'past').map((p) => p.name);
     const cached = pastNames.length > 0 && pastNames.every((n) => outputNames.has(presentNameFor(n)));
     const presentByPast = cached ? new Map(pastNames.map((n) => [n, presentNameFor(n)])) : undefined;
-    const decoder = new OrtDecoder(session, label, plans, logitsMeta.name, logitsMeta, presentByPast);
+    // The w4a8 engine binds outputs to given memory: a fused decoder's cache stays in one buffer.
+    const sharedKv = engineOf === 'w4a8' && presentByPast !== undefined && proto !== undefined && presentsFromCachedAttention(proto, presentByPast.values());
+    const decoder = new OrtDecoder(session, label, plans, logitsMeta.name, logitsMeta, presentByPast, sharedKv);
     // A symbolic logits width is learnt from one tiny run, before any id is checked against it.
     if (decoder.vocab === 0) await decoder.logits([0]);
     return decoder;

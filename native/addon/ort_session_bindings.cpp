@@ -103,12 +103,14 @@ class RunWorker : public OrtWorker {
   // Per fetch: return only the last row (dimension -2) of each leading index, e.g. the next-token
   // logits [1, 1, vocab] of a prefill's [1, seq, vocab].
   std::vector<bool> last_row;
+  // Outputs written into the caller's typed arrays (Session::Run's `into`), not returned.
+  std::vector<ort::InputTensor> into;
   std::vector<Napi::Reference<Napi::Value>> keep;
   void Execute() override {
     std::string error;
     bool ok = false;
     try {
-      ok = session_->Run(feeds, fetches, &outputs_, &error, /*keep_values=*/true);
+      ok = session_->Run(feeds, fetches, &outputs_, &error, /*keep_values=*/true, into);
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -222,8 +224,40 @@ Napi::Value OrtCreateSession(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// ortRun(handle, feeds: {name, type, dims, data: TypedArray}[], fetches: string[], lastRowOf?: string[])
-//   -> Promise<{name, type, dims, data: ArrayBuffer}[]>
+// {name, type, dims, data: TypedArray} as a tensor over the array's memory, which `keep` holds for the run.
+ort::InputTensor TensorArg(Napi::Env env, Napi::Value fv, const char* what, std::vector<Napi::Reference<Napi::Value>>* keep) {
+  const std::string w = what;
+  if (!fv.IsObject()) ThrowType(env, "each " + w + " must be an object {name, type, dims, data}");
+  Napi::Object f = fv.As<Napi::Object>();
+  if (!f.Get("name").IsString() || !f.Get("type").IsNumber() || !f.Get("dims").IsArray() || !f.Get("data").IsTypedArray())
+    ThrowType(env, "each " + w + " must be an object {name: string, type: number, dims: number[], data: TypedArray}");
+  ort::InputTensor t;
+  t.name = f.Get("name").As<Napi::String>().Utf8Value();
+  t.type = (ort::ONNXTensorElementDataType)f.Get("type").As<Napi::Number>().Int32Value();
+  const size_t eb = ort::ElementBytes(t.type);
+  if (eb == 0) ThrowType(env, w + " \"" + t.name + "\" has an unsupported element type");
+  Napi::Array dims = f.Get("dims").As<Napi::Array>();
+  size_t count = 1;
+  for (uint32_t d = 0; d < dims.Length(); ++d) {
+    Napi::Value dv = dims.Get(d);
+    const double x = dv.IsNumber() ? dv.As<Napi::Number>().DoubleValue() : -1;
+    if (!(x >= 0 && x <= 9007199254740991.0) || x != (double)(int64_t)x) ThrowRange(env, w + " \"" + t.name + "\" has a bad dimension");
+    t.dims.push_back((int64_t)x);
+    count *= (size_t)x;
+  }
+  Napi::TypedArray arr = f.Get("data").As<Napi::TypedArray>();
+  t.bytes = arr.ByteLength();
+  if (t.bytes != count * eb) ThrowRange(env, w + " \"" + t.name + "\" holds " + std::to_string(t.bytes) + " bytes; its dims need " + std::to_string(count * eb));
+  t.data = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+  keep->push_back(Napi::Persistent(Napi::Value(arr)));
+  return t;
+}
+
+// ortRun(handle, feeds: {name, type, dims, data: TypedArray}[], fetches: string[], lastRowOf?: string[],
+//        into?: {name, type, dims, data: TypedArray}[]) -> Promise<{name, type, dims, data: ArrayBuffer}[]>
+// `into`: outputs ONNX Runtime writes into the given arrays (their shapes must be the outputs'); they
+// may be feeds' arrays too (a KV cache updated in place).
+
 Napi::Value OrtRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Handle* h = HandleArg(info, 0);
@@ -232,33 +266,7 @@ Napi::Value OrtRun(const Napi::CallbackInfo& info) {
   auto* w = new RunWorker(env, h->session);
   std::unique_ptr<RunWorker> guard(w);
   Napi::Array feeds = info[1].As<Napi::Array>();
-  for (uint32_t i = 0; i < feeds.Length(); ++i) {
-    Napi::Value fv = feeds.Get(i);
-    if (!fv.IsObject()) ThrowType(env, "each feed must be an object {name, type, dims, data}");
-    Napi::Object f = fv.As<Napi::Object>();
-    if (!f.Get("name").IsString() || !f.Get("type").IsNumber() || !f.Get("dims").IsArray() || !f.Get("data").IsTypedArray())
-      ThrowType(env, "each feed must be an object {name: string, type: number, dims: number[], data: TypedArray}");
-    ort::InputTensor t;
-    t.name = f.Get("name").As<Napi::String>().Utf8Value();
-    t.type = (ort::ONNXTensorElementDataType)f.Get("type").As<Napi::Number>().Int32Value();
-    const size_t eb = ort::ElementBytes(t.type);
-    if (eb == 0) ThrowType(env, "feed \"" + t.name + "\" has an unsupported element type");
-    Napi::Array dims = f.Get("dims").As<Napi::Array>();
-    size_t count = 1;
-    for (uint32_t d = 0; d < dims.Length(); ++d) {
-      Napi::Value dv = dims.Get(d);
-      const double x = dv.IsNumber() ? dv.As<Napi::Number>().DoubleValue() : -1;
-      if (!(x >= 0 && x <= 9007199254740991.0) || x != (double)(int64_t)x) ThrowRange(env, "feed \"" + t.name + "\" has a bad dimension");
-      t.dims.push_back((int64_t)x);
-      count *= (size_t)x;
-    }
-    Napi::TypedArray arr = f.Get("data").As<Napi::TypedArray>();
-    t.bytes = arr.ByteLength();
-    if (t.bytes != count * eb) ThrowRange(env, "feed \"" + t.name + "\" holds " + std::to_string(t.bytes) + " bytes; its dims need " + std::to_string(count * eb));
-    t.data = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
-    w->keep.push_back(Napi::Persistent(Napi::Value(arr)));
-    w->feeds.push_back(std::move(t));
-  }
+  for (uint32_t i = 0; i < feeds.Length(); ++i) w->feeds.push_back(TensorArg(env, feeds.Get(i), "feed", &w->keep));
   Napi::Array fetches = info[2].As<Napi::Array>();
   for (uint32_t i = 0; i < fetches.Length(); ++i) {
     if (!fetches.Get(i).IsString()) ThrowType(env, "fetches must be output names");
@@ -277,6 +285,17 @@ Napi::Value OrtRun(const Napi::CallbackInfo& info) {
         if (w->fetches[f] == n) w->last_row[f] = found = true;
       }
       if (!found) ThrowRange(env, "lastRowOf names \"" + n + "\", which is not fetched");
+    }
+  }
+  // Optional 5th argument: outputs to write into the given typed arrays ({name, type, dims, data}).
+  if (info.Length() > 4 && !info[4].IsUndefined()) {
+    if (!info[4].IsArray()) ThrowType(env, "into must be an array of {name, type, dims, data}");
+    Napi::Array into = info[4].As<Napi::Array>();
+    for (uint32_t i = 0; i < into.Length(); ++i) {
+      ort::InputTensor t = TensorArg(env, into.Get(i), "output", &w->keep);
+      for (const std::string& f : w->fetches)
+        if (f == t.name) ThrowRange(env, "output \"" + t.name + "\" is both fetched and written into a given array");
+      w->into.push_back(std::move(t));
     }
   }
   guard.release();

@@ -1,5 +1,6 @@
 // CachedAttention on every ISA against its double-precision reference (odd shapes, grouped-query
-// heads, padding, a past and none, packed q|k|v rows, prompts long enough for the GEMM path), SwiGLU, hand-checked cases that pin its semantics
+// heads, padding, a past and none, packed q|k|v rows, prompts long enough for the GEMM path), the cache
+// in one shared buffer, SwiGLU, hand-checked cases that pin its semantics
 // (rotary pairs, causality, the masked query), and RmsNorm against a direct computation.
 #include <cmath>
 #include <cstdio>
@@ -126,6 +127,56 @@ void CheckAgainstReference(std::mt19937& rng, Isa isa, const Case& c) {
   if (c.past > 0) CHECK(fast.prv[0] == fast.pv[0], "%s: present_value does not start with the past", IsaName(isa));
 }
 
+// The cache in one buffer of `capacity` rows per (batch, kv head), present bound to past's memory (the
+// w4a8 engine's decode loop) and separate from it: the same output as the past + seq layout, bit for
+// bit (same kernels, same key order), the new rows written at [past, past + seq), and every other
+// row kept (aliased) or copied from past (separate).
+void CheckSharedBuffer(std::mt19937& rng, Isa isa, const Case& c) {
+  Buffers std_case = Make(rng, c);
+  CHECK(CachedAttention(std_case.args, isa) == Status::kOk, "%s: standard layout failed", IsaName(isa));
+  const int32_t capacity = c.past + c.seq + 3, hs = c.hs;
+  const int64_t slabs = (int64_t)c.batch * c.kv_heads, total = c.past + c.seq;
+  std::vector<float> junk_k = Random(rng, (size_t)(slabs * capacity * hs)), junk_v = Random(rng, (size_t)(slabs * capacity * hs));
+  std::vector<float> buf_k = junk_k, buf_v = junk_v;
+  for (int64_t sl = 0; sl < slabs; ++sl)
+    for (int64_t i = 0; i < (int64_t)c.past * hs; ++i) {
+      buf_k[sl * capacity * hs + i] = std_case.pk[sl * c.past * hs + i];
+      buf_v[sl * capacity * hs + i] = std_case.pv[sl * c.past * hs + i];
+    }
+  const std::vector<float> past_k = buf_k, past_v = buf_v;
+  for (bool aliased : {true, false}) {
+    std::vector<float> sep_k(buf_k.size(), -1.0f), sep_v(buf_v.size(), -1.0f), out(std_case.out.size(), -1.0f);
+    std::vector<float> pk = past_k, pv = past_v;
+    AttentionArgs a = std_case.args;
+    a.capacity = capacity;
+    a.past_k = pk.data();
+    a.past_v = pv.data();
+    a.present_k = aliased ? pk.data() : sep_k.data();
+    a.present_v = aliased ? pv.data() : sep_v.data();
+    a.out = out.data();
+    CHECK(CachedAttention(a, isa) == Status::kOk, "%s: shared buffer (aliased %d) failed", IsaName(isa), (int)aliased);
+    CHECK(out == std_case.out, "%s b%d s%d p%d: shared-buffer output (aliased %d) differs from the standard layout's", IsaName(isa),
+          c.batch, c.seq, c.past, (int)aliased);
+    const std::vector<float>& prk = aliased ? pk : sep_k;
+    const std::vector<float>& prv = aliased ? pv : sep_v;
+    bool rows_ok = true;
+    for (int64_t sl = 0; sl < slabs; ++sl)
+      for (int64_t r = 0; r < capacity; ++r)
+        for (int32_t i = 0; i < hs; ++i) {
+          const size_t at = (size_t)((sl * capacity + r) * hs + i);
+          const float want_k = r < total ? std_case.prk[(size_t)((sl * total + r) * hs + i)] : past_k[at];
+          const float want_v = r < total ? std_case.prv[(size_t)((sl * total + r) * hs + i)] : past_v[at];
+          rows_ok = rows_ok && prk[at] == want_k && prv[at] == want_v;
+        }
+    CHECK(rows_ok, "%s b%d s%d p%d: shared-buffer present (aliased %d) is not past with the new rows written", IsaName(isa), c.batch,
+          c.seq, c.past, (int)aliased);
+  }
+  if (c.past + c.seq < 2) return;  // capacity 0 means the standard layout
+  AttentionArgs over = std_case.args;
+  over.capacity = c.past + c.seq - 1;
+  CHECK(CachedAttention(over, isa) == Status::kInvalidArgument, "%s: past + seq above the capacity must be refused", IsaName(isa));
+}
+
 // Pins the semantics by hand: one head of size 2, rotary pairs, causality, the fully masked query.
 void HandChecked() {
   const float q[2] = {1.0f, 0.0f}, k[2] = {0.0f, 1.0f}, v[2] = {3.0f, 5.0f};
@@ -220,7 +271,10 @@ int main() {
       std::printf("SKIP: %s not available on this CPU (%s)\n", IsaName(isa), IsaUnavailableReason(isa));
       continue;
     }
-    for (const Case& c : cases) CheckAgainstReference(rng, isa, c);
+    for (const Case& c : cases) {
+      CheckAgainstReference(rng, isa, c);
+      CheckSharedBuffer(rng, isa, c);
+    }
     CheckSwiGlu(rng, isa);
   }
   return Finish();

@@ -22,12 +22,18 @@ namespace w4a8::cpu {
 //   out      [batch, seq, heads * head_size]
 //   present_k, present_v [batch, kv_heads, past + seq, head_size]: the past, then the new keys
 //                        (rotated) and values
+// With capacity > 0 (a cache kept in one buffer across steps, as ONNX Runtime GenAI's shared
+// past/present): past_k/v and present_k/v are all [batch, kv_heads, capacity, head_size] with
+// past + seq <= capacity; present is past with rows [past, past + seq) replaced by the new keys and
+// values. When present aliases past (the same memory) only those rows are written; otherwise past
+// is copied whole first. past_k/v may then not be null even when past == 0.
 // Query s of batch b sits at absolute position past + s and sees key j when j <= past + s and
 // mask[b][j] != 0; query head h reads kv head h / (heads / kv_heads). Rotary pairs are the
 // interleaved (2i, 2i + 1) of llama2.c's run.c. Scores are scale * q.k, softmax in fp32. A query
 // that sees no key (only possible under padding) gets zeros.
 struct AttentionArgs {
   int32_t batch = 0, seq = 0, past = 0, heads = 0, kv_heads = 0, head_size = 0, rope_rows = 0;
+  int32_t capacity = 0;  // 0: present holds past + seq rows per head; else the shared buffer above
   int64_t q_stride = 0, kv_stride = 0;
   float scale = 0.0f;
   const float* q = nullptr;

@@ -51,6 +51,10 @@ constexpr const char* kOpType = "W4A8MatMul";
 //     past_key, past_value [batch, kv_num_heads, past, head_size]; attention_mask int64 [batch, past + seq];
 //     position_ids int64 [batch, seq]; cos_cache, sin_cache [rows, head_size / 2] (interleaved pairs)
 //     output [batch, seq, num_heads * head_size]; present_* [batch, kv_num_heads, past + seq, head_size]
+//   or, the cache in one buffer across steps: past_* [batch, kv_num_heads, capacity, head_size] of which
+//     the first (mask length - seq) rows are filled, attention_mask [batch, filled + seq <= capacity];
+//     present_* has past's shape (past with the new rows written); bound to past's memory (a
+//     preallocated output), only the new rows are written: no copy of the cache per step
 //   attributes: num_heads, kv_num_heads, scale (default 1 / sqrt(head_size))
 //
 //   Y[, Sum] = RmsNorm(X, weight[, residual])   Sum = X + residual; Y = Sum / sqrt(mean(Sum^2) + epsilon) * weight

@@ -75,8 +75,12 @@ class Session {
   // Runs once; thread-safe (ORT sessions allow concurrent runs). false and *error on failure.
   // keep_values: outputs keep ORT's buffers (OutputTensor::value) instead of copying them into `bytes`,
   // so a caller that copies them once more (into JS memory) does not copy twice.
+  // into: outputs written into the caller's memory (preallocated; ORT fails the run if the node's
+  // output shape differs), not returned in *out. One may share memory with a feed: the KV cache of
+  // CachedAttention kept in one buffer (ort_op.h), present bound to past's memory.
   bool Run(const std::vector<InputTensor>& feeds, const std::vector<std::string>& fetches,
-           std::vector<OutputTensor>* out, std::string* error, bool keep_values = false) const;
+           std::vector<OutputTensor>* out, std::string* error, bool keep_values = false,
+           const std::vector<InputTensor>& into = {}) const;
 
  private:
   explicit Session(const Runtime& rt) : rt_(rt) {}

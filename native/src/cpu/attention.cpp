@@ -44,6 +44,7 @@ bool ValidAttention(const AttentionArgs& a) {
   if (!a.q || !a.k || !a.v || !a.mask || !a.positions || !a.cos || !a.sin || !a.out || !a.present_k || !a.present_v)
     return false;
   if (a.past > 0 && (!a.past_k || !a.past_v)) return false;
+  if (a.capacity < 0 || (a.capacity > 0 && ((int64_t)a.past + a.seq > a.capacity || !a.past_k || !a.past_v))) return false;
   for (int64_t i = 0; i < (int64_t)a.batch * a.seq; ++i)
     if (a.positions[i] < 0 || a.positions[i] >= a.rope_rows) return false;
   return true;
@@ -59,14 +60,21 @@ void Rotate(const float* x, const float* cos, const float* sin, int32_t half, T*
   }
 }
 
-// The past rows, then the new tokens' (rotated) keys and values, per (batch, kv head).
+// Rows per (batch, kv head) of present (and, with a capacity, of past).
+int64_t SlabRows(const AttentionArgs& a) { return a.capacity > 0 ? a.capacity : (int64_t)a.past + a.seq; }
+
+// The past rows, then the new tokens' (rotated) keys and values, per (batch, kv head). A shared
+// buffer (present aliasing past) keeps its rows: only the new ones are written.
 void WriteCache(const AttentionArgs& a, int64_t task) {
   const int32_t b = (int32_t)(task / a.kv_heads), g = (int32_t)(task % a.kv_heads), hs = a.head_size, half = hs / 2;
-  const int64_t total = (int64_t)a.past + a.seq;
+  const int64_t slab = SlabRows(a);
   const size_t row = (size_t)hs * sizeof(float);
-  float* pk = a.present_k + ((int64_t)b * a.kv_heads + g) * total * hs;
-  float* pv = a.present_v + ((int64_t)b * a.kv_heads + g) * total * hs;
-  if (a.past > 0) {
+  float* pk = a.present_k + ((int64_t)b * a.kv_heads + g) * slab * hs;
+  float* pv = a.present_v + ((int64_t)b * a.kv_heads + g) * slab * hs;
+  if (a.capacity > 0) {
+    if (a.present_k != a.past_k) std::memcpy(pk, a.past_k + ((int64_t)b * a.kv_heads + g) * slab * hs, (size_t)slab * row);
+    if (a.present_v != a.past_v) std::memcpy(pv, a.past_v + ((int64_t)b * a.kv_heads + g) * slab * hs, (size_t)slab * row);
+  } else if (a.past > 0) {
     const int64_t from = ((int64_t)b * a.kv_heads + g) * a.past * hs;
     std::memcpy(pk, a.past_k + from, (size_t)a.past * row);
     std::memcpy(pv, a.past_v + from, (size_t)a.past * row);
@@ -90,6 +98,7 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
   const int32_t hs = a.head_size, half = hs / 2, group = a.heads / a.kv_heads;
   const int64_t total = (int64_t)a.past + a.seq;
   if (total > INT32_MAX / 2) return Status::kInvalidArgument;
+  const int64_t slab = SlabRows(a);
 
   ParallelFor((int64_t)a.batch * a.kv_heads, [&](int64_t task) { WriteCache(a, task); });
 
@@ -106,8 +115,8 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
     const int32_t blk = (int32_t)(task % blocks);
     const int32_t h = (int32_t)(task / blocks % a.heads), b = (int32_t)(task / blocks / a.heads);
     const int32_t g = h / group;
-    const float* keys = a.present_k + ((int64_t)b * a.kv_heads + g) * total * hs;
-    const float* values = a.present_v + ((int64_t)b * a.kv_heads + g) * total * hs;
+    const float* keys = a.present_k + ((int64_t)b * a.kv_heads + g) * slab * hs;
+    const float* values = a.present_v + ((int64_t)b * a.kv_heads + g) * slab * hs;
     const int64_t* mask = a.mask + (int64_t)b * total;
     const int32_t s0 = blk * kBlock, s1 = std::min(a.seq, s0 + kBlock), rows = s1 - s0;
     const int64_t cols = a.past + s1;  // keys the block's last query sees
@@ -160,7 +169,7 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
 Status CachedAttentionReference(const AttentionArgs& a) {
   if (!ValidAttention(a)) return Status::kInvalidArgument;
   const int32_t hs = a.head_size, half = hs / 2, group = a.heads / a.kv_heads;
-  const int64_t total = (int64_t)a.past + a.seq;
+  const int64_t total = (int64_t)a.past + a.seq, slab = SlabRows(a);
   for (int64_t t = 0; t < (int64_t)a.batch * a.kv_heads; ++t) WriteCache(a, t);
   std::vector<double> q(hs), w(total), o(hs);
   for (int32_t b = 0; b < a.batch; ++b)
@@ -168,8 +177,8 @@ Status CachedAttentionReference(const AttentionArgs& a) {
       for (int32_t s = 0; s < a.seq; ++s) {
         const int64_t pos = a.positions[(int64_t)b * a.seq + s];
         Rotate<double>(a.q + ((int64_t)b * a.seq + s) * a.q_stride + (int64_t)h * hs, a.cos + pos * half, a.sin + pos * half, half, q.data());
-        const float* keys = a.present_k + ((int64_t)b * a.kv_heads + h / group) * total * hs;
-        const float* values = a.present_v + ((int64_t)b * a.kv_heads + h / group) * total * hs;
+        const float* keys = a.present_k + ((int64_t)b * a.kv_heads + h / group) * slab * hs;
+        const float* values = a.present_v + ((int64_t)b * a.kv_heads + h / group) * slab * hs;
         double max = -std::numeric_limits<double>::infinity(), sum = 0.0;
         for (int64_t j = 0; j <= a.past + s; ++j) {
           w[j] = -std::numeric_limits<double>::infinity();

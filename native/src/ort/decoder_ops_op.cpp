@@ -128,8 +128,16 @@ class AttentionKernel : public KernelBase {
     if (has_k && (k.dims != std::vector<int64_t>{batch, seq, kw} || v.dims != k.dims))
       return Fail("key " + DimsText(k.dims) + " and value " + DimsText(v.dims) + " must be [" + std::to_string(batch) + ", " +
                   std::to_string(seq) + ", " + std::to_string(kw) + "]");
-    if (mask.dims != std::vector<int64_t>{batch, past + seq})
-      return Fail("attention_mask is " + DimsText(mask.dims) + "; expected [" + std::to_string(batch) + ", " + std::to_string(past + seq) + "]");
+    // Two ways to hold the cache, told apart by the mask's length (the tokens seen so far): past holds
+    // exactly the past rows (mask = past + seq; present is a new [.., past + seq, ..] tensor), or past
+    // is a buffer of `capacity` rows of which the first mask - seq are filled (mask <= capacity;
+    // present has past's shape and may be bound to past's own memory, as ORT GenAI shares them).
+    if (mask.dims.size() != 2 || mask.dims[0] != batch || (mask.dims[1] != past + seq && (mask.dims[1] < seq || mask.dims[1] > past)))
+      return Fail("attention_mask is " + DimsText(mask.dims) + "; expected [" + std::to_string(batch) + ", " + std::to_string(past + seq) +
+                  "] (past_key holds the past), or [" + std::to_string(batch) + ", past + " + std::to_string(seq) + " <= " + std::to_string(past) +
+                  "] (past_key is a buffer of " + std::to_string(past) + " rows)");
+    const bool shared = mask.dims[1] != past + seq;
+    const int64_t capacity = shared ? past : 0, filled = shared ? mask.dims[1] - seq : past;
     if (pos.dims != std::vector<int64_t>{batch, seq})
       return Fail("position_ids is " + DimsText(pos.dims) + "; expected [" + std::to_string(batch) + ", " + std::to_string(seq) + "]");
     if (batch > INT32_MAX || seq > INT32_MAX || past + seq > INT32_MAX || hs > 65536 || cos.dims[0] > INT32_MAX)
@@ -141,14 +149,16 @@ class AttentionKernel : public KernelBase {
 
     float *out = nullptr, *present_k = nullptr, *present_v = nullptr;
     W4A8_ORT_TRY(Output(ctx, 0, {batch, seq, qw}, &out));
-    W4A8_ORT_TRY(Output(ctx, 1, {batch, kv_heads_, past + seq, hs}, &present_k));
-    W4A8_ORT_TRY(Output(ctx, 2, {batch, kv_heads_, past + seq, hs}, &present_v));
+    const int64_t present_rows = shared ? capacity : past + seq;
+    W4A8_ORT_TRY(Output(ctx, 1, {batch, kv_heads_, present_rows, hs}, &present_k));
+    W4A8_ORT_TRY(Output(ctx, 2, {batch, kv_heads_, present_rows, hs}, &present_v));
     if (batch == 0 || seq == 0 || hs == 0) return nullptr;
 
     cpu::AttentionArgs a;
     a.batch = (int32_t)batch;
     a.seq = (int32_t)seq;
-    a.past = (int32_t)past;
+    a.past = (int32_t)filled;
+    a.capacity = (int32_t)capacity;
     a.heads = (int32_t)heads_;
     a.kv_heads = (int32_t)kv_heads_;
     a.head_size = (int32_t)hs;

@@ -163,11 +163,12 @@ Session::~Session() {
 }
 
 bool Session::Run(const std::vector<InputTensor>& feeds, const std::vector<std::string>& fetches,
-                  std::vector<OutputTensor>* out, std::string* error, bool keep_values) const {
+                  std::vector<OutputTensor>* out, std::string* error, bool keep_values,
+                  const std::vector<InputTensor>& into) const {
   const OrtApiView& a = rt_.api;
   OrtMemoryInfo* mem = nullptr;
   if (OrtStatus* s = a.CreateCpuMemoryInfo(OrtDeviceAllocator, OrtMemTypeDefault, &mem)) return *error = TakeMessage(a, s), false;
-  std::vector<OrtValue*> in_values(feeds.size(), nullptr), out_values(fetches.size(), nullptr);
+  std::vector<OrtValue*> in_values(feeds.size(), nullptr), out_values(fetches.size() + into.size(), nullptr);
   std::vector<const char*> in_names, out_names;
   auto cleanup = [&] {
     for (OrtValue* v : in_values) if (v) a.ReleaseValue(v);
@@ -187,6 +188,16 @@ bool Session::Run(const std::vector<InputTensor>& feeds, const std::vector<std::
     in_names.push_back(f.name.c_str());
   }
   for (const auto& n : fetches) out_names.push_back(n.c_str());
+  for (size_t i = 0; i < into.size(); ++i) {
+    const InputTensor& t = into[i];
+    void* data = t.bytes ? t.data : &empty_byte;
+    if (OrtStatus* s = a.CreateTensorWithDataAsOrtValue(mem, data, t.bytes, t.dims.data(), t.dims.size(), t.type, &out_values[fetches.size() + i])) {
+      *error = "output \"" + t.name + "\": " + TakeMessage(a, s);
+      cleanup();
+      return false;
+    }
+    out_names.push_back(t.name.c_str());
+  }
   if (OrtStatus* s = a.Run(session_, nullptr, in_names.data(), in_values.data(), in_values.size(), out_names.data(),
                            out_names.size(), out_values.data())) {
     *error = TakeMessage(a, s);
