@@ -91,6 +91,11 @@ void RunIsa(Isa isa) {
   CheckCase(isa, WeightKind::kInt4Asymmetric, 1, 4096, 4096, 128, ActQuant::kPerTokenPerGroup, true, rng);
   CheckCase(isa, WeightKind::kFp4, 1, 4096, 4096, 32, ActQuant::kPerTokenPerGroup, false, rng);
   CheckCase(isa, WeightKind::kInt4Symmetric, 3, 300, 4096, 128, ActQuant::kPerToken, false, rng);
+  // One and two tokens with panels left over after groups of four (7 and 8 panels: the four-stream
+  // path, then a pair and a single one).
+  CheckCase(isa, WeightKind::kInt4Asymmetric, 1, 100, 300, 32, ActQuant::kPerTokenPerGroup, true, rng);
+  CheckCase(isa, WeightKind::kFp4, 1, 113, 520, 64, ActQuant::kPerToken, false, rng);
+  CheckCase(isa, WeightKind::kInt4Symmetric, 2, 100, 260, 128, ActQuant::kPerTokenPerGroup, true, rng);
   // Activation buffers: the calls above reuse the calling thread's kept buffers with stale contents from
   // other shapes; this one (> 1 MiB of int8 rows) gets buffers of its own, and the next reuses the kept ones.
   CheckCase(isa, WeightKind::kInt4Asymmetric, 260, 40, 4100, 128, ActQuant::kPerTokenPerGroup, true, rng);
