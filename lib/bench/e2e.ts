@@ -24,6 +24,7 @@ import type { Engine } from '../ort/engine_session';
 import { type CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { type Progress, silentProgress } from '../util/progress';
 import { W4A8Error } from '../util/errors';
+import { collectGarbage } from '../util/gc';
 import { runJsonChild } from '../util/json_child';
 import { cpuModel } from './cpu';
 import { elapsedMs, summarize, type Timing } from './stats';
@@ -281,6 +282,9 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
         for (let j = 0; j < models.length; ++j) {
           cancel.throwIfCancelled();
           const m = models[(j + r) % models.length];
+          // A full collection first: each variant's own garbage (onnxruntime-node copies every present
+          // tensor into JS each step) is collected in its own time, not in the next variant's.
+          collectGarbage();
           const t = await generate(sessions.get(m.variant)!, prompt, o.newTokens, cancel);
           prefill.get(m.variant)!.push(t.prefillMs);
           decode.get(m.variant)!.push(t.decodeMs / o.newTokens);

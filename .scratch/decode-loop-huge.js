@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+// A greedy-decode loop as `w4a8 bench e2e` runs it (prefill, then one token per step feeding the
+// present outputs back as past), timed per model, with other sessions optionally held open in the
+// same process: how much a decode step changes when the process also holds other models.
+//   node scripts/decode-loop.js --time <model.onnx> [--time <model.onnx> ...] [--hold <model.onnx> ...]
+//                               [--ctx 128] [--steps 64] [--rounds 2] [--threads 2] [--spinning 0|1]
+// Each --time model is timed in turn, --rounds times (ms per decode step, after a prefill of --ctx
+// seeded ids); --hold models are opened first and kept open, unused. Engines follow the models
+// (com.w4a8 nodes: the addon's session). Needs `npm ci` and dist/ (npm run build).
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+const { openDecoder } = require('/work/main/dist/ort/session');
+const { engineFor } = require('/work/main/dist/ort/engine_session');
+const { loadModel } = require('/work/main/dist/onnx/model');
+
+const args = process.argv.slice(2);
+const all = (name) => args.flatMap((a, i) => (a === `--${name}` && i + 1 < args.length ? [args[i + 1]] : []));
+const one = (name, fallback) => Number(all(name)[0] ?? fallback);
+const timed = all('time'), held = all('hold');
+const ctx = one('ctx', 128), steps = one('steps', 64), rounds = one('rounds', 2), threads = one('threads', 2);
+const spinning = all('spinning')[0] === '1' ? '1' : '0';
+if (timed.length === 0 || [...timed, ...held].some((m) => !fs.existsSync(m)) || !(ctx >= 1) || !(steps >= 1) || !(rounds >= 1)) {
+  process.stderr.write('usage: node scripts/decode-loop.js --time <model.onnx> [--time ...] [--hold <model.onnx> ...] [--ctx 128] [--steps 64] [--rounds 2] [--threads 2] [--spinning 0|1]\n');
+  process.exit(2);
+}
+
+async function open(model) {
+  const engine = engineFor(loadModel(model).proto);
+  const sessionConfig = engine === 'ort' ? { 'intra_op.allow_spinning': spinning } : { 'session.intra_op.allow_spinning': spinning };
+  return openDecoder(model, { engine, intraOpNumThreads: threads, sessionConfig });
+}
+const label = (m) => path.basename(path.dirname(path.resolve(m)));
+
+(async () => {
+  const holding = [];
+  for (const m of held) holding.push(await open(m));
+  const sessions = [];
+  for (const m of timed) sessions.push(await open(m));
+  const huge = () => require("fs").readFileSync("/proc/self/smaps","utf8").split("\n").filter(l=>l.startsWith("AnonHugePages")).reduce((s,l)=>s+Number(l.split(/\s+/)[1]),0); console.log("AnonHugePages MB", (huge()/1024).toFixed(0));
+  const ids = Array.from({ length: ctx }, (_, i) => 3 + ((i * 7919) % 30000));
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, s] of sessions.entries()) {
+      let r = await s.step(ids);
+      const t0 = process.hrtime.bigint();
+      for (let k = 0; k < steps; k++) r = await s.step([5 + k], r.cache);
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
+      console.log(`${label(timed[i])} ctx ${ctx}, round ${round + 1}: ${ms.toFixed(2)} ms per decode step (${held.length} other session(s) held, ${threads} threads, spinning ${spinning})`);
+    }
+  }
+  for (const s of [...sessions, ...holding]) await s.release();
+})().catch((err) => {
+  process.stderr.write(`${err.message}\n`);
+  process.exit(1);
+});
