@@ -100,7 +100,15 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
   if (total > INT32_MAX / 2) return Status::kInvalidArgument;
   const int64_t slab = SlabRows(a);
 
-  ParallelFor((int64_t)a.batch * a.kv_heads, [&](int64_t task) { WriteCache(a, task); });
+  // A decode step writes one row per kv head (a few KiB): cheaper here than waking a thread, which
+  // costs more than the copy when the session's threads sleep between ops.
+  const bool copies_past = a.capacity > 0 ? a.present_k != a.past_k : a.past > 0;
+  const int64_t rows_written = (int64_t)a.batch * a.kv_heads * (copies_past ? slab : a.seq);
+  if (rows_written * hs < (1 << 15)) {
+    for (int64_t t = 0; t < (int64_t)a.batch * a.kv_heads; ++t) WriteCache(a, t);
+  } else {
+    ParallelFor((int64_t)a.batch * a.kv_heads, [&](int64_t task) { WriteCache(a, task); });
+  }
 
   // One task per (batch, head, block of queries): a decode step has `heads` tasks, a prompt more.
   // A block of >= kGemmRows queries runs as two small GEMMs (scores, then probabilities x values);
