@@ -46,7 +46,11 @@ export interface DecoderSession {
   release(): Promise<void>;
 }
 
-/** The key/value cache of one sequence: the present outputs of the last step, by past input name. */
+/**
+ * The key/value cache of one sequence: the present outputs of the last step, by past input name. On
+ * fused models run by the w4a8 engine it is a view of buffers shared across steps (kv_buffers.ts):
+ * `tensors` then copies the rows out; a cache may still be stepped from again (a branch) at any time.
+ */
 export interface KvCache {
   /** Positions held (the next token's position). */
   readonly length: number;
