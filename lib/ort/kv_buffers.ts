@@ -71,8 +71,9 @@ export class KvBuffers {
   copyTensors(tensors: Readonly<Record<string, ort.Tensor>>, rows: number): void {
     for (const [name, l] of this.layouts) {
       const t = tensors[name];
-      if (!t || t.type !== 'float32' || t.dims[l.lengthAxis] !== rows) {
-        throw new TypeError(`Expected past "${name}" to be a float32 tensor of ${rows} positions`);
+      const want = l.emptyDims.map((d, i) => (i === l.lengthAxis ? rows : d));
+      if (!t || t.type !== 'float32' || t.dims.length !== want.length || t.dims.some((d, i) => d !== want[i])) {
+        throw new TypeError(`Expected past "${name}" to be a float32 tensor of dims [${want.join(', ')}] but received ${t ? `${t.type} [${t.dims.join(', ')}]` : 'none'}`);
       }
       copySlabs(t.data as Float32Array, rows, this.arrays.get(name)!, this.capacity, l, rows);
     }

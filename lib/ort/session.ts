@@ -235,7 +235,8 @@ class OrtDecoder implements DecoderSession {
     if (own && !own.busy && own.filled === start && rows <= own.capacity) return own;
     const fresh = new KvBuffers(this, this.kvLayouts!, KvBuffers.capacityFor(rows, own?.capacity));
     if (start > 0) {
-      if (past instanceof SharedKvCache) fresh.copyRows(past.buffers, start);
+      // Rows of our own buffers copy directly; any other cache (another decoder's, ordinary tensors) is checked.
+      if (own) fresh.copyRows(own, start);
       else fresh.copyTensors(past!.tensors, start);
     }
     return fresh;

@@ -164,6 +164,9 @@ describe('CachedAttention and RmsNorm against the standard-op graph', () => {
       closeLogits('main line after the branch', (await shared.step!(next, a.cache)).logits, (await plain.step!(next, b.cache)).logits);
       // A cache from the other engine (ordinary tensors) is taken too: its rows are copied in.
       closeLogits('from standard tensors', (await shared.step!(next, b.cache)).logits, (await plain.step!(next, b.cache)).logits);
+      // A cache of another shape is refused with the dims it should have, not copied askew.
+      const bogus: KvCache = { length: 2, tensors: Object.fromEntries(Object.keys(b.cache.tensors).map((n) => [n, new ort.Tensor('float32', new Float32Array(6), [1, 1, 2, 3])])) };
+      await expect(shared.step!(next, bogus)).rejects.toThrow(/float32 tensor of dims \[1, 2, 2, 8\] but received float32 \[1, 1, 2, 3\]/);
     } finally {
       await shared.release();
       await plain.release();
