@@ -7,7 +7,8 @@
 // Each --time model is timed in turn, --rounds times (ms per decode step, after a prefill of --ctx
 // seeded ids); --hold models are opened first and kept open, unused. --gc: a full garbage collection
 // before each timed loop (as bench e2e does), so that one model's garbage is not collected in the next one's time. Engines follow the models
-// (com.w4a8 nodes: the addon's session). Needs `npm ci` and dist/ (npm run build).
+// (com.w4a8 nodes: the addon's session). Also prints the process's anonymous memory in huge pages once the
+// models are open. Needs `npm ci` and dist/ (npm run build).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -40,6 +41,14 @@ const label = (m) => path.basename(path.dirname(path.resolve(m)));
   for (const m of held) holding.push(await open(m));
   const sessions = [];
   for (const m of timed) sessions.push(await open(m));
+  // Anonymous memory in transparent huge pages once the models are open (packed weights should be).
+  try {
+    const kb = fs.readFileSync('/proc/self/smaps', 'utf8').split('\n').filter((l) => l.startsWith('AnonHugePages:'))
+      .reduce((sum, l) => sum + Number(l.split(/\s+/)[1]), 0);
+    console.log(`anonymous huge pages after opening: ${(kb / 1024).toFixed(0)} MiB (/proc/self/smaps)`);
+  } catch {
+    console.log('anonymous huge pages: /proc/self/smaps unreadable (not Linux?)');
+  }
   const ids = Array.from({ length: ctx }, (_, i) => 3 + ((i * 7919) % 30000));
   for (let round = 0; round < rounds; round++) {
     for (const [i, s] of sessions.entries()) {
