@@ -110,46 +110,52 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
     ParallelFor((int64_t)a.batch * a.kv_heads, [&](int64_t task) { WriteCache(a, task); });
   }
 
-  // One task per (batch, head, block of queries): a decode step has `heads` tasks, a prompt more.
-  // A block of >= kGemmRows queries runs as two small GEMMs (scores, then probabilities x values);
-  // fewer, a decode step's one, as dots and scaled adds over the keys.
-  constexpr int32_t kBlock = 64, kGemmRows = 4;
-  const int64_t blocks = (a.seq + kBlock - 1) / kBlock;
+  // One task per (batch, kv head, block of queries), holding the `group` query heads that read that kv
+  // head as rows [head in group][query]: each key and value row is read once for all of them, and a
+  // decode step's query heads of one kv head (8 for tinyllama) are one small GEMM against the keys and
+  // one against the values, not a dot and a scaled add per head and key. Blocks of >= kGemmRows rows
+  // take the GEMMs; fewer (a decode step without grouped heads) the dots and scaled adds.
+  constexpr int32_t kRowsPerTask = 64, kGemmRows = 4;
+  const int32_t block_q = std::max<int32_t>(1, kRowsPerTask / group);
+  const int64_t blocks = (a.seq + block_q - 1) / block_q;
   const attention::ExpShiftSumFn exp_sum = d.exp_shift_sum;
   const GemmF32Fn gemm = d.linalg.gemm_f32;
   const int64_t out_stride = (int64_t)a.heads * hs;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  ParallelFor((int64_t)a.batch * a.heads * blocks, [&](int64_t task) {
+  const auto run_task = [&](int64_t task) {
     const int32_t blk = (int32_t)(task % blocks);
-    const int32_t h = (int32_t)(task / blocks % a.heads), b = (int32_t)(task / blocks / a.heads);
-    const int32_t g = h / group;
+    const int32_t g = (int32_t)(task / blocks % a.kv_heads), b = (int32_t)(task / blocks / a.kv_heads);
     const float* keys = a.present_k + ((int64_t)b * a.kv_heads + g) * slab * hs;
     const float* values = a.present_v + ((int64_t)b * a.kv_heads + g) * slab * hs;
     const int64_t* mask = a.mask + (int64_t)b * total;
-    const int32_t s0 = blk * kBlock, s1 = std::min(a.seq, s0 + kBlock), rows = s1 - s0;
+    const int32_t s0 = blk * block_q, s1 = std::min(a.seq, s0 + block_q), nq = s1 - s0, rows = group * nq;
     const int64_t cols = a.past + s1;  // keys the block's last query sees
-    thread_local std::vector<float> scores, qrot;
+    thread_local std::vector<float> scores, qrot, ctx;
     scores.resize((size_t)rows * cols);
     qrot.resize((size_t)rows * hs);
-    for (int32_t i = 0; i < rows; ++i) {
-      const int64_t pos = a.positions[(int64_t)b * a.seq + s0 + i];
-      float* qr = qrot.data() + (size_t)i * hs;
-      Rotate<float>(a.q + ((int64_t)b * a.seq + s0 + i) * a.q_stride + (int64_t)h * hs, a.cos + pos * half, a.sin + pos * half, half, qr);
+    // Row r is query s0 + r % nq of head g * group + r / nq; its output goes to out[b, s0 + r % nq, head].
+    const auto out_row = [&](int32_t r) {
+      return a.out + ((int64_t)b * a.seq + s0 + r % nq) * out_stride + ((int64_t)g * group + r / nq) * hs;
+    };
+    for (int32_t r = 0; r < rows; ++r) {
+      const int32_t h = g * group + r / nq, s = s0 + r % nq;
+      const int64_t pos = a.positions[(int64_t)b * a.seq + s];
+      float* qr = qrot.data() + (size_t)r * hs;
+      Rotate<float>(a.q + ((int64_t)b * a.seq + s) * a.q_stride + (int64_t)h * hs, a.cos + pos * half, a.sin + pos * half, half, qr);
       for (int32_t c = 0; c < hs; ++c) qr[c] *= a.scale;
     }
-    float* out0 = a.out + ((int64_t)b * a.seq + s0) * out_stride + (int64_t)h * hs;
     const bool gemm_path = rows >= kGemmRows;
     if (gemm_path) gemm(false, true, rows, cols, hs, 1.0f, qrot.data(), hs, keys, hs, 0.0f, scores.data(), cols, 1);
-    for (int32_t i = 0; i < rows; ++i) {
-      float* row = scores.data() + (size_t)i * cols;
-      const int64_t visible = a.past + s0 + i + 1;
+    for (int32_t r = 0; r < rows; ++r) {
+      float* row = scores.data() + (size_t)r * cols;
+      const int64_t visible = a.past + s0 + r % nq + 1;
       float max = kNegInf;
       for (int64_t j = 0; j < cols; ++j) {
         if (j >= visible || mask[j] == 0) {
           row[j] = kNegInf;
           continue;
         }
-        if (!gemm_path) row[j] = dot(qrot.data() + (size_t)i * hs, keys + j * hs, hs);
+        if (!gemm_path) row[j] = dot(qrot.data() + (size_t)r * hs, keys + j * hs, hs);
         max = std::max(max, row[j]);
       }
       if (max == kNegInf) {  // no key visible (padding): zeros
@@ -160,17 +166,22 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
       for (int64_t j = 0; j < cols; ++j) row[j] *= inv;
     }
     if (gemm_path) {
-      gemm(false, false, rows, hs, cols, 1.0f, scores.data(), cols, values, hs, 0.0f, out0, out_stride, 1);
+      // Rows of one head are out_stride apart in out, heads hs apart: the GEMM writes a dense block,
+      // copied out row by row.
+      ctx.resize((size_t)rows * hs);
+      gemm(false, false, rows, hs, cols, 1.0f, scores.data(), cols, values, hs, 0.0f, ctx.data(), hs, 1);
+      for (int32_t r = 0; r < rows; ++r) std::memcpy(out_row(r), ctx.data() + (size_t)r * hs, (size_t)hs * sizeof(float));
       return;
     }
-    for (int32_t i = 0; i < rows; ++i) {
-      float* out = out0 + (int64_t)i * out_stride;
+    for (int32_t r = 0; r < rows; ++r) {
+      float* out = out_row(r);
       std::fill(out, out + hs, 0.0f);
-      const float* row = scores.data() + (size_t)i * cols;
+      const float* row = scores.data() + (size_t)r * cols;
       for (int64_t j = 0; j < cols; ++j)
         if (row[j] != 0.0f) axpy(out, row[j], values + j * hs, hs);
     }
-  });
+  };
+  ParallelFor((int64_t)a.batch * a.kv_heads * blocks, run_task);
   return Status::kOk;
 }
 
