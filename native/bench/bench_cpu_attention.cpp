@@ -15,33 +15,19 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.h"
 #include "w4a8/cpu_kernels.h"
 #include "w4a8/decoder_ops.h"
 
 using namespace w4a8;
 using namespace w4a8::cpu;
 
-namespace {
-
-std::vector<int> ParseList(const char* s) {
-  std::vector<int> out;
-  for (const char* p = s; *p;) {
-    out.push_back(std::atoi(p));
-    const char* comma = std::strchr(p, ',');
-    if (!comma) break;
-    p = comma + 1;
-  }
-  return out;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   std::vector<int> pasts = {160, 576};
   int heads = 32, kv = 4, hs = 64, runs = 2000, threads = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string arg = argv[i];
-    if (arg == "--past") pasts = ParseList(argv[i + 1]);
+    if (arg == "--past") pasts = bench::ParseList(argv[i + 1]);
     else if (arg == "--heads") heads = std::atoi(argv[i + 1]);
     else if (arg == "--kv-heads") kv = std::atoi(argv[i + 1]);
     else if (arg == "--head-size") hs = std::atoi(argv[i + 1]);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "cpu/thread_pool.h"
+#include "bench_args.h"
 #include "w4a8/cpu_kernels.h"
 
 using namespace w4a8;
@@ -86,17 +87,6 @@ uint64_t ReadAll(const CpuPackedView& v) {
   return total;
 }
 
-std::vector<int> ParseList(const char* s) {
-  std::vector<int> out;
-  for (const char* p = s; *p;) {
-    out.push_back(std::atoi(p));
-    const char* comma = std::strchr(p, ',');
-    if (!comma) break;
-    p = comma + 1;
-  }
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -113,7 +103,7 @@ int main(int argc, char** argv) {
     else if (arg == "--threads") threads = std::atoi(val), ++i;
     else if (arg == "--group") group = std::atoi(val), ++i;
     else if (arg == "--gap-us") gap_us = std::max(0, std::atoi(val)), ++i;
-    else if (arg == "--m") ms = ParseList(val), ++i;
+    else if (arg == "--m") ms = bench::ParseList(val), ++i;
     else if (arg == "--shape") {
       Shape s{};
       if (std::sscanf(val, "%dx%d", &s.k, &s.n) != 2) { std::fprintf(stderr, "--shape wants KxN, got %s\n", val); return 2; }

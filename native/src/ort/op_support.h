@@ -1,6 +1,6 @@
-// What the com.w4a8 op kernels share (w4a8_matmul_op.cpp, decoder_ops_op.cpp): status-returning
-// steps, a tensor's type, shape and data read through ORT's API, and the runner that hands the
-// kernels' cpu::ParallelFor tasks to the session's intra-op threads.
+// What the com.w4a8 op kernels share (w4a8_matmul_op.cpp, decoder_ops_op.cpp): status-returning steps,
+// a tensor's type, shape and data read through ORT's API (also runtime.cpp's, for run outputs), and the
+// runner that hands the kernels' cpu::ParallelFor tasks to the session's intra-op threads.
 #pragma once
 #include <cstdint>
 #include <functional>

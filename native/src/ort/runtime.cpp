@@ -6,6 +6,7 @@
 
 #include "w4a8/ort_op.h"
 #include "w4a8/ort_runtime.h"
+#include "op_support.h"
 
 namespace w4a8::ort {
 namespace {
@@ -175,28 +176,24 @@ bool Session::Run(const std::vector<InputTensor>& feeds, const std::vector<std::
     for (OrtValue* v : out_values) if (v) a.ReleaseValue(v);
     a.ReleaseMemoryInfo(mem);
   };
-  // An empty tensor (a past of length 0) still needs a non-null data pointer.
+  // A value over the caller's memory; an empty tensor (a past of length 0) still needs a non-null pointer.
   static uint8_t empty_byte = 0;
-  for (size_t i = 0; i < feeds.size(); ++i) {
-    const InputTensor& f = feeds[i];
-    void* data = f.bytes ? f.data : &empty_byte;
-    if (OrtStatus* s = a.CreateTensorWithDataAsOrtValue(mem, data, f.bytes, f.dims.data(), f.dims.size(), f.type, &in_values[i])) {
-      *error = "input \"" + f.name + "\": " + TakeMessage(a, s);
-      cleanup();
+  const auto wrap = [&](const InputTensor& t, const char* what, OrtValue** value) {
+    void* data = t.bytes ? t.data : &empty_byte;
+    if (OrtStatus* s = a.CreateTensorWithDataAsOrtValue(mem, data, t.bytes, t.dims.data(), t.dims.size(), t.type, value)) {
+      *error = std::string(what) + " \"" + t.name + "\": " + TakeMessage(a, s);
       return false;
     }
-    in_names.push_back(f.name.c_str());
+    return true;
+  };
+  for (size_t i = 0; i < feeds.size(); ++i) {
+    if (!wrap(feeds[i], "input", &in_values[i])) return cleanup(), false;
+    in_names.push_back(feeds[i].name.c_str());
   }
   for (const auto& n : fetches) out_names.push_back(n.c_str());
   for (size_t i = 0; i < into.size(); ++i) {
-    const InputTensor& t = into[i];
-    void* data = t.bytes ? t.data : &empty_byte;
-    if (OrtStatus* s = a.CreateTensorWithDataAsOrtValue(mem, data, t.bytes, t.dims.data(), t.dims.size(), t.type, &out_values[fetches.size() + i])) {
-      *error = "output \"" + t.name + "\": " + TakeMessage(a, s);
-      cleanup();
-      return false;
-    }
-    out_names.push_back(t.name.c_str());
+    if (!wrap(into[i], "output", &out_values[fetches.size() + i])) return cleanup(), false;
+    out_names.push_back(into[i].name.c_str());
   }
   if (OrtStatus* s = a.Run(session_, nullptr, in_names.data(), in_values.data(), in_values.size(), out_names.data(),
                            out_names.size(), out_values.data())) {
@@ -208,24 +205,16 @@ bool Session::Run(const std::vector<InputTensor>& feeds, const std::vector<std::
   for (size_t i = 0; i < fetches.size(); ++i) {
     OutputTensor t;
     t.name = fetches[i];
-    OrtTensorTypeAndShapeInfo* info = nullptr;
-    OrtStatus* s = a.GetTensorTypeAndShape(out_values[i], &info);
-    size_t rank = 0, count = 0;
-    if (!s) s = a.GetTensorElementType(info, &t.type);
-    if (!s) s = a.GetDimensionsCount(info, &rank);
-    if (!s) {
-      t.dims.assign(rank, 0);
-      s = a.GetDimensions(info, t.dims.data(), rank);
-    }
-    if (!s) s = a.GetTensorShapeElementCount(info, &count);
-    if (info) a.ReleaseTensorTypeAndShapeInfo(info);
-    void* data = nullptr;
-    if (!s) s = a.GetTensorMutableData(out_values[i], &data);
-    if (s) {
+    TensorView v;
+    if (OrtStatus* s = Describe(a, out_values[i], &v)) {
       *error = "output \"" + t.name + "\": " + TakeMessage(a, s);
       cleanup();
       return false;
     }
+    t.type = v.type;
+    t.dims = std::move(v.dims);
+    const size_t count = v.count;
+    const void* data = v.data;
     const size_t eb = ElementBytes(t.type);
     if (eb == 0) {
       *error = "output \"" + t.name + "\" has an element type sessions cannot return (" + std::to_string((int)t.type) + ")";
