@@ -58,8 +58,7 @@ export class KvBuffers {
   }
 
   dims(name: string): number[] {
-    const l = this.layouts.get(name)!;
-    return l.emptyDims.map((d, i) => (i === l.lengthAxis ? this.capacity : d));
+    return dimsWith(this.layouts.get(name)!, this.capacity);
   }
 
   /** Copies rows [0, rows) of every past input from `from` (another capacity) into these buffers. */
@@ -71,7 +70,7 @@ export class KvBuffers {
   copyTensors(tensors: Readonly<Record<string, ort.Tensor>>, rows: number): void {
     for (const [name, l] of this.layouts) {
       const t = tensors[name];
-      const want = l.emptyDims.map((d, i) => (i === l.lengthAxis ? rows : d));
+      const want = dimsWith(l, rows);
       if (!t || t.type !== 'float32' || t.dims.length !== want.length || t.dims.some((d, i) => d !== want[i])) {
         throw new TypeError(`Expected past "${name}" to be a float32 tensor of dims [${want.join(', ')}] but received ${t ? `${t.type} [${t.dims.join(', ')}]` : 'none'}`);
       }
@@ -93,14 +92,19 @@ export class SharedKvCache {
     for (const [name, l] of this.buffers.layouts) {
       const data = new Float32Array(elements(l, this.length));
       copySlabs(this.buffers.arrays.get(name)!, this.buffers.capacity, data, this.length, l, this.length);
-      out[name] = new ort.Tensor('float32', data, l.emptyDims.map((d, i) => (i === l.lengthAxis ? this.length : d)));
+      out[name] = new ort.Tensor('float32', data, dimsWith(l, this.length));
     }
     return out;
   }
 }
 
+/** The past's dims holding `rows` positions. */
+function dimsWith(l: KvLayout, rows: number): number[] {
+  return l.emptyDims.map((d, i) => (i === l.lengthAxis ? rows : d));
+}
+
 function elements(l: KvLayout, rows: number): number {
-  return l.emptyDims.reduce((n, d, i) => n * (i === l.lengthAxis ? rows : d), 1);
+  return dimsWith(l, rows).reduce((n, d) => n * d, 1);
 }
 
 // One block copy per slab (the dims before the length axis): rows x the elements of one row.
