@@ -267,8 +267,8 @@ void TileAvx512Vnni(const CpuPackedView& v, const QuantizedActs& a, const float*
   const bool fp4 = v.format == WeightFormat::kFp4E2M1;
   // One or two tokens are bandwidth-bound: four panels at once (four weight streams per thread, each
   // software-prefetched) keep more loads in flight. With the packed weights in 2 MiB pages, four streams
-  // beat one panel at a time by 8-15 % on an AVX-512 EPYC (a decode step's GEMVs, tinyllama shapes,
-  // interleaved in one process: 12.3-13.1 vs 14.0-15.3 ms); in 4 KiB pages one stream had been faster.
+  // beat one panel at a time on an AVX-512 EPYC, most at K = 5632 (docs/BENCHMARKS.md, "End to end",
+  // four streams); in 4 KiB pages one stream had been faster.
   int32_t p_rest = t.p0;
   if (t.m1 - t.m0 <= 2) {
     const MicroFn fn = t.m1 - t.m0 == 1 ? (fp4 ? Micro<1, 4, true> : Micro<1, 4, false>) : (fp4 ? Micro<2, 4, true> : Micro<2, 4, false>);
