@@ -121,9 +121,23 @@ function createLock(lock: string): boolean {
   }
 }
 
+/** Sleeps the thread for `ms` (the lock is taken synchronously, before any async work). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Takes the lock of `primary`. A lock left by a dead process is taken over under a second lock,
+ * `<lock>.break`, held only while one run removes the stale lock: with the breakers in single
+ * file, the lock a breaker renames away is always the stale one it read. (Without it, a run
+ * could rename away a fresh lock another breaker had just made; while it put that back a third
+ * run could create its own: two holders.) A break lock whose run died mid-takeover (SIGKILL
+ * within those few file operations) is not guessed at: the message names it for removal.
+ */
 function takeLock(primary: string): string {
   const lock = lockPath(primary);
-  for (let attempt = 0; attempt < 3; attempt++) {
+  const breakLock = `${lock}.break`;
+  for (let attempt = 0; attempt < 50; attempt++) {
     step('lock');
     try {
       if (createLock(lock)) return lock;
@@ -140,23 +154,35 @@ function takeLock(primary: string): string {
     if (holder === undefined && st && Date.now() - st.mtimeMs < 5000) {
       throw new W4A8Error(`another w4a8 run is starting to write ${primary}; wait for it or choose another -o (lock: ${lock})`);
     }
-    // Take the stale lock away by renaming it to a name of our own: of several runs doing this
-    // at once one wins, and none removes a lock another has just created in its place.
-    const claimed = `${lock}.stale-${process.pid}`;
+    let breaking: boolean;
     try {
-      fs.renameSync(lock, claimed);
-    } catch {
-      continue; // another run took it over first
+      breaking = createLock(breakLock);
+    } catch (err) {
+      throw new W4A8Error(`cannot create the lock file ${breakLock}: ${(err as Error).message}`);
     }
-    if (lockHolder(claimed) !== holder) {
-      // Not the stale lock any more: a live run's fresh one. Put it back.
-      try {
-        fs.linkSync(claimed, lock);
-      } catch {
-        // a third run holds the name now; the run whose lock this was still owns the output set's staging
+    if (!breaking) {
+      const breaker = lockHolder(breakLock);
+      if (breaker !== null && (breaker === undefined || !pidAlive(breaker))) {
+        throw new W4A8Error(`a w4a8 run${breaker ? ` (pid ${breaker})` : ''} died while taking over the stale lock of ${primary}; remove ${breakLock} and ${lock} if no w4a8 run is writing there`);
       }
+      sleepSync(5); // another run is taking the stale lock over: see who holds it then
+      continue;
     }
-    fs.rmSync(claimed, { force: true });
+    try {
+      // In single file now: the lock still read as stale is the one renamed away (nobody else
+      // removes it; its dead writer cannot). Read it again: it may have changed hands before we got here.
+      const again = lockHolder(lock);
+      const stillOld = again !== undefined || Date.now() - (lstatOrUndefined(lock)?.mtimeMs ?? 0) >= 5000;
+      if (again === holder && stillOld) {
+        const claimed = `${lock}.stale-${process.pid}`;
+        fs.renameSync(lock, claimed);
+        fs.rmSync(claimed, { force: true });
+      }
+    } catch {
+      // gone already (a holder that finished): try again
+    } finally {
+      fs.rmSync(breakLock, { force: true });
+    }
   }
   throw new W4A8Error(`cannot take the lock ${lockPath(primary)} for ${primary}; remove it if no w4a8 run is writing there`);
 }

@@ -132,6 +132,9 @@ describe('files (CLI)', () => {
     // The lock used to be created empty and written afterwards: a racer reading it in between saw
     // pid 0 (dead) and took it over, and two racers taking over one stale lock could remove each
     // other's fresh lock. The same race, run by hand for 15 rounds, had two holders in 2 of them before the fix.
+    // Later a run renaming away a fresh lock (read as stale a moment before) and putting it back let a
+    // third run create its own in between: two holders in round 7 of one CI run. Takeovers now take
+    // turns under a break lock.
     const holderScript = [
       `const { OutputSet } = require(${JSON.stringify(path.join(ROOT, 'dist', 'util', 'output_set.js'))});`,
       'const start = Number(process.argv[2]); while (Date.now() < start) {}',

@@ -310,6 +310,30 @@ describe('all-or-nothing output sets', () => {
     fs.rmSync(dir, { recursive: true });
   });
 
+  it('a stale lock is taken over only under the break lock: a live breaker is waited for, a dead one is named for removal', () => {
+    const dir = tempDir('lock-break');
+    const out = path.join(dir, 'm.onnx');
+    const lock = path.join(dir, '.m.onnx.w4a8-lock');
+    const breakLock = `${lock}.break`;
+    // A breaker that died mid-takeover: nothing is guessed, both files are named and left.
+    fs.writeFileSync(lock, `${deadPid()}\n`);
+    fs.writeFileSync(breakLock, `${deadPid()}\n`);
+    expect(() => new OutputSet(out)).toThrow(`died while taking over the stale lock of ${out}; remove ${breakLock} and ${lock}`);
+    expect(fs.readdirSync(dir).sort()).toEqual(['.m.onnx.w4a8-lock', '.m.onnx.w4a8-lock.break']);
+    // A live breaker (this process stands in): the run waits, sees it still busy, and gives up
+    // with the lock untouched rather than taking it from under the breaker.
+    fs.writeFileSync(breakLock, `${process.pid}\n`);
+    expect(() => new OutputSet(out)).toThrow(`cannot take the lock ${lock} for ${out}`);
+    expect(fs.readdirSync(dir).sort()).toEqual(['.m.onnx.w4a8-lock', '.m.onnx.w4a8-lock.break']);
+    // The breaker gone: the stale lock is taken over and the break lock is not left behind.
+    fs.rmSync(breakLock);
+    const set = new OutputSet(out);
+    expect(fs.readFileSync(lock, 'utf8')).toBe(`${process.pid}\n`);
+    set.abort();
+    expect(fs.readdirSync(dir)).toEqual([]);
+    fs.rmSync(dir, { recursive: true });
+  });
+
   it('removes staging folders of dead processes; keeps those of live ones', () => {
     const dir = tempDir('stale');
     const dead = path.join(dir, `.m.onnx.w4a8-staging-${deadPid()}-x`);
