@@ -2,9 +2,12 @@
 // after `past` cached positions, tinyllama-1.1b's heads by default (32 query heads over 4 kv heads of
 // 64), on the thread pool (all hardware threads unless --threads). Prints the median and the 10th
 // percentile over --runs calls per past length. Inputs are seeded random values (the time does not
-// depend on them).
+// depend on them). --layout shared (the default) is what the w4a8 engine runs: past and present are one
+// buffer of capacity rows and a step writes only its new row; --layout copy is the standard layout,
+// where every step also copies the past into present.
 //
 // usage: bench_cpu_attention [--past 160,576] [--heads 32] [--kv-heads 4] [--head-size 64] [--runs 2000] [--threads T]
+//                            [--layout shared|copy]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -25,6 +28,7 @@ using namespace w4a8::cpu;
 int main(int argc, char** argv) {
   std::vector<int> pasts = {160, 576};
   int heads = 32, kv = 4, hs = 64, runs = 2000, threads = 0;
+  bool shared = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string arg = argv[i];
     if (arg == "--past") pasts = bench::ParseList(argv[i + 1]);
@@ -33,6 +37,7 @@ int main(int argc, char** argv) {
     else if (arg == "--head-size") hs = std::atoi(argv[i + 1]);
     else if (arg == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
     else if (arg == "--threads") threads = std::atoi(argv[i + 1]);
+    else if (arg == "--layout" && (std::string(argv[i + 1]) == "shared" || std::string(argv[i + 1]) == "copy")) shared = std::string(argv[i + 1]) == "shared";
     else {
       std::fprintf(stderr, "unknown argument %s (see the header of bench_cpu_attention.cpp)\n", arg.c_str());
       return 2;
@@ -43,8 +48,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (threads > 0) SetNumThreads(threads);
-  std::printf("CachedAttention, one new token: %d heads over %d kv heads of %d, %d threads, ISA %s, %d runs\n", heads, kv, hs,
-              NumThreads(), IsaName(DefaultIsa()), runs);
+  std::printf("CachedAttention, one new token: %d heads over %d kv heads of %d, %d threads, ISA %s, %d runs, %s\n", heads, kv, hs,
+              NumThreads(), IsaName(DefaultIsa()), runs, shared ? "one cache buffer (present is past)" : "past copied into present");
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;
   const auto random = [&](size_t n) {
@@ -70,6 +75,14 @@ int main(int argc, char** argv) {
     a.q = qkv.data(), a.k = qkv.data() + (int64_t)heads * hs, a.v = a.k + (int64_t)kv * hs;
     a.past_k = pk.data(), a.past_v = pv.data(), a.mask = mask.data(), a.positions = pos.data(), a.cos = cos.data(), a.sin = sin.data();
     a.out = out.data(), a.present_k = prk.data(), a.present_v = prv.data();
+    if (shared) {  // one buffer of past + 1 rows per kv head, its first `past` rows filled
+      for (int g = 0; g < kv; ++g)
+        for (int64_t i = 0; i < (int64_t)past * hs; ++i) {
+          prk[((size_t)g * (past + 1)) * hs + i] = pk[(size_t)g * past * hs + i];
+          prv[((size_t)g * (past + 1)) * hs + i] = pv[(size_t)g * past * hs + i];
+        }
+      a.capacity = past + 1, a.past_k = prk.data(), a.past_v = prv.data();
+    }
     std::vector<double> t;
     for (int r = 0; r < runs + 10; ++r) {  // the first 10 warm up
       const auto t0 = std::chrono::steady_clock::now();

@@ -1,5 +1,6 @@
 // CachedAttention on every ISA against its double-precision reference (odd shapes, grouped-query
-// heads, padding, a past and none, packed q|k|v rows, prompts long enough for the GEMM path), the cache
+// heads, padding, a past and none, packed q|k|v rows, prompts long enough for the GEMM path, decode steps
+// through the scores and context kernels with rows, keys and head sizes left over by their tiles), the cache
 // in one shared buffer, SwiGLU, hand-checked cases that pin its semantics
 // (rotary pairs, causality, the masked query), and RmsNorm against a direct computation.
 #include <cmath>
@@ -265,6 +266,9 @@ int main() {
       {1, 1, 0, 1, 1, 2, false, false},   {1, 1, 7, 4, 2, 6, false, false},   {2, 3, 5, 6, 3, 10, true, true},
       {1, 70, 0, 8, 2, 64, false, false}, {2, 1, 129, 32, 4, 64, true, true}, {3, 5, 0, 3, 1, 18, false, true},
       {2, 9, 5, 4, 2, 16, true, true},    {1, 131, 3, 2, 2, 8, false, true},
+      // Decode steps through the scores / context kernels: groups of 6 and 5 heads (a 4-row tile and
+      // rows left over), an odd number of keys, head sizes with 8- and 2-column tails.
+      {1, 1, 10, 12, 2, 18, false, true}, {2, 1, 32, 20, 4, 24, true, false}, {1, 1, 200, 8, 1, 42, false, false},
   };
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx}) {
     if (!IsaAvailable(isa)) {

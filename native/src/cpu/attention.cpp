@@ -23,6 +23,21 @@ void attention::AxpyScalar(float* y, float s, const float* x, int32_t n) {
   for (int32_t i = 0; i < n; ++i) y[i] += s * x[i];
 }
 
+void attention::ScoresScalar(const float* q, int32_t rows, const float* keys, int64_t cols, int32_t hs, float* scores,
+                             int64_t ld) {
+  for (int32_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) scores[r * ld + j] = DotScalar(q + (int64_t)r * hs, keys + j * hs, hs);
+}
+
+void attention::ContextScalar(const float* p, int32_t rows, int64_t ldp, const float* values, int64_t cols, int32_t hs,
+                              float* out, int64_t ldo) {
+  for (int32_t r = 0; r < rows; ++r) {
+    float* o = out + r * ldo;
+    std::fill(o, o + hs, 0.0f);
+    for (int64_t j = 0; j < cols; ++j) AxpyScalar(o, p[r * ldp + j], values + j * hs, hs);
+  }
+}
+
 float attention::ExpShiftSumScalar(float* x, int32_t n, float shift) {
   float sum = 0.0f;
   for (int32_t i = 0; i < n; ++i) sum += x[i] = std::exp(x[i] - shift);
@@ -111,15 +126,17 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
   }
 
   // One task per (batch, kv head, block of queries), holding the `group` query heads that read that kv
-  // head as rows [head in group][query]: each key and value row is read once for all of them, and a
-  // decode step's query heads of one kv head (8 for tinyllama) are one small GEMM against the keys and
-  // one against the values, not a dot and a scaled add per head and key. Blocks of >= kGemmRows rows
-  // take the GEMMs; fewer (a decode step without grouped heads) the dots and scaled adds.
+  // head as rows [head in group][query]: each key and value row is read once for all of them. A decode
+  // step (one query per head; 8 heads per kv head for tinyllama) takes the scores and context kernels,
+  // which read the cache in place in tiles of rows; a prompt's blocks of >= kGemmRows rows take two small
+  // GEMMs (whose packing pays off over many queries); fewer rows the dots and scaled adds.
   constexpr int32_t kRowsPerTask = 64, kGemmRows = 4;
   const int32_t block_q = std::max<int32_t>(1, kRowsPerTask / group);
   const int64_t blocks = (a.seq + block_q - 1) / block_q;
   const attention::ExpShiftSumFn exp_sum = d.exp_shift_sum;
   const GemmF32Fn gemm = d.linalg.gemm_f32;
+  const attention::ScoresFn scores_of = d.attn_scores;
+  const attention::ContextFn context_of = d.attn_context;
   const int64_t out_stride = (int64_t)a.heads * hs;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const auto run_task = [&](int64_t task) {
@@ -145,7 +162,13 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
       for (int32_t c = 0; c < hs; ++c) qr[c] *= a.scale;
     }
     const bool gemm_path = rows >= kGemmRows;
-    if (gemm_path) gemm(false, true, rows, cols, hs, 1.0f, qrot.data(), hs, keys, hs, 0.0f, scores.data(), cols, 1);
+    // One query per head (a decode step): the scores straight from the keys, no transposed panels.
+    const bool scored = gemm_path || nq == 1;
+    if (nq == 1) {
+      scores_of(qrot.data(), rows, keys, cols, hs, scores.data(), cols);
+    } else if (gemm_path) {
+      gemm(false, true, rows, cols, hs, 1.0f, qrot.data(), hs, keys, hs, 0.0f, scores.data(), cols, 1);
+    }
     for (int32_t r = 0; r < rows; ++r) {
       float* row = scores.data() + (size_t)r * cols;
       const int64_t visible = a.past + s0 + r % nq + 1;
@@ -155,7 +178,7 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
           row[j] = kNegInf;
           continue;
         }
-        if (!gemm_path) row[j] = dot(qrot.data() + (size_t)r * hs, keys + j * hs, hs);
+        if (!scored) row[j] = dot(qrot.data() + (size_t)r * hs, keys + j * hs, hs);
         max = std::max(max, row[j]);
       }
       if (max == kNegInf) {  // no key visible (padding): zeros
@@ -164,6 +187,10 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
       }
       const float inv = 1.0f / exp_sum(row, (int32_t)cols, max);
       for (int64_t j = 0; j < cols; ++j) row[j] *= inv;
+    }
+    if (nq == 1) {  // rows are the group's heads, hs apart in out
+      context_of(scores.data(), rows, cols, values, cols, hs, out_row(0), hs);
+      return;
     }
     if (gemm_path) {
       // Rows of one head are out_stride apart in out, heads hs apart: the GEMM writes a dense block,

@@ -34,6 +34,14 @@ float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Lane i of the result is the sum of the lanes of a[i]: eight dot products finished at once.
+inline __m256 Sum8(const __m256* a) {
+  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
 // The tail of a row through the vector path (a partial load would need masks; a copy is simpler).
 template <typename F>
 void Tail(int64_t n, const F& f) {
@@ -95,6 +103,86 @@ float DotAvx2(const float* a, const float* b, int32_t n) {
   float sum = _mm_cvtss_f32(s);
   for (; i < n; ++i) sum += a[i] * b[i];
   return sum;
+}
+
+// Tiles of 4 query rows x 2 keys: each key chunk is loaded once for four rows, and the tile's eight
+// sums are reduced together (Sum8) instead of one horizontal sum per dot. 8 accumulators + 2 keys + 1 query
+// fit AVX2's 16 registers. Rows and keys left over, and head sizes not a multiple of 8, finish one dot at a time.
+void ScoresAvx2(const float* q, int32_t rows, const float* keys, int64_t cols, int32_t hs, float* scores, int64_t ld) {
+  constexpr int kRows = 4, kKeys = 2;
+  const int32_t h8 = hs & ~7;
+  int32_t r = 0;
+  for (; r + kRows <= rows; r += kRows) {
+    const float* qr = q + (int64_t)r * hs;
+    int64_t j = 0;
+    for (; j + kKeys <= cols; j += kKeys) {
+      const float* k0 = keys + j * hs;
+      const float* k1 = k0 + hs;
+      __m256 acc[kRows * kKeys];
+      for (int t = 0; t < kRows * kKeys; ++t) acc[t] = _mm256_setzero_ps();
+      for (int32_t i = 0; i < h8; i += 8) {
+        const __m256 ka = _mm256_loadu_ps(k0 + i), kb = _mm256_loadu_ps(k1 + i);
+        for (int rr = 0; rr < kRows; ++rr) {
+          const __m256 qv = _mm256_loadu_ps(qr + (int64_t)rr * hs + i);
+          acc[kKeys * rr] = _mm256_fmadd_ps(qv, ka, acc[kKeys * rr]);
+          acc[kKeys * rr + 1] = _mm256_fmadd_ps(qv, kb, acc[kKeys * rr + 1]);
+        }
+      }
+      alignas(32) float sums[kRows * kKeys];
+      _mm256_store_ps(sums, Sum8(acc));
+      for (int rr = 0; rr < kRows; ++rr)
+        for (int kk = 0; kk < kKeys; ++kk) {
+          float v = sums[kKeys * rr + kk];
+          for (int32_t i = h8; i < hs; ++i) v += qr[(int64_t)rr * hs + i] * keys[(j + kk) * hs + i];
+          scores[(int64_t)(r + rr) * ld + j + kk] = v;
+        }
+    }
+    for (; j < cols; ++j)
+      for (int rr = 0; rr < kRows; ++rr) scores[(int64_t)(r + rr) * ld + j] = DotAvx2(qr + (int64_t)rr * hs, keys + j * hs, hs);
+  }
+  for (; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) scores[(int64_t)r * ld + j] = DotAvx2(q + (int64_t)r * hs, keys + j * hs, hs);
+}
+
+namespace {
+// Columns [c0, c0 + 8 NV) of R rows of the context: NV vectors of each value row serve all R rows.
+template <int R, int NV>
+void ContextBlock(const float* p, int64_t ldp, const float* values, int64_t cols, int32_t hs, int32_t c0, float* out, int64_t ldo) {
+  __m256 acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int n = 0; n < NV; ++n) acc[r][n] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < cols; ++j) {
+    __m256 v[NV];
+    for (int n = 0; n < NV; ++n) v[n] = _mm256_loadu_ps(values + j * hs + c0 + 8 * n);
+    for (int r = 0; r < R; ++r) {
+      const __m256 pr = _mm256_broadcast_ss(p + r * ldp + j);
+      for (int n = 0; n < NV; ++n) acc[r][n] = _mm256_fmadd_ps(pr, v[n], acc[r][n]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int n = 0; n < NV; ++n) _mm256_storeu_ps(out + r * ldo + c0 + 8 * n, acc[r][n]);
+}
+
+template <int NV>
+void ContextColumns(const float* p, int32_t rows, int64_t ldp, const float* values, int64_t cols, int32_t hs, int32_t c0, float* out, int64_t ldo) {
+  int32_t r = 0;
+  for (; r + 4 <= rows; r += 4) ContextBlock<4, NV>(p + r * ldp, ldp, values, cols, hs, c0, out + r * ldo, ldo);
+  for (; r < rows; ++r) ContextBlock<1, NV>(p + r * ldp, ldp, values, cols, hs, c0, out + r * ldo, ldo);
+}
+}  // namespace
+
+// Tiles of 4 rows x 16 columns (8 accumulators + 2 value vectors + 1 broadcast); head sizes not a multiple
+// of 8 finish their last columns one at a time, in the same key order.
+void ContextAvx2(const float* p, int32_t rows, int64_t ldp, const float* values, int64_t cols, int32_t hs, float* out, int64_t ldo) {
+  int32_t c = 0;
+  for (; c + 16 <= hs; c += 16) ContextColumns<2>(p, rows, ldp, values, cols, hs, c, out, ldo);
+  for (; c + 8 <= hs; c += 8) ContextColumns<1>(p, rows, ldp, values, cols, hs, c, out, ldo);
+  for (; c < hs; ++c)
+    for (int32_t r = 0; r < rows; ++r) {
+      float v = 0.0f;
+      for (int64_t j = 0; j < cols; ++j) v += p[r * ldp + j] * values[j * hs + c];
+      out[r * ldo + c] = v;
+    }
 }
 
 void AxpyAvx2(float* y, float s, const float* x, int32_t n) {

@@ -49,6 +49,8 @@ struct CpuDispatch {
   // Cached attention (attention.cpp): AVX-512 and AMX use AVX2's (a head of 64 is 8 AVX2 vectors)
   attention::DotFn attn_dot;
   attention::AxpyFn attn_axpy;
+  attention::ScoresFn attn_scores;
+  attention::ContextFn attn_context;
   attention::ExpShiftSumFn exp_shift_sum;
   attention::SiluMulFn silu_mul;
   // linalg: GemmF32/GemmF64 behind every routine in linalg.h; linalg.name is what GemmIsa() reports
