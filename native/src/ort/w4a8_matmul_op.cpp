@@ -234,29 +234,31 @@ class Kernel {
     }
 
     const size_t xk = m * (size_t)weight_.k, yn = m * (size_t)weight_.n;
-    std::vector<float> x_buf, x_fp8, y_buf;
+    // Scratch arrays, each written whole before it is read: left uninitialized (a prefill's gate|up
+    // product is tens of MB that zero-filling would write once more).
+    std::unique_ptr<float[]> x_buf, x_fp8, y_buf;
     const float* x = static_cast<const float*>(a.data);
     float* y = static_cast<float*>(y_raw);
     // swiglu: the product [m, N] goes to a buffer, the output is its [m, N / 2] SwiGLU.
-    std::vector<float> y_full;
+    std::unique_ptr<float[]> y_full;
     if (swiglu_) {
-      y_full.resize(yn);
-      y = y_full.data();
+      y_full.reset(new float[yn]);
+      y = y_full.get();
     }
     if (half) {
-      x_buf.resize(xk);
-      HalfToFloatArray(static_cast<const uint16_t*>(a.data), x_buf.data(), xk);
-      x = x_buf.data();
-      y_buf.resize(swiglu_ ? yn / 2 : yn);
-      if (!swiglu_) y = y_buf.data();
+      x_buf.reset(new float[xk]);
+      HalfToFloatArray(static_cast<const uint16_t*>(a.data), x_buf.get(), xk);
+      x = x_buf.get();
+      y_buf.reset(new float[swiglu_ ? yn / 2 : yn]);
+      if (!swiglu_) y = y_buf.get();
     }
     // The corrections read the activation before its quantization (the sim export's branch does);
     // the int8 low-rank term quantizes it per token (cpu_adapters.h), with int8 activations in the GEMM.
     const float* x_float = x;
     if (act_ == ActFormat::kFp8) {
-      x_fp8.resize(xk);
-      FakeQuantFp8Rows(x, m, x_fp8.data());
-      x = x_fp8.data();
+      x_fp8.reset(new float[xk]);
+      FakeQuantFp8Rows(x, m, x_fp8.get());
+      x = x_fp8.get();
     }
     cpu::GemmArgs args;
     args.m = (int32_t)m;
@@ -290,7 +292,7 @@ class Kernel {
       if (ks != Status::kOk) return Fail(std::string("Kronecker term failed: ") + StatusName(ks));
     }
     if (swiglu_) {
-      float* dst = half ? y_buf.data() : static_cast<float*>(y_raw);
+      float* dst = half ? y_buf.get() : static_cast<float*>(y_raw);
       const Status ss = cpu::SwiGlu(y, (int64_t)m, weight_.n / 2, dst);
       if (ss != Status::kOk) return Fail(std::string("SwiGLU failed: ") + StatusName(ss));
       y = dst;
