@@ -111,10 +111,11 @@ export interface W4A8SessionOptions {
 }
 
 /**
- * Thread settings (measured; docs/ARCHITECTURE.md "ONNX Runtime sessions, threads and weight memory"): W4A8MatMul runs on our
- * kernel pool (all cores), the other nodes on ORT's intra-op pool. Nodes run one at a time, so the
- * two pools never work at once; what they fight over is ORT's idle workers spinning while our pool
- * works. Spinning off (session.intra_op.allow_spinning = 0) hands the cores over.
+ * Thread settings (measured; docs/ARCHITECTURE.md "ONNX Runtime sessions, threads and weight memory"): every node,
+ * W4A8MatMul and the decoder ops included, runs on ORT's intra-op threads; W4A8_OP_THREADS=pool puts W4A8MatMul on
+ * our kernel pool, and then ORT's idle workers must not spin while ours work. Spinning stays off either way:
+ * on a shared 2-vCPU machine spinning workers take cores from other work, and turning it on gave no gain the
+ * bench could confirm (docs/BENCHMARKS.md, "End to end", runs of 2026-12-07).
  */
 export const W4A8_ENGINE_SESSION_CONFIG: Readonly<Record<string, string>> = { 'session.intra_op.allow_spinning': '0' };
 
