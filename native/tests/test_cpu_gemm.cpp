@@ -1,7 +1,8 @@
 // Every W4A8 ISA path present on this CPU against the scalar reference, bit for bit: odd shapes (K not
 // a multiple of the group, N not a multiple of the 16-channel panel, M from 1 up), every group size,
 // int4 symmetric/asymmetric and fp4, both activation quantization modes, with and without bias.
-// RunManyRows adds the many-row (prefill) paths on a fresh seed, printed. Paths the CPU lacks print SKIP
+// RunManyRows adds the many-row (prefill) paths on a fresh seed, printed; CheckInt16Bound the inputs that
+// drive the int16 partial sums to their bound. Paths the CPU lacks print SKIP
 // with the reason; if only the scalar path exists it still runs.
 #include <cstdio>
 #include <cstdlib>
@@ -128,6 +129,47 @@ void RunManyRows(Isa isa) {
     }
   }
   std::printf("%s many rows: %d cases, %d failures\n", IsaName(isa), g_cases - cases_before, g_failures - before);
+}
+
+// The int16 partial sums at their bound: every code the same (each of the 16 in turn, so the largest u8
+// value of each format is among them) and every activation the same sign, so nothing cancels; a group
+// of 256 holds the most chunks. The one-token path and the many-row path, bit for bit with the reference.
+void CheckInt16Bound(Isa isa) {
+  std::mt19937 rng(7);  // fixed: nothing here is random but the scales and zero points
+  const int before = g_failures, cases_before = g_cases;
+  for (WeightKind kind : {WeightKind::kInt4Symmetric, WeightKind::kInt4Asymmetric, WeightKind::kFp4}) {
+    for (int code = 0; code < 16; ++code) {
+      RandomWeight w(kind, 33, 512, 256, rng);
+      for (auto& c : w.codes) c = (uint8_t)(code | code << 4);
+      for (float sign : {1.0f, -1.0f}) {
+        for (int32_t m : {1, 33}) {
+          const std::vector<float> x((size_t)m * w.k, sign);
+          std::vector<float> expected((size_t)m * w.n, -1.0f), got((size_t)m * w.n, -2.0f);
+          GemmArgs args;
+          args.m = m;
+          args.x = x.data();
+          args.act = ActQuant::kPerToken;
+          args.y = expected.data();
+          ++g_cases;
+          std::unique_ptr<PackedWeight> packed;
+          Status s = GemmW4A8Reference(w.view(), args);
+          if (s == Status::kOk) s = Prepack(w.view(), isa, &packed);
+          if (s == Status::kOk) {
+            args.y = got.data();
+            s = GemmW4A8(*packed, args);
+          }
+          const int64_t bad = s == Status::kOk ? FirstBitDifference(expected, got) : 0;
+          if ((s != Status::kOk || bad >= 0) && g_failures++ < 20) {
+            std::printf("FAIL %s %s int16 bound: code %d, activations %+g, m=%d: status %s", IsaName(isa), WeightKindName(kind), code,
+                        sign, m, StatusName(s));
+            if (s == Status::kOk) std::printf(", y[%lld] = %.9g, reference %.9g", (long long)bad, got[bad], expected[bad]);
+            std::printf("\n");
+          }
+        }
+      }
+    }
+  }
+  std::printf("%s int16 bound: %d cases, %d failures\n", IsaName(isa), g_cases - cases_before, g_failures - before);
 }
 
 // The same call with 1, 2 and 3 threads gives identical bits.
@@ -275,6 +317,7 @@ int main() {
     }
     RunIsa(isa);
     RunManyRows(isa);
+    CheckInt16Bound(isa);
     CheckThreadCountIndependence(isa);
   }
   std::printf("%s: %d cases, %d failures\n", g_failures ? "FAIL" : "PASS", g_cases, g_failures);
