@@ -416,15 +416,18 @@ const signalsAtRandom: Situation = async (base, dir, r, timeoutMs, record, repor
   const run = await cliAsync(command, timeoutMs, { names: twice ? [sig, sig] : [sig], delayMs, r }).done;
   const mutation = `${sig}${twice ? ' twice' : ''} after ${delayMs} ms`;
   const extra: string[] = [];
-  // Killed by the signal itself: only while Node starts, before the CLI installs its handlers
-  // (a shell reports 128+n then too); nothing can be staged yet.
+  // Killed by the signal itself: while Node starts, before the CLI installs its handlers (a shell
+  // reports 128+n then too; nothing can be staged yet), or while Node tears the process down after
+  // the command finished (the handlers are gone by then; its output is already committed whole).
   const stopped = run.status === CODES[sig] || run.signal === sig;
   if (!run.timedOut && run.status !== 0 && !stopped) extra.push(`exit ${run.status ?? run.signal} after ${sig}, not ${CODES[sig]}`);
   if (run.status === CODES[sig]) {
     const lines = run.stderr.trim().split('\n');
     if (!/^w4a8: error: (interrupted|stopped by)/.test(lines[lines.length - 1] ?? '')) extra.push(`the last stderr line does not say it was stopped: ${JSON.stringify(run.stderr.slice(-300))}`);
   }
-  if (command[0] === 'quantize') extra.push(...(await wholeOrNothing(path.dirname(out), out, run.status === 0, report)));
+  // A run killed by the signal with its model in place finished first: the whole set must be there and load.
+  const finished = run.status === 0 || (run.signal === sig && fs.existsSync(out));
+  if (command[0] === 'quantize') extra.push(...(await wholeOrNothing(path.dirname(out), out, finished, report)));
   record(`signal: ${mutation}`, command, run, extra, { signal: sig });
 };
 
