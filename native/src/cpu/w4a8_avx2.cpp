@@ -1,6 +1,6 @@
 // AVX2 kernel: the two 32-byte halves of a chunk are channels 0..7 and 8..15 (4 k each per nibble).
 // vpmaddubsw multiplies the u8 weights (0..24) by int8 activations into int16 pairs (|pair| <= 6144, no
-// saturation); both paths sum them in int16 over a few chunks (Int16Chunks) before vpmaddwd widens to int32.
+// saturation), low and high nibble products are summed in int16 (<= 12288) and vpmaddwd widens to int32.
 // Two paths: Micro (few rows, bandwidth-bound) and BigBlock (many rows, compute-bound; see below).
 #include <immintrin.h>
 
@@ -15,14 +15,8 @@ inline int32_t LoadI32(const int8_t* p) {
   return v;
 }
 
-// Chunks whose vpmaddubsw results (two nibbles x two pairs x u8 max x 128 each) can be summed in int16:
-// 7680 per chunk for int4 (u8 max 15), 12288 for fp4 (24 through its table).
-template <bool kFp4>
-constexpr int32_t Int16Chunks() {
-  return kFp4 ? 2 : 4;
-}
-static_assert(2 * 2 * 15 * 128 * 4 <= 32767 && 2 * 2 * 24 * 128 * 2 <= 32767, "int16 sums cannot saturate");
-
+// (Tried and measured slower: summing the vpmaddubsw results in int16 over several chunks here as BigBlock
+// does, 0.079-0.081 ms against 0.075-0.076 for a 2048 x 2560 M = 1 call in cache on the EPYC, 2 threads.)
 template <int MR, bool kFp4>
 void Micro(const CpuPackedView& v, const QuantizedActs& a, const float* bias, float* y, int32_t m0, int32_t p) {
   const size_t panel_bytes = (size_t)(v.k_padded / kCpuChunkK) * kCpuChunkBytes;
@@ -44,38 +38,29 @@ void Micro(const CpuPackedView& v, const QuantizedActs& a, const float* bias, fl
   for (int32_t g = 0; g < v.blocks_per_row; ++g) {
     __m256i iacc[MR][2];
     for (int r = 0; r < MR; ++r) iacc[r][0] = iacc[r][1] = _mm256_setzero_si256();
-    const int32_t c_begin = g * chunks_per_group, c_end = c_begin + chunks_per_group;
-    // The vpmaddubsw pairs are summed in int16 over Int16Chunks() chunks, then widened once: a vpmaddwd
-    // and an int32 add per row and half every few chunks, not every chunk.
-    for (int32_t c0 = c_begin; c0 < c_end; c0 += Int16Chunks<kFp4>()) {
-      const int32_t c1 = c0 + Int16Chunks<kFp4>() < c_end ? c0 + Int16Chunks<kFp4>() : c_end;
-      __m256i acc16[MR][2];
-      for (int r = 0; r < MR; ++r) acc16[r][0] = acc16[r][1] = _mm256_setzero_si256();
-      for (int32_t c = c0; c < c1; ++c) {
-        const uint8_t* src = wp + (size_t)c * kCpuChunkBytes;
-        if (MR <= 2) _mm_prefetch((const char*)src + 2048, _MM_HINT_T0);
-        __m256i lo[2], hi[2];
-        for (int h = 0; h < 2; ++h) {
-          const __m256i raw = _mm256_load_si256((const __m256i*)(src + 32 * h));
-          lo[h] = _mm256_and_si256(raw, nibble);
-          hi[h] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nibble);
-          if (kFp4) {
-            lo[h] = _mm256_shuffle_epi8(lut, lo[h]);
-            hi[h] = _mm256_shuffle_epi8(lut, hi[h]);
-          }
-        }
-        const int32_t k = c * kCpuChunkK;
-        for (int r = 0; r < MR; ++r) {
-          const __m256i xa = _mm256_set1_epi32(LoadI32(xr[r] + k));
-          const __m256i xb = _mm256_set1_epi32(LoadI32(xr[r] + k + 4));
-          for (int h = 0; h < 2; ++h) {
-            acc16[r][h] = _mm256_add_epi16(acc16[r][h], _mm256_maddubs_epi16(lo[h], xa));
-            acc16[r][h] = _mm256_add_epi16(acc16[r][h], _mm256_maddubs_epi16(hi[h], xb));
-          }
+    const int32_t c_begin = g * chunks_per_group;
+    for (int32_t c = c_begin; c < c_begin + chunks_per_group; ++c) {
+      const uint8_t* src = wp + (size_t)c * kCpuChunkBytes;
+      if (MR <= 2) _mm_prefetch((const char*)src + 2048, _MM_HINT_T0);
+      __m256i lo[2], hi[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m256i raw = _mm256_load_si256((const __m256i*)(src + 32 * h));
+        lo[h] = _mm256_and_si256(raw, nibble);
+        hi[h] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nibble);
+        if (kFp4) {
+          lo[h] = _mm256_shuffle_epi8(lut, lo[h]);
+          hi[h] = _mm256_shuffle_epi8(lut, hi[h]);
         }
       }
-      for (int r = 0; r < MR; ++r)
-        for (int h = 0; h < 2; ++h) iacc[r][h] = _mm256_add_epi32(iacc[r][h], _mm256_madd_epi16(acc16[r][h], ones));
+      const int32_t k = c * kCpuChunkK;
+      for (int r = 0; r < MR; ++r) {
+        const __m256i xa = _mm256_set1_epi32(LoadI32(xr[r] + k));
+        const __m256i xb = _mm256_set1_epi32(LoadI32(xr[r] + k + 4));
+        for (int h = 0; h < 2; ++h) {
+          const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], xa), _mm256_maddubs_epi16(hi[h], xb));
+          iacc[r][h] = _mm256_add_epi32(iacc[r][h], _mm256_madd_epi16(pairs, ones));
+        }
+      }
     }
     const size_t meta = ((size_t)p * v.blocks_per_row + g) * kCpuPanelN;
     for (int h = 0; h < 2; ++h) {
@@ -105,8 +90,9 @@ void Micro(const CpuPackedView& v, const QuantizedActs& a, const float* bias, fl
 
 // Many rows: blocks of up to 4 panels x 32 rows, groups outer and rows inner, as the AVX-512 BigBlock. A group's
 // weights are unpacked once (u8, fp4 through its table) into an L1 buffer that every 4-row tile reuses,
-// so the int4 codes are no longer unpacked again for every 4 rows. As in Micro, the vpmaddubsw results are
-// summed in int16 over Int16Chunks() chunks before one vpmaddwd widens them: |sum| <= 2 nibbles x 2 pairs x
+// so the int4 codes are no longer unpacked again for every 4 rows. Micro spends two vpmaddubsw, an int16
+// add, a vpmaddwd and an int32 add per row, half panel and chunk; here the vpmaddubsw results are summed
+// in int16 over Int16Chunks() chunks before one vpmaddwd widens them: |sum| <= 2 nibbles x 2 pairs x
 // u8 max x 128 per chunk, i.e. 7680 for int4 (4 chunks: 30720) and 12288 for fp4 (2 chunks: 24576),
 // below 32767, so the int32 dots are exact and the group fold is the reference's, bit for bit.
 // (Tried and measured slower on the EPYC: the 4-row loop as inline asm without spills, and widening
@@ -118,6 +104,11 @@ constexpr int32_t kBigMinRows = 32;      // fewer rows take Micro (measured: at 
 constexpr int32_t kHalves = 2;           // 8-channel halves of a panel
 constexpr int32_t kVecsPerChunk = 4;     // unpacked: low half 0, high half 0, low half 1, high half 1
 
+template <bool kFp4>
+constexpr int32_t Int16Chunks() {
+  return kFp4 ? 2 : 4;
+}
+static_assert(2 * 2 * 15 * 128 * 4 <= 32767 && 2 * 2 * 24 * 128 * 2 <= 32767, "int16 sums cannot saturate");
 
 // dots[r * 16 + lane] = exact int32 dot over `chunks` chunks of row x + r * stride with the unpacked panel w.
 template <int R, bool kFp4>
