@@ -269,6 +269,10 @@ int main() {
       // Decode steps through the scores / context kernels: groups of 6 and 5 heads (a 4-row tile and
       // rows left over), an odd number of keys, head sizes with 8- and 2-column tails.
       {1, 1, 10, 12, 2, 18, false, true}, {2, 1, 32, 20, 4, 24, true, false}, {1, 1, 200, 8, 1, 42, false, false},
+      // AVX-512's tiles: 8 + 1 heads and 64 + 16 columns; 4 + 2 + 1 heads and two column blocks of 64;
+      // one head per kv head (1 x 16 keys) with 3 keys left over; a 4-key tile cut short; 2 + 1 heads.
+      {1, 1, 37, 9, 1, 80, false, false}, {1, 1, 50, 7, 1, 128, true, true}, {2, 1, 18, 3, 3, 36, false, true},
+      {1, 1, 5, 4, 1, 16, false, false},  {1, 1, 21, 3, 1, 20, false, false},
   };
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx}) {
     if (!IsaAvailable(isa)) {
