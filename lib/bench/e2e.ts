@@ -59,7 +59,7 @@ export interface E2eBenchOptions {
   seed: number;
   /** The model's vocabulary (prompt ids are drawn below it); default: learnt from the session. */
   vocab?: number;
-  /** ONNX Runtime's intra-op threads spin between tasks, in every variant (default false: off, as the w4a8 engine runs by default). */
+  /** ONNX Runtime's intra-op threads spin between parallel loops, in every variant (default true: on, as ONNX Runtime and the w4a8 engine run by default). */
   ortSpinning?: boolean;
   /** The model's maximum length, when known: prompt + newTokens must fit. */
   maxLength?: number;
@@ -197,11 +197,12 @@ async function generate(session: DecoderSession, prompt: number[], newTokens: nu
   return { prefillMs, decodeMs: elapsedMs(t1), tokens };
 }
 
-// ONNX Runtime's intra-op spinning, the same for every variant (like for like): off by default, as the
-// w4a8 engine sets it (on a shared 2-vCPU machine spinning workers can steal the cores: bench cpu
-// measured a hot MatMulNBits call at 0.46 ms with spinning off, 53 ms on); --ort-spinning on turns it on
-// for both engines (decode loops measured faster with it on 2026-12-06: docs/BENCHMARKS.md, "End to end").
-// The two engines spell the key differently: onnxruntime-node prefixes "session." itself.
+// ONNX Runtime's intra-op spinning, the same for every variant (like for like): on by default, as ONNX Runtime
+// and the w4a8 engine set it (decode loops of both engines measured faster with it on 2026-12-07: a decode step
+// is ~110 parallel loops, each waking the worker with a futex when it sleeps; docs/BENCHMARKS.md, "End to end");
+// --ort-spinning off turns it off for both engines. (bench cpu keeps it off: its hundreds of open sessions'
+// spinning workers would fight for the cores.) The two engines spell the key differently: onnxruntime-node
+// prefixes "session." itself.
 function spinningConfig(engine: E2eVariantModel['engine'], spinning: boolean): Record<string, string> {
   const v = spinning ? '1' : '0';
   return engine === 'ort' ? { 'intra_op.allow_spinning': v } : { 'session.intra_op.allow_spinning': v };
@@ -257,7 +258,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
     progress.start('peak memory per variant', models.length);
     for (const [i, m] of models.entries()) {
       cancel.throwIfCancelled();
-      const r = await memoryInChild({ model: m, threads: o.threads, ortSpinning: o.ortSpinning ?? false, promptTokens: longest, steps: Math.min(o.newTokens, MEMORY_DECODE_STEPS), seed: o.seed, vocab }, cancel);
+      const r = await memoryInChild({ model: m, threads: o.threads, ortSpinning: o.ortSpinning ?? true, promptTokens: longest, steps: Math.min(o.newTokens, MEMORY_DECODE_STEPS), seed: o.seed, vocab }, cancel);
       vocab ??= r.vocab;
       memory.set(m.variant, { peakMb: r.peakKb / 1024, beforeMb: r.beforeKb === null ? null : r.beforeKb / 1024, loadMs: r.loadMs });
       progress.update(i + 1, m.variant);
@@ -266,7 +267,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
     progress.stop();
 
     for (const m of models) {
-      const s = await open(m, o.threads, o.ortSpinning ?? false);
+      const s = await open(m, o.threads, o.ortSpinning ?? true);
       sessions.set(m.variant, s);
       await generate(s, randomPrompt(Math.min(8, longest), vocab!, o.seed + 1), 1, cancel); // warm
     }
@@ -315,7 +316,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
       }
     }
     return {
-      cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, ortSpinning: o.ortSpinning ?? false, loadAvg: [loadBefore, os.loadavg()[0]],
+      cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, ortSpinning: o.ortSpinning ?? true, loadAvg: [loadBefore, os.loadavg()[0]],
       rssMethod: `peak RSS (VmHWM) of a fresh process per variant that loads it and runs one prefill of ${longest} tokens + ${Math.min(o.newTokens, MEMORY_DECODE_STEPS)} decode steps; "RSS before" is that process's RSS before the load (Node and the addon)`,
       results,
     };

@@ -112,12 +112,15 @@ export interface W4A8SessionOptions {
 
 /**
  * Thread settings (measured; docs/ARCHITECTURE.md "ONNX Runtime sessions, threads and weight memory"): every node,
- * W4A8MatMul and the decoder ops included, runs on ORT's intra-op threads; W4A8_OP_THREADS=pool puts W4A8MatMul on
- * our kernel pool, and then ORT's idle workers must not spin while ours work. Spinning stays off either way:
- * on a shared 2-vCPU machine spinning workers take cores from other work, and turning it on gave no gain the
- * bench could confirm (docs/BENCHMARKS.md, "End to end", runs of 2026-12-07).
+ * W4A8MatMul and the decoder ops included, runs on ORT's intra-op threads, and those spin between parallel loops
+ * (ONNX Runtime's own default): a decode step is ~110 parallel loops, and without spinning each one wakes the
+ * worker with a futex (decode loops 7 % faster with it, docs/BENCHMARKS.md "End to end", runs of 2026-12-07).
+ * W4A8_OP_THREADS=pool puts W4A8MatMul on our kernel pool instead, and then ORT's idle workers must not spin
+ * while ours work: spinning is off in that mode. A caller's sessionConfig overrides either.
  */
-export const W4A8_ENGINE_SESSION_CONFIG: Readonly<Record<string, string>> = { 'session.intra_op.allow_spinning': '0' };
+export function w4a8EngineSessionConfig(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  return { 'session.intra_op.allow_spinning': env.W4A8_OP_THREADS === 'pool' ? '0' : '1' };
+}
 
 class W4A8Session implements EngineSession {
   readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
@@ -157,7 +160,7 @@ export async function openW4A8Session(modelPath: string, opts: W4A8SessionOption
   openOrtLibrary(onnxruntimeLibraryPath());
   const handle = await createOrtSession(modelPath, {
     intraOpNumThreads: opts.intraOpNumThreads ?? 0,
-    config: { ...W4A8_ENGINE_SESSION_CONFIG, ...opts.sessionConfig },
+    config: { ...w4a8EngineSessionConfig(), ...opts.sessionConfig },
   });
   return new W4A8Session(handle);
 }

@@ -35,6 +35,7 @@ describeIf('w4a8 bench e2e --model stories260K', () => {
       expect(typeof report.cpu).toBe('string');
       expect(typeof report.isa).toBe('string');
       expect(Number.isInteger(report.threads) && report.threads >= 1).toBe(true);
+      expect(report.ortSpinning).toBe(true); // ONNX Runtime's own default, in every variant unless --ort-spinning off
       expect(report.results.map((x: { variant: string }) => x.variant)).toEqual(['ort-fp32', 'ort-nbits-acc4', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-a16']);
       const byVariant = new Map<string, { tokens: number[]; decodeTokPerS: number; decodeWeightGBps: number }>();
       for (const x of report.results) {

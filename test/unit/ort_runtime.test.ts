@@ -10,7 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { DataType } from '../../lib/onnx/dtype';
 import { saveModel } from '../../lib/onnx/model';
 import { createOrtSession, openOrtLibrary, releaseOrtSession, runOrtSession, type OrtSessionHandle } from '../../lib/native/ort_runtime';
-import { onnxruntimeLibraryPath } from '../../lib/ort/engine_session';
+import { onnxruntimeLibraryPath, w4a8EngineSessionConfig } from '../../lib/ort/engine_session';
 import { randomFloats, tempDir, tinyMlp } from '../helpers/onnx_fixtures';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -48,6 +48,14 @@ describe('addon ONNX Runtime', () => {
     const p = onnxruntimeLibraryPath();
     expect(p).toMatch(/onnxruntime-node[\\/]bin[\\/]napi-v\d+[\\/]/);
     expect(fs.existsSync(p)).toBe(true);
+  });
+
+  test("the w4a8 engine's threads spin, unless W4A8MatMul runs on our own pool", () => {
+    // ORT's workers spin between a decode step's parallel loops (its own default); with W4A8_OP_THREADS=pool
+    // ours do the work and ORT's must not spin beside them.
+    expect(w4a8EngineSessionConfig({})).toEqual({ 'session.intra_op.allow_spinning': '1' });
+    expect(w4a8EngineSessionConfig({ W4A8_OP_THREADS: 'pool' })).toEqual({ 'session.intra_op.allow_spinning': '0' });
+    expect(w4a8EngineSessionConfig({ W4A8_OP_THREADS: 'ort' })).toEqual({ 'session.intra_op.allow_spinning': '1' });
   });
 
   test('wrappers refuse bad arguments before the native call', async () => {

@@ -33,7 +33,7 @@ interface BenchArgs extends CommonArgs, BenchE2eArgs {
   'set-mb': number;
   'batch-ms': number;
   quick: boolean;
-  'ort-spinning': 'on' | 'off';
+  'ort-spinning'?: 'on' | 'off';
   methods: string;
   calib?: string;
   dtype?: RandomModelDtype;
@@ -86,7 +86,7 @@ export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
       .option('threads', { type: 'number', describe: 'Threads for our kernels and quantizers, and ORT intraOpNumThreads (default: all hardware threads)' })
       .option('set-mb', { type: 'number', default: 1024, describe: 'MiB of distinct weights each variant rotates through (>= 1024 measures DRAM at M=1)' })
       .option('batch-ms', { type: 'number', default: 20, describe: 'Target duration of one timed batch of calls' })
-      .option('ort-spinning', { type: 'string', choices: ['on', 'off'] as const, default: 'off' as const, describe: 'ONNX Runtime intra-op threads spin between runs (cpu: the ORT side, off measured faster on 2 cores; e2e: every variant, both engines)' })
+      .option('ort-spinning', { type: 'string', choices: ['on', 'off'] as const, describe: 'ONNX Runtime intra-op threads spin between parallel loops (cpu: the ORT side, default off, measured faster there on 2 cores; e2e: every variant, both engines, default on, as ONNX Runtime itself)' })
       .option('quick', { type: 'boolean', default: false, describe: `Fewer shapes and M (${QUICK_SHAPES}; M ${QUICK_MS}; 3 rounds) unless given` })
       .option('tokens', { type: 'number', default: 8192, describe: 'quant: calibration tokens per activation' })
       .option('awq-rows', { type: 'number', default: 1024, describe: 'quant: rows AWQ searches on (a sample of the tokens)' })
