@@ -65,9 +65,10 @@ void ScoreRows(const float* q, int32_t hs, const float* keys, int64_t cols, floa
   const int64_t tile_bytes = (int64_t)KK * hs * (int64_t)sizeof(float);
   int64_t j = 0;
   for (; j + KK <= cols; j += KK) {
-    const char* ahead = (const char*)(keys + (j + kAhead * KK) * hs);
-    if (j + (kAhead + 1) * KK <= cols)
+    if (j + (kAhead + 1) * KK <= cols) {
+      const char* ahead = (const char*)(keys + (j + kAhead * KK) * hs);
       for (int64_t b = 0; b < tile_bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+    }
     ScoreTile<R, KK, false>(q, hs, keys + j * hs, KK, scores + j, ld);
   }
   if (j < cols) ScoreTile<R, KK, true>(q, hs, keys + j * hs, (int32_t)(cols - j), scores + j, ld);
