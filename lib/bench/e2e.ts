@@ -246,6 +246,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
   const progress = o.progress ?? silentProgress;
   const cancel = o.cancel ?? neverCancelled;
   const loadBefore = os.loadavg()[0];
+  const ortSpinning = o.ortSpinning ?? true;
   const previousThreads = numThreads();
   setNumThreads(o.threads);
   const models = E2E_VARIANTS.map((v) => o.models.find((m) => m.variant === v)).filter((m): m is E2eVariantModel => m !== undefined);
@@ -258,7 +259,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
     progress.start('peak memory per variant', models.length);
     for (const [i, m] of models.entries()) {
       cancel.throwIfCancelled();
-      const r = await memoryInChild({ model: m, threads: o.threads, ortSpinning: o.ortSpinning ?? true, promptTokens: longest, steps: Math.min(o.newTokens, MEMORY_DECODE_STEPS), seed: o.seed, vocab }, cancel);
+      const r = await memoryInChild({ model: m, threads: o.threads, ortSpinning, promptTokens: longest, steps: Math.min(o.newTokens, MEMORY_DECODE_STEPS), seed: o.seed, vocab }, cancel);
       vocab ??= r.vocab;
       memory.set(m.variant, { peakMb: r.peakKb / 1024, beforeMb: r.beforeKb === null ? null : r.beforeKb / 1024, loadMs: r.loadMs });
       progress.update(i + 1, m.variant);
@@ -267,7 +268,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
     progress.stop();
 
     for (const m of models) {
-      const s = await open(m, o.threads, o.ortSpinning ?? true);
+      const s = await open(m, o.threads, ortSpinning);
       sessions.set(m.variant, s);
       await generate(s, randomPrompt(Math.min(8, longest), vocab!, o.seed + 1), 1, cancel); // warm
     }
@@ -316,7 +317,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
       }
     }
     return {
-      cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, ortSpinning: o.ortSpinning ?? true, loadAvg: [loadBefore, os.loadavg()[0]],
+      cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, ortSpinning, loadAvg: [loadBefore, os.loadavg()[0]],
       rssMethod: `peak RSS (VmHWM) of a fresh process per variant that loads it and runs one prefill of ${longest} tokens + ${Math.min(o.newTokens, MEMORY_DECODE_STEPS)} decode steps; "RSS before" is that process's RSS before the load (Node and the addon)`,
       results,
     };

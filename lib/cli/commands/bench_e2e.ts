@@ -60,7 +60,7 @@ export async function benchE2e(args: BenchE2eArgs, ctx: CommandContext): Promise
   try {
     const report = await runE2eBench({
       models: set.models, promptTokens, newTokens, rounds, threads, seed, vocab: set.vocab || undefined, maxLength: set.maxLength,
-      ortSpinning: (args['ort-spinning'] ?? 'on') === 'on',
+      ortSpinning: args['ort-spinning'] === undefined ? undefined : args['ort-spinning'] === 'on', // default: runE2eBench's
       progress: ctx.progress, cancel: ctx.cancel,
     });
     const command = `w4a8 ${process.argv.slice(2).join(' ')}`;

@@ -36,8 +36,8 @@ void AxpyAvx2(float* y, float s, const float* x, int32_t n);  // about 2 ulp)
 void ScoresAvx2(const float* q, int32_t rows, const float* keys, int64_t cols, int32_t hs, float* scores, int64_t ld);
 void ContextAvx2(const float* p, int32_t rows, int64_t ldp, const float* values, int64_t cols, int32_t hs, float* out, int64_t ldo);
 float ExpShiftSumAvx2(float* x, int32_t n, float shift);
+void SiluMulAvx2(const float* gate, const float* up, float* out, int64_t n);
 void ScoresAvx512(const float* q, int32_t rows, const float* keys, int64_t cols, int32_t hs, float* scores, int64_t ld);  // attention_avx512.cpp
 void ContextAvx512(const float* p, int32_t rows, int64_t ldp, const float* values, int64_t cols, int32_t hs, float* out, int64_t ldo);
-void SiluMulAvx2(const float* gate, const float* up, float* out, int64_t n);
 
 }  // namespace w4a8::cpu::attention

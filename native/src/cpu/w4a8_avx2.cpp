@@ -39,12 +39,7 @@ void Micro(const CpuPackedView& v, const QuantizedActs& a, const float* bias, fl
     __m256i iacc[MR][2];
     for (int r = 0; r < MR; ++r) iacc[r][0] = iacc[r][1] = _mm256_setzero_si256();
     const int32_t c_begin = g * chunks_per_group;
-    // Two groups ahead, the scales and zeros (a stream the hardware prefetcher may not follow beside the codes).
-    if (MR <= 2 && g + 2 < v.blocks_per_row) {
-      const size_t ahead = ((size_t)p * v.blocks_per_row + g + 2) * kCpuPanelN;
-      _mm_prefetch((const char*)(v.scales + ahead), _MM_HINT_T0);
-      _mm_prefetch((const char*)(v.zeros + ahead), _MM_HINT_T0);
-    }
+    if (MR <= 2 && g + 2 < v.blocks_per_row) PrefetchGroupMeta(v, p, g + 2);
     for (int32_t c = c_begin; c < c_begin + chunks_per_group; ++c) {
       const uint8_t* src = wp + (size_t)c * kCpuChunkBytes;
       if (MR <= 2) _mm_prefetch((const char*)src + 2048, _MM_HINT_T0);

@@ -56,14 +56,8 @@ void Micro(const CpuPackedView& v, const QuantizedActs& a, const float* bias, fl
       for (int j = 0; j < NP; ++j)
         for (int h = 0; h < kAcc; ++h) iacc[r][j][h] = _mm512_setzero_si512();
     const int32_t c_begin = g * chunks_per_group;
-    // Two groups ahead, their scales and zeros: the hardware prefetcher follows the four code streams but
-    // not these (one line per group and panel), and a miss on them stalls the group's epilogue.
     if (kSplit && g + 2 < v.blocks_per_row)
-      for (int j = 0; j < NP; ++j) {
-        const size_t meta = ((size_t)(p0 + j) * v.blocks_per_row + g + 2) * kCpuPanelN;
-        _mm_prefetch((const char*)(v.scales + meta), _MM_HINT_T0);
-        _mm_prefetch((const char*)(v.zeros + meta), _MM_HINT_T0);
-      }
+      for (int j = 0; j < NP; ++j) PrefetchGroupMeta(v, p0 + j, g + 2);
     for (int32_t c = c_begin; c < c_begin + chunks_per_group; ++c) {
       __m512i lo[NP], hi[NP];
       for (int j = 0; j < NP; ++j) {

@@ -40,6 +40,14 @@ void TileAvx512Vnni(const CpuPackedView& v, const QuantizedActs& a, const float*
 // AMX: rows are processed in blocks of 32 (a.m_rows must cover them); falls back to AVX512 below 16 rows.
 void TileAmx(const CpuPackedView& v, const QuantizedActs& a, const float* bias, float* y, const Tile& t);
 
+// A one- or two-token GEMV's scales and zeros of group g in panel p, fetched ahead: the hardware prefetcher
+// follows the code streams but not these lines beside them, and a miss there stalls the group's epilogue.
+inline void PrefetchGroupMeta(const CpuPackedView& v, int32_t p, int32_t g) {
+  const size_t meta = ((size_t)p * v.blocks_per_row + g) * kCpuPanelN;
+  __builtin_prefetch(v.scales + meta);
+  __builtin_prefetch(v.zeros + meta);
+}
+
 // Rows per AMX block (two 16-row A tiles); the activation buffer is padded to a multiple of it.
 constexpr int32_t kAmxRows = 32;
 
