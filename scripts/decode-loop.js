@@ -3,7 +3,7 @@
 // present outputs back as past), timed per model, with other sessions optionally held open in the
 // same process: how much a decode step changes when the process also holds other models.
 //   node scripts/decode-loop.js --time <model.onnx> [--time <model.onnx> ...] [--hold <model.onnx> ...]
-//                               [--ctx 128] [--steps 64] [--rounds 2] [--threads 2] [--spinning 0|1] [--gc]
+//                               [--ctx 128] [--steps 64] [--rounds 2] [--threads 2] [--spinning 0|1] [--gc] [--engine ort|w4a8]
 // Each --time model is timed in turn, --rounds times (ms per decode step, after a prefill of --ctx
 // seeded ids); --hold models are opened first and kept open, unused. --gc: a full garbage collection
 // before each timed loop (as bench e2e does), so that one model's garbage is not collected in the next one's time. Engines follow the models
@@ -24,13 +24,14 @@ const timed = all('time'), held = all('hold');
 const ctx = one('ctx', 128), steps = one('steps', 64), rounds = one('rounds', 2), threads = one('threads', 2);
 const spinning = all('spinning')[0] === '1' ? '1' : '0';
 const gc = args.includes('--gc');
-if (timed.length === 0 || [...timed, ...held].some((m) => !fs.existsSync(m)) || !(ctx >= 1) || !(steps >= 1) || !(rounds >= 1)) {
-  process.stderr.write('usage: node scripts/decode-loop.js --time <model.onnx> [--time ...] [--hold <model.onnx> ...] [--ctx 128] [--steps 64] [--rounds 2] [--threads 2] [--spinning 0|1] [--gc]\n');
+const forced = all('engine')[0]; // every model in this session kind (default: picked from the model)
+if (timed.length === 0 || (forced !== undefined && forced !== 'ort' && forced !== 'w4a8') || [...timed, ...held].some((m) => !fs.existsSync(m)) || !(ctx >= 1) || !(steps >= 1) || !(rounds >= 1)) {
+  process.stderr.write('usage: node scripts/decode-loop.js --time <model.onnx> [--time ...] [--hold <model.onnx> ...] [--ctx 128] [--steps 64] [--rounds 2] [--threads 2] [--spinning 0|1] [--gc] [--engine ort|w4a8]\n');
   process.exit(2);
 }
 
 async function open(model) {
-  const engine = engineFor(loadModel(model).proto);
+  const engine = forced ?? engineFor(loadModel(model).proto);
   const sessionConfig = engine === 'ort' ? { 'intra_op.allow_spinning': spinning } : { 'session.intra_op.allow_spinning': spinning };
   return openDecoder(model, { engine, intraOpNumThreads: threads, sessionConfig });
 }
@@ -57,7 +58,7 @@ const label = (m) => path.basename(path.dirname(path.resolve(m)));
       const t0 = process.hrtime.bigint();
       for (let k = 0; k < steps; k++) r = await s.step([5 + k], r.cache);
       const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
-      console.log(`${label(timed[i])} ctx ${ctx}, round ${round + 1}: ${ms.toFixed(2)} ms per decode step (${held.length} other session(s) held, ${threads} threads, spinning ${spinning}${gc ? ', collected before' : ''})`);
+      console.log(`${label(timed[i])} ctx ${ctx}, round ${round + 1}: ${ms.toFixed(2)} ms per decode step (${held.length} other session(s) held, ${threads} threads, spinning ${spinning}${gc ? ', collected before' : ''}${forced ? `, engine ${forced}` : ''})`);
     }
   }
   for (const s of [...sessions, ...holding]) await s.release();

@@ -32,8 +32,11 @@ import { elapsedMs, summarize, type Timing } from './stats';
 /** The variants, in report order; the first is the reference of the greedy-token comparison. */
 // w4a8-int8 and w4a8-a16 are `quantize --format w4a8` as users get it (the fused decoder:
 // lib/export/fuse_decoder.ts); w4a8-int8-unfused is the same W4A8MatMuls in the standard-op graph
-// of ort-nbits-acc4, node for node: the like-for-like comparison of the kernels alone.
-export const E2E_VARIANTS = ['ort-fp32', 'ort-nbits-acc4', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-a16'] as const;
+// of ort-nbits-acc4, node for node: the like-for-like comparison of the kernels alone. The -genai
+// variants hold the same weights in the graph ONNX Runtime GenAI's model builder writes (fused
+// contrib ops: GroupQueryAttention, SkipSimplifiedLayerNormalization; lib/import/llama2c_graph_genai.ts),
+// ONNX Runtime's strongest graph for the model: MatMulNBits there, and our W4A8MatMul in its place.
+export const E2E_VARIANTS = ['ort-fp32', 'ort-nbits-acc4', 'ort-nbits-acc4-genai', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-int8-genai', 'w4a8-a16'] as const;
 export type E2eVariant = (typeof E2E_VARIANTS)[number];
 /** The baseline of the targets. */
 export const E2E_BASELINE: E2eVariant = 'ort-nbits-acc4';

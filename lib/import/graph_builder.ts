@@ -39,12 +39,12 @@ export class GraphBuilder {
 
   /**
    * Add `opType` with `inputs`; the node is named `${scope}/${opType}` (suffixed when repeated)
-   * and its outputs `${nodeName}_output_${i}` unless `outputs` names them.
+   * and its outputs `${nodeName}_output_${i}` unless `outputs` names them ('' skips an optional one).
    */
-  op(scope: string, opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outputs?: string[] | number): string[] {
+  op(scope: string, opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outputs?: string[] | number, domain?: string): string[] {
     const name = this.unique(`${scope}/${opType}`);
     const outs = Array.isArray(outputs) ? outputs : Array.from({ length: outputs ?? 1 }, (_, i) => `${name}_output_${i}`);
-    this.nodes.push(makeNode(opType, inputs, outs, attrs, { name }));
+    this.nodes.push(makeNode(opType, inputs, outs, attrs, domain ? { name, domain } : { name }));
     return outs;
   }
 

@@ -10,7 +10,7 @@ import { OutputSet, checkOutputPath } from '../util/output_set';
 import { readRegularFile } from '../util/regular_file';
 import type { Progress } from '../util/progress';
 import { Llama2cCheckpoint, type Llama2cConfig } from './llama2c_checkpoint';
-import { buildLlama2cModel } from './llama2c_graph';
+import { buildLlama2cDecoder, checkDecoderLayout, type DecoderLayout } from './decoder_layout';
 
 export interface ImportResult {
   modelPath: string;
@@ -27,12 +27,15 @@ function tokenizerTargetName(tokenizer: string): string {
 export interface ImportLlama2cOptions {
   /** Checkpoints larger than this stream their weights into a side file as they are read (default: saveModel's external-data threshold). */
   streamAboveBytes?: number;
+  /** The graph: standard ONNX ops (default) or ONNX Runtime GenAI's contrib-op layout. */
+  layout?: DecoderLayout;
 }
 
 export async function importLlama2c(checkpoint: string, tokenizer: string, outDir: string, progress?: Progress, opts: ImportLlama2cOptions = {}): Promise<ImportResult> {
   for (const [name, value] of Object.entries({ checkpoint, tokenizer, outDir })) {
     if (typeof value !== 'string' || value.length === 0) throw new TypeError(`Expected a non-empty path for ${name} but received ${String(value)}`);
   }
+  const layout = checkDecoderLayout(opts.layout ?? 'standard');
   let tokBytes: Buffer;
   try {
     tokBytes = readRegularFile(tokenizer, 'tokenizer', 2 ** 31, `cannot read tokenizer ${tokenizer}: ENOENT`);
@@ -67,14 +70,14 @@ export async function importLlama2c(checkpoint: string, tokenizer: string, outDi
         const side = new ImportSideFile(outputs.staged(dataPath), 'model.onnx_data');
         try {
           const g = new GraphBuilder((name, dims, data) => side.write(name, dims, data), undefined, (name, src, rows, cols) => side.writeTransposed(name, src, rows, cols));
-          const model = await buildLlama2cModel(ckpt, progress, g);
+          const model = await buildLlama2cDecoder(layout, ckpt, progress, g);
           side.finish();
           fs.writeFileSync(outputs.staged(outputs.add(modelPath, 'output model')), modelBytes(model));
         } finally {
           side.close();
         }
       } else {
-        const model = await buildLlama2cModel(ckpt, progress);
+        const model = await buildLlama2cDecoder(layout, ckpt, progress);
         saveModel(model, modelPath, { into: outputs });
       }
       if (path.resolve(tokenizerPath) !== path.resolve(tokenizer)) fs.writeFileSync(outputs.staged(outputs.add(tokenizerPath, 'tokenizer')), tokBytes);

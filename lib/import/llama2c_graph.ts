@@ -62,20 +62,7 @@ export async function buildLlama2cModel(ckpt: Llama2cWeights, progress?: Progres
     return g.op1(scope, 'MatMul', [x, weightName], {}, output);
   };
 
-  const past = 'past_sequence_length';
-  const total = 'total_sequence_length';
-  g.inputs.push(makeValueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']));
-  g.inputs.push(makeValueInfo('attention_mask', DataType.INT64, ['batch_size', total]));
-  g.inputs.push(makeValueInfo('position_ids', DataType.INT64, ['batch_size', 'sequence_length']));
-  for (let l = 0; l < c.nLayers; l++) {
-    g.inputs.push(makeValueInfo(pastKeyName(l), g.floatType, ['batch_size', c.nKvHeads, past, c.headSize]));
-    g.inputs.push(makeValueInfo(pastValueName(l), g.floatType, ['batch_size', c.nKvHeads, past, c.headSize]));
-  }
-  g.outputs.push(makeValueInfo('logits', g.floatType, ['batch_size', 'sequence_length', c.vocabSize]));
-  for (let l = 0; l < c.nLayers; l++) {
-    g.outputs.push(makeValueInfo(presentKeyName(l), g.floatType, ['batch_size', c.nKvHeads, total, c.headSize]));
-    g.outputs.push(makeValueInfo(presentValueName(l), g.floatType, ['batch_size', c.nKvHeads, total, c.headSize]));
-  }
+  declareDecoderIo(g, c, true);
 
   g.addFloat('tok_embeddings.weight', [c.vocabSize, c.dim], ckpt.read('token_embedding_table'));
   let x = g.op1('/tok_embeddings', 'Gather', ['tok_embeddings.weight', 'input_ids'], { axis: 0 });
@@ -179,9 +166,35 @@ export async function buildLlama2cModel(ckpt: Llama2cWeights, progress?: Progres
   await linear('/lm_head', xn, LM_HEAD_NAME, c.sharedClassifier ? 'token_embedding_table' : 'wcls', 0, 'logits');
   progress?.stop();
 
+  return finishDecoderModel(g, c, sourceLabel, [{ domain: '', version: OPSET }]);
+}
+
+/**
+ * The decoder's graph inputs and outputs in the Optimum / ONNX Runtime GenAI names; position_ids
+ * only where the graph reads it (ONNX Runtime's GroupQueryAttention derives positions itself).
+ */
+export function declareDecoderIo(g: GraphBuilder, c: Llama2cConfig, positionIds: boolean): void {
+  const past = 'past_sequence_length';
+  const total = 'total_sequence_length';
+  g.inputs.push(makeValueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']));
+  g.inputs.push(makeValueInfo('attention_mask', DataType.INT64, ['batch_size', total]));
+  if (positionIds) g.inputs.push(makeValueInfo('position_ids', DataType.INT64, ['batch_size', 'sequence_length']));
+  for (let l = 0; l < c.nLayers; l++) {
+    g.inputs.push(makeValueInfo(pastKeyName(l), g.floatType, ['batch_size', c.nKvHeads, past, c.headSize]));
+    g.inputs.push(makeValueInfo(pastValueName(l), g.floatType, ['batch_size', c.nKvHeads, past, c.headSize]));
+  }
+  g.outputs.push(makeValueInfo('logits', g.floatType, ['batch_size', 'sequence_length', c.vocabSize]));
+  for (let l = 0; l < c.nLayers; l++) {
+    g.outputs.push(makeValueInfo(presentKeyName(l), g.floatType, ['batch_size', c.nKvHeads, total, c.headSize]));
+    g.outputs.push(makeValueInfo(presentValueName(l), g.floatType, ['batch_size', c.nKvHeads, total, c.headSize]));
+  }
+}
+
+/** The model around the built graph, with the metadata eval and generate read (maximum length, vocabulary, BOS/EOS). */
+export function finishDecoderModel(g: GraphBuilder, c: Llama2cConfig, sourceLabel: string, opsets: { domain: string; version: number }[]): OnnxModel {
   const model = makeModel(
     { name: 'llama2c', nodes: g.nodes, inputs: g.inputs, outputs: g.outputs, initializers: g.initializers },
-    [{ domain: '', version: OPSET }],
+    opsets,
     { producerName: 'w4a8 import llama2c' },
   );
   const meta: Record<string, string> = {

@@ -13,7 +13,8 @@ import { modelBytes } from '../onnx/model';
 import { ImportSideFile } from './side_sink';
 import { placeholderLlama2cTokenizer, PLACEHOLDER_MIN_VOCAB } from '../tokenize/llama2c_placeholder';
 import { checkpointLayout, type Llama2cConfig } from './llama2c_checkpoint';
-import { buildLlama2cModel, type Llama2cWeights } from './llama2c_graph';
+import type { Llama2cWeights } from './llama2c_graph';
+import { buildLlama2cDecoder, checkDecoderLayout, type DecoderLayout } from './decoder_layout';
 import { GraphBuilder } from './graph_builder';
 import { DataType } from '../onnx/dtype';
 
@@ -25,6 +26,8 @@ export const RANDOM_PRESETS: Readonly<Record<string, RandomLlamaShape>> = {
   'llama-7b': { dim: 4096, hiddenDim: 11008, nLayers: 32, nHeads: 32, nKvHeads: 32, vocabSize: 32000, seqLen: 2048 },
   // stories260K's shape: for tests and quick checks.
   'tiny-260k': { dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, vocabSize: 512, seqLen: 512 },
+  // The smallest shape both layouts take (ONNX Runtime GenAI's GroupQueryAttention needs a head size that is a multiple of 16): for tests.
+  'tiny-1m': { dim: 128, hiddenDim: 352, nLayers: 4, nHeads: 8, nKvHeads: 4, vocabSize: 512, seqLen: 512 },
 };
 
 export const RANDOM_MODEL_DTYPES = ['float32', 'float16'] as const;
@@ -37,6 +40,8 @@ export interface RandomImportOptions {
   seed?: number;
   /** Weights, activations and cache in float32 (default) or float16, as an fp16 export has them. */
   dtype?: RandomModelDtype;
+  /** The graph: standard ONNX ops (default) or ONNX Runtime GenAI's contrib-op layout. */
+  layout?: DecoderLayout;
   progress?: Progress;
 }
 
@@ -48,6 +53,7 @@ export interface RandomImportResult {
   preset: string;
   seed: number;
   dtype: RandomModelDtype;
+  layout: DecoderLayout;
 }
 
 /** The seed of one tensor: the model seed, the tensor's place in the layout and its layer. */
@@ -102,6 +108,7 @@ export async function importRandomLlama(preset: string, outDir: string, opts: Ra
   const seed = opts.seed === undefined ? 0 : positiveInt('seed', opts.seed, 0);
   const dtype = opts.dtype ?? 'float32';
   if (!(RANDOM_MODEL_DTYPES as readonly unknown[]).includes(dtype)) throw new RangeError(`Expected dtype to be one of ${RANDOM_MODEL_DTYPES.join(', ')} but received ${String(dtype)}`);
+  const layout = checkDecoderLayout(opts.layout ?? 'standard');
   const floatType = dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
   if (shape.vocabSize < PLACEHOLDER_MIN_VOCAB) throw new Error(`preset ${preset} has a vocabulary too small for a llama2.c tokenizer`);
   const config: Llama2cConfig = {
@@ -124,13 +131,13 @@ export async function importRandomLlama(preset: string, outDir: string, opts: Ra
   const side = new ImportSideFile(staged.get(dataPath)!, dataName, undefined, floatType);
   try {
     const g = new GraphBuilder((name, dims, data) => side.write(name, dims, data), undefined, (name, src, rows, cols) => side.writeTransposed(name, src, rows, cols), floatType);
-    const label = `random weights, preset ${preset}, seed ${seed}${dtype === 'float16' ? ', float16' : ''}`;
-    const model = await buildLlama2cModel(new RandomWeights(config, seed), opts.progress, g, label);
+    const label = `random weights, preset ${preset}, seed ${seed}${dtype === 'float16' ? ', float16' : ''}${layout === 'genai' ? ', ONNX Runtime GenAI layout' : ''}`;
+    const model = await buildLlama2cDecoder(layout, new RandomWeights(config, seed), opts.progress, g, label);
     side.finish();
     fs.writeFileSync(staged.get(modelPath)!, modelBytes(model));
     fs.writeFileSync(staged.get(tokenizerPath)!, placeholderLlama2cTokenizer(config.vocabSize));
     outputs.commit();
-    return { modelPath, dataPath, tokenizerPath, config, preset, seed, dtype };
+    return { modelPath, dataPath, tokenizerPath, config, preset, seed, dtype, layout };
   } finally {
     side.close();
     outputs.abort(); // no-op once committed

@@ -141,6 +141,8 @@ export const OP_RULES: Record<string, OpRule> = {
  * Every operator name of the default domain, through opset 24 and including the deprecated and
  * experimental ones ONNX Runtime still registers: a name outside it is one ORT refuses ("No Op
  * registered"). A missing name here would refuse a valid model, so this list errs on including.
+ * SimplifiedLayerNormalization is ONNX Runtime's own (a contrib op it registers in this domain; ORT
+ * GenAI's exports use it for RMSNorm).
  */
 export const ONNX_OP_NAMES: ReadonlySet<string> = new Set(
   (
@@ -156,7 +158,7 @@ export const ONNX_OP_NAMES: ReadonlySet<string> = new Set(
     'Pow QLinearConv QLinearMatMul QuantizeLinear RMSNormalization RNN RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range Reciprocal ' +
     'ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare RegexFullMatch Relu ' +
     'Reshape Resize ReverseSequence RoiAlign RotaryEmbedding Round STFT Scale ScaledTanh Scan Scatter ScatterElements ScatterND Selu SequenceAt ' +
-    'SequenceConstruct SequenceEmpty SequenceErase SequenceInsert SequenceLength SequenceMap Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax ' +
+    'SequenceConstruct SequenceEmpty SequenceErase SequenceInsert SequenceLength SequenceMap Shape Shrink Sigmoid Sign SimplifiedLayerNormalization Sin Sinh Size Slice Softmax ' +
     'SoftmaxCrossEntropyLoss Softplus Softsign SpaceToDepth Split SplitToSequence Sqrt Squeeze StringConcat StringNormalizer StringSplit Sub Sum ' +
     'Swish Tan Tanh TensorScatter TfIdfVectorizer ThresholdedRelu Tile TopK Transpose Trilu Unique Unsqueeze Upsample Where Xor'
   ).split(' '),

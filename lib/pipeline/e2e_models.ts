@@ -2,6 +2,8 @@
 // shared folder, or a model file), quantized ONCE, and exported from those same arrays as
 // MatMulNBits (accuracy_level 4) and as com.w4a8 (the fused decoder) with int8 and with float
 // activations, and once more with int8 activations in the standard-op graph (W4A8MatMul only).
+// Random presets are also generated, with the same weights, in ONNX Runtime GenAI's graph layout
+// (fused contrib ops), exported as MatMulNBits and as W4A8MatMul there.
 // Everything generated goes into one temporary folder that `dispose()` removes.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -9,6 +11,7 @@ import * as path from 'node:path';
 import type { E2eVariantModel } from '../bench/e2e';
 import { exportQuantized } from '../export/export_model';
 import { importLlama2c } from '../import/llama2c';
+import { GENAI_HEAD_SIZE_MULTIPLE } from '../import/llama2c_graph_genai';
 import { importRandomLlama, RANDOM_PRESETS } from '../import/llama2c_random';
 import { modelMaxLength } from '../onnx/max_length';
 import { loadModel, saveModelAsync } from '../onnx/model';
@@ -51,6 +54,8 @@ export interface E2eModels {
   /** "rtn int4-asym g128, lm_head quantized". */
   quantization: string;
   models: E2eVariantModel[];
+  /** Why the -genai variants are absent, when they are. */
+  genaiSkipped?: string;
   vocab: number;
   maxLength?: number;
   dispose(): void;
@@ -63,6 +68,8 @@ interface ExportPlan {
   engine: E2eVariantModel['engine'];
   /** w4a8: the fused decoder (default) or the standard-op graph. */
   fuse?: boolean;
+  /** Exported from the float model in ONNX Runtime GenAI's layout (default: the standard one). */
+  genai?: boolean;
 }
 
 const EXPORTS: ExportPlan[] = [
@@ -70,12 +77,27 @@ const EXPORTS: ExportPlan[] = [
   { variant: 'w4a8-int8', format: 'w4a8', aformat: 'int8', engine: 'w4a8' },
   { variant: 'w4a8-int8-unfused', format: 'w4a8', aformat: 'int8', engine: 'w4a8', fuse: false },
   { variant: 'w4a8-a16', format: 'w4a8', aformat: 'none', engine: 'w4a8' },
+  { variant: 'ort-nbits-acc4-genai', format: 'matmulnbits', aformat: 'int8', engine: 'ort', genai: true },
+  // Nothing to fuse there: ONNX Runtime's contrib ops already do attention and the norms.
+  { variant: 'w4a8-int8-genai', format: 'w4a8', aformat: 'int8', engine: 'w4a8', fuse: false, genai: true },
 ];
 
-async function floatModel(o: E2eModelOptions, dir: string, progress: Progress): Promise<{ file: string; source: string; vocab?: number }> {
+interface FloatModel {
+  file: string;
+  source: string;
+  vocab?: number;
+  /** The same weights in ONNX Runtime GenAI's layout, or why there is none. */
+  genai: { file: string } | { skipped: string };
+}
+
+async function floatModel(o: E2eModelOptions, dir: string, progress: Progress): Promise<FloatModel> {
   if (Object.prototype.hasOwnProperty.call(RANDOM_PRESETS, o.model)) {
     const r = await importRandomLlama(o.model, path.join(dir, 'fp32'), { layers: o.layers, progress });
-    return { file: r.modelPath, source: `${o.model} (random weights, ${r.config.nLayers} layers)`, vocab: r.config.vocabSize };
+    const headSize = r.config.headSize;
+    const genai = headSize % GENAI_HEAD_SIZE_MULTIPLE === 0
+      ? { file: (await importRandomLlama(o.model, path.join(dir, 'fp32-genai'), { layers: o.layers, layout: 'genai', progress })).modelPath }
+      : { skipped: `head size ${headSize} is not a multiple of ${GENAI_HEAD_SIZE_MULTIPLE}, which ONNX Runtime's GroupQueryAttention needs` };
+    return { file: r.modelPath, source: `${o.model} (random weights, ${r.config.nLayers} layers)`, vocab: r.config.vocabSize, genai };
   }
   if (o.layers !== undefined) throw new UsageError(`--layers applies to the random presets (${Object.keys(RANDOM_PRESETS).join(', ')}), not to ${o.model}`);
   if (o.model === STORIES_PRESET) {
@@ -85,15 +107,16 @@ async function floatModel(o: E2eModelOptions, dir: string, progress: Progress): 
       if (!fs.existsSync(f)) throw new W4A8Error(`the ${STORIES_PRESET} preset needs ${f}; put the shared folder beside the checkout as ../shared or set W4A8_SHARED`);
     }
     const r = await importLlama2c(checkpoint, tokenizer, path.join(dir, 'fp32'), progress);
-    return { file: r.modelPath, source: `${STORIES_PRESET} (llama2.c checkpoint)`, vocab: r.config.vocabSize };
+    const skipped = `its head size ${r.config.headSize} is not a multiple of ${GENAI_HEAD_SIZE_MULTIPLE}, which ONNX Runtime's GroupQueryAttention needs`;
+    return { file: r.modelPath, source: `${STORIES_PRESET} (llama2.c checkpoint)`, vocab: r.config.vocabSize, genai: { skipped } };
   }
   if (!fs.existsSync(o.model)) {
     throw new UsageError(`--model ${o.model} is neither a preset (${E2E_PRESETS.join(', ')}) nor an existing file`);
   }
-  return { file: o.model, source: path.basename(o.model) };
+  return { file: o.model, source: path.basename(o.model), genai: { skipped: 'a model file is benchmarked in its own graph only' } };
 }
 
-/** Generates the float model (presets), quantizes it once, and writes the three quantized exports. */
+/** Generates the float model (presets), quantizes it once, and writes the quantized exports. */
 export async function prepareE2eModels(o: E2eModelOptions): Promise<E2eModels> {
   const progress = o.progress ?? silentProgress;
   const cancel = o.cancel ?? neverCancelled;
@@ -118,11 +141,14 @@ export async function prepareE2eModels(o: E2eModelOptions): Promise<E2eModels> {
     const floatBytes = plan.layers.reduce((s, l) => s + l.k * l.n * 4, 0);
 
     const models: E2eVariantModel[] = [{ variant: 'ort-fp32', modelPath: fp32.file, engine: 'ort', linearWeightBytes: floatBytes }];
-    progress.start('export', EXPORTS.length);
-    for (const [i, e] of EXPORTS.entries()) {
+    const genaiFile = 'file' in fp32.genai ? fp32.genai.file : undefined;
+    const exports = EXPORTS.filter((e) => !e.genai || genaiFile !== undefined);
+    progress.start('export', exports.length);
+    for (const [i, e] of exports.entries()) {
       cancel.throwIfCancelled();
-      // Each export edits its own fresh copy of the graph; the arrays are the ones quantized above.
-      const model = loadModel(fp32.file);
+      // Each export edits its own fresh copy of the graph; the arrays are the ones quantized above
+      // (the GenAI-layout model has the same initializers, by name and value).
+      const model = loadModel(e.genai ? genaiFile! : fp32.file);
       const fresh = planLayers(model, [], keepLogits);
       const layers = fresh.layers.map((layer) => {
         const q = byWeight.get(layer.weightName);
@@ -146,7 +172,8 @@ export async function prepareE2eModels(o: E2eModelOptions): Promise<E2eModels> {
     const max = modelMaxLength(fp32.file);
     const vocab = fp32.vocab ?? 0;
     const quantization = `rtn int4-${config.symmetric ? 'sym' : 'asym'} g${config.groupSize}, ${keepLogits ? 'lm_head kept in float' : 'lm_head quantized too'}`;
-    return { dir, source: fp32.source, quantization, models, vocab, ...(max ? { maxLength: max.tokens } : {}), dispose };
+    const genaiSkipped = 'skipped' in fp32.genai ? fp32.genai.skipped : undefined;
+    return { dir, source: fp32.source, quantization, models, vocab, ...(genaiSkipped ? { genaiSkipped } : {}), ...(max ? { maxLength: max.tokens } : {}), dispose };
   } catch (err) {
     dispose();
     throw err;

@@ -1,6 +1,6 @@
 // `w4a8 bench e2e` on stories260K (small: prompt 16, 4 new tokens, one round): the --json schema,
 // all five variants ran from one quantization, and the greedy tokens agree where the numerics
-// must. No timing is asserted. Needs dist/ built and the shared stories260K checkpoint.
+// must; on the tiny-1m preset the two ONNX Runtime GenAI-layout variants too. No timing is asserted. Needs dist/ built and the shared stories260K checkpoint.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -37,6 +37,8 @@ describeIf('w4a8 bench e2e --model stories260K', () => {
       expect(Number.isInteger(report.threads) && report.threads >= 1).toBe(true);
       expect(report.ortSpinning).toBe(true); // ONNX Runtime's own default, in every variant unless --ort-spinning off
       expect(report.results.map((x: { variant: string }) => x.variant)).toEqual(['ort-fp32', 'ort-nbits-acc4', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-a16']);
+      // No GenAI-layout variants for stories260K, and the report says why.
+      expect(report.genaiSkipped).toMatch(/head size 8 is not a multiple of 16/);
       const byVariant = new Map<string, { tokens: number[]; decodeTokPerS: number; decodeWeightGBps: number }>();
       for (const x of report.results) {
         for (const key of ['variant', 'promptTokens', 'newTokens', 'prefillTokPerS', 'decodeTokPerS', 'peakRssMb']) expect(x).toHaveProperty(key);
@@ -66,6 +68,26 @@ describeIf('w4a8 bench e2e --model stories260K', () => {
       expect(bytes('ort-fp32') / bytes('ort-nbits-acc4')).toBeGreaterThan(3.5);
       expect(bytes('ort-fp32') / bytes('ort-nbits-acc4')).toBeLessThan(8);
       // The temporary model folder is gone.
+      expect(fs.readdirSync(tmp).filter((f) => f.startsWith('w4a8-bench-e2e-'))).toEqual([]);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('adds the ONNX Runtime GenAI-layout variants (MatMulNBits and W4A8MatMul) for a preset whose head size GroupQueryAttention takes', () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-e2e-test-'));
+    try {
+      const r = w4a8(['bench', 'e2e', '--model', 'tiny-1m', '--layers', '1', '--prompt-tokens', '8', '--new-tokens', '2', '--rounds', '1', '--json'], { TMPDIR: tmp });
+      expect(r.stderr).not.toMatch(/error/i);
+      expect(r.status).toBe(0);
+      const report = JSON.parse(r.stdout);
+      expect(report.genaiSkipped).toBeUndefined();
+      expect(report.results.map((x: { variant: string }) => x.variant)).toEqual(
+        ['ort-fp32', 'ort-nbits-acc4', 'ort-nbits-acc4-genai', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-int8-genai', 'w4a8-a16']);
+      const by = new Map(report.results.map((x: { variant: string }) => [x.variant, x]));
+      const bytes = (v: string) => { const x = by.get(v) as { decodeWeightGBps: number; decodeTokPerS: number; tokens: number[] }; expect(x.tokens).toHaveLength(3); return (x.decodeWeightGBps * 1e9) / x.decodeTokPerS; };
+      // The GenAI-layout exports hold the same quantized arrays.
+      for (const v of ['ort-nbits-acc4-genai', 'w4a8-int8-genai']) expect(bytes(v) / bytes('ort-nbits-acc4')).toBeCloseTo(1, 6);
       expect(fs.readdirSync(tmp).filter((f) => f.startsWith('w4a8-bench-e2e-'))).toEqual([]);
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });

@@ -64,9 +64,11 @@ export async function benchE2e(args: BenchE2eArgs, ctx: CommandContext): Promise
       progress: ctx.progress, cancel: ctx.cancel,
     });
     const command = `w4a8 ${process.argv.slice(2).join(' ')}`;
-    const full = { ...report, model: set.source, quantization: set.quantization, prepareSeconds: preparedS, benchSeconds: (Date.now() - started) / 1000 - preparedS, command };
+    const genai = set.genaiSkipped ? { genaiSkipped: set.genaiSkipped } : {};
+    const full = { ...report, model: set.source, quantization: set.quantization, ...genai, prepareSeconds: preparedS, benchSeconds: (Date.now() - started) / 1000 - preparedS, command };
     if (!ctx.json) {
       ctx.out(`CPU: ${report.cpu}; threads ${report.threads}; default ISA ${report.isa}; model ${set.source}; ${set.quantization}; ${rounds} round(s)\n`);
+      if (set.genaiSkipped) ctx.out(`No ONNX Runtime GenAI-layout variants: ${set.genaiSkipped}.\n`);
       ctx.out(e2eBenchTable(report));
     }
     return full;

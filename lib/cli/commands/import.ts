@@ -1,13 +1,15 @@
 // `w4a8 import llama2c <checkpoint.bin> --tokenizer <tok.bin> -o <dir>`: turn a llama2.c
 // checkpoint into <dir>/model.onnx (standard ops, fp32 MatMul weights, KV cache) with its tokenizer
 // beside it. `w4a8 import llama2c --random <preset> -o <dir>` writes the same graph with random
-// weights in a LLaMA shape (tinyllama-1.1b, llama-7b, ...) and a placeholder tokenizer.
+// weights in a LLaMA shape (tinyllama-1.1b, llama-7b, ...) and a placeholder tokenizer. `--layout
+// genai` writes ONNX Runtime GenAI's graph of fused contrib ops instead of standard ops.
 import type { Argv, CommandModule } from 'yargs';
 import { runCommand, CommonArgs } from '../run_command';
 import { UsageError } from '../../util/errors';
 import { importLlama2c } from '../../import/llama2c';
 import { importRandomLlama, RANDOM_MODEL_DTYPES, RANDOM_PRESETS, type RandomModelDtype } from '../../import/llama2c_random';
 import { integerOption } from '../numeric_options';
+import { DECODER_LAYOUTS, type DecoderLayout } from '../../import/decoder_layout';
 
 interface ImportLlama2cArgs extends CommonArgs {
   checkpoint?: string;
@@ -17,6 +19,7 @@ interface ImportLlama2cArgs extends CommonArgs {
   layers?: number;
   seed: number;
   dtype?: RandomModelDtype;
+  layout: DecoderLayout;
 }
 
 const llama2cCommand: CommandModule<CommonArgs, ImportLlama2cArgs> = {
@@ -30,17 +33,22 @@ const llama2cCommand: CommandModule<CommonArgs, ImportLlama2cArgs> = {
       .option('layers', { type: 'number', describe: "with --random: this many layers instead of the preset's" })
       .option('seed', { type: 'number', default: 0, describe: 'with --random: seed of the weights' })
       .option('dtype', { type: 'string', choices: RANDOM_MODEL_DTYPES, describe: 'with --random: float32 (default) or float16 weights, activations and cache' })
+      .option('layout', {
+        type: 'string', choices: DECODER_LAYOUTS, default: 'standard',
+        describe: 'graph: standard ONNX ops (any runtime; what --format w4a8 fuses into its own attention), or genai: ONNX Runtime GenAI\'s contrib ops (GroupQueryAttention, SkipSimplifiedLayerNormalization; head size a multiple of 16)',
+      })
       .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'output folder (model.onnx and the tokenizer go there)' })
       .example('$0 import llama2c stories260K.bin -t tok512.bin -o models/stories260K', '')
       .example('$0 import llama2c --random tinyllama-1.1b -o models/tinyllama-random', '')
-      .example('$0 import llama2c --random llama-7b --dtype float16 -o models/llama7b-fp16', '') as Argv<ImportLlama2cArgs>,
+      .example('$0 import llama2c --random llama-7b --dtype float16 -o models/llama7b-fp16', '')
+      .example('$0 import llama2c --random tinyllama-1.1b --layout genai -o models/tinyllama-genai', '') as Argv<ImportLlama2cArgs>,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       if (args.random !== undefined) {
         if (args.checkpoint !== undefined || args.tokenizer !== undefined) throw new UsageError('--random makes its own weights and tokenizer; give no checkpoint or --tokenizer');
         const layers = args.layers === undefined ? undefined : integerOption('layers', args.layers, 1);
         const seed = integerOption('seed', args.seed, 0);
-        const r = await importRandomLlama(args.random, args.output, { layers, seed, dtype: args.dtype, progress: ctx.progress });
+        const r = await importRandomLlama(args.random, args.output, { layers, seed, dtype: args.dtype, layout: args.layout, progress: ctx.progress });
         if (ctx.json) {
           ctx.out(JSON.stringify(r));
           return;
@@ -49,7 +57,7 @@ const llama2cCommand: CommandModule<CommonArgs, ImportLlama2cArgs> = {
         ctx.out(`model: ${r.modelPath} (weights in ${r.dataPath})`);
         ctx.out(`tokenizer: ${r.tokenizerPath} (placeholder pieces)`);
         ctx.out(
-          `config: preset ${r.preset}, seed ${r.seed}, ${r.dtype}: dim ${c.dim}, hidden ${c.hiddenDim}, ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} kv), ` +
+          `config: preset ${r.preset}, seed ${r.seed}, ${r.dtype}, ${args.layout} layout: dim ${c.dim}, hidden ${c.hiddenDim}, ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} kv), ` +
             `vocab ${c.vocabSize}, seq_len ${c.seqLen}`,
         );
         return;
@@ -57,7 +65,7 @@ const llama2cCommand: CommandModule<CommonArgs, ImportLlama2cArgs> = {
       if (args.layers !== undefined || args.seed !== 0 || args.dtype !== undefined) throw new UsageError('--layers, --seed and --dtype go with --random');
       if (!args.checkpoint) throw new UsageError('give a llama2.c checkpoint, or --random <preset>');
       if (!args.tokenizer) throw new UsageError('give the checkpoint\'s tokenizer with --tokenizer <tok*.bin>');
-      const result = await importLlama2c(args.checkpoint, args.tokenizer, args.output, ctx.progress);
+      const result = await importLlama2c(args.checkpoint, args.tokenizer, args.output, ctx.progress, { layout: args.layout });
       if (ctx.json) {
         ctx.out(JSON.stringify(result));
         return;
@@ -67,7 +75,7 @@ const llama2cCommand: CommandModule<CommonArgs, ImportLlama2cArgs> = {
       ctx.out(`tokenizer: ${result.tokenizerPath}`);
       ctx.out(
         `config: dim ${c.dim}, hidden ${c.hiddenDim}, ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} kv), ` +
-          `vocab ${c.vocabSize}, seq_len ${c.seqLen}, ${c.sharedClassifier ? 'shared' : 'separate'} classifier`,
+          `vocab ${c.vocabSize}, seq_len ${c.seqLen}, ${c.sharedClassifier ? 'shared' : 'separate'} classifier, ${args.layout} layout`,
       );
     }),
 };

@@ -1,0 +1,156 @@
+// `import llama2c --layout genai`: the decoder in ONNX Runtime GenAI's graph of contrib ops
+// (GroupQueryAttention with rotary and the KV cache, SkipSimplifiedLayerNormalization) computes what
+// the standard-op graph of the same weights computes, through onnxruntime-node: a whole sequence, a
+// prompt, a multi-token continuation after a past and single decode steps; greedy decoding with the
+// cache picks full recompute's tokens; quantized with `--format w4a8` it runs in the addon's session
+// and matches MatMulNBits on the same weights. Needs dist/ and the addon built.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { importRandomLlama } from '../../lib/import/llama2c_random';
+import { loadModel } from '../../lib/onnx/model';
+import { openDecoder, type DecoderSession, type KvCache } from '../../lib/ort/session';
+import type { Logits } from '../../lib/native/eval_ops';
+import { assertBuiltCli } from '../helpers/built_cli';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BIN = path.join(ROOT, 'bin', 'w4a8.js');
+
+beforeAll(assertBuiltCli);
+
+function w4a8(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, maxBuffer: 1 << 26 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Largest |a - b| over the largest |a|: the logits' relative disagreement. */
+function relativeDiff(a: Logits, b: Logits): number {
+  expect(b.data.length).toBe(a.data.length);
+  let diff = 0, scale = 0;
+  for (let i = 0; i < a.data.length; i++) {
+    diff = Math.max(diff, Math.abs(a.data[i] - b.data[i]));
+    scale = Math.max(scale, Math.abs(a.data[i]));
+  }
+  expect(scale).toBeGreaterThan(0.1); // not a degenerate all-zero comparison
+  return diff / scale;
+}
+
+function argmax(l: Logits, row = 0): number {
+  let best = 0;
+  for (let i = 1; i < l.vocab; i++) if (l.data[row * l.vocab + i] > l.data[row * l.vocab + best]) best = i;
+  return best;
+}
+
+/** The logits a session gives for `ids`: the whole sequence at once, then by cache steps of the given sizes. */
+async function byWholeAndSteps(s: DecoderSession, ids: number[], chunks: number[]): Promise<Logits[]> {
+  const out = [await s.logits(ids)];
+  let cache: KvCache | undefined;
+  let at = 0;
+  for (const n of chunks) {
+    const r = await s.step!(ids.slice(at, at + n), cache);
+    out.push(r.logits);
+    cache = r.cache;
+    at += n;
+  }
+  expect(at).toBe(ids.length);
+  return out;
+}
+
+describe('import llama2c --layout genai against the standard layout (same weights)', () => {
+  const seed = Number(process.env.W4A8_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  let dir: string;
+  let standard: string, genai: string;
+  // BOS, then ids drawn from the seed: a prompt of 6, a continuation of 3 after it, two single steps.
+  let ids: number[];
+  const chunks = [6, 3, 1, 1];
+
+  beforeAll(async () => {
+    console.log(`genai layout: seed ${seed} (W4A8_TEST_SEED=${seed} replays it)`);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-genai-'));
+    standard = (await importRandomLlama('tiny-1m', path.join(dir, 'standard'), { layers: 2, seed })).modelPath;
+    genai = (await importRandomLlama('tiny-1m', path.join(dir, 'genai'), { layers: 2, seed, layout: 'genai' })).modelPath;
+    let x = seed % 2 ** 31 || 1;
+    ids = [1, ...Array.from({ length: 10 }, () => 3 + ((x = (x * 48271) % 2147483647) % 509))];
+  }, 60_000);
+  afterAll(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is ONNX Runtime contrib ops: GroupQueryAttention per layer, the norms fused with the residual adds, no standard attention', () => {
+    const graph = loadModel(genai).proto.graph!;
+    const count = (op: string, domain = 'com.microsoft') => graph.node.filter((n) => n.opType === op && (n.domain ?? '') === domain).length;
+    expect(count('GroupQueryAttention')).toBe(2);
+    expect(count('SkipSimplifiedLayerNormalization')).toBe(4); // ffn norms, layer 1's attention norm, the final norm
+    expect(count('SimplifiedLayerNormalization', '')).toBe(1); // layer 0's attention norm (nothing to add yet)
+    for (const gone of ['Softmax', 'Concat', 'ReduceMean', 'Expand']) expect(graph.node.some((n) => n.opType === gone)).toBe(false);
+    expect(graph.input.map((i) => i.name)).not.toContain('position_ids'); // positions come from the attention mask
+    expect(graph.input.map((i) => i.name)).toContain('past_key_values.1.value');
+  });
+
+  it('gives the standard graph\'s logits: whole sequence, prompt, continuation after a past, single steps', async () => {
+    const a = await openDecoder(standard, { engine: 'ort' });
+    const b = await openDecoder(genai, { engine: 'ort' });
+    try {
+      const [la, lb] = [await byWholeAndSteps(a, ids, chunks), await byWholeAndSteps(b, ids, chunks)];
+      for (let i = 0; i < la.length; i++) expect(relativeDiff(la[i], lb[i])).toBeLessThan(1e-5);
+    } finally {
+      await a.release();
+      await b.release();
+    }
+  }, 60_000);
+
+  it('decodes greedily with the cache to the tokens of full recompute', async () => {
+    const s = await openDecoder(genai, { engine: 'ort' });
+    try {
+      const seq = ids.slice(0, 4);
+      let { logits, cache } = await s.step!(seq);
+      const cached: number[] = [];
+      for (let i = 0; i < 12; i++) {
+        cached.push(argmax(logits));
+        ({ logits, cache } = await s.step!([cached[i]], cache));
+      }
+      const recomputed: number[] = [];
+      for (let i = 0; i < 12; i++) {
+        const all = await s.logits([...seq, ...recomputed]);
+        recomputed.push(argmax(all, all.seq - 1));
+      }
+      console.log(`genai layout greedy tokens: ${cached.join(' ')}`);
+      expect(cached).toEqual(recomputed);
+    } finally {
+      await s.release();
+    }
+  }, 60_000);
+
+  it('quantized with --format w4a8 runs W4A8MatMul in the addon\'s session next to the contrib ops, matching MatMulNBits on the same weights', async () => {
+    const q = (format: string, out: string) => w4a8(['quantize', genai, '--method', 'rtn', '--group', '32', '--aformat', 'none', '--format', format, '-o', out, '--quiet']);
+    const ours = path.join(dir, 'genai-w4a16.onnx'), theirs = path.join(dir, 'genai-nbits.onnx');
+    for (const [format, out] of [['w4a8', ours], ['matmulnbits', theirs]]) {
+      const r = q(format, out);
+      expect(r.stderr).not.toMatch(/error/i);
+      expect(r.status).toBe(0);
+    }
+    const graph = loadModel(ours).proto.graph!;
+    expect(graph.node.filter((n) => n.opType === 'W4A8MatMul' && n.domain === 'com.w4a8').length).toBe(2 * 7); // quantize keeps lm_head in float
+    expect(graph.node.filter((n) => n.opType === 'GroupQueryAttention').length).toBe(2);
+    const a = await openDecoder(ours); // com.w4a8 nodes: the w4a8 engine
+    const b = await openDecoder(theirs);
+    try {
+      const [la, lb] = [await byWholeAndSteps(a, ids, chunks), await byWholeAndSteps(b, ids, chunks)];
+      // Both dequantize the same int4 codes and multiply in float (MatMulNBits at accuracy level 0).
+      for (let i = 0; i < la.length; i++) expect(relativeDiff(la[i], lb[i])).toBeLessThan(1e-4);
+    } finally {
+      await a.release();
+      await b.release();
+    }
+  }, 120_000);
+
+  it('refuses a head size GroupQueryAttention cannot take, and an unknown layout', async () => {
+    await expect(importRandomLlama('tiny-260k', path.join(dir, 'hs8'), { layers: 1, layout: 'genai' })).rejects.toThrow(/head size that is a multiple of 16 .*this model's is 8/);
+    expect(fs.existsSync(path.join(dir, 'hs8', 'model.onnx'))).toBe(false);
+    await expect(importRandomLlama('tiny-1m', path.join(dir, 'bad'), { layout: 'gqa' as never })).rejects.toThrow(/Expected layout to be one of standard, genai but received "gqa"/);
+    const r = w4a8(['import', 'llama2c', '--random', 'tiny-1m', '--layout', 'onnx', '-o', path.join(dir, 'cli-bad')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/layout/);
+  }, 60_000);
+});
