@@ -64,6 +64,12 @@ export interface E2eBenchOptions {
   vocab?: number;
   /** ONNX Runtime's intra-op threads spin between parallel loops, in every variant (default true: on, as ONNX Runtime and the w4a8 engine run by default). */
   ortSpinning?: boolean;
+  /**
+   * Which session runs the ONNX Runtime variants (ort-*): 'w4a8' (default), the addon's session of
+   * the same libonnxruntime.so.1, the call path of our variants (feeds, outputs, the KV cache kept in
+   * one buffer where the graph allows); 'ort', onnxruntime-node.
+   */
+  baselineEngine?: Engine;
   /** The model's maximum length, when known: prompt + newTokens must fit. */
   maxLength?: number;
   progress?: Progress;
@@ -103,8 +109,10 @@ export interface E2eBenchReport {
   loadAvg: [number, number];
   /** How peakRssMb was measured. */
   rssMethod: string;
-  /** Whether ORT's intra-op threads of the onnxruntime-node variants spin. */
+  /** Whether ORT's intra-op threads spin (every variant). */
   ortSpinning: boolean;
+  /** The session that ran the ONNX Runtime variants (ort-*). */
+  baselineEngine: Engine;
   results: E2eResult[];
 }
 
@@ -234,6 +242,9 @@ function checkOptions(o: E2eBenchOptions): void {
   int('newTokens', o.newTokens, 1);
   int('rounds', o.rounds, 1);
   int('threads', o.threads, 1);
+  if (o.baselineEngine !== undefined && o.baselineEngine !== 'ort' && o.baselineEngine !== 'w4a8') {
+    throw new RangeError(`Expected baselineEngine to be 'ort' or 'w4a8' but received ${JSON.stringify(o.baselineEngine)}`);
+  }
   if (o.maxLength !== undefined) {
     const longest = Math.max(...o.promptTokens);
     if (longest + o.newTokens > o.maxLength) {
@@ -252,7 +263,10 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
   const ortSpinning = o.ortSpinning ?? true;
   const previousThreads = numThreads();
   setNumThreads(o.threads);
-  const models = E2E_VARIANTS.map((v) => o.models.find((m) => m.variant === v)).filter((m): m is E2eVariantModel => m !== undefined);
+  const baselineEngine = o.baselineEngine ?? 'w4a8';
+  const models = E2E_VARIANTS.map((v) => o.models.find((m) => m.variant === v))
+    .filter((m): m is E2eVariantModel => m !== undefined)
+    .map((m) => (m.variant.startsWith('ort-') ? { ...m, engine: baselineEngine } : m));
   const longest = Math.max(...o.promptTokens);
   const sessions = new Map<E2eVariant, DecoderSession>();
   try {
@@ -320,7 +334,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
       }
     }
     return {
-      cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, ortSpinning, loadAvg: [loadBefore, os.loadavg()[0]],
+      cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, ortSpinning, baselineEngine, loadAvg: [loadBefore, os.loadavg()[0]],
       rssMethod: `peak RSS (VmHWM) of a fresh process per variant that loads it and runs one prefill of ${longest} tokens + ${Math.min(o.newTokens, MEMORY_DECODE_STEPS)} decode steps; "RSS before" is that process's RSS before the load (Node and the addon)`,
       results,
     };

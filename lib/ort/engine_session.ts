@@ -36,20 +36,27 @@ export interface RunOptions {
   lastRowOf?: readonly string[];
   /**
    * Outputs written into these tensors' memory instead of returned (their dims must be the outputs'
-   * shapes); a tensor may also be a feed (CachedAttention's cache kept in one buffer). The w4a8
-   * engine only.
+   * shapes); a tensor may also be a feed (an attention op's cache kept in one buffer: kv_buffers.ts).
    */
   into?: Readonly<Record<string, ort.Tensor>>;
 }
 
-/** onnxruntime-node's session as an EngineSession (it returns whole tensors: lastRowOf is not passed on). */
+/**
+ * onnxruntime-node's session as an EngineSession (it returns whole tensors: lastRowOf is not passed
+ * on). `into` becomes onnxruntime-node's preallocated outputs, which wrap the given tensors' memory
+ * as the feeds do (no copy), so a present output can be its past feed.
+ */
 export function ortEngineSession(session: ort.InferenceSession): EngineSession {
   return {
     inputMetadata: session.inputMetadata,
     outputMetadata: session.outputMetadata,
-    run: (feeds, fetches, opts) => {
-      if (opts?.into && Object.keys(opts.into).length > 0) throw new W4A8Error('onnxruntime-node sessions do not write outputs into given tensors here (the w4a8 engine does)');
-      return session.run(feeds, [...fetches]) as Promise<Record<string, ort.Tensor>>;
+    run: async (feeds, fetches, opts) => {
+      if (!opts?.into || Object.keys(opts.into).length === 0) return session.run(feeds, [...fetches]) as Promise<Record<string, ort.Tensor>>;
+      const outputs: Record<string, ort.Tensor | null> = {};
+      for (const f of fetches) outputs[f] = null;
+      Object.assign(outputs, opts.into);
+      const all = (await session.run(feeds, outputs)) as Record<string, ort.Tensor>;
+      return Object.fromEntries(fetches.map((f) => [f, all[f]]));
     },
     release: () => session.release(),
   };

@@ -1,9 +1,12 @@
 // A decode loop's key/value cache kept in ONE buffer per past input across steps, for models whose
-// present outputs come from com.w4a8 CachedAttention (the fused decoder of `quantize --format w4a8`).
-// Each step feeds the buffers as past ([1, kv heads, capacity, head size], the mask's length telling
-// how many rows are filled) and binds the present outputs to the same memory, so the op writes only
-// the new rows: no copy of the whole cache per step, no new output buffers, nothing for the garbage
-// collector (native/include/w4a8/ort_op.h, "the cache in one buffer across steps").
+// present outputs come from an attention op that writes only the new rows when its present output
+// is its past input's memory: com.w4a8 CachedAttention (the fused decoder of `quantize --format
+// w4a8`) and ONNX Runtime's com.microsoft GroupQueryAttention (ORT GenAI's graphs; it shares the
+// buffer when present and past are one memory, its "past_present_share_buffer"). Each step feeds the
+// buffers as past ([1, kv heads, capacity, head size], the mask's length telling how many rows are
+// filled) and binds the present outputs to the same memory, so the op writes only the new rows: no
+// copy of the whole cache per step, no new output buffers, nothing for the garbage collector
+// (native/include/w4a8/ort_op.h, "the cache in one buffer across steps").
 //
 // A KvCache stays valid after later steps: a step from the latest cache of its buffers writes in
 // place; a step from an older one (a branch), or from one whose buffers are in use by a run still in
@@ -11,16 +14,19 @@
 import * as ort from 'onnxruntime-node';
 import type { ModelProto } from 'onnx-buf';
 
-/** The custom-op node whose outputs 1 and 2 are a layer's present key and value. */
-const ATTENTION_OP = { domain: 'com.w4a8', opType: 'CachedAttention' } as const;
+/** The attention ops whose outputs 1 and 2 are a layer's present key and value, written in place into a shared past. */
+const IN_PLACE_ATTENTION_OPS = [
+  { domain: 'com.w4a8', opType: 'CachedAttention' },
+  { domain: 'com.microsoft', opType: 'GroupQueryAttention' },
+] as const;
 // New buffers hold the rows needed plus this many (a generation's next tokens), rounded up to it.
 const CAPACITY_STEP = 128;
 
-/** Whether every present output named is written by a CachedAttention node of `model`. */
-export function presentsFromCachedAttention(model: ModelProto, presents: Iterable<string>): boolean {
+/** Whether every present output named is written by an in-place attention node of `model` (IN_PLACE_ATTENTION_OPS). */
+export function presentsFromInPlaceAttention(model: ModelProto, presents: Iterable<string>): boolean {
   const written = new Set<string>();
   for (const n of model.graph?.node ?? []) {
-    if (n.domain === ATTENTION_OP.domain && n.opType === ATTENTION_OP.opType) for (const o of n.output.slice(1, 3)) written.add(o);
+    if (IN_PLACE_ATTENTION_OPS.some((op) => n.domain === op.domain && n.opType === op.opType)) for (const o of n.output.slice(1, 3)) written.add(o);
   }
   const names = [...presents];
   return names.length > 0 && names.every((p) => written.has(p));

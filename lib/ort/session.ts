@@ -11,7 +11,7 @@ import { ENGINES, engineFor, openW4A8Session, ortEngineSession, W4A8_OP_DOMAIN, 
 import { loadModel } from '../onnx/model';
 import type { ModelProto } from 'onnx-buf';
 import { readSessionConfig } from '../onnx/session_config';
-import { KvBuffers, presentsFromCachedAttention, SharedKvCache, type KvLayout } from './kv_buffers';
+import { KvBuffers, presentsFromInPlaceAttention, SharedKvCache, type KvLayout } from './kv_buffers';
 
 export interface OpenDecoderOptions {
   /** Threads ORT uses inside an operator (default: ORT's choice). */
@@ -205,7 +205,7 @@ class OrtDecoder implements DecoderSession {
     logitsMeta: TensorMeta,
     /** present output name by past input name, when every past input has one. */
     private readonly presentByPast?: Map<string, string>,
-    /** Keep the cache in one buffer per past input across steps (kv_buffers.ts): the w4a8 engine on CachedAttention models. */
+    /** Keep the cache in one buffer per past input across steps (kv_buffers.ts): models whose presents come from CachedAttention or GroupQueryAttention. */
     sharedKv = false,
   ) {
     this.logitsDtype = logitsMeta.type as 'float32' | 'float16';
@@ -419,8 +419,8 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
     const pastNames = plans.filter((p) => p.role === 'past').map((p) => p.name);
     const cached = pastNames.length > 0 && pastNames.every((n) => outputNames.has(presentNameFor(n)));
     const presentByPast = cached ? new Map(pastNames.map((n) => [n, presentNameFor(n)])) : undefined;
-    // The w4a8 engine binds outputs to given memory: a fused decoder's cache stays in one buffer.
-    const sharedKv = engineOf === 'w4a8' && presentByPast !== undefined && proto !== undefined && presentsFromCachedAttention(proto, presentByPast.values());
+    // Both engines bind outputs to given memory: an in-place attention's cache stays in one buffer.
+    const sharedKv = presentByPast !== undefined && proto !== undefined && presentsFromInPlaceAttention(proto, presentByPast.values());
     const decoder = new OrtDecoder(session, label, plans, logitsMeta.name, logitsMeta, presentByPast, sharedKv);
     // A symbolic logits width is learnt from one tiny run, before any id is checked against it.
     if (decoder.vocab === 0) await decoder.logits([0]);

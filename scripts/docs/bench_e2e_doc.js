@@ -63,7 +63,8 @@ function runLines(report) {
 function e2eBlocks(reports, date) {
   const first = reports[0].report;
   const setting = [
-    `Measured ${date.toISOString().slice(0, 10)} on ${first.cpu} (${first.threads} threads, default ISA ${first.isa}, ONNX Runtime intra-op spinning ${first.ortSpinning ? 'on' : 'off'} in every variant; ` +
+    `Measured ${date.toISOString().slice(0, 10)} on ${first.cpu} (${first.threads} threads, default ISA ${first.isa}, ONNX Runtime intra-op spinning ${first.ortSpinning ? 'on' : 'off'} in every variant, ` +
+      `the ONNX Runtime variants run by ${first.baselineEngine === 'ort' ? 'onnxruntime-node' : "the addon's session of the same libonnxruntime.so.1, our variants' call path"}; ` +
       `1-minute load average ${first.loadAvg[0].toFixed(1)} before, ${reports[reports.length - 1].report.loadAvg[1].toFixed(1)} after: above ~${first.threads} the machine was shared and the numbers are noisy).`,
     '',
     `Peak RSS: ${first.rssMethod}.`,

@@ -36,6 +36,7 @@ describeIf('w4a8 bench e2e --model stories260K', () => {
       expect(typeof report.isa).toBe('string');
       expect(Number.isInteger(report.threads) && report.threads >= 1).toBe(true);
       expect(report.ortSpinning).toBe(true); // ONNX Runtime's own default, in every variant unless --ort-spinning off
+      expect(report.baselineEngine).toBe('w4a8'); // the ORT variants on our call path unless --baseline-engine ort
       expect(report.results.map((x: { variant: string }) => x.variant)).toEqual(['ort-fp32', 'ort-nbits-acc4', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-a16']);
       // No GenAI-layout variants for stories260K, and the report says why.
       expect(report.genaiSkipped).toMatch(/head size 8 is not a multiple of 16/);
@@ -77,11 +78,12 @@ describeIf('w4a8 bench e2e --model stories260K', () => {
   it('adds the ONNX Runtime GenAI-layout variants (MatMulNBits and W4A8MatMul) for a preset whose head size GroupQueryAttention takes', () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-e2e-test-'));
     try {
-      const r = w4a8(['bench', 'e2e', '--model', 'tiny-1m', '--layers', '1', '--prompt-tokens', '8', '--new-tokens', '2', '--rounds', '1', '--json'], { TMPDIR: tmp });
+      const r = w4a8(['bench', 'e2e', '--model', 'tiny-1m', '--layers', '1', '--prompt-tokens', '8', '--new-tokens', '2', '--rounds', '1', '--baseline-engine', 'ort', '--json'], { TMPDIR: tmp });
       expect(r.stderr).not.toMatch(/error/i);
       expect(r.status).toBe(0);
       const report = JSON.parse(r.stdout);
       expect(report.genaiSkipped).toBeUndefined();
+      expect(report.baselineEngine).toBe('ort');
       expect(report.results.map((x: { variant: string }) => x.variant)).toEqual(
         ['ort-fp32', 'ort-nbits-acc4', 'ort-nbits-acc4-genai', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-int8-genai', 'w4a8-a16']);
       const by = new Map(report.results.map((x: { variant: string }) => [x.variant, x]));

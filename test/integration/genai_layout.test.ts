@@ -1,8 +1,9 @@
 // `import llama2c --layout genai`: the decoder in ONNX Runtime GenAI's graph of contrib ops
 // (GroupQueryAttention with rotary and the KV cache, SkipSimplifiedLayerNormalization) computes what
 // the standard-op graph of the same weights computes, through onnxruntime-node: a whole sequence, a
-// prompt, a multi-token continuation after a past and single decode steps; greedy decoding with the
-// cache picks full recompute's tokens; quantized with `--format w4a8` it runs in the addon's session
+// prompt, a multi-token continuation after a past and single decode steps, in both engines (each
+// keeps the cache in one buffer that GroupQueryAttention writes in place, as ORT GenAI does); greedy
+// decoding with the cache picks full recompute's tokens; quantized with `--format w4a8` it runs in the addon's session
 // and matches MatMulNBits on the same weights. Needs dist/ and the addon built.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -100,6 +101,29 @@ describe('import llama2c --layout genai against the standard layout (same weight
     }
   }, 60_000);
 
+  it.each(['ort', 'w4a8'] as const)('in the %s engine keeps the cache in one buffer (GroupQueryAttention writes in place), also when stepping from an older cache', async (engine) => {
+    const a = await openDecoder(standard, { engine: 'ort' }); // the standard graph: Concat copies the cache
+    const b = await openDecoder(genai, { engine });
+    try {
+      const [la, lb] = [await byWholeAndSteps(a, ids, chunks), await byWholeAndSteps(b, ids, chunks)];
+      for (let i = 0; i < la.length; i++) expect(relativeDiff(la[i], lb[i])).toBeLessThan(1e-5);
+      const first = await b.step!(ids.slice(0, 6));
+      expect(first.cache.constructor.name).toBe('SharedKvCache');
+      const ahead = await b.step!(ids.slice(6, 8), first.cache); // writes rows 6-7 into first's buffers
+      // A branch from the older cache: its rows are copied to new buffers, the later step's rows are not seen.
+      const branch = await b.step!(ids.slice(8, 9), first.cache);
+      const plain = await a.step!(ids.slice(8, 9), (await a.step!(ids.slice(0, 6))).cache);
+      expect(relativeDiff(plain.logits, branch.logits)).toBeLessThan(1e-5);
+      const onward = await b.step!(ids.slice(8, 9), ahead.cache);
+      const plainOnward = await a.logits([...ids.slice(0, 9)]);
+      const lastRow = { ...plainOnward, seq: 1, data: plainOnward.data.subarray(8 * plainOnward.vocab) };
+      expect(relativeDiff(lastRow, onward.logits)).toBeLessThan(1e-5);
+    } finally {
+      await a.release();
+      await b.release();
+    }
+  }, 60_000);
+
   it('decodes greedily with the cache to the tokens of full recompute', async () => {
     const s = await openDecoder(genai, { engine: 'ort' });
     try {
@@ -123,7 +147,8 @@ describe('import llama2c --layout genai against the standard layout (same weight
   }, 60_000);
 
   it('quantized with --format w4a8 runs W4A8MatMul in the addon\'s session next to the contrib ops, matching MatMulNBits on the same weights', async () => {
-    const q = (format: string, out: string) => w4a8(['quantize', genai, '--method', 'rtn', '--group', '32', '--aformat', 'none', '--format', format, '-o', out, '--quiet']);
+    const q = (format: string, out: string) =>
+      w4a8(['quantize', genai, '--method', 'rtn', '--group', '32', '--aformat', 'none', '--format', format, ...(format === 'w4a8' ? ['--no-fuse-decoder'] : []), '-o', out, '--quiet']);
     const ours = path.join(dir, 'genai-w4a16.onnx'), theirs = path.join(dir, 'genai-nbits.onnx');
     for (const [format, out] of [['w4a8', ours], ['matmulnbits', theirs]]) {
       const r = q(format, out);

@@ -22,6 +22,7 @@ export interface BenchE2eArgs {
   threads?: number;
   quick: boolean;
   'ort-spinning'?: 'on' | 'off';
+  'baseline-engine'?: 'ort' | 'w4a8';
 }
 
 export const E2E_DEFAULT_ROUNDS = 3;
@@ -35,6 +36,10 @@ export const benchE2eOptions = {
   group: { type: 'number', default: 128, describe: 'e2e: int4 group size along K (asymmetric, round to nearest)' },
   'keep-logits': { type: 'boolean', default: false, describe: 'e2e: keep the logits projection (lm_head) in float in the quantized variants' },
   seed: { type: 'number', default: 1, describe: 'e2e: seed of the random prompt ids' },
+  'baseline-engine': {
+    type: 'string', choices: ['w4a8', 'ort'] as const,
+    describe: "e2e: the session of the ONNX Runtime variants: w4a8 (default), the addon's session of the same libonnxruntime, our variants' call path; ort, onnxruntime-node",
+  },
 } as const;
 
 function promptLengths(text: string): number[] {
@@ -61,13 +66,14 @@ export async function benchE2e(args: BenchE2eArgs, ctx: CommandContext): Promise
     const report = await runE2eBench({
       models: set.models, promptTokens, newTokens, rounds, threads, seed, vocab: set.vocab || undefined, maxLength: set.maxLength,
       ortSpinning: args['ort-spinning'] === undefined ? undefined : args['ort-spinning'] === 'on', // default: runE2eBench's
+      baselineEngine: args['baseline-engine'],
       progress: ctx.progress, cancel: ctx.cancel,
     });
     const command = `w4a8 ${process.argv.slice(2).join(' ')}`;
     const genai = set.genaiSkipped ? { genaiSkipped: set.genaiSkipped } : {};
     const full = { ...report, model: set.source, quantization: set.quantization, ...genai, prepareSeconds: preparedS, benchSeconds: (Date.now() - started) / 1000 - preparedS, command };
     if (!ctx.json) {
-      ctx.out(`CPU: ${report.cpu}; threads ${report.threads}; default ISA ${report.isa}; model ${set.source}; ${set.quantization}; ${rounds} round(s)\n`);
+      ctx.out(`CPU: ${report.cpu}; threads ${report.threads}; default ISA ${report.isa}; model ${set.source}; ${set.quantization}; ${rounds} round(s); ONNX Runtime variants in the ${report.baselineEngine === 'w4a8' ? "addon's session (our variants' call path)" : 'onnxruntime-node session'}\n`);
       if (set.genaiSkipped) ctx.out(`No ONNX Runtime GenAI-layout variants: ${set.genaiSkipped}.\n`);
       ctx.out(e2eBenchTable(report));
     }
