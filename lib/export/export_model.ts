@@ -113,10 +113,10 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
       if (f.attention + f.rmsNorm + f.projections > 0) {
         notes.push(`decoder fused: ${f.attention} attention block(s) as ${W4A8_DOMAIN}.CachedAttention, ${f.rmsNorm} RMSNorm(s) as ${W4A8_DOMAIN}.RmsNorm, ` +
           `${f.projections} group(s) of projections merged (q|k|v, gate|up with SwiGLU)` +
-          (f.attentionSkipped > 0 ? `; ${f.attentionSkipped} attention block(s) did not match the pattern and keep their standard ops` : '') +
+          (f.attentionSkipped > 0 ? `; ${f.attentionSkipped} attention block(s) did not match the pattern and keep their own ops` : '') +
           (f.projectionsSkipped > 0 ? `; ${f.projectionsSkipped} group(s) left apart (weights already in external data)` : ''));
       } else {
-        notes.push(`decoder not fused: ${f.reason ?? 'no attention block or RMSNorm of the llama2.c importer\'s pattern found'}`);
+        notes.push(`decoder not fused: ${f.reason ?? 'no attention block or RMSNorm of the llama2.c importer\'s patterns (standard or ONNX Runtime GenAI layout) found'}`);
       }
     }
   }

@@ -5,8 +5,11 @@
 // take about as long as reading the int4 weights (docs/BENCHMARKS.md, "End to end").
 //
 // The pass recognizes the structure `w4a8 import llama2c` writes (lib/import/llama2c_graph.ts) by
-// its op types and connections, not by names, and leaves anything else untouched: a layer whose
-// attention does not match keeps its standard ops (the result says how many were fused). Only fp32
+// its op types and connections, not by names, and ONNX Runtime GenAI's layout (one
+// com.microsoft.GroupQueryAttention per layer with rotary inside, SimplifiedLayerNormalization and
+// SkipSimplifiedLayerNormalization: lib/import/llama2c_graph_genai.ts, or a GenAI export), and leaves
+// anything else untouched: a layer whose attention does not match keeps its ops (the result says how
+// many were fused). Only fp32
 // graphs are fused (the kernels are fp32). Numerics: the same computation in another summation
 // order (softmax and RMSNorm sums in fp32 / double), within float rounding of the standard graph.
 import type { NodeProto, TensorProto } from 'onnx-buf';
@@ -192,6 +195,50 @@ function matchAttention(g: Graph, layer: string, maskInput: string): AttentionMa
   return { node, replaced: [merge, catK, catV] };
 }
 
+// GroupQueryAttention's attributes the fused op reproduces; any other (a local window, softcap,
+// smooth softmax, ...) keeps the node as it is.
+const GQA_ATTRS: Record<string, (n: NodeProto) => boolean> = {
+  num_heads: () => true,
+  kv_num_heads: () => true,
+  do_rotary: (n) => attrInt(n, 'do_rotary') === 1,
+  rotary_interleaved: (n) => [0, 1].includes(attrInt(n, 'rotary_interleaved')!),
+  scale: () => true,
+  local_window_size: (n) => attrInt(n, 'local_window_size') === -1,
+  softcap: (n) => (n.attribute.find((a) => a.name === 'softcap')?.f ?? 0) === 0,
+  smooth_softmax: (n) => attrInt(n, 'smooth_softmax') === 0,
+};
+
+/**
+ * An ONNX Runtime GroupQueryAttention of a layer (query, key, value or a packed query, the cache in
+ * and out, seqlens_k and total_sequence_length computed from the attention mask alone, rotary
+ * tables as fp32 initializers) as CachedAttention with the same inputs and position_ids left out
+ * (the op derives them from the mask as GroupQueryAttention does).
+ */
+function matchGroupQueryAttention(g: Graph, layer: string, maskInput: string): { node: NodeProto; replaced: NodeProto[] } | undefined {
+  const presentKey = `present.${layer}.key`;
+  const gqa = g.producer.get(presentKey);
+  if (!gqa || gqa.opType !== 'GroupQueryAttention' || gqa.domain !== 'com.microsoft') return undefined;
+  if (gqa.output[1] !== presentKey || gqa.output.length !== 3 || gqa.input.length !== 9) return undefined;
+  if (gqa.attribute.some((a) => !GQA_ATTRS[a.name]?.(gqa))) return undefined;
+  const [q, k, v, pastK, pastV, seqlensK, total, cos, sin] = gqa.input;
+  if (!q || (k === '') !== (v === '') || !g.inputs.has(pastK) || !g.inputs.has(pastV)) return undefined;
+  if (!maskReadsOnly(g, seqlensK, maskInput) || !maskReadsOnly(g, total, maskInput)) return undefined;
+  const heads = attrInt(gqa, 'num_heads'), kvHeads = attrInt(gqa, 'kv_num_heads');
+  const table = (name: string) => g.inits.get(name);
+  const c = table(cos), sn = table(sin);
+  if (!heads || !kvHeads || !c || !sn || c.dataType !== DataType.FLOAT || sn.dataType !== DataType.FLOAT) return undefined;
+  const dims = tensorDims(c);
+  if (dims.length !== 2 || !same(tensorDims(sn), dims)) return undefined;
+  const attrs: Record<string, number | ReturnType<typeof floatAttr>> = {
+    num_heads: heads, kv_num_heads: kvHeads, rotary_interleaved: attrInt(gqa, 'rotary_interleaved') ?? 0,
+  };
+  const scale = gqa.attribute.find((a) => a.name === 'scale')?.f;
+  if (scale) attrs.scale = floatAttr(scale);
+  const node = makeNode('CachedAttention', [q, k, v, pastK, pastV, maskInput, '', cos, sin], [...gqa.output], attrs,
+    { name: `/layers.${layer}/attn/CachedAttention`, domain: W4A8_DOMAIN });
+  return { node, replaced: [gqa] };
+}
+
 /** True when every graph input the value depends on is `maskInput` (constants aside). */
 function maskReadsOnly(g: Graph, value: string, maskInput: string): boolean {
   const seen = new Set<string>();
@@ -249,6 +296,32 @@ function matchRmsNorm(g: Graph, last: NodeProto): NormMatch | undefined {
   return undefined;
 }
 
+/**
+ * ONNX Runtime's norms as RmsNorm: SimplifiedLayerNormalization(x, weight) over the last axis, and
+ * com.microsoft.SkipSimplifiedLayerNormalization(x, skip, weight) whose sum output is x + skip (no
+ * bias, mean and inverse-deviation outputs unread).
+ */
+function matchContribRmsNorm(g: Graph, n: NodeProto): NormMatch | undefined {
+  const simple = n.opType === 'SimplifiedLayerNormalization' && (n.domain === '' || n.domain === 'ai.onnx');
+  const skip = n.opType === 'SkipSimplifiedLayerNormalization' && n.domain === 'com.microsoft';
+  if (!simple && !skip) return undefined;
+  const weight = n.input[simple ? 1 : 2];
+  const w = weight ? g.inits.get(weight) : undefined;
+  if (!w || w.dataType !== DataType.FLOAT || tensorDims(w).length !== 1 || tensorDims(w)[0] <= 0) return undefined;
+  if ((attrInt(n, 'axis') ?? -1) !== -1 || n.input.length !== (simple ? 2 : 3) || n.input.some((i) => i === '')) return undefined;
+  const unread = (i: number) => !n.output[i] || ((g.readers.get(n.output[i]) ?? []).length === 0 && !g.inputs.has(n.output[i]));
+  const eps = n.attribute.find((a) => a.name === 'epsilon')?.f ?? 1e-5;
+  if (simple) {
+    if (!unread(1)) return undefined;
+    const node = makeNode('RmsNorm', [n.input[0], weight], [n.output[0]], { epsilon: floatAttr(eps) }, { name: `${n.name || n.output[0]}/RmsNorm`, domain: W4A8_DOMAIN });
+    return { node, replaced: [n] };
+  }
+  if (!unread(1) || !unread(2)) return undefined;
+  const sum = n.output[3] && !unread(3) ? [n.output[3]] : [];
+  const node = makeNode('RmsNorm', [n.input[0], weight, n.input[1]], [n.output[0], ...sum], { epsilon: floatAttr(eps) }, { name: `${n.name || n.output[0]}/RmsNorm`, domain: W4A8_DOMAIN });
+  return { node, replaced: [n] };
+}
+
 /** Removes nodes that no graph output depends on. */
 function pruneDead(model: OnnxModel): void {
   const graph = mainGraph(model);
@@ -299,7 +372,7 @@ export function fuseDecoder(model: OnnxModel, options: FuseOptions = {}): Decode
   const swaps = new Map<NodeProto, NodeProto>(); // the node whose place the fused one takes
   const drop = new Set<NodeProto>();
   for (const layer of layers) {
-    const m = matchAttention(g, layer, maskInput);
+    const m = matchAttention(g, layer, maskInput) ?? matchGroupQueryAttention(g, layer, maskInput);
     if (!m) {
       result.attentionSkipped++;
       continue;
@@ -316,7 +389,7 @@ export function fuseDecoder(model: OnnxModel, options: FuseOptions = {}): Decode
   const normSwaps = new Map<NodeProto, NodeProto>();
   const normDrop = new Set<NodeProto>();
   for (const n of graph.node) {
-    const m = matchRmsNorm(g, n);
+    const m = matchRmsNorm(g, n) ?? matchContribRmsNorm(g, n);
     if (!m) continue;
     // With a residual the node takes the Add's place (the sum's readers come after it), else the last Mul's.
     if (m.add) {

@@ -1,8 +1,9 @@
 // CachedAttention on every ISA against its double-precision reference (odd shapes, grouped-query
 // heads, padding, a past and none, packed q|k|v rows, prompts long enough for the GEMM path, decode steps
 // through the scores and context kernels with rows, keys and head sizes left over by their tiles), the cache
-// in one shared buffer, SwiGLU, hand-checked cases that pin its semantics
-// (rotary pairs, causality, the masked query), and RmsNorm against a direct computation.
+// in one shared buffer, Hugging Face's rotary pairs (i, i + hs/2) as the interleaved ones reordered,
+// SwiGLU, hand-checked cases that pin its semantics (rotary pairs, causality, the masked query), and
+// RmsNorm against a direct computation.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -126,6 +127,60 @@ void CheckAgainstReference(std::mt19937& rng, Isa isa, const Case& c) {
   CHECK(fast.prk == ref.prk && fast.prv == ref.prv, "%s: present key/value differ from the reference's", IsaName(isa));
   // The past is copied unchanged.
   if (c.past > 0) CHECK(fast.prv[0] == fast.pv[0], "%s: present_value does not start with the past", IsaName(isa));
+}
+
+// Hugging Face's rotary pairs (i, i + hs/2), rotary_interleaved = false, defined by a property: they are
+// the interleaved pairs (2i, 2i + 1) of every head's columns reordered (x[i] -> 2i, x[i + hs/2] -> 2i + 1).
+// Reordering the columns of q and k the same way leaves every score, hence the output, unchanged, and
+// reorders present_key's rows; present_value is untouched.
+void CheckHalfRotation(std::mt19937& rng, Isa isa, const Case& c) {
+  Buffers half = Make(rng, c);
+  half.args.rotary_interleaved = false;
+  Buffers inter = half;
+  inter.args.rotary_interleaved = true;
+  const int32_t hs = c.hs, h2 = hs / 2;
+  // Reorders every hs-wide head segment of rows `width` wide, from column `from` on (heads of them).
+  const auto reorder = [&](std::vector<float>& x, int64_t rows, int64_t width, int64_t from, int32_t heads) {
+    std::vector<float> seg((size_t)hs);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int32_t h = 0; h < heads; ++h) {
+        float* p = x.data() + r * width + from + (int64_t)h * hs;
+        for (int32_t i = 0; i < h2; ++i) {
+          seg[(size_t)2 * i] = p[i];
+          seg[(size_t)2 * i + 1] = p[i + h2];
+        }
+        std::copy(seg.begin(), seg.end(), p);
+      }
+  };
+  const int64_t rows = (int64_t)c.batch * c.seq, qw = (int64_t)c.heads * hs, kw = (int64_t)c.kv_heads * hs;
+  const int64_t qs = c.packed ? qw + 2 * kw : qw;
+  reorder(inter.qkv, rows, qs, 0, c.heads);
+  if (c.packed) reorder(inter.qkv, rows, qs, qw, c.kv_heads);
+  else reorder(inter.k, rows, kw, 0, c.kv_heads);
+  reorder(inter.pk, (int64_t)c.batch * c.kv_heads * c.past, hs, 0, 1);  // the past rows are stored rotated, reordered alike
+  Buffers* bufs[] = {&half, &inter};
+  for (Buffers* b : bufs) {
+    AttentionArgs& a = b->args;
+    a.q = b->qkv.data();
+    a.k = c.packed ? b->qkv.data() + qw : b->k.data();
+    a.v = c.packed ? b->qkv.data() + qw + kw : b->v.data();
+    a.past_k = b->pk.data();
+    a.past_v = b->pv.data();
+    a.mask = b->mask.data();
+    a.positions = b->pos.data();
+    a.cos = b->cos.data();
+    a.sin = b->sin.data();
+    a.out = b->out.data();
+    a.present_k = b->prk.data();
+    a.present_v = b->prv.data();
+    const Status st = CachedAttention(a, isa);
+    CHECK(st == Status::kOk, "%s half rotation: status %s", IsaName(isa), StatusName(st));
+  }
+  const double d = MaxAbsDiff(half.out, inter.out);
+  CHECK(d < 2e-5, "%s b%d s%d p%d h%d/%d hs%d: half-pair rotation's output differs from the reordered interleaved one by %.3g", IsaName(isa),
+        c.batch, c.seq, c.past, c.heads, c.kv_heads, c.hs, d);
+  reorder(half.prk, (int64_t)c.batch * c.kv_heads * (c.past + c.seq), hs, 0, 1);
+  CHECK(half.prk == inter.prk && half.prv == inter.prv, "%s hs%d: half-pair present key/value are not the reordered interleaved ones", IsaName(isa), c.hs);
 }
 
 // The cache in one buffer of `capacity` rows per (batch, kv head), present bound to past's memory (the
@@ -282,6 +337,7 @@ int main() {
     for (const Case& c : cases) {
       CheckAgainstReference(rng, isa, c);
       CheckSharedBuffer(rng, isa, c);
+      CheckHalfRotation(rng, isa, c);
     }
     CheckSwiGlu(rng, isa);
   }

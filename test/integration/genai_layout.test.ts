@@ -4,13 +4,14 @@
 // prompt, a multi-token continuation after a past and single decode steps, in both engines (each
 // keeps the cache in one buffer that GroupQueryAttention writes in place, as ORT GenAI does); greedy
 // decoding with the cache picks full recompute's tokens; quantized with `--format w4a8` it runs in the addon's session
-// and matches MatMulNBits on the same weights. Needs dist/ and the addon built.
+// and matches MatMulNBits on the same weights, and its fused form (CachedAttention, RmsNorm, merged
+// projections; interleaved and Hugging Face rotary pairs) matches the unfused one. Needs dist/ and the addon built.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { importRandomLlama } from '../../lib/import/llama2c_random';
-import { loadModel } from '../../lib/onnx/model';
+import { loadModel, saveModel } from '../../lib/onnx/model';
 import { openDecoder, type DecoderSession, type KvCache } from '../../lib/ort/session';
 import type { Logits } from '../../lib/native/eval_ops';
 import { assertBuiltCli } from '../helpers/built_cli';
@@ -164,6 +165,46 @@ describe('import llama2c --layout genai against the standard layout (same weight
       const [la, lb] = [await byWholeAndSteps(a, ids, chunks), await byWholeAndSteps(b, ids, chunks)];
       // Both dequantize the same int4 codes and multiply in float (MatMulNBits at accuracy level 0).
       for (let i = 0; i < la.length; i++) expect(relativeDiff(la[i], lb[i])).toBeLessThan(1e-4);
+    } finally {
+      await a.release();
+      await b.release();
+    }
+  }, 120_000);
+
+  // --format w4a8 fuses the GenAI layout too: each GroupQueryAttention becomes CachedAttention (position_ids
+  // left out: derived from the mask), each norm an RmsNorm, q|k|v and gate|up one W4A8MatMul each. Both rotary
+  // conventions: the model's interleaved pairs, and the same graph with rotary_interleaved = 0 (Hugging Face's
+  // pairs, what GenAI exports of LLaMA use), which ORT's GroupQueryAttention computes unfused.
+  it.each([1, 0])('quantized with --format w4a8, fuses GroupQueryAttention (rotary_interleaved %i) and the norms, with the unfused graph\'s logits', async (interleaved) => {
+    // One file, no external data: a streamed export would leave the projections unmerged.
+    const m = loadModel(genai);
+    for (const n of m.proto.graph!.node.filter((x) => x.opType === 'GroupQueryAttention')) {
+      n.attribute.find((a) => a.name === 'rotary_interleaved')!.i = BigInt(interleaved);
+    }
+    const source = path.join(dir, `genai-rotary-${interleaved}.onnx`);
+    saveModel(m, source, { externalData: 'never' });
+    const fused = path.join(dir, `genai-fused-${interleaved}.onnx`), plain = path.join(dir, `genai-unfused-${interleaved}.onnx`);
+    for (const [out, extra] of [[fused, []], [plain, ['--no-fuse-decoder']]] as const) {
+      const r = w4a8(['quantize', source, '--method', 'rtn', '--group', '32', '--aformat', 'none', '--format', 'w4a8', ...extra, '-o', out, '--quiet']);
+      expect(r.stderr).not.toMatch(/error/i);
+      expect(r.status).toBe(0);
+    }
+    const graph = loadModel(fused).proto.graph!;
+    const ops = (op: string) => graph.node.filter((n) => n.opType === op);
+    expect(ops('CachedAttention')).toHaveLength(2);
+    for (const n of ops('CachedAttention')) {
+      expect(n.input[6]).toBe(''); // no position_ids
+      expect(Number(n.attribute.find((a) => a.name === 'rotary_interleaved')!.i)).toBe(interleaved);
+    }
+    expect(ops('RmsNorm')).toHaveLength(5);
+    expect(ops('W4A8MatMul')).toHaveLength(2 * 4); // q|k|v, o, gate|up (swiglu), down per layer
+    for (const gone of ['GroupQueryAttention', 'SimplifiedLayerNormalization', 'SkipSimplifiedLayerNormalization', 'Sigmoid']) expect(ops(gone)).toHaveLength(0);
+    const a = await openDecoder(plain);
+    const b = await openDecoder(fused);
+    try {
+      const [la, lb] = [await byWholeAndSteps(a, ids, chunks), await byWholeAndSteps(b, ids, chunks)];
+      // Float activations: the same products, summed in another order.
+      for (let i = 0; i < la.length; i++) expect(relativeDiff(la[i], lb[i])).toBeLessThan(1e-5);
     } finally {
       await a.release();
       await b.release();

@@ -63,7 +63,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       .conflicts('sym', 'asym')
       .option('aformat', { type: 'string', choices: ACT_FORMATS, default: 'int8' as const, describe: 'Activations: per-token dynamic int8, fp8 E4M3, or none' })
       .option('format', { type: 'string', choices: EXPORT_FORMATS, default: 'matmulnbits' as const, describe: 'Export: com.microsoft MatMulNBits, opset-21 QDQ, standard-op simulation, or w4a8 (com.w4a8 W4A8MatMul nodes: the w4a8 CPU kernels inside ONNX Runtime)' })
-      .option('fuse-decoder', { type: 'boolean', default: true, describe: '--format w4a8: also run attention (rotary, grouped-query, KV cache) and RMSNorm as single com.w4a8 nodes (fp32 models written by import llama2c; --no-fuse-decoder keeps the standard ops)' })
+      .option('fuse-decoder', { type: 'boolean', default: true, describe: '--format w4a8: also run attention (rotary, grouped-query, KV cache) and RMSNorm as single com.w4a8 nodes (fp32 models written by import llama2c, standard or --layout genai, and ONNX Runtime GenAI graphs with GroupQueryAttention; --no-fuse-decoder keeps the graph\'s own ops)' })
       .option('merge-projections', { type: 'boolean', default: true, describe: '--format w4a8 with the fused decoder: one W4A8MatMul for q|k|v and one for gate|up (SwiGLU inside); --no-merge-projections keeps one node per layer, which `adapter attach` needs for those layers' })
       .option('calib', { type: 'string', describe: 'Calibration text (UTF-8; documents split on blank lines)' })
       .option('tokenizer', { type: 'string', describe: 'Tokenizer file (default: the one beside the model)' })

@@ -34,6 +34,9 @@ namespace w4a8::cpu {
 struct AttentionArgs {
   int32_t batch = 0, seq = 0, past = 0, heads = 0, kv_heads = 0, head_size = 0, rope_rows = 0;
   int32_t capacity = 0;  // 0: present holds past + seq rows per head; else the shared buffer above
+  // Rotary pairs: (2i, 2i + 1) (llama2.c, ORT's rotary_interleaved = 1) or, false, (i, i + head_size / 2)
+  // (Hugging Face LLaMA's rotate_half, ORT's default); both take angle i's cos and sin.
+  bool rotary_interleaved = true;
   int64_t q_stride = 0, kv_stride = 0;
   float scale = 0.0f;
   const float* q = nullptr;

@@ -49,13 +49,16 @@ constexpr const char* kOpType = "W4A8MatMul";
 //           with key and value packed after it (key and value left out)
 //     key, value [batch, seq, kv_num_heads * head_size]   rotary is applied here, to query and key
 //     past_key, past_value [batch, kv_num_heads, past, head_size]; attention_mask int64 [batch, past + seq];
-//     position_ids int64 [batch, seq]; cos_cache, sin_cache [rows, head_size / 2] (interleaved pairs)
+//     position_ids int64 [batch, seq] (optional: left out, a prompt into an empty cache is at 0..seq-1 and
+//     later tokens end at the row's count of mask ones - 1, as GroupQueryAttention derives them);
+//     cos_cache, sin_cache [rows, head_size / 2]
 //     output [batch, seq, num_heads * head_size]; present_* [batch, kv_num_heads, past + seq, head_size]
 //   or, the cache in one buffer across steps: past_* [batch, kv_num_heads, capacity, head_size] of which
 //     the first (mask length - seq) rows are filled, attention_mask [batch, filled + seq <= capacity];
 //     present_* has past's shape (past with the new rows written); bound to past's memory (a
 //     preallocated output), only the new rows are written: no copy of the cache per step
-//   attributes: num_heads, kv_num_heads, scale (default 1 / sqrt(head_size))
+//   attributes: num_heads, kv_num_heads, scale (default 1 / sqrt(head_size)), rotary_interleaved (default 1:
+//     pairs (2i, 2i + 1) as llama2.c; 0: pairs (i, i + head_size / 2) as Hugging Face LLaMA)
 //
 //   Y[, Sum] = RmsNorm(X, weight[, residual])   Sum = X + residual; Y = Sum / sqrt(mean(Sum^2) + epsilon) * weight
 //   attribute: epsilon (default 1e-5)

@@ -65,13 +65,16 @@ bool ValidAttention(const AttentionArgs& a) {
   return true;
 }
 
-// Rotates the interleaved pairs of one head's row by its position's angles.
+// Rotates the pairs of one head's row by its position's angles: pair i is (2i, 2i + 1) when
+// interleaved, else (i, i + half).
 template <typename T>
-void Rotate(const float* x, const float* cos, const float* sin, int32_t half, T* out) {
+void Rotate(const float* x, const float* cos, const float* sin, int32_t half, bool interleaved, T* out) {
+  const int32_t step = interleaved ? 2 : 1, other = interleaved ? 1 : half;
   for (int32_t i = 0; i < half; ++i) {
-    const T e = x[2 * i], o = x[2 * i + 1], c = cos[i], s = sin[i];
-    out[2 * i] = e * c - o * s;
-    out[2 * i + 1] = e * s + o * c;
+    const int32_t j = i * step;
+    const T e = x[j], o = x[j + other], c = cos[i], s = sin[i];
+    out[j] = e * c - o * s;
+    out[j + other] = e * s + o * c;
   }
 }
 
@@ -97,7 +100,7 @@ void WriteCache(const AttentionArgs& a, int64_t task) {
   for (int32_t s = 0; s < a.seq; ++s) {
     const int64_t src = ((int64_t)b * a.seq + s) * a.kv_stride + (int64_t)g * hs;
     const int64_t pos = a.positions[(int64_t)b * a.seq + s];
-    Rotate<float>(a.k + src, a.cos + pos * half, a.sin + pos * half, half, pk + (a.past + s) * (int64_t)hs);
+    Rotate<float>(a.k + src, a.cos + pos * half, a.sin + pos * half, half, a.rotary_interleaved, pk + (a.past + s) * (int64_t)hs);
     std::memcpy(pv + (a.past + s) * (int64_t)hs, a.v + src, row);
   }
 }
@@ -158,7 +161,7 @@ Status CachedAttention(const AttentionArgs& a, Isa isa) {
       const int32_t h = g * group + r / nq, s = s0 + r % nq;
       const int64_t pos = a.positions[(int64_t)b * a.seq + s];
       float* qr = qrot.data() + (size_t)r * hs;
-      Rotate<float>(a.q + ((int64_t)b * a.seq + s) * a.q_stride + (int64_t)h * hs, a.cos + pos * half, a.sin + pos * half, half, qr);
+      Rotate<float>(a.q + ((int64_t)b * a.seq + s) * a.q_stride + (int64_t)h * hs, a.cos + pos * half, a.sin + pos * half, half, a.rotary_interleaved, qr);
       for (int32_t c = 0; c < hs; ++c) qr[c] *= a.scale;
     }
     const bool gemm_path = rows >= kGemmRows;
@@ -222,7 +225,7 @@ Status CachedAttentionReference(const AttentionArgs& a) {
     for (int32_t h = 0; h < a.heads; ++h)
       for (int32_t s = 0; s < a.seq; ++s) {
         const int64_t pos = a.positions[(int64_t)b * a.seq + s];
-        Rotate<double>(a.q + ((int64_t)b * a.seq + s) * a.q_stride + (int64_t)h * hs, a.cos + pos * half, a.sin + pos * half, half, q.data());
+        Rotate<double>(a.q + ((int64_t)b * a.seq + s) * a.q_stride + (int64_t)h * hs, a.cos + pos * half, a.sin + pos * half, half, a.rotary_interleaved, q.data());
         const float* keys = a.present_k + ((int64_t)b * a.kv_heads + h / group) * slab * hs;
         const float* values = a.present_v + ((int64_t)b * a.kv_heads + h / group) * slab * hs;
         double max = -std::numeric_limits<double>::infinity(), sum = 0.0;

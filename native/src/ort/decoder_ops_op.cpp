@@ -89,6 +89,9 @@ class AttentionKernel : public KernelBase {
     heads_ = IntAttr(info, "num_heads", 0);
     kv_heads_ = IntAttr(info, "kv_num_heads", 0);
     scale_ = FloatAttr(info, "scale", 0.0f);
+    const int64_t interleaved = IntAttr(info, "rotary_interleaved", 1);
+    if (interleaved != 0 && interleaved != 1) return Fail("rotary_interleaved must be 0 or 1");
+    interleaved_ = interleaved == 1;
     if (heads_ < 1 || kv_heads_ < 1 || heads_ % kv_heads_ != 0 || heads_ > 65536)
       return Fail("num_heads (" + std::to_string(heads_) + ") must be a positive multiple of kv_num_heads (" + std::to_string(kv_heads_) + ")");
     if (!std::isfinite(scale_) || scale_ < 0.0f) return Fail("scale must be finite and >= 0 (0: 1 / sqrt(head size))");
@@ -98,20 +101,20 @@ class AttentionKernel : public KernelBase {
  private:
   OrtStatus* Run(OrtKernelContext* ctx) override {
     TensorView q, k, v, pk, pv, mask, pos, cos, sin;
-    bool has_k = false, has_v = false;
+    bool has_k = false, has_v = false, has_pos = false;
     W4A8_ORT_TRY(Input(ctx, kQuery, &q));
     W4A8_ORT_TRY(Input(ctx, kKey, &k, &has_k));
     W4A8_ORT_TRY(Input(ctx, kValue, &v, &has_v));
     W4A8_ORT_TRY(Input(ctx, kPastKey, &pk));
     W4A8_ORT_TRY(Input(ctx, kPastValue, &pv));
     W4A8_ORT_TRY(Input(ctx, kMask, &mask));
-    W4A8_ORT_TRY(Input(ctx, kPositions, &pos));
+    W4A8_ORT_TRY(Input(ctx, kPositions, &pos, &has_pos));
     W4A8_ORT_TRY(Input(ctx, kCos, &cos));
     W4A8_ORT_TRY(Input(ctx, kSin, &sin));
     if (has_k != has_v) return Fail("key and value come together (or neither, for a packed query)");
     for (const TensorView* t : {&q, &k, &v, &pk, &pv, &cos, &sin})
       if (t->data && t->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) return Fail("float tensors must be fp32");
-    if (mask.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 || pos.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64)
+    if (mask.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 || (has_pos && pos.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64))
       return Fail("attention_mask and position_ids must be int64");
     if (pk.dims.size() != 4 || pv.dims != pk.dims || pk.dims[1] != kv_heads_)
       return Fail("past_key " + DimsText(pk.dims) + " and past_value " + DimsText(pv.dims) + " must both be [batch, kv_num_heads = " +
@@ -138,11 +141,24 @@ class AttentionKernel : public KernelBase {
                   "] (past_key is a buffer of " + std::to_string(past) + " rows)");
     const bool shared = mask.dims[1] != past + seq;
     const int64_t capacity = shared ? past : 0, filled = shared ? mask.dims[1] - seq : past;
-    if (pos.dims != std::vector<int64_t>{batch, seq})
+    if (has_pos && pos.dims != std::vector<int64_t>{batch, seq})
       return Fail("position_ids is " + DimsText(pos.dims) + "; expected [" + std::to_string(batch) + ", " + std::to_string(seq) + "]");
     if (batch > INT32_MAX || seq > INT32_MAX || past + seq > INT32_MAX || hs > 65536 || cos.dims[0] > INT32_MAX)
       return Fail("shapes too large");
-    const auto* p = static_cast<const int64_t*>(pos.data);
+    // Without position_ids, as GroupQueryAttention derives them: a prompt into an empty cache sits at
+    // 0..seq-1; later tokens end at the row's count of attended positions (mask ones) - 1.
+    thread_local std::vector<int64_t> derived;
+    if (!has_pos) {
+      derived.resize((size_t)(batch * seq));
+      const auto* m = static_cast<const int64_t*>(mask.data);
+      for (int64_t b = 0; b < batch; ++b) {
+        int64_t ones = 0;
+        for (int64_t j = 0; j < mask.dims[1]; ++j) ones += m[b * mask.dims[1] + j] != 0;
+        for (int64_t s = 0; s < seq; ++s) derived[(size_t)(b * seq + s)] = filled == 0 ? s : std::max<int64_t>(0, ones - seq + s);
+      }
+      pos.count = derived.size();
+    }
+    const auto* p = has_pos ? static_cast<const int64_t*>(pos.data) : derived.data();
     for (size_t i = 0; i < pos.count; ++i)
       if (p[i] < 0 || p[i] >= cos.dims[0])
         return Fail("position " + std::to_string(p[i]) + " is outside the rotary table of " + std::to_string(cos.dims[0]) + " rows");
@@ -164,6 +180,7 @@ class AttentionKernel : public KernelBase {
     a.head_size = (int32_t)hs;
     a.rope_rows = (int32_t)cos.dims[0];
     a.scale = scale_ > 0.0f ? scale_ : (float)(1.0 / std::sqrt((double)hs));
+    a.rotary_interleaved = interleaved_;
     const auto* qd = static_cast<const float*>(q.data);
     a.q = qd;
     a.q_stride = q_width;
@@ -185,6 +202,7 @@ class AttentionKernel : public KernelBase {
 
   int64_t heads_ = 0, kv_heads_ = 0;
   float scale_ = 0.0f;
+  bool interleaved_ = true;
 };
 
 class RmsNormKernel : public KernelBase {
@@ -304,7 +322,7 @@ OpInfo MakeOp(const char* name, size_t inputs, size_t outputs, const ONNXTensorE
 
 constexpr ONNXTensorElementDataType F = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, I64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
 constexpr ONNXTensorElementDataType kAttentionInputs[] = {F, F, F, F, F, I64, I64, F, F};
-constexpr bool kAttentionInputOptional[] = {false, true, true, false, false, false, false, false, false};
+constexpr bool kAttentionInputOptional[] = {false, true, true, false, false, false, true, false, false};
 constexpr bool kAttentionOutputOptional[] = {false, false, false};
 constexpr ONNXTensorElementDataType kRmsNormInputs[] = {F, F, F};
 constexpr bool kRmsNormInputOptional[] = {false, false, true};
