@@ -68,6 +68,14 @@ describeCli('w4a8 quantize (CLI)', () => {
     expect(typeof summary.layers[0].alpha).toBe('number');
     expect(fs.readdirSync(outDir).sort()).toEqual(['q.onnx', 'q.onnx.report.json', 'tok512.bin']);
   });
+  it('keeps the logits layer in float by default, and quantizes it too with --no-keep-logits', () => {
+    const kept = JSON.parse(w4a8(['quantize', toy, '-o', path.join(outDir, 'kept.onnx'), '--format', 'w4a8', '--json', '--quiet']).stdout);
+    const all = JSON.parse(w4a8(['quantize', toy, '-o', path.join(outDir, 'all.onnx'), '--format', 'w4a8', '--no-keep-logits', '--json', '--quiet']).stdout);
+    const names = (s: { layers: { name: string }[] }) => s.layers.map((l) => l.name);
+    expect(kept.excluded).toEqual([{ name: 'lm_head/MatMul', reason: 'produces a graph output (logits)' }]);
+    expect(all.excluded).toEqual([]);
+    expect(names(all)).toEqual([...names(kept), 'lm_head/MatMul']);
+  });
   it('--threads 1 and --threads 2 write the same model (GPTQ); a bad --threads exits 2', () => {
     const one = path.join(outDir, 't1', 'q.onnx');
     const two = path.join(outDir, 't2', 'q.onnx');

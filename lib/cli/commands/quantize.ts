@@ -26,6 +26,7 @@ interface QuantizeArgs extends CommonArgs {
   'calib-tokens': number;
   'calib-seqlen': number;
   exclude?: string[];
+  'keep-logits': boolean;
   'act-order': boolean;
   'clip-search': boolean;
   'pow2-scales': boolean;
@@ -69,7 +70,11 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       .option('tokenizer', { type: 'string', describe: 'Tokenizer file (default: the one beside the model)' })
       .option('calib-tokens', { type: 'number', default: 8192, describe: 'Calibration tokens at most' })
       .option('calib-seqlen', { type: 'number', default: 512, describe: 'Calibration window length in tokens' })
-      .option('exclude', { type: 'string', array: true, describe: 'Glob(s) of layer or weight names to keep in float (the logits layer always is)' })
+      .option('exclude', { type: 'string', array: true, describe: 'Glob(s) of layer or weight names to keep in float (and the logits layer, unless --no-keep-logits)' })
+      .option('keep-logits', {
+        type: 'boolean', default: true,
+        describe: 'Keep the logits projection (lm_head) in float; --no-keep-logits quantizes it too, as ONNX Runtime GenAI\'s int4 models do (a 32000-word lm_head is 262 MB of fp32 a decode step reads)',
+      })
       .option('act-order', { type: 'boolean', default: false, describe: 'GPTQ: visit inputs by decreasing Hessian diagonal' })
       .option('clip-search', { type: 'boolean', default: false, describe: 'GPTQ: choose each group\'s clip ratio by the least (Hessian-diagonal weighted) squared quantization error' })
       .option('pow2-scales', { type: 'boolean', default: false, describe: 'Round scales up to powers of two' })
@@ -116,6 +121,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
         calibTokens,
         calibSeqlen,
         exclude: args.exclude ?? [],
+        keepLogits: args['keep-logits'],
         actOrder: args['act-order'],
         clipSearch: args['clip-search'],
         pow2Scales: args['pow2-scales'],
