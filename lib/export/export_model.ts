@@ -1,6 +1,7 @@
 // Writes a quantization into a model (in place; the caller loaded a fresh copy): AWQ input
 // scalings first, then the per-token activation fake-quant (sim only), then each layer's weight
 // in the chosen format, then the opset imports those ops need.
+import type { SideFileWriter } from '../onnx/side_writer';
 import { DataType } from '../onnx/dtype';
 import type { OnnxModel } from '../onnx/model';
 import { writeSessionConfig } from '../onnx/session_config';
@@ -45,6 +46,8 @@ export interface ExportOptions {
   fuseDecoder?: boolean;
   /** w4a8 with fuseDecoder: also merge q|k|v and gate|up W4A8MatMuls into one node each (default true; adapters cannot attach to merged layers). */
   mergeProjections?: boolean;
+  /** A streamed export's side file (fuse_decoder.ts merges the projections it holds back to back). */
+  sideWriter?: SideFileWriter;
 }
 
 export async function exportQuantized(model: OnnxModel, parts: QuantizedModelParts, format: ExportFormat, options: ExportOptions = {}): Promise<ExportInfo> {
@@ -109,7 +112,7 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
       // move stories260K's perplexity ~0.08 % from the sim export (20000 tokens); unfused it is exact.
       notes.push('decoder not fused: fp8 activations keep the standard graph, which matches the sim export exactly');
     } else if (options.fuseDecoder ?? true) {
-      const f = fuseDecoder(model, { mergeProjections: options.mergeProjections });
+      const f = fuseDecoder(model, { mergeProjections: options.mergeProjections, sideWriter: options.sideWriter });
       if (f.attention + f.rmsNorm + f.projections > 0) {
         notes.push(`decoder fused: ${f.attention} attention block(s) as ${W4A8_DOMAIN}.CachedAttention, ${f.rmsNorm} RMSNorm(s) as ${W4A8_DOMAIN}.RmsNorm, ` +
           `${f.projections} group(s) of projections merged (q|k|v, gate|up with SwiGLU)` +

@@ -17,8 +17,11 @@ import { floatAttr, makeNode } from '../onnx/build';
 import { DataType } from '../onnx/dtype';
 import { consumers, initializerMap, producers } from '../onnx/graph';
 import type { OnnxModel } from '../onnx/model';
-import { isExternal } from '../onnx/external_data';
-import { makeTensor, tensorDims, tensorElementCount, tensorRawBytes, tensorToFloat32 } from '../onnx/tensor';
+import { externalRef, isExternal } from '../onnx/external_data';
+import type { SideFileWriter } from '../onnx/side_writer';
+import { create } from '@bufbuild/protobuf';
+import { TensorProtoSchema, TensorProto_DataLocation } from 'onnx-buf';
+import { makeTensor, tensorByteSize, tensorDims, tensorElementCount, tensorRawBytes, tensorToFloat32 } from '../onnx/tensor';
 import { ensureOpset, mainGraph } from './graph_edit';
 import { W4A8_DOMAIN } from './weights';
 
@@ -354,6 +357,11 @@ function snapshot(model: OnnxModel): Graph {
 export interface FuseOptions {
   /** Merge q|k|v and gate|up W4A8MatMuls (default true); adapters cannot attach to merged layers. */
   mergeProjections?: boolean;
+  /**
+   * The side file a streamed export wrote the arrays to: layers whose arrays it holds back to back
+   * (SideFileWriter.takeRun) merge by one reference spanning them.
+   */
+  sideWriter?: SideFileWriter;
 }
 
 /** Rewrites the decoder's attention blocks and RMSNorms of an fp32 model into com.w4a8 nodes, in place. */
@@ -400,7 +408,7 @@ export function fuseDecoder(model: OnnxModel, options: FuseOptions = {}): Decode
   }
   graph.node = graph.node.filter((n) => !normDrop.has(n)).map((n) => normSwaps.get(n) ?? n);
   pruneDead(model);
-  if (options.mergeProjections ?? true) mergeProjections(model, result);
+  if (options.mergeProjections ?? true) mergeProjections(model, result, options.sideWriter);
   if (result.attention + result.rmsNorm > 0) ensureOpset(model, W4A8_DOMAIN, 1);
   return result;
 }
@@ -424,8 +432,18 @@ function attrText(n: NodeProto, name: string): string {
   return a ? `${a.type}:${a.i}:${new TextDecoder().decode(a.s)}` : '';
 }
 
-/** The nodes can be one: plain W4A8MatMuls (no bias or correction), same A and format, inline arrays, outputs read once. */
-function mergeable(g: Graph, nodes: NodeProto[]): 'yes' | 'no' | 'external' {
+/** The tensors lie back to back in the streamed export's side file, in this order. */
+function contiguousRun(writer: SideFileWriter | undefined, parts: TensorProto[]): boolean {
+  if (!writer || !parts.every((t) => isExternal(t) && writer.owns(t))) return false;
+  const refs = parts.map((t) => externalRef(t));
+  return refs.every((r, i) => r.location === writer.location && r.length === tensorByteSize(parts[i]) && (i === 0 || r.offset === refs[i - 1].offset + refs[i - 1].length!));
+}
+
+/**
+ * The nodes can be one: plain W4A8MatMuls (no bias or correction), same A and format, outputs read
+ * once, arrays inline or (a streamed export) back to back in its side file.
+ */
+function mergeable(g: Graph, nodes: NodeProto[], writer?: SideFileWriter): 'yes' | 'no' | 'external' {
   if (!nodes.every(isW4A8MatMul)) return 'no';
   const a = nodes[0].input[0];
   const zp = nodes[0].input.length > 3 && nodes[0].input[3] !== '';
@@ -436,20 +454,39 @@ function mergeable(g: Graph, nodes: NodeProto[]): 'yes' | 'no' | 'external' {
     for (const i of n.input.slice(1)) {
       const t = g.inits.get(i);
       if (!t || (g.readers.get(i) ?? []).length !== 1) return 'no';
-      if (isExternal(t)) return 'external';
     }
+  }
+  for (let i = 1; i < nodes[0].input.length; i++) {
+    if (nodes[0].input[i] === '') continue;
+    const parts = nodes.map((n) => g.inits.get(n.input[i])!);
+    if (parts.some(isExternal) && !contiguousRun(writer, parts)) return 'external';
   }
   return 'yes';
 }
 
 /** One W4A8MatMul over the columns of `nodes` (in order), in the first one's place; returns it. */
-function mergeNodes(model: OnnxModel, g: Graph, nodes: NodeProto[], output: string, extra: Record<string, string>): NodeProto {
+function mergeNodes(model: OnnxModel, g: Graph, nodes: NodeProto[], output: string, extra: Record<string, string>, writer?: SideFileWriter): NodeProto {
   const graph = mainGraph(model);
   const concat = (index: number): TensorProto => {
     const parts = nodes.map((n) => g.inits.get(n.input[index])!);
-    const bytes = Buffer.concat(parts.map((t) => tensorRawBytes(g.model, t)));
     const dims = tensorDims(parts[0]).slice();
     dims[0] = parts.reduce((s, t) => s + tensorDims(t)[0], 0);
+    if (isExternal(parts[0])) {
+      // A run in the streamed export's side file (mergeable checked it): one reference spanning it.
+      const first = externalRef(parts[0]);
+      const length = parts.reduce((s, t) => s + externalRef(t).length!, 0);
+      const merged = create(TensorProtoSchema, {
+        name: `${parts[0].name}_merged`, dataType: parts[0].dataType, dims: dims.map(BigInt), dataLocation: TensorProto_DataLocation.EXTERNAL,
+        externalData: [
+          { key: 'location', value: first.location },
+          { key: 'offset', value: String(first.offset) },
+          { key: 'length', value: String(length) },
+        ],
+      });
+      writer!.adopt(merged);
+      return merged;
+    }
+    const bytes = Buffer.concat(parts.map((t) => tensorRawBytes(g.model, t)));
     return makeTensor(`${parts[0].name}_merged`, parts[0].dataType, dims, bytes);
   };
   const inputs = [nodes[0].input[0]];
@@ -482,7 +519,7 @@ function mergeNodes(model: OnnxModel, g: Graph, nodes: NodeProto[], output: stri
   return merged;
 }
 
-function mergeProjections(model: OnnxModel, result: DecoderFusion): void {
+function mergeProjections(model: OnnxModel, result: DecoderFusion, writer?: SideFileWriter): void {
   const graph = mainGraph(model);
   let g = snapshot(model);
   const tally = (m: 'yes' | 'no' | 'external'): boolean => {
@@ -492,8 +529,8 @@ function mergeProjections(model: OnnxModel, result: DecoderFusion): void {
   // q, k, v of each fused attention: one packed [.., q | k | v] input.
   for (const att of graph.node.filter((n) => n.opType === 'CachedAttention' && n.domain === W4A8_DOMAIN)) {
     const qkv = att.input.slice(0, 3).map((v) => g.producer.get(v));
-    if (qkv.some((n) => n === undefined) || !tally(mergeable(g, qkv as NodeProto[]))) continue;
-    mergeNodes(model, g, qkv as NodeProto[], `${att.input[0]}_qkv`, {});
+    if (qkv.some((n) => n === undefined) || !tally(mergeable(g, qkv as NodeProto[], writer))) continue;
+    mergeNodes(model, g, qkv as NodeProto[], `${att.input[0]}_qkv`, {}, writer);
     att.input = [`${att.input[0]}_qkv`, '', '', ...att.input.slice(3)];
     result.projections++;
     g = snapshot(model);
@@ -512,10 +549,10 @@ function mergeProjections(model: OnnxModel, result: DecoderFusion): void {
       if (!gate || (g.readers.get(gateName) ?? []).length !== 2 || (g.readers.get(silu.output[0]) ?? []).length !== 1) continue;
       const readers = g.readers.get(gateName)!;
       g.readers.set(gateName, [silu]);
-      const m = mergeable(g, [gate, up]);
+      const m = mergeable(g, [gate, up], writer);
       g.readers.set(gateName, readers);
       if (!tally(m)) continue;
-      mergeNodes(model, g, [gate, up], mul.output[0], { activation: 'swiglu' });
+      mergeNodes(model, g, [gate, up], mul.output[0], { activation: 'swiglu' }, writer);
       graph.node = graph.node.filter((n) => n !== mul && n !== silu && n !== sig);
       result.projections++;
       g = snapshot(model);

@@ -81,6 +81,34 @@ export class SideFileWriter {
     return t;
   }
 
+  /**
+   * Writes inline tensors back to back (the first at an aligned offset, the others right after it,
+   * no padding between), so that one external reference can later span them all: the arrays of
+   * layers that fuse_decoder.ts merges into one node, concatenated without copying. Each tensor
+   * becomes an external reference to its own part. Returns false, writing nothing, when one is not
+   * plain raw bytes or together they are below the inline threshold.
+   */
+  takeRun(ts: readonly TensorProto[]): boolean {
+    if (ts.some((t) => this.written.has(t) || t.dataLocation === TensorProto_DataLocation.EXTERNAL || t.dataType === DataType.STRING || t.rawData.length !== tensorByteSize(t))) return false;
+    const total = ts.reduce((s, t) => s + t.rawData.length, 0);
+    if (total < this.minBytes) return false;
+    let at = this.reserve(total);
+    for (const t of ts) {
+      const bytes = t.rawData;
+      writeAll(this.descriptor, bytes, at);
+      delete (t as Partial<TensorProto>).rawData;
+      t.dataLocation = TensorProto_DataLocation.EXTERNAL;
+      t.externalData = [
+        { $typeName: 'onnx.StringStringEntryProto', key: 'location', value: this.location },
+        { $typeName: 'onnx.StringStringEntryProto', key: 'offset', value: String(at) },
+        { $typeName: 'onnx.StringStringEntryProto', key: 'length', value: String(bytes.length) },
+      ];
+      this.written.add(t);
+      at += bytes.length;
+    }
+    return true;
+  }
+
   /** fsyncs and closes the file (once). */
   finish(): void {
     if (this.fd === undefined) return;

@@ -2,6 +2,8 @@
 // fail runs before anything is written: output path, configuration vs export format, the
 // calibration text, quantizable layers, non-finite weights; then the model, its tokenizer and
 // <out>.report.json are written atomically.
+import type { TensorProto } from 'onnx-buf';
+import { mainGraph } from '../export/graph_edit';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CancelledError, W4A8Error, UsageError } from '../util/errors';
@@ -207,7 +209,15 @@ async function quantizeInto(
     const parts: QuantizedModelParts = { config, layers: [], scalings: [], reports: [] };
     let calibTokens = 0;
     const streamOut = async (layers: QuantizedLayer[]): Promise<void> => {
-      model.tensorSink = (t) => writer!.take(t);
+      // The group's tensors are held until all its layers are exported: the W4A8MatMul arrays of
+      // layers reading one input (q, k, v; gate, up) go to the side file as runs, codes after
+      // codes, scales after scales, so that merging them into one node (fuse_decoder.ts) is one
+      // reference spanning each run, not a copy.
+      const held: TensorProto[] = [];
+      model.tensorSink = (t) => {
+        held.push(t);
+        return t;
+      };
       try {
         for (const q of layers) {
           await exportLayerWeight(model, q, format, config);
@@ -219,6 +229,16 @@ async function quantizeInto(
       } finally {
         model.tensorSink = undefined;
       }
+      if (format === 'w4a8' && layers.length > 1) {
+        const outputs = new Set(layers.map((q) => q.layer.node.output[0]));
+        const nodes = mainGraph(model).node.filter((n) => n.opType === 'W4A8MatMul' && outputs.has(n.output[0]));
+        const byName = new Map(held.map((t) => [t.name, t]));
+        for (const index of [1, 2, 3]) {
+          const run = nodes.map((n) => byName.get(n.input[index] ?? ''));
+          if (nodes.length === layers.length && run.every((t) => t !== undefined)) writer!.takeRun(run as TensorProto[]);
+        }
+      }
+      for (const t of held) writer!.take(t); // the rest (and any run not written) one by one
       cancel.throwIfCancelled();
     };
     // Sequential mode where the graph gives its blocks (refused with the reason when asked for and it does not).
@@ -304,7 +324,7 @@ async function quantizeInto(
       parts.reports.push(...done.reports);
     }
     cancel.throwIfCancelled();
-    const info = await exportQuantized(model, parts, format, { fuseDecoder: opts.fuseDecoder, mergeProjections: opts.mergeProjections });
+    const info = await exportQuantized(model, parts, format, { fuseDecoder: opts.fuseDecoder, mergeProjections: opts.mergeProjections, sideWriter: writer });
     // A streamed model is checked as staged (its new tensors are in the staged side file).
     if (info.opsetRaisedFrom !== undefined && !writer) await checkLoads(model, info);
     cancel.throwIfCancelled();

@@ -113,6 +113,42 @@ describe('quantization in slices of output channels', () => {
     }
   }, 120_000);
 
+  // A streamed export writes the arrays of layers reading one input back to back in its side file, so the
+  // fused decoder merges q|k|v and gate|up there too, by one reference spanning each run: the same tensors,
+  // byte for byte, as the export that holds the whole model in memory, and the same logits.
+  it('--format w4a8 merges the projections in a streamed export as in memory', async () => {
+    const { importRandomLlama } = await import('../../lib/import/llama2c_random');
+    const { openDecoder } = await import('../../lib/ort/session');
+    const seed = 26;
+    console.log(`streamed_quant: merged projections, tiny-1m seed ${seed}`);
+    const streamedIn = (await importRandomLlama('tiny-1m', path.join(dir, 'merge', 'fp32'), { layers: 2, seed })).modelPath;
+    const inMemory = path.join(dir, 'merge', 'one-file', 'model.onnx');
+    fs.mkdirSync(path.dirname(inMemory), { recursive: true });
+    saveModel(loadModel(streamedIn), inMemory, { externalData: 'never' });
+    const opts = { method: 'rtn', groupSize: 32, format: 'w4a8', keepLogits: false } as const;
+    const a = await quantizeModel({ input: streamedIn, output: path.join(dir, 'merge', 'streamed', 'q.onnx'), ...opts });
+    const b = await quantizeModel({ input: inMemory, output: path.join(dir, 'merge', 'memory', 'q.onnx'), ...opts });
+    for (const r of [a, b]) expect(r.export.notes.join('\n')).toMatch(/4 group\(s\) of projections merged/);
+    expect(a.export.notes.join('\n')).not.toMatch(/left apart/);
+    const streamed = loadModel(a.output);
+    const merged = streamed.proto.graph!.initializer.filter((t) => t.name.endsWith('_merged'));
+    expect(merged.length).toBe(4 * 3); // codes, scales, zero points of each merged node
+    // In the side file, referenced there: every merged array of 1 KiB or more (smaller runs stay inline).
+    const external = merged.filter((t) => t.externalData.some((e) => e.key === 'location'));
+    expect(external.length).toBeGreaterThanOrEqual(8);
+    expect(merged.filter((t) => !external.includes(t)).every((t) => t.rawData.length < 1024)).toBe(true);
+    expectSameInitializers(a.output, b.output);
+    const ids = [1, 17, 301, 45, 9, 260, 3];
+    const [x, y] = [await openDecoder(a.output), await openDecoder(b.output)];
+    try {
+      const [lx, ly] = [await x.logits(ids), await y.logits(ids)];
+      expect(Array.from(lx.data)).toEqual(Array.from(ly.data));
+    } finally {
+      await x.release();
+      await y.release();
+    }
+  }, 120_000);
+
   it('refuses, before any work, what needs a sliced layer whole; NaN in a slice is named', async () => {
     const model = writeToyLm(path.join(dir, 'toy-refuse'), { dtype: 'float32', external: true, seed: 25 });
     const out = path.join(dir, 'refuse', 'q.onnx');
