@@ -8,7 +8,7 @@
 // seeded ids); --hold models are opened first and kept open, unused. --gc: a full garbage collection
 // before each timed loop (as bench e2e does), so that one model's garbage is not collected in the next one's time. Engines follow the models
 // (com.w4a8 nodes: the addon's session). Also prints the process's anonymous memory in huge pages once the
-// models are open. Needs `npm ci` and dist/ (npm run build).
+// models are open, and at the end the process's peak RSS. Needs `npm ci` and dist/ (npm run build).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -62,6 +62,8 @@ const label = (m) => path.basename(path.dirname(path.resolve(m)));
     }
   }
   for (const s of [...sessions, ...holding]) await s.release();
+  const hwm = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  console.log(`peak RSS of this process (VmHWM): ${hwm ? (Number(hwm[1]) / 1024).toFixed(0) + ' MiB' : 'unknown (no /proc)'}`);
 })().catch((err) => {
   process.stderr.write(`${err.message}\n`);
   process.exit(1);
