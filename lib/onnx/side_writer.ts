@@ -68,7 +68,13 @@ export class SideFileWriter {
     if (this.written.has(t) || t.dataLocation === TensorProto_DataLocation.EXTERNAL || t.dataType === DataType.STRING) return t;
     const bytes = t.rawData;
     if (bytes.length < this.minBytes || bytes.length !== tensorByteSize(t)) return t;
-    const at = this.reserve(bytes.length);
+    this.writeAt(t, this.reserve(bytes.length));
+    return t;
+  }
+
+  /** Writes an inline tensor's raw bytes at `at` and turns it into an external reference to them. */
+  private writeAt(t: TensorProto, at: number): void {
+    const bytes = t.rawData;
     writeAll(this.descriptor, bytes, at);
     delete (t as Partial<TensorProto>).rawData;
     t.dataLocation = TensorProto_DataLocation.EXTERNAL;
@@ -78,7 +84,6 @@ export class SideFileWriter {
       { $typeName: 'onnx.StringStringEntryProto', key: 'length', value: String(bytes.length) },
     ];
     this.written.add(t);
-    return t;
   }
 
   /**
@@ -94,17 +99,9 @@ export class SideFileWriter {
     if (total < this.minBytes) return false;
     let at = this.reserve(total);
     for (const t of ts) {
-      const bytes = t.rawData;
-      writeAll(this.descriptor, bytes, at);
-      delete (t as Partial<TensorProto>).rawData;
-      t.dataLocation = TensorProto_DataLocation.EXTERNAL;
-      t.externalData = [
-        { $typeName: 'onnx.StringStringEntryProto', key: 'location', value: this.location },
-        { $typeName: 'onnx.StringStringEntryProto', key: 'offset', value: String(at) },
-        { $typeName: 'onnx.StringStringEntryProto', key: 'length', value: String(bytes.length) },
-      ];
-      this.written.add(t);
-      at += bytes.length;
+      const length = t.rawData.length;
+      this.writeAt(t, at);
+      at += length;
     }
     return true;
   }

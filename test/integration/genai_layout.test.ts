@@ -59,6 +59,26 @@ async function byWholeAndSteps(s: DecoderSession, ids: number[], chunks: number[
   return out;
 }
 
+/** Opens both models, runs byWholeAndSteps on each, and holds every logits pair to `tolerance` (relative). */
+async function expectSameLogits(a: string | DecoderSession, b: string | DecoderSession, ids: number[], chunks: number[], tolerance: number): Promise<void> {
+  const x = typeof a === 'string' ? await openDecoder(a) : a;
+  const y = typeof b === 'string' ? await openDecoder(b) : b;
+  try {
+    const [lx, ly] = [await byWholeAndSteps(x, ids, chunks), await byWholeAndSteps(y, ids, chunks)];
+    for (let i = 0; i < lx.length; i++) expect(relativeDiff(lx[i], ly[i])).toBeLessThan(tolerance);
+  } finally {
+    if (typeof a === 'string') await x.release();
+    if (typeof b === 'string') await y.release();
+  }
+}
+
+/** `w4a8 quantize` RTN g32 with float activations; the run must succeed. */
+function quantize(input: string, out: string, format: string, extra: readonly string[] = []): void {
+  const r = w4a8(['quantize', input, '--method', 'rtn', '--group', '32', '--aformat', 'none', '--format', format, ...extra, '-o', out, '--quiet']);
+  expect(r.stderr).not.toMatch(/error/i);
+  expect(r.status).toBe(0);
+}
+
 describe('import llama2c --layout genai against the standard layout (same weights)', () => {
   const seed = Number(process.env.W4A8_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
   let dir: string;
@@ -148,27 +168,14 @@ describe('import llama2c --layout genai against the standard layout (same weight
   }, 60_000);
 
   it('quantized with --format w4a8 runs W4A8MatMul in the addon\'s session next to the contrib ops, matching MatMulNBits on the same weights', async () => {
-    const q = (format: string, out: string) =>
-      w4a8(['quantize', genai, '--method', 'rtn', '--group', '32', '--aformat', 'none', '--format', format, ...(format === 'w4a8' ? ['--no-fuse-decoder'] : []), '-o', out, '--quiet']);
     const ours = path.join(dir, 'genai-w4a16.onnx'), theirs = path.join(dir, 'genai-nbits.onnx');
-    for (const [format, out] of [['w4a8', ours], ['matmulnbits', theirs]]) {
-      const r = q(format, out);
-      expect(r.stderr).not.toMatch(/error/i);
-      expect(r.status).toBe(0);
-    }
+    quantize(genai, ours, 'w4a8', ['--no-fuse-decoder']);
+    quantize(genai, theirs, 'matmulnbits');
     const graph = loadModel(ours).proto.graph!;
     expect(graph.node.filter((n) => n.opType === 'W4A8MatMul' && n.domain === 'com.w4a8').length).toBe(2 * 7); // quantize keeps lm_head in float
     expect(graph.node.filter((n) => n.opType === 'GroupQueryAttention').length).toBe(2);
-    const a = await openDecoder(ours); // com.w4a8 nodes: the w4a8 engine
-    const b = await openDecoder(theirs);
-    try {
-      const [la, lb] = [await byWholeAndSteps(a, ids, chunks), await byWholeAndSteps(b, ids, chunks)];
-      // Both dequantize the same int4 codes and multiply in float (MatMulNBits at accuracy level 0).
-      for (let i = 0; i < la.length; i++) expect(relativeDiff(la[i], lb[i])).toBeLessThan(1e-4);
-    } finally {
-      await a.release();
-      await b.release();
-    }
+    // com.w4a8 nodes: the w4a8 engine. Both dequantize the same int4 codes and multiply in float (MatMulNBits at accuracy level 0).
+    await expectSameLogits(ours, theirs, ids, chunks, 1e-4);
   }, 120_000);
 
   // --format w4a8 fuses the GenAI layout too: each GroupQueryAttention becomes CachedAttention (position_ids
@@ -176,7 +183,7 @@ describe('import llama2c --layout genai against the standard layout (same weight
   // conventions: the model's interleaved pairs, and the same graph with rotary_interleaved = 0 (Hugging Face's
   // pairs, what GenAI exports of LLaMA use), which ORT's GroupQueryAttention computes unfused.
   it.each([1, 0])('quantized with --format w4a8, fuses GroupQueryAttention (rotary_interleaved %i) and the norms, with the unfused graph\'s logits', async (interleaved) => {
-    // One file, no external data: a streamed export would leave the projections unmerged.
+    // A copy with the rotary convention of this case.
     const m = loadModel(genai);
     for (const n of m.proto.graph!.node.filter((x) => x.opType === 'GroupQueryAttention')) {
       n.attribute.find((a) => a.name === 'rotary_interleaved')!.i = BigInt(interleaved);
@@ -184,11 +191,8 @@ describe('import llama2c --layout genai against the standard layout (same weight
     const source = path.join(dir, `genai-rotary-${interleaved}.onnx`);
     saveModel(m, source, { externalData: 'never' });
     const fused = path.join(dir, `genai-fused-${interleaved}.onnx`), plain = path.join(dir, `genai-unfused-${interleaved}.onnx`);
-    for (const [out, extra] of [[fused, []], [plain, ['--no-fuse-decoder']]] as const) {
-      const r = w4a8(['quantize', source, '--method', 'rtn', '--group', '32', '--aformat', 'none', '--format', 'w4a8', ...extra, '-o', out, '--quiet']);
-      expect(r.stderr).not.toMatch(/error/i);
-      expect(r.status).toBe(0);
-    }
+    quantize(source, fused, 'w4a8');
+    quantize(source, plain, 'w4a8', ['--no-fuse-decoder']);
     const graph = loadModel(fused).proto.graph!;
     const ops = (op: string) => graph.node.filter((n) => n.opType === op);
     expect(ops('CachedAttention')).toHaveLength(2);
@@ -199,16 +203,8 @@ describe('import llama2c --layout genai against the standard layout (same weight
     expect(ops('RmsNorm')).toHaveLength(5);
     expect(ops('W4A8MatMul')).toHaveLength(2 * 4); // q|k|v, o, gate|up (swiglu), down per layer
     for (const gone of ['GroupQueryAttention', 'SimplifiedLayerNormalization', 'SkipSimplifiedLayerNormalization', 'Sigmoid']) expect(ops(gone)).toHaveLength(0);
-    const a = await openDecoder(plain);
-    const b = await openDecoder(fused);
-    try {
-      const [la, lb] = [await byWholeAndSteps(a, ids, chunks), await byWholeAndSteps(b, ids, chunks)];
-      // Float activations: the same products, summed in another order.
-      for (let i = 0; i < la.length; i++) expect(relativeDiff(la[i], lb[i])).toBeLessThan(1e-5);
-    } finally {
-      await a.release();
-      await b.release();
-    }
+    // Float activations: the same products, summed in another order.
+    await expectSameLogits(plain, fused, ids, chunks, 1e-5);
   }, 120_000);
 
   it('refuses a head size GroupQueryAttention cannot take, and an unknown layout', async () => {
