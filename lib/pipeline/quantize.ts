@@ -208,11 +208,17 @@ async function quantizeInto(
     const chunks = calibText !== undefined && writer ? groupChunks(plan, needsHessian(config), seqlen, opts.captureBudgetBytes) : [plan.groups];
     const parts: QuantizedModelParts = { config, layers: [], scalings: [], reports: [] };
     let calibTokens = 0;
+    // A group's tensors are held until all its layers are exported: the W4A8MatMul arrays of
+    // layers reading one input (q, k, v; gate, up) go to the side file as runs, codes after codes,
+    // scales after scales, so that merging them into one node (fuse_decoder.ts) is one reference
+    // spanning each run, not a copy. Layers come a group at a time, or a whole block at once when
+    // --resume restores it: split by input either way, so both write the same file.
     const streamOut = async (layers: QuantizedLayer[]): Promise<void> => {
-      // The group's tensors are held until all its layers are exported: the W4A8MatMul arrays of
-      // layers reading one input (q, k, v; gate, up) go to the side file as runs, codes after
-      // codes, scales after scales, so that merging them into one node (fuse_decoder.ts) is one
-      // reference spanning each run, not a copy.
+      const byInput = new Map<string, QuantizedLayer[]>();
+      for (const q of layers) byInput.set(q.layer.input, [...(byInput.get(q.layer.input) ?? []), q]);
+      for (const group of byInput.values()) await streamGroup(group);
+    };
+    const streamGroup = async (layers: QuantizedLayer[]): Promise<void> => {
       const held: TensorProto[] = [];
       model.tensorSink = (t) => {
         held.push(t);
