@@ -2,10 +2,10 @@
 // fail runs before anything is written: output path, configuration vs export format, the
 // calibration text, quantizable layers, non-finite weights; then the model, its tokenizer and
 // <out>.report.json are written atomically.
-import type { TensorProto } from 'onnx-buf';
-import { mainGraph } from '../export/graph_edit';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { TensorProto } from 'onnx-buf';
+import { mainGraph } from '../export/graph_edit';
 import { CancelledError, W4A8Error, UsageError } from '../util/errors';
 import { readText } from '../tokenize/documents';
 import { openDecoder } from '../ort/session';
