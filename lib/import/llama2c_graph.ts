@@ -49,24 +49,8 @@ export const presentValueName = (layer: number): string => `present.${layer}.val
  */
 export async function buildLlama2cModel(ckpt: Llama2cWeights, progress?: Progress, g = new GraphBuilder(), sourceLabel = 'llama2.c legacy v0 checkpoint'): Promise<OnnxModel> {
   const c = ckpt.config;
-  const steps = c.nLayers * 9 + 3;
-  let done = 0;
-  const step = (detail: string): void => progress?.update(++done, detail);
-  progress?.start('import llama2.c', steps);
-
-  // A linear layer: run.c computes W x with W [out, in]; the MatMul needs W^T [in, out].
-  const linear = async (scope: string, x: string, weightName: string, source: string, layer: number, output?: string): Promise<string> => {
-    const [rows, cols] = ckpt.shape(source);
-    await g.addFloatTransposed(weightName, ckpt.read(source, layer), rows, cols);
-    step(weightName);
-    return g.op1(scope, 'MatMul', [x, weightName], {}, output);
-  };
-
-  declareDecoderIo(g, c, true);
-
-  g.addFloat('tok_embeddings.weight', [c.vocabSize, c.dim], ckpt.read('token_embedding_table'));
-  let x = g.op1('/tok_embeddings', 'Gather', ['tok_embeddings.weight', 'input_ids'], { axis: 0 });
-  step('tok_embeddings.weight');
+  const { step, linear, embedded } = startDecoder(ckpt, g, progress, 'import llama2.c', true);
+  let x = embedded;
 
   // This call's queries sit at absolute positions past..total-1 and see keys 0..total-1 up to
   // their own position (causal), minus the keys attention_mask zeroes (padding).
@@ -167,6 +151,28 @@ export async function buildLlama2cModel(ckpt: Llama2cWeights, progress?: Progres
   progress?.stop();
 
   return finishDecoderModel(g, c, sourceLabel, [{ domain: '', version: OPSET }]);
+}
+
+/** What both layouts' builders begin with: progress steps, the linear-layer helper, the graph's inputs and outputs, and the token embedding. */
+export function startDecoder(ckpt: Llama2cWeights, g: GraphBuilder, progress: Progress | undefined, phase: string, positionIds: boolean) {
+  const c = ckpt.config;
+  let done = 0;
+  const step = (detail: string): void => progress?.update(++done, detail);
+  progress?.start(phase, c.nLayers * 9 + 3);
+
+  // A linear layer: run.c computes W x with W [out, in]; the MatMul needs W^T [in, out].
+  const linear = async (scope: string, x: string, weightName: string, source: string, layer: number, output?: string): Promise<string> => {
+    const [rows, cols] = ckpt.shape(source);
+    await g.addFloatTransposed(weightName, ckpt.read(source, layer), rows, cols);
+    step(weightName);
+    return g.op1(scope, 'MatMul', [x, weightName], {}, output);
+  };
+
+  declareDecoderIo(g, c, positionIds);
+  g.addFloat('tok_embeddings.weight', [c.vocabSize, c.dim], ckpt.read('token_embedding_table'));
+  const embedded = g.op1('/tok_embeddings', 'Gather', ['tok_embeddings.weight', 'input_ids'], { axis: 0 });
+  step('tok_embeddings.weight');
+  return { step, linear, embedded };
 }
 
 /**

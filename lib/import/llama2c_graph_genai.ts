@@ -12,7 +12,7 @@ import type { Progress } from '../util/progress';
 import { GraphBuilder } from './graph_builder';
 import { ropeTables } from '../native/tensor_layout';
 import {
-  declareDecoderIo, finishDecoderModel, LINEAR_NAMES, LM_HEAD_NAME, OPSET, pastKeyName, pastValueName, presentKeyName, presentValueName,
+  finishDecoderModel, startDecoder, LINEAR_NAMES, LM_HEAD_NAME, OPSET, pastKeyName, pastValueName, presentKeyName, presentValueName,
   RMS_NORM_EPS, ROPE_THETA, type Llama2cWeights,
 } from './llama2c_graph';
 
@@ -25,23 +25,7 @@ export async function buildLlama2cGenaiModel(ckpt: Llama2cWeights, progress?: Pr
   if (c.headSize % GENAI_HEAD_SIZE_MULTIPLE !== 0) {
     throw new W4A8Error(`the genai layout needs a head size that is a multiple of ${GENAI_HEAD_SIZE_MULTIPLE} (ONNX Runtime's GroupQueryAttention with rotary); this model's is ${c.headSize}: use the standard layout`);
   }
-  const steps = c.nLayers * 9 + 3;
-  let done = 0;
-  const step = (detail: string): void => progress?.update(++done, detail);
-  progress?.start('import llama2.c (ONNX Runtime GenAI layout)', steps);
-
-  const linear = async (scope: string, x: string, weightName: string, source: string, layer: number, output?: string): Promise<string> => {
-    const [rows, cols] = ckpt.shape(source);
-    await g.addFloatTransposed(weightName, ckpt.read(source, layer), rows, cols);
-    step(weightName);
-    return g.op1(scope, 'MatMul', [x, weightName], {}, output);
-  };
-
-  declareDecoderIo(g, c, false);
-
-  g.addFloat('tok_embeddings.weight', [c.vocabSize, c.dim], ckpt.read('token_embedding_table'));
-  const embedded = g.op1('/tok_embeddings', 'Gather', ['tok_embeddings.weight', 'input_ids'], { axis: 0 });
-  step('tok_embeddings.weight');
+  const { step, linear, embedded } = startDecoder(ckpt, g, progress, 'import llama2.c (ONNX Runtime GenAI layout)', false);
 
   // GroupQueryAttention's view of the mask: the last valid position per row (seqlens_k, int32) and
   // the total length (a scalar int32), as ORT GenAI's builder computes them.
