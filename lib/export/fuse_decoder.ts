@@ -312,7 +312,8 @@ function matchContribRmsNorm(g: Graph, n: NodeProto): NormMatch | undefined {
   const w = weight ? g.inits.get(weight) : undefined;
   if (!w || w.dataType !== DataType.FLOAT || tensorDims(w).length !== 1 || tensorDims(w)[0] <= 0) return undefined;
   if ((attrInt(n, 'axis') ?? -1) !== -1 || n.input.length !== (simple ? 2 : 3) || n.input.some((i) => i === '')) return undefined;
-  const unread = (i: number) => !n.output[i] || ((g.readers.get(n.output[i]) ?? []).length === 0 && !g.inputs.has(n.output[i]));
+  const graphOutputs = new Set(mainGraph(g.model).output.map((o) => o.name));
+  const unread = (i: number) => !n.output[i] || ((g.readers.get(n.output[i]) ?? []).length === 0 && !graphOutputs.has(n.output[i]));
   const eps = n.attribute.find((a) => a.name === 'epsilon')?.f ?? 1e-5;
   if (simple) {
     if (!unread(1)) return undefined;
