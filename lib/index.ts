@@ -33,7 +33,8 @@ export { checkExportSupports } from './export/compat';
 
 // Evaluation
 export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity';
-export { generateGreedy, generateStream, type GenerateOptions, type GenerateChunk, type GenerateResult, type StopReason } from './eval/generate';
+export { generateText, generateGreedy, generateStream, type GenerateOptions, type GenerateChunk, type GenerateResult, type StopReason } from './eval/generate';
+export { createSampler, type SamplingOptions, type SamplingSettings, type TokenSampler } from './eval/sampler';
 export { modelMaxLength, type MaxLength } from './onnx/max_length';
 export { openDecoder, type DecoderSession, type KvCache } from './ort/session';
 export { sweep, type SweepOptions } from './pipeline/sweep';

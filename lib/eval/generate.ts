@@ -1,10 +1,11 @@
-// Greedy decoding matching llama2.c's `run` at temperature 0: the prompt starts with BOS, and a
-// generated BOS (llama2.c's end-of-story convention) or EOS ends the text. A model with a
+// Text generation as llama2.c's `run` does it: the prompt starts with BOS, and a generated BOS
+// (llama2.c's end-of-story convention) or EOS ends the text. Greedy by default (temperature 0);
+// with a temperature, tokens are sampled (top-k, top-p, a seed: sampler.ts). A model with a
 // key/value cache is run once over the prompt (prefill), then on one token per step; a model
 // without one recomputes the whole sequence every step. Both pick the same tokens.
-// `generateStream` yields the text as it is decided; `generateGreedy` collects it.
+// `generateStream` yields the text as it is decided; `generateText` collects it.
 import { W4A8Error } from '../util/errors';
-import { argmaxRow, type Logits } from '../native/eval_ops';
+import type { Logits } from '../native/eval_ops';
 import type { Tokenizer } from '../tokenize/tokenizer';
 import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
@@ -12,8 +13,9 @@ import { checkIdsFit, resolveTokenizer } from '../tokenize/model_tokenizer';
 import { checkModelFile, DecoderSession, KvCache, openDecoder } from '../ort/session';
 import type { Engine } from '../ort/engine_session';
 import { modelMaxLength, type MaxLength } from '../onnx/max_length';
+import { createSampler, type SamplingOptions, type SamplingSettings } from './sampler';
 
-export interface GenerateOptions {
+export interface GenerateOptions extends SamplingOptions {
   modelPath?: string;
   session?: DecoderSession;
   /** Prompt text (default empty: generation starts from BOS alone). */
@@ -58,6 +60,8 @@ export interface GenerateResult {
   stop: StopReason;
   /** Whether the model's key/value cache was used. */
   kvCache: boolean;
+  /** How tokens were chosen (temperature 0: greedy); with the seed when sampling, to repeat the run. */
+  sampling: SamplingSettings;
   /** The maximum length that applied, when one is known. */
   maxLength?: MaxLength;
   /** Milliseconds of the first forward pass (the whole prompt) and of all later ones. */
@@ -85,12 +89,13 @@ function checkOptions(opts: GenerateOptions): { maxNewTokens: number; prompt: st
 }
 
 /**
- * Greedy generation as an async iterator: yields the prompt's pieces, then each new token as
- * soon as it is chosen; its return value is the whole result. Breaking out of the loop releases
- * the session it opened.
+ * Generation as an async iterator: yields the prompt's pieces, then each new token as soon as it
+ * is chosen; its return value is the whole result. Breaking out of the loop releases the session
+ * it opened.
  */
 export async function* generateStream(opts: GenerateOptions): AsyncGenerator<GenerateChunk, GenerateResult, undefined> {
   const { maxNewTokens, prompt } = checkOptions(opts);
+  const sampler = createSampler(opts);
   const progress = opts.progress ?? silentProgress;
   const cancel = opts.cancel ?? neverCancelled;
   if (!opts.session) checkModelFile(opts.modelPath!);
@@ -148,7 +153,7 @@ export async function* generateStream(opts: GenerateOptions): AsyncGenerator<Gen
       } else {
         logits = await session.logits(ids);
       }
-      const next = argmaxRow(logits, logits.seq - 1);
+      const next = sampler.pick(logits, logits.seq - 1);
       const ms = performance.now() - t0;
       passes++;
       if (step === 0) prefillMs = ms;
@@ -187,6 +192,7 @@ export async function* generateStream(opts: GenerateOptions): AsyncGenerator<Gen
     newTokens,
     stop,
     kvCache: useCache,
+    sampling: sampler.settings,
     ...(maxLength ? { maxLength } : {}),
     prefillMs,
     decodeMs,
@@ -195,8 +201,8 @@ export async function* generateStream(opts: GenerateOptions): AsyncGenerator<Gen
   };
 }
 
-/** Greedy generation to the end; `onText` receives each piece as it is decided. */
-export async function generateGreedy(opts: GenerateOptions): Promise<GenerateResult> {
+/** Generation to the end; `onText` receives each piece as it is decided. */
+export async function generateText(opts: GenerateOptions): Promise<GenerateResult> {
   const stream = generateStream(opts);
   for (;;) {
     const r = await stream.next();
@@ -204,3 +210,6 @@ export async function generateGreedy(opts: GenerateOptions): Promise<GenerateRes
     if (r.value.text && opts.onText) opts.onText(r.value.text);
   }
 }
+
+/** The name of generateText from before sampling existed: greedy unless `temperature` is set. */
+export const generateGreedy = generateText;

@@ -168,6 +168,7 @@ export interface NativeBinding {
   tokenNll(logits: Float32Array | Uint16Array, type: 0 | 1, rows: number, vocab: number, targets: Int32Array, out: Float64Array): number;
   tokenNllAsync(logits: Float32Array | Uint16Array, type: 0 | 1, rows: number, vocab: number, targets: Int32Array, out: Float64Array): Promise<number>;
   rowArgmax(logits: Float32Array | Uint16Array, type: 0 | 1, row: number, vocab: number): number;
+  rowSample(logits: Float32Array | Uint16Array, type: 0 | 1, row: number, vocab: number, temperature: number, topK: number, topP: number, coin: number): number;
 
   // tensor_layout_bindings.cpp: [rows, cols] -> [cols, rows] fp32 on the libuv pool; rope tables as llama2.c computes them; see tensor_layout.ts.
   transposeF32(src: Float32Array, rows: number, cols: number, dst: Float32Array): Promise<void>;
@@ -256,7 +257,7 @@ export const NATIVE_EXPORTS: { readonly [K in keyof NativeBinding]-?: 'always' |
   buildInfo: 'always',
   mallocStats: 'always', releaseFreedMemory: 'always',
   float16ToFloat32: 'always', bfloat16ToFloat32: 'always', float32ToFloat16: 'always', float32ToBfloat16: 'always', countNonFinite: 'always',
-  tokenNll: 'always', tokenNllAsync: 'always', rowArgmax: 'always',
+  tokenNll: 'always', tokenNllAsync: 'always', rowArgmax: 'always', rowSample: 'always',
   transposeF32: 'always', ropeTablesF32: 'always',
   transposeNibbles: 'always', divideF32: 'always', reciprocalF32: 'always', matrixProductF32: 'always',
   quantSizes: 'always', quantizeWeight: 'always', fakeQuantActivations: 'always', quantizeInt8Rows: 'always', layerOutputError: 'always', awqSearch: 'always',

@@ -1,8 +1,8 @@
 // Validated wrappers over the native eval ops: NLL of target tokens under log-softmax of
-// logits rows (perplexity) and the argmax of one row (greedy decoding).
+// logits rows (perplexity), the argmax of one row (greedy decoding) and a token sampled from one row.
 import { native } from './binding';
 import { callNative } from './status';
-import { expectInt, expectObject, expectOneOf, expectTypedArray } from './validate';
+import { expectInt, expectNumber, expectObject, expectOneOf, expectTypedArray } from './validate';
 
 export type LogitsDtype = 'float32' | 'float16';
 
@@ -67,4 +67,36 @@ export function argmaxRow(logits: Logits, row: number): number {
   const code = checkLogits(logits);
   expectInt('row', row, 0, logits.seq - 1);
   return native().rowArgmax(logits.data, code, row, logits.vocab);
+}
+
+export interface SamplingParams {
+  /** Softmax temperature, >= 0; 0 is greedy (the argmax). */
+  temperature: number;
+  /** Keep only the k most likely tokens (renormalized); 0 keeps all. */
+  topK: number;
+  /** Nucleus sampling: the most likely tokens whose mass first exceeds topP; 0 or 1 is off. */
+  topP: number;
+}
+
+/** Checks sampling parameters (the CLI and generate validate through this too). */
+export function checkSamplingParams(p: SamplingParams): SamplingParams {
+  expectObject('sampling', p, '{ temperature, topK, topP }');
+  return {
+    temperature: expectNumber('temperature', p.temperature, { min: 0 }),
+    topK: expectInt('topK', p.topK, 0, 0x7fffffff),
+    topP: expectNumber('topP', p.topP, { min: 0, max: 1 }),
+  };
+}
+
+/**
+ * A token drawn from softmax(row / temperature) restricted to the top k and then the nucleus, by
+ * inverting its cumulative distribution at `coin` in [0, 1) (llama2.c's sampler when topK is 0).
+ * -1 when the row holds NaN or is all -Infinity.
+ */
+export function sampleRow(logits: Logits, row: number, params: SamplingParams, coin: number): number {
+  const code = checkLogits(logits);
+  expectInt('row', row, 0, logits.seq - 1);
+  const p = checkSamplingParams(params);
+  expectNumber('coin', coin, { min: 0, max: 1, maxExclusive: true });
+  return native().rowSample(logits.data, code, row, logits.vocab, p.temperature, p.topK, p.topP, coin);
 }

@@ -1,4 +1,4 @@
-// JS glue for eval_ops: tokenNll (sync), tokenNllAsync (Promise, libuv pool), rowArgmax.
+// JS glue for eval_ops: tokenNll (sync), tokenNllAsync (Promise, libuv pool), rowArgmax, rowSample.
 // lib/native/eval_ops.ts validates first; the checks here only keep a bad call from crashing.
 #include "napi_util.h"
 #include "registry.h"
@@ -83,10 +83,30 @@ Napi::Value RowArgmaxFn(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, (double)index);
 }
 
+// (logits, type, row, vocab, temperature, topK, topP, coin) -> the sampled index, or -1 for a NaN row.
+Napi::Value RowSampleFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LogitsArg logits = GetLogits(info, 0);
+  const size_t row = (size_t)IntArg(info, 2, "row", 0, (int64_t)1 << 40);
+  const size_t vocab = (size_t)IntArg(info, 3, "vocab", 1, (int64_t)1 << 40);
+  if (logits.length / vocab <= row) ThrowRange(env, "row is past the end of logits");
+  SamplingParams params;
+  params.temperature = (float)NumberArg(info, 4, "temperature");
+  params.top_k = (int32_t)IntArg(info, 5, "topK", 0, INT32_MAX);
+  params.top_p = (float)NumberArg(info, 6, "topP");
+  const float coin = (float)NumberArg(info, 7, "coin");
+  const size_t elem = logits.type == LogitsType::kFloat32 ? 4 : 2;
+  const void* start = static_cast<const uint8_t*>(logits.data) + row * vocab * elem;
+  int64_t index = -1;
+  ThrowIfError(env, SampleRow(start, logits.type, vocab, params, coin, &index), "rowSample");
+  return Napi::Number::New(env, (double)index);
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tokenNll", Napi::Function::New(env, TokenNllSync));
   exports.Set("tokenNllAsync", Napi::Function::New(env, TokenNllAsync));
   exports.Set("rowArgmax", Napi::Function::New(env, RowArgmaxFn));
+  exports.Set("rowSample", Napi::Function::New(env, RowSampleFn));
 }
 
 }  // namespace

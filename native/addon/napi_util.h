@@ -2,6 +2,7 @@
 // checks are the last line that keeps a wrong call from crashing the process.
 #pragma once
 #include <napi.h>
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <new>
@@ -57,6 +58,15 @@ inline int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name
   if (!(v >= (double)lo && v <= (double)hi) || v != (double)(int64_t)v)
     ThrowRange(env, std::string(name) + " is out of range");
   return (int64_t)v;
+}
+
+// A finite number argument; the ranges are the core function's to check (it returns a status).
+inline double NumberArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i || !info[i].IsNumber()) ThrowType(env, std::string(name) + " must be a number");
+  const double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(v)) ThrowRange(env, std::string(name) + " must be finite");
+  return v;
 }
 
 // Runs `work` on the libuv pool and resolves a Promise with `done()`'s value. The typed

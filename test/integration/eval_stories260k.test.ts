@@ -1,6 +1,7 @@
 // stories260K end to end: import the llama2.c checkpoint, then perplexity under the protocol
 // (an independent implementation gives 4.7954 on eval-dev.txt, ctx 512, 20000 tokens) and
-// greedy text identical to llama2.c's `run -t 0 -n 256` output. Needs dist/ built.
+// greedy text identical to llama2.c's `run -t 0 -n 256` output, and sampled text identical to what
+// llama2.c's `run` samples with the same seed. Needs dist/ built.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -71,6 +72,58 @@ describeIf('stories260K: import, perplexity, greedy generation', () => {
     // The greedy story from BOS starts the same way, so the prompt's continuation matches it.
     const story = fs.readFileSync(GREEDY, 'utf8');
     expect(story.startsWith(out.text)).toBe(true);
+  });
+
+  // Known answers from an independent implementation: karpathy/llama2.c's run.c (gcc -O2), on the same
+  // checkpoint and tokenizer, printed these for `-t 0.8 -p 1.0 -s 7 -n 60` and
+  // `-t 1.0 -p 0.9 -s 42 -n 60 -i "Once upon a time"` (its stdout; -n counts forward steps from BOS).
+  const LLAMA2C_T08_S7 =
+    'Once upon a time, there was a little girl named Lily. She loved to play with her toys all day long. One sunny day, she went to the park to play with her friend, Timmy. They went to the\n';
+  const LLAMA2C_T1_P09_S42 =
+    'Once upon a time, there was a brave little boy named Tim. Tim loved to play with his toys and make blocks. One day, Tim went to the mirror and saw his dad. The man\n';
+
+  it("samples the tokens llama2.c's run samples with the same seed, temperature and top-p", () => {
+    const plain = w4a8(['generate', model, '--temperature', '0.8', '--top-p', '1', '--seed', '7', '--max-new-tokens', '60']);
+    expect(plain.status).toBe(0);
+    expect(plain.stdout).toBe(LLAMA2C_T08_S7);
+    expect(plain.stderr).toMatch(/sampled at temperature 0\.8, seed 7/);
+    const nucleus = w4a8(['generate', model, '--prompt', 'Once upon a time', '--temperature', '1', '--seed', '42', '--max-new-tokens', '80']);
+    expect(nucleus.status).toBe(0);
+    expect(nucleus.stdout.startsWith(LLAMA2C_T1_P09_S42.slice(0, -1))).toBe(true);
+    expect(nucleus.stderr).toMatch(/top-p 0\.9, seed 42/);
+  });
+
+  it('samples the same tokens with and without the KV cache, and reports the seed it drew', () => {
+    const args = ['generate', model, '--temperature', '1.1', '--top-k', '40', '--seed', '2026', '--max-new-tokens', '50', '--json', '--quiet'];
+    const cached = JSON.parse(w4a8(args).stdout);
+    const recomputed = JSON.parse(w4a8([...args, '--no-kv-cache']).stdout);
+    expect(cached.kvCache).toBe(true);
+    expect(recomputed.kvCache).toBe(false);
+    expect(recomputed.ids).toEqual(cached.ids);
+    expect(cached.sampling).toEqual({ temperature: 1.1, topK: 40, topP: 0.9, seed: 2026 });
+    // No seed given: one is drawn and reported, and passing it back repeats the text.
+    const drawn = JSON.parse(w4a8(['generate', model, '--temperature', '1', '--max-new-tokens', '30', '--json', '--quiet']).stdout);
+    expect(Number.isInteger(drawn.sampling.seed) && drawn.sampling.seed >= 1).toBe(true);
+    const again = JSON.parse(
+      w4a8(['generate', model, '--temperature', '1', '--seed', String(drawn.sampling.seed), '--max-new-tokens', '30', '--json', '--quiet']).stdout,
+    );
+    expect(again.ids).toEqual(drawn.ids);
+    // Greedy reports no seed.
+    const greedy = JSON.parse(w4a8(['generate', model, '--max-new-tokens', '5', '--json', '--quiet']).stdout);
+    expect(greedy.sampling).toEqual({ temperature: 0, topK: 0, topP: 1 });
+  });
+
+  it('refuses out-of-range sampling options with exit 2 before opening the model', () => {
+    for (const [flag, value, message] of [
+      ['--temperature', '-0.5', /--temperature must be a number >= 0, got -0.5/],
+      ['--top-p', '1.5', /--top-p must be a number in 0..1, got 1.5/],
+      ['--top-k', '2.5', /--top-k must be an integer in 0..2147483647, got 2.5/],
+      ['--seed', '0', /--seed must be an integer in 1..9007199254740991, got 0/],
+    ] as const) {
+      const r = w4a8(['generate', path.join(dir, 'absent.onnx'), flag, value]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
   });
 
   // Missing shared data is a reported skip (jest lists it as skipped), never a pass.

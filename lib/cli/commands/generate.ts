@@ -1,10 +1,10 @@
-// `w4a8 generate <model.onnx>`: greedy decoding, streamed to stdout as llama2.c's `run` prints it;
-// speed (tokens/s) on stderr, or in the --json result.
+// `w4a8 generate <model.onnx>`: greedy decoding (or sampling with --temperature), streamed to
+// stdout as llama2.c's `run` prints it; speed (tokens/s) and the seed on stderr, or in the --json result.
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../util/errors';
 import { generateStream, type GenerateResult } from '../../eval/generate';
 import { runCommand, CommonArgs } from '../run_command';
-import { integerOption } from '../numeric_options';
+import { integerOption, numberOption, optionalIntegerOption } from '../numeric_options';
 import { engineOption, type Engine } from '../engine_option';
 
 interface GenerateArgs extends CommonArgs {
@@ -14,11 +14,15 @@ interface GenerateArgs extends CommonArgs {
   tokenizer?: string;
   'kv-cache': boolean;
   engine?: Engine;
+  temperature: number;
+  'top-k': number;
+  'top-p': number;
+  seed?: number;
 }
 
 export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
   command: 'generate <model>',
-  describe: 'Greedy text generation from an ONNX decoder, streamed (KV cache when the model has one)',
+  describe: 'Text generation from an ONNX decoder, greedy or sampled, streamed (KV cache when the model has one)',
   builder: (y: Argv<CommonArgs>) =>
     y
       .positional('model', { type: 'string', demandOption: true, describe: 'The ONNX model (external data beside it)' })
@@ -26,12 +30,20 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       .option('max-new-tokens', { type: 'number', default: 256, describe: 'New tokens at most' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json or llama2.c tok*.bin (default: the one beside the model)' })
       .option('kv-cache', { type: 'boolean', default: true, describe: "Use the model's key/value cache when it has one (--no-kv-cache recomputes every step)" })
+      .option('temperature', { type: 'number', default: 0, describe: 'Sampling temperature; 0 picks the most likely token (greedy)' })
+      .option('top-k', { type: 'number', default: 0, describe: 'Sample among the k most likely tokens only (0: all)' })
+      .option('top-p', { type: 'number', default: 0.9, describe: 'Nucleus sampling: among the most likely tokens whose mass first exceeds p (1: off)' })
+      .option('seed', { type: 'number', describe: 'Seed of the sampler, a positive integer (default: a random one, printed)' })
       .option('engine', engineOption) as unknown as Argv<GenerateArgs>,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const maxNewTokens = integerOption('max-new-tokens', args['max-new-tokens'], 0);
       if (typeof args.prompt !== 'string') throw new UsageError('--prompt needs text');
       if (args.tokenizer === '') throw new UsageError('--tokenizer needs a file');
+      const temperature = numberOption('temperature', args.temperature, { min: 0 });
+      const topK = integerOption('top-k', args['top-k'], 0, 0x7fffffff);
+      const topP = numberOption('top-p', args['top-p'], { min: 0, max: 1 });
+      const seed = optionalIntegerOption('seed', args.seed, 1, Number.MAX_SAFE_INTEGER);
       let streamed = false;
       // A reader that goes away (`| head`) ends the generation quietly, as it does for other tools.
       let readerGone = false;
@@ -41,7 +53,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       };
       process.stdout.on('error', onStdoutError);
       // Text goes to stdout as it is decided; a progress bar would garble it, so none here.
-      const stream = generateStream({ modelPath: args.model, prompt: args.prompt, maxNewTokens, tokenizer: args.tokenizer, kvCache: args['kv-cache'], engine: args.engine, cancel: ctx.cancel });
+      const stream = generateStream({ modelPath: args.model, prompt: args.prompt, maxNewTokens, tokenizer: args.tokenizer, kvCache: args['kv-cache'], engine: args.engine, cancel: ctx.cancel, temperature, topK, topP, seed });
       let result: GenerateResult;
       try {
         for (;;) {
@@ -72,6 +84,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
             newTokens: result.newTokens,
             stop: result.stop,
             kvCache: result.kvCache,
+            sampling: result.sampling,
             maxLength: result.maxLength?.tokens ?? null,
             prefillTokPerS: result.prefillTokPerS,
             decodeTokPerS: result.decodeTokPerS,
@@ -88,9 +101,18 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       if (!args.quiet) {
         const decode = result.newTokens > 1 ? `, decode ${result.decodeTokPerS.toFixed(1)} tokens/s` : '';
         ctx.progress.log(
-          `${result.newTokens} new tokens (${result.kvCache ? 'KV cache' : 'full recompute'}): prefill ${result.promptTokens} tokens at ` +
+          `${result.newTokens} new tokens (${result.kvCache ? 'KV cache' : 'full recompute'}${samplingNote(result)}): prefill ${result.promptTokens} tokens at ` +
             `${result.prefillTokPerS.toFixed(1)} tokens/s${decode}`,
         );
       }
     }),
 };
+
+/** ", sampled at temperature 0.8, top-p 0.9, seed 42" (what repeats the run), or nothing for greedy. */
+function samplingNote(result: GenerateResult): string {
+  const s = result.sampling;
+  if (s.temperature === 0) return '';
+  const topK = s.topK > 0 ? `, top-k ${s.topK}` : '';
+  const topP = s.topP > 0 && s.topP < 1 ? `, top-p ${s.topP}` : '';
+  return `, sampled at temperature ${s.temperature}${topK}${topP}, seed ${s.seed}`;
+}
