@@ -1,5 +1,8 @@
 // JS glue for eval_ops: tokenNll (sync), tokenNllAsync (Promise, libuv pool), rowArgmax, rowSample.
 // lib/native/eval_ops.ts validates first; the checks here only keep a bad call from crashing.
+#include <algorithm>
+#include <cmath>
+
 #include "napi_util.h"
 #include "registry.h"
 #include "w4a8/eval_ops.h"
@@ -69,37 +72,43 @@ Napi::Value TokenNllAsync(const Napi::CallbackInfo& info) {
       [total](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *total); });
 }
 
-// (logits, type, row, vocab) -> index of the row's maximum, or -1 when the row is all NaN.
-Napi::Value RowArgmaxFn(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// Arguments 0..3 (logits, type, row, vocab): where that row starts.
+struct RowArg {
+  const void* start;
+  LogitsType type;
+  size_t vocab;
+};
+
+RowArg GetRow(const Napi::CallbackInfo& info) {
   LogitsArg logits = GetLogits(info, 0);
   const size_t row = (size_t)IntArg(info, 2, "row", 0, (int64_t)1 << 40);
   const size_t vocab = (size_t)IntArg(info, 3, "vocab", 1, (int64_t)1 << 40);
-  if (logits.length / vocab <= row) ThrowRange(env, "row is past the end of logits");
+  if (logits.length / vocab <= row) ThrowRange(info.Env(), "row is past the end of logits");
   const size_t elem = logits.type == LogitsType::kFloat32 ? 4 : 2;
-  const void* start = static_cast<const uint8_t*>(logits.data) + row * vocab * elem;
+  return {static_cast<const uint8_t*>(logits.data) + row * vocab * elem, logits.type, vocab};
+}
+
+// (logits, type, row, vocab) -> index of the row's maximum, or -1 when the row is all NaN.
+Napi::Value RowArgmaxFn(const Napi::CallbackInfo& info) {
+  const RowArg r = GetRow(info);
   int64_t index = -1;
-  ThrowIfError(env, RowArgmax(start, logits.type, vocab, &index), "rowArgmax");
-  return Napi::Number::New(env, (double)index);
+  ThrowIfError(info.Env(), RowArgmax(r.start, r.type, r.vocab, &index), "rowArgmax");
+  return Napi::Number::New(info.Env(), (double)index);
 }
 
 // (logits, type, row, vocab, temperature, topK, topP, coin) -> the sampled index, or -1 for a NaN row.
 Napi::Value RowSampleFn(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  LogitsArg logits = GetLogits(info, 0);
-  const size_t row = (size_t)IntArg(info, 2, "row", 0, (int64_t)1 << 40);
-  const size_t vocab = (size_t)IntArg(info, 3, "vocab", 1, (int64_t)1 << 40);
-  if (logits.length / vocab <= row) ThrowRange(env, "row is past the end of logits");
+  const RowArg r = GetRow(info);
   SamplingParams params;
   params.temperature = (float)NumberArg(info, 4, "temperature");
   params.top_k = (int32_t)IntArg(info, 5, "topK", 0, INT32_MAX);
   params.top_p = (float)NumberArg(info, 6, "topP");
-  const float coin = (float)NumberArg(info, 7, "coin");
-  const size_t elem = logits.type == LogitsType::kFloat32 ? 4 : 2;
-  const void* start = static_cast<const uint8_t*>(logits.data) + row * vocab * elem;
+  // A double just below 1 rounds to 1.0f; it means the top of the distribution, not an error.
+  const double coin_d = NumberArg(info, 7, "coin");
+  const float coin = coin_d < 1.0 ? std::min((float)coin_d, std::nextafter(1.0f, 0.0f)) : (float)coin_d;
   int64_t index = -1;
-  ThrowIfError(env, SampleRow(start, logits.type, vocab, params, coin, &index), "rowSample");
-  return Napi::Number::New(env, (double)index);
+  ThrowIfError(info.Env(), SampleRow(r.start, r.type, r.vocab, params, coin, &index), "rowSample");
+  return Napi::Number::New(info.Env(), (double)index);
 }
 
 void Init(Napi::Env env, Napi::Object exports) {

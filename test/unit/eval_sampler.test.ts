@@ -77,6 +77,8 @@ describe('sampleRow', () => {
     for (const coin of [1e-6, 0.5, 0.999999]) expect(sampleRow(peaked, 0, { temperature: 1, topK: 0, topP: 1 }, coin)).toBe(1);
     expect(sampleRow(row([0, Number.NaN, 1]), 0, { temperature: 1, topK: 0, topP: 0.9 }, 0.5)).toBe(-1);
     expect(() => sampleRow(peaked, 0, { temperature: 1, topK: 0, topP: 1 }, 1)).toThrow(RangeError);
+    // A coin just below 1 that rounds to 1 in float still picks the last token with mass.
+    expect(sampleRow(row([0, 0, 0]), 0, { temperature: 1, topK: 0, topP: 1 }, 1 - 1e-12)).toBe(2);
     expect(() => sampleRow(peaked, 1, { temperature: 1, topK: 0, topP: 1 }, 0.5)).toThrow(RangeError);
   });
 
