@@ -14,6 +14,7 @@ import { checkModelFile, DecoderSession, KvCache, openDecoder } from '../ort/ses
 import type { Engine } from '../ort/engine_session';
 import { modelMaxLength, type MaxLength } from '../onnx/max_length';
 import { createSampler, type SamplingOptions, type SamplingSettings } from './sampler';
+import { checkStopStrings, StopTextScanner } from './stop_text';
 
 export interface GenerateOptions extends SamplingOptions {
   modelPath?: string;
@@ -32,17 +33,25 @@ export interface GenerateOptions extends SamplingOptions {
    * a session, none). Generation stops there; a longer prompt is an error.
    */
   maxLength?: MaxLength;
+  /**
+   * Stop strings: generation ends when the completion contains one, and the text from it on is
+   * dropped. Text that could begin one is held back until it cannot (so a chunk's text may be
+   * empty, or hold earlier tokens' text); what is still held when generation ends otherwise comes
+   * in a last chunk with id -1.
+   */
+  stop?: string[];
   /** Called with each piece of text as it is decided (prompt pieces first, as llama2.c prints them). */
   onText?: (piece: string) => void;
   progress?: Progress;
   cancel?: CancelToken;
 }
 
-export type StopReason = 'bos' | 'eos' | 'max-new-tokens' | 'max-length';
+export type StopReason = 'bos' | 'eos' | 'max-new-tokens' | 'max-length' | 'stop-text';
 
 /** One piece of streamed text: a prompt token echoed, or a generated token. */
 export interface GenerateChunk {
   text: string;
+  /** The token chosen at this step; -1 for text held back for stop strings and released at the end. */
   id: number;
   /** True for the prompt's own tokens (echoed first, as llama2.c prints them). */
   prompt: boolean;
@@ -58,6 +67,8 @@ export interface GenerateResult {
   promptTokens: number;
   newTokens: number;
   stop: StopReason;
+  /** The stop string that ended generation (stop 'stop-text'). */
+  stopText?: string;
   /** Whether the model's key/value cache was used. */
   kvCache: boolean;
   /** How tokens were chosen (temperature 0: greedy); with the seed when sampling, to repeat the run. */
@@ -72,7 +83,7 @@ export interface GenerateResult {
   decodeTokPerS: number;
 }
 
-function checkOptions(opts: GenerateOptions): { maxNewTokens: number; prompt: string } {
+function checkOptions(opts: GenerateOptions): { maxNewTokens: number; prompt: string; stopStrings: string[] } {
   if (opts === null || typeof opts !== 'object') throw new TypeError('Expected generate options (an object)');
   const maxNewTokens = opts.maxNewTokens ?? 256;
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
@@ -85,7 +96,7 @@ function checkOptions(opts: GenerateOptions): { maxNewTokens: number; prompt: st
   if (opts.maxLength !== undefined && !(Number.isInteger(opts.maxLength.tokens) && opts.maxLength.tokens > 0)) {
     throw new RangeError(`Expected maxLength.tokens to be a positive integer but received ${String(opts.maxLength.tokens)}`);
   }
-  return { maxNewTokens, prompt };
+  return { maxNewTokens, prompt, stopStrings: checkStopStrings(opts.stop) };
 }
 
 /**
@@ -94,8 +105,10 @@ function checkOptions(opts: GenerateOptions): { maxNewTokens: number; prompt: st
  * it opened.
  */
 export async function* generateStream(opts: GenerateOptions): AsyncGenerator<GenerateChunk, GenerateResult, undefined> {
-  const { maxNewTokens, prompt } = checkOptions(opts);
+  const { maxNewTokens, prompt, stopStrings } = checkOptions(opts);
   const sampler = createSampler(opts);
+  const scanner = stopStrings.length > 0 ? new StopTextScanner(stopStrings) : undefined;
+  let stopText: string | undefined;
   const progress = opts.progress ?? silentProgress;
   const cancel = opts.cancel ?? neverCancelled;
   if (!opts.session) checkModelFile(opts.modelPath!);
@@ -171,15 +184,26 @@ export async function* generateStream(opts: GenerateOptions): AsyncGenerator<Gen
       if (next >= tokenizer.vocabSize) {
         throw new W4A8Error(`the model chose token id ${next}, which the tokenizer (${tokenizer.vocabSize} ids) cannot decode; pass the model's own --tokenizer`);
       }
-      const piece = tokenizer.decodeToken(next, ids[ids.length - 1]);
-      text += piece;
+      const decoded = tokenizer.decodeToken(next, ids[ids.length - 1]);
       ids.push(next);
       progress.update(step + 1);
-      yield { text: piece, id: next, prompt: false };
+      const scan = scanner ? scanner.push(decoded) : { release: decoded };
+      text += scan.release;
+      yield { text: scan.release, id: next, prompt: false };
+      if (scan.matched !== undefined) {
+        stop = 'stop-text';
+        stopText = scan.matched;
+        break;
+      }
       // session.run blocks the event loop: let output and Ctrl-C through between steps.
       await yieldToEventLoop();
     }
     progress.stop();
+    const held = scanner?.flush() ?? '';
+    if (held) {
+      text += held;
+      yield { text: held, id: -1, prompt: false };
+    }
   } finally {
     if (!opts.session) await session.release();
   }
@@ -191,6 +215,7 @@ export async function* generateStream(opts: GenerateOptions): AsyncGenerator<Gen
     promptTokens,
     newTokens,
     stop,
+    ...(stopText !== undefined ? { stopText } : {}),
     kvCache: useCache,
     sampling: sampler.settings,
     ...(maxLength ? { maxLength } : {}),

@@ -74,6 +74,23 @@ describeIf('stories260K: import, perplexity, greedy generation', () => {
     expect(story.startsWith(out.text)).toBe(true);
   });
 
+  it('ends at a stop string spanning tokens, printing the greedy text before it, with and without the KV cache', () => {
+    const story = fs.readFileSync(GREEDY, 'utf8');
+    const stopAt = story.indexOf('the park');
+    expect(stopAt).toBeGreaterThan(0);
+    for (const extra of [[], ['--no-kv-cache']]) {
+      const r = w4a8(['generate', model, '--stop', 'the park', '--stop', 'not in this story', '--json', '--quiet', ...extra]);
+      expect(r.status).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.completion).toBe(story.slice(0, stopAt));
+      expect(out.stop).toBe('stop-text');
+      expect(out.stopText).toBe('the park');
+    }
+    const text = w4a8(['generate', model, '--stop', 'the park']);
+    expect(text.stdout).toBe(story.slice(0, stopAt) + '\n');
+    expect(text.stderr).toMatch(/stopped at "the park"/);
+  });
+
   // Known answers from an independent implementation: karpathy/llama2.c's run.c (gcc -O2), on the same
   // checkpoint and tokenizer, printed these for `-t 0.8 -p 1.0 -s 7 -n 60` and
   // `-t 1.0 -p 0.9 -s 42 -n 60 -i "Once upon a time"` (its stdout; -n counts forward steps from BOS).

@@ -1,6 +1,6 @@
 // generateStream (the library's streaming API) on a model with a KV cache: the chunks it yields
 // are the text generateGreedy returns, in order, prompt first; stopping early releases the session;
-// the cached and recomputing paths choose the same ids. Models come from the random-weight importer
+// the cached and recomputing paths choose the same ids; stop strings cut the text and the chunks agree. Models come from the random-weight importer
 // (preset tiny-260k, 2 layers), so nothing outside the repository is needed.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -48,6 +48,35 @@ describe('generateStream on a random-weight decoder with a KV cache', () => {
     const greedy = await generateGreedy({ modelPath: model, prompt: 'ab', maxNewTokens: 12, kvCache: false });
     expect(greedy.kvCache).toBe(false);
     expect(greedy.ids).toEqual(result.ids);
+  });
+
+  it('with stop strings, the chunks still join to the result; the text from the stop string on is dropped', async () => {
+    const full = await generateGreedy({ modelPath: model, prompt: 'ab', maxNewTokens: 24 });
+    const completion = full.completion;
+    // A stop string from the middle of the completion; where the text first has it, generation ends.
+    const stopText = completion.slice(Math.floor(completion.length / 2), Math.floor(completion.length / 2) + 4);
+    expect(stopText.length).toBe(4);
+    const first = completion.indexOf(stopText);
+    const chunks: GenerateChunk[] = [];
+    const stream = generateStream({ modelPath: model, prompt: 'ab', maxNewTokens: 24, stop: [stopText] });
+    let result: GenerateResult;
+    for (;;) {
+      const r = await stream.next();
+      if (r.done) {
+        result = r.value;
+        break;
+      }
+      chunks.push(r.value);
+    }
+    expect(result.stop).toBe('stop-text');
+    expect(result.stopText).toBe(stopText);
+    expect(result.completion).toBe(completion.slice(0, first));
+    expect(chunks.map((c) => c.text).join('')).toBe(result.text);
+    expect(result.ids).toEqual(full.ids.slice(0, result.ids.length));
+    // A stop string that never comes changes nothing.
+    const same = await generateGreedy({ modelPath: model, prompt: 'ab', maxNewTokens: 24, stop: ['\u0000never'] });
+    expect(same.text).toBe(full.text);
+    expect(same.stop).toBe(full.stop);
   });
 
   it('can be left early (for await ... break) and leaves a given session open', async () => {

@@ -18,6 +18,7 @@ interface GenerateArgs extends CommonArgs {
   'top-k': number;
   'top-p': number;
   seed?: number;
+  stop?: string[];
 }
 
 export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
@@ -33,6 +34,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       .option('temperature', { type: 'number', default: 0, describe: 'Sampling temperature; 0 picks the most likely token (greedy)' })
       .option('top-k', { type: 'number', default: 0, describe: 'Sample among the k most likely tokens only (0: all)' })
       .option('top-p', { type: 'number', default: 0.9, describe: 'Nucleus sampling: among the most likely tokens whose mass first exceeds p (1: off)' })
+      .option('stop', { type: 'string', array: true, describe: 'End generation at this text, which is not printed (repeatable)' })
       .option('seed', { type: 'number', describe: 'Seed of the sampler, a positive integer (default: a random one, printed)' })
       .option('engine', engineOption) as unknown as Argv<GenerateArgs>,
   handler: (args) =>
@@ -44,6 +46,8 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       const topK = integerOption('top-k', args['top-k'], 0, 0x7fffffff);
       const topP = numberOption('top-p', args['top-p'], { min: 0, max: 1 });
       const seed = optionalIntegerOption('seed', args.seed, 1, Number.MAX_SAFE_INTEGER);
+      const stop = (args.stop ?? []).map(String);
+      if (stop.some((s) => s === '')) throw new UsageError('--stop needs non-empty text');
       let streamed = false;
       // A reader that goes away (`| head`) ends the generation quietly, as it does for other tools.
       let readerGone = false;
@@ -53,7 +57,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       };
       process.stdout.on('error', onStdoutError);
       // Text goes to stdout as it is decided; a progress bar would garble it, so none here.
-      const stream = generateStream({ modelPath: args.model, prompt: args.prompt, maxNewTokens, tokenizer: args.tokenizer, kvCache: args['kv-cache'], engine: args.engine, cancel: ctx.cancel, temperature, topK, topP, seed });
+      const stream = generateStream({ modelPath: args.model, prompt: args.prompt, maxNewTokens, tokenizer: args.tokenizer, kvCache: args['kv-cache'], engine: args.engine, cancel: ctx.cancel, temperature, topK, topP, seed, stop });
       let result: GenerateResult;
       try {
         for (;;) {
@@ -83,6 +87,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
             promptTokens: result.promptTokens,
             newTokens: result.newTokens,
             stop: result.stop,
+            stopText: result.stopText ?? null,
             kvCache: result.kvCache,
             sampling: result.sampling,
             maxLength: result.maxLength?.tokens ?? null,
@@ -101,7 +106,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       if (!args.quiet) {
         const decode = result.newTokens > 1 ? `, decode ${result.decodeTokPerS.toFixed(1)} tokens/s` : '';
         ctx.progress.log(
-          `${result.newTokens} new tokens (${result.kvCache ? 'KV cache' : 'full recompute'}${samplingNote(result)}): prefill ${result.promptTokens} tokens at ` +
+          `${result.newTokens} new tokens (${result.kvCache ? 'KV cache' : 'full recompute'}${samplingNote(result)}${stopNote(result)}): prefill ${result.promptTokens} tokens at ` +
             `${result.prefillTokPerS.toFixed(1)} tokens/s${decode}`,
         );
       }
@@ -115,4 +120,8 @@ function samplingNote(result: GenerateResult): string {
   const topK = s.topK > 0 ? `, top-k ${s.topK}` : '';
   const topP = s.topP > 0 && s.topP < 1 ? `, top-p ${s.topP}` : '';
   return `, sampled at temperature ${s.temperature}${topK}${topP}, seed ${s.seed}`;
+}
+
+function stopNote(result: GenerateResult): string {
+  return result.stopText !== undefined ? `, stopped at ${JSON.stringify(result.stopText)}` : '';
 }
