@@ -75,7 +75,7 @@ export function parseTokenCounts(text: string): number[] {
 
 export const benchCommand: CommandModule<CommonArgs, BenchArgs> = {
   command: 'bench <target>',
-  describe: 'Benchmark the CPU W4A8 kernels (cpu) and quantization time (quant)',
+  describe: 'Benchmark the CPU W4A8 kernels (cpu), quantization time (quant) and whole-model prefill and decode (e2e)',
   builder: (y) =>
     y
       .positional('target', { type: 'string', choices: ['cpu', 'quant', 'e2e', 'all'] as const, demandOption: true, describe: 'cpu kernels, quant(ization) time, e2e (whole-model prefill/decode), or all (cpu then quant)' })
