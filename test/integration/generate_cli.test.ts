@@ -169,6 +169,9 @@ if (!haveStories) console.warn(`stories260K generate tests skipped: ${STORIES} l
     expect(r.newTokens).toBe(48);
     expect(r.maxLength).toBe(512);
     expect(new Set(r.ids.slice(r.promptTokens)).size).toBeGreaterThan(1);
+    // Sampled (random weights give a flat distribution, so the seed decides much): the same too.
+    const sampled = expectSameWithAndWithoutCache([GPT2_MODEL, '--prompt', 'a b c', '--max-new-tokens', '32', '--temperature', '1', '--top-k', '50', '--seed', '9']);
+    expect(sampled.ids).not.toEqual(r.ids.slice(0, sampled.ids.length));
   });
 });
 
