@@ -5,7 +5,6 @@
 // without one recomputes the whole sequence every step. Both pick the same tokens.
 // `generateStream` yields the text as it is decided; `generateText` collects it.
 import { W4A8Error } from '../util/errors';
-import type { Logits } from '../native/eval_ops';
 import type { Tokenizer } from '../tokenize/tokenizer';
 import { CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { Progress, silentProgress } from '../util/progress';
@@ -15,6 +14,7 @@ import type { Engine } from '../ort/engine_session';
 import { modelMaxLength, type MaxLength } from '../onnx/max_length';
 import { createSampler, type SamplingOptions, type SamplingSettings } from './sampler';
 import { checkStopStrings, StopTextScanner } from './stop_text';
+import { acceptedDraft, lookupDraft } from './prompt_lookup';
 
 export interface GenerateOptions extends SamplingOptions {
   modelPath?: string;
@@ -40,6 +40,12 @@ export interface GenerateOptions extends SamplingOptions {
    * in a last chunk with id -1.
    */
   stop?: string[];
+  /**
+   * Prompt-lookup decoding (greedy only, models with a KV cache): up to this many draft tokens per
+   * step, taken from where the sequence's last tokens occurred before, checked in one pass; the
+   * tokens are the same as without it (default 0: off).
+   */
+  lookup?: number;
   /** Called with each piece of text as it is decided (prompt pieces first, as llama2.c prints them). */
   onText?: (piece: string) => void;
   progress?: Progress;
@@ -75,6 +81,8 @@ export interface GenerateResult {
   sampling: SamplingSettings;
   /** The maximum length that applied, when one is known. */
   maxLength?: MaxLength;
+  /** With `lookup`: draft tokens per step, drafted and confirmed in all, and the forward passes run. */
+  lookup?: { draftTokens: number; drafted: number; confirmed: number; passes: number };
   /** Milliseconds of the first forward pass (the whole prompt) and of all later ones. */
   prefillMs: number;
   decodeMs: number;
@@ -83,7 +91,7 @@ export interface GenerateResult {
   decodeTokPerS: number;
 }
 
-function checkOptions(opts: GenerateOptions): { maxNewTokens: number; prompt: string; stopStrings: string[] } {
+function checkOptions(opts: GenerateOptions): { maxNewTokens: number; prompt: string; stopStrings: string[]; lookupTokens: number } {
   if (opts === null || typeof opts !== 'object') throw new TypeError('Expected generate options (an object)');
   const maxNewTokens = opts.maxNewTokens ?? 256;
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
@@ -96,7 +104,14 @@ function checkOptions(opts: GenerateOptions): { maxNewTokens: number; prompt: st
   if (opts.maxLength !== undefined && !(Number.isInteger(opts.maxLength.tokens) && opts.maxLength.tokens > 0)) {
     throw new RangeError(`Expected maxLength.tokens to be a positive integer but received ${String(opts.maxLength.tokens)}`);
   }
-  return { maxNewTokens, prompt, stopStrings: checkStopStrings(opts.stop) };
+  const lookupTokens = opts.lookup ?? 0;
+  if (!Number.isInteger(lookupTokens) || lookupTokens < 0 || lookupTokens > 64) {
+    throw new RangeError(`Expected lookup to be an integer in [0, 64] but received ${lookupTokens}`);
+  }
+  if (lookupTokens > 0 && (opts.temperature ?? 0) !== 0) {
+    throw new RangeError('Expected temperature 0 with lookup: prompt-lookup decoding checks drafts against the greedy choice');
+  }
+  return { maxNewTokens, prompt, stopStrings: checkStopStrings(opts.stop), lookupTokens };
 }
 
 /**
@@ -105,7 +120,7 @@ function checkOptions(opts: GenerateOptions): { maxNewTokens: number; prompt: st
  * it opened.
  */
 export async function* generateStream(opts: GenerateOptions): AsyncGenerator<GenerateChunk, GenerateResult, undefined> {
-  const { maxNewTokens, prompt, stopStrings } = checkOptions(opts);
+  const { maxNewTokens, prompt, stopStrings, lookupTokens } = checkOptions(opts);
   const sampler = createSampler(opts);
   const scanner = stopStrings.length > 0 ? new StopTextScanner(stopStrings) : undefined;
   let stopText: string | undefined;
@@ -144,12 +159,18 @@ export async function* generateStream(opts: GenerateOptions): AsyncGenerator<Gen
   let prefillMs = 0;
   let decodeMs = 0;
   let passes = 0;
+  let decodeTokens = 0;
+  // Prompt lookup (greedy, with the cache): draft tokens proposed and confirmed.
+  const lookup = useCache && session.rewind !== undefined ? lookupTokens : 0;
+  let drafted = 0;
+  let confirmed = 0;
   try {
     checkIdsFit(ids, session.vocab, 'the prompt');
     for (const chunk of promptChunks) yield chunk;
     progress.start('generate', maxNewTokens);
     let cache: KvCache | undefined;
-    for (let step = 0; step < maxNewTokens; step++) {
+    let produced = 0;
+    outer: while (produced < maxNewTokens) {
       cancel.throwIfCancelled();
       // The next forward pass covers positions 0..ids.length-1.
       if (maxLength && ids.length > maxLength.tokens) {
@@ -157,43 +178,65 @@ export async function* generateStream(opts: GenerateOptions): AsyncGenerator<Gen
         break;
       }
       const t0 = performance.now();
-      let logits: Logits;
+      let picks: number[];
       if (useCache) {
-        // Prefill once, then feed only the newest token; the step returns the last row only.
-        const r = await session.step!(cache ? [ids[ids.length - 1]] : ids, cache);
-        cache = r.cache;
-        logits = r.logits;
+        // Drafts after the prefill, within the new-token budget and the model's length.
+        const room = Math.min(maxNewTokens - produced - 1, maxLength ? maxLength.tokens - ids.length : Infinity);
+        const draft = cache && lookup > 0 ? lookupDraft(ids, Math.min(lookup, room)) : [];
+        if (draft.length > 0) {
+          // One pass over the newest token and the draft: row i is the model's choice after draft[0..i).
+          const start = cache!.length;
+          const r = await session.step!([ids[ids.length - 1], ...draft], cache, { allLogits: true });
+          const greedy = Array.from({ length: draft.length + 1 }, (_, i) => sampler.pick(r.logits, i));
+          const accepted = acceptedDraft(draft, greedy);
+          picks = greedy.slice(0, accepted + 1);
+          // The cache keeps the newest token and the confirmed draft; the last pick is fed next.
+          cache = session.rewind!(r.cache, start + 1 + accepted);
+          drafted += draft.length;
+          confirmed += accepted;
+        } else {
+          // Prefill once, then feed only the newest token; the step returns the last row only.
+          const r = await session.step!(cache ? [ids[ids.length - 1]] : ids, cache);
+          cache = r.cache;
+          picks = [sampler.pick(r.logits, r.logits.seq - 1)];
+        }
       } else {
-        logits = await session.logits(ids);
+        const logits = await session.logits(ids);
+        picks = [sampler.pick(logits, logits.seq - 1)];
       }
-      const next = sampler.pick(logits, logits.seq - 1);
       const ms = performance.now() - t0;
+      if (passes === 0) prefillMs = ms;
+      else {
+        decodeMs += ms;
+        decodeTokens += picks.length;
+      }
       passes++;
-      if (step === 0) prefillMs = ms;
-      else decodeMs += ms;
-      if (next < 0) throw new W4A8Error(`the model produced NaN logits at step ${step + 1}; cannot pick a token`);
-      if (next === tokenizer.bosId) {
-        stop = 'bos';
-        break;
-      }
-      if (next === tokenizer.eosId) {
-        stop = 'eos';
-        break;
-      }
-      // The model may be wider than the tokenizer (padded vocabularies): such an id has no text.
-      if (next >= tokenizer.vocabSize) {
-        throw new W4A8Error(`the model chose token id ${next}, which the tokenizer (${tokenizer.vocabSize} ids) cannot decode; pass the model's own --tokenizer`);
-      }
-      const decoded = tokenizer.decodeToken(next, ids[ids.length - 1]);
-      ids.push(next);
-      progress.update(step + 1);
-      const scan = scanner ? scanner.push(decoded) : { release: decoded };
-      text += scan.release;
-      yield { text: scan.release, id: next, prompt: false };
-      if (scan.matched !== undefined) {
-        stop = 'stop-text';
-        stopText = scan.matched;
-        break;
+      for (const next of picks) {
+        if (next < 0) throw new W4A8Error(`the model produced NaN logits at step ${produced + 1}; cannot pick a token`);
+        if (next === tokenizer.bosId) {
+          stop = 'bos';
+          break outer;
+        }
+        if (next === tokenizer.eosId) {
+          stop = 'eos';
+          break outer;
+        }
+        // The model may be wider than the tokenizer (padded vocabularies): such an id has no text.
+        if (next >= tokenizer.vocabSize) {
+          throw new W4A8Error(`the model chose token id ${next}, which the tokenizer (${tokenizer.vocabSize} ids) cannot decode; pass the model's own --tokenizer`);
+        }
+        const decoded = tokenizer.decodeToken(next, ids[ids.length - 1]);
+        ids.push(next);
+        produced++;
+        progress.update(produced);
+        const scan = scanner ? scanner.push(decoded) : { release: decoded };
+        text += scan.release;
+        yield { text: scan.release, id: next, prompt: false };
+        if (scan.matched !== undefined) {
+          stop = 'stop-text';
+          stopText = scan.matched;
+          break outer;
+        }
       }
       // session.run blocks the event loop: let output and Ctrl-C through between steps.
       await yieldToEventLoop();
@@ -222,7 +265,8 @@ export async function* generateStream(opts: GenerateOptions): AsyncGenerator<Gen
     prefillMs,
     decodeMs,
     prefillTokPerS: prefillMs > 0 ? (promptTokens * 1000) / prefillMs : 0,
-    decodeTokPerS: decodeMs > 0 ? ((passes - 1) * 1000) / decodeMs : 0,
+    decodeTokPerS: decodeMs > 0 ? (decodeTokens * 1000) / decodeMs : 0,
+    ...(lookup > 0 ? { lookup: { draftTokens: lookup, drafted, confirmed, passes } } : {}),
   };
 }
 

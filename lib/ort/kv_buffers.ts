@@ -113,9 +113,28 @@ function elements(l: KvLayout, rows: number): number {
   return dimsWith(l, rows).reduce((n, d) => n * d, 1);
 }
 
+/**
+ * The first `rows` positions of an ordinary past tensor whose length axis is `lengthAxis` (a cache
+ * rewound after rejected draft tokens); float32 or float16.
+ */
+export function firstRows(t: ort.Tensor, lengthAxis: number, rows: number): ort.Tensor {
+  const l: KvLayout = { present: '', emptyDims: t.dims.map((d, i) => (i === lengthAxis ? 0 : d)), lengthAxis };
+  const held = t.dims[lengthAxis];
+  if (!(rows >= 0 && rows <= held)) throw new RangeError(`Expected at most ${held} rows but asked for ${rows}`);
+  if (t.type === 'float16') {
+    const data = new Uint16Array(elements(l, rows));
+    copySlabs(t.data as unknown as Uint16Array, held, data, rows, l, rows);
+    return new ort.Tensor('float16', data, dimsWith(l, rows));
+  }
+  if (t.type !== 'float32') throw new TypeError(`Expected a float32 or float16 past tensor but received ${t.type}`);
+  const data = new Float32Array(elements(l, rows));
+  copySlabs(t.data as Float32Array, held, data, rows, l, rows);
+  return new ort.Tensor('float32', data, dimsWith(l, rows));
+}
+
 // One block copy per slab (the dims before the length axis): rows x the elements of one row.
-function copySlabs(src: Float32Array, srcRows: number, dst: Float32Array, dstRows: number, l: KvLayout, rows: number): void {
+function copySlabs<T extends Float32Array | Uint16Array>(src: T, srcRows: number, dst: T, dstRows: number, l: KvLayout, rows: number): void {
   const slabs = l.emptyDims.slice(0, l.lengthAxis).reduce((n, d) => n * d, 1);
   const row = l.emptyDims.slice(l.lengthAxis + 1).reduce((n, d) => n * d, 1);
-  for (let s = 0; s < slabs; ++s) dst.set(src.subarray(s * srcRows * row, (s * srcRows + rows) * row), s * dstRows * row);
+  for (let s = 0; s < slabs; ++s) dst.set(src.subarray(s * srcRows * row, (s * srcRows + rows) * row) as T, s * dstRows * row);
 }

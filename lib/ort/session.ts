@@ -11,7 +11,7 @@ import { ENGINES, engineFor, openW4A8Session, ortEngineSession, W4A8_OP_DOMAIN, 
 import { loadModel } from '../onnx/model';
 import type { ModelProto } from 'onnx-buf';
 import { readSessionConfig } from '../onnx/session_config';
-import { KvBuffers, presentsFromInPlaceAttention, SharedKvCache, type KvLayout } from './kv_buffers';
+import { firstRows, KvBuffers, presentsFromInPlaceAttention, SharedKvCache, type KvLayout } from './kv_buffers';
 
 export interface OpenDecoderOptions {
   /** Threads ORT uses inside an operator (default: ORT's choice). */
@@ -40,10 +40,22 @@ export interface DecoderSession {
   /**
    * Present on models with a key/value cache (past inputs fed back from present outputs): one
    * forward pass over `ids` (batch 1) after the positions held in `past` (none: an empty cache).
-   * Returns the logits of the last position only, and the cache extended by `ids`.
+   * Returns the logits of the last position only (every position of `ids` with `allLogits`), and
+   * the cache extended by `ids`.
    */
-  step?(ids: number[], past?: KvCache): Promise<{ logits: Logits; cache: KvCache }>;
+  step?(ids: number[], past?: KvCache, opts?: StepOptions): Promise<{ logits: Logits; cache: KvCache }>;
+  /**
+   * Present with `step`: the cache of the first `length` positions of `cache` (draft tokens the
+   * model did not confirm dropped). `cache` is consumed: stepping from it afterwards is an error,
+   * since its later rows may be overwritten in place.
+   */
+  rewind?(cache: KvCache, length: number): KvCache;
   release(): Promise<void>;
+}
+
+export interface StepOptions {
+  /** Return the logits of every position of the step, [ids.length, vocab] (default: the last only). */
+  allLogits?: boolean;
 }
 
 /**
@@ -209,7 +221,14 @@ class OrtDecoder implements DecoderSession {
     sharedKv = false,
   ) {
     this.logitsDtype = logitsMeta.type as 'float32' | 'float16';
-    if (presentByPast) this.step = (ids, past) => (this.kvLayouts ? this.sharedStep(ids, past) : this.cachedStep(ids, past));
+    if (presentByPast) {
+      this.step = async (ids, past, opts) => {
+        if (past !== undefined && this.rewound.has(past)) throw new TypeError('This KvCache was rewound; step from the cache rewind() returned');
+        const all = opts?.allLogits === true;
+        return this.kvLayouts ? this.sharedStep(ids, past, all) : this.cachedStep(ids, past, all);
+      };
+      this.rewind = (cache, length) => this.rewindCache(cache, length);
+    }
     if (presentByPast && sharedKv && inputs.every((p) => p.role !== 'past' || (p.type === 'float32' && p.emptyDims!.filter((d) => d === 0).length === 1))) {
       this.kvLayouts = new Map<string, KvLayout>();
       for (const p of inputs) {
@@ -225,8 +244,36 @@ class OrtDecoder implements DecoderSession {
     }
   }
 
-  readonly step?: (ids: number[], past?: KvCache) => Promise<{ logits: Logits; cache: KvCache }>;
+  readonly step?: (ids: number[], past?: KvCache, opts?: StepOptions) => Promise<{ logits: Logits; cache: KvCache }>;
+  readonly rewind?: (cache: KvCache, length: number) => KvCache;
   private readonly kvLayouts?: Map<string, KvLayout>;
+  /** Caches given to rewind(): their buffers' later rows are no longer theirs. */
+  private readonly rewound = new WeakSet<KvCache>();
+
+  private rewindCache(cache: KvCache, length: number): KvCache {
+    if (typeof cache !== 'object' || cache === null || !Number.isInteger(cache.length)) {
+      throw new TypeError('Expected a KvCache returned by an earlier step');
+    }
+    if (!Number.isInteger(length) || length < 1 || length > cache.length) {
+      throw new RangeError(`Expected a length in [1, ${cache.length}] but received ${length}`);
+    }
+    if (this.rewound.has(cache)) throw new TypeError('This KvCache was rewound already');
+    if (length === cache.length) return cache;
+    this.rewound.add(cache);
+    if (cache instanceof SharedKvCache && cache.buffers.owner === this) {
+      // The latest cache of its buffers: the next step writes its rows from `length` on, in place.
+      if (cache.buffers.filled === cache.length && !cache.buffers.busy) cache.buffers.filled = length;
+      return new SharedKvCache(length, cache.buffers);
+    }
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const p of this.inputs) {
+      if (p.role !== 'past') continue;
+      const t = cache.tensors[p.name];
+      if (!t) throw new TypeError(`Expected the cache to hold past "${p.name}"`);
+      tensors[p.name] = firstRows(t, p.emptyDims!.indexOf(0), length);
+    }
+    return { length, tensors };
+  }
 
   /** The buffers a step from `past` writes into: past's own when it is their latest cache, else new ones. */
   private buffersFor(past: KvCache | undefined, rows: number): KvBuffers {
@@ -242,7 +289,7 @@ class OrtDecoder implements DecoderSession {
     return fresh;
   }
 
-  private async sharedStep(ids: number[], past?: KvCache): Promise<{ logits: Logits; cache: KvCache }> {
+  private async sharedStep(ids: number[], past: KvCache | undefined, allLogits: boolean): Promise<{ logits: Logits; cache: KvCache }> {
     if (past !== undefined && (typeof past !== 'object' || past === null || !Number.isInteger(past.length) || past.length < 0)) {
       throw new TypeError('Expected past to be a KvCache returned by an earlier step');
     }
@@ -259,24 +306,31 @@ class OrtDecoder implements DecoderSession {
     buffers.busy = true;
     let out: Record<string, ort.Tensor>;
     try {
-      out = await this.run(ids, [this.logitsName], { start, tensors }, [this.logitsName], into);
+      out = await this.run(ids, [this.logitsName], { start, tensors }, allLogits ? undefined : [this.logitsName], into);
     } finally {
       buffers.busy = false;
     }
     buffers.filled = start + ids.length;
-    return { logits: this.lastLogits(out[this.logitsName], ids.length), cache: new SharedKvCache(start + ids.length, buffers) };
+    return { logits: this.stepLogits(out[this.logitsName], ids.length, allLogits), cache: new SharedKvCache(start + ids.length, buffers) };
   }
 
-  private async cachedStep(ids: number[], past?: KvCache): Promise<{ logits: Logits; cache: KvCache }> {
+  private async cachedStep(ids: number[], past: KvCache | undefined, allLogits: boolean): Promise<{ logits: Logits; cache: KvCache }> {
     if (past !== undefined && (typeof past !== 'object' || !Number.isInteger(past.length) || typeof past.tensors !== 'object')) {
       throw new TypeError('Expected past to be a KvCache returned by an earlier step');
     }
     const start = past?.length ?? 0;
     const fetches = [this.logitsName, ...this.presentByPast!.values()];
-    const out = await this.run(ids, fetches, past && start > 0 ? { start, tensors: past.tensors } : undefined, [this.logitsName]);
+    const out = await this.run(ids, fetches, past && start > 0 ? { start, tensors: past.tensors } : undefined, allLogits ? undefined : [this.logitsName]);
     const tensors: Record<string, ort.Tensor> = {};
     for (const [pastName, presentName] of this.presentByPast!) tensors[pastName] = out[presentName];
-    return { logits: this.lastLogits(out[this.logitsName], ids.length), cache: { length: start + ids.length, tensors } };
+    return { logits: this.stepLogits(out[this.logitsName], ids.length, allLogits), cache: { length: start + ids.length, tensors } };
+  }
+
+  private stepLogits(t: ort.Tensor, seq: number, all: boolean): Logits {
+    if (!all) return this.lastLogits(t, seq);
+    const l = this.logitsOf(t, seq);
+    // A copy: the engine may reuse its output memory on the next run.
+    return { ...l, data: l.data.slice() };
   }
 
   /** The last position's logits of a step over `seq` tokens. */
@@ -322,7 +376,11 @@ class OrtDecoder implements DecoderSession {
 
   async logits(ids: number[]): Promise<Logits> {
     const seq = Array.isArray(ids) ? ids.length : 0;
-    const t = (await this.run(ids, [this.logitsName]))[this.logitsName];
+    return this.logitsOf((await this.run(ids, [this.logitsName]))[this.logitsName], seq);
+  }
+
+  /** Every row of a logits output over `seq` tokens (fp16 as its bits). */
+  private logitsOf(t: ort.Tensor, seq: number): Logits {
     const dims = t.dims;
     const vocab = dims[dims.length - 1];
     const rows = t.size / vocab;

@@ -91,6 +91,25 @@ describeIf('stories260K: import, perplexity, greedy generation', () => {
     expect(text.stderr).toMatch(/stopped at "the park"/);
   });
 
+  it('prints the same greedy text with prompt lookup, in fewer forward passes; refuses it with sampling', () => {
+    const expected = fs.readFileSync(GREEDY, 'utf8');
+    const r = w4a8(['generate', model, '--lookup', '4']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(expected);
+    expect(r.stderr).toMatch(/lookup: \d+ of \d+ drafted tokens confirmed, \d+ passes/);
+    const out = JSON.parse(w4a8(['generate', model, '--lookup', '4', '--json', '--quiet']).stdout);
+    expect(out.newTokens).toBe(256);
+    expect(out.lookup.confirmed).toBeGreaterThan(0);
+    expect(out.lookup.passes).toBe(256 - out.lookup.confirmed);
+    // Without the cache there is nothing to draft into: plain greedy, no lookup reported.
+    const recompute = JSON.parse(w4a8(['generate', model, '--lookup', '4', '--no-kv-cache', '--max-new-tokens', '20', '--json', '--quiet']).stdout);
+    expect(recompute.lookup).toBeNull();
+    expect(expected.startsWith(recompute.text)).toBe(true);
+    const sampled = w4a8(['generate', model, '--lookup', '4', '--temperature', '1']);
+    expect(sampled.status).toBe(2);
+    expect(sampled.stderr).toMatch(/--lookup checks drafts against the greedy choice: it needs --temperature 0/);
+  });
+
   // Known answers from an independent implementation: karpathy/llama2.c's run.c (gcc -O2), on the same
   // checkpoint and tokenizer, printed these for `-t 0.8 -p 1.0 -s 7 -n 60` and
   // `-t 1.0 -p 0.9 -s 42 -n 60 -i "Once upon a time"` (its stdout; -n counts forward steps from BOS).

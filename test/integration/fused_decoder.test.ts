@@ -172,6 +172,45 @@ describe('CachedAttention and RmsNorm against the standard-op graph', () => {
       await plain.release();
     }
   }, 60_000);
+
+  // Prompt-lookup decoding's two needs: every row of a multi-token step, and a cache cut back to the
+  // confirmed tokens (in place for the one-buffer cache, sliced for present tensors).
+  it('returns every row of a step and rewinds the cache to a prefix, as if only that prefix had been stepped', async () => {
+    const shared = await openDecoder(path.join(dir, 'fused.onnx'));
+    const plain = await openDecoder(path.join(dir, 'standard.onnx'));
+    try {
+      const rng = xorshift32(seed + 3);
+      const tok = () => 3 + (rng() % (config.vocabSize - 3));
+      const prompt = Array.from({ length: 4 }, tok);
+      const draft = Array.from({ length: 4 }, tok);
+      const next = [tok()];
+      for (const s of [shared, plain]) {
+        const p = await s.step!(prompt);
+        const all = await s.step!(draft, p.cache, { allLogits: true });
+        expect(all.logits.seq).toBe(4);
+        // Row 1 is the model after prompt + draft[0..2): a step over just those gives it too.
+        const direct = await s.step!(draft.slice(0, 2), p.cache);
+        const row1 = new Float32Array((all.logits.data as Float32Array).subarray(all.logits.vocab, 2 * all.logits.vocab));
+        closeLogits('row 1 of the 4-token step', { ...direct.logits, data: row1 }, direct.logits);
+        // Keep prompt + 2 draft tokens: the next step sees exactly them.
+        const kept = s.rewind!(all.cache, prompt.length + 2);
+        expect(kept.length).toBe(prompt.length + 2);
+        if (s === shared) expect((kept as SharedKvCache).buffers).toBe((all.cache as SharedKvCache).buffers);
+        const fromKept = await s.step!(next, kept);
+        // In place: the step after the rewind wrote into the same buffers, over the dropped rows.
+        if (s === shared) expect((fromKept.cache as SharedKvCache).buffers).toBe((all.cache as SharedKvCache).buffers);
+        const reference = await plain.step!([...prompt, ...draft.slice(0, 2), ...next]);
+        closeLogits(`${s === shared ? 'one-buffer' : 'tensor'} cache rewound`, fromKept.logits, reference.logits);
+        await expect(s.step!(next, all.cache)).rejects.toThrow(/was rewound/);
+        expect(() => s.rewind!(fromKept.cache, 0)).toThrow(RangeError);
+        expect(() => s.rewind!(fromKept.cache, fromKept.cache.length + 1)).toThrow(RangeError);
+        expect(s.rewind!(fromKept.cache, fromKept.cache.length)).toBe(fromKept.cache);
+      }
+    } finally {
+      await shared.release();
+      await plain.release();
+    }
+  }, 60_000);
 });
 
 describe('fuseDecoder leaves what it does not recognize', () => {
@@ -239,8 +278,8 @@ describeIf('--format w4a8 fused against --no-fuse-decoder on stories260K', () =>
     if (r.status !== 0) throw new Error(`eval failed (${r.status}): ${r.stderr}`);
     return JSON.parse(r.stdout).ppl as number;
   };
-  const generate = (model: string): string => {
-    const r = w4a8(['generate', model, '--tokenizer', path.join(dir, 'tok512.bin'), '--prompt', 'Once upon a time', '--max-new-tokens', '64', '--quiet']);
+  const generate = (model: string, extra: string[] = []): string => {
+    const r = w4a8(['generate', model, '--tokenizer', path.join(dir, 'tok512.bin'), '--prompt', 'Once upon a time', '--max-new-tokens', '64', '--quiet', ...extra]);
     if (r.status !== 0) throw new Error(`generate failed (${r.status}): ${r.stderr}`);
     return r.stdout;
   };
@@ -257,6 +296,8 @@ describeIf('--format w4a8 fused against --no-fuse-decoder on stories260K', () =>
     console.log(`stories260K w4a8 a=none, 4000 tokens: fused ppl ${a.toFixed(7)}, unfused ${b.toFixed(7)}`);
     expect(Math.abs(a / b - 1)).toBeLessThan(1e-5);  // float activations: rounding order only
     expect(generate(fusedA16)).toBe(generate(plainA16));
+    // Prompt lookup on the one-buffer cache (multi-token steps, rewinds in place): the same text.
+    expect(generate(fusedA16, ['--lookup', '4'])).toBe(generate(fusedA16));
     const fusedInt8 = quantize('int8', true), plainInt8 = quantize('int8', false);
     expect(generate(fusedInt8)).toBe(generate(plainInt8));
   }, 240_000);

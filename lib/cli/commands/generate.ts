@@ -19,6 +19,7 @@ interface GenerateArgs extends CommonArgs {
   'top-p': number;
   seed?: number;
   stop?: string[];
+  lookup: number;
 }
 
 export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
@@ -34,6 +35,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       .option('temperature', { type: 'number', default: 0, describe: 'Sampling temperature; 0 picks the most likely token (greedy)' })
       .option('top-k', { type: 'number', default: 0, describe: 'Sample among the k most likely tokens only (0: all)' })
       .option('top-p', { type: 'number', default: 0.9, describe: 'Nucleus sampling: among the most likely tokens whose mass first exceeds p (1: off)' })
+      .option('lookup', { type: 'number', default: 0, describe: 'Prompt-lookup decoding: up to N draft tokens per step from earlier text, checked in one pass (greedy only; same tokens)' })
       .option('stop', { type: 'string', array: true, describe: 'End generation at this text, which is not printed (repeatable)' })
       .option('seed', { type: 'number', describe: 'Seed of the sampler, a positive integer (default: a random one, printed)' })
       .option('engine', engineOption) as unknown as Argv<GenerateArgs>,
@@ -46,6 +48,8 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       const topK = integerOption('top-k', args['top-k'], 0, 0x7fffffff);
       const topP = numberOption('top-p', args['top-p'], { min: 0, max: 1 });
       const seed = optionalIntegerOption('seed', args.seed, 1, Number.MAX_SAFE_INTEGER);
+      const lookup = integerOption('lookup', args.lookup, 0, 64);
+      if (lookup > 0 && temperature > 0) throw new UsageError('--lookup checks drafts against the greedy choice: it needs --temperature 0');
       const stop = (args.stop ?? []).map(String);
       if (stop.some((s) => s === '')) throw new UsageError('--stop needs non-empty text');
       let streamed = false;
@@ -57,7 +61,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       };
       process.stdout.on('error', onStdoutError);
       // Text goes to stdout as it is decided; a progress bar would garble it, so none here.
-      const stream = generateStream({ modelPath: args.model, prompt: args.prompt, maxNewTokens, tokenizer: args.tokenizer, kvCache: args['kv-cache'], engine: args.engine, cancel: ctx.cancel, temperature, topK, topP, seed, stop });
+      const stream = generateStream({ modelPath: args.model, prompt: args.prompt, maxNewTokens, tokenizer: args.tokenizer, kvCache: args['kv-cache'], engine: args.engine, cancel: ctx.cancel, temperature, topK, topP, seed, stop, lookup });
       let result: GenerateResult;
       try {
         for (;;) {
@@ -90,6 +94,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
             stopText: result.stopText ?? null,
             kvCache: result.kvCache,
             sampling: result.sampling,
+            lookup: result.lookup ?? null,
             maxLength: result.maxLength?.tokens ?? null,
             prefillTokPerS: result.prefillTokPerS,
             decodeTokPerS: result.decodeTokPerS,
@@ -106,7 +111,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       if (!args.quiet) {
         const decode = result.newTokens > 1 ? `, decode ${result.decodeTokPerS.toFixed(1)} tokens/s` : '';
         ctx.progress.log(
-          `${result.newTokens} new tokens (${result.kvCache ? 'KV cache' : 'full recompute'}${samplingNote(result)}${stopNote(result)}): prefill ${result.promptTokens} tokens at ` +
+          `${result.newTokens} new tokens (${result.kvCache ? 'KV cache' : 'full recompute'}${samplingNote(result)}${lookupNote(result)}${stopNote(result)}): prefill ${result.promptTokens} tokens at ` +
             `${result.prefillTokPerS.toFixed(1)} tokens/s${decode}`,
         );
       }
@@ -124,4 +129,10 @@ function samplingNote(result: GenerateResult): string {
 
 function stopNote(result: GenerateResult): string {
   return result.stopText !== undefined ? `, stopped at ${JSON.stringify(result.stopText)}` : '';
+}
+
+/** ", lookup: 40 of 52 drafted tokens confirmed in 30 passes". */
+function lookupNote(result: GenerateResult): string {
+  const l = result.lookup;
+  return l ? `, lookup: ${l.confirmed} of ${l.drafted} drafted tokens confirmed, ${l.passes} passes` : '';
 }
