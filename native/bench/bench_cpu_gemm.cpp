@@ -1,7 +1,8 @@
 // Times the W4A8 CPU paths: GemmW4A8 with each ISA's kernels for M in {1, 8, 32, 128, 512} on K x N
 // shapes (default 4096 x 4096), int4 asymmetric, group 128, per-(token, group) activation quantization.
-// M = 1 rotates through >= 1 GiB of distinct packed weights so that the weights stream from DRAM, as
-// they do in a real decode step; larger M reuse one weight (it is compute-bound there). Rounds interleave
+// M <= 16 rotates through >= 1 GiB of distinct packed weights so that the weights stream from DRAM, as
+// they do in a real decode step (one token, or a few: a prompt-lookup draft, a small batch); larger M
+// reuse one weight (it is compute-bound there). Rounds interleave
 // the ISAs; the medians are printed with GB/s (packed weight bytes read per call) and TOPS (2*M*N*K),
 // and the process CPU time per call (all threads; the pool's brief spin-waits included).
 // --gap-us G sleeps G microseconds before each call, outside the timed part, as a decode step's other
@@ -44,6 +45,9 @@ double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
+
+// Up to this many token rows the weights stream from DRAM (rotated), as in decoding (drafts, small batches).
+constexpr int kStreamMaxM = 16;
 
 struct Shape {
   int32_t k, n;
@@ -131,7 +135,7 @@ int main(int argc, char** argv) {
 
   std::mt19937 rng(1);
   for (const Shape& shape : shapes) {
-    // One random canonical weight, packed many times for the DRAM-streaming M = 1 case.
+    // One random canonical weight, packed many times for the DRAM-streaming small-M cases.
     std::vector<uint8_t> codes(CodeBytes(shape.n, shape.k, group)), zps(ZeroPointBytes(shape.n, shape.k, group));
     std::vector<float> scales(ScaleCount(shape.n, shape.k, group));
     for (auto& c : codes) c = (uint8_t)rng();
@@ -144,19 +148,20 @@ int main(int argc, char** argv) {
     const int copies = std::max(1, (int)(rotate_mib * 1048576.0 / (double)bytes + 0.999));
     std::vector<std::unique_ptr<PackedWeight>> rotation;
     rotation.push_back(std::move(first));
-    const bool want_m1 = std::find(ms.begin(), ms.end(), 1) != ms.end();
-    for (int c = 1; want_m1 && c < copies; ++c) {
+    const bool want_stream = std::any_of(ms.begin(), ms.end(), [](int m) { return m <= kStreamMaxM; });
+    for (int c = 1; want_stream && c < copies; ++c) {
       std::unique_ptr<PackedWeight> p;
       if (Prepack(w, isas.front(), &p) != Status::kOk) { std::fprintf(stderr, "prepack failed\n"); return 1; }
       rotation.push_back(std::move(p));
     }
-    std::printf("\nK=%d N=%d: packed weight %.2f MiB; M=1 rotates through %zu copies (%.0f MiB)\n", shape.k, shape.n,
+    std::printf("\nK=%d N=%d: packed weight %.2f MiB; M <= %d rotates through %zu copies (%.0f MiB)\n", shape.k, shape.n, kStreamMaxM,
                 bytes / 1048576.0, rotation.size(), rotation.size() * bytes / 1048576.0);
     std::printf("%-11s %5s %11s %9s %8s %13s\n", "isa", "M", "median ms", "GB/s", "TOPS", "cpu ms/call");
     for (int m : ms) {
       std::vector<float> x((size_t)m * shape.k), y((size_t)m * shape.n);
       for (auto& v : x) v = (float)((int)(rng() % 2001) - 1000) / 1000.0f;
-      const int calls = m == 1 ? (int)rotation.size() : std::max(1, (int)(2e9 / (2.0 * m * shape.n * shape.k)));
+      const bool stream = m <= kStreamMaxM;
+      const int calls = stream ? (int)rotation.size() : std::max(1, (int)(2e9 / (2.0 * m * shape.n * shape.k)));
       std::vector<std::vector<double>> per_call(isas.size()), cpu_per_call(isas.size());
       std::vector<double> read_per_call;
       for (int r = 0; r < rounds + 1; ++r) {  // round 0 warms up
@@ -168,7 +173,7 @@ int main(int argc, char** argv) {
           double busy = 0.0, cpu = 0.0;
           double t0 = Now(), c0 = CpuNow();
           for (int c = 0; c < calls; ++c) {
-            const PackedWeight& pw = *rotation[m == 1 ? c % rotation.size() : 0];
+            const PackedWeight& pw = *rotation[stream ? c % rotation.size() : 0];
             if (gap_us > 0) {
               std::this_thread::sleep_for(std::chrono::microseconds(gap_us));
               t0 = Now(), c0 = CpuNow();

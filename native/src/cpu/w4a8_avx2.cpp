@@ -39,10 +39,10 @@ void Micro(const CpuPackedView& v, const QuantizedActs& a, const float* bias, fl
     __m256i iacc[MR][2];
     for (int r = 0; r < MR; ++r) iacc[r][0] = iacc[r][1] = _mm256_setzero_si256();
     const int32_t c_begin = g * chunks_per_group;
-    if (MR <= 2 && g + 2 < v.blocks_per_row) PrefetchGroupMeta(v, p, g + 2);
+    if (g + 2 < v.blocks_per_row) PrefetchGroupMeta(v, p, g + 2);
     for (int32_t c = c_begin; c < c_begin + chunks_per_group; ++c) {
       const uint8_t* src = wp + (size_t)c * kCpuChunkBytes;
-      if (MR <= 2) _mm_prefetch((const char*)src + 2048, _MM_HINT_T0);
+      _mm_prefetch((const char*)src + 2048, _MM_HINT_T0);
       __m256i lo[2], hi[2];
       for (int h = 0; h < 2; ++h) {
         const __m256i raw = _mm256_load_si256((const __m256i*)(src + 32 * h));

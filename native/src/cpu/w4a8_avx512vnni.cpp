@@ -56,13 +56,13 @@ void Micro(const CpuPackedView& v, const QuantizedActs& a, const float* bias, fl
       for (int j = 0; j < NP; ++j)
         for (int h = 0; h < kAcc; ++h) iacc[r][j][h] = _mm512_setzero_si512();
     const int32_t c_begin = g * chunks_per_group;
-    if (kSplit && g + 2 < v.blocks_per_row)
+    if (g + 2 < v.blocks_per_row)
       for (int j = 0; j < NP; ++j) PrefetchGroupMeta(v, p0 + j, g + 2);
     for (int32_t c = c_begin; c < c_begin + chunks_per_group; ++c) {
       __m512i lo[NP], hi[NP];
       for (int j = 0; j < NP; ++j) {
         const uint8_t* src = wp[j] + (size_t)c * kCpuChunkBytes;
-        if (kSplit) _mm_prefetch((const char*)src + 2048, _MM_HINT_T0);
+        _mm_prefetch((const char*)src + 2048, _MM_HINT_T0);
         const __m512i raw = _mm512_load_si512((const void*)src);
         lo[j] = _mm512_and_si512(raw, nibble);
         hi[j] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble);
@@ -115,6 +115,7 @@ void Micro(const CpuPackedView& v, const QuantizedActs& a, const float* bias, fl
 // (broadcasting from memory inside every vpdpbusd instead made the loop load-bound on Zen 5).
 constexpr int kBigRows = 8;
 constexpr int kBigPanels = 3;
+constexpr int kBigMinRows = 16;
 
 #define W4A8_DP3(addr, wa, wb, wc, a, b, c)                              \
   "vpbroadcastd " addr ", %%zmm31\n\t"                                  \
@@ -277,7 +278,7 @@ void TileAvx512Vnni(const CpuPackedView& v, const QuantizedActs& a, const float*
     for (; p_rest + 4 <= t.p1; p_rest += 4) fn(v, a, bias, y, t.m0, p_rest);
   }
   // Large M, int4: 8 x 3 blocks first; leftover rows and panels take the general path below.
-  if (!fp4 && t.m1 - t.m0 >= kBigRows && t.p1 - t.p0 >= kBigPanels) {
+  if (!fp4 && t.m1 - t.m0 >= kBigMinRows && t.p1 - t.p0 >= kBigPanels) {
     const int32_t m_big = t.m0 + (t.m1 - t.m0) / kBigRows * kBigRows;
     const int32_t p_big = t.p0 + (t.p1 - t.p0) / kBigPanels * kBigPanels;
     for (int32_t p = t.p0; p < p_big; p += kBigPanels)
