@@ -4,13 +4,17 @@
 // step can add several tokens for about the cost of one when decoding is bound by reading weights.
 // Text that repeats itself (stories, quoting the prompt, code, summaries) gives the most.
 
-/** The longest and shortest tails matched, longest first (n-grams of 3 down to 1 token). */
+/**
+ * The longest and shortest tails matched, longest first. No single-token tails: on stories260K they
+ * doubled the drafted tokens for a quarter more confirmed ones (scripts/bench-lookup.js), and a
+ * rejected draft costs a wider pass (docs/BENCHMARKS.md, "Prompt lookup").
+ */
 const MAX_NGRAM = 3;
-const MIN_NGRAM = 1;
+const MIN_NGRAM = 2;
 
 /**
  * Up to `maxDraft` tokens that followed the most recent earlier occurrence of the sequence's last
- * n tokens (n from 3 down to 1); empty when none occurs.
+ * n tokens (n = 3, else 2); empty when neither occurs.
  */
 export function lookupDraft(ids: readonly number[], maxDraft: number): number[] {
   if (maxDraft <= 0) return [];

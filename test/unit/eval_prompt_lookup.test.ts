@@ -1,5 +1,5 @@
-// Prompt lookup's drafts (the tokens after the latest earlier occurrence of the last 3, 2 or 1
-// tokens) and the count of draft tokens a model's greedy picks confirm.
+// Prompt lookup's drafts (the tokens after the latest earlier occurrence of the last 3 or 2 tokens)
+// and the count of draft tokens a model's greedy picks confirm.
 import { acceptedDraft, lookupDraft } from '../../lib/eval/prompt_lookup';
 
 describe('lookupDraft', () => {
@@ -9,8 +9,10 @@ describe('lookupDraft', () => {
     const ids = [0, 7, 8, 9, 4, 5, 8, 9, 1, 7, 8, 9];
     expect(lookupDraft(ids, 2)).toEqual([4, 5]);
     expect(lookupDraft(ids, 10)).toEqual([4, 5, 8, 9, 1, 7, 8, 9]);
-    // Only a unigram matches: its latest occurrence.
-    expect(lookupDraft([3, 1, 3, 2, 5, 3], 3)).toEqual([2, 5, 3]);
+    // Only a bigram matches: its latest occurrence.
+    expect(lookupDraft([3, 1, 3, 2, 5, 3, 2], 3)).toEqual([5, 3, 2]);
+    // A single token seen before is not enough.
+    expect(lookupDraft([3, 1, 3, 2, 5, 3], 3)).toEqual([]);
     // The latest of two trigram occurrences.
     expect(lookupDraft([1, 2, 3, 9, 1, 2, 3, 8, 1, 2, 3], 1)).toEqual([8]);
   });
