@@ -1,5 +1,6 @@
-// `--threads N` for the commands that run native work (quantize, sweep, bench): one thread count
-// for the kernels and the quantizers. Without it they use every hardware thread.
+// `--threads N` for the commands that run native work (quantize, sweep, bench, eval, generate): one
+// thread count for the kernels, the quantizers and the ONNX Runtime sessions' intra-op threads
+// (lib/ort/session.ts intraOpThreads). Without it they use every hardware thread.
 import { setNumThreads } from '../native/kernels';
 import { UsageError } from '../util/errors';
 
@@ -7,7 +8,7 @@ export const MAX_THREADS = 1024;
 
 export const threadsOption = {
   type: 'number',
-  describe: 'Threads for the native kernels and quantizers (default: all hardware threads)',
+  describe: 'Threads for the native kernels, quantizers and ONNX Runtime sessions (default: all hardware threads)',
 } as const;
 
 /** Checks --threads (exit 2 when wrong) and applies it; undefined keeps the default. */

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { W4A8Error } from '../util/errors';
 import type { Logits } from '../native/eval_ops';
+import { numThreads } from '../native/kernels';
 import { ENGINES, engineFor, openW4A8Session, ortEngineSession, W4A8_OP_DOMAIN, type Engine, type EngineSession } from './engine_session';
 import { loadModel } from '../onnx/model';
 import type { ModelProto } from 'onnx-buf';
@@ -14,7 +15,7 @@ import { readSessionConfig } from '../onnx/session_config';
 import { firstRows, KvBuffers, presentsFromInPlaceAttention, SharedKvCache, type KvLayout } from './kv_buffers';
 
 export interface OpenDecoderOptions {
-  /** Threads ORT uses inside an operator (default: ORT's choice). */
+  /** Threads ORT uses inside an operator (default: intraOpThreads(), the kernel pool's thread count). */
   intraOpNumThreads?: number;
   /** External data for a model given as bytes: [{path: location in the model, data}]. */
   externalData?: { path: string; data: Uint8Array }[];
@@ -401,6 +402,16 @@ class OrtDecoder implements DecoderSession {
   }
 }
 
+/**
+ * ORT's intra-op thread count for our sessions: the one asked for, else as many as the kernel pool
+ * has (every hardware thread, or `--threads`). ONNX Runtime's own default ran one thread on a 2-vCPU
+ * AMD EPYC VM, which made `generate` decode a tinyllama at 0.6x the speed of two threads
+ * (docs/ARCHITECTURE.md, "ONNX Runtime sessions, threads and weight memory").
+ */
+export function intraOpThreads(requested?: number): number {
+  return requested ?? numThreads();
+}
+
 /** Fail early, before any slow work, when a model path names nothing or a folder. */
 export function checkModelFile(modelPath: string): void {
   let stat: fs.Stats;
@@ -425,7 +436,7 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
     executionProviders: ['cpu'],
     logSeverityLevel: process.env.W4A8_DEBUG === '1' ? 2 : 4,
   };
-  if (opts.intraOpNumThreads !== undefined) options.intraOpNumThreads = opts.intraOpNumThreads;
+  options.intraOpNumThreads = intraOpThreads(opts.intraOpNumThreads);
   if (opts.sessionConfig) options.extra = { session: { ...opts.sessionConfig } };
   let session: EngineSession;
   let label: string;
@@ -446,7 +457,7 @@ export async function openDecoder(model: string | Uint8Array, opts: OpenDecoderO
     engineOf = engine;
     try {
       session = engine === 'w4a8'
-        ? await openW4A8Session(model, { intraOpNumThreads: opts.intraOpNumThreads, sessionConfig: { ...carried, ...opts.sessionConfig } })
+        ? await openW4A8Session(model, { intraOpNumThreads: options.intraOpNumThreads, sessionConfig: { ...carried, ...opts.sessionConfig } })
         : ortEngineSession(await ort.InferenceSession.create(model, options));
     } catch (err) {
       if (engine === 'ort' && engineFor(proto) === 'w4a8') {

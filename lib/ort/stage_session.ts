@@ -5,7 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { W4A8Error } from '../util/errors';
 import type { DataType } from '../onnx/dtype';
 import { ONNX_ELEMENT_TYPES } from '../native/ort_runtime';
-import { decoderFeeds, firstLine, planDecoderInput, type InputPlan } from './session';
+import { decoderFeeds, firstLine, intraOpThreads, planDecoderInput, type InputPlan } from './session';
 
 /** The ONNX element type of an ORT tensor type (a carried value becomes a typed input of the next part). */
 export function dataTypeOfOrt(type: string): DataType | undefined {
@@ -50,6 +50,7 @@ export async function openStage(bytes: Uint8Array, opts: OpenStageOptions): Prom
   if (opts.externalDataFolder !== undefined) session.model_external_initializers_file_folder_path = opts.externalDataFolder;
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: ['cpu'],
+    intraOpNumThreads: intraOpThreads(),
     logSeverityLevel: process.env.W4A8_DEBUG === '1' ? 2 : 4,
     ...(Object.keys(session).length > 0 ? { extra: { session } } : {}),
   };

@@ -5,6 +5,7 @@ import { evaluatePerplexity } from '../../eval/perplexity';
 import { runCommand, CommonArgs } from '../run_command';
 import { integerOption } from '../numeric_options';
 import { engineOption, type Engine } from '../engine_option';
+import { applyThreads, threadsOption } from '../threads_option';
 
 interface EvalArgs extends CommonArgs {
   model: string;
@@ -14,6 +15,7 @@ interface EvalArgs extends CommonArgs {
   'max-tokens': number;
   'oov-id'?: number;
   engine?: Engine;
+  threads?: number;
 }
 
 export const evalCommand: CommandModule<CommonArgs, EvalArgs> = {
@@ -27,9 +29,11 @@ export const evalCommand: CommandModule<CommonArgs, EvalArgs> = {
       .option('ctx', { type: 'number', default: 512, describe: 'Window length in tokens' })
       .option('max-tokens', { type: 'number', default: 20000, describe: 'Predictions scored at most' })
       .option('oov-id', { type: 'number', describe: 'Map token ids beyond the model\'s vocabulary to this id, with a warning (test models only)' })
+      .option('threads', threadsOption)
       .option('engine', engineOption) as unknown as Argv<EvalArgs>,
   handler: (args) =>
     runCommand(args, async (ctx) => {
+      applyThreads(args.threads);
       const window = integerOption('ctx', args.ctx, 2);
       const maxTokens = integerOption('max-tokens', args['max-tokens'], 1);
       if (!args.text) throw new UsageError('--text needs a file');

@@ -6,6 +6,7 @@ import { generateStream, type GenerateResult } from '../../eval/generate';
 import { runCommand, CommonArgs } from '../run_command';
 import { integerOption, numberOption, optionalIntegerOption } from '../numeric_options';
 import { engineOption, type Engine } from '../engine_option';
+import { applyThreads, threadsOption } from '../threads_option';
 
 interface GenerateArgs extends CommonArgs {
   model: string;
@@ -14,6 +15,7 @@ interface GenerateArgs extends CommonArgs {
   tokenizer?: string;
   'kv-cache': boolean;
   engine?: Engine;
+  threads?: number;
   temperature: number;
   'top-k': number;
   'top-p': number;
@@ -38,9 +40,11 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       .option('lookup', { type: 'number', default: 0, describe: 'Prompt-lookup decoding: up to N draft tokens per step from earlier text, checked in one pass (greedy only; same tokens)' })
       .option('stop', { type: 'string', array: true, describe: 'End generation at this text, which is not printed (repeatable)' })
       .option('seed', { type: 'number', describe: 'Seed of the sampler, a positive integer (default: a random one, printed)' })
+      .option('threads', threadsOption)
       .option('engine', engineOption) as unknown as Argv<GenerateArgs>,
   handler: (args) =>
     runCommand(args, async (ctx) => {
+      applyThreads(args.threads);
       const maxNewTokens = integerOption('max-new-tokens', args['max-new-tokens'], 0);
       if (typeof args.prompt !== 'string') throw new UsageError('--prompt needs text');
       if (args.tokenizer === '') throw new UsageError('--tokenizer needs a file');
