@@ -12,6 +12,16 @@ import { modelMaxLength } from '../../lib/onnx/max_length';
 import { Llama2cTokenizer } from '../../lib/tokenize/llama2c';
 import { placeholderLlama2cTokenizer, PLACEHOLDER_MIN_VOCAB } from '../../lib/tokenize/llama2c_placeholder';
 
+/** Every chunk a stream yields, and its return value. */
+async function drain(stream: AsyncGenerator<GenerateChunk, GenerateResult, undefined>): Promise<{ chunks: GenerateChunk[]; result: GenerateResult }> {
+  const chunks: GenerateChunk[] = [];
+  for (;;) {
+    const r = await stream.next();
+    if (r.done) return { chunks, result: r.value };
+    chunks.push(r.value);
+  }
+}
+
 describe('generateStream on a random-weight decoder with a KV cache', () => {
   const seed = 11;
   let dir: string;
@@ -24,17 +34,7 @@ describe('generateStream on a random-weight decoder with a KV cache', () => {
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('yields the prompt pieces then one chunk per new token; the return value is the whole result', async () => {
-    const chunks: GenerateChunk[] = [];
-    const stream = generateStream({ modelPath: model, prompt: 'ab', maxNewTokens: 12 });
-    let result: GenerateResult;
-    for (;;) {
-      const r = await stream.next();
-      if (r.done) {
-        result = r.value;
-        break;
-      }
-      chunks.push(r.value);
-    }
+    const { chunks, result } = await drain(generateStream({ modelPath: model, prompt: 'ab', maxNewTokens: 12 }));
     expect(result.kvCache).toBe(true);
     expect(chunks.map((c) => c.text).join('')).toBe(result.text);
     const prompt = chunks.filter((c) => c.prompt);
@@ -57,17 +57,7 @@ describe('generateStream on a random-weight decoder with a KV cache', () => {
     const stopText = completion.slice(Math.floor(completion.length / 2), Math.floor(completion.length / 2) + 4);
     expect(stopText.length).toBe(4);
     const first = completion.indexOf(stopText);
-    const chunks: GenerateChunk[] = [];
-    const stream = generateStream({ modelPath: model, prompt: 'ab', maxNewTokens: 24, stop: [stopText] });
-    let result: GenerateResult;
-    for (;;) {
-      const r = await stream.next();
-      if (r.done) {
-        result = r.value;
-        break;
-      }
-      chunks.push(r.value);
-    }
+    const { chunks, result } = await drain(generateStream({ modelPath: model, prompt: 'ab', maxNewTokens: 24, stop: [stopText] }));
     expect(result.stop).toBe('stop-text');
     expect(result.stopText).toBe(stopText);
     expect(result.completion).toBe(completion.slice(0, first));
