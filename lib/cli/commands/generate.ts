@@ -37,7 +37,7 @@ export const generateCommand: CommandModule<CommonArgs, GenerateArgs> = {
       .option('temperature', { type: 'number', default: 0, describe: 'Sampling temperature; 0 picks the most likely token (greedy)' })
       .option('top-k', { type: 'number', default: 0, describe: 'Sample among the k most likely tokens only (0: all)' })
       .option('top-p', { type: 'number', default: 0.9, describe: 'Nucleus sampling: among the most likely tokens whose mass first exceeds p (1: off)' })
-      .option('lookup', { type: 'number', default: 0, describe: 'Prompt-lookup decoding: up to N draft tokens per step from earlier text, checked in one pass (greedy only; same tokens)' })
+      .option('lookup', { type: 'number', default: 0, describe: 'Prompt-lookup decoding: up to N draft tokens per step from earlier text, checked in one pass (greedy only; the greedy tokens, up to int8 near-ties)' })
       .option('stop', { type: 'string', array: true, describe: 'End generation at this text, which is not printed (repeatable)' })
       .option('seed', { type: 'number', describe: 'Seed of the sampler, a positive integer (default: a random one, printed)' })
       .option('threads', threadsOption)
