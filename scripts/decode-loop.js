@@ -4,6 +4,7 @@
 // same process: how much a decode step changes when the process also holds other models.
 //   node scripts/decode-loop.js --time <model.onnx> [--time <model.onnx> ...] [--hold <model.onnx> ...]
 //                               [--ctx 128] [--steps 64] [--rounds 2] [--threads 2] [--spinning 0|1] [--gc] [--engine ort|w4a8]
+// (--threads 0 leaves ONNX Runtime its own default intra-op thread count.)
 // Each --time model is timed in turn, --rounds times (ms per decode step, after a prefill of --ctx
 // seeded ids); --hold models are opened first and kept open, unused. --gc: a full garbage collection
 // before each timed loop (as bench e2e does), so that one model's garbage is not collected in the next one's time. Engines follow the models
@@ -56,9 +57,14 @@ const label = (m) => path.basename(path.dirname(path.resolve(m)));
       if (gc) collectGarbage();
       let r = await s.step(ids);
       const t0 = process.hrtime.bigint();
+      const c0 = process.cpuUsage();
       for (let k = 0; k < steps; k++) r = await s.step([5 + k], r.cache);
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
-      console.log(`${label(timed[i])} ctx ${ctx}, round ${round + 1}: ${ms.toFixed(2)} ms per decode step (${held.length} other session(s) held, ${threads} threads, spinning ${spinning}${gc ? ', collected before' : ''}${forced ? `, engine ${forced}` : ''})`);
+      const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
+      const cpu = process.cpuUsage(c0);
+      const ms = wallMs / steps;
+      // Process CPU time over wall time: about the number of threads kept busy (1.0: one thread did the work).
+      const busy = (cpu.user + cpu.system) / 1000 / wallMs;
+      console.log(`${label(timed[i])} ctx ${ctx}, round ${round + 1}: ${ms.toFixed(2)} ms per decode step, CPU/wall ${busy.toFixed(2)} (${held.length} other session(s) held, ${threads} threads, spinning ${spinning}${gc ? ', collected before' : ''}${forced ? `, engine ${forced}` : ''})`);
     }
   }
   for (const s of [...sessions, ...holding]) await s.release();
