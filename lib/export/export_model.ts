@@ -14,6 +14,7 @@ import { applyInputScalings } from './input_scaling';
 import { addCompensationBranch } from './compensation';
 import { addFusedCompensation } from './compensation_fused';
 import { upgradeDefaultOpset } from './opset_upgrade';
+import { hasFloat16, widenFloat16 } from './widen_float16';
 import { replaceWithDequantizeLinear, replaceWithDequantized, replaceWithMatMulNBits, replaceWithW4A8MatMul, W4A8_DOMAIN } from './weights';
 
 export interface ExportInfo {
@@ -46,6 +47,8 @@ export interface ExportOptions {
   fuseDecoder?: boolean;
   /** w4a8 with fuseDecoder: also merge q|k|v and gate|up W4A8MatMuls into one node each (default true; adapters cannot attach to merged layers). */
   mergeProjections?: boolean;
+  /** w4a8 with fuseDecoder: run an fp16 graph in fp32 so that it can be fused (widen_float16.ts; default true). */
+  widenFloat16?: boolean;
   /** A streamed export's side file (fuse_decoder.ts merges the projections it holds back to back). */
   sideWriter?: SideFileWriter;
 }
@@ -112,6 +115,16 @@ export async function exportQuantized(model: OnnxModel, parts: QuantizedModelPar
       // move stories260K's perplexity ~0.08 % from the sim export (20000 tokens); unfused it is exact.
       notes.push('decoder not fused: fp8 activations keep the standard graph, which matches the sim export exactly');
     } else if (options.fuseDecoder ?? true) {
+      if (hasFloat16(model)) {
+        if (options.widenFloat16 ?? true) {
+          const w = widenFloat16(model);
+          notes.push(`fp16 graph widened to fp32 for the fused kernels: its cache, logits and other activations are fp32 now` +
+            (w.gatherTables > 0 ? ` (${w.gatherTables} embedding table(s) stay fp16, their rows cast after the Gather)` : '') +
+            '; --no-widen-fp16 keeps fp16');
+        } else {
+          notes.push('fp16 graph kept fp16 (--no-widen-fp16): its decoder stays unfused');
+        }
+      }
       const f = fuseDecoder(model, { mergeProjections: options.mergeProjections, sideWriter: options.sideWriter });
       if (f.attention + f.rmsNorm + f.projections > 0) {
         notes.push(`decoder fused: ${f.attention} attention block(s) as ${W4A8_DOMAIN}.CachedAttention, ${f.rmsNorm} RMSNorm(s) as ${W4A8_DOMAIN}.RmsNorm, ` +

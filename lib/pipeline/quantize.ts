@@ -40,6 +40,8 @@ export interface QuantizeModelOptions extends Partial<QuantConfig>, StreamedOpti
   fuseDecoder?: boolean;
   /** With fuseDecoder: merge q|k|v and gate|up into one W4A8MatMul each (default true; adapters cannot attach to merged layers). */
   mergeProjections?: boolean;
+  /** With fuseDecoder: run an fp16 graph's activations, cache and logits in fp32 so that it can be fused (default true). */
+  widenFloat16?: boolean;
   /** Calibration text: a file, or the text itself. */
   calib?: string;
   calibText?: string;
@@ -330,7 +332,7 @@ async function quantizeInto(
       parts.reports.push(...done.reports);
     }
     cancel.throwIfCancelled();
-    const info = await exportQuantized(model, parts, format, { fuseDecoder: opts.fuseDecoder, mergeProjections: opts.mergeProjections, sideWriter: writer });
+    const info = await exportQuantized(model, parts, format, { fuseDecoder: opts.fuseDecoder, mergeProjections: opts.mergeProjections, widenFloat16: opts.widenFloat16, sideWriter: writer });
     // A streamed model is checked as staged (its new tensors are in the staged side file).
     if (info.opsetRaisedFrom !== undefined && !writer) await checkLoads(model, info);
     cancel.throwIfCancelled();

@@ -10,9 +10,9 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { fuseDecoder } from '../../lib/export/fuse_decoder';
 import { GraphBuilder } from '../../lib/import/graph_builder';
-import { buildLlama2cModel, type Llama2cWeights } from '../../lib/import/llama2c_graph';
+import { buildLlama2cModel } from '../../lib/import/llama2c_graph';
 import { DataType } from '../../lib/onnx/dtype';
-import { checkpointLayout, type Llama2cConfig } from '../../lib/import/llama2c_checkpoint';
+import type { Llama2cConfig } from '../../lib/import/llama2c_checkpoint';
 import { modelMaxLength } from '../../lib/onnx/max_length';
 import { loadModel, saveModel } from '../../lib/onnx/model';
 import { openW4A8Session, ortEngineSession, type EngineSession } from '../../lib/ort/engine_session';
@@ -21,6 +21,7 @@ import { openDecoder, type DecoderSession, type KvCache } from '../../lib/ort/se
 import type { Logits } from '../../lib/native/eval_ops';
 import { assertBuiltCli } from '../helpers/built_cli';
 import { xorshift32 } from '../helpers/seeded';
+import { SeededWeights } from '../helpers/seeded_llama2c';
 import { SHARED_DIR } from '../helpers/shared_paths';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -29,28 +30,6 @@ const STORIES = path.join(SHARED_DIR, 'models', 'stories260K');
 const EVAL_TEXT = path.join(SHARED_DIR, 'data', 'tinystories', 'eval-dev.txt');
 
 beforeAll(assertBuiltCli);
-
-/** Seeded uniform weights in +-1/sqrt(fan_in), RMSNorm gains around 1 (not all 1: the weight must matter). */
-class SeededWeights implements Llama2cWeights {
-  private readonly shapes: Map<string, number[]>;
-  constructor(
-    readonly config: Llama2cConfig,
-    private readonly seed: number,
-  ) {
-    this.shapes = new Map(checkpointLayout(config).tensors.map((t) => [t.name, t.shape]));
-  }
-  shape(name: string): number[] {
-    return this.shapes.get(name)!;
-  }
-  read(name: string, layer = 0): Float32Array {
-    const shape = this.shape(name);
-    const next = xorshift32(this.seed * 7919 + name.length * 131 + layer * 17 + name.charCodeAt(1));
-    const out = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    const bound = shape.length === 1 ? 0.5 : name === 'token_embedding_table' ? 1 : 1 / Math.sqrt(shape[1]);
-    for (let i = 0; i < out.length; i++) out[i] = (shape.length === 1 ? 1 : 0) + bound * (2 * (next() / 2 ** 32) - 1);
-    return out;
-  }
-}
 
 describe('CachedAttention and RmsNorm against the standard-op graph', () => {
   const seed = Number(process.env.W4A8_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));

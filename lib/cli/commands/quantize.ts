@@ -21,6 +21,7 @@ interface QuantizeArgs extends CommonArgs {
   format: (typeof EXPORT_FORMATS)[number];
   'fuse-decoder': boolean;
   'merge-projections': boolean;
+  'widen-fp16': boolean;
   calib?: string;
   tokenizer?: string;
   'calib-tokens': number;
@@ -64,7 +65,8 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
       .conflicts('sym', 'asym')
       .option('aformat', { type: 'string', choices: ACT_FORMATS, default: 'int8' as const, describe: 'Activations: per-token dynamic int8, fp8 E4M3, or none' })
       .option('format', { type: 'string', choices: EXPORT_FORMATS, default: 'matmulnbits' as const, describe: 'Export: com.microsoft MatMulNBits, opset-21 QDQ, standard-op simulation, or w4a8 (com.w4a8 W4A8MatMul nodes: the w4a8 CPU kernels inside ONNX Runtime)' })
-      .option('fuse-decoder', { type: 'boolean', default: true, describe: '--format w4a8: also run attention (rotary, grouped-query, KV cache) and RMSNorm as single com.w4a8 nodes (fp32 models written by import llama2c, standard or --layout genai, and ONNX Runtime GenAI graphs with GroupQueryAttention; --no-fuse-decoder keeps the graph\'s own ops)' })
+      .option('fuse-decoder', { type: 'boolean', default: true, describe: '--format w4a8: also run attention (rotary, grouped-query, KV cache) and RMSNorm as single com.w4a8 nodes (models written by import llama2c, standard or --layout genai, and ONNX Runtime GenAI graphs with GroupQueryAttention; --no-fuse-decoder keeps the graph\'s own ops)' })
+      .option('widen-fp16', { type: 'boolean', default: true, describe: '--format w4a8 with the fused decoder: run an fp16 graph in fp32 (its cache, logits and activations become fp32; embedding tables stay fp16), which the fused kernels need; --no-widen-fp16 keeps fp16 and the standard ops' })
       .option('merge-projections', { type: 'boolean', default: true, describe: '--format w4a8 with the fused decoder: one W4A8MatMul for q|k|v and one for gate|up (SwiGLU inside); --no-merge-projections keeps one node per layer, which `adapter attach` needs for those layers' })
       .option('calib', { type: 'string', describe: 'Calibration text (UTF-8; documents split on blank lines)' })
       .option('tokenizer', { type: 'string', describe: 'Tokenizer file (default: the one beside the model)' })
@@ -116,6 +118,7 @@ export const quantizeCommand: CommandModule<CommonArgs, QuantizeArgs> = {
         format: args.format,
         fuseDecoder: args['fuse-decoder'],
         mergeProjections: args['merge-projections'],
+        widenFloat16: args['widen-fp16'],
         calib: args.calib,
         tokenizer: args.tokenizer,
         calibTokens,
