@@ -10,7 +10,7 @@
 // SkipSimplifiedLayerNormalization: lib/import/llama2c_graph_genai.ts, or a GenAI export), and leaves
 // anything else untouched: a layer whose attention does not match keeps its ops (the result says how
 // many were fused). Only fp32
-// graphs are fused (the kernels are fp32). Numerics: the same computation in another summation
+// graphs are fused (the kernels are fp32; --format w4a8 widens fp16 graphs first, widen_float16.ts). Numerics: the same computation in another summation
 // order (softmax and RMSNorm sums in fp32 / double), within float rounding of the standard graph.
 import type { NodeProto, TensorProto } from 'onnx-buf';
 import { floatAttr, makeNode } from '../onnx/build';
