@@ -13,6 +13,7 @@ import { exportQuantized } from '../export/export_model';
 import { importLlama2c } from '../import/llama2c';
 import { GENAI_HEAD_SIZE_MULTIPLE } from '../import/llama2c_graph_genai';
 import { importRandomLlama, RANDOM_PRESETS } from '../import/llama2c_random';
+import { byteSizeOf } from '../onnx/dtype';
 import { modelMaxLength } from '../onnx/max_length';
 import { loadModel, saveModelAsync } from '../onnx/model';
 import { resolveConfig, type ActFormat, type ExportFormat, type QuantConfig } from '../quant/config';
@@ -138,7 +139,7 @@ export async function prepareE2eModels(o: E2eModelOptions): Promise<E2eModels> {
     const byWeight = new Map(parts.layers.map((q) => [q.layer.weightName, q]));
     // What a decode step must read of the linear layers (every variant reads the same quantized arrays).
     const quantBytes = parts.layers.reduce((s, q) => s + q.codes.byteLength + q.scales.byteLength + (q.zeroPoints?.byteLength ?? 0), 0);
-    const floatBytes = plan.layers.reduce((s, l) => s + l.k * l.n * 4, 0);
+    const floatBytes = plan.layers.reduce((s, l) => s + (byteSizeOf(l.dataType, l.k * l.n) ?? l.k * l.n * 4), 0);
 
     const models: E2eVariantModel[] = [{ variant: 'ort-fp32', modelPath: fp32.file, engine: 'ort', linearWeightBytes: floatBytes }];
     const genaiFile = 'file' in fp32.genai ? fp32.genai.file : undefined;

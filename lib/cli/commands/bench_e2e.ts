@@ -29,7 +29,7 @@ export const E2E_DEFAULT_ROUNDS = 3;
 
 /** The bench command's options that only `e2e` reads. */
 export const benchE2eOptions = {
-  model: { type: 'string', describe: `e2e: a float ONNX decoder with a KV cache, or a preset (${E2E_PRESETS.join(', ')}); quant: quantize this whole model (a preset or a path) with each of --methods` },
+  model: { type: 'string', describe: `e2e: a float ONNX decoder with a KV cache (fp32, or fp16: ort-fp32 then runs it in fp16 as it is), or a preset (${E2E_PRESETS.join(', ')}); quant: quantize this whole model (a preset or a path) with each of --methods` },
   'prompt-tokens': { type: 'string', default: '128', describe: 'e2e: prompt length(s) in tokens, comma-separated (e.g. 128,512)' },
   'new-tokens': { type: 'number', default: 64, describe: 'e2e: greedy decode steps after the prefill' },
   layers: { type: 'number', describe: 'e2e, quant --model: layer count of a random preset (e.g. llama-7b --layers 4)' },
