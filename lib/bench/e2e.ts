@@ -36,7 +36,8 @@ import { elapsedMs, summarize, type Timing } from './stats';
 // variants hold the same weights in the graph ONNX Runtime GenAI's model builder writes (fused
 // contrib ops: GroupQueryAttention, SkipSimplifiedLayerNormalization; lib/import/llama2c_graph_genai.ts),
 // ONNX Runtime's strongest graph for the model: MatMulNBits there, and our W4A8MatMul in its place.
-export const E2E_VARIANTS = ['ort-fp32', 'ort-nbits-acc4', 'ort-nbits-acc4-genai', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-int8-genai', 'w4a8-a16'] as const;
+// ort-nbits-acc0 is MatMulNBits with float activations (accuracy_level 0): the peer of w4a8-a16.
+export const E2E_VARIANTS = ['ort-fp32', 'ort-nbits-acc4', 'ort-nbits-acc4-genai', 'ort-nbits-acc0', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-int8-genai', 'w4a8-a16'] as const;
 export type E2eVariant = (typeof E2E_VARIANTS)[number];
 /** The baseline of the targets. */
 export const E2E_BASELINE: E2eVariant = 'ort-nbits-acc4';

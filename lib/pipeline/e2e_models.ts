@@ -75,6 +75,7 @@ interface ExportPlan {
 
 const EXPORTS: ExportPlan[] = [
   { variant: 'ort-nbits-acc4', format: 'matmulnbits', aformat: 'int8', engine: 'ort' },
+  { variant: 'ort-nbits-acc0', format: 'matmulnbits', aformat: 'none', engine: 'ort' },
   { variant: 'w4a8-int8', format: 'w4a8', aformat: 'int8', engine: 'w4a8' },
   { variant: 'w4a8-int8-unfused', format: 'w4a8', aformat: 'int8', engine: 'w4a8', fuse: false },
   { variant: 'w4a8-a16', format: 'w4a8', aformat: 'none', engine: 'w4a8' },

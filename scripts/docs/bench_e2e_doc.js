@@ -35,6 +35,12 @@ function e2eTargetLines(report) {
         (oursGenai ? `; W4A8MatMul in that graph (w4a8-int8-genai) ${oursGenai[key].toFixed(digits)} tokens/s, ${(oursGenai[key] / genai[key]).toFixed(2)}x.` : '.')
       : '';
     lines.push(`- decode after a ${p}-token prompt: w4a8-int8 ${ours.decodeTokPerS.toFixed(2)} tokens/s vs ${E2E_BASELINE} ${base.decodeTokPerS.toFixed(2)} (target >= 1.5x): ${verdict(ours.decodeTokPerS / base.decodeTokPerS, 1.5)}.${traffic}${alone}${vsGenai('decodeTokPerS', 2)}`);
+    // Float activations on both sides: our W4A16 path against MatMulNBits at accuracy_level 0.
+    const a16 = find('w4a8-a16', p), acc0 = find('ort-nbits-acc0', p);
+    if (a16 && acc0) {
+      lines.push(`- float activations after a ${p}-token prompt: w4a8-a16 decodes ${a16.decodeTokPerS.toFixed(2)} tokens/s vs ort-nbits-acc0 ${acc0.decodeTokPerS.toFixed(2)} (${(a16.decodeTokPerS / acc0.decodeTokPerS).toFixed(2)}x), ` +
+        `prefills ${a16.prefillTokPerS.toFixed(1)} vs ${acc0.prefillTokPerS.toFixed(1)} tokens/s (${(a16.prefillTokPerS / acc0.prefillTokPerS).toFixed(2)}x).`);
+    }
     if (p === 512) {
       const plainPrefill = plain ? ` Unfused: ${plain.prefillTokPerS.toFixed(1)} tokens/s, ${(plain.prefillTokPerS / base.prefillTokPerS).toFixed(2)}x.` : '';
       lines.push(`- prefill of 512 tokens: w4a8-int8 ${ours.prefillTokPerS.toFixed(1)} tokens/s vs ${base.prefillTokPerS.toFixed(1)} (target >= 1.5x): ${verdict(ours.prefillTokPerS / base.prefillTokPerS, 1.5)}.${plainPrefill}${vsGenai('prefillTokPerS', 1)}`);

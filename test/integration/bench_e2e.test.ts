@@ -37,7 +37,7 @@ describeIf('w4a8 bench e2e --model stories260K', () => {
       expect(Number.isInteger(report.threads) && report.threads >= 1).toBe(true);
       expect(report.ortSpinning).toBe(true); // ONNX Runtime's own default, in every variant unless --ort-spinning off
       expect(report.baselineEngine).toBe('w4a8'); // the ORT variants on our call path unless --baseline-engine ort
-      expect(report.results.map((x: { variant: string }) => x.variant)).toEqual(['ort-fp32', 'ort-nbits-acc4', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-a16']);
+      expect(report.results.map((x: { variant: string }) => x.variant)).toEqual(['ort-fp32', 'ort-nbits-acc4', 'ort-nbits-acc0', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-a16']);
       // No GenAI-layout variants for stories260K, and the report says why.
       expect(report.genaiSkipped).toMatch(/head size 8 is not a multiple of 16/);
       const byVariant = new Map<string, { tokens: number[]; decodeTokPerS: number; decodeWeightGBps: number }>();
@@ -59,13 +59,15 @@ describeIf('w4a8 bench e2e --model stories260K', () => {
       // Same int4 arrays: MatMulNBits at accuracy_level 4 and our float-activation path pick the same
       // tokens on this prompt (measured; w4a8-int8 and ort-fp32 differ from them within 5 tokens).
       expect(byVariant.get('w4a8-a16')!.tokens).toEqual(byVariant.get('ort-nbits-acc4')!.tokens);
+      // Float activations on both sides (MatMulNBits accuracy_level 0, our W4A16 path): the same tokens.
+      expect(byVariant.get('w4a8-a16')!.tokens).toEqual(byVariant.get('ort-nbits-acc0')!.tokens);
       // The fused decoder and the standard-op graph around the same W4A8MatMuls choose the same tokens.
       expect(byVariant.get('w4a8-int8')!.tokens).toEqual(byVariant.get('w4a8-int8-unfused')!.tokens);
       // Decode weight traffic = the linear weights' bytes x tokens/s: the int4 variants read the same
       // arrays; the float model reads 4 bytes per weight against half a byte plus group scales, here
       // padded to a whole 128-group along K = 64 (so about one byte per weight).
       const bytes = (v: string) => (byVariant.get(v)!.decodeWeightGBps * 1e9) / byVariant.get(v)!.decodeTokPerS;
-      for (const v of ['w4a8-int8', 'w4a8-int8-unfused', 'w4a8-a16']) expect(bytes(v) / bytes('ort-nbits-acc4')).toBeCloseTo(1, 6);
+      for (const v of ['ort-nbits-acc0', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-a16']) expect(bytes(v) / bytes('ort-nbits-acc4')).toBeCloseTo(1, 6);
       expect(bytes('ort-fp32') / bytes('ort-nbits-acc4')).toBeGreaterThan(3.5);
       expect(bytes('ort-fp32') / bytes('ort-nbits-acc4')).toBeLessThan(8);
       // The temporary model folder is gone.
@@ -85,7 +87,7 @@ describeIf('w4a8 bench e2e --model stories260K', () => {
       expect(report.genaiSkipped).toBeUndefined();
       expect(report.baselineEngine).toBe('ort');
       expect(report.results.map((x: { variant: string }) => x.variant)).toEqual(
-        ['ort-fp32', 'ort-nbits-acc4', 'ort-nbits-acc4-genai', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-int8-genai', 'w4a8-a16']);
+        ['ort-fp32', 'ort-nbits-acc4', 'ort-nbits-acc4-genai', 'ort-nbits-acc0', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-int8-genai', 'w4a8-a16']);
       const by = new Map(report.results.map((x: { variant: string }) => [x.variant, x]));
       const bytes = (v: string) => { const x = by.get(v) as { decodeWeightGBps: number; decodeTokPerS: number; tokens: number[] }; expect(x.tokens).toHaveLength(3); return (x.decodeWeightGBps * 1e9) / x.decodeTokPerS; };
       // The GenAI-layout exports hold the same quantized arrays.
