@@ -1,10 +1,11 @@
-// Times the W4A16 CPU paths (GemmW4A16: float activations, the kernel of W4A8MatMul with
-// activation "none") per ISA beside the W4A8 path (GemmW4A8, prepacked, per-(token, group) int8
+// Times the W4A16 CPU paths per ISA (float activations, W4A8MatMul with activation "none"): GemmW4A16
+// on the canonical arrays (w4a16-<isa>) and GemmW4A16Packed on the packed weight (w4a16p-<isa>), beside
+// the W4A8 path (GemmW4A8, prepacked, per-(token, group) int8
 // activations) on the same int4 asymmetric group-128 weights, for M in {1, 2, 4, 8} by default. Both
 // rotate through >= --rotate-mib of distinct weights (default 1100: they stream from DRAM, as in a
 // decode step; --rotate-mib 1 keeps one weight in cache, which shows the compute bound). Rounds
-// interleave the kernels; medians are printed with GB/s (the weight bytes each kernel reads per call)
-// and the process CPU time per call.
+// interleave the kernels; medians are printed with GB/s (the weight bytes each kernel reads per call),
+// GFLOPS and the process CPU time per call. M > 16 reuses one weight (compute-bound).
 //
 // usage: bench_cpu_w4a16 [--rounds R] [--rotate-mib MiB] [--threads T] [--m 1,2,...] [--shape KxN]...
 #include <algorithm>
@@ -111,15 +112,24 @@ int main(int argc, char** argv) {
       kernels.push_back({std::string("w4a16-") + IsaName(isa),
                          [&, isa](size_t c, const GemmArgs& a) { return GemmW4A16(canon[c].view(shape.n, shape.k, group), isa, a); }, base.bytes()});
     }
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512Vnni}) {
+      if (!IsaAvailable(isa)) continue;
+      kernels.push_back({std::string("w4a16p-") + IsaName(isa), [&, isa](size_t c, const GemmArgs& a) { return GemmW4A16Packed(*packed[c], isa, a); },
+                         base.bytes()});
+    }
     kernels.push_back({"w4a8", [&](size_t c, const GemmArgs& a) { return GemmW4A8(*packed[c], a); }, base.bytes()});
 
     std::printf("\nK=%d N=%d: weight %.2f MiB; rotating through %d copies (%.0f MiB)\n", shape.k, shape.n, base.bytes() / 1048576.0, copies,
                 copies * base.bytes() / 1048576.0);
-    std::printf("%-16s %5s %11s %9s %13s\n", "kernel", "M", "median ms", "GB/s", "cpu ms/call");
+    std::printf("%-18s %5s %11s %9s %9s %13s\n", "kernel", "M", "median ms", "GB/s", "GFLOPS", "cpu ms/call");
     for (int m : ms) {
       std::vector<float> x((size_t)m * shape.k), y((size_t)m * shape.n);
       for (auto& v : x) v = (float)((int)(rng() % 2001) - 1000) / 1000.0f;
-      const int calls = std::max(copies, 8);
+      // Up to 16 tokens the weights stream (a decode step, a draft, a small batch); beyond, one weight
+      // is reused (compute-bound) for about 2 GFLOP per sample.
+      const bool stream = m <= 16;
+      const int used = stream ? copies : 1;
+      const int calls = stream ? std::max(copies, 8) : std::max(1, (int)(2e9 / (2.0 * m * shape.n * shape.k)));
       std::vector<std::vector<double>> wall(kernels.size()), cpu(kernels.size());
       for (int r = 0; r < rounds + 1; ++r) {  // round 0 warms up
         for (size_t i = 0; i < kernels.size(); ++i) {
@@ -129,13 +139,14 @@ int main(int argc, char** argv) {
           a.y = y.data();
           const double t0 = Now(), c0 = CpuNow();
           for (int c = 0; c < calls; ++c)
-            if (kernels[i].run((size_t)(c % copies), a) != Status::kOk) { std::fprintf(stderr, "%s failed\n", kernels[i].name.c_str()); return 1; }
+            if (kernels[i].run((size_t)(c % used), a) != Status::kOk) { std::fprintf(stderr, "%s failed\n", kernels[i].name.c_str()); return 1; }
           if (r > 0) wall[i].push_back((Now() - t0) / calls), cpu[i].push_back((CpuNow() - c0) / calls);
         }
       }
       for (size_t i = 0; i < kernels.size(); ++i) {
         const double s = Median(wall[i]);
-        std::printf("%-16s %5d %11.4f %9.2f %13.4f\n", kernels[i].name.c_str(), m, s * 1e3, kernels[i].bytes / s / 1e9, Median(cpu[i]) * 1e3);
+        std::printf("%-18s %5d %11.4f %9.2f %9.1f %13.4f\n", kernels[i].name.c_str(), m, s * 1e3, kernels[i].bytes / s / 1e9,
+                    2.0 * m * shape.n * (double)shape.k / s / 1e9, Median(cpu[i]) * 1e3);
       }
     }
   }

@@ -8,6 +8,7 @@
 
 #include "cpu/attention_internal.h"
 #include "cpu/kron_internal.h"
+#include "cpu/w4a16_internal.h"
 #include "cpu/w4a8_internal.h"
 #include "w4a8/cpu_kernels.h"
 #include "w4a8/linalg.h"
@@ -32,6 +33,9 @@ using W4A8PlanFn = W4A8Plan (*)(int32_t m);
 
 // The whole W4A16 product after GemmW4A16's argument checks (w4a16.cpp).
 using W4A16Fn = Status (*)(const QuantizedWeight& w, const GemmArgs& a);
+// Panels [p0, p1) of the W4A16 product on a packed weight (w4a16_internal.h, PackedPanels*).
+using W4A16PackedFn = void (*)(const CpuPackedView& v, const w4a16::PackedActs& acts, int32_t m, const float* bias, float* y,
+                               int32_t p0, int32_t p1);
 
 struct CpuDispatch {
   Isa isa;
@@ -41,6 +45,7 @@ struct CpuDispatch {
   W4A8PlanFn w4a8_plan;
   // W4A16 (w4a16.cpp); scalar is the reference itself
   W4A16Fn w4a16;
+  W4A16PackedFn w4a16_packed;
   // Kronecker adapter (kron.cpp)
   kron::MatMulAddFn kron_matmul_add;
   // Low-rank term with int8 factors (lowrank_int8.cpp)

@@ -2,9 +2,11 @@
 // scalar reference, and the float64 ground truth used by tests and benchmarks.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "cpu/dispatch.h"
+#include "w4a8/formats.h"
 #include "thread_pool.h"
 #include "w4a16_internal.h"
 #include "w4a8/cpu_adapters.h"
@@ -24,6 +26,9 @@ bool ValidArgs(const GemmArgs& a) { return a.m >= 1 && a.x && a.y; }
 // balances noisy cores while every output stays owned by exactly one task.
 int64_t TaskCount(int64_t units) { return std::max<int64_t>(1, std::min<int64_t>(units, 4LL * NumThreads())); }
 
+// The nibble position of k within its packed chunk (the inverse of w4a16::kChunkPositionK).
+int32_t PositionOf(int32_t k_in_chunk) { return k_in_chunk < 4 ? 2 * k_in_chunk : 2 * (k_in_chunk - 4) + 1; }
+
 }  // namespace
 
 Status GemmW4A16Reference(const QuantizedWeight& w, const GemmArgs& a) {
@@ -38,6 +43,44 @@ Status GemmW4A16Reference(const QuantizedWeight& w, const GemmArgs& a) {
       a.y[(size_t)t * w.n + n] = (float)acc + (a.bias ? a.bias[n] : 0.f);
     }
   }
+  return Status::kOk;
+}
+
+Status GemmW4A16Packed(const PackedWeight& w, Isa isa, const GemmArgs& a) {
+  if (!ValidArgs(a)) return Status::kInvalidArgument;
+  if (!IsaAvailable(isa)) return Status::kUnsupported;
+  const CpuPackedView& v = w.view();
+  const int32_t kpad = v.k_padded, blocks = v.blocks_per_row, gs = v.group_size;
+  const bool fp4 = v.format == WeightFormat::kFp4E2M1;
+  // Per calling thread, kept across calls: a decode step makes one call per layer.
+  thread_local std::vector<float> scaled, sums;
+  float mult[kCpuChunkK];  // 2^-shift of each k's nibble position in its chunk (exact)
+  for (int32_t j = 0; j < kCpuChunkK; ++j) mult[j] = std::ldexp(1.0f, -w4a16::kChunkPositionShift[PositionOf(j)]);
+  scaled.resize((size_t)a.m * kpad);
+  sums.resize((size_t)a.m * blocks);
+  for (int32_t t = 0; t < a.m; ++t) {
+    const float* x = a.x + (size_t)t * v.k;
+    float* xs = scaled.data() + (size_t)t * kpad;
+    for (int32_t k = 0; k < kpad; ++k) {
+      const float xk = k < v.k ? x[k] : 0.f;
+      // int4 kernels read q * 2^shift (w4a16_internal.h); a product too small to be a normal float
+      // is dropped (far below the sum's rounding) rather than handed to the FMA as a denormal.
+      const float s = fp4 ? xk : xk * mult[k % kCpuChunkK];
+      xs[k] = std::fabs(s) < std::numeric_limits<float>::min() ? 0.f : s;
+    }
+    for (int32_t b = 0; b < blocks; ++b) {
+      float sum = 0.f;
+      for (int32_t k = b * gs; k < std::min(v.k, (b + 1) * gs); ++k) sum += x[k];
+      sums[(size_t)t * blocks + b] = sum;
+    }
+  }
+  const w4a16::PackedActs acts{a.x, scaled.data(), sums.data()};
+  const W4A16PackedFn panels = DispatchFor(isa).w4a16_packed;
+  const int64_t tasks = TaskCount(v.n_panels);
+  ParallelFor(tasks, [&](int64_t i) {
+    const int32_t p0 = (int32_t)(v.n_panels * i / tasks), p1 = (int32_t)(v.n_panels * (i + 1) / tasks);
+    if (p0 < p1) panels(v, acts, a.m, a.bias, a.y, p0, p1);
+  });
   return Status::kOk;
 }
 
@@ -67,6 +110,16 @@ Status GemmRows(bool (*rows)(const QuantizedWeight&, const GemmArgs&, int32_t, i
 }  // namespace
 
 Status GemmAvx512(const QuantizedWeight& w, const GemmArgs& a) { return GemmRows(RowsAvx512, w, a); }
+
+void PackedPanelsScalar(const CpuPackedView& v, const PackedActs& acts, int32_t m, const float* bias, float* y, int32_t p0, int32_t p1) {
+  for (int32_t n = p0 * kCpuPanelN; n < std::min(v.n, p1 * kCpuPanelN); ++n)
+    for (int32_t t = 0; t < m; ++t) {
+      const float* x = acts.x + (size_t)t * v.k;
+      double acc = 0;
+      for (int32_t k = 0; k < v.k; ++k) acc += (double)x[k] * CpuPackedDequantizeAt(v, n, k);
+      y[(size_t)t * v.n + n] = (float)acc + (bias ? bias[n] : 0.f);
+    }
+}
 Status GemmAvx2(const QuantizedWeight& w, const GemmArgs& a) { return GemmRows(RowsAvx2, w, a); }
 
 }  // namespace w4a16

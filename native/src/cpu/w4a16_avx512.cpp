@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "w4a16_internal.h"
+#include "w4a16_panel_avx512.h"
 
 namespace w4a8::cpu::w4a16 {
 namespace {
@@ -116,16 +117,10 @@ void Gemv(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
   }
 }
 
-// ---- larger M: transposed fp32 panels and a broadcast register tile --------------------------
-// For kPanelRows output rows and kChunkK k at a time, the weights are dequantized and transposed
-// into wt [k][kPanelRows] (32 KiB, stays in L1); each token's x[k] is broadcast against two vectors
-// of 16 rows, so a 12-token tile keeps 24 accumulators and does 24 FMAs per 14 loads.
-constexpr int32_t kPanelRows = 32;
-constexpr int32_t kChunkK = 256;  // a multiple of every group size
-
-inline __mmask16 Lanes(int32_t count) {
-  return count >= 16 ? (__mmask16)0xffff : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);
-}
+// ---- larger M: transposed fp32 panels and the register tile of w4a16_panel_avx512.h -------------
+using avx512::kChunkK;
+using avx512::kPanelRows;
+using avx512::Lanes;
 
 // wt[k - k0][r] = W[nb + r][k] for k in [k0, k0 + kc), r < kPanelRows (rows >= `rows` are 0), decoded
 // straight into the transposed order: one gather brings 4 code bytes (8 consecutive k) of 16 rows,
@@ -170,28 +165,6 @@ void DequantizeTransposed(const QuantizedWeight& w, int32_t nb, int32_t rows, in
   }
 }
 
-template <int MT>
-void PanelTile(const float* wt, int32_t kc, const float* x, int32_t K, float* y, int32_t n, __mmask16 m0, __mmask16 m1) {
-  __m512 acc[MT][2];
-  for (int t = 0; t < MT; ++t) {
-    acc[t][0] = _mm512_maskz_loadu_ps(m0, y + (size_t)t * n);
-    acc[t][1] = _mm512_maskz_loadu_ps(m1, y + (size_t)t * n + 16);
-  }
-  for (int32_t k = 0; k < kc; ++k) {
-    const __m512 w0 = _mm512_load_ps(wt + (size_t)k * kPanelRows);
-    const __m512 w1 = _mm512_load_ps(wt + (size_t)k * kPanelRows + 16);
-    for (int t = 0; t < MT; ++t) {
-      const __m512 xb = _mm512_set1_ps(x[(size_t)t * K + k]);
-      acc[t][0] = _mm512_fmadd_ps(xb, w0, acc[t][0]);
-      acc[t][1] = _mm512_fmadd_ps(xb, w1, acc[t][1]);
-    }
-  }
-  for (int t = 0; t < MT; ++t) {
-    _mm512_mask_storeu_ps(y + (size_t)t * n, m0, acc[t][0]);
-    _mm512_mask_storeu_ps(y + (size_t)t * n + 16, m1, acc[t][1]);
-  }
-}
-
 bool PanelGemm(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
   const int32_t K = w.k;
   float* wt = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kPanelRows * kChunkK));
@@ -206,11 +179,7 @@ bool PanelGemm(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t 
       DequantizeTransposed(w, nb, rows, k0, kc, wt);
       const float* x = a.x + k0;
       float* y = a.y + nb;
-      int32_t t = 0;
-      for (; t + 12 <= a.m; t += 12) PanelTile<12>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, m0, m1);
-      for (; t + 4 <= a.m; t += 4) PanelTile<4>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, m0, m1);
-      for (; t + 2 <= a.m; t += 2) PanelTile<2>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, m0, m1);
-      for (; t < a.m; ++t) PanelTile<1>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, m0, m1);
+      avx512::PanelTokens(wt, kc, x, K, y, w.n, a.m, m0, m1);
     }
   }
   std::free(wt);

@@ -48,6 +48,31 @@ inline void PermuteForNibbles(const QuantizedWeight& w, const float* x, int32_t 
   }
 }
 
+// ---- the packed path (GemmW4A16Packed): the CPU packed layout of formats.h ----------------------
+// Position p of a packed chunk's dword (byte p / 2, low nibble for even p) holds k = p / 2 + 4 (p % 2).
+constexpr int32_t kChunkPositionK[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+// int4 kernels read the nibble at position p in place, as q * 2^kChunkPositionShift[p] (an AND, then a
+// signed convert: position 7 is shifted down 4 bits first to stay below 2^31), and multiply it by
+// x[k] * 2^-kChunkPositionShift[p]: the same product, exactly, without a shift per nibble.
+constexpr int32_t kChunkPositionShift[8] = {0, 4, 8, 12, 16, 20, 24, 24};
+
+// Up to this many tokens the AVX-512 packed kernel decodes nibbles per token tile; beyond, it
+// dequantizes each panel once into fp32 (bench_cpu_w4a16 on Zen 4: the tiles win at 32, lose at 128).
+constexpr int32_t kPackedGemvMaxTokens = 32;
+
+// The activations of one call as the packed kernels read them (w4a16.cpp prepares them once).
+struct PackedActs {
+  const float* x = nullptr;       // [m][k] as given (the scalar reference reads these)
+  const float* scaled = nullptr;  // [m][k_padded]: int4 x[k] * 2^-shift(position of k), fp4 x[k]; 0 past K
+  const float* group_sums = nullptr;  // [m][blocks_per_row]: sum of x over each K-group
+};
+
+// Rows of panels [p0, p1) for all m tokens: y[t][n] (+ bias[n]). Scalar: the reference (double sums
+// of x times CpuPackedDequantizeAt); the SIMD kernels are held to it.
+void PackedPanelsScalar(const CpuPackedView& v, const PackedActs& acts, int32_t m, const float* bias, float* y, int32_t p0, int32_t p1);
+void PackedPanelsAvx2(const CpuPackedView& v, const PackedActs& acts, int32_t m, const float* bias, float* y, int32_t p0, int32_t p1);
+void PackedPanelsAvx512(const CpuPackedView& v, const PackedActs& acts, int32_t m, const float* bias, float* y, int32_t p0, int32_t p1);
+
 // y[t][n] for all tokens t and rows n in [n0, n1) (n0 a multiple of kRowAlign), fp32 accumulation.
 // False only when the panel cannot be allocated.
 bool RowsAvx512(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1);

@@ -110,7 +110,7 @@ class Kernel {
                               static_cast<const uint8_t*>(codes.data), static_cast<const float*>(scales.data),
                               has_zp ? static_cast<const uint8_t*>(zps.data) : nullptr};
     if (cpu::ValidateQuantizedWeight(weight_) != Status::kOk) return Fail("the weight arrays are not a valid canonical weight");
-    if (act_ == ActFormat::kInt8) {
+    {  // every activation format runs on the packed weight (int8: GemmW4A8; fp8, none: GemmW4A16Packed)
       const Status s = StatusFromExceptions([&] { return cpu::Prepack(weight_, cpu::DefaultIsa(), &packed_); });
       if (s != Status::kOk) return Fail(std::string("prepacking failed: ") + StatusName(s));
       // From here on only the packed copy is read. ORT keeps its initializer (a custom op has no way
@@ -273,7 +273,7 @@ class Kernel {
         const cpu::LowRankInt8Term lr{weight_.k, lowrank->r, weight_.n, lowrank->ut8_at, lowrank->us_at, lowrank->v8_at, lowrank->vs_at};
         return cpu::GemmW4A8LowRankInt8(*packed_, lr, args);
       }
-      return act_ == ActFormat::kInt8 ? cpu::GemmW4A8(*packed_, args) : cpu::GemmW4A16(weight_, cpu::DefaultIsa(), args);
+      return act_ == ActFormat::kInt8 ? cpu::GemmW4A8(*packed_, args) : cpu::GemmW4A16Packed(*packed_, cpu::DefaultIsa(), args);
     });
     if (s != Status::kOk) return Fail(std::string(fused_int8 ? "kernel (with the int8 low-rank term) failed: " : "kernel failed: ") + StatusName(s));
     if (lowrank && !fused_int8) {
