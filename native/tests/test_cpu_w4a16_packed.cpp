@@ -107,7 +107,7 @@ void TestShapes(std::mt19937& rng) {
   const int32_t ns[] = {1, 15, 17, 50};
   const int32_t ks[] = {16, 33, 100, 257};
   const int32_t gss[] = {16, 32, 64, 128, 256};
-  const int32_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 29, 33, 47};  // every tile of 8 (AVX-512) and 4 (AVX2), their tails; > 32: AVX-512's fp32 panels
+  const int32_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 29, 33, 47};  // every tile of 8 (AVX-512) and 4 (AVX2), their tails; fp32 panels past 16 (AVX2) and 32 (AVX-512)
   int cases = 0;
   for (int32_t n : ns)
     for (int32_t k : ks)

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "w4a16_internal.h"
+#include "w4a16_panel_avx2.h"
 
 namespace w4a8::cpu::w4a16 {
 namespace {
@@ -149,45 +150,10 @@ void Gemv(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
   }
 }
 
-// ---- larger M: transposed fp32 panels and a broadcast register tile (as w4a16_avx512.cpp) ----
-constexpr int32_t kPanelRows = 16;  // two ymm of output rows; tiles of 5 tokens (10 accumulators: 6 spilled one)
-constexpr int32_t kChunkK = 256;    // a multiple of every group size
-
-inline __m256i Lanes(int32_t count) {
-  alignas(32) int32_t lanes[8];
-  for (int l = 0; l < 8; ++l) lanes[l] = l < count ? -1 : 0;
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
-}
-
-// `full`: all 16 rows are real, so y is read and written with plain moves (AMD runs masked stores
-// in microcode, slowly).
-template <int MT>
-void PanelTile(const float* wt, int32_t kc, const float* x, int32_t K, float* y, int32_t n, bool full, __m256i m0,
-               __m256i m1) {
-  __m256 acc[MT][2];
-  for (int t = 0; t < MT; ++t) {
-    acc[t][0] = full ? _mm256_loadu_ps(y + (size_t)t * n) : _mm256_maskload_ps(y + (size_t)t * n, m0);
-    acc[t][1] = full ? _mm256_loadu_ps(y + (size_t)t * n + 8) : _mm256_maskload_ps(y + (size_t)t * n + 8, m1);
-  }
-  for (int32_t k = 0; k < kc; ++k) {
-    const __m256 w0 = _mm256_load_ps(wt + (size_t)k * kPanelRows);
-    const __m256 w1 = _mm256_load_ps(wt + (size_t)k * kPanelRows + 8);
-    for (int t = 0; t < MT; ++t) {
-      const __m256 xb = _mm256_broadcast_ss(x + (size_t)t * K + k);
-      acc[t][0] = _mm256_fmadd_ps(xb, w0, acc[t][0]);
-      acc[t][1] = _mm256_fmadd_ps(xb, w1, acc[t][1]);
-    }
-  }
-  for (int t = 0; t < MT; ++t) {
-    if (full) {
-      _mm256_storeu_ps(y + (size_t)t * n, acc[t][0]);
-      _mm256_storeu_ps(y + (size_t)t * n + 8, acc[t][1]);
-    } else {
-      _mm256_maskstore_ps(y + (size_t)t * n, m0, acc[t][0]);
-      _mm256_maskstore_ps(y + (size_t)t * n + 8, m1, acc[t][1]);
-    }
-  }
-}
+// ---- larger M: transposed fp32 panels and the register tile of w4a16_panel_avx2.h ---------------
+using avx2::kChunkK;
+using avx2::kPanelRows;
+using avx2::Lanes;
 
 bool PanelGemm(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t n1) {
   const int32_t K = w.k, gs = w.group_size;
@@ -217,10 +183,7 @@ bool PanelGemm(const QuantizedWeight& w, const GemmArgs& a, int32_t n0, int32_t 
         for (int32_t r = 0; r < kPanelRows; ++r) wt[(size_t)k * kPanelRows + r] = rows_buf[(size_t)r * kChunkK + k];
       const float* x = a.x + k0;
       float* y = a.y + nb;
-      int32_t t = 0;
-      for (; t + 5 <= a.m; t += 5) PanelTile<5>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, rows == kPanelRows, m0, m1);
-      for (; t + 2 <= a.m; t += 2) PanelTile<2>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, rows == kPanelRows, m0, m1);
-      for (; t < a.m; ++t) PanelTile<1>(wt, kc, x + (size_t)t * K, K, y + (size_t)t * w.n, w.n, rows == kPanelRows, m0, m1);
+      avx2::PanelTokens(wt, kc, x, K, y, w.n, a.m, rows == kPanelRows, m0, m1);
     }
   }
   std::free(rows_buf);

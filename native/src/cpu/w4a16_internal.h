@@ -59,6 +59,7 @@ constexpr int32_t kChunkPositionShift[8] = {0, 4, 8, 12, 16, 20, 24, 24};
 // Up to this many tokens the AVX-512 packed kernel decodes nibbles per token tile; beyond, it
 // dequantizes each panel once into fp32 (bench_cpu_w4a16 on Zen 4: the tiles win at 32, lose at 128).
 constexpr int32_t kPackedGemvMaxTokens = 32;
+constexpr int32_t kPackedGemvMaxTokensAvx2 = 16;  // (4-token tiles there)
 
 // The activations of one call as the packed kernels read them (w4a16.cpp prepares them once).
 struct PackedActs {

@@ -1,11 +1,14 @@
 // W4A16 on the packed CPU layout with AVX2: w4a16_packed_avx512.cpp's method on 8-lane vectors (a
 // 16-row chunk is two ymm). fp4 has no 16-entry permute here: the 3-bit magnitude is looked up with
-// an 8-entry permute and the sign bit moved onto the float's. Compiled with AVX2 flags.
+// an 8-entry permute and the sign bit moved onto the float's. Past kPackedGemvMaxTokensAvx2 tokens each
+// panel is dequantized once into fp32 for the canonical path's register tile. Compiled with AVX2 flags.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "w4a16_internal.h"
+#include "w4a16_panel_avx2.h"
 
 namespace w4a8::cpu::w4a16 {
 namespace {
@@ -91,9 +94,57 @@ void Panels(const CpuPackedView& v, const PackedActs& acts, int32_t m, const flo
   }
 }
 
+// Larger M: wt [k - k0][16] = W for the panel's 16 rows, k in [k0, k0 + kc), dequantized as
+// CpuPackedDequantizeAt does, then the canonical path's register tile (w4a16_panel_avx2.h).
+void DequantizePanel(const CpuPackedView& v, int32_t panel, int32_t k0, int32_t kc, float* wt) {
+  const int32_t blocks = v.blocks_per_row, gs = v.group_size, chunks = v.k_padded / kCpuChunkK;
+  const bool fp4 = v.format == WeightFormat::kFp4E2M1;
+  const __m256 table = _mm256_load_ps(kFp4MagTimesTwo);
+  const __m256i low4 = _mm256_set1_epi32(0xF);
+  const uint8_t* codes = v.codes + (size_t)panel * chunks * kCpuChunkBytes;
+  const float* scales = v.scales + (size_t)panel * blocks * kCpuPanelN;
+  const uint8_t* zeros = v.zeros + (size_t)panel * blocks * kCpuPanelN;
+  for (int32_t c = k0 / kCpuChunkK; c * kCpuChunkK < k0 + kc; ++c) {
+    const int32_t b = c * kCpuChunkK / gs;
+    for (int h = 0; h < 2; ++h) {
+      const __m256 s = _mm256_loadu_ps(scales + (size_t)b * kCpuPanelN + 8 * h);
+      const __m256i z = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zeros + (size_t)b * kCpuPanelN + 8 * h)));
+      const __m256i dw = _mm256_load_si256(reinterpret_cast<const __m256i*>(codes + (size_t)c * kCpuChunkBytes + 32 * h));
+      for (int p = 0; p < 8; ++p) {
+        const int32_t kk = c * kCpuChunkK + kChunkPositionK[p] - k0;
+        if (kk >= kc) continue;  // past K
+        const __m256 w = fp4 ? _mm256_mul_ps(Decode<true>(dw, p, table), s)
+                             : _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(dw, 4 * p), low4), z)), s);
+        _mm256_store_ps(wt + (size_t)kk * avx2::kPanelRows + 8 * h, w);
+      }
+    }
+  }
+}
+
+bool PanelGemm(const CpuPackedView& v, const PackedActs& acts, int32_t m, const float* bias, float* y, int32_t p0, int32_t p1) {
+  const int32_t K = v.k, N = v.n;
+  float* wt = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * avx2::kPanelRows * avx2::kChunkK));
+  if (!wt) return false;
+  const int32_t n0 = p0 * kCpuPanelN, n1 = std::min(N, p1 * kCpuPanelN);
+  for (int32_t t = 0; t < m; ++t)
+    for (int32_t n = n0; n < n1; ++n) y[(size_t)t * N + n] = bias ? bias[n] : 0.f;
+  for (int32_t panel = p0; panel < p1; ++panel) {
+    const int32_t rows = std::min(kCpuPanelN, N - panel * kCpuPanelN);
+    const __m256i m0 = avx2::Lanes(rows), m1 = avx2::Lanes(rows - 8);
+    for (int32_t k0 = 0; k0 < K; k0 += avx2::kChunkK) {
+      const int32_t kc = std::min(avx2::kChunkK, K - k0);
+      DequantizePanel(v, panel, k0, kc, wt);
+      avx2::PanelTokens(wt, kc, acts.x + k0, K, y + (size_t)panel * kCpuPanelN, N, m, rows == kCpuPanelN, m0, m1);
+    }
+  }
+  std::free(wt);
+  return true;
+}
+
 }  // namespace
 
 void PackedPanelsAvx2(const CpuPackedView& v, const PackedActs& acts, int32_t m, const float* bias, float* y, int32_t p0, int32_t p1) {
+  if (m > kPackedGemvMaxTokensAvx2 && PanelGemm(v, acts, m, bias, y, p0, p1)) return;
   if (v.format == WeightFormat::kFp4E2M1) Panels<true>(v, acts, m, bias, y, p0, p1);
   else Panels<false>(v, acts, m, bias, y, p0, p1);
 }
