@@ -20,26 +20,17 @@
 #include <vector>
 
 #include "bench_args.h"
+#include "bench_clock.h"
 #include "w4a8/cpu_adapters.h"
 #include "w4a8/cpu_kernels.h"
 
 using namespace w4a8;
+using bench::CpuNow;
+using bench::Median;
+using bench::Now;
 using namespace w4a8::cpu;
 
 namespace {
-
-double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-double CpuNow() {
-  timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 struct Shape {
   int32_t k, n;

@@ -21,19 +21,17 @@
 #include <vector>
 
 #include "cpu/thread_pool.h"
+#include "bench_clock.h"
 #include "w4a8/cpu_adapters.h"
 #include "w4a8/cpu_kernels.h"
 
 using namespace w4a8;
+using bench::CpuNow;
+using bench::Median;
+using bench::Now;
 using namespace w4a8::cpu;
 
 namespace {
-
-double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 // PEFT's factorization(): the divisor pair (m <= n) of `d` closest to sqrt(d).
 std::pair<int32_t, int32_t> Factorization(int32_t d) {

@@ -13,33 +13,14 @@
 #include "w4a8/cpu_adapters.h"
 #include "w4a8/cpu_kernels.h"
 #include "test_check.h"
+#include "test_cpu_gemm_util.h"
 
 using namespace w4a8;
 using namespace w4a8::cpu;
+using test::RandomWeight;
+using test::WeightKind;
 
 namespace {
-
-struct RandomWeight {
-  std::vector<uint8_t> codes, zero_points;
-  std::vector<float> scales;
-  QuantizedWeight w{};
-};
-
-RandomWeight MakeWeight(std::mt19937& rng, WeightFormat format, int32_t n, int32_t k, int32_t gs, bool with_zp) {
-  RandomWeight r;
-  std::uniform_int_distribution<int> byte(0, 255);
-  std::uniform_real_distribution<float> scale(0.002f, 0.05f);
-  r.codes.resize(CodeBytes(n, k, gs));
-  for (auto& c : r.codes) c = (uint8_t)byte(rng);
-  r.scales.resize(ScaleCount(n, k, gs));
-  for (auto& s : r.scales) s = scale(rng);
-  if (with_zp) {
-    r.zero_points.resize(ZeroPointBytes(n, k, gs));
-    for (auto& z : r.zero_points) z = (uint8_t)byte(rng);
-  }
-  r.w = QuantizedWeight{format, n, k, gs, r.codes.data(), r.scales.data(), with_zp ? r.zero_points.data() : nullptr};
-  return r;
-}
 
 // Normal activations, with a few outliers (x 1000) and a few tiny ones (1e-33: their scaled copies
 // are below the normal floats, which the kernels drop) among them.
@@ -114,14 +95,15 @@ void TestShapes(std::mt19937& rng) {
       for (int32_t gs : gss) {
         const int32_t m = ms[cases % 14];
         ++cases;
-        const WeightFormat format = (cases % 3 == 2) ? WeightFormat::kFp4E2M1 : WeightFormat::kInt4;
-        RandomWeight rw = MakeWeight(rng, format, n, k, gs, cases % 3 == 0);
+        const WeightKind kind = cases % 3 == 2 ? WeightKind::kFp4 : cases % 3 == 0 ? WeightKind::kInt4Asymmetric : WeightKind::kInt4Symmetric;
+        const RandomWeight rw(kind, n, k, gs, rng);
+        const QuantizedWeight w = rw.view();
         std::unique_ptr<PackedWeight> packed;
-        CHECK(Prepack(rw.w, DefaultIsa(), &packed) == Status::kOk, "prepack");
+        CHECK(Prepack(w, DefaultIsa(), &packed) == Status::kOk, "prepack");
         std::vector<float> x = RandomActs(rng, (size_t)m * k), bias = RandomActs(rng, n);
         const float* b = (cases % 2) ? bias.data() : nullptr;
         std::vector<double> truth((size_t)m * n);
-        CHECK(GemmDequantizedF64(rw.w, m, x.data(), truth.data()) == Status::kOk, "f64 status");
+        CHECK(GemmDequantizedF64(w, m, x.data(), truth.data()) == Status::kOk, "f64 status");
         GemmArgs a;
         a.m = m;
         a.x = x.data();
@@ -130,19 +112,18 @@ void TestShapes(std::mt19937& rng) {
           std::vector<float> y((size_t)m * n, NAN);
           a.y = y.data();
           CHECK(GemmW4A16Packed(*packed, isa, a) == Status::kOk, "%s status", IsaName(isa));
-          const double err = WorstRelative(rw.w, m, x.data(), y.data(), truth.data(), b);
+          const double err = WorstRelative(w, m, x.data(), y.data(), truth.data(), b);
           // The scalar twin sums in float64; the kernels in fp32 over k terms (a few ulps times sqrt(k)).
           const double tol = isa == Isa::kScalar ? 1e-6 : 2e-6 * k;
-          CHECK(err < tol, "%s n=%d k=%d gs=%d m=%d format=%d zp=%d: rel err %g", IsaName(isa), n, k, gs, m, (int)format,
-                cases % 3 == 0, err);
+          CHECK(err < tol, "%s n=%d k=%d gs=%d m=%d %s: rel err %g", IsaName(isa), n, k, gs, m, test::WeightKindName(kind), err);
         }
       }
 }
 
 void TestThreadCountIndependence(std::mt19937& rng) {
-  RandomWeight rw = MakeWeight(rng, WeightFormat::kInt4, 203, 384, 128, true);
+  const RandomWeight rw(WeightKind::kInt4Asymmetric, 203, 384, 128, rng);
   std::unique_ptr<PackedWeight> packed;
-  CHECK(Prepack(rw.w, DefaultIsa(), &packed) == Status::kOk, "prepack");
+  CHECK(Prepack(rw.view(), DefaultIsa(), &packed) == Status::kOk, "prepack");
   std::vector<float> x = RandomActs(rng, 7 * 384);
   std::vector<float> y1(7 * 203), y2(7 * 203);
   GemmArgs a;

@@ -1,5 +1,6 @@
 // The CLI tests spawn bin/w4a8.js, which runs dist/. `npm test` compiles dist first (pretest); a
 // missing or stale dist/ fails these tests with the fix, instead of testing an old build or skipping.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -23,4 +24,10 @@ export function assertBuiltCli(): void {
   const built = newestMtime(path.join(ROOT, 'dist'), '.js');
   const source = newestMtime(path.join(ROOT, 'lib'), '.ts');
   if (built < source) throw new Error('dist/ is older than lib/: run `npm run build:ts` (npm test does it in pretest)');
+}
+
+/** Runs bin/w4a8.js with `args` (colors off, `env` added to this process's): exit status and output. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', ...env }, maxBuffer: 1 << 26 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

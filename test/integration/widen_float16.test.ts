@@ -3,7 +3,6 @@
 // onnxruntime-node and, fused, through the addon's session; Cast targets, constants, dtype
 // attributes and subgraphs are widened too; and the CLI path on a random fp16 model. Needs dist/
 // and the addon built.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,7 +18,7 @@ import { loadModel, saveModel, type OnnxModel } from '../../lib/onnx/model';
 import { makeTensor, replaceInitializer, tensorDims, tensorToFloat32 } from '../../lib/onnx/tensor';
 import { float32ToHalves, halvesToFloat32 } from '../../lib/native/tensor_codecs';
 import { openW4A8Session, ortEngineSession, type EngineSession } from '../../lib/ort/engine_session';
-import { assertBuiltCli, BIN } from '../helpers/built_cli';
+import { assertBuiltCli, runCli } from '../helpers/built_cli';
 import { xorshift32 } from '../helpers/seeded';
 import { SeededWeights } from '../helpers/seeded_llama2c';
 
@@ -215,11 +214,6 @@ describe('widenFloat16 on constants, Cast targets and subgraphs', () => {
   });
 });
 
-function w4a8(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, maxBuffer: 1 << 26 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
 describe('quantize --format w4a8 on an fp16 model', () => {
   let dir: string;
   beforeAll(() => {
@@ -230,11 +224,11 @@ describe('quantize --format w4a8 on an fp16 model', () => {
   for (const layout of ['standard', 'genai']) {
     it(`widens and fuses the ${layout} layout, and --no-widen-fp16 keeps it fp16 and unfused; both generate with the cache as without`, () => {
       const src = path.join(dir, layout);
-      let r = w4a8(['import', 'llama2c', '--random', 'tiny-1m', '--dtype', 'float16', '--layout', layout, '--seed', '7', '-o', src, '--quiet']);
+      let r = runCli(['import', 'llama2c', '--random', 'tiny-1m', '--dtype', 'float16', '--layout', layout, '--seed', '7', '-o', src, '--quiet']);
       expect(r.stderr).toBe('');
       expect(r.status).toBe(0);
       const wide = path.join(dir, `${layout}-w4a8.onnx`), kept = path.join(dir, `${layout}-w4a8-fp16.onnx`);
-      r = w4a8(['quantize', path.join(src, 'model.onnx'), '--format', 'w4a8', '--group', '32', '-o', wide, '--json', '--quiet']);
+      r = runCli(['quantize', path.join(src, 'model.onnx'), '--format', 'w4a8', '--group', '32', '-o', wide, '--json', '--quiet']);
       expect(r.status).toBe(0);
       const notes: string[] = JSON.parse(r.stdout).export.notes;
       expect(notes.join('\n')).toMatch(/fp16 graph widened to fp32.*1 embedding table\(s\) stay fp16/);
@@ -243,14 +237,14 @@ describe('quantize --format w4a8 on an fp16 model', () => {
       expect(elemTypes(model)).not.toContain(DataType.FLOAT16);
       expect(new Set(model.proto.graph!.node.map((n) => n.opType))).toEqual(new Set(['Gather', 'Cast', 'RmsNorm', 'CachedAttention', 'W4A8MatMul', 'MatMul'])); // MatMul: the LM head, kept in float
 
-      r = w4a8(['quantize', path.join(src, 'model.onnx'), '--format', 'w4a8', '--group', '32', '--no-widen-fp16', '-o', kept, '--json', '--quiet']);
+      r = runCli(['quantize', path.join(src, 'model.onnx'), '--format', 'w4a8', '--group', '32', '--no-widen-fp16', '-o', kept, '--json', '--quiet']);
       expect(r.status).toBe(0);
       expect((JSON.parse(r.stdout).export.notes as string[]).join('\n')).toMatch(/kept fp16 \(--no-widen-fp16\).*\n.*decoder not fused/);
       expect(elemTypes(loadModel(kept))).toContain(DataType.FLOAT16);
 
       for (const m of [wide, kept]) {
         const ids = (extra: string[]) => {
-          const g = w4a8(['generate', m, '--prompt', 'a', '--max-new-tokens', '12', '--json', '--quiet', ...extra]);
+          const g = runCli(['generate', m, '--prompt', 'a', '--max-new-tokens', '12', '--json', '--quiet', ...extra]);
           if (g.status !== 0) throw new Error(`generate ${m} failed (${g.status}): ${g.stderr}`);
           return JSON.parse(g.stdout).ids as number[];
         };
