@@ -37,11 +37,15 @@ void PanelTile(const CpuPackedView& v, const PackedActs& acts, int32_t panel, in
   const __m256 table = _mm256_load_ps(kFp4MagTimesTwo);
   const float* xs = acts.scaled + (size_t)t0 * kpad;
   const float* xsum = acts.group_sums + (size_t)t0 * blocks;
+  // CH independent sums per token and half (positions p % CH): ymm FMAs on two ports with a 4-cycle
+  // latency want 8 chains in flight, which one or two tokens alone would not give.
+  constexpr int CH = MT == 1 ? 4 : MT == 2 ? 2 : 1;
   __m256 acc[MT][2];
   for (int t = 0; t < MT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   for (int32_t b = 0; b < blocks; ++b) {
-    __m256 part[MT][2];
-    for (int t = 0; t < MT; ++t) part[t][0] = part[t][1] = _mm256_setzero_ps();
+    __m256 part[MT][2][CH];
+    for (int t = 0; t < MT; ++t)
+      for (int c = 0; c < CH; ++c) part[t][0][c] = part[t][1][c] = _mm256_setzero_ps();
     for (int32_t c = 0; c < chunks_per_group; ++c) {
       const size_t chunk = (size_t)b * chunks_per_group + c;
       const uint8_t* src = codes + chunk * kCpuChunkBytes;
@@ -55,14 +59,17 @@ void PanelTile(const CpuPackedView& v, const PackedActs& acts, int32_t panel, in
         const int32_t k = kChunkPositionK[p];
         for (int t = 0; t < MT; ++t) {
           const __m256 xb = _mm256_broadcast_ss(xk + (size_t)t * kpad + k);
-          part[t][0] = _mm256_fmadd_ps(w0, xb, part[t][0]);
-          part[t][1] = _mm256_fmadd_ps(w1, xb, part[t][1]);
+          part[t][0][p % CH] = _mm256_fmadd_ps(w0, xb, part[t][0][p % CH]);
+          part[t][1][p % CH] = _mm256_fmadd_ps(w1, xb, part[t][1][p % CH]);
         }
       }
     }
+    for (int t = 0; t < MT; ++t)
+      for (int h = 0; h < 2; ++h)
+        for (int c = 1; c < CH; ++c) part[t][h][0] = _mm256_add_ps(part[t][h][0], part[t][h][c]);
     for (int h = 0; h < 2; ++h) {
       const __m256 s = _mm256_loadu_ps(scales + (size_t)b * kCpuPanelN + 8 * h);
-      for (int t = 0; t < MT; ++t) acc[t][h] = _mm256_fmadd_ps(part[t][h], s, acc[t][h]);
+      for (int t = 0; t < MT; ++t) acc[t][h] = _mm256_fmadd_ps(part[t][h][0], s, acc[t][h]);
       if (!kFp4) {
         const __m128i z8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(zeros + (size_t)b * kCpuPanelN + 8 * h));
         const __m256 zs = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(z8)));

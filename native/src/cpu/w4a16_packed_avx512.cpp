@@ -35,11 +35,15 @@ void PanelTile(const CpuPackedView& v, const PackedActs& acts, int32_t panel, in
   const __m512 table = _mm512_load_ps(kFp4TimesTwo);
   const float* xs = acts.scaled + (size_t)t0 * kpad;
   const float* xsum = acts.group_sums + (size_t)t0 * blocks;
+  // CH independent sums per token (positions p % CH): with one token, one chain of 8 FMAs per chunk
+  // would wait on the FMA latency (4 cycles) each time; 4 chains keep the FMA unit busy.
+  constexpr int CH = MT >= 4 ? 1 : MT == 1 ? 4 : 2;
   __m512 acc[MT];
   for (int t = 0; t < MT; ++t) acc[t] = _mm512_setzero_ps();
   for (int32_t b = 0; b < blocks; ++b) {
-    __m512 part[MT];
-    for (int t = 0; t < MT; ++t) part[t] = _mm512_setzero_ps();
+    __m512 part[MT][CH];
+    for (int t = 0; t < MT; ++t)
+      for (int c = 0; c < CH; ++c) part[t][c] = _mm512_setzero_ps();
     for (int32_t c = 0; c < chunks_per_group; ++c) {
       const size_t chunk = (size_t)b * chunks_per_group + c;
       const uint8_t* src = codes + chunk * kCpuChunkBytes;
@@ -53,11 +57,13 @@ void PanelTile(const CpuPackedView& v, const PackedActs& acts, int32_t panel, in
                               : _mm512_cvtepi32_ps(_mm512_and_si512(p == 7 ? _mm512_srli_epi32(dw, 4) : dw,
                                                                     _mm512_set1_epi32(0xF << kChunkPositionShift[p])));
         const int32_t k = kChunkPositionK[p];
-        for (int t = 0; t < MT; ++t) part[t] = _mm512_fmadd_ps(w, _mm512_set1_ps(xk[(size_t)t * kpad + k]), part[t]);
+        for (int t = 0; t < MT; ++t) part[t][p % CH] = _mm512_fmadd_ps(w, _mm512_set1_ps(xk[(size_t)t * kpad + k]), part[t][p % CH]);
       }
     }
+    for (int t = 0; t < MT; ++t)
+      for (int c = 1; c < CH; ++c) part[t][0] = _mm512_add_ps(part[t][0], part[t][c]);
     const __m512 s = _mm512_loadu_ps(scales + (size_t)b * kCpuPanelN);
-    for (int t = 0; t < MT; ++t) acc[t] = _mm512_fmadd_ps(part[t], s, acc[t]);
+    for (int t = 0; t < MT; ++t) acc[t] = _mm512_fmadd_ps(part[t][0], s, acc[t]);
     if (!kFp4) {
       const __m128i z8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(zeros + (size_t)b * kCpuPanelN));
       const __m512 zs = _mm512_mul_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(z8)));
