@@ -32,7 +32,7 @@ Status GemmW4A16(const QuantizedWeight& w, Isa isa, const GemmArgs& a);
 Status GemmW4A16Reference(const QuantizedWeight& w, const GemmArgs& a);
 // The same product on a packed weight (Prepack; the CPU layout of formats.h), so that one packed copy
 // serves int8 and float activations and the canonical arrays need not stay resident. Rows in SIMD
-// lanes: faster than the canonical kernels from M = 1 on AVX-512 (docs/BENCHMARKS.md, "W4A16").
+// lanes: faster than the canonical kernels from M = 1 on AVX-512 (docs/BENCHMARKS.md, "W4A16 on the packed weight").
 // `isa` as above; kScalar is the reference (float64 sums of x times CpuPackedDequantizeAt).
 Status GemmW4A16Packed(const PackedWeight& w, Isa isa, const GemmArgs& a);
 
