@@ -26,9 +26,6 @@ bool ValidArgs(const GemmArgs& a) { return a.m >= 1 && a.x && a.y; }
 // balances noisy cores while every output stays owned by exactly one task.
 int64_t TaskCount(int64_t units) { return std::max<int64_t>(1, std::min<int64_t>(units, 4LL * NumThreads())); }
 
-// The nibble position of k within its packed chunk (the inverse of w4a16::kChunkPositionK).
-int32_t PositionOf(int32_t k_in_chunk) { return k_in_chunk < 4 ? 2 * k_in_chunk : 2 * (k_in_chunk - 4) + 1; }
-
 }  // namespace
 
 Status GemmW4A16Reference(const QuantizedWeight& w, const GemmArgs& a) {
@@ -55,7 +52,7 @@ Status GemmW4A16Packed(const PackedWeight& w, Isa isa, const GemmArgs& a) {
   // Per calling thread, kept across calls: a decode step makes one call per layer.
   thread_local std::vector<float> scaled, sums;
   float mult[kCpuChunkK];  // 2^-shift of each k's nibble position in its chunk (exact)
-  for (int32_t j = 0; j < kCpuChunkK; ++j) mult[j] = std::ldexp(1.0f, -w4a16::kChunkPositionShift[PositionOf(j)]);
+  for (int32_t p = 0; p < kCpuChunkK; ++p) mult[w4a16::kChunkPositionK[p]] = std::ldexp(1.0f, -w4a16::kChunkPositionShift[p]);
   scaled.resize((size_t)a.m * kpad);
   sums.resize((size_t)a.m * blocks);
   for (int32_t t = 0; t < a.m; ++t) {
