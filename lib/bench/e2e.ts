@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { argmaxRow } from '../native/eval_ops';
 import { cpuDefaultIsa, fillRandom, numThreads, setNumThreads } from '../native/kernels';
 import { openDecoder, type DecoderSession, type KvCache } from '../ort/session';
-import type { Engine } from '../ort/engine_session';
+import { onnxruntimeLibraryPath, type Engine } from '../ort/engine_session';
 import { type CancelToken, neverCancelled, yieldToEventLoop } from '../util/cancel';
 import { type Progress, silentProgress } from '../util/progress';
 import { W4A8Error } from '../util/errors';
@@ -114,6 +114,8 @@ export interface E2eBenchReport {
   ortSpinning: boolean;
   /** The session that ran the ONNX Runtime variants (ort-*). */
   baselineEngine: Engine;
+  /** The libonnxruntime.so.1 the addon's sessions opened (W4A8_ORT_LIBRARY when set): every variant's but onnxruntime-node's. */
+  ortLibrary: string;
   results: E2eResult[];
 }
 
@@ -335,7 +337,7 @@ export async function runE2eBench(o: E2eBenchOptions): Promise<E2eBenchReport> {
       }
     }
     return {
-      cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, ortSpinning, baselineEngine, loadAvg: [loadBefore, os.loadavg()[0]],
+      cpu: cpuModel(), isa: cpuDefaultIsa(), threads: o.threads, rounds: o.rounds, seed: o.seed, ortSpinning, baselineEngine, ortLibrary: onnxruntimeLibraryPath(), loadAvg: [loadBefore, os.loadavg()[0]],
       rssMethod: `peak RSS (VmHWM) of a fresh process per variant that loads it and runs one prefill of ${longest} tokens + ${Math.min(o.newTokens, MEMORY_DECODE_STEPS)} decode steps; "RSS before" is that process's RSS before the load (Node and the addon)`,
       results,
     };

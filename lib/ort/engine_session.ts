@@ -72,7 +72,7 @@ export function engineFor(model: ModelProto): Engine {
  * resolved at run time; W4A8_ORT_LIBRARY overrides it.
  */
 export function onnxruntimeLibraryPath(): string {
-  if (process.env.W4A8_ORT_LIBRARY) return process.env.W4A8_ORT_LIBRARY;
+  if (process.env.W4A8_ORT_LIBRARY) return path.resolve(process.env.W4A8_ORT_LIBRARY);
   let pkg: string;
   try {
     pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));

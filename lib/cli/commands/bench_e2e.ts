@@ -59,6 +59,9 @@ export async function benchE2e(args: BenchE2eArgs, ctx: CommandContext): Promise
   const seed = integerOption('seed', args.seed, 0, 2 ** 31);
   const rounds = integerOption('rounds', args.rounds ?? (args.quick ? 1 : E2E_DEFAULT_ROUNDS), 1, 1000);
   const threads = integerOption('threads', args.threads ?? numThreads(), 1, MAX_THREADS);
+  if (process.env.W4A8_ORT_LIBRARY && args['baseline-engine'] === 'ort') {
+    ctx.progress.log(`W4A8_ORT_LIBRARY is set, but --baseline-engine ort runs the ONNX Runtime variants in onnxruntime-node's own library, not in ${process.env.W4A8_ORT_LIBRARY}`, 'warn');
+  }
   const started = Date.now();
   const set = await prepareE2eModels({ model: args.model, layers, groupSize, keepLogits: args['keep-logits'], progress: ctx.progress, cancel: ctx.cancel });
   const preparedS = (Date.now() - started) / 1000;
@@ -74,6 +77,7 @@ export async function benchE2e(args: BenchE2eArgs, ctx: CommandContext): Promise
     const full = { ...report, model: set.source, quantization: set.quantization, ...genai, prepareSeconds: preparedS, benchSeconds: (Date.now() - started) / 1000 - preparedS, command };
     if (!ctx.json) {
       ctx.out(`CPU: ${report.cpu}; threads ${report.threads}; default ISA ${report.isa}; model ${set.source}; ${set.quantization}; ${rounds} round(s); ONNX Runtime variants in the ${report.baselineEngine === 'w4a8' ? "addon's session (our variants' call path)" : 'onnxruntime-node session'}\n`);
+      if (process.env.W4A8_ORT_LIBRARY) ctx.out(`ONNX Runtime library (W4A8_ORT_LIBRARY): ${report.ortLibrary}\n`);
       if (set.genaiSkipped) ctx.out(`No ONNX Runtime GenAI-layout variants: ${set.genaiSkipped}.\n`);
       ctx.out(e2eBenchTable(report));
     }
