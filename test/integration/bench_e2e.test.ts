@@ -37,6 +37,12 @@ describeIf('w4a8 bench e2e --model stories260K', () => {
       expect(Number.isInteger(report.threads) && report.threads >= 1).toBe(true);
       expect(report.ortSpinning).toBe(true); // ONNX Runtime's own default, in every variant unless --ort-spinning off
       expect(report.baselineEngine).toBe('w4a8'); // the ORT variants on our call path unless --baseline-engine ort
+      // The library the addon's sessions opened: the one inside the installed onnxruntime-node.
+      if (!process.env.W4A8_ORT_LIBRARY) {
+        const pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));
+        expect(report.ortLibrary.startsWith(pkg + path.sep) && report.ortLibrary.endsWith(`${path.sep}libonnxruntime.so.1`)).toBe(true);
+        expect(fs.existsSync(report.ortLibrary)).toBe(true);
+      }
       expect(report.results.map((x: { variant: string }) => x.variant)).toEqual(['ort-fp32', 'ort-nbits-acc4', 'ort-nbits-acc0', 'w4a8-int8', 'w4a8-int8-unfused', 'w4a8-a16']);
       // No GenAI-layout variants for stories260K, and the report says why.
       expect(report.genaiSkipped).toMatch(/head size 8 is not a multiple of 16/);
