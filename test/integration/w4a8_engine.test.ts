@@ -1,6 +1,7 @@
 // --format w4a8 end to end on stories260K: quantize writes com.w4a8.W4A8MatMul nodes, eval opens
 // them with the addon's ONNX Runtime session (picked from the model's domains), and the perplexity
-// equals the sim export of the same quantization within 0.05 % for int8, fp8 and float activations.
+// equals the sim export of the same quantization within 0.05 % for int8, fp8 and float activations;
+// greedy generation gives the sim export's 64 tokens (int8 and float activations).
 // Also: a direct EngineSession run against the sim model's logits, the engine override both ways,
 // and the error when onnxruntime-node is asked to run com.w4a8 nodes. Needs dist/ built.
 import { spawnSync } from 'node:child_process';
@@ -73,6 +74,21 @@ describeIf('--format w4a8 on stories260K', () => {
       `(${((w4Ppl / simPpl - 1) * 100).toFixed(4)} %)`);
     expect(Math.abs(w4Ppl / simPpl - 1)).toBeLessThan(5e-4);
   }, 180_000);
+
+  it.each(['int8', 'none'])('greedy generation with %s activations gives the sim export\'s 64 tokens', (aformat) => {
+    const w4 = path.join(dir, `w4a8-${aformat}.onnx`);
+    const sim = path.join(dir, `sim-${aformat}.onnx`);
+    if (!fs.existsSync(w4)) quantize('w4a8', aformat);
+    if (!fs.existsSync(sim)) quantize('sim', aformat);
+    const generate = (model: string): { ids: number[]; newTokens: number } => {
+      const r = w4a8(['generate', model, '--tokenizer', tokenizer, '--prompt', 'Once upon a time', '--max-new-tokens', '64', '--json', '--quiet']);
+      if (r.status !== 0) throw new Error(`generate ${model} failed (${r.status}): ${r.stderr}`);
+      return JSON.parse(r.stdout);
+    };
+    const ours = generate(w4), reference = generate(sim);
+    expect(ours.newTokens).toBe(64);
+    expect(ours.ids).toEqual(reference.ids);
+  }, 120_000);
 
   it('runs through the same decoder interface: logits close to the sim model, engine forced or picked', async () => {
     const w4 = path.join(dir, 'w4a8-none.onnx');
