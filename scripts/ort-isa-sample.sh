@@ -22,7 +22,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$pcs" "$log"' EXIT
 sleep 12  # past session creation, into the loop
 kill -0 $pid 2>/dev/null || { echo "ort-isa-sample: the decode loop ended early:" >&2; cat "$log" >&2; exit 1; }
-range=$(grep -F "$lib" /proc/$pid/maps | grep ' r-xp ' | head -1 | cut -d' ' -f1)
+range=$(grep -F "$lib" /proc/$pid/maps | grep ' r-xp ' | head -1 | cut -d' ' -f1 || true)
 [ -n "$range" ] || { echo "ort-isa-sample: $lib is not mapped in the loop's process" >&2; exit 1; }
 for _ in $(seq 1 "${SAMPLES:-40}"); do
   gdb -p $pid -batch -ex 'thread apply all x/i $pc' 2>/dev/null | grep '=>' >>"$pcs" || true
