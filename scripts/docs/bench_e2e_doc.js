@@ -4,12 +4,19 @@
 'use strict';
 const { E2E_BASELINE } = require('../../dist/bench/e2e');
 const { e2eBenchTable } = require('../../dist/bench/e2e_report');
+const { shownPath } = require('./doc_blocks');
 
 /** The runs `npm run bench -- e2e` makes: stories260K holds 512 positions, so its long prompt is 448 (+ 64 new). */
 const E2E_RUNS = [
   { model: 'tinyllama-1.1b', promptTokens: '128,512', newTokens: 64 },
   { model: 'stories260K', promptTokens: '128,448', newTokens: 64 },
 ];
+
+/**
+ * The run of `npm run bench -- e2e-avx2`: tinyllama with both sides on AVX2 on an AVX-512 machine (our
+ * kernels through W4A8_ISA=avx2, ONNX Runtime through the copy of scripts/ort-avx2-library.js).
+ */
+const E2E_AVX2_RUN = { model: 'tinyllama-1.1b', promptTokens: '128,512', newTokens: 64 };
 
 function verdict(ratio, goal) {
   return ratio >= goal ? `met (${ratio.toFixed(2)}x)` : `missed (${ratio.toFixed(2)}x of ${goal}x)`;
@@ -85,4 +92,23 @@ function e2eBlocks(reports, date) {
   return { 'e2e-setting': setting.join('\n'), 'e2e-results': results.join('\n') };
 }
 
-module.exports = { E2E_RUNS, e2eBlocks, e2eTargetLines };
+/** The "AVX2 on both sides" block from its one run ({ report, command }). */
+function e2eAvx2Blocks(run, date) {
+  const { report, command } = run;
+  const lines = [
+    `Measured ${date.toISOString().slice(0, 10)} on ${report.cpu} (${report.threads} threads; our kernels ${report.isa}; ONNX Runtime from ` +
+      `${shownPath(report.ortLibrary)}, the copy whose CPU probes see no AVX-512 and no AVX-VNNI; intra-op spinning ${report.ortSpinning ? 'on' : 'off'} in every variant; ` +
+      `1-minute load average ${report.loadAvg[0].toFixed(1)} before, ${report.loadAvg[1].toFixed(1)} after: above ~${report.threads} the machine was shared and the numbers are noisy).`,
+    '',
+    ...runLines({ ...report, command }),
+    '',
+    'Targets, from this run (both sides on AVX2):',
+    '',
+    ...e2eTargetLines(report),
+    '',
+    e2eBenchTable(report),
+  ];
+  return { 'e2e-avx2-results': lines.join('\n') };
+}
+
+module.exports = { E2E_RUNS, E2E_AVX2_RUN, e2eBlocks, e2eAvx2Blocks, e2eTargetLines };

@@ -22,6 +22,11 @@ const quality = require('../../scripts/docs/quality_doc') as {
   qualityBlocks(r: SweepReport, command: string): Record<string, string>;
 };
 // eslint-disable-next-line @typescript-eslint/no-require-imports
+const benchE2e = require('../../scripts/docs/bench_e2e_doc') as {
+  e2eTargetLines(r: unknown): string[];
+  e2eAvx2Blocks(run: { report: unknown; command: string }, date: Date): Record<string, string>;
+};
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const bench = require('../../scripts/docs/bench_doc') as {
   cpuTargetLines(r: unknown): string[];
   cpuBlocks(r: unknown, command: string, date: Date): Record<string, string>;
@@ -135,5 +140,39 @@ describe('benchmark doc', () => {
       totals: [{ step: 'rtn', target: 'all', k: 0, n: 0, wallSeconds: 0.5, cpuSeconds: 0.9 }] }, 'w4a8 bench quant', new Date('2026-01-03'));
     expect(quant['quant-setting']).toMatch(/^Measured 2026-01-03 on q cpu \(2 quantization threads; /);
     expect(quant['quant-results']).toContain('| rtn | 0.50 | 0.90 | 1.80 |');
+  });
+});
+
+describe('end-to-end benchmark doc', () => {
+  const row = (variant: string, promptTokens: number, prefillTokPerS: number, decodeTokPerS: number, peakRssMb: number) =>
+    ({ variant, promptTokens, newTokens: 4, prefillTokPerS, decodeTokPerS, peakRssMb, rssBeforeMb: 60, tokens: [1, 2, 3, 4, 5], sameAsFp32: 1, decodeWeightGBps: null });
+  const report = {
+    cpu: 'Test CPU', isa: 'avx2', threads: 2, rounds: 1, seed: 1, loadAvg: [0.5, 0.7], ortSpinning: true, baselineEngine: 'w4a8',
+    ortLibrary: path.resolve('build', 'ort-avx2', 'libonnxruntime.so.1'), model: 'tinyllama-1.1b', quantization: 'rtn int4-asym g128',
+    prepareSeconds: 10, benchSeconds: 20,
+    results: [
+      row('ort-nbits-acc4', 128, 100, 20, 1000), row('w4a8-int8', 128, 190, 40, 1100),
+      row('ort-nbits-acc4', 512, 100, 10, 1000), row('w4a8-int8', 512, 120, 16, 1100),
+    ],
+  };
+
+  test('the targets say met, or the ratio that missed', () => {
+    const lines = benchE2e.e2eTargetLines(report);
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toMatch(/^- decode after a 128-token prompt: w4a8-int8 40\.00 tokens\/s vs ort-nbits-acc4 20\.00 \(target >= 1\.5x\): met \(2\.00x\)\./);
+    expect(lines[1]).toMatch(/^- decode after a 512-token prompt: .*: met \(1\.60x\)\./);
+    expect(lines[2]).toMatch(/^- prefill of 512 tokens: w4a8-int8 120\.0 tokens\/s vs 100\.0 \(target >= 1\.5x\): missed \(1\.20x of 1\.5x\)\./);
+    expect(lines[3]).toBe('- peak RSS: w4a8-int8 1100 MB vs ort-nbits-acc4 1000 MB (target <= 1.2x): met (1.10x).');
+  });
+
+  test('the AVX2 stand-in block names the date, both ISAs, the library relative to the checkout, the command and the targets', () => {
+    const command = 'W4A8_ISA=avx2 W4A8_ORT_LIBRARY=build/ort-avx2/libonnxruntime.so.1 w4a8 bench e2e --model tinyllama-1.1b';
+    const text = benchE2e.e2eAvx2Blocks({ report, command }, new Date('2026-01-04T00:00:00Z'))['e2e-avx2-results'];
+    expect(text).toMatch(/^Measured 2026-01-04 on Test CPU \(2 threads; our kernels avx2; ONNX Runtime from build\/ort-avx2\/libonnxruntime\.so\.1, the copy/);
+    expect(text).toContain('```\n' + command + '\n```');
+    expect(text).toContain('Targets, from this run (both sides on AVX2):');
+    expect(text).toContain('missed (1.20x of 1.5x)');
+    expect(text).toContain('| 512 + 4 | w4a8-int8 | 120 | 1.20x | 16.0 | 1.60x |');
+    expect(text).not.toContain(path.resolve('..'));
   });
 });
