@@ -22,9 +22,11 @@
 // - MLAS's AVX-VNNI test after cpuid(7, 1), `test $0x10,%al`, tests no bit (Zen 2 / 3 have no AVX-VNNI;
 //   with it MLAS would take its AVX-VNNI int8 kernels).
 //   node scripts/ort-avx2-library.js [--out <file>] [--library <libonnxruntime.so.1>]
+// (--library: default onnxruntime-node's, never W4A8_ORT_LIBRARY's. Needs dist/: npm run build:ts.)
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
+const { onnxruntimeNodeLibraryPath } = require('../dist/ort/engine_session');
 
 const args = process.argv.slice(2);
 const opt = (name) => {
@@ -35,16 +37,6 @@ const known = new Set(['--out', '--library']);
 if (args.length % 2 !== 0 || args.some((a, i) => (i % 2 === 0 ? !known.has(a) : a.startsWith('--')))) {
   process.stderr.write('usage: node scripts/ort-avx2-library.js [--out build/ort-avx2/libonnxruntime.so.1] [--library <libonnxruntime.so.1>]\n');
   process.exit(2);
-}
-
-function stockLibrary() {
-  const pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));
-  const bin = path.join(pkg, 'bin');
-  for (const d of fs.readdirSync(bin).filter((x) => x.startsWith('napi-v')).sort().reverse()) {
-    const p = path.join(bin, d, 'linux', 'x64', 'libonnxruntime.so.1');
-    if (fs.existsSync(p)) return p;
-  }
-  throw new Error(`no linux/x64 libonnxruntime.so.1 under ${bin}`);
 }
 
 const PATCHES = [
@@ -61,7 +53,7 @@ function offsets(buf, needle) {
 
 function main() {
   if (process.platform !== 'linux' || process.arch !== 'x64') throw new Error('only for Linux x64 (the patterns are x86-64 code)');
-  const input = path.resolve(opt('library') ?? stockLibrary());
+  const input = path.resolve(opt('library') ?? onnxruntimeNodeLibraryPath());
   const out = path.resolve(opt('out') ?? path.join(__dirname, '..', 'build', 'ort-avx2', 'libonnxruntime.so.1'));
   if (out === input) throw new Error('--out is the input library; the stock library is never modified');
   const version = (() => {

@@ -68,11 +68,15 @@ export function engineFor(model: ModelProto): Engine {
 }
 
 /**
- * The libonnxruntime.so.1 inside the installed onnxruntime-node (bin/napi-v*\/<platform>/<arch>/),
- * resolved at run time; W4A8_ORT_LIBRARY overrides it.
+ * The libonnxruntime.so.1 the w4a8 engine opens: W4A8_ORT_LIBRARY when set, else onnxruntime-node's.
  */
 export function onnxruntimeLibraryPath(): string {
   if (process.env.W4A8_ORT_LIBRARY) return path.resolve(process.env.W4A8_ORT_LIBRARY);
+  return onnxruntimeNodeLibraryPath();
+}
+
+/** The libonnxruntime.so.1 inside the installed onnxruntime-node (bin/napi-v*\/<platform>/<arch>/), resolved at run time. */
+export function onnxruntimeNodeLibraryPath(): string {
   let pkg: string;
   try {
     pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { assertBuiltCli, ROOT, runCli } from '../helpers/built_cli';
 import { SHARED_DIR } from '../helpers/shared_paths';
-import { onnxruntimeLibraryPath } from '../../lib/ort/engine_session';
+import { onnxruntimeNodeLibraryPath } from '../../lib/ort/engine_session';
 
 const SCRIPT = path.join(ROOT, 'scripts', 'ort-avx2-library.js');
 const STORIES = path.join(SHARED_DIR, 'models', 'stories260K');
@@ -38,7 +38,7 @@ describeIf('scripts/ort-avx2-library.js', () => {
   beforeAll(() => {
     assertBuiltCli();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'w4a8-ort-avx2-'));
-    stock = onnxruntimeLibraryPath();
+    stock = onnxruntimeNodeLibraryPath();
     stockHash = sha256(stock);
     copy = path.join(dir, 'lib', 'libonnxruntime.so.1');
     made = script(['--out', copy]);
